@@ -1,0 +1,32 @@
+# The README's two commands: `make run` and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: install run test bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+tests/browser/node_modules/.installed: tests/browser/package.json
+	npm install --prefix tests/browser --no-audit --no-fund --silent
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(PY) -m chalicelib.cli local-info
+	$(VENV)/bin/chalice local --port $(PORT) --no-autoreload
+
+test: install tests/browser/node_modules/.installed
+	$(PY) -m pytest -q
+
+bench: install
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) tests/browser/node_modules .pytest_cache .hypothesis

@@ -1,0 +1,88 @@
+"""Every Dalet setting, read from environment variables in one place.
+
+Defaults live here rather than in `.chalice/config.json`'s dev stage: `chalice local`
+copies a stage's environment variables over the process environment, so a default
+written there could no longer be overridden by the user.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+BACKEND_LOCAL = "local"
+BACKEND_AWS = "aws"
+BACKENDS = (BACKEND_LOCAL, BACKEND_AWS)
+
+DEFAULT_STREAM_NAME = "dalet-events"
+DEFAULT_DATASET = "dalet"
+DEFAULT_TABLE = "events"
+DEFAULT_DATA_DIR = ".dalet"
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or invalid; the message names the variable and the fix."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str
+    data_dir: Path
+    stream_name: str
+    bq_project: str | None
+    bq_dataset: str
+    bq_table: str
+    api_key: str | None
+    api_key_secret: str | None
+    google_credentials_secret: str | None
+    google_credentials_config: str | None
+
+    @property
+    def is_local(self) -> bool:
+        return self.backend == BACKEND_LOCAL
+
+
+def _get(environ: Mapping[str, str], name: str) -> str | None:
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+def stream_name(environ: Mapping[str, str] | None = None) -> str:
+    """The Kinesis stream name; used at `chalice deploy` time and at run time alike."""
+    env = os.environ if environ is None else environ
+    return _get(env, "DALET_STREAM_NAME") or DEFAULT_STREAM_NAME
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    backend = (_get(env, "DALET_BACKEND") or BACKEND_LOCAL).lower()
+    if backend not in BACKENDS:
+        raise ConfigError(
+            f"DALET_BACKEND must be one of {', '.join(BACKENDS)}, got {backend!r}"
+        )
+    settings = Settings(
+        backend=backend,
+        data_dir=Path(_get(env, "DALET_DATA_DIR") or DEFAULT_DATA_DIR).absolute(),
+        stream_name=stream_name(env),
+        bq_project=_get(env, "DALET_BQ_PROJECT"),
+        bq_dataset=_get(env, "DALET_BQ_DATASET") or DEFAULT_DATASET,
+        bq_table=_get(env, "DALET_BQ_TABLE") or DEFAULT_TABLE,
+        api_key=_get(env, "DALET_API_KEY"),
+        api_key_secret=_get(env, "DALET_API_KEY_SECRET"),
+        google_credentials_secret=_get(env, "DALET_GOOGLE_CREDENTIALS_SECRET"),
+        google_credentials_config=_get(env, "DALET_GOOGLE_CREDENTIALS_CONFIG"),
+    )
+    if backend == BACKEND_AWS:
+        _require_aws_settings(env)
+    return settings
+
+
+def _require_aws_settings(env: Mapping[str, str]) -> None:
+    """With DALET_BACKEND=aws, the destination must be spelled out: never guess, never fall back."""
+    for name in ("DALET_STREAM_NAME", "DALET_BQ_DATASET", "DALET_BQ_TABLE"):
+        if _get(env, name) is None:
+            raise ConfigError(
+                f"{name} is not set: DALET_BACKEND=aws needs it "
+                "(set it in the stage's environment_variables in .chalice/config.json)"
+            )

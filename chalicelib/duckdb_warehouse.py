@@ -1,0 +1,101 @@
+"""The embedded warehouse: one DuckDB file with the same tables as BigQuery.
+
+DuckDB is a development dependency only: this module is imported by the local
+backend, never by the Lambda package.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import duckdb
+import pyarrow as pa
+
+from chalicelib.events import StoredEvent
+from chalicelib.schema import DEAD_LETTERS, EVENTS, Table, duckdb_ddl
+from chalicelib.writer import DeadLetter, RowRejection, TransientWarehouseError
+
+_ARROW_TYPES = {
+    "STRING": pa.string(),
+    "FLOAT64": pa.float64(),
+    "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+    "BYTES": pa.binary(),
+}
+
+
+def arrow_schema(table: Table) -> pa.Schema:
+    return pa.schema([
+        pa.field(column.name, _ARROW_TYPES[column.type], nullable=not column.required)
+        for column in table.columns
+    ])
+
+
+def events_to_arrow(events: Sequence[StoredEvent]) -> pa.Table:
+    columns = {name: [getattr(stored, name) for stored in events] for name in EVENTS.column_names}
+    return pa.Table.from_pydict(columns, schema=arrow_schema(EVENTS))
+
+
+def letters_to_arrow(letters: Sequence[DeadLetter]) -> pa.Table:
+    columns = {name: [getattr(letter, name) for letter in letters] for name in DEAD_LETTERS.column_names}
+    return pa.Table.from_pydict(columns, schema=arrow_schema(DEAD_LETTERS))
+
+
+class DuckDBWarehouse:
+    """Thread-safe: writes are serialised; reads use their own cursor."""
+
+    dialect = "duckdb"
+    # The primary key stores each identity once, so COUNT(*) equals COUNT(DISTINCT uuid).
+    unique_identities = True
+
+    def __init__(self, path: Path | str):
+        self.path = str(path)
+        self._db = duckdb.connect(self.path)
+        self._db.execute("SET TimeZone='UTC'")
+        self._write_lock = threading.Lock()
+        for table in (EVENTS, DEAD_LETTERS):
+            self._db.execute(duckdb_ddl(table))
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._db.close()
+
+    def insert_events(self, events: Sequence[StoredEvent]) -> list[RowRejection]:
+        if events:
+            self._insert_arrow(EVENTS.name, events_to_arrow(events))
+        return []
+
+    def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        if letters:
+            self._insert_arrow(DEAD_LETTERS.name, letters_to_arrow(letters))
+
+    def _insert_arrow(self, table_name: str, rows: pa.Table) -> None:
+        with self._write_lock:
+            cursor = self._db.cursor()
+            try:
+                cursor.register("incoming_rows", rows)
+                cursor.execute(f"INSERT OR IGNORE INTO {table_name} SELECT * FROM incoming_rows")
+            except (duckdb.IOException, duckdb.OutOfMemoryException) as error:
+                raise TransientWarehouseError(f"DuckDB could not write: {error}") from error
+            finally:
+                cursor.close()
+
+    def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> None:
+        """Run a statement that changes data (serialised with the writer)."""
+        with self._write_lock:
+            cursor = self._db.cursor()
+            try:
+                cursor.execute(sql, params)
+            finally:
+                cursor.close()
+
+    def fetch(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        """Run a read-only query; rows as dicts."""
+        cursor = self._db.cursor()
+        try:
+            cursor.execute("SET TimeZone='UTC'")
+            result = cursor.execute(sql, params)
+            names = [column[0] for column in result.description]
+            return [dict(zip(names, row)) for row in result.fetchall()]
+        finally:
+            cursor.close()

@@ -1,0 +1,246 @@
+"""The embedded stream: a durable, ordered log in SQLite that stands in for Kinesis.
+
+`chalice local` serves routes but never invokes Kinesis handlers, so on the local
+backend the publisher appends records here and a consumer thread in the same process
+hands them, in the exact event shape Lambda delivers, to the same handler that
+`@app.on_kinesis_record` registers. The consumer checkpoints only after the handler
+returns, so a crash re-delivers (at least once; dedup by event_id makes it exact).
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+log = logging.getLogger("dalet.local_stream")
+
+SHARD_ID = "shardId-000000000000"
+REGION = "local"
+MAX_BATCH_RECORDS = 500
+_SEQUENCE_WIDTH = 21   # Kinesis sequence numbers are long decimal strings; pad so they sort as text too
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    sequence INTEGER PRIMARY KEY AUTOINCREMENT,
+    partition_key TEXT NOT NULL,
+    data BLOB NOT NULL,
+    arrived_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    consumer TEXT PRIMARY KEY,
+    sequence INTEGER NOT NULL
+);
+"""
+
+
+class StreamUnavailable(RuntimeError):
+    """The stream could not durably take the records (disk full, read-only folder...)."""
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    sequence: int
+    partition_key: str
+    data: bytes
+    arrived_at: float
+
+    @property
+    def sequence_number(self) -> str:
+        return format_sequence(self.sequence)
+
+
+def format_sequence(sequence: int) -> str:
+    return str(sequence).zfill(_SEQUENCE_WIDTH)
+
+
+class LocalStream:
+    """Append-only log; every append is committed (fsync'd) before it returns."""
+
+    def __init__(self, path: Path | str, name: str):
+        self.path = str(path)
+        self.name = name
+        self._local = threading.local()
+        self._appended = threading.Condition()
+        with self._connection() as db:
+            db.executescript(_SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            self._local.db = db
+        return db
+
+    def append(self, records: Sequence[tuple[str, bytes]]) -> list[str]:
+        """Append (partition_key, data) pairs atomically; their sequence numbers, in order."""
+        arrived_at = time.time()
+        try:
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                sequences = [
+                    db.execute(
+                        "INSERT INTO records (partition_key, data, arrived_at) VALUES (?, ?, ?)",
+                        (key, data, arrived_at),
+                    ).lastrowid
+                    for key, data in records
+                ]
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as error:
+            raise StreamUnavailable(f"the local stream at {self.path} cannot take records: {error}") from error
+        with self._appended:
+            self._appended.notify_all()
+        return [format_sequence(sequence) for sequence in sequences]
+
+    def wait_for_records(self, timeout: float) -> None:
+        with self._appended:
+            self._appended.wait(timeout)
+
+    def checkpoint(self, consumer: str) -> int:
+        row = self._connection().execute(
+            "SELECT sequence FROM checkpoints WHERE consumer = ?", (consumer,)
+        ).fetchone()
+        return row[0] if row else 0
+
+    def read_after(self, sequence: int, limit: int = MAX_BATCH_RECORDS) -> list[StoredRecord]:
+        rows = self._connection().execute(
+            "SELECT sequence, partition_key, data, arrived_at FROM records"
+            " WHERE sequence > ? ORDER BY sequence LIMIT ?",
+            (sequence, limit),
+        ).fetchall()
+        return [StoredRecord(*row) for row in rows]
+
+    def commit_checkpoint(self, consumer: str, sequence: int) -> None:
+        """Record progress and trim what every reader has consumed (the one consumer here)."""
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "INSERT INTO checkpoints (consumer, sequence) VALUES (?, ?)"
+                " ON CONFLICT (consumer) DO UPDATE SET sequence = excluded.sequence",
+                (consumer, sequence),
+            )
+            db.execute("DELETE FROM records WHERE sequence <= ?", (sequence,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def pending(self, consumer: str) -> int:
+        after = self.checkpoint(consumer)
+        return self._connection().execute(
+            "SELECT COUNT(*) FROM records WHERE sequence > ?", (after,)
+        ).fetchone()[0]
+
+
+def kinesis_event(records: Sequence[StoredRecord], stream_name: str) -> dict[str, Any]:
+    """The event dict Lambda hands a Kinesis-triggered function."""
+    source_arn = f"arn:aws:kinesis:{REGION}:000000000000:stream/{stream_name}"
+    return {
+        "Records": [
+            {
+                "kinesis": {
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": record.partition_key,
+                    "sequenceNumber": record.sequence_number,
+                    "data": base64.b64encode(record.data).decode("ascii"),
+                    "approximateArrivalTimestamp": record.arrived_at,
+                },
+                "eventSource": "aws:kinesis",
+                "eventVersion": "1.0",
+                "eventID": f"{SHARD_ID}:{record.sequence_number}",
+                "eventName": "aws:kinesis:record",
+                "invokeIdentityArn": "arn:aws:iam::000000000000:role/dalet-local",
+                "awsRegion": REGION,
+                "eventSourceARN": source_arn,
+            }
+            for record in records
+        ]
+    }
+
+
+class LocalContext:
+    """The bits of a Lambda context a handler may look at."""
+
+    function_name = "dalet-local-writer"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:local:000000000000:function:dalet-local-writer"
+
+    def __init__(self, timeout_seconds: float = 60):
+        self.aws_request_id = f"local-{time.time_ns()}"
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+class LocalConsumer(threading.Thread):
+    """Feeds the stream to a Kinesis handler, in order, with Lambda's retry semantics."""
+
+    CONSUMER = "writer"
+
+    def __init__(self, stream: LocalStream, handler: Handler, batch_window: float = 0.05,
+                 idle_poll: float = 0.5, max_backoff: float = 5.0):
+        super().__init__(name="dalet-local-consumer", daemon=True)
+        self.stream = stream
+        self.handler = handler
+        self.batch_window = batch_window
+        self.idle_poll = idle_poll
+        self.max_backoff = max_backoff
+        self._stopping = threading.Event()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stopping.set()
+        with self.stream._appended:
+            self.stream._appended.notify_all()
+        self.join(timeout)
+
+    def run(self) -> None:
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                delivered = self.deliver_once()
+                backoff = 0.1
+            except Exception:  # the handler failed: keep the records, retry later, never drop
+                log.exception("the writer failed; the batch will be redelivered in %.1fs", backoff)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
+            if not delivered:
+                self.stream.wait_for_records(self.idle_poll)
+                self._stopping.wait(self.batch_window)   # let a burst gather into one batch
+
+    def deliver_once(self) -> int:
+        """Hand the next batch to the handler; the number of records checkpointed."""
+        after = self.stream.checkpoint(self.CONSUMER)
+        batch = self.stream.read_after(after)
+        if not batch:
+            return 0
+        response = self.handler(kinesis_event(batch, self.stream.name), LocalContext())
+        done_through = _last_done(batch, response)
+        if done_through > after:
+            self.stream.commit_checkpoint(self.CONSUMER, done_through)
+        if done_through < batch[-1].sequence:
+            raise RuntimeError(f"the writer asked to retry from sequence {format_sequence(done_through + 1)}")
+        return len(batch)
+
+
+def _last_done(batch: Sequence[StoredRecord], response: Any) -> int:
+    """Honour ReportBatchItemFailures: everything before the lowest failed sequence is done."""
+    failures = (response or {}).get("batchItemFailures") if isinstance(response, dict) else None
+    if not failures:
+        return batch[-1].sequence
+    lowest_failed = min(int(failure["itemIdentifier"]) for failure in failures)
+    return lowest_failed - 1

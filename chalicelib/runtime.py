@@ -1,0 +1,112 @@
+"""The running backend, built lazily: importing app.py starts nothing and creates nothing.
+
+On the local backend the first use creates the data folder, opens the embedded stream
+and warehouse, and starts the consumer thread that feeds the stream to the writer.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable
+
+from chalicelib import config
+from chalicelib.publisher import KinesisPublisher, LocalStreamPublisher, Publisher, PublishError
+
+log = logging.getLogger("dalet.runtime")
+
+_lock = threading.RLock()
+_state: dict[str, Any] = {}
+_stream_handler: list[Callable[[dict[str, Any], Any], Any]] = []
+
+STREAM_FILE = "stream.sqlite3"
+WAREHOUSE_FILE = "warehouse.duckdb"
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot start (unwritable data folder, missing setting...)."""
+
+
+def register_stream_handler(handler: Callable[[dict[str, Any], Any], Any]) -> None:
+    """The function `@app.on_kinesis_record` registered; the local consumer calls it."""
+    _stream_handler[:] = [handler]
+
+
+def settings() -> config.Settings:
+    with _lock:
+        if "settings" not in _state:
+            _state["settings"] = config.load_settings()
+        return _state["settings"]
+
+
+def publisher() -> Publisher:
+    with _lock:
+        if "publisher" not in _state:
+            _state["publisher"] = _build_publisher(settings())
+        return _state["publisher"]
+
+
+def warehouse() -> Any:
+    with _lock:
+        if "warehouse" not in _state:
+            _state["warehouse"] = _build_warehouse(settings())
+        return _state["warehouse"]
+
+
+def _build_publisher(current: config.Settings) -> Publisher:
+    if current.is_local:
+        start_local_pipeline()
+        return LocalStreamPublisher(_state["local_stream"])
+    import boto3
+
+    return KinesisPublisher(boto3.client("kinesis"), current.stream_name)
+
+
+def _build_warehouse(current: config.Settings) -> Any:
+    if current.is_local:
+        start_local_pipeline()
+        return _state["warehouse"]
+    from chalicelib.bigquery_warehouse import BigQueryWarehouse
+    from chalicelib.google_credentials import bigquery_client
+
+    return BigQueryWarehouse(bigquery_client(current), current.bq_dataset, current.bq_table, current.bq_project)
+
+
+def start_local_pipeline() -> None:
+    """Open the embedded stream and warehouse and start the consumer, once per process."""
+    with _lock:
+        if "consumer" in _state:
+            return
+        from chalicelib.duckdb_warehouse import DuckDBWarehouse
+        from chalicelib.local_stream import LocalConsumer, LocalStream
+
+        current = settings()
+        try:
+            current.data_dir.mkdir(parents=True, exist_ok=True)
+            stream = LocalStream(current.data_dir / STREAM_FILE, current.stream_name)
+            store = DuckDBWarehouse(current.data_dir / WAREHOUSE_FILE)
+        except Exception as error:
+            raise BackendUnavailable(
+                f"cannot open the local data folder {current.data_dir} (DALET_DATA_DIR): {error}"
+            ) from error
+        if not _stream_handler:
+            raise BackendUnavailable("no Kinesis handler registered: import app.py first")
+        consumer = LocalConsumer(stream, _stream_handler[0])
+        _state.update(local_stream=stream, warehouse=store, consumer=consumer)
+        consumer.start()
+        log.info("local pipeline started in %s", current.data_dir)
+
+
+def shutdown() -> None:
+    """Stop the consumer and close files; the next use starts afresh (tests, benchmarks)."""
+    with _lock:
+        consumer = _state.pop("consumer", None)
+        if consumer is not None:
+            consumer.stop()
+        store = _state.get("warehouse")
+        if store is not None and hasattr(store, "close"):
+            store.close()
+        _state.clear()
+
+
+__all__ = ["BackendUnavailable", "PublishError", "publisher", "register_stream_handler",
+           "settings", "shutdown", "start_local_pipeline", "warehouse"]

@@ -1,0 +1,67 @@
+"""Turning /track requests into stored events on the stream."""
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping, Sequence
+
+from chalicelib.events import Event, FieldError, InvalidEvent, StoredEvent, now, parse_event, parse_events, stamp
+from chalicelib.publisher import Publisher
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_EVENTS_PER_POST = 500
+
+
+class PayloadTooLarge(ValueError):
+    pass
+
+
+def _single(query: Any, name: str) -> Any:
+    values = query.getlist(name) if hasattr(query, "getlist") else [query[name]]
+    if len(values) > 1:
+        raise InvalidEvent([FieldError(name, "must be given once, not repeated")])
+    return values[0]
+
+
+def parse_query(query: Mapping[str, str] | None) -> list[Event]:
+    """A GET /track or /track.gif query string: one event."""
+    fields = {name: _single(query, name) for name in (query or {})}
+    return [parse_event(fields)]
+
+
+def parse_body(raw_body: bytes | None) -> list[Event]:
+    """A POST /track body: one event object or an array of up to 500; all valid or none."""
+    if raw_body is not None and len(raw_body) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body is {len(raw_body)} bytes; the limit is {MAX_BODY_BYTES}")
+    document = _decode_json(raw_body or b"")
+    if isinstance(document, dict):
+        return [parse_event(document)]
+    if not isinstance(document, list):
+        raise InvalidEvent([FieldError("body", "must be a JSON object or an array of objects")])
+    if not document:
+        raise InvalidEvent([FieldError("body", "must hold at least one event")])
+    if len(document) > MAX_EVENTS_PER_POST:
+        raise InvalidEvent([FieldError("body", f"must hold at most {MAX_EVENTS_PER_POST} events (got {len(document)})")])
+    return parse_events(document)
+
+
+def _decode_json(raw_body: bytes) -> Any:
+    try:
+        text = raw_body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidEvent([FieldError("body", "must be UTF-8 encoded")]) from None
+    if not text.strip():
+        raise InvalidEvent([FieldError("body", "must not be empty")])
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidEvent([FieldError("body", f"must be valid JSON ({error.msg} at position {error.pos})")]) from None
+    except RecursionError:
+        raise InvalidEvent([FieldError("body", "is nested too deeply")]) from None
+
+
+def accept(events: Sequence[Event], publisher: Publisher) -> list[StoredEvent]:
+    """Stamp with the server's time and hand to the stream; raises PublishError on failure."""
+    received_at = now()
+    stored = [stamp(event, received_at) for event in events]
+    publisher.publish(stored)
+    return stored

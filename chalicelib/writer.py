@@ -1,0 +1,163 @@
+"""The batch writer: Kinesis-shaped records in, warehouse rows and dead letters out.
+
+One record's failure never poisons a batch: a record that cannot be decoded or that
+the warehouse rejects goes to the `dead_letters` table with its reason, and the rest
+of the batch lands. Only a transient warehouse failure is retried, and retrying is
+safe because every write is idempotent by `event_id`.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Iterable, Protocol, Sequence
+
+from chalicelib.events import InvalidRecord, StoredEvent, decode_record, format_timestamp, now
+
+log = logging.getLogger("dalet.writer")
+
+
+@dataclass(frozen=True)
+class StreamRecord:
+    sequence_number: str
+    partition_key: str
+    data: bytes
+    arrived_at: datetime
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    sequence_number: str
+    partition_key: str
+    data: bytes
+    reason: str
+    arrived_at: datetime
+    dead_lettered_at: datetime
+
+
+@dataclass(frozen=True)
+class RowRejection:
+    """The warehouse refused one row for good (not a transient failure)."""
+    event_id: str
+    reason: str
+
+
+class TransientWarehouseError(RuntimeError):
+    """The warehouse could not take the rows now; the batch must be retried.
+
+    `rows_written` says how many of the rows, in order, are known to have landed.
+    """
+
+    def __init__(self, message: str, rows_written: int = 0):
+        super().__init__(message)
+        self.rows_written = rows_written
+
+
+class Warehouse(Protocol):
+    def insert_events(self, events: Sequence[StoredEvent]) -> list[RowRejection]:
+        """Insert idempotently by event_id; return the rows refused for good."""
+
+    def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        """Insert idempotently by sequence_number."""
+
+
+def records_from_kinesis_event(event: Any) -> list[StreamRecord]:
+    """Chalice's KinesisEvent (or any iterable of its records) as plain StreamRecords."""
+    return [
+        StreamRecord(
+            sequence_number=record.sequence_number,
+            partition_key=record.partition_key,
+            data=record.data,
+            arrived_at=record.timestamp.replace(tzinfo=timezone.utc),
+        )
+        for record in event
+    ]
+
+
+def write_batch(records: Iterable[StreamRecord], warehouse: Warehouse) -> dict[str, list[dict[str, str]]]:
+    """Write one Kinesis batch; the return value is Lambda's partial batch response."""
+    ordered = sorted(records, key=lambda r: int(r.sequence_number))
+    events, letters, record_of = _decode(ordered)
+    unique = _first_of_each_identity(events)
+    # Undecodable records are parked first, so a retry "from sequence N" never skips one.
+    _park(warehouse, letters, len(ordered))
+    try:
+        rejections = warehouse.insert_events(unique)
+    except TransientWarehouseError as error:
+        return _retry_from(error, unique, record_of)
+    _park(warehouse, _rejected_letters(rejections, record_of), len(ordered))
+    return {"batchItemFailures": []}
+
+
+def _park(warehouse: Warehouse, letters: list[DeadLetter], batch_size: int) -> None:
+    if letters:
+        warehouse.insert_dead_letters(letters)
+        log.warning("dead-lettered %d of %d records: %s", len(letters), batch_size, letters[0].reason)
+
+
+def _decode(records: list[StreamRecord]) -> tuple[list[StoredEvent], list[DeadLetter], dict[str, StreamRecord]]:
+    events: list[StoredEvent] = []
+    letters: list[DeadLetter] = []
+    record_of: dict[str, StreamRecord] = {}
+    for record in records:
+        try:
+            stored = decode_record(record.data)
+        except InvalidRecord as invalid:
+            letters.append(dead_letter(record, str(invalid)))
+            continue
+        events.append(stored)
+        record_of.setdefault(stored.event_id, record)
+    return events, letters, record_of
+
+
+def _first_of_each_identity(events: list[StoredEvent]) -> list[StoredEvent]:
+    seen: set[str] = set()
+    unique = []
+    for stored in events:
+        if stored.event_id not in seen:
+            seen.add(stored.event_id)
+            unique.append(stored)
+    return unique
+
+
+def _rejected_letters(rejections: list[RowRejection], record_of: dict[str, StreamRecord]) -> list[DeadLetter]:
+    return [
+        dead_letter(record_of[rejection.event_id], f"warehouse rejected the row: {rejection.reason}")
+        for rejection in rejections
+    ]
+
+
+def _retry_from(
+    error: TransientWarehouseError, unique: list[StoredEvent], record_of: dict[str, StreamRecord]
+) -> dict[str, list[dict[str, str]]]:
+    """Nothing written: raise so the whole batch is retried; some written: retry from the first unwritten."""
+    if error.rows_written <= 0:
+        raise error
+    first_unwritten = record_of[unique[error.rows_written].event_id]
+    log.warning("warehouse failed after %d rows (%s); retrying from sequence %s",
+                error.rows_written, error, first_unwritten.sequence_number)
+    return {"batchItemFailures": [{"itemIdentifier": first_unwritten.sequence_number}]}
+
+
+def dead_letter(record: StreamRecord, reason: str) -> DeadLetter:
+    return DeadLetter(
+        sequence_number=record.sequence_number,
+        partition_key=record.partition_key,
+        data=record.data,
+        reason=reason,
+        arrived_at=record.arrived_at,
+        dead_lettered_at=now(),
+    )
+
+
+def dead_letter_row(letter: DeadLetter) -> dict[str, Any]:
+    """A dead letter as a JSON-ready row (`data` base64, as BigQuery's BYTES expects)."""
+    return {
+        "sequence_number": letter.sequence_number,
+        "partition_key": letter.partition_key,
+        "data": base64.b64encode(letter.data).decode("ascii"),
+        "reason": letter.reason,
+        "arrived_at": format_timestamp(letter.arrived_at),
+        "dead_lettered_at": format_timestamp(letter.dead_lettered_at),
+    }

@@ -1,0 +1,38 @@
+"""Shared fixtures: every test gets its own data folder and a fresh runtime."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+for _name in list(os.environ):
+    if _name.startswith("DALET_"):
+        del os.environ[_name]
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    folder = tmp_path / "dalet-data"
+    monkeypatch.setenv("DALET_DATA_DIR", str(folder))
+    monkeypatch.setenv("DALET_BACKEND", "local")
+    from chalicelib import runtime
+
+    runtime.shutdown()
+    yield folder
+    runtime.shutdown()
+
+
+@pytest.fixture
+def client(data_dir):
+    from chalice.test import Client
+
+    import app as dalet_app
+
+    with Client(dalet_app.app) as test_client:
+        yield test_client
