@@ -248,42 +248,61 @@ def _chance_to_be_best(posteriors: Sequence[_BetaPosterior]) -> list[float]:
     """P(X_i is the largest) = integral of pdf_i * prod_{j != i} cdf_j.
 
     Every cdf is integrated along one shared grid (composite Simpson), which
-    costs a handful of density evaluations per node. Evaluating each cdf with
-    the incomplete beta continued fraction instead would take O(sqrt(n))
-    iterations per node: far too slow at millions of trials.
+    costs one density evaluation per node and posterior. The incomplete beta
+    continued fraction would cost about 1 ms per node at ten million trials,
+    and the grid has hundreds of nodes.
     """
     breakpoints = _shared_breakpoints(posteriors)
-    cells = list(zip(breakpoints, breakpoints[1:]))
-    midpoints = [(lo + hi) / 2 for lo, hi in cells]
-
-    pdf_at_breaks = [[post.pdf(x) for x in breakpoints] for post in posteriors]
-    pdf_at_mids = [[post.pdf(x) for x in midpoints] for post in posteriors]
-    cdf_at_breaks: list[list[float]] = []
-    cdf_at_mids: list[list[float]] = []
-    for at_breaks, at_mids in zip(pdf_at_breaks, pdf_at_mids):
-        breaks, mids = _cumulative_simpson(cells, at_breaks, at_mids)
-        # Renormalise away the truncated tails and the quadrature error.
-        total = breaks[-1]
-        cdf_at_breaks.append([c / total for c in breaks])
-        cdf_at_mids.append([c / total for c in mids])
-        at_breaks[:] = [f / total for f in at_breaks]
-        at_mids[:] = [f / total for f in at_mids]
-
-    def others_below(i: int, cdfs: list[list[float]], k: int) -> float:
-        return math.prod(cdf[k] for j, cdf in enumerate(cdfs) if j != i)
+    tables = [_tabulate(post, breakpoints) for post in posteriors]
+    widths = [hi - lo for lo, hi in zip(breakpoints, breakpoints[1:])]
 
     chances = []
-    for i in range(len(posteriors)):
-        chance = 0.0
-        for k, (lo, hi) in enumerate(cells):
-            chance += (hi - lo) / 6 * (
-                pdf_at_breaks[i][k] * others_below(i, cdf_at_breaks, k)
-                + 4 * pdf_at_mids[i][k] * others_below(i, cdf_at_mids, k)
-                + pdf_at_breaks[i][k + 1] * others_below(i, cdf_at_breaks, k + 1)
-            )
+    for i, arm in enumerate(tables):
+        others = tables[:i] + tables[i + 1 :]
+        at_breaks = [
+            f * math.prod(other.cdf_at_breaks[k] for other in others)
+            for k, f in enumerate(arm.pdf_at_breaks)
+        ]
+        at_mids = [
+            f * math.prod(other.cdf_at_mids[k] for other in others)
+            for k, f in enumerate(arm.pdf_at_mids)
+        ]
+        chance = math.fsum(
+            width / 6 * (at_breaks[k] + 4 * at_mids[k] + at_breaks[k + 1])
+            for k, width in enumerate(widths)
+        )
         chances.append(max(0.0, chance))
     total = sum(chances)
     return [c / total for c in chances]
+
+
+@dataclass(frozen=True)
+class _Tabulated:
+    """A posterior's density and cdf at every grid breakpoint and cell midpoint."""
+
+    pdf_at_breaks: list[float]
+    pdf_at_mids: list[float]
+    cdf_at_breaks: list[float]
+    cdf_at_mids: list[float]
+
+
+def _tabulate(post: _BetaPosterior, breakpoints: Sequence[float]) -> _Tabulated:
+    midpoints = [(lo + hi) / 2 for lo, hi in zip(breakpoints, breakpoints[1:])]
+    pdf_at_breaks = [post.pdf(x) for x in breakpoints]
+    pdf_at_mids = [post.pdf(x) for x in midpoints]
+    cdf_at_breaks, cdf_at_mids = _cumulative_simpson(breakpoints, pdf_at_breaks, pdf_at_mids)
+    # Renormalise away the truncated tails and the quadrature error.
+    total = cdf_at_breaks[-1]
+
+    def normalised(values: list[float]) -> list[float]:
+        return [v / total for v in values]
+
+    return _Tabulated(
+        pdf_at_breaks=normalised(pdf_at_breaks),
+        pdf_at_mids=normalised(pdf_at_mids),
+        cdf_at_breaks=normalised(cdf_at_breaks),
+        cdf_at_mids=normalised(cdf_at_mids),
+    )
 
 
 def _shared_breakpoints(posteriors: Sequence[_BetaPosterior]) -> list[float]:
@@ -296,29 +315,29 @@ def _shared_breakpoints(posteriors: Sequence[_BetaPosterior]) -> list[float]:
     for post in posteriors:
         mean, sd = post.mean, post.sd
         lo, hi = max(0.0, mean - _TAIL_SDS * sd), min(1.0, mean + _TAIL_SDS * sd)
-        cells = max(2, math.ceil((hi - lo) / sd * _CELLS_PER_SD))
-        points.update(lo + (hi - lo) * k / cells for k in range(cells + 1))
+        cell_count = max(2, math.ceil((hi - lo) / sd * _CELLS_PER_SD))
+        points.update(lo + (hi - lo) * k / cell_count for k in range(cell_count + 1))
     return sorted(points)
 
 
 def _cumulative_simpson(
-    cells: Sequence[tuple[float, float]], at_breaks: Sequence[float], at_mids: Sequence[float]
+    breakpoints: Sequence[float], at_breaks: Sequence[float], at_mids: Sequence[float]
 ) -> tuple[list[float], list[float]]:
-    """Running integral at every breakpoint and cell midpoint.
+    """Running integral from the first breakpoint to every breakpoint and cell midpoint.
 
     A whole cell uses Simpson's rule; its first half integrates the same
     parabola: (h / 2) / 12 * (5 f0 + 8 f_mid - f1).
     """
-    at_break_ends = [0.0]
-    at_mid_ends = []
+    to_breaks = [0.0]
+    to_mids = []
     running = 0.0
-    for k, (lo, hi) in enumerate(cells):
+    for k, (lo, hi) in enumerate(zip(breakpoints, breakpoints[1:])):
         width = hi - lo
         f0, fm, f1 = at_breaks[k], at_mids[k], at_breaks[k + 1]
-        at_mid_ends.append(running + width / 24 * (5 * f0 + 8 * fm - f1))
+        to_mids.append(running + width / 24 * (5 * f0 + 8 * fm - f1))
         running += width / 6 * (f0 + 4 * fm + f1)
-        at_break_ends.append(running)
-    return at_break_ends, at_mid_ends
+        to_breaks.append(running)
+    return to_breaks, to_mids
 
 
 # ---------------------------------------------------------------------------
