@@ -1,0 +1,241 @@
+"""The BigQuery warehouse: streaming inserts (insertAll) with the official client.
+
+Every row carries an insertId (`event_id` for events, `sequence_number` for dead
+letters), so BigQuery's best-effort deduplication makes a retried batch harmless.
+"""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import requests
+from google.api_core import exceptions as api_exceptions
+from google.api_core.retry import Retry
+from google.auth import exceptions as auth_exceptions
+from google.cloud import bigquery
+
+from chalicelib.events import StoredEvent
+from chalicelib.schema import DEAD_LETTERS, EVENTS, Table
+from chalicelib.writer import DeadLetter, RowRejection, TransientWarehouseError, dead_letter_row
+
+MAX_ROWS_PER_REQUEST = 500
+# BigQuery's insertAll limit is "10 MB" per HTTP request; decimal megabytes keeps us
+# under it whichever megabyte Google means.
+MAX_REQUEST_BYTES = 10_000_000
+DEFAULT_INSERT_RETRY: Retry = bigquery.DEFAULT_RETRY.with_timeout(30)
+
+# Per-row reasons meaning "not inserted, try again" rather than "this row is bad".
+# "stopped": the row was fine but another row in its request was invalid.
+_TRANSIENT_ROW_REASONS = frozenset({"stopped", "timeout", "backendError", "internalError"})
+_TRANSIENT_FORBIDDEN_REASONS = frozenset({"rateLimitExceeded", "quotaExceeded"})
+_TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    api_exceptions.RetryError,   # the client's own retries ran out of time
+    api_exceptions.ServerError,
+    api_exceptions.TooManyRequests,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    auth_exceptions.TransportError,
+    ConnectionError,
+    TimeoutError,
+)
+# The JSON the client wraps the rows in: '{"rows": [' + rows joined by ', ' + '], "skipInvalidRows": true}'.
+_ENVELOPE_BYTES = len(json.dumps({"rows": [], "skipInvalidRows": True}))
+_SEPARATOR_BYTES = len(", ")
+
+
+class DeadLetterRejected(RuntimeError):
+    """BigQuery refused a dead letter for good; the batch must not be acknowledged."""
+
+
+@dataclass(frozen=True)
+class _Row:
+    index: int              # position in the caller's sequence
+    row_id: str             # the insertId
+    json: dict[str, Any]
+    size: int               # bytes this row adds to the request body
+
+
+class BigQueryWarehouse:
+    """The `Warehouse` protocol over BigQuery streaming inserts."""
+
+    def __init__(
+        self,
+        client: bigquery.Client,
+        dataset: str,
+        table: str,
+        project: str | None = None,
+        retry: Retry | None = DEFAULT_INSERT_RETRY,
+        timeout: float = 10,
+    ):
+        self._client = client
+        self._dataset = bigquery.DatasetReference(project or client.project, dataset)
+        self._events = self._dataset.table(table)
+        self._dead_letters = self._dataset.table(DEAD_LETTERS.name)
+        self._retry = retry
+        self._timeout = timeout
+        self._ensured = False
+
+    def ensure_tables(self) -> None:
+        """Create the dataset and both tables if missing; checked once per instance."""
+        if self._ensured:
+            return
+        wanted = ((self._events, EVENTS), (self._dead_letters, DEAD_LETTERS))
+        missing = [(reference, spec) for reference, spec in wanted if not self._table_exists(reference)]
+        if missing:
+            self._client.create_dataset(
+                bigquery.Dataset(self._dataset), exists_ok=True, retry=self._retry, timeout=self._timeout
+            )
+        for reference, spec in missing:
+            # exists_ok: another container may be creating the same table right now.
+            self._client.create_table(_table_resource(reference, spec), exists_ok=True,
+                                      retry=self._retry, timeout=self._timeout)
+        self._ensured = True
+
+    def insert_events(self, events: Sequence[StoredEvent]) -> list[RowRejection]:
+        if not events:
+            return []
+        with _transient_as_warehouse_error(rows_written=0):
+            self.ensure_tables()
+        rows = [_sized(index, stored.event_id, stored.to_row()) for index, stored in enumerate(events)]
+        refused = [(row, _too_large(row)) for row in rows if not _fits_alone(row)]
+        for chunk in _chunks([row for row in rows if _fits_alone(row)]):
+            # Only the unbroken run of landed rows counts as written: a refused row must
+            # not be skipped by a retry "from the first unwritten row" before it is dead-lettered.
+            landed = min([chunk[0].index] + [row.index for row, _ in refused])
+            with _transient_as_warehouse_error(rows_written=landed):
+                failures = self._send(self._events, chunk)
+            _raise_if_transient(failures, rows_written=landed)
+            refused.extend((row, _describe(errors)) for row, errors in failures)
+        return [RowRejection(row.row_id, reason) for row, reason in sorted(refused, key=lambda r: r[0].index)]
+
+    def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        with _transient_as_warehouse_error(rows_written=0):
+            self.ensure_tables()
+        rows = [_sized(index, letter.sequence_number, dead_letter_row(letter)) for index, letter in enumerate(letters)]
+        for row in rows:
+            if not _fits_alone(row):
+                raise DeadLetterRejected(f"dead letter {row.row_id}: {_too_large(row)}")
+        for chunk in _chunks(rows):
+            with _transient_as_warehouse_error(rows_written=0):
+                failures = self._send(self._dead_letters, chunk)
+            _raise_if_transient(failures, rows_written=0)
+            if failures:
+                row, errors = failures[0]
+                raise DeadLetterRejected(
+                    f"BigQuery refused {len(failures)} dead letter(s), first {row.row_id}: {_describe(errors)}"
+                )
+
+    def _table_exists(self, reference: bigquery.TableReference) -> bool:
+        # A GET first: in steady state the tables exist, and reading needs no create permission.
+        try:
+            self._client.get_table(reference, retry=self._retry, timeout=self._timeout)
+        except api_exceptions.NotFound:
+            return False
+        return True
+
+    def _send(self, table: bigquery.TableReference, chunk: list[_Row]) -> list[tuple[_Row, list[dict[str, Any]]]]:
+        """One insertAll request; returns the rows BigQuery reported errors for."""
+        try:
+            errors = self._client.insert_rows_json(
+                table,
+                [row.json for row in chunk],
+                row_ids=[row.row_id for row in chunk],
+                skip_invalid_rows=True,
+                retry=self._retry,
+                timeout=self._timeout,
+            )
+        except api_exceptions.NotFound:
+            # The table vanished after we checked it; look again on the next batch.
+            self._ensured = False
+            raise
+        return [(chunk[error["index"]], error["errors"]) for error in errors]
+
+
+def _table_resource(reference: bigquery.TableReference, spec: Table) -> bigquery.Table:
+    table = bigquery.Table(reference, schema=[
+        bigquery.SchemaField(column.name, column.type, mode="REQUIRED" if column.required else "NULLABLE")
+        for column in spec.columns
+    ])
+    if spec.partition_by:
+        table.time_partitioning = bigquery.TimePartitioning(
+            type_=bigquery.TimePartitioningType.DAY, field=spec.partition_by
+        )
+    if spec.cluster_by:
+        table.clustering_fields = list(spec.cluster_by)
+    return table
+
+
+def _sized(index: int, row_id: str, row: dict[str, Any]) -> _Row:
+    # Serialized exactly as the client does (json.dumps defaults, so non-ASCII is \u-escaped).
+    size = len(json.dumps({"json": row, "insertId": row_id}).encode("utf-8"))
+    return _Row(index, row_id, row, size)
+
+
+def _fits_alone(row: _Row) -> bool:
+    return _ENVELOPE_BYTES + row.size <= MAX_REQUEST_BYTES
+
+
+def _too_large(row: _Row) -> str:
+    return f"row too large: {row.size} bytes of JSON exceeds the {MAX_REQUEST_BYTES}-byte insertAll request limit"
+
+
+def _chunks(rows: Sequence[_Row]) -> Iterator[list[_Row]]:
+    """Consecutive runs of at most MAX_ROWS_PER_REQUEST rows and MAX_REQUEST_BYTES of body."""
+    chunk: list[_Row] = []
+    size = _ENVELOPE_BYTES
+    for row in rows:
+        grown = size + row.size + (_SEPARATOR_BYTES if chunk else 0)
+        if chunk and (len(chunk) == MAX_ROWS_PER_REQUEST or grown > MAX_REQUEST_BYTES):
+            yield chunk
+            chunk, grown = [], _ENVELOPE_BYTES + row.size
+        chunk.append(row)
+        size = grown
+    if chunk:
+        yield chunk
+
+
+def _describe(errors: list[dict[str, Any]]) -> str:
+    return "; ".join(
+        f"{error.get('reason', 'unknown')}: {error.get('message', '')}"
+        + (f" (at {error['location']})" if error.get("location") else "")
+        for error in errors
+    )
+
+
+def _raise_if_transient(failures: list[tuple[_Row, list[dict[str, Any]]]], rows_written: int) -> None:
+    transient = [
+        (row, errors) for row, errors in failures
+        if any(error.get("reason") in _TRANSIENT_ROW_REASONS for error in errors)
+    ]
+    if transient:
+        row, errors = transient[0]
+        raise TransientWarehouseError(
+            f"BigQuery did not insert {len(transient)} row(s), first {row.row_id}: {_describe(errors)}",
+            rows_written=rows_written,
+        )
+
+
+def is_transient(error: BaseException) -> bool:
+    """Would the same request succeed later? (Throttling, 5xx, network trouble.)"""
+    if isinstance(error, requests.exceptions.SSLError):
+        return False    # the client treats these as configuration errors, and so do we
+    if isinstance(error, api_exceptions.Forbidden):
+        return any(e.get("reason") in _TRANSIENT_FORBIDDEN_REASONS for e in error.errors if isinstance(e, dict))
+    return isinstance(error, _TRANSIENT_ERRORS)
+
+
+@contextmanager
+def _transient_as_warehouse_error(rows_written: int) -> Iterator[None]:
+    try:
+        yield
+    except TransientWarehouseError:
+        raise
+    except Exception as error:
+        if is_transient(error):
+            raise TransientWarehouseError(f"BigQuery unavailable: {error}", rows_written=rows_written) from error
+        raise
