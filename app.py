@@ -1,9 +1,12 @@
 """Dalet: the routes and the Kinesis writer. Each is a few lines calling chalicelib."""
 from chalice import Chalice
 
-from chalicelib import config, runtime, track, writer
+from chalicelib import config, report_api, reports, runtime, track, writer
+from chalicelib.report_api import report_route
 from chalicelib.events import InvalidEvent
 from chalicelib.responses import CORS, accepts_gif, error_response, json_response, pixel_response
+from chalicelib import dashboard, snippet
+from chalicelib.responses import text_response
 
 app = Chalice(app_name="dalet")
 
@@ -40,6 +43,74 @@ def track_pixel():
     wants_gif = accepts_gif(app.current_request.headers.get("accept"))
     return _track(lambda: track.parse_query(app.current_request.query_params),
                   lambda stored: pixel_response() if wants_gif else json_response({"ok": True, "accepted": 1}))
+
+
+def _query():
+    return app.current_request.query_params
+
+
+@app.route("/experiments", methods=["GET"], cors=CORS)
+@report_route(app)
+def experiments_all():
+    return reports.all_experiments(runtime.warehouse(), report_api.namespace(_query()),
+                                   report_api.single(_query(), "scope"), report_api.window(_query()))
+
+
+@app.route("/experiments/{experiment}", methods=["GET"], cors=CORS)
+@report_route(app)
+def experiment_goals(experiment):
+    return reports.experiment_goals(runtime.warehouse(), report_api.namespace(_query()),
+                                    report_api.experiment_from_path(experiment), report_api.window(_query()))
+
+
+@app.route("/experiments/{experiment}/results", methods=["GET"], cors=CORS)
+@report_route(app)
+def experiment_results(experiment):
+    return reports.experiment_results(
+        runtime.warehouse(), report_api.namespace(_query()), report_api.experiment_from_path(experiment),
+        control=report_api.single(_query(), "control"), confidence=report_api.confidence(_query()),
+        weights=report_api.weights(_query()), window=report_api.window(_query()))
+
+
+@app.route("/experiments/{experiment}/daily", methods=["GET"], cors=CORS)
+@report_route(app)
+def experiment_daily(experiment):
+    return reports.experiment_daily(runtime.warehouse(), report_api.namespace(_query()),
+                                    report_api.experiment_from_path(experiment), report_api.window(_query()))
+
+
+@app.route("/experiments/{experiment}", methods=["DELETE"], cors=CORS)
+@report_route(app)
+def experiment_delete(experiment):
+    return reports.delete_experiment(runtime.warehouse(), report_api.namespace(_query()),
+                                     report_api.experiment_from_path(experiment))
+
+
+@app.route("/delete", methods=["DELETE"], cors=CORS)
+@report_route(app)
+def gimel_delete():
+    """Gimel's deployed delete: DELETE /delete?namespace=&experiment=."""
+    return reports.delete_experiment(runtime.warehouse(), report_api.namespace(_query()),
+                                     report_api.required(_query(), "experiment"))
+
+
+@app.route("/dashboard", methods=["GET"])
+def dashboard_page():
+    return text_response(dashboard.page(), "text/html; charset=utf-8", dashboard.headers())
+
+
+@app.route("/snippet", methods=["GET"], cors=CORS)
+def snippet_for_namespace():
+    request = app.current_request
+    try:
+        pasted = snippet.snippet_for_request((request.query_params or {}).get("namespace"), request.headers, request.context)
+    except InvalidEvent as invalid:
+        return error_response(400, "invalid namespace", errors=[e.to_json() for e in invalid.errors])
+    except snippet.InvalidRequest as bad_header:
+        return error_response(400, str(bad_header), header=bad_header.header)
+    if snippet.wants_json(request.headers.get("accept")):
+        return json_response(pasted.to_json())
+    return text_response(pasted.text)
 
 
 @app.on_kinesis_record(

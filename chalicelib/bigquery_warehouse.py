@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from datetime import datetime
+from typing import Any, Iterator, Mapping, Sequence
 
 import requests
 from google.api_core import exceptions as api_exceptions
@@ -17,7 +18,7 @@ from google.auth import exceptions as auth_exceptions
 from google.cloud import bigquery
 
 from chalicelib.events import StoredEvent
-from chalicelib.schema import DEAD_LETTERS, EVENTS, Table
+from chalicelib.schema import DEAD_LETTERS, DELETIONS, EVENTS, Table
 from chalicelib.writer import DeadLetter, RowRejection, TransientWarehouseError, dead_letter_row
 
 MAX_ROWS_PER_REQUEST = 500
@@ -25,6 +26,7 @@ MAX_ROWS_PER_REQUEST = 500
 # under it whichever megabyte Google means.
 MAX_REQUEST_BYTES = 10_000_000
 DEFAULT_INSERT_RETRY: Retry = bigquery.DEFAULT_RETRY.with_timeout(30)
+QUERY_TIMEOUT = 60   # seconds a report query may take
 
 # Per-row reasons meaning "not inserted, try again" rather than "this row is bad".
 # "stopped": the row was fine but another row in its request was invalid.
@@ -61,6 +63,9 @@ class _Row:
 class BigQueryWarehouse:
     """The `Warehouse` protocol over BigQuery streaming inserts."""
 
+    dialect = "bigquery"            # what chalicelib.queries renders for
+    unique_identities = False       # insertId deduplication is best effort: count distinct uuids
+
     def __init__(
         self,
         client: bigquery.Client,
@@ -74,6 +79,8 @@ class BigQueryWarehouse:
         self._dataset = bigquery.DatasetReference(project or client.project, dataset)
         self._events = self._dataset.table(table)
         self._dead_letters = self._dataset.table(DEAD_LETTERS.name)
+        self._deletions = self._dataset.table(DELETIONS.name)
+        self._report_tables_ensured = False
         self._retry = retry
         self._timeout = timeout
         self._ensured = False
@@ -130,6 +137,54 @@ class BigQueryWarehouse:
                     f"BigQuery refused {len(failures)} dead letter(s), first {row.row_id}: {_describe(errors)}"
                 )
 
+    # ---- reports (chalicelib.reports): queries, DML and deletion tombstones ----
+
+    @property
+    def project(self) -> str:
+        return self._dataset.project
+
+    @property
+    def dataset(self) -> str:
+        return self._dataset.dataset_id
+
+    @property
+    def table(self) -> str:
+        return self._events.table_id
+
+    def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run a query with named parameters; rows as dicts."""
+        with _transient_as_warehouse_error(rows_written=0):
+            return [dict(row.items()) for row in self._query(sql, params).result(timeout=QUERY_TIMEOUT)]
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        """Run DML; BigQuery refuses it on rows still in the streaming buffer (a BadRequest)."""
+        with _transient_as_warehouse_error(rows_written=0):
+            self._query(sql, params).result(timeout=QUERY_TIMEOUT)
+
+    def insert_deletion(self, row: dict[str, Any]) -> None:
+        """Stream a tombstone: queries see it at once, unlike DML."""
+        with _transient_as_warehouse_error(rows_written=0):
+            self._ensure_report_tables()
+            errors = self._client.insert_rows_json(self._deletions, [row], row_ids=[row["deletion_id"]],
+                                                   retry=self._retry, timeout=self._timeout)
+        if errors:
+            raise TransientWarehouseError(f"BigQuery did not record the deletion: {_describe(errors[0]['errors'])}")
+
+    def _query(self, sql: str, params: Mapping[str, Any] | None) -> bigquery.QueryJob:
+        self._ensure_report_tables()
+        config = bigquery.QueryJobConfig(query_parameters=query_parameters(params or {}))
+        return self._client.query(sql, job_config=config, timeout=self._timeout)
+
+    def _ensure_report_tables(self) -> None:
+        """Reports read the deletions table too; the writer never needs it."""
+        if self._report_tables_ensured:
+            return
+        self.ensure_tables()
+        if not self._table_exists(self._deletions):
+            self._client.create_table(_table_resource(self._deletions, DELETIONS), exists_ok=True,
+                                      retry=self._retry, timeout=self._timeout)
+        self._report_tables_ensured = True
+
     def _table_exists(self, reference: bigquery.TableReference) -> bool:
         # A GET first: in steady state the tables exist, and reading needs no create permission.
         try:
@@ -154,6 +209,20 @@ class BigQueryWarehouse:
             self._ensured = False
             raise
         return [(chunk[error["index"]], error["errors"]) for error in errors]
+
+
+def query_parameters(params: Mapping[str, Any]) -> list[bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter]:
+    """Named query parameters typed from their Python values (lists are arrays of strings)."""
+    typed: list[bigquery.ScalarQueryParameter | bigquery.ArrayQueryParameter] = []
+    for name, value in params.items():
+        if isinstance(value, (list, tuple)):
+            typed.append(bigquery.ArrayQueryParameter(name, "STRING", list(value)))
+        else:
+            typed.append(bigquery.ScalarQueryParameter(name, _SCALAR_TYPES[type(value)], value))
+    return typed
+
+
+_SCALAR_TYPES = {str: "STRING", datetime: "TIMESTAMP", int: "INT64", float: "FLOAT64", bool: "BOOL"}
 
 
 def _table_resource(reference: bigquery.TableReference, spec: Table) -> bigquery.Table:

@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from chalicelib.events import StoredEvent
-from chalicelib.schema import DEAD_LETTERS, EVENTS, Table, duckdb_ddl
+from chalicelib.schema import DEAD_LETTERS, DELETIONS, EVENTS, Table, duckdb_ddl
 from chalicelib.writer import DeadLetter, RowRejection, TransientWarehouseError
 
 _ARROW_TYPES = {
@@ -53,7 +53,7 @@ class DuckDBWarehouse:
         self._db = duckdb.connect(self.path)
         self._db.execute("SET TimeZone='UTC'")
         self._write_lock = threading.Lock()
-        for table in (EVENTS, DEAD_LETTERS):
+        for table in (EVENTS, DEAD_LETTERS, DELETIONS):
             self._db.execute(duckdb_ddl(table))
 
     def close(self) -> None:
@@ -75,7 +75,8 @@ class DuckDBWarehouse:
             try:
                 cursor.register("incoming_rows", rows)
                 cursor.execute(f"INSERT OR IGNORE INTO {table_name} SELECT * FROM incoming_rows")
-            except (duckdb.IOException, duckdb.OutOfMemoryException) as error:
+            except (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.TransactionException) as error:
+                # TransactionException: the commit failed, e.g. "No space left on device" writing the WAL.
                 raise TransientWarehouseError(f"DuckDB could not write: {error}") from error
             finally:
                 cursor.close()

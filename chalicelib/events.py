@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import unicodedata
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -23,6 +24,7 @@ IDENTITY_FIELDS = TEXT_FIELDS
 # Control characters, surrogates and line/paragraph separators are never part of a name.
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 _REPLACEMENT_CHARACTER = "\ufffd"
+_DECIMAL_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,14 @@ def _text_rule_broken(field: str, raw: Any) -> str | None:
     return None
 
 
+def validate_name(field: str, raw: Any) -> str:
+    """One name checked alone, by the rules events follow (e.g. a route's `namespace` parameter)."""
+    rule = _text_rule_broken(field, raw)
+    if rule:
+        raise InvalidEvent([FieldError(field, rule)])
+    return raw
+
+
 def _parse_value(raw: Any) -> tuple[float | None, str | None]:
     if raw is None:
         return None, None
@@ -119,10 +129,10 @@ def _parse_value(raw: Any) -> tuple[float | None, str | None]:
     if isinstance(raw, (int, float)):
         number = float(raw) if abs(raw) < 1e308 or isinstance(raw, float) else math.inf
     elif isinstance(raw, str):
-        try:
-            number = float(raw.strip())
-        except ValueError:
+        # Python's float() also takes "1_000", "inf" and non-ASCII digits; a value is a plain decimal.
+        if not _DECIMAL_NUMBER.fullmatch(raw.strip()):
             return None, "must be a finite number"
+        number = float(raw.strip())
     else:
         return None, "must be a finite number"
     if not math.isfinite(number):
@@ -199,8 +209,8 @@ class InvalidRecord(ValueError):
 def decode_record(data: bytes) -> StoredEvent:
     try:
         fields = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidRecord(f"not UTF-8 JSON: {error}") from None
+    except (ValueError, RecursionError) as error:  # bad UTF-8, bad JSON, a 5,000-digit number, deep nesting
+        raise InvalidRecord(f"not UTF-8 JSON: {type(error).__name__}: {error}") from None
     if not isinstance(fields, dict):
         raise InvalidRecord("not a JSON object")
     if fields.get("namespace") is None:
@@ -211,7 +221,7 @@ def decode_record(data: bytes) -> StoredEvent:
         raise InvalidRecord(str(invalid)) from None
     try:
         received_at = parse_timestamp(str(fields["received_at"]))
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, OverflowError):
         raise InvalidRecord("received_at: must be an ISO-8601 timestamp with a time zone") from None
     stored = stamp(event, received_at)
     if fields.get("event_id") != stored.event_id:

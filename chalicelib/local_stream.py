@@ -93,7 +93,7 @@ class LocalStream:
                 ]
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                _roll_back(db)
                 raise
         except sqlite3.Error as error:
             raise StreamUnavailable(f"the local stream at {self.path} cannot take records: {error}") from error
@@ -132,7 +132,7 @@ class LocalStream:
             db.execute("DELETE FROM records WHERE sequence <= ?", (sequence,))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _roll_back(db)
             raise
 
     def pending(self, consumer: str) -> int:
@@ -140,6 +140,13 @@ class LocalStream:
         return self._connection().execute(
             "SELECT COUNT(*) FROM records WHERE sequence > ?", (after,)
         ).fetchone()[0]
+
+
+def _roll_back(db: sqlite3.Connection) -> None:
+    # SQLite has already rolled back after e.g. "database or disk is full"; a second
+    # ROLLBACK would fail and hide that reason behind "no transaction is active".
+    if db.in_transaction:
+        db.execute("ROLLBACK")
 
 
 def kinesis_event(records: Sequence[StoredRecord], stream_name: str) -> dict[str, Any]:

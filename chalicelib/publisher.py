@@ -21,6 +21,9 @@ MAX_BYTES_PER_PUT = 5 * 1024 * 1024
 DEFAULT_RETRY_BUDGET_SECONDS = 2.0
 _FIRST_BACKOFF_SECONDS = 0.05
 _MAX_BACKOFF_SECONDS = 0.5
+# botocore's defaults (60 s timeouts, its own retries with backoff) would outlast the track
+# function; the retries are ours instead, bounded by the retry budget.
+KINESIS_CLIENT_SETTINGS = {"connect_timeout": 1, "read_timeout": 2, "retries": {"total_max_attempts": 1}}
 _RETRYABLE_ERROR_CODES = {
     "ProvisionedThroughputExceededException",
     "ThrottlingException",

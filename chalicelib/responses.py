@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 from chalice import CORSConfig, Response
@@ -21,6 +22,11 @@ def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | N
     )
 
 
+def text_response(body: str, content_type: str = "text/plain; charset=utf-8",
+                  headers: dict[str, str] | None = None) -> Response:
+    return Response(body=body, status_code=200, headers={"Content-Type": content_type, **NO_STORE, **(headers or {})})
+
+
 def error_response(status_code: int, message: str, **details: Any) -> Response:
     return json_response({"error": message, **details}, status_code)
 
@@ -30,6 +36,11 @@ def pixel_response() -> Response:
 
 
 def accepts_gif(accept: str | None) -> bool:
-    """Chalice returns a binary body only when Accept names its type or */*."""
+    """Chalice returns a binary body only when Accept names its type or */*.
+
+    Matched the way Chalice matches (whole media types, parameters split off), so that
+    e.g. `image/gifx` is not taken for `image/gif` and answered with Chalice's 400.
+    """
     accept = (accept or "").lower()
-    return "image/gif" in accept or "*/*" in accept
+    media_types = {part.strip() for part in re.split("[,;]", accept)}
+    return "image/gif" in media_types or "*/*" in accept

@@ -10,7 +10,8 @@ import threading
 from typing import Any, Callable
 
 from chalicelib import config
-from chalicelib.publisher import KinesisPublisher, LocalStreamPublisher, Publisher, PublishError
+from chalicelib.publisher import (KINESIS_CLIENT_SETTINGS, KinesisPublisher, LocalStreamPublisher, Publisher,
+                                  PublishError)
 
 log = logging.getLogger("dalet.runtime")
 
@@ -57,8 +58,14 @@ def _build_publisher(current: config.Settings) -> Publisher:
         start_local_pipeline()
         return LocalStreamPublisher(_state["local_stream"])
     import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
 
-    return KinesisPublisher(boto3.client("kinesis"), current.stream_name)
+    try:
+        client = boto3.client("kinesis", config=Config(**KINESIS_CLIENT_SETTINGS))
+    except BotoCoreError as error:  # e.g. no region configured
+        raise BackendUnavailable(f"cannot create the Kinesis client: {error}") from error
+    return KinesisPublisher(client, current.stream_name)
 
 
 def _build_warehouse(current: config.Settings) -> Any:

@@ -55,6 +55,19 @@ DEAD_LETTERS = Table(
     partition_by="dead_lettered_at",
 )
 
+# One row per deletion; reports ignore an experiment's events received up to its latest deleted_at.
+DELETIONS = Table(
+    name="deletions",
+    columns=(
+        Column("deletion_id", "STRING"),     # hash of namespace, experiment and deleted_at
+        Column("namespace", "STRING"),
+        Column("experiment", "STRING"),
+        Column("deleted_at", "TIMESTAMP"),
+    ),
+    key="deletion_id",
+    cluster_by=("namespace", "experiment"),
+)
+
 _DUCKDB_TYPES = {"STRING": "VARCHAR", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMPTZ", "BYTES": "BLOB"}
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Sequence
 
-from chalicelib.events import Event, FieldError, InvalidEvent, StoredEvent, now, parse_event, parse_events, stamp
+from chalicelib.events import (TEXT_FIELDS, Event, FieldError, InvalidEvent, StoredEvent, now, parse_event,
+                               parse_events, stamp)
 from chalicelib.publisher import Publisher
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_EVENTS_PER_POST = 500
+EVENT_FIELDS = frozenset(TEXT_FIELDS + ("value",))
 
 
 class PayloadTooLarge(ValueError):
@@ -23,8 +25,8 @@ def _single(query: Any, name: str) -> Any:
 
 
 def parse_query(query: Mapping[str, str] | None) -> list[Event]:
-    """A GET /track or /track.gif query string: one event."""
-    fields = {name: _single(query, name) for name in (query or {})}
+    """A GET /track or /track.gif query string: one event; unknown parameters are ignored."""
+    fields = {name: _single(query, name) for name in (query or {}) if name in EVENT_FIELDS}
     return [parse_event(fields)]
 
 
@@ -57,6 +59,8 @@ def _decode_json(raw_body: bytes) -> Any:
         raise InvalidEvent([FieldError("body", f"must be valid JSON ({error.msg} at position {error.pos})")]) from None
     except RecursionError:
         raise InvalidEvent([FieldError("body", "is nested too deeply")]) from None
+    except ValueError:  # json refuses integers of more than 4,300 digits
+        raise InvalidEvent([FieldError("body", "must be valid JSON (a number has too many digits)")]) from None
 
 
 def accept(events: Sequence[Event], publisher: Publisher) -> list[StoredEvent]:

@@ -1,0 +1,147 @@
+"""What every benchmark shares: the project on sys.path, side-by-side timing, the result line.
+
+Each benchmark prints human-readable lines, then one JSON line per metric:
+    {"metric": ..., "ours": ..., "baseline": ..., "ratio": ..., "goal": ..., "unit": ...}
+`goal` is a number (met when ratio <= goal), a string "ours == baseline" / "ours == 0",
+or null (informational). bench/run.py collects these lines into one table.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+METRIC_KEYS = ("metric", "ours", "baseline", "ratio", "goal", "unit")
+
+
+def clear_dalet_environment() -> None:
+    """Benchmarks choose their own settings; a user's DALET_* variables must not leak in."""
+    for name in list(os.environ):
+        if name.startswith("DALET_"):
+            del os.environ[name]
+
+
+def ratio(ours: float, baseline: float) -> float | None:
+    return ours / baseline if baseline else None
+
+
+def goal_met(record: dict[str, Any]) -> bool | None:
+    """True/False against the record's goal; None when it has no goal."""
+    goal, ours, baseline, measured = record.get("goal"), record.get("ours"), record.get("baseline"), record.get("ratio")
+    if goal is None:
+        return None
+    if isinstance(goal, (int, float)):
+        return measured is not None and measured <= goal
+    if goal == "ours == baseline":
+        return ours == baseline
+    if goal == "ours == 0":
+        return ours == 0
+    raise ValueError(f"unknown goal {goal!r}")
+
+
+def emit(metric: str, ours: float, baseline: float | None, goal: Any, unit: str,
+         measured_ratio: float | None = None) -> dict[str, Any]:
+    """Print the machine-readable line for one metric (last lines of a benchmark's output)."""
+    if measured_ratio is None and baseline is not None:
+        measured_ratio = ratio(ours, baseline)
+    record = {
+        "metric": metric,
+        "ours": _rounded(ours),
+        "baseline": _rounded(baseline),
+        "ratio": _rounded(measured_ratio),
+        "goal": goal,
+        "unit": unit,
+    }
+    print(json.dumps(record, ensure_ascii=False), flush=True)
+    return record
+
+
+def _rounded(number: float | None) -> float | None:
+    if number is None or isinstance(number, int):
+        return number
+    if not math.isfinite(number):
+        return None
+    return float(f"{number:.4g}")
+
+
+def interleaved_medians(ours: Callable[[], None], baseline: Callable[[], None], rounds: int,
+                        calls_per_round: int, progress: Any = None) -> tuple[float, float, float]:
+    """Alternate the two in rounds (so machine noise hits both alike); per-call seconds.
+
+    Returns (median of ours, median of baseline, median of the per-round ratios).
+    """
+    ours_times, baseline_times, ratios = [], [], []
+    for round_number in range(rounds):
+        first, second = (ours, baseline) if round_number % 2 == 0 else (baseline, ours)
+        first_time = _per_call(first, calls_per_round)
+        second_time = _per_call(second, calls_per_round)
+        ours_time, baseline_time = (first_time, second_time) if first is ours else (second_time, first_time)
+        ours_times.append(ours_time)
+        baseline_times.append(baseline_time)
+        ratios.append(ours_time / baseline_time)
+        if progress is not None:
+            progress.update(1)
+    return statistics.median(ours_times), statistics.median(baseline_times), statistics.median(ratios)
+
+
+def _per_call(function: Callable[[], None], calls: int) -> float:
+    started = time.perf_counter()
+    for _ in range(calls):
+        function()
+    return (time.perf_counter() - started) / calls
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+class LambdaContext:
+    function_name = "dalet-bench"
+    memory_limit_in_mb = 128
+    aws_request_id = "bench"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 3000
+
+
+def proxy_event(method: str, path: str, query: dict[str, str] | None = None, body: str | None = None,
+                content_type: str | None = None) -> dict[str, Any]:
+    """An API Gateway (REST, proxy integration) event as Lambda delivers it."""
+    headers = {"Host": "abc123.execute-api.us-east-1.amazonaws.com", "Accept": "*/*",
+               "Origin": "https://shop.example", "User-Agent": "Mozilla/5.0 (bench)"}
+    if content_type:
+        headers["Content-Type"] = content_type
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": {name: [value] for name, value in query.items()} if query else None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {"resourcePath": path, "httpMethod": method, "path": f"/api{path}",
+                           "stage": "api", "requestId": "bench", "identity": {"sourceIp": "203.0.113.9"}},
+        "body": body,
+        "isBase64Encoded": False,
+    }

@@ -1,0 +1,206 @@
+"""End to end on the embedded default, over HTTP on loopback: a fixed-rate load on
+`chalice local`, then the time until every accepted event shows in a report.
+
+Starts `chalice local` (a subprocess, temporary data folder, DALET_API_KEY set) and
+sends requests on a fixed schedule for --seconds: GET /track singles and POST /track
+batches, each event with a fresh uuid. Latency is measured from each request's
+scheduled time (so a slow server cannot hide its queueing). After the load, it polls
+GET /experiments?namespace=... (x-api-key) until the report counts every accepted event.
+
+    .venv/bin/python bench/e2e_load.py [--seconds 30] [--rate 40] [--batch 50] [--post-share 0.2]
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import queue
+import random
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from _common import clear_dalet_environment, emit, percentile
+from tqdm import tqdm
+
+NAMESPACE = "bench-load"
+API_KEY = "bench-load-key"
+EXPERIMENTS = {"hero image": ("cat", "dog"), "my a/b test": ("A", "B", "C"), "pricing": ("monthly", "yearly")}
+GOALS = ("signed up", "bought")
+WORKERS = 16
+REQUEST_TIMEOUT = 10.0
+VISIBILITY_TIMEOUT = 120.0
+QUICK_SECONDS = 10
+
+
+@dataclass
+class Outcome:
+    kind: str            # "GET" or "POST"
+    events: int
+    status: int          # 0: no answer (connection error or timeout)
+    latency: float       # seconds from the scheduled send time to the answer
+
+
+@dataclass
+class LoadResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, outcome: Outcome) -> None:
+        with self.lock:
+            self.outcomes.append(outcome)
+
+
+def random_event(rng: random.Random) -> dict[str, str]:
+    experiment = rng.choice(sorted(EXPERIMENTS))
+    event = "participate" if rng.random() < 0.7 else rng.choice(GOALS)
+    return {"namespace": NAMESPACE, "experiment": experiment, "variant": rng.choice(EXPERIMENTS[experiment]),
+            "event": event, "uuid": str(uuid.UUID(int=rng.getrandbits(128), version=4))}
+
+
+def plan_request(rng: random.Random, batch: int, post_share: float) -> tuple[str, str, bytes | None, int]:
+    """(method, path, body, events) for one request."""
+    if rng.random() < post_share:
+        events = [random_event(rng) for _ in range(batch)]
+        return "POST", "/track", json.dumps(events).encode(), batch
+    return "GET", "/track?" + urlencode(random_event(rng)), None, 1
+
+
+def worker(port: int, work: queue.Queue, result: LoadResult) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
+    while True:
+        item = work.get()
+        if item is None:
+            connection.close()
+            return
+        scheduled, (method, path, body, events) = item
+        status = 0
+        try:
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            status = response.status
+        except (OSError, http.client.HTTPException):
+            connection.close()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=REQUEST_TIMEOUT)
+        result.add(Outcome(method, events, status, time.perf_counter() - scheduled))
+
+
+def run_load(port: int, seconds: float, rate: float, batch: int, post_share: float, seed: int) -> tuple[LoadResult, float]:
+    """Send on a fixed schedule for `seconds`; returns the outcomes and when the last answer came."""
+    rng = random.Random(seed)
+    work: queue.Queue = queue.Queue()
+    result = LoadResult()
+    threads = [threading.Thread(target=worker, args=(port, work, result), daemon=True) for _ in range(WORKERS)]
+    for thread in threads:
+        thread.start()
+    total = int(seconds * rate)
+    started = time.perf_counter()
+    with tqdm(total=total, desc="e2e_load.py load", unit="req", file=sys.stderr) as progress:
+        for number in range(total):
+            scheduled = started + number / rate
+            request = plan_request(rng, batch, post_share)   # prepared before its slot
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            work.put((scheduled, request))
+            progress.update(1)
+    for _ in threads:
+        work.put(None)
+    for thread in threads:
+        thread.join(REQUEST_TIMEOUT + 5)
+    return result, time.perf_counter()
+
+
+def report_totals(server: Any) -> int:
+    """Events counted by GET /experiments: participants per variant plus successes per goal and variant."""
+    reply = server.request("GET", "/experiments", query={"namespace": NAMESPACE}, headers={"x-api-key": API_KEY})
+    if reply.status != 200:
+        raise RuntimeError(f"GET /experiments answered {reply.status}: {reply.text[:300]}")
+    total = 0
+    for entry in reply.json()[1:]:
+        goals = entry["goals"]
+        if goals:
+            total += sum(result["trials"] for result in goals[0]["results"])
+        total += sum(result["successes"] for goal in goals for result in goal["results"])
+    return total
+
+
+def wait_until_visible(server: Any, accepted: int, since: float) -> tuple[float | None, int]:
+    """Seconds from `since` until the report counts `accepted` events (None on timeout)."""
+    counted = 0
+    while time.perf_counter() - since < VISIBILITY_TIMEOUT:
+        counted = report_totals(server)
+        if counted >= accepted:
+            return time.perf_counter() - since, counted
+        time.sleep(0.05)
+    return None, counted
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=30, help="how long the load runs (bounded)")
+    parser.add_argument("--rate", type=float, default=40, help="requests per second")
+    parser.add_argument("--batch", type=int, default=50, help="events per POST")
+    parser.add_argument("--post-share", type=float, default=0.2, help="share of requests that are POST batches")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--quick", action="store_true", help=f"--seconds {QUICK_SECONDS} unless --seconds is given")
+    arguments = parser.parse_args(argv)
+    given = argv if argv is not None else sys.argv[1:]
+    seconds = QUICK_SECONDS if arguments.quick and "--seconds" not in given else arguments.seconds
+    if not 0 < seconds <= 600:
+        parser.error("--seconds must be in (0, 600]")
+
+    clear_dalet_environment()
+    from tests.local_server import LocalServer
+
+    with tempfile.TemporaryDirectory(prefix="dalet-bench-e2e-") as folder:
+        with LocalServer.start(Path(folder) / "data", env={"DALET_API_KEY": API_KEY}) as server:
+            report_totals(server)   # opens the embedded pipeline, which starts lazily on first use
+            load_started = time.perf_counter()
+            result, load_ended = run_load(server.port, seconds, arguments.rate, arguments.batch,
+                                          arguments.post_share, arguments.seed)
+            accepted = sum(o.events for o in result.outcomes if o.status == 200)
+            visible_after, counted = wait_until_visible(server, accepted, load_ended)
+
+    duration = load_ended - load_started
+    statuses = Counter(o.status for o in result.outcomes)
+    offered = sum(o.events for o in result.outcomes)
+    print(f"load: {seconds:g} s at {arguments.rate:g} requests/s ({1 - arguments.post_share:.0%} GET singles, "
+          f"{arguments.post_share:.0%} POSTs of {arguments.batch}), {len(result.outcomes)} requests, "
+          f"{offered} events offered; statuses: {dict(sorted(statuses.items()))}")
+    print(f"accepted: {accepted} events, {accepted / duration:,.0f} events/s "
+          f"({statuses[200] / duration:,.1f} requests/s answered 200)")
+    latencies: dict[str, list[float]] = {}
+    for outcome in result.outcomes:
+        if outcome.status == 200:
+            latencies.setdefault(outcome.kind, []).append(outcome.latency * 1e3)
+            latencies.setdefault("all", []).append(outcome.latency * 1e3)
+    for kind, values in sorted(latencies.items()):
+        print(f"latency {kind:4}: p50 {percentile(values, 0.5):.1f} ms, p99 {percentile(values, 0.99):.1f} ms, "
+              f"max {max(values):.1f} ms ({len(values)} requests)")
+    if visible_after is None:
+        print(f"NOT VISIBLE: the report counted {counted} of {accepted} accepted events after {VISIBILITY_TIMEOUT:g} s")
+    else:
+        print(f"every accepted event visible in GET /experiments {visible_after:.2f} s after the load ended "
+              f"(report counted {counted})")
+    every = latencies.get("all", [float("nan")])
+    emit("e2e: accepted events/s on chalice local (vs offered)", accepted / duration, offered / duration, None,
+         "events/s")
+    emit("e2e: p50 latency (GET and POST)", percentile(every, 0.5), None, None, "ms")
+    emit("e2e: p99 latency (GET and POST)", percentile(every, 0.99), None, None, "ms")
+    emit("e2e: seconds until every accepted event is in a report", visible_after if visible_after is not None
+         else float("nan"), None, None, "s")
+    return 0 if visible_after is not None and statuses[200] == len(result.outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""The deploy subcommands of `python -m chalicelib.cli`: setup, preflight, replay, snippet, template, teardown."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from chalicelib import config, infrastructure, preflight, provision, replay, snippet
+from chalicelib.events import DEFAULT_NAMESPACE, InvalidEvent, validate_name
+from chalicelib.secrets import SSM, parse_reference
+from chalicelib.stage import PROJECT_DIR, Stage, load_stage
+
+ADC_HELP = ("use your own Application Default Credentials for BigQuery instead of the stage's "
+            "(workload identity federation admits only the Lambda roles)")
+
+
+def add_commands(commands: Any) -> None:
+    setup = commands.add_parser("setup", help="create the stream, queue, API key secret, BigQuery tables and "
+                                              "IAM policy files for a stage (idempotent)")
+    _stage_options(setup)
+    setup.add_argument("--stream-mode", choices=infrastructure.STREAM_MODES, default="ON_DEMAND",
+                       help="capacity mode of a new stream (default ON_DEMAND)")
+    setup.add_argument("--shards", type=int, default=1, help="shards of a new PROVISIONED stream")
+    setup.add_argument("--retention-hours", type=int, default=infrastructure.STREAM_RETENTION_HOURS,
+                       help="keep records this long, so failed batches can be replayed (default 168)")
+    setup.add_argument("--show-key", action="store_true", help="also print the report API key itself")
+    setup.set_defaults(run=run_setup)
+
+    check = commands.add_parser("preflight", help="check that a deployed stage is ready; exit 1 if not")
+    _stage_options(check)
+    check.set_defaults(run=run_preflight)
+
+    again = commands.add_parser("replay", help="write the batches the writer gave up on (from the failed-batch "
+                                               "queue), then remove them from the queue")
+    _stage_options(again)
+    again.set_defaults(run=run_replay)
+
+    paste = commands.add_parser("snippet", help="print the AlephBet snippet for a deployment's /track")
+    where = paste.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="the API's URL (https://.../api/) or its /track URL")
+    where.add_argument("--stage", help="read the URL `chalice deploy` recorded for this stage")
+    paste.add_argument("--namespace", default=DEFAULT_NAMESPACE, help=f"(default {DEFAULT_NAMESPACE})")
+    _project_option(paste)
+    paste.set_defaults(run=run_snippet)
+
+    template = commands.add_parser("template", help="write .chalice/merge-template-STAGE.json for "
+                                                    "`chalice package --merge-template`")
+    template.add_argument("--stage", required=True)
+    template.add_argument("--check", action="store_true", help="only check the file is up to date (exit 1 if not)")
+    _project_option(template)
+    template.set_defaults(run=run_template)
+
+    teardown = commands.add_parser("teardown", help="print the commands that remove a stage (runs nothing)")
+    teardown.add_argument("--stage", required=True)
+    _project_option(teardown)
+    teardown.set_defaults(run=run_teardown)
+
+
+def _stage_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stage", required=True, help="a stage of .chalice/config.json, e.g. prod")
+    _project_option(parser)
+    parser.add_argument("--region", help="AWS region (default: your AWS configuration)")
+    parser.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or the default profile)")
+    parser.add_argument("--adc", action="store_true", help=ADC_HELP)
+
+
+def _project_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR,
+                        help="the folder holding app.py and .chalice/ (default: this checkout)")
+
+
+def _load(arguments: argparse.Namespace) -> Stage:
+    return load_stage(arguments.stage, arguments.project_dir)
+
+
+def _fail(message: str) -> int:
+    print(f"dalet: {message}", file=sys.stderr)
+    return 1
+
+
+def _session(arguments: argparse.Namespace) -> Any:
+    import boto3
+
+    return boto3.session.Session(profile_name=arguments.profile, region_name=arguments.region)
+
+
+def _bigquery_settings(stage: Stage, arguments: argparse.Namespace) -> config.Settings:
+    settings = stage.settings
+    return provision.without_stage_google_credentials(settings) if arguments.adc else settings
+
+
+def run_setup(arguments: argparse.Namespace) -> int:
+    try:
+        stage = _load(arguments)
+        options = provision.StreamOptions(arguments.stream_mode, arguments.shards, arguments.retention_hours)
+        provision.run_setup(stage, _session(arguments), print, options, arguments.show_key,
+                            _bigquery_settings(stage, arguments))
+    except (provision.SetupError, config.ConfigError) as error:
+        return _fail(str(error))
+    except Exception as error:
+        return _fail(f"setup stopped: {type(error).__name__}: {error} (setup is idempotent: fix and run it again)")
+    print(f"Next: chalice deploy --stage {stage.name} (then setup again once, to configure the writer's trigger), "
+          f"then python -m chalicelib.cli preflight --stage {stage.name}")
+    return 0
+
+
+def run_preflight(arguments: argparse.Namespace) -> int:
+    try:
+        stage = _load(arguments)
+        checks = preflight.run_preflight(stage, _session(arguments), _bigquery_settings(stage, arguments))
+        failed = 0
+        for check in checks:
+            print(check.line())
+            failed += not check.ok
+    except config.ConfigError as error:
+        return _fail(str(error))
+    print(f"{failed} check(s) failed" if failed else "all checks passed")
+    return 1 if failed else 0
+
+
+def run_replay(arguments: argparse.Namespace) -> int:
+    from chalicelib import google_credentials
+    from chalicelib.bigquery_warehouse import BigQueryWarehouse
+
+    try:
+        stage = _load(arguments)
+        session = _session(arguments)
+        provision.aws_identity(session)
+        sqs, kinesis = session.client("sqs"), session.client("kinesis")
+        settings = _bigquery_settings(stage, arguments)
+        warehouse = BigQueryWarehouse(google_credentials.bigquery_client(settings), settings.bq_dataset,
+                                      settings.bq_table, settings.bq_project)
+        queue_url = sqs.get_queue_url(QueueName=stage.failure_queue_name)["QueueUrl"]
+        stream_arn = kinesis.describe_stream_summary(
+            StreamName=settings.stream_name)["StreamDescriptionSummary"]["StreamARN"]
+        summary = replay.replay_parked_batches(sqs, queue_url, kinesis, settings.stream_name, stream_arn,
+                                               warehouse, print)
+    except (provision.SetupError, config.ConfigError) as error:
+        return _fail(str(error))
+    except Exception as error:
+        return _fail(f"replay stopped: {type(error).__name__}: {error} (what was not written stays on the queue)")
+    print(f"{summary.written} batch(es), {summary.records} record(s) written; {summary.kept} left on the queue")
+    return 1 if summary.kept else 0
+
+
+def run_snippet(arguments: argparse.Namespace) -> int:
+    try:
+        base = arguments.url or deployed_api_url(_load(arguments))
+        url = track_url(base)
+        namespace = validate_name("namespace", arguments.namespace)
+    except InvalidEvent as invalid:
+        return _fail(f"--namespace {invalid}")
+    except (ValueError, config.ConfigError) as error:
+        return _fail(str(error))
+    print(snippet.render_snippet(url, namespace))
+    return 0
+
+
+def track_url(url: str) -> str:
+    """The /track URL from the API's URL or the /track URL itself."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"--url must be an http(s) URL such as https://abc123.execute-api.us-east-1."
+                         f"amazonaws.com/api/, got {url!r}")
+    path = parts.path.rstrip("/")
+    if not path.endswith(snippet.TRACK_PATH):
+        path += snippet.TRACK_PATH
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def deployed_api_url(stage: Stage) -> str:
+    """The REST API URL `chalice deploy` recorded in .chalice/deployed/STAGE.json."""
+    record = stage.project_dir / ".chalice" / "deployed" / f"{stage.name}.json"
+    try:
+        resources = json.loads(record.read_text())["resources"]
+    except (OSError, ValueError, KeyError):
+        raise ValueError(f"no deployment recorded in {record}: run chalice deploy --stage {stage.name}, "
+                         "or pass --url") from None
+    for resource in resources:
+        if resource.get("resource_type") == "rest_api" and resource.get("rest_api_url"):
+            return resource["rest_api_url"]
+    raise ValueError(f"{record} records no REST API: pass --url")
+
+
+def run_template(arguments: argparse.Namespace) -> int:
+    try:
+        stage = _load(arguments)
+        text = render_merge_template(stage)
+    except config.ConfigError as error:
+        return _fail(str(error))
+    path: Path = stage.merge_template_file
+    if arguments.check:
+        current = path.read_text() if path.exists() else ""
+        if current != text:
+            return _fail(f"{path} is out of date: run python -m chalicelib.cli template --stage {stage.name}")
+        print(f"{path} is up to date")
+        return 0
+    path.write_text(text)
+    print(f"wrote {path}; package with: chalice package --stage {stage.name} "
+          f"--merge-template {path.relative_to(stage.project_dir)} out/")
+    return 0
+
+
+def render_merge_template(stage: Stage) -> str:
+    return json.dumps(infrastructure.merge_template(stage), indent=2) + "\n"
+
+
+def run_teardown(arguments: argparse.Namespace) -> int:
+    try:
+        stage = _load(arguments)
+        print(teardown_commands(stage))
+    except config.ConfigError as error:
+        return _fail(str(error))
+    return 0
+
+
+def teardown_commands(stage: Stage) -> str:
+    settings = stage.settings
+    lines = [
+        "# Dalet teardown: nothing is run for you. Review, then run what applies.",
+        "# 1. Functions, roles and the API:",
+        f"chalice delete --stage {stage.name}",
+        "#    (or, if you deployed the packaged template: aws cloudformation delete-stack --stack-name STACK;",
+        "#     that also deletes the stream, the queue and the API key secret, so skip step 2)",
+        "# 2. What setup created:",
+        f"aws kinesis delete-stream --stream-name {settings.stream_name} --enforce-consumer-deletion",
+        f"aws sqs delete-queue --queue-url \"$(aws sqs get-queue-url --queue-name {stage.failure_queue_name} "
+        "--query QueueUrl --output text)\"",
+    ]
+    if settings.api_key_secret:
+        reference = parse_reference(settings.api_key_secret, "DALET_API_KEY_SECRET")
+        if reference.store == SSM:
+            lines.append(f"aws ssm delete-parameter --name {reference.name}")
+        else:
+            lines.append(f"aws secretsmanager delete-secret --secret-id {reference.name} --recovery-window-in-days 7")
+    project = settings.bq_project or "PROJECT"
+    lines += [
+        "# 3. The data (irreversible: every event and result is gone):",
+        f"bq rm -r -f --dataset {project}:{settings.bq_dataset}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,321 @@
+"""`setup`: create what `chalice deploy` does not, idempotently, and say what was found or made.
+
+Order matters: the stream, queue and secrets must exist before the policy files can
+name their ARNs, and the policy files before `chalice deploy` creates the roles. The
+writer's trigger can only be tuned once `chalice deploy` has created it, so running
+`setup` again after the first deploy finishes the job.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from secrets import token_urlsafe
+from typing import Any, Callable
+
+from chalicelib import google_credentials, iam_policies, infrastructure, schema
+from chalicelib.config import Settings
+from chalicelib.secrets import SECRETS_MANAGER, SSM, SecretReference, parse_reference
+from chalicelib.stage import API_HANDLER, FUNCTIONS, WRITER, Stage
+
+Printer = Callable[[str], None]
+TRIGGER_SETTLE_ATTEMPTS = 10
+TRIGGER_SETTLE_SECONDS = 3.0
+
+
+class SetupError(RuntimeError):
+    """A step failed; the message says what and how to fix it."""
+
+    def __init__(self, problem: str, fix: str = ""):
+        super().__init__(f"{problem}: {fix}" if fix else problem)
+        self.problem = problem
+        self.fix = fix
+
+
+@dataclass(frozen=True)
+class Identity:
+    account: str
+    partition: str
+    region: str
+    principal: str
+
+    @property
+    def location(self) -> iam_policies.AwsLocation:
+        return iam_policies.AwsLocation(self.partition, self.region, self.account)
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    mode: str = "ON_DEMAND"
+    shards: int = 1
+    retention_hours: int = infrastructure.STREAM_RETENTION_HOURS
+
+
+def aws_identity(session: Any) -> Identity:
+    """Who and where we are; raises SetupError naming the fix when AWS is not configured."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    if not session.region_name:
+        raise SetupError("no AWS region", "set AWS_DEFAULT_REGION, pass --region, or set one in your AWS profile")
+    try:
+        caller = session.client("sts").get_caller_identity()
+    except NoCredentialsError:
+        raise SetupError("no AWS credentials", "run `aws configure`, set AWS_PROFILE, "
+                         "or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY") from None
+    except (BotoCoreError, ClientError) as error:
+        raise SetupError(f"AWS rejected the credentials ({error})", "check AWS_PROFILE and the keys") from None
+    return Identity(caller["Account"], caller["Arn"].split(":")[1], session.region_name, caller["Arn"])
+
+
+def run_setup(stage: Stage, session: Any, say: Printer, stream: StreamOptions = StreamOptions(),
+              show_key: bool = False, bigquery_settings: Settings | None = None) -> None:
+    settings = stage.settings
+    identity = aws_identity(session)
+    say(f"AWS account {identity.account}, region {identity.region}, as {identity.principal}")
+    stream_arn = ensure_stream(session.client("kinesis"), settings.stream_name, stream, say)
+    queue_arn = ensure_failure_queue(session.client("sqs"), stage.failure_queue_name, say)
+    api_key_arn = ensure_api_key_secret(session, settings, show_key, say)
+    google_arn = find_google_secret(session, settings, say)
+    resources = iam_policies.StageResources(identity.location, stream_arn, queue_arn, api_key_arn, google_arn)
+    write_policy_files(stage, resources, say)
+    ensure_bigquery_tables(bigquery_settings or settings, say)
+    configure_trigger(session.client("lambda"), stage.function_name(WRITER), stream_arn, queue_arn, say)
+
+
+def ensure_stream(kinesis: Any, name: str, options: StreamOptions, say: Printer) -> str:
+    """The stream, created if missing, ACTIVE, encrypted and keeping data long enough to replay."""
+    try:
+        kinesis.describe_stream_summary(StreamName=name)
+        status = "found"
+    except kinesis.exceptions.ResourceNotFoundException:
+        create: dict[str, Any] = {"StreamName": name, "StreamModeDetails": {"StreamMode": options.mode}}
+        if options.mode == "PROVISIONED":
+            create["ShardCount"] = options.shards
+        kinesis.create_stream(**create)
+        status = "created"
+    summary = _wait_active(kinesis, name)
+    changes = []
+    if summary["RetentionPeriodHours"] < options.retention_hours:
+        kinesis.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=options.retention_hours)
+        changes.append(f"retention raised to {options.retention_hours} h")
+        summary = _wait_active(kinesis, name)
+    if summary.get("EncryptionType", "NONE") == "NONE":
+        kinesis.start_stream_encryption(StreamName=name, EncryptionType="KMS",
+                                        KeyId=infrastructure.STREAM_ENCRYPTION_KEY)
+        changes.append("encryption turned on")
+        summary = _wait_active(kinesis, name)
+    mode = summary.get("StreamModeDetails", {}).get("StreamMode", "PROVISIONED")
+    say(f"stream {name}: {status}, {summary['StreamStatus']}, {mode}, "
+        f"{summary['RetentionPeriodHours']} h retention{''.join('; ' + c for c in changes)}")
+    return summary["StreamARN"]
+
+
+def _wait_active(kinesis: Any, name: str) -> dict[str, Any]:
+    kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 5, "MaxAttempts": 120})
+    return kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+
+
+def ensure_failure_queue(sqs: Any, name: str, say: Printer) -> str:
+    try:
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        status = "found"
+    except sqs.exceptions.QueueDoesNotExist:
+        url = sqs.create_queue(QueueName=name, Attributes={
+            "MessageRetentionPeriod": str(infrastructure.FAILURE_QUEUE_RETENTION_SECONDS),
+            "SqsManagedSseEnabled": "true",
+        })["QueueUrl"]
+        status = "created"
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    say(f"failed-batch queue {name}: {status} ({url})")
+    return arn
+
+
+def ensure_api_key_secret(session: Any, settings: Settings, show_key: bool, say: Printer) -> str | None:
+    """The report API key's secret, generated if absent; the key itself is printed only on request."""
+    if not settings.api_key_secret:
+        if settings.api_key:
+            say("report API key: DALET_API_KEY is set in .chalice/config.json (a secret is safer: "
+                "set DALET_API_KEY_SECRET instead)")
+            return None
+        raise SetupError("no report API key configured: set DALET_API_KEY_SECRET (e.g. dalet/prod/api-key) "
+                         "in the stage's environment_variables in .chalice/config.json")
+    reference = parse_reference(settings.api_key_secret, "DALET_API_KEY_SECRET")
+    arn, status = (_ensure_parameter if reference.store == SSM else _ensure_secret)(session, reference)
+    say(f"report API key {reference}: {status}; read it with: {read_command(reference)}")
+    if show_key:
+        from chalicelib.secrets import read_api_key_secret
+
+        say(f"report API key (x-api-key): {read_api_key_secret(settings)}")
+    return arn
+
+
+def read_command(reference: SecretReference) -> str:
+    if reference.store == SSM:
+        return f"aws ssm get-parameter --name {reference.name} --with-decryption --query Parameter.Value --output text"
+    return f"aws secretsmanager get-secret-value --secret-id {reference.name} --query SecretString --output text"
+
+
+def _ensure_secret(session: Any, reference: SecretReference) -> tuple[str, str]:
+    client = session.client(SECRETS_MANAGER)
+    try:
+        return client.describe_secret(SecretId=reference.name)["ARN"], "found"
+    except client.exceptions.ResourceNotFoundException:
+        if reference.name.startswith("arn:"):
+            raise SetupError(f"{reference} does not exist; give a secret name instead of an ARN "
+                             "and setup will create it") from None
+    created = client.create_secret(Name=reference.name, SecretString=token_urlsafe(32),
+                                   Description="Dalet: the x-api-key for the report routes")
+    return created["ARN"], "created"
+
+
+def _ensure_parameter(session: Any, reference: SecretReference) -> tuple[str, str]:
+    client = session.client(SSM)
+    try:
+        return client.get_parameter(Name=reference.name)["Parameter"]["ARN"], "found"
+    except client.exceptions.ParameterNotFound:
+        pass
+    client.put_parameter(Name=reference.name, Value=token_urlsafe(32), Type="SecureString",
+                         Description="Dalet: the x-api-key for the report routes")
+    return client.get_parameter(Name=reference.name)["Parameter"]["ARN"], "created"
+
+
+def find_google_secret(session: Any, settings: Settings, say: Printer) -> str | None:
+    """The service-account key's secret, if that is how BigQuery is reached; setup never invents a key."""
+    if not settings.google_credentials_secret:
+        return None
+    reference = parse_reference(settings.google_credentials_secret, "DALET_GOOGLE_CREDENTIALS_SECRET")
+    try:
+        if reference.store == SSM:
+            arn = session.client(SSM).get_parameter(Name=reference.name)["Parameter"]["ARN"]
+        else:
+            arn = session.client(SECRETS_MANAGER).describe_secret(SecretId=reference.name)["ARN"]
+    except Exception as error:
+        if _error_code(error) not in ("ResourceNotFoundException", "ParameterNotFound"):
+            raise
+        raise SetupError(
+            f"{reference} does not exist: store the key file there, e.g. `aws secretsmanager create-secret "
+            f"--name {reference.name} --secret-string file://key.json` (or switch to workload identity "
+            "federation with DALET_GOOGLE_CREDENTIALS_CONFIG, which needs no key)"
+        ) from None
+    say(f"Google service-account key {reference}: found")
+    return arn
+
+
+def write_policy_files(stage: Stage, resources: iam_policies.StageResources, say: Printer) -> None:
+    documents = iam_policies.policy_documents(stage, resources)
+    for function in FUNCTIONS:
+        stage.policy_file(function).write_text(json.dumps(documents[function], indent=2) + "\n")
+    names = ", ".join(str(stage.policy_file(f).relative_to(stage.project_dir)) for f in FUNCTIONS)
+    say(f"IAM policies for {stage.function_name(API_HANDLER)} and {stage.function_name(WRITER)}: wrote {names}")
+
+
+def warehouse_tables(settings: Settings) -> list[tuple[str, schema.Table]]:
+    """Every table the warehouse keeps, by its BigQuery name (the events table's name is configurable)."""
+    tables = [(settings.bq_table, schema.EVENTS)]
+    tables += sorted(((t.name, t) for t in vars(schema).values()
+                      if isinstance(t, schema.Table) and t is not schema.EVENTS), key=lambda pair: pair[0])
+    return tables
+
+
+def ensure_bigquery_tables(settings: Settings, say: Printer) -> None:
+    from google.api_core import exceptions as google_errors
+
+    from chalicelib.bigquery_warehouse import BigQueryWarehouse
+
+    source = google_credentials.source_label(settings)
+    client = google_credentials.bigquery_client(settings)
+    tables = warehouse_tables(settings)
+    try:
+        existed = {name: _table_exists(client, settings, name) for name, _ in tables}
+        warehouse = BigQueryWarehouse(client, settings.bq_dataset, settings.bq_table, settings.bq_project)
+        # The warehouse's own creation (no second copy of the DDL here); the report tables
+        # include the writer's.
+        warehouse._ensure_report_tables()
+    except google_errors.GoogleAPIError as error:
+        raise SetupError(f"BigQuery refused ({source}): {error}. The identity needs the BigQuery Data Editor "
+                         f"role on project {client.project}") from None
+    for name, table in tables:
+        say(f"BigQuery table {client.project}.{settings.bq_dataset}.{name}: "
+            f"{'found' if existed[name] else 'created'}{_layout(table)} (credentials: {source})")
+
+
+def _table_exists(client: Any, settings: Settings, name: str) -> bool:
+    from google.api_core.exceptions import NotFound
+
+    try:
+        client.get_table(f"{client.project}.{settings.bq_dataset}.{name}")
+        return True
+    except NotFound:
+        return False
+
+
+def _layout(table: schema.Table) -> str:
+    parts = []
+    if table.partition_by:
+        parts.append(f"DAY partitions on {table.partition_by}")
+    if table.cluster_by:
+        parts.append(f"clustered by {', '.join(table.cluster_by)}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def configure_trigger(lambda_client: Any, function_name: str, stream_arn: str, queue_arn: str,
+                      say: Printer) -> None:
+    """Give the deployed writer's Kinesis trigger the settings `chalice deploy` cannot set."""
+    mapping = writer_trigger(lambda_client, function_name, stream_arn)
+    if mapping is None:
+        say(f"writer trigger: {function_name} is not deployed yet; after `chalice deploy`, run setup "
+            "again to make it report partial failures and park failing batches")
+        return
+    wanted = trigger_update(queue_arn)
+    if trigger_problems(mapping, queue_arn) == []:
+        say(f"writer trigger {mapping['UUID']}: found, already reporting partial failures to the queue")
+        return
+    for attempt in range(TRIGGER_SETTLE_ATTEMPTS):
+        try:
+            lambda_client.update_event_source_mapping(UUID=mapping["UUID"], **wanted)
+            break
+        except lambda_client.exceptions.ResourceInUseException:
+            if attempt == TRIGGER_SETTLE_ATTEMPTS - 1:
+                raise SetupError("the writer's trigger is still being created or updated; run setup again "
+                                 "in a minute") from None
+            time.sleep(TRIGGER_SETTLE_SECONDS)
+    say(f"writer trigger {mapping['UUID']}: updated (partial batch responses, bisect on error, "
+        f"{wanted['MaximumRetryAttempts']} retries, failed batches to the queue)")
+
+
+def writer_trigger(lambda_client: Any, function_name: str, stream_arn: str) -> dict[str, Any] | None:
+    """The deployed writer's event source mapping on the stream, or None if it is not deployed."""
+    try:
+        lambda_client.get_function(FunctionName=function_name)
+    except lambda_client.exceptions.ResourceNotFoundException:
+        return None
+    mappings = lambda_client.list_event_source_mappings(FunctionName=function_name,
+                                                        EventSourceArn=stream_arn)["EventSourceMappings"]
+    return mappings[0] if mappings else None
+
+
+def trigger_update(queue_arn: str) -> dict[str, Any]:
+    return {**infrastructure.TRIGGER_SETTINGS, "DestinationConfig": {"OnFailure": {"Destination": queue_arn}}}
+
+
+def trigger_problems(mapping: dict[str, Any], queue_arn: str) -> list[str]:
+    """How the mapping differs from what the writer needs, in words."""
+    problems = []
+    for key, value in infrastructure.TRIGGER_SETTINGS.items():
+        if mapping.get(key) != value:
+            problems.append(f"{key} is {mapping.get(key)!r}, not {value!r}")
+    destination = mapping.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+    if destination != queue_arn:
+        problems.append(f"failed batches go to {destination or 'nowhere'}, not {queue_arn}")
+    return problems
+
+
+def without_stage_google_credentials(settings: Settings) -> Settings:
+    """The settings with the workstation's Application Default Credentials instead of the stage's."""
+    return replace(settings, google_credentials_config=None, google_credentials_secret=None)
+
+
+def _error_code(error: Exception) -> str:
+    response = getattr(error, "response", None) or {}
+    return response.get("Error", {}).get("Code", "")
+

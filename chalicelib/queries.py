@@ -1,0 +1,245 @@
+"""The report queries, each defined once in BigQuery Standard SQL and rendered per warehouse.
+
+BigQuery runs the text as written; DuckDB runs sqlglot's transpilation of it (cached),
+with `@name` parameters becoming `$name`. User values only ever travel as query
+parameters; the only names formatted into the text are the table names, which come
+from settings. Optional filters are added to the text only when given, so BigQuery
+sees a plain `received_at` range and prunes partitions.
+
+Counting (Gimel's): a variant's trials are the distinct uuids that sent `participate`
+to it, a goal's successes the distinct uuids that sent that event to it. On a warehouse
+that stores each identity (namespace, experiment, variant, event, uuid) once,
+`COUNT(*)` is that count and costs a tenth of `COUNT(DISTINCT uuid)`.
+
+Deletion: every query ignores an experiment's events received up to its latest
+tombstone in the deletions table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from functools import lru_cache
+from typing import Any, Sequence
+
+from chalicelib.schema import DELETIONS, EVENTS
+
+BIGQUERY = "bigquery"
+DUCKDB = "duckdb"
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Table names as they appear in the SQL text (from settings, never from users)."""
+    events: str
+    deletions: str
+
+
+DUCKDB_TABLES = Tables(events=EVENTS.name, deletions=DELETIONS.name)
+
+
+def bigquery_tables(project: str, dataset: str, events_table: str) -> Tables:
+    def path(table: str) -> str:
+        return f"`{project}.{dataset}.{table}`"
+
+    return Tables(events=path(events_table), deletions=path(DELETIONS.name))
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a query runs: the dialect, the table names, and whether identities are stored once."""
+    dialect: str
+    tables: Tables
+    unique_identities: bool
+
+
+@dataclass(frozen=True)
+class Window:
+    """Optional first and last day (UTC, both inclusive) of `received_at`."""
+    first_day: date | None = None
+    last_day: date | None = None
+
+    def params(self) -> dict[str, datetime]:
+        params = {}
+        if self.first_day is not None:
+            params["from_ts"] = _midnight(self.first_day)
+        if self.last_day is not None:
+            params["until_ts"] = _midnight(self.last_day + timedelta(days=1))
+        return params
+
+
+ALL_TIME = Window()
+
+
+@dataclass(frozen=True)
+class Query:
+    sql: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+
+
+# ---------------------------------------------------------------------------
+# The definitions
+# ---------------------------------------------------------------------------
+
+def experiment_counts(target: Target, namespace: str, window: Window = ALL_TIME,
+                      experiment: str | None = None, scope: Sequence[str] | None = None) -> Query:
+    """Distinct uuids per (experiment, variant, event): Gimel's counters.
+
+    One experiment, the experiments named in `scope`, or every experiment of the namespace.
+    """
+    columns = "e.experiment, e.variant, e.event" + ("" if target.unique_identities else ", e.uuid")
+    sql = (
+        _scoped(columns, experiment=experiment is not None, scope=scope is not None, window=window)
+        + f"SELECT experiment, variant, event, {_distinct_uuids(target)} AS uuids\n"
+        "FROM scoped\n"
+        "GROUP BY experiment, variant, event"
+    )
+    params: dict[str, Any] = {"namespace": namespace, **window.params()}
+    if experiment is not None:
+        params["experiment"] = experiment
+    if scope is not None:
+        params["scope"] = list(scope)
+    return _render(target, sql, params)
+
+
+def experiment_exists(target: Target, namespace: str, experiment: str) -> Query:
+    """One row if the experiment has any event not hidden by a deletion, at any time."""
+    sql = _scoped("e.experiment", experiment=True, scope=False, window=ALL_TIME) + "SELECT 1 AS found FROM scoped LIMIT 1"
+    return _render(target, sql, {"namespace": namespace, "experiment": experiment})
+
+
+def decision_counts(target: Target, namespace: str, experiment: str, window: Window = ALL_TIME) -> Query:
+    """The results view's inputs per (variant, event), counted as `experiment_counts` counts.
+
+    `uuids`: distinct uuids (participants for `participate`, successes for a goal); `valued`:
+    how many of them carried a value; `total` and `total_squares`: the sum and the sum of
+    squares of their values, one value per uuid. AlephBet sends a fresh random uuid per event
+    unless the page sets a user id, so successes are not matched against participants.
+    """
+    if target.unique_identities:
+        columns = "e.variant, e.event, e.value"
+        per_uuid = "per_uuid AS (\n  SELECT variant, event, value FROM scoped\n)\n"
+    else:
+        # A duplicate row is one event delivered twice: it carries one value, not two.
+        columns = "e.variant, e.event, e.uuid, e.value"
+        per_uuid = ("per_uuid AS (\n  SELECT variant, event, uuid, MAX(value) AS value FROM scoped\n"
+                    "  GROUP BY variant, event, uuid\n)\n")
+    sql = (
+        _scoped(columns, experiment=True, scope=False, window=window, more_ctes=per_uuid)
+        + "SELECT variant, event, COUNT(*) AS uuids, COUNT(value) AS valued,\n"
+        "  SUM(value) AS total, SUM(value * value) AS total_squares\n"
+        "FROM per_uuid\n"
+        "GROUP BY variant, event"
+    )
+    return _render(target, sql, {"namespace": namespace, "experiment": experiment, **window.params()})
+
+
+def daily_first_seen(target: Target, namespace: str, experiment: str, window: Window = ALL_TIME) -> Query:
+    """Distinct uuids per (day, variant, event), each counted on its first day only.
+
+    Summed cumulatively over days this reaches exactly `experiment_counts`.
+    """
+    if target.unique_identities:
+        columns = "e.variant, e.event, e.received_at"
+        firsts = "firsts AS (\n  SELECT variant, event, DATE(received_at) AS day FROM scoped\n)\n"
+    else:
+        columns = "e.variant, e.event, e.uuid, e.received_at"
+        firsts = ("firsts AS (\n  SELECT variant, event, uuid, MIN(DATE(received_at)) AS day FROM scoped\n"
+                  "  GROUP BY variant, event, uuid\n)\n")
+    sql = (
+        _scoped(columns, experiment=True, scope=False, window=window,
+                more_ctes=firsts)
+        + "SELECT day, variant, event, COUNT(*) AS uuids\n"
+        "FROM firsts\n"
+        "GROUP BY day, variant, event"
+    )
+    return _render(target, sql, {"namespace": namespace, "experiment": experiment, **window.params()})
+
+
+def record_deletion(target: Target, deletion_id: str, namespace: str, experiment: str, deleted_at: datetime) -> Query:
+    """The tombstone (BigQuery records it by a streaming insert instead, visible at once)."""
+    sql = (
+        f"INSERT INTO {target.tables.deletions} (deletion_id, namespace, experiment, deleted_at)\n"
+        "VALUES (@deletion_id, @namespace, @experiment, @deleted_at)"
+    )
+    return _render(target, sql, {"deletion_id": deletion_id, "namespace": namespace,
+                                 "experiment": experiment, "deleted_at": deleted_at})
+
+
+def purge_deleted(target: Target, namespace: str, experiment: str, deleted_at: datetime) -> Query:
+    """Remove the rows one tombstone hides."""
+    sql = (
+        f"DELETE FROM {target.tables.events}\n"
+        "WHERE namespace = @namespace AND experiment = @experiment AND received_at <= @deleted_at"
+    )
+    return _render(target, sql, {"namespace": namespace, "experiment": experiment, "deleted_at": deleted_at})
+
+
+def purge_all_deleted(target: Target) -> Query:
+    """Remove every row any tombstone hides (the CLI's `purge`, once BigQuery allows DML on them)."""
+    sql = (
+        f"DELETE FROM {target.tables.events} AS e\n"
+        "WHERE EXISTS (\n"
+        f"  SELECT 1 FROM {target.tables.deletions} AS d\n"
+        "  WHERE d.namespace = e.namespace AND d.experiment = e.experiment AND e.received_at <= d.deleted_at\n"
+        ")"
+    )
+    return _render(target, sql, {})
+
+
+# ---------------------------------------------------------------------------
+# Shared pieces
+# ---------------------------------------------------------------------------
+
+def _distinct_uuids(target: Target) -> str:
+    return "COUNT(*)" if target.unique_identities else "COUNT(DISTINCT uuid)"
+
+
+def _scoped(columns: str, *, experiment: bool, scope: bool, window: Window, more_ctes: str = "") -> str:
+    """`WITH deleted, scoped[, more]`: the namespace's events not hidden by a tombstone."""
+    def selection(alias: str) -> str:
+        if experiment:
+            return f" AND {alias}experiment = @experiment"
+        return f" AND {alias}experiment IN UNNEST(@scope)" if scope else ""
+
+    window_filter = ""
+    if window.first_day is not None:
+        window_filter += "\n    AND e.received_at >= @from_ts"
+    if window.last_day is not None:
+        window_filter += "\n    AND e.received_at < @until_ts"
+    return (
+        "WITH deleted AS (\n"
+        "  SELECT experiment, MAX(deleted_at) AS deleted_at\n"
+        "  FROM {deletions}\n"
+        f"  WHERE namespace = @namespace{selection('')}\n"
+        "  GROUP BY experiment\n"
+        "),\n"
+        "scoped AS (\n"
+        f"  SELECT {columns}\n"
+        "  FROM {events} AS e\n"
+        "  LEFT JOIN deleted AS d ON d.experiment = e.experiment\n"
+        f"  WHERE e.namespace = @namespace{selection('e.')}{window_filter}\n"
+        "    AND (d.deleted_at IS NULL OR e.received_at > d.deleted_at)\n"
+        ")"
+        + (",\n" + more_ctes if more_ctes else "\n")
+    )
+
+
+def _render(target: Target, bigquery_sql: str, params: dict[str, Any]) -> Query:
+    sql = bigquery_sql.replace("{events}", target.tables.events).replace("{deletions}", target.tables.deletions)
+    if target.dialect == BIGQUERY:
+        return Query(sql, params)
+    if target.dialect == DUCKDB:
+        return Query(to_duckdb(sql), params)
+    raise ValueError(f"no rendering for the {target.dialect!r} dialect")
+
+
+@lru_cache(maxsize=256)
+def to_duckdb(bigquery_sql: str) -> str:
+    """Transpile once per distinct text: the texts differ only by which filters are present."""
+    import sqlglot  # a development dependency: the Lambda package runs BigQuery's text as is
+
+    return sqlglot.transpile(bigquery_sql, read="bigquery", write="duckdb")[0]

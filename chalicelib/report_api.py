@@ -1,0 +1,123 @@
+"""The HTTP side of the report routes: the API key, the query parameters, the error answers.
+
+Every report route is wrapped in `report_route(app)`: it checks `x-api-key` (401 missing,
+403 wrong), runs the view, answers its return value as JSON, and turns a bad parameter
+into 400, an unknown experiment into 404 and an unreachable warehouse into 503.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from datetime import date
+from typing import Any, Callable, Mapping
+from urllib.parse import unquote
+
+from chalice import Chalice, Response
+
+from chalicelib import auth, config, runtime
+from chalicelib.events import DEFAULT_NAMESPACE
+from chalicelib.queries import Window
+from chalicelib.reports import BadParameter, UnknownExperiment
+from chalicelib.responses import error_response, json_response
+from chalicelib.writer import TransientWarehouseError
+
+DEFAULT_CONFIDENCE = 0.95
+View = Callable[..., Any]
+
+
+def report_route(app: Chalice) -> Callable[[View], Callable[..., Response]]:
+    def decorate(view: View) -> Callable[..., Response]:
+        @functools.wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Response:
+            try:
+                auth.check_api_key(app.current_request.headers, runtime.settings())
+                return json_response(view(*args, **kwargs))
+            except (auth.MissingApiKey, auth.WrongApiKey) as denied:
+                return error_response(denied.status_code, str(denied))
+            except BadParameter as bad:
+                return error_response(400, str(bad), parameter=bad.parameter)
+            except UnknownExperiment as unknown:
+                return error_response(404, str(unknown), namespace=unknown.namespace, experiment=unknown.experiment)
+            except (TransientWarehouseError, runtime.BackendUnavailable, config.ConfigError) as unavailable:
+                app.log.error("report failed: %s", unavailable)
+                return error_response(503, "the warehouse is unavailable; retry later", reason=str(unavailable))
+        return guarded
+    return decorate
+
+
+def single(params: Mapping[str, str] | None, name: str) -> str | None:
+    """A query parameter given at most once; blank counts as absent."""
+    if not params or name not in params:
+        return None
+    values = params.getlist(name) if hasattr(params, "getlist") else [params[name]]
+    if len(values) > 1:
+        raise BadParameter(name, "must be given once, not repeated")
+    return values[0] if values[0].strip() else None
+
+
+def namespace(params: Mapping[str, str] | None) -> str:
+    return single(params, "namespace") or DEFAULT_NAMESPACE
+
+
+def experiment_from_path(raw: str) -> str:
+    """Path parameters arrive percent-encoded (API Gateway REST, chalice local, the test client)."""
+    return unquote(raw)
+
+
+def required(params: Mapping[str, str] | None, name: str) -> str:
+    value = single(params, name)
+    if value is None:
+        raise BadParameter(name, "is required")
+    return value
+
+
+def window(params: Mapping[str, str] | None) -> Window:
+    """`from` and `to`: ISO dates (YYYY-MM-DD, UTC), both days included."""
+    first, last = _day(params, "from"), _day(params, "to")
+    if first is not None and last is not None and first > last:
+        raise BadParameter("to", f"must not be before from ({first.isoformat()})")
+    return Window(first, last)
+
+
+def _day(params: Mapping[str, str] | None, name: str) -> date | None:
+    text = single(params, name)
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise BadParameter(name, f"must be an ISO date like 2024-05-31 (got {text!r})") from None
+
+
+def confidence(params: Mapping[str, str] | None) -> float:
+    text = single(params, "confidence")
+    if text is None:
+        return DEFAULT_CONFIDENCE
+    try:
+        level = float(text)
+    except ValueError:
+        level = math.nan
+    if not (math.isfinite(level) and 0 < level < 1):
+        raise BadParameter("confidence", f"must be a number strictly between 0 and 1, like 0.95 (got {text!r})")
+    return level
+
+
+def weights(params: Mapping[str, str] | None) -> dict[str, float] | None:
+    """`weights=red:50,blue:50`: the planned split for the sample-ratio check."""
+    text = single(params, "weights")
+    if text is None:
+        return None
+    parsed: dict[str, float] = {}
+    for item in text.split(","):
+        label, colon, number = item.rpartition(":")
+        try:
+            weight = float(number) if colon and label else math.nan
+        except ValueError:
+            weight = math.nan
+        if not (math.isfinite(weight) and weight > 0):
+            raise BadParameter("weights", f"must be label:weight pairs with positive weights, like red:50,blue:50 "
+                                          f"(got {item!r})")
+        if label in parsed:
+            raise BadParameter("weights", f"names {label!r} twice")
+        parsed[label] = weight
+    return parsed

@@ -1,0 +1,421 @@
+"""Experiment reports: run the queries on the warehouse and shape what the routes answer.
+
+Shapes:
+- Gimel's: `[{"meta": {"scope": ...}}, {"experiment": ..., "goals": [...]}, ...]` for every
+  experiment, and the `goals` list alone for one experiment;
+- the results view: rates with intervals, uplift, p-values and Bayesian chances per goal;
+- the daily view: cumulative participants and successes per day and variant.
+Labels and goals are always sorted, so the same data gives the same document.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Iterable, Mapping, Protocol, Sequence
+
+from chalicelib import queries, stats
+from chalicelib.events import PARTICIPATE, format_timestamp, now
+from chalicelib.queries import ALL_TIME, Query, Target, Window
+
+log = logging.getLogger("dalet.reports")
+
+CONTROL_NAME = "control"
+
+
+class BadParameter(ValueError):
+    """A request parameter is invalid; `parameter` names it."""
+
+    def __init__(self, parameter: str, message: str):
+        super().__init__(f"{parameter}: {message}")
+        self.parameter = parameter
+
+
+class UnknownExperiment(LookupError):
+    """No visible events: never tracked, or deleted with nothing tracked since."""
+
+    def __init__(self, namespace: str, experiment: str):
+        super().__init__(f"no experiment {experiment!r} in namespace {namespace!r}")
+        self.namespace = namespace
+        self.experiment = experiment
+
+
+class ReportWarehouse(Protocol):
+    dialect: str
+    unique_identities: bool
+
+    def fetch(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]: ...
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None: ...
+
+
+def target_of(warehouse: ReportWarehouse) -> Target:
+    if warehouse.dialect == queries.BIGQUERY:
+        tables = queries.bigquery_tables(warehouse.project, warehouse.dataset, warehouse.table)  # type: ignore[attr-defined]
+    else:
+        tables = queries.DUCKDB_TABLES
+    return Target(warehouse.dialect, tables, warehouse.unique_identities)
+
+
+def _fetch(warehouse: ReportWarehouse, query: Query) -> list[dict[str, Any]]:
+    return warehouse.fetch(query.sql, query.params)
+
+
+# ---------------------------------------------------------------------------
+# Gimel's shapes
+# ---------------------------------------------------------------------------
+
+def all_experiments(warehouse: ReportWarehouse, namespace: str, scope: str | None = None,
+                    window: Window = ALL_TIME) -> list[dict[str, Any]]:
+    """Every experiment of the namespace (sorted), or those named in `scope` in its order.
+
+    As in Gimel, a scoped experiment with no events is listed with no goals.
+    """
+    names = scope_names(scope)
+    query = queries.experiment_counts(target_of(warehouse), namespace, window, scope=names)
+    rows_of: dict[str, list[dict[str, Any]]] = {}
+    for row in _fetch(warehouse, query):
+        rows_of.setdefault(row["experiment"], []).append(row)
+    listed = names if names is not None else sorted(rows_of)
+    return [{"meta": {"scope": scope if names is not None else None}}] + [
+        {"experiment": name, "goals": gimel_goals(rows_of.get(name, []))} for name in listed
+    ]
+
+
+def scope_names(scope: str | None) -> list[str] | None:
+    """Gimel's comma-separated scope; None when absent or blank."""
+    if scope is None or not scope.strip():
+        return None
+    return list(dict.fromkeys(name for name in scope.split(",") if name))
+
+
+def experiment_goals(warehouse: ReportWarehouse, namespace: str, experiment: str,
+                     window: Window = ALL_TIME) -> list[dict[str, Any]]:
+    """Gimel's single-experiment answer: the goals list."""
+    query = queries.experiment_counts(target_of(warehouse), namespace, window, experiment=experiment)
+    rows = _fetch(warehouse, query)
+    _require_experiment(warehouse, namespace, experiment, window, found=bool(rows))
+    return gimel_goals(rows)
+
+
+def gimel_goals(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every variant seen under every goal; trials are participants, 0 where nothing was seen."""
+    counts = Counts.from_rows(rows)
+    return [
+        {"goal": goal, "results": [
+            {"label": label, "successes": counts.count(goal, label), "trials": counts.participants(label)}
+            for label in counts.variants
+        ]}
+        for goal in counts.goals
+    ]
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Distinct uuids per (event, variant), with the sorted variants and goals seen."""
+    by_event_variant: Mapping[tuple[str, str], int]
+    variants: list[str]
+    goals: list[str]
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Mapping[str, Any]]) -> "Counts":
+        by_event_variant = {(row["event"], row["variant"]): int(row["uuids"]) for row in rows}
+        return cls(
+            by_event_variant=by_event_variant,
+            variants=sorted({variant for _, variant in by_event_variant}),
+            goals=sorted({event for event, _ in by_event_variant if event != PARTICIPATE}),
+        )
+
+    def count(self, event: str, variant: str) -> int:
+        return self.by_event_variant.get((event, variant), 0)
+
+    def participants(self, variant: str) -> int:
+        return self.count(PARTICIPATE, variant)
+
+
+def _require_experiment(warehouse: ReportWarehouse, namespace: str, experiment: str,
+                        window: Window, found: bool) -> None:
+    """404 unless the experiment has events; an empty date window alone is not a 404."""
+    if found:
+        return
+    if window == ALL_TIME or not _fetch(warehouse, queries.experiment_exists(target_of(warehouse), namespace, experiment)):
+        raise UnknownExperiment(namespace, experiment)
+
+
+# ---------------------------------------------------------------------------
+# The results (decision) view
+# ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DecisionRow:
+    variant: str
+    event: str
+    uuids: int
+    valued: int
+    total: float
+    total_squares: float
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> "DecisionRow":
+        return cls(row["variant"], row["event"], int(row["uuids"]), int(row["valued"] or 0),
+                   float(row["total"] or 0.0), float(row["total_squares"] or 0.0))
+
+
+def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: str, *,
+                       control: str | None = None, confidence: float = 0.95,
+                       weights: Mapping[str, float] | None = None, window: Window = ALL_TIME) -> dict[str, Any]:
+    query = queries.decision_counts(target_of(warehouse), namespace, experiment, window)
+    rows = [DecisionRow.of(row) for row in _fetch(warehouse, query)]
+    _require_experiment(warehouse, namespace, experiment, window, found=bool(rows))
+    return results_view(namespace, experiment, rows, control=control, confidence=confidence, weights=weights)
+
+
+def results_view(namespace: str, experiment: str, rows: Sequence[DecisionRow], *, control: str | None,
+                 confidence: float, weights: Mapping[str, float] | None) -> dict[str, Any]:
+    counts = Counts.from_rows({"event": row.event, "variant": row.variant, "uuids": row.uuids} for row in rows)
+    labels = counts.variants
+    chosen = choose_control(labels, control)
+    participants = {label: counts.participants(label) for label in labels}
+    return {
+        "namespace": namespace,
+        "experiment": experiment,
+        "control": chosen,
+        "confidence": confidence,
+        "variants": [{"label": label, "participants": participants[label]} for label in labels],
+        "srm": _srm(participants, weights),
+        "goals": [
+            _goal_view(goal, labels, chosen, participants, {row.variant: row for row in rows if row.event == goal},
+                       confidence)
+            for goal in counts.goals
+        ],
+    }
+
+
+def choose_control(labels: Sequence[str], requested: str | None) -> str | None:
+    """The requested variant; else the one named "control"; else the first in sort order."""
+    if requested is not None:
+        if requested not in labels:
+            raise BadParameter("control", f"no variant named {requested!r} (variants: {', '.join(labels) or 'none'})")
+        return requested
+    if CONTROL_NAME in labels:
+        return CONTROL_NAME
+    return labels[0] if labels else None
+
+
+def _srm(participants: Mapping[str, int], weights: Mapping[str, float] | None) -> dict[str, Any]:
+    if weights is not None and set(weights) != set(participants):
+        raise BadParameter("weights", f"must name exactly the variants {', '.join(sorted(participants))} "
+                                      f"(got {', '.join(sorted(weights))})")
+    result = stats.srm(participants, weights)
+    return {"p_value": _finite(result.p_value), "mismatch": result.mismatch}
+
+
+def _goal_view(goal: str, labels: Sequence[str], control: str | None, participants: Mapping[str, int],
+               row_of: Mapping[str, DecisionRow], confidence: float) -> dict[str, Any]:
+    arms = {label: Arm(participants[label], row_of[label].uuids if label in row_of else 0) for label in labels}
+    proportions = {label: arm.proportion for label, arm in arms.items()}
+    if all(proportions.values()):
+        best = {label: _finite(p) for label, p in stats.chance_to_be_best(proportions).items()}  # type: ignore[arg-type]
+    else:
+        best = {label: None for label in labels}
+    return {
+        "goal": goal,
+        "variants": [_arm_view(label, arms, control, confidence) for label in labels],
+        "chance_to_be_best": best,
+        "value": _value_view(labels, control, participants, row_of, confidence),
+    }
+
+
+@dataclass(frozen=True)
+class Arm:
+    """A variant under a goal, counted as Gimel counts.
+
+    Successes can outnumber trials (a goal tracked with a fresh uuid each time it happens,
+    or a date window that cuts participations off); such an arm is not a proportion, and
+    the statistics that need one are null.
+    """
+    trials: int
+    successes: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.successes / self.trials if self.trials else None
+
+    @property
+    def proportion(self) -> stats.Proportion | None:
+        return stats.Proportion(self.trials, self.successes) if self.successes <= self.trials else None
+
+
+def _arm_view(label: str, arms: Mapping[str, Arm], control: str | None, confidence: float) -> dict[str, Any]:
+    arm = arms[label]
+    proportion = arm.proportion
+    view: dict[str, Any] = {
+        "label": label,
+        "trials": arm.trials,
+        "successes": arm.successes,
+        "rate": arm.rate,
+        "rate_ci": _interval(stats.rate_ci(proportion, confidence)) if proportion else None,
+    }
+    if control is None or label == control:
+        return view
+    base = arms[control]
+    base_proportion = base.proportion
+    comparable = proportion is not None and base_proportion is not None
+    view["uplift"] = {
+        "absolute": arm.rate - base.rate if arm.rate is not None and base.rate is not None else None,
+        "relative": arm.rate / base.rate - 1 if arm.rate is not None and base.rate else None,
+        "relative_ci": _interval(stats.relative_uplift_ci(base_proportion, proportion, confidence))
+        if comparable else None,
+    }
+    view["p_value"] = _finite(stats.two_proportion_p_value(base_proportion, proportion)) if comparable else None
+    view["chance_to_beat_control"] = _finite(stats.chance_to_beat(base_proportion, proportion)) if comparable else None
+    return view
+
+
+def _value_view(labels: Sequence[str], control: str | None, participants: Mapping[str, int],
+                row_of: Mapping[str, DecisionRow], confidence: float) -> dict[str, Any] | None:
+    """Per-participant value statistics; None when no goal event carried a value.
+
+    The mean is per participant: participants without a value count as 0.
+    """
+    if not any(row.valued for row in row_of.values()):
+        return None
+    empty = DecisionRow("", "", 0, 0, 0.0, 0.0)
+    samples = {label: _value_sample(participants[label], row_of.get(label, empty)) for label in labels}
+    views = []
+    for label in labels:
+        row = row_of.get(label, empty)
+        view: dict[str, Any] = {
+            "label": label,
+            "count": row.valued,
+            "sum": row.total,
+            "mean": row.total / participants[label] if participants[label] else None,
+        }
+        if control is not None and label != control:
+            sample, base = samples[label], samples[control]
+            difference = stats.mean_difference(base, sample, confidence) if sample and base else None
+            view.update(
+                p_value=_finite(difference.p_value) if difference else None,
+                difference=_finite(difference.difference) if difference else None,
+                ci=_interval(difference.ci) if difference else None,
+            )
+        views.append(view)
+    return {"variants": views}
+
+
+def _value_sample(participants: int, row: DecisionRow) -> stats.ValueSample | None:
+    if row.valued > participants:
+        return None
+    return stats.ValueSample(participants=participants, count=row.valued, total=row.total,
+                             total_squares=row.total_squares)
+
+
+def _finite(number: float | None) -> float | None:
+    return number if number is not None and math.isfinite(number) else None
+
+
+def _interval(bounds: tuple[float, float] | None) -> list[float | None] | None:
+    return None if bounds is None else [_finite(bounds[0]), _finite(bounds[1])]
+
+
+# ---------------------------------------------------------------------------
+# The daily view
+# ---------------------------------------------------------------------------
+
+def experiment_daily(warehouse: ReportWarehouse, namespace: str, experiment: str,
+                     window: Window = ALL_TIME) -> dict[str, Any]:
+    query = queries.daily_first_seen(target_of(warehouse), namespace, experiment, window)
+    rows = _fetch(warehouse, query)
+    _require_experiment(warehouse, namespace, experiment, window, found=bool(rows))
+    return {"namespace": namespace, "experiment": experiment, **daily_view(rows)}
+
+
+def daily_view(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Cumulative participants and successes per day and variant, from the first to the last day seen.
+
+    Each uuid counts from its first day, so the last day equals the totals; a day without
+    events repeats the day before.
+    """
+    new_on: dict[tuple[date, str, str], int] = {
+        (_as_date(row["day"]), row["event"], row["variant"]): int(row["uuids"]) for row in rows
+    }
+    labels = sorted({variant for _, _, variant in new_on})
+    goals = sorted({event for _, event, _ in new_on if event != PARTICIPATE})
+    days: list[dict[str, Any]] = []
+    if new_on:
+        running = {(event, label): 0 for event in [PARTICIPATE, *goals] for label in labels}
+        first, last = min(day for day, _, _ in new_on), max(day for day, _, _ in new_on)
+        for offset in range((last - first).days + 1):
+            day = first + timedelta(days=offset)
+            for event, label in running:
+                running[event, label] += new_on.get((day, event, label), 0)
+            days.append({"day": day.isoformat(), "variants": [
+                {"label": label, "participants": running[PARTICIPATE, label],
+                 "successes": {goal: running[goal, label] for goal in goals}}
+                for label in labels
+            ]})
+    return {"variants": labels, "goals": goals, "days": days}
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
+
+
+# ---------------------------------------------------------------------------
+# Deletion
+# ---------------------------------------------------------------------------
+
+def delete_experiment(warehouse: ReportWarehouse, namespace: str, experiment: str,
+                      deleted_at: datetime | None = None) -> dict[str, Any]:
+    """Record a tombstone every report honours, then purge the rows it hides if the warehouse lets us.
+
+    BigQuery refuses DML on rows still in its streaming buffer; the deletion holds anyway
+    (the tombstone) and `python -m chalicelib.cli purge` can remove the rows later.
+    """
+    target = target_of(warehouse)
+    if not _fetch(warehouse, queries.experiment_exists(target, namespace, experiment)):
+        raise UnknownExperiment(namespace, experiment)
+    moment = deleted_at or now()
+    _record_tombstone(warehouse, target, namespace, experiment, moment)
+    purge = queries.purge_deleted(target, namespace, experiment, moment)
+    try:
+        warehouse.execute(purge.sql, purge.params)
+        purged = True
+    except Exception as error:  # noqa: BLE001 - the tombstone already holds; the purge can wait
+        log.warning("deleted %r/%r but could not purge its rows yet (run `purge` later): %s",
+                    namespace, experiment, error)
+        purged = False
+    return {"deleted": True, "namespace": namespace, "experiment": experiment,
+            "deleted_at": format_timestamp(moment), "purged": purged}
+
+
+def deletion_id(namespace: str, experiment: str, deleted_at: datetime) -> str:
+    identity = json.dumps([namespace, experiment, format_timestamp(deleted_at)], ensure_ascii=False)
+    return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:32]
+
+
+def _record_tombstone(warehouse: ReportWarehouse, target: Target, namespace: str, experiment: str,
+                      deleted_at: datetime) -> None:
+    key = deletion_id(namespace, experiment, deleted_at)
+    if target.dialect == queries.BIGQUERY:
+        # A streaming insert is visible to queries at once; DML could lag behind it.
+        warehouse.insert_deletion({  # type: ignore[attr-defined]
+            "deletion_id": key, "namespace": namespace, "experiment": experiment,
+            "deleted_at": format_timestamp(deleted_at),
+        })
+        return
+    record = queries.record_deletion(target, key, namespace, experiment, deleted_at)
+    warehouse.execute(record.sql, record.params)
+
+
+def purge_all(warehouse: ReportWarehouse) -> None:
+    """Remove every row a tombstone hides; raises what the warehouse raises (e.g. the streaming buffer)."""
+    purge = queries.purge_all_deleted(target_of(warehouse))
+    warehouse.execute(purge.sql, purge.params)

@@ -1,0 +1,113 @@
+"""Secrets the cloud deployment reads at run time, once per container.
+
+A secret is named by a Secrets Manager secret (name or ARN) or an SSM parameter
+(`ssm:/name` or a parameter ARN). Values are kept in memory only: never written to
+disk, never put in a log line or an error message.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.config import ConfigError, Settings
+
+SECRETS_MANAGER = "secretsmanager"
+SSM = "ssm"
+SSM_PREFIX = "ssm:"
+API_KEY_FIELD = "api_key"
+
+_cache: dict["SecretReference", str] = {}
+_lock = threading.Lock()
+
+
+class SecretUnavailable(RuntimeError):
+    """The secret could not be read; the message names it, the variable and the fix (never the value)."""
+
+
+@dataclass(frozen=True)
+class SecretReference:
+    store: str        # SECRETS_MANAGER or SSM
+    name: str         # secret name/ARN, or parameter name/ARN
+    variable: str     # the environment variable that named it
+
+    def __str__(self) -> str:
+        where = "SSM parameter" if self.store == SSM else "Secrets Manager secret"
+        return f"{where} {self.name} ({self.variable})"
+
+
+def parse_reference(value: str, variable: str) -> SecretReference:
+    value = value.strip()
+    if value.startswith(SSM_PREFIX):
+        return SecretReference(SSM, value[len(SSM_PREFIX):], variable)
+    if value.startswith("arn:") and value.split(":")[2:3] == [SSM]:
+        return SecretReference(SSM, value, variable)
+    return SecretReference(SECRETS_MANAGER, value, variable)
+
+
+def read_secret(reference: SecretReference, region: str | None = None) -> str:
+    """The secret's text, fetched on first use and then served from memory."""
+    with _lock:
+        if reference not in _cache:
+            _cache[reference] = _fetch(reference, region)
+        return _cache[reference]
+
+
+def clear_cache() -> None:
+    with _lock:
+        _cache.clear()
+
+
+def read_api_key_secret(settings: Settings) -> str:
+    """The report API key from DALET_API_KEY_SECRET (a plain string, or JSON with an `api_key` field)."""
+    if not settings.api_key_secret:
+        raise ConfigError(
+            "no report API key: set DALET_API_KEY_SECRET (a Secrets Manager secret name/ARN, or ssm:/parameter) "
+            "or DALET_API_KEY in the stage's environment_variables in .chalice/config.json"
+        )
+    reference = parse_reference(settings.api_key_secret, "DALET_API_KEY_SECRET")
+    text = read_secret(reference).strip()
+    key = _api_key_field(text) if text.startswith("{") else text
+    if not key:
+        raise SecretUnavailable(f"{reference} is empty: put the key in it (python -m chalicelib.cli setup creates one)")
+    return key
+
+
+def _api_key_field(text: str) -> str:
+    try:
+        value = json.loads(text).get(API_KEY_FIELD, "")
+    except (ValueError, AttributeError):
+        return text
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _fetch(reference: SecretReference, region: str | None) -> str:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        if reference.store == SSM:
+            client = boto3.client(SSM, region_name=region)
+            return client.get_parameter(Name=reference.name, WithDecryption=True)["Parameter"]["Value"]
+        client = boto3.client(SECRETS_MANAGER, region_name=region)
+        return _secret_text(client.get_secret_value(SecretId=reference.name))
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        raise SecretUnavailable(f"cannot read {reference}: {code}. {_fix_for(code)}") from None
+    except BotoCoreError as error:
+        raise SecretUnavailable(f"cannot read {reference}: {error}") from None
+
+
+def _secret_text(response: dict[str, Any]) -> str:
+    if "SecretString" in response:
+        return response["SecretString"]
+    return bytes(response["SecretBinary"]).decode("utf-8")
+
+
+def _fix_for(code: str) -> str:
+    if code in ("ResourceNotFoundException", "ParameterNotFound"):
+        return "Create it (python -m chalicelib.cli setup --stage STAGE) or fix the name."
+    if code in ("AccessDeniedException", "AccessDenied"):
+        return "Let the function's IAM role read it (the .chalice/policy-*.json files that setup writes)."
+    return "Check the name, the region and the IAM role."

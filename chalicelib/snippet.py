@@ -1,0 +1,125 @@
+"""The AlephBet snippet a user pastes into their site, pointed at this deployment's /track.
+
+The /track URL is rebuilt from the request itself: scheme from X-Forwarded-Proto
+(API Gateway sets it; `chalice local` does not, and serves plain http), host from the
+Host header, and the path prefix the request arrived under. Behind API Gateway the
+stage name prefixes every path (`/api/snippet`), but a custom domain may map the API to
+another base path or none, and `chalice local` reports no stage and serves at the root.
+So the prefix is read off the request: the requested path minus the route's own path.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from string import Template
+from typing import Any, Mapping
+
+from chalicelib.events import DEFAULT_NAMESPACE, validate_name
+
+TRACK_PATH = "/track"
+ALEPHBET_VERSION = "0.27.0"
+_HOST = re.compile(r"^(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+_SCHEMES = ("http", "https")
+
+
+class InvalidRequest(ValueError):
+    """The request's headers cannot describe a URL; `header` names the culprit."""
+
+    def __init__(self, header: str, rule: str):
+        self.header = header
+        self.rule = rule
+        super().__init__(f"the {header} header {rule}")
+
+
+@dataclass(frozen=True)
+class Snippet:
+    namespace: str
+    track_url: str
+    text: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"namespace": self.namespace, "track_url": self.track_url, "snippet": self.text}
+
+
+def _js_string(text: str) -> str:
+    """A JavaScript string literal that cannot close the surrounding <script> element."""
+    literal = json.dumps(text, ensure_ascii=False)
+    return literal.replace("<", "\\u003c").replace(">", "\\u003e").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+_TEMPLATE = Template("""<!-- Dalet A/B testing: the AlephBet client reporting to this deployment.
+     Host alephbet.min.js yourself (no CDN is assumed): `npm install alephbet@${alephbet_version}`,
+     then serve node_modules/alephbet/dist/alephbet.min.js from your site and fix the src below. -->
+<script src="/js/alephbet.min.js"></script>
+<script>
+  var tracking_adapter = new AlephBet.GimelAdapter(${track_url}, ${namespace});
+  // Then, for each experiment:
+  // var experiment = new AlephBet.Experiment({
+  //   name: "button color",
+  //   variants: {red: {activate: function () {}}, blue: {activate: function () {}}},
+  //   tracking_adapter: tracking_adapter
+  // });
+  // experiment.add_goal(new AlephBet.Goal("button clicked"));
+</script>
+""")
+
+
+def render_snippet(track_url: str, namespace: str) -> str:
+    """The HTML to paste into a page: load AlephBet, then send its events to `track_url`."""
+    return _TEMPLATE.substitute(alephbet_version=ALEPHBET_VERSION, track_url=_js_string(track_url),
+                                namespace=_js_string(namespace))
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    return value.strip() if value else None
+
+
+def _scheme(headers: Mapping[str, str]) -> str:
+    forwarded = _header(headers, "x-forwarded-proto")
+    if forwarded is None:
+        return "http"
+    scheme = forwarded.split(",")[0].strip().lower()
+    if scheme not in _SCHEMES:
+        raise InvalidRequest("X-Forwarded-Proto", f"must be http or https (got {forwarded!r})")
+    return scheme
+
+
+def _host(headers: Mapping[str, str]) -> str:
+    host = _header(headers, "host")
+    if host is None:
+        raise InvalidRequest("Host", "is required to build the /track URL")
+    if not _HOST.match(host):
+        raise InvalidRequest("Host", f"is not a host name with an optional port (got {host!r})")
+    return host
+
+
+def _path_prefix(context: Mapping[str, Any]) -> str:
+    """What precedes the route's own path in the URL the browser used.
+
+    API Gateway: path "/api/snippet", resourcePath "/snippet" -> "/api".
+    chalice local and chalice.test.Client: path "/snippet" -> "".
+    """
+    requested = str(context.get("path") or "")
+    route = str(context.get("resourcePath") or "")
+    if route and requested.endswith(route):
+        return requested[: len(requested) - len(route)].rstrip("/")
+    stage = context.get("stage")
+    return f"/{stage}" if stage else ""
+
+
+def track_url(headers: Mapping[str, str], context: Mapping[str, Any]) -> str:
+    """This deployment's /track URL, as the browser that sent the request reaches it."""
+    return f"{_scheme(headers)}://{_host(headers)}{_path_prefix(context)}{TRACK_PATH}"
+
+
+def snippet_for_request(namespace: str | None, headers: Mapping[str, str], context: Mapping[str, Any]) -> Snippet:
+    """Raises InvalidEvent for a bad namespace, InvalidRequest for unusable headers."""
+    chosen = validate_name("namespace", DEFAULT_NAMESPACE if namespace is None else namespace)
+    url = track_url(headers, context)
+    return Snippet(namespace=chosen, track_url=url, text=render_snippet(url, chosen))
+
+
+def wants_json(accept: str | None) -> bool:
+    return "application/json" in (accept or "").lower()

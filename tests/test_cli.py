@@ -1,0 +1,346 @@
+"""The deploy commands: setup, preflight, replay, snippet, template, teardown.
+
+AWS is moto (real boto3 calls); BigQuery is the local HTTP stand-in with the real client.
+Each test works on a copy of .chalice/config.json, so the policy files setup writes land
+in a temporary project, never in the checkout.
+"""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import boto3
+import pytest
+
+from chalicelib import cli, google_credentials, infrastructure
+from chalicelib.events import Event, encode_record, stamp
+from chalicelib.stage import PROJECT_DIR
+from tests.aws_moto import ACCOUNT, REGION, aws  # noqa: F401
+from tests.bigquery_standin import bigquery_standin  # noqa: F401
+
+STREAM = "dalet-events"
+STREAM_ARN = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{STREAM}"
+QUEUE = "dalet-prod-failed-batches"
+API_KEY_SECRET = "dalet/prod/api-key"
+WRITER = "dalet-prod-write_events"
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    (tmp_path / ".chalice").mkdir()
+    shutil.copy(PROJECT_DIR / ".chalice" / "config.json", tmp_path / ".chalice" / "config.json")
+    return tmp_path
+
+
+@pytest.fixture
+def bigquery(bigquery_standin, monkeypatch):
+    """The stage's BigQuery client is the stand-in's (credential loading is tested on its own)."""
+    monkeypatch.setattr(google_credentials, "bigquery_client", lambda settings: bigquery_standin.client)
+    return bigquery_standin
+
+
+def run(capsys, *arguments: str) -> tuple[int, str]:
+    code = cli.main(list(arguments))
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def setup(capsys, project: Path, *extra: str) -> tuple[int, str]:
+    return run(capsys, "setup", "--stage", "prod", "--project-dir", str(project), *extra)
+
+
+def preflight(capsys, project: Path) -> tuple[int, str]:
+    return run(capsys, "preflight", "--stage", "prod", "--project-dir", str(project))
+
+
+def deploy_writer() -> str:
+    """What `chalice deploy` leaves: the writer function and its plain Kinesis trigger."""
+    role = boto3.client("iam").create_role(RoleName=WRITER, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "lambda.amazonaws.com"}}]}))
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("app.py", "def write_events(event, context):\n    return {}\n")
+    lambda_client = boto3.client("lambda")
+    lambda_client.create_function(FunctionName=WRITER, Runtime="python3.11", Role=role["Role"]["Arn"],
+                                  Handler="app.write_events", Code={"ZipFile": code.getvalue()})
+    return lambda_client.create_event_source_mapping(EventSourceArn=STREAM_ARN, FunctionName=WRITER, BatchSize=500,
+                                                     StartingPosition="TRIM_HORIZON")["UUID"]
+
+
+def api_key_value() -> str:
+    return boto3.client("secretsmanager").get_secret_value(SecretId=API_KEY_SECRET)["SecretString"]
+
+
+# ---- setup -------------------------------------------------------------------------
+
+
+def test_setup_creates_the_stream_queue_api_key_and_tables(aws, bigquery, project, capsys):
+    code, output = setup(capsys, project)
+
+    assert code == 0, output
+    stream = boto3.client("kinesis").describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"]
+    assert (stream["StreamStatus"], stream["StreamModeDetails"]["StreamMode"]) == ("ACTIVE", "ON_DEMAND")
+    assert stream["RetentionPeriodHours"] == infrastructure.STREAM_RETENTION_HOURS
+    assert stream["EncryptionType"] == "KMS"
+    assert boto3.client("sqs").get_queue_url(QueueName=QUEUE)["QueueUrl"]
+    assert len(api_key_value()) >= 32
+    events = bigquery.table("dalet.events")
+    assert events["timePartitioning"] == {"type": "DAY", "field": "received_at"}
+    assert events["clustering"]["fields"] == ["namespace", "experiment", "event"]
+    assert "dalet.dead_letters" in bigquery.tables
+    for thing in (f"stream {STREAM}: created", f"queue {QUEUE}: created", f"{API_KEY_SECRET} (DALET_API_KEY_SECRET)"
+                  ": created", "test-project.dalet.events: created"):
+        assert thing in output
+
+
+def test_setup_run_again_finds_everything_and_keeps_the_key(aws, bigquery, project, capsys):
+    setup(capsys, project)
+    key = api_key_value()
+
+    code, output = setup(capsys, project)
+
+    assert code == 0, output
+    assert "created" not in output
+    assert output.count(": found") >= 4
+    assert api_key_value() == key
+
+
+def test_setup_never_prints_the_api_key_unless_asked(aws, bigquery, project, capsys):
+    _, quiet = setup(capsys, project)
+    _, asked = setup(capsys, project, "--show-key")
+
+    assert api_key_value() not in quiet
+    assert f"(x-api-key): {api_key_value()}" in asked
+    assert f"aws secretsmanager get-secret-value --secret-id {API_KEY_SECRET}" in quiet
+
+
+def test_setup_writes_policy_files_that_name_this_accounts_stream_and_nothing_wider(aws, bigquery, project, capsys):
+    setup(capsys, project)
+
+    api_handler = json.loads((project / ".chalice" / "policy-prod-api_handler.json").read_text())
+    writer = json.loads((project / ".chalice" / "policy-prod-write_events.json").read_text())
+    secret_arn = boto3.client("secretsmanager").describe_secret(SecretId=API_KEY_SECRET)["ARN"]
+    queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{QUEUE}"
+
+    def resources(document, action_prefix):
+        return {r for s in document["Statement"] if s["Action"][0].startswith(action_prefix) for r in s["Resource"]}
+
+    assert resources(api_handler, "kinesis:") == {STREAM_ARN}
+    assert resources(writer, "kinesis:") == {STREAM_ARN}
+    assert resources(api_handler, "secretsmanager:") == {secret_arn}
+    assert resources(writer, "sqs:") == {queue_arn}
+    every_resource = resources(api_handler, "") | resources(writer, "")
+    assert all(ACCOUNT in arn and "*" not in arn.split(":")[:5] for arn in every_resource)
+
+
+def test_setup_can_create_a_provisioned_stream(aws, bigquery, project, capsys):
+    code, output = setup(capsys, project, "--stream-mode", "PROVISIONED", "--shards", "2")
+
+    assert code == 0, output
+    stream = boto3.client("kinesis").describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"]
+    assert (stream["StreamModeDetails"]["StreamMode"], stream["OpenShardCount"]) == ("PROVISIONED", 2)
+
+
+def test_setup_after_deploy_makes_the_writer_trigger_report_partial_failures_and_park_batches(
+        aws, bigquery, project, capsys):
+    _, before_deploy = setup(capsys, project)
+    mapping_id = deploy_writer()
+
+    code, output = setup(capsys, project)
+
+    assert "not deployed yet" in before_deploy
+    assert code == 0 and f"writer trigger {mapping_id}: updated" in output
+    mapping = boto3.client("lambda").get_event_source_mapping(UUID=mapping_id)
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BisectBatchOnFunctionError"] is True
+    assert 0 <= mapping["MaximumRetryAttempts"] <= 100
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == f"arn:aws:sqs:{REGION}:{ACCOUNT}:{QUEUE}"
+
+
+def test_setup_without_aws_credentials_says_how_to_provide_them(bigquery, project, capsys, monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+
+    code, output = setup(capsys, project)
+
+    assert code == 1
+    assert "no AWS credentials" in output and "aws configure" in output
+
+
+# ---- preflight ---------------------------------------------------------------------
+
+
+def test_preflight_passes_once_setup_and_deploy_are_done(aws, bigquery, project, capsys):
+    setup(capsys, project)
+    deploy_writer()
+    setup(capsys, project)
+
+    code, output = preflight(capsys, project)
+
+    assert code == 0, output
+    assert "FAIL" not in output and output.strip().endswith("all checks passed")
+
+
+def test_preflight_before_setup_fails_each_missing_piece_with_its_fix(aws, bigquery, project, capsys):
+    code, output = preflight(capsys, project)
+
+    failures = [line for line in output.splitlines() if line.startswith("FAIL")]
+    assert code == 1
+    for piece in (f"stream {STREAM}", f"failed-batch queue {QUEUE}", "report API key",
+                  "BigQuery table test-project.dalet.events", "BigQuery table test-project.dalet.dead_letters"):
+        line = next(line for line in failures if piece in line)
+        assert "fix: python -m chalicelib.cli setup --stage prod" in line
+
+
+def test_preflight_notices_a_writer_trigger_that_would_lose_partial_failures(aws, bigquery, project, capsys):
+    setup(capsys, project)
+    deploy_writer()      # chalice deploy's plain trigger: no partial batch responses, no destination
+
+    code, output = preflight(capsys, project)
+
+    line = next(line for line in output.splitlines() if "writer trigger" in line)
+    assert code == 1 and line.startswith("FAIL") and "FunctionResponseTypes" in line
+    assert line.endswith("fix: python -m chalicelib.cli setup --stage prod")
+
+
+def test_preflight_reports_a_table_whose_schema_differs(aws, bigquery, project, capsys):
+    from google.cloud import bigquery as bq
+
+    setup(capsys, project)
+    bigquery.drop_table("dalet.events")
+    bigquery.client.create_table(bq.Table("test-project.dalet.events", schema=[bq.SchemaField("uuid", "STRING")]))
+
+    code, output = preflight(capsys, project)
+
+    line = next(line for line in output.splitlines() if "dalet.events" in line)
+    assert code == 1 and line.startswith("FAIL") and "columns are uuid STRING, expected event_id STRING REQUIRED" in line
+
+
+def test_preflight_reports_parked_batches(aws, bigquery, project, capsys):
+    setup(capsys, project)
+    queue_url = boto3.client("sqs").get_queue_url(QueueName=QUEUE)["QueueUrl"]
+    boto3.client("sqs").send_message(QueueUrl=queue_url, MessageBody="{}")
+
+    code, output = preflight(capsys, project)
+
+    line = next(line for line in output.splitlines() if "failed-batch queue" in line)
+    assert code == 1 and "1 failed batch(es) parked" in line and "replay --stage prod" in line
+
+
+# ---- replay ------------------------------------------------------------------------
+
+
+def put_events(count: int) -> list[str]:
+    kinesis = boto3.client("kinesis")
+    received = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    sequence_numbers = []
+    for index in range(count):
+        stored = stamp(Event("alephbet", "button color", "red", "participate", f"user-{index}"), received)
+        answer = kinesis.put_record(StreamName=STREAM, Data=encode_record(stored), PartitionKey=stored.event_id,
+                                    ExplicitHashKey="0")
+        sequence_numbers.append(answer["SequenceNumber"])
+    return sequence_numbers
+
+
+def park(first: str, last: str, shard: str = "shardId-000000000000") -> None:
+    """What Lambda sends the on-failure destination when a batch exhausts its retries."""
+    note = {"requestContext": {"condition": "RetryAttemptsExhausted"}, "KinesisBatchInfo": {
+        "shardId": shard, "startSequenceNumber": first, "endSequenceNumber": last, "batchSize": 3,
+        "streamArn": STREAM_ARN}}
+    queue_url = boto3.client("sqs").get_queue_url(QueueName=QUEUE)["QueueUrl"]
+    boto3.client("sqs").send_message(QueueUrl=queue_url, MessageBody=json.dumps(note))
+
+
+def queued_messages() -> int:
+    sqs = boto3.client("sqs")
+    attributes = sqs.get_queue_attributes(QueueUrl=sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"],
+                                          AttributeNames=["ApproximateNumberOfMessages",
+                                                          "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+    return sum(int(value) for value in attributes.values())
+
+
+def test_replay_writes_exactly_the_parked_batch_and_removes_it_from_the_queue(aws, bigquery, project, capsys):
+    setup(capsys, project)
+    sequence_numbers = put_events(5)
+    park(sequence_numbers[1], sequence_numbers[3])
+
+    code, output = run(capsys, "replay", "--stage", "prod", "--project-dir", str(project))
+
+    assert code == 0, output
+    assert sorted(row["uuid"] for row in bigquery.rows("dalet.events")) == ["user-1", "user-2", "user-3"]
+    assert queued_messages() == 0
+    assert "1 batch(es), 3 record(s) written; 0 left on the queue" in output
+
+
+def test_replay_leaves_a_batch_on_the_queue_while_bigquery_still_fails(aws, bigquery, project, capsys):
+    from chalicelib import replay
+    from chalicelib.bigquery_warehouse import BigQueryWarehouse
+
+    setup(capsys, project)
+    sequence_numbers = put_events(2)
+    park(sequence_numbers[0], sequence_numbers[1])
+    bigquery.fail_inserts(503, times=None)
+    sqs, kinesis = boto3.client("sqs"), boto3.client("kinesis")
+    warehouse = BigQueryWarehouse(bigquery.client, "dalet", "events", retry=None)
+
+    with pytest.raises(Exception):
+        replay.replay_parked_batches(sqs, sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"], kinesis, STREAM,
+                                     STREAM_ARN, warehouse, print)
+
+    assert bigquery.rows("dalet.events") == []
+    visible = sqs.get_queue_attributes(QueueUrl=sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"],
+                                       AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    assert visible["ApproximateNumberOfMessages"] == "1"
+
+
+# ---- snippet, template, teardown ---------------------------------------------------
+
+
+def test_snippet_points_alephbet_at_the_deployed_track_url(capsys):
+    code, output = run(capsys, "snippet", "--url", "https://abc123.execute-api.us-east-1.amazonaws.com/api/",
+                       "--namespace", "shop")
+
+    assert code == 0
+    assert 'new AlephBet.GimelAdapter("https://abc123.execute-api.us-east-1.amazonaws.com/api/track", "shop")' in output
+
+
+def test_snippet_reads_the_url_chalice_deploy_recorded(project, capsys):
+    deployed = project / ".chalice" / "deployed"
+    deployed.mkdir()
+    (deployed / "prod.json").write_text(json.dumps({"resources": [
+        {"name": "rest_api", "resource_type": "rest_api", "rest_api_id": "xyz",
+         "rest_api_url": "https://xyz.execute-api.eu-west-1.amazonaws.com/api/"}]}))
+
+    code, output = run(capsys, "snippet", "--stage", "prod", "--project-dir", str(project))
+
+    assert code == 0 and '"https://xyz.execute-api.eu-west-1.amazonaws.com/api/track"' in output
+
+
+def test_snippet_refuses_a_url_that_is_not_http(capsys):
+    code, output = run(capsys, "snippet", "--url", "abc123.execute-api.us-east-1.amazonaws.com")
+
+    assert code == 1 and "--url must be an http(s) URL" in output
+
+
+def test_teardown_prints_the_commands_and_runs_nothing(capsys):
+    code, output = run(capsys, "teardown", "--stage", "prod")
+
+    assert code == 0
+    for command in ("chalice delete --stage prod", f"aws kinesis delete-stream --stream-name {STREAM}",
+                    f"--queue-name {QUEUE}", f"aws secretsmanager delete-secret --secret-id {API_KEY_SECRET}"):
+        assert command in output
+
+
+def test_the_merge_template_in_the_checkout_matches_the_stage_config(capsys):
+    code, output = run(capsys, "template", "--stage", "prod", "--check")
+
+    assert code == 0, output

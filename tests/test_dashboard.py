@@ -1,0 +1,355 @@
+"""GET /dashboard in headless Chromium against a real `chalice local` with seeded events.
+
+Every number the page shows is compared with the report API's answer, rounded the way the
+page displays it.
+"""
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import quote, urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.local_server import LocalServer, wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+API_KEY = "dashboard-test-key"
+NAMESPACE = "alephbet"
+HOSTILE_NAME = "<img src=x onerror=alert(1)>"
+BUTTON = "button color"          # balanced split, two goals
+SKEWED = "skewed split"          # 100 vs 30 participants: a sample ratio mismatch
+DOOMED = "to be deleted"
+
+
+def participants(experiment: str, variant: str, count: int) -> list[dict]:
+    return [{"namespace": NAMESPACE, "experiment": experiment, "variant": variant, "event": "participate",
+             "uuid": f"{experiment}-{variant}-{number}"} for number in range(count)]
+
+
+def goal(experiment: str, variant: str, event: str, count: int) -> list[dict]:
+    return [{"namespace": NAMESPACE, "experiment": experiment, "variant": variant, "event": event,
+             "uuid": f"{experiment}-{variant}-{number}"} for number in range(count)]
+
+
+def purchases(experiment: str, variant: str, values: list[float]) -> list[dict]:
+    return [{**event, "value": value} for event, value in zip(goal(experiment, variant, "purchase", len(values)), values)]
+
+
+SEEDED_EVENTS = [
+    *participants(BUTTON, "red", 60), *goal(BUTTON, "red", "click", 9), *goal(BUTTON, "red", "signup", 2),
+    *participants(BUTTON, "blue", 64), *goal(BUTTON, "blue", "click", 21), *goal(BUTTON, "blue", "signup", 3),
+    *purchases(BUTTON, "red", [10, 20, 30, 40]), *purchases(BUTTON, "blue", [25, 25, 25, 25, 37.5]),
+    *participants(SKEWED, "red", 100), *goal(SKEWED, "red", "click", 10),
+    *participants(SKEWED, "blue", 30), *goal(SKEWED, "blue", "click", 4),
+    *participants(HOSTILE_NAME, "a", 3), *goal(HOSTILE_NAME, "a", "click", 1),
+    *participants(DOOMED, "a", 5), *goal(DOOMED, "a", "click", 2),
+]
+EXPERIMENTS = {BUTTON, SKEWED, HOSTILE_NAME, DOOMED}
+
+
+# ---------- the API, as the page reads it ----------
+
+def api_get(server: LocalServer, path: str, **query: str):
+    reply = server.request("GET", path, headers={"x-api-key": API_KEY}, query={"namespace": NAMESPACE, **query})
+    assert reply.status == 200, reply.text
+    return reply.json()
+
+
+def listed_experiments(server: LocalServer) -> dict[str, int]:
+    """Experiment name -> participants of its first goal, from Gimel's report shape."""
+    report = api_get(server, "/experiments")
+    return {item["experiment"]: sum(result["trials"] for result in item["goals"][0]["results"]) if item["goals"] else 0
+            for item in report if "experiment" in item}
+
+
+def results_of(server: LocalServer, experiment: str) -> dict:
+    return api_get(server, f"/experiments/{quote(experiment, safe='')}/results")
+
+
+# ---------- the page's rounding (JavaScript's toFixed rounds half away from zero) ----------
+
+def fixed(number: float, digits: int) -> str:
+    return str(Decimal(number).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+
+
+def percent(number: float, digits: int = 2) -> str:
+    return fixed(number * 100, digits) + "%"
+
+
+def signed_percent(number: float, digits: int = 1) -> str:
+    return ("+" if number > 0 else "") + percent(number, digits)
+
+
+def decimal(number: float) -> str:
+    return fixed(number, 0 if abs(number) >= 10000 else 2)
+
+
+def p_value(number: float | None) -> str:
+    if number is None:
+        return "—"
+    return "< 0.0001" if number < 0.0001 else fixed(number, 4)
+
+
+# ---------- fixtures ----------
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[LocalServer]:
+    with LocalServer.start(tmp_path_factory.mktemp("dashboard") / "data", env={"DALET_API_KEY": API_KEY}) as running:
+        for start in range(0, len(SEEDED_EVENTS), 500):
+            reply = running.request("POST", "/track", json=SEEDED_EVENTS[start:start + 500])
+            assert reply.status == 200, reply.text
+        wait_until(lambda: listed_experiments(running) == {BUTTON: 124, SKEWED: 130, HOSTILE_NAME: 3, DOOMED: 5},
+                   message="the seeded events to reach the report API")
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+class Dashboard:
+    """One fresh browser context (empty localStorage) on the dashboard, recording dialogs and requests."""
+
+    def __init__(self, page: Page, server: LocalServer):
+        self.page = page
+        self.server = server
+        self.dialogs: list[str] = []
+        self.requested: list[str] = []
+        self.confirm_answer = True
+        page.on("dialog", self._answer)
+        page.on("request", lambda request: self.requested.append(request.url))
+
+    def _answer(self, dialog) -> None:
+        self.dialogs.append(f"{dialog.type}: {dialog.message}")
+        if dialog.type == "confirm" and self.confirm_answer:
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+    def open(self, url: str | None = None) -> "Dashboard":
+        self.page.goto(url or self.server.url("/dashboard"))
+        return self
+
+    def enter_key(self, key: str = API_KEY) -> "Dashboard":
+        self.page.fill("#api-key", key)
+        self.page.click("#key-form button[type=submit]")
+        return self
+
+    def experiment_names(self) -> list[str]:
+        return self.page.locator("#experiments button.experiment-link").evaluate_all(
+            "buttons => buttons.map(b => b.getAttribute('data-experiment'))")
+
+    def wait_for_list(self) -> "Dashboard":
+        self.page.wait_for_selector("#experiments button.experiment-link")
+        return self
+
+    def choose(self, experiment: str) -> "Dashboard":
+        self.wait_for_list()
+        buttons = self.page.locator("#experiments button.experiment-link")
+        buttons.nth(self.experiment_names().index(experiment)).click()
+        self.page.wait_for_function("name => document.getElementById('experiment-name')?.textContent === name",
+                                    arg=experiment)
+        return self
+
+    def row(self, section: str, label: str):
+        rows = self.page.locator(f"{section} tbody tr")
+        labels = rows.evaluate_all("rows => rows.map(r => r.getAttribute('data-variant'))")
+        return rows.nth(labels.index(label))
+
+    def cell(self, section: str, label: str, field: str) -> str:
+        return self.row(section, label).locator(f"[data-field='{field}']").inner_text().strip()
+
+    def message(self) -> str:
+        self.page.wait_for_selector("#message:not([hidden])")
+        return self.page.inner_text("#message")
+
+
+@pytest.fixture
+def dashboard(browser, server) -> Iterator[Dashboard]:
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    yield Dashboard(context.new_page(), server)
+    context.close()
+
+
+# ---------- the page and its package ----------
+
+def test_the_dashboard_is_one_self_contained_html_page(server):
+    reply = server.request("GET", "/dashboard")
+
+    assert reply.status == 200
+    assert reply.headers["content-type"] == "text/html; charset=utf-8"
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", reply.text)
+    assert "@import" not in reply.text
+
+
+def test_the_dashboard_ships_inside_the_lambda_deployment_package():
+    from chalice.deploy.packager import LambdaDeploymentPackager
+    from chalice.utils import UI, OSUtils
+
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as package:
+        LambdaDeploymentPackager(OSUtils(), None, UI())._add_app_files(package, str(ROOT))
+        shipped = package.namelist()
+
+    assert "chalicelib/dashboard.html" in shipped
+
+
+# ---------- reading results ----------
+
+def test_seeded_results_show_the_same_numbers_as_the_api(dashboard, server):
+    api = results_of(server, BUTTON)
+
+    dashboard.open().enter_key().choose(BUTTON)
+
+    for variant in api["variants"]:
+        assert dashboard.cell("#participants", variant["label"], "participants") == str(variant["participants"])
+    for goal_result in api["goals"]:
+        section = f".goal[data-goal='{goal_result['goal']}'] .goal-table"
+        for variant in goal_result["variants"]:
+            label = variant["label"]
+            assert dashboard.cell(section, label, "rate") == percent(variant["rate"])
+            low, high = variant["rate_ci"]
+            assert dashboard.cell(section, label, "rate-ci") == f"{percent(low)} to {percent(high)}"
+            assert dashboard.cell(section, label, "chance-to-be-best") == percent(
+                goal_result["chance_to_be_best"][label], 1)
+            if label == api["control"]:
+                continue
+            assert dashboard.cell(section, label, "uplift") == signed_percent(variant["uplift"]["relative"])
+            assert dashboard.cell(section, label, "p-value") == p_value(variant["p_value"])
+            assert dashboard.cell(section, label, "chance-to-beat-control") == percent(
+                variant["chance_to_beat_control"], 1)
+
+
+def test_goals_with_values_show_the_same_mean_per_participant_as_the_api(dashboard, server):
+    purchase = next(g for g in results_of(server, BUTTON)["goals"] if g["goal"] == "purchase")
+
+    dashboard.open().enter_key().choose(BUTTON)
+
+    for variant in purchase["value"]["variants"]:
+        section = ".goal[data-goal='purchase'] .value-table"
+        assert dashboard.cell(section, variant["label"], "value-mean") == decimal(variant["mean"])
+        assert dashboard.cell(section, variant["label"], "value-count") == str(variant["count"])
+
+
+def test_each_goal_charts_one_bar_per_variant(dashboard, server):
+    api = results_of(server, BUTTON)
+
+    dashboard.open().enter_key().choose(BUTTON)
+
+    for goal_result in api["goals"]:
+        bars = dashboard.page.locator(f".goal[data-goal='{goal_result['goal']}'] svg rect.bar")
+        assert bars.evaluate_all("bars => bars.map(b => b.getAttribute('data-variant'))") == [
+            variant["label"] for variant in goal_result["variants"]]
+
+
+def test_the_daily_chart_draws_one_cumulative_line_per_variant_ending_at_the_api_totals(dashboard, server):
+    last_day = api_get(server, f"/experiments/{quote(BUTTON, safe='')}/daily")["days"][-1]
+
+    dashboard.open().enter_key().choose(BUTTON)
+
+    lines = dashboard.page.locator("#daily-chart polyline.daily-line")
+    assert sorted(lines.evaluate_all("lines => lines.map(l => l.getAttribute('data-variant'))")) == sorted(
+        variant["label"] for variant in last_day["variants"])
+    for variant in last_day["variants"]:
+        points = dashboard.page.locator(f"#daily-chart circle.daily-point[data-variant='{variant['label']}'] title")
+        assert points.last.text_content() == f"{variant['label']} · {last_day['day']}: {variant['participants']}"
+
+
+def test_a_skewed_split_shows_a_sample_ratio_mismatch_warning(dashboard, server):
+    assert results_of(server, SKEWED)["srm"]["mismatch"] is True
+
+    dashboard.open().enter_key().choose(SKEWED)
+
+    assert "Sample ratio mismatch" in dashboard.page.inner_text("#srm-warning")
+
+
+def test_a_balanced_split_shows_no_sample_ratio_warning(dashboard, server):
+    assert results_of(server, BUTTON)["srm"]["mismatch"] is False
+
+    dashboard.open().enter_key().choose(BUTTON)
+
+    assert dashboard.page.locator("#srm-warning").count() == 0
+
+
+def test_the_page_only_talks_to_its_own_origin(dashboard, server):
+    dashboard.open().enter_key().choose(BUTTON)
+
+    assert dashboard.requested
+    assert all(url.startswith(server.base_url + "/") for url in dashboard.requested)
+
+
+def test_api_calls_are_relative_to_the_page_so_a_stage_prefix_works(dashboard, server):
+    """Behind API Gateway the page is /api/dashboard and the API /api/experiments."""
+    def strip_stage(route) -> None:
+        parts = urlsplit(route.request.url)
+        local = server.base_url + parts.path.removeprefix("/api") + (f"?{parts.query}" if parts.query else "")
+        route.fulfill(response=route.fetch(url=local))
+
+    dashboard.page.route("http://dalet.test/**", strip_stage)
+    dashboard.open("http://dalet.test/api/dashboard").enter_key().choose(BUTTON)
+
+    api_paths = {urlsplit(url).path for url in dashboard.requested if "/experiments" in url}
+    assert api_paths and all(path.startswith("/api/experiments") for path in api_paths)
+
+
+# ---------- the key ----------
+
+def test_a_wrong_key_shows_a_clear_message_and_the_right_key_recovers(dashboard):
+    dashboard.open().enter_key("not-the-key")
+
+    assert "API key rejected (403)" in dashboard.message()
+
+    dashboard.page.click("#change-key")
+    dashboard.enter_key(API_KEY).wait_for_list()
+    assert set(dashboard.experiment_names()) >= {BUTTON, SKEWED}
+
+
+def test_the_key_is_remembered_across_visits(dashboard):
+    dashboard.open().enter_key().wait_for_list()
+
+    dashboard.open().wait_for_list()
+
+    assert dashboard.page.is_hidden("#key-panel")
+
+
+# ---------- hostile names ----------
+
+def test_a_hostile_experiment_name_is_shown_as_text_and_never_runs(dashboard):
+    dashboard.open().enter_key().choose(HOSTILE_NAME)
+
+    assert HOSTILE_NAME in dashboard.experiment_names()
+    assert dashboard.page.inner_text("#experiment-name") == HOSTILE_NAME
+    assert dashboard.page.locator("img").count() == 0
+    assert dashboard.dialogs == []
+
+
+# ---------- deleting ----------
+
+def test_delete_asks_first_and_removes_the_experiment_once_confirmed(dashboard, server):
+    dashboard.open().enter_key().choose(DOOMED)
+
+    dashboard.confirm_answer = False
+    dashboard.page.click("#delete-experiment")
+    assert DOOMED in dashboard.experiment_names()
+    assert DOOMED in listed_experiments(server)
+
+    dashboard.confirm_answer = True
+    dashboard.page.click("#delete-experiment")
+    dashboard.page.wait_for_function(
+        "name => ![...document.querySelectorAll('#experiments button')].some(b => b.dataset.experiment === name)",
+        arg=DOOMED)
+    assert [dialog.split(":")[0] for dialog in dashboard.dialogs] == ["confirm", "confirm"]
+    assert DOOMED not in listed_experiments(server)
+    assert BUTTON in dashboard.experiment_names()

@@ -1,0 +1,219 @@
+"""The embedded stream: durable, ordered, at-least-once delivery in Lambda's Kinesis shape."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chalicelib import config
+from chalicelib.local_stream import LocalConsumer, LocalStream, StreamUnavailable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def stream_path(tmp_path) -> Path:
+    return tmp_path / "stream.sqlite3"
+
+
+def eventually(condition, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def payloads(event: dict[str, Any]) -> list[bytes]:
+    return [base64.b64decode(record["kinesis"]["data"]) for record in event["Records"]]
+
+
+class Handler:
+    """A Kinesis handler that records what it was given; it can fail or report failed items."""
+
+    def __init__(self, fail_times: int = 0, failed_item: int | None = None):
+        self.batches: list[dict[str, Any]] = []
+        self.fail_times = fail_times
+        self.failed_item = failed_item
+
+    def __call__(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        self.batches.append(event)
+        if self.fail_times:
+            self.fail_times -= 1
+            raise RuntimeError("the warehouse is down")
+        if self.failed_item is not None:
+            failed, self.failed_item = event["Records"][self.failed_item], None
+            return {"batchItemFailures": [{"itemIdentifier": failed["kinesis"]["sequenceNumber"]}]}
+        return {"batchItemFailures": []}
+
+    @property
+    def delivered(self) -> list[bytes]:
+        return [data for batch in self.batches for data in payloads(batch)]
+
+
+def test_appended_records_survive_reopening_in_order(stream_path):
+    stream = LocalStream(stream_path, "events")
+    first = stream.append([("k1", b"one"), ("k2", b"two")])
+    second = stream.append([("k3", b"three")])
+    reopened = LocalStream(stream_path, "events")
+    records = reopened.read_after(0)
+    assert [(r.partition_key, r.data) for r in records] == [("k1", b"one"), ("k2", b"two"), ("k3", b"three")]
+    assert [r.sequence_number for r in records] == first + second
+    assert first + second == sorted(first + second) and len(set(first + second)) == 3
+
+
+def test_sequence_numbers_are_never_reused_after_trimming(stream_path):
+    stream = LocalStream(stream_path, "events")
+    consumed = stream.append([("k", b"a"), ("k", b"b")])
+    LocalConsumer(stream, Handler()).deliver_once()
+    later = LocalStream(stream_path, "events").append([("k", b"c")])
+    assert int(later[0]) > int(consumed[-1])
+
+
+def test_the_handler_gets_lambdas_kinesis_event_shape(stream_path):
+    stream = LocalStream(stream_path, "dalet-events")
+    (sequence,) = stream.append([("event-id-1", b'{"uuid": "u"}')])
+    handler = Handler()
+    LocalConsumer(stream, handler).deliver_once()
+    (record,) = handler.batches[0]["Records"]
+    assert record["eventSource"] == "aws:kinesis"
+    assert record["eventSourceARN"].endswith(":stream/dalet-events")
+    assert record["kinesis"]["sequenceNumber"] == sequence
+    assert record["kinesis"]["partitionKey"] == "event-id-1"
+    assert base64.b64decode(record["kinesis"]["data"]) == b'{"uuid": "u"}'
+
+
+def test_a_batch_is_checkpointed_only_after_the_handler_returns(stream_path):
+    stream = LocalStream(stream_path, "events")
+    stream.append([("k", b"a"), ("k", b"b")])
+    crashing = Handler(fail_times=1)
+    with pytest.raises(RuntimeError):
+        LocalConsumer(stream, crashing).deliver_once()
+    # A restarted process (new stream object, new consumer) gets the same records again.
+    restarted = Handler()
+    assert LocalConsumer(LocalStream(stream_path, "events"), restarted).deliver_once() == 2
+    assert restarted.delivered == [b"a", b"b"]
+    assert LocalConsumer(LocalStream(stream_path, "events"), Handler()).deliver_once() == 0
+
+
+def test_batch_item_failures_are_retried_from_the_lowest_failed_record(stream_path):
+    stream = LocalStream(stream_path, "events")
+    stream.append([("k", data) for data in (b"a", b"b", b"c", b"d")])
+    handler = Handler(failed_item=2)
+    consumer = LocalConsumer(stream, handler)
+    with pytest.raises(RuntimeError, match="retry from"):
+        consumer.deliver_once()
+    consumer.deliver_once()
+    assert [payloads(batch) for batch in handler.batches] == [[b"a", b"b", b"c", b"d"], [b"c", b"d"]]
+    assert stream.pending(LocalConsumer.CONSUMER) == 0
+
+
+def test_the_consumer_thread_retries_a_failing_handler_until_nothing_is_lost(stream_path):
+    stream = LocalStream(stream_path, "events")
+    handler = Handler(fail_times=2)
+    done = threading.Event()
+
+    def handle(event, context):
+        answer = handler(event, context)
+        if stream.pending(LocalConsumer.CONSUMER) <= len(event["Records"]):
+            done.set()
+        return answer
+
+    consumer = LocalConsumer(stream, handle, batch_window=0.01, idle_poll=0.05, max_backoff=0.05)
+    consumer.start()
+    try:
+        stream.append([("k", b"a"), ("k", b"b")])
+        assert done.wait(20)
+    finally:
+        consumer.stop()
+    assert len(handler.batches) == 3
+    assert all(payloads(batch) == [b"a", b"b"] for batch in handler.batches)
+    assert stream.pending(LocalConsumer.CONSUMER) == 0
+
+
+def test_records_appended_while_the_consumer_runs_are_delivered_in_order(stream_path):
+    stream = LocalStream(stream_path, "events")
+    handler = Handler()
+    consumer = LocalConsumer(stream, handler, batch_window=0.0, idle_poll=0.05)
+    consumer.start()
+    try:
+        expected = [f"record-{n}".encode() for n in range(30)]
+        for data in expected:
+            stream.append([("k", data)])
+        assert eventually(lambda: stream.pending(LocalConsumer.CONSUMER) == 0)
+    finally:
+        consumer.stop()
+    assert handler.delivered == expected
+
+
+def test_an_append_is_all_or_nothing(stream_path):
+    stream = LocalStream(stream_path, "events")
+    with pytest.raises(StreamUnavailable):
+        stream.append([("k", b"fine"), ("k", None)])       # the second row breaks NOT NULL
+    assert stream.read_after(0) == []
+
+
+# --- import and configuration -------------------------------------------------------------------
+
+def test_importing_app_starts_no_thread_and_creates_no_file(tmp_path):
+    script = textwrap.dedent(f"""
+        import os, sys, threading
+        sys.path.insert(0, {str(ROOT)!r})
+        import app
+        print(threading.active_count(), sorted(os.listdir('.')))
+    """)
+    env = {name: value for name, value in os.environ.items() if not name.startswith("DALET_")}
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split(None, 1) == ["1", "[]\n"]
+
+
+@pytest.mark.parametrize("missing", ["DALET_STREAM_NAME", "DALET_BQ_DATASET", "DALET_BQ_TABLE"])
+def test_the_cloud_backend_with_a_missing_setting_fails_naming_the_variable(missing):
+    environ = {"DALET_BACKEND": "aws", "DALET_STREAM_NAME": "events", "DALET_BQ_DATASET": "dalet",
+               "DALET_BQ_TABLE": "events"}
+    del environ[missing]
+    with pytest.raises(config.ConfigError, match=missing):
+        config.load_settings(environ)
+
+
+def test_an_unknown_backend_is_refused_naming_the_variable():
+    with pytest.raises(config.ConfigError, match="DALET_BACKEND"):
+        config.load_settings({"DALET_BACKEND": "kafka"})
+
+
+STREAM_NAMES_OF_STAGE = """
+import json, sys
+from chalice.cli.factory import CLIFactory
+from chalicelib import config
+stage = sys.argv[1]
+chalice_config = CLIFactory(sys.argv[2]).create_config_obj(chalice_stage_name=stage)
+deployed = chalice_config.chalice_app.event_sources[0].stream          # what `chalice deploy` registers
+at_run_time = config.stream_name(chalice_config.scope(stage, "write_events").environment_variables)
+print(json.dumps([deployed, at_run_time]))
+"""
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_writer_is_deployed_on_the_stream_it_reads_at_run_time(stage):
+    env = {name: value for name, value in os.environ.items() if not name.startswith("DALET_")}
+    result = subprocess.run([sys.executable, "-c", STREAM_NAMES_OF_STAGE, stage, str(ROOT)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    deployed, at_run_time = json.loads(result.stdout)
+    assert deployed == at_run_time
+
+
+def test_the_stream_name_defaults_to_dalet_events():
+    assert config.load_settings({}).stream_name == config.stream_name({}) == "dalet-events"

@@ -1,0 +1,281 @@
+"""The report queries: one BigQuery definition each, pinned as text, and run for real on DuckDB."""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Callable
+
+import pytest
+import sqlglot
+from sqlglot import exp
+
+from chalicelib import queries
+from chalicelib.duckdb_warehouse import DuckDBWarehouse
+from chalicelib.events import Event, stamp
+from chalicelib.queries import Query, Target, Window
+
+BQ_UNIQUE = Target(queries.BIGQUERY, queries.bigquery_tables("proj", "analytics", "events"), unique_identities=True)
+BQ = Target(queries.BIGQUERY, queries.bigquery_tables("proj", "analytics", "events"), unique_identities=False)
+DUCK = Target(queries.DUCKDB, queries.DUCKDB_TABLES, unique_identities=True)
+DUCK_DISTINCT = Target(queries.DUCKDB, queries.DUCKDB_TABLES, unique_identities=False)
+MAY = Window(date(2024, 5, 1), date(2024, 5, 31))
+HOSTILE = ["'; DROP TABLE events; --", '" OR 1=1', "back\\slash\\", "emoji 🧪🔥", "x" * 256]
+MOMENT = datetime(2024, 5, 2, 12, tzinfo=timezone.utc)
+
+Builder = Callable[[Target, str, str, Window], Query]
+READS: dict[str, Builder] = {
+    "all experiments": lambda t, ns, ex, w: queries.experiment_counts(t, ns, w),
+    "scoped experiments": lambda t, ns, ex, w: queries.experiment_counts(t, ns, w, scope=[ex, "other"]),
+    "one experiment": lambda t, ns, ex, w: queries.experiment_counts(t, ns, w, experiment=ex),
+    "results": lambda t, ns, ex, w: queries.decision_counts(t, ns, ex, w),
+    "daily": lambda t, ns, ex, w: queries.daily_first_seen(t, ns, ex, w),
+}
+WRITES: dict[str, Builder] = {
+    "exists": lambda t, ns, ex, w: queries.experiment_exists(t, ns, ex),
+    "tombstone": lambda t, ns, ex, w: queries.record_deletion(t, "id", ns, ex, MOMENT),
+    "purge one": lambda t, ns, ex, w: queries.purge_deleted(t, ns, ex, MOMENT),
+    "purge all": lambda t, ns, ex, w: queries.purge_all_deleted(t),
+}
+EVERY = {**READS, **WRITES}
+
+
+def _tables(sql: str) -> set[str]:
+    tree = sqlglot.parse_one(sql, read="bigquery")
+    ctes = {cte.alias for cte in tree.find_all(exp.CTE)}
+    return {".".join(part for part in (t.catalog, t.db, t.name) if part)
+            for t in tree.find_all(exp.Table) if t.name not in ctes}
+
+
+# ---- the BigQuery text ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", [BQ, BQ_UNIQUE], ids=["distinct", "unique"])
+@pytest.mark.parametrize("window", [queries.ALL_TIME, MAY, Window(date(2024, 5, 1)), Window(None, date(2024, 5, 1))],
+                         ids=["all time", "from-to", "from", "to"])
+@pytest.mark.parametrize("name", list(EVERY))
+def test_every_bigquery_query_parses_as_bigquery_sql(name, window, target):
+    sqlglot.parse_one(EVERY[name](target, "alephbet", "checkout", window).sql, read="bigquery")
+
+
+@pytest.mark.parametrize("name", list(EVERY))
+def test_bigquery_queries_read_backticked_project_dataset_tables(name):
+    sql = EVERY[name](BQ, "alephbet", "checkout", MAY).sql
+    assert _tables(sql) <= {"proj.analytics.events", "proj.analytics.deletions"}
+    assert "`proj.analytics.events`" in sql or "`proj.analytics.deletions`" in sql
+
+
+@pytest.mark.parametrize("name", list(READS))
+def test_reads_honour_the_tombstones(name):
+    assert _tables(READS[name](BQ, "alephbet", "checkout", MAY).sql) == {"proj.analytics.events",
+                                                                          "proj.analytics.deletions"}
+
+
+@pytest.mark.parametrize("name", list(READS))
+def test_a_date_window_filters_the_partition_column_from_the_first_midnight_to_the_one_after_the_last_day(name):
+    query = READS[name](BQ, "alephbet", "checkout", MAY)
+    assert "e.received_at >= @from_ts" in query.sql and "e.received_at < @until_ts" in query.sql
+    assert query.params["from_ts"] == datetime(2024, 5, 1, tzinfo=timezone.utc)
+    assert query.params["until_ts"] == datetime(2024, 6, 1, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("name", list(READS))
+def test_without_a_window_there_is_no_received_at_range(name):
+    query = READS[name](BQ, "alephbet", "checkout", queries.ALL_TIME)
+    assert "@from_ts" not in query.sql and "@until_ts" not in query.sql
+    assert "from_ts" not in query.params and "until_ts" not in query.params
+
+
+@pytest.mark.parametrize("target", [BQ, DUCK], ids=["bigquery", "duckdb"])
+@pytest.mark.parametrize("name", list(EVERY))
+@pytest.mark.parametrize("hostile", HOSTILE, ids=["drop table", "or 1=1", "backslashes", "emoji", "256 chars"])
+def test_user_values_travel_only_as_parameters(hostile, name, target):
+    query = EVERY[name](target, hostile, hostile, MAY)
+    assert hostile not in query.sql
+    if name != "purge all":
+        assert hostile in query.params.values() or [hostile, "other"] in query.params.values()
+
+
+@pytest.mark.parametrize("name", ["all experiments", "one experiment", "results", "daily"])
+def test_warehouses_storing_identities_once_count_rows_others_count_distinct_uuids(name):
+    distinct = READS[name](BQ, "ns", "x", MAY).sql
+    assert "COUNT(DISTINCT uuid)" in distinct or "GROUP BY variant, event, uuid" in distinct
+    unique = sqlglot.parse_one(READS[name](BQ_UNIQUE, "ns", "x", MAY).sql, read="bigquery")
+    assert "uuid" not in {column.name for column in unique.find_all(exp.Column)}    # not even read
+
+
+def test_the_duckdb_text_is_transpiled_once_per_shape():
+    queries.to_duckdb.cache_clear()
+    for namespace in ("a", "b", "c"):
+        queries.experiment_counts(DUCK, namespace, MAY)
+    assert queries.to_duckdb.cache_info().misses == 1
+
+
+# ---- the DuckDB rendering, run for real --------------------------------------------------------
+
+def at(day: int, hour: int = 12) -> datetime:
+    return datetime(2024, 5, day, hour, tzinfo=timezone.utc)
+
+
+def stored(experiment: str, variant: str, event: str, uuid: str, when: datetime, value: float | None = None,
+           namespace: str = "alephbet"):
+    return stamp(Event(namespace, experiment, variant, event, uuid, value), when)
+
+
+SEED = [
+    stored("checkout", "red", "participate", "u1", at(1)),
+    stored("checkout", "red", "participate", "u2", at(1)),
+    stored("checkout", "red", "buy", "u1", at(2), 10.0),
+    stored("checkout", "blue", "participate", "u3", at(2)),
+    stored("checkout", "blue", "buy", "u3", at(4), 4.0),
+    stored("checkout", "blue", "buy", "u4", at(4)),
+    stored("checkout", "green", "click", "u5", at(3)),
+    stored("other", "red", "participate", "u1", at(1)),
+    stored("checkout", "red", "participate", "u9", at(1), namespace="elsewhere"),
+]
+
+
+@pytest.fixture
+def warehouse(tmp_path) -> DuckDBWarehouse:
+    store = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    store.insert_events(SEED)
+    yield store
+    store.close()
+
+
+def run(warehouse: DuckDBWarehouse, query: Query) -> list[tuple[Any, ...]]:
+    return sorted(tuple(row.values()) for row in warehouse.fetch(query.sql, query.params))
+
+
+def test_counts_are_distinct_uuids_per_experiment_variant_and_event(warehouse):
+    assert run(warehouse, queries.experiment_counts(DUCK, "alephbet")) == [
+        ("checkout", "blue", "buy", 2), ("checkout", "blue", "participate", 1), ("checkout", "green", "click", 1),
+        ("checkout", "red", "buy", 1), ("checkout", "red", "participate", 2), ("other", "red", "participate", 1),
+    ]
+
+
+def test_scope_and_experiment_select_what_they_name(warehouse):
+    scoped = run(warehouse, queries.experiment_counts(DUCK, "alephbet", scope=["other", "missing"]))
+    assert scoped == [("other", "red", "participate", 1)]
+    one = run(warehouse, queries.experiment_counts(DUCK, "alephbet", experiment="other"))
+    assert one == scoped
+
+
+def test_a_window_keeps_the_events_received_on_its_days(warehouse):
+    rows = run(warehouse, queries.experiment_counts(DUCK, "alephbet", Window(date(2024, 5, 2), date(2024, 5, 3))))
+    assert rows == [("checkout", "blue", "participate", 1), ("checkout", "green", "click", 1),
+                    ("checkout", "red", "buy", 1)]
+
+
+def test_results_inputs_carry_value_counts_sums_and_squares(warehouse):
+    rows = run(warehouse, queries.decision_counts(DUCK, "alephbet", "checkout"))
+    assert rows == [
+        ("blue", "buy", 2, 1, 4.0, 16.0), ("blue", "participate", 1, 0, None, None),
+        ("green", "click", 1, 0, None, None),
+        ("red", "buy", 1, 1, 10.0, 100.0), ("red", "participate", 2, 0, None, None),
+    ]
+
+
+def test_daily_counts_each_uuid_on_its_day(warehouse):
+    rows = run(warehouse, queries.daily_first_seen(DUCK, "alephbet", "checkout"))
+    assert rows == [
+        (date(2024, 5, 1), "red", "participate", 2), (date(2024, 5, 2), "blue", "participate", 1),
+        (date(2024, 5, 2), "red", "buy", 1), (date(2024, 5, 3), "green", "click", 1),
+        (date(2024, 5, 4), "blue", "buy", 2),
+    ]
+
+
+@pytest.mark.parametrize("name", list(READS))
+def test_counting_rows_and_counting_distinct_uuids_agree_where_identities_are_stored_once(warehouse, name):
+    build = READS[name]
+    assert run(warehouse, build(DUCK, "alephbet", "checkout", MAY)) == \
+        run(warehouse, build(DUCK_DISTINCT, "alephbet", "checkout", MAY))
+
+
+@pytest.mark.parametrize("name", list(READS))
+def test_the_distinct_rendering_ignores_duplicate_rows_as_bigquery_may_keep_them(warehouse, name):
+    """BigQuery's insertId dedup is best effort: a retried row may be stored twice, on a later day."""
+    warehouse.execute("CREATE TABLE events_twice AS SELECT * FROM events UNION ALL "
+                      "SELECT * REPLACE (received_at + INTERVAL 1 DAY AS received_at, value * 2 AS value) FROM events")
+    twice = Target(queries.DUCKDB, queries.Tables("events_twice", "deletions"), unique_identities=False)
+    build = READS[name]
+    expected = run(warehouse, build(DUCK, "alephbet", "checkout", queries.ALL_TIME))
+    if name == "results":   # one value per uuid: the larger of the two copies
+        expected = [row[:4] + (row[4] and row[4] * 2, row[5] and row[5] * 4) for row in expected]
+    assert run(warehouse, build(twice, "alephbet", "checkout", queries.ALL_TIME)) == expected
+
+
+def _delete(warehouse: DuckDBWarehouse, experiment: str, deleted_at: datetime, deletion_id: str = "d1") -> None:
+    record = queries.record_deletion(DUCK, deletion_id, "alephbet", experiment, deleted_at)
+    warehouse.execute(record.sql, record.params)
+
+
+@pytest.mark.parametrize("name", list(READS))
+def test_reads_ignore_events_received_up_to_the_latest_tombstone(warehouse, name):
+    _delete(warehouse, "checkout", at(1, 23), "early")
+    _delete(warehouse, "checkout", at(2, 12), "latest")      # exactly the red buy's moment: hidden too
+    build = READS[name]
+    visible = [event for event in SEED if not (event.experiment == "checkout" and event.received_at <= at(2, 12))]
+    expected_store = DuckDBWarehouse(warehouse.path + ".expected")
+    try:
+        expected_store.insert_events(visible)
+        assert run(warehouse, build(DUCK, "alephbet", "checkout", queries.ALL_TIME)) == \
+            run(expected_store, build(DUCK, "alephbet", "checkout", queries.ALL_TIME))
+    finally:
+        expected_store.close()
+
+
+def test_a_tombstone_hides_only_its_own_namespace_and_experiment(warehouse):
+    _delete(warehouse, "other", at(9))
+    assert ("other", "red", "participate", 1) not in run(warehouse, queries.experiment_counts(DUCK, "alephbet"))
+    assert run(warehouse, queries.experiment_counts(DUCK, "elsewhere")) == [("checkout", "red", "participate", 1)]
+    assert len(run(warehouse, queries.experiment_counts(DUCK, "alephbet", experiment="checkout"))) == 5
+
+
+def test_exists_sees_any_visible_event_whatever_the_window(warehouse):
+    assert run(warehouse, queries.experiment_exists(DUCK, "alephbet", "other")) == [(1,)]
+    assert run(warehouse, queries.experiment_exists(DUCK, "alephbet", "missing")) == []
+    _delete(warehouse, "other", at(9))
+    assert run(warehouse, queries.experiment_exists(DUCK, "alephbet", "other")) == []
+
+
+def test_purging_one_deletion_removes_exactly_the_rows_it_hides(warehouse):
+    purge = queries.purge_deleted(DUCK, "alephbet", "checkout", at(2))
+    warehouse.execute(purge.sql, purge.params)
+    remaining = warehouse.fetch("SELECT experiment, uuid, event FROM events ORDER BY ALL")
+    assert [tuple(r.values()) for r in remaining] == [
+        ("checkout", "u3", "buy"), ("checkout", "u4", "buy"), ("checkout", "u5", "click"),
+        ("checkout", "u9", "participate"), ("other", "u1", "participate"),
+    ]
+
+
+def test_purging_everything_removes_the_rows_every_tombstone_hides(warehouse):
+    _delete(warehouse, "checkout", at(2), "a")
+    _delete(warehouse, "other", at(9), "b")
+    purge = queries.purge_all_deleted(DUCK)
+    warehouse.execute(purge.sql, purge.params)
+    remaining = warehouse.fetch("SELECT namespace, uuid, event FROM events ORDER BY ALL")
+    assert [tuple(r.values()) for r in remaining] == [
+        ("alephbet", "u3", "buy"), ("alephbet", "u4", "buy"), ("alephbet", "u5", "click"),
+        ("elsewhere", "u9", "participate"),
+    ]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE, ids=["drop table", "or 1=1", "backslashes", "emoji", "256 chars"])
+def test_hostile_names_are_matched_as_literal_strings(tmp_path, hostile):
+    store = DuckDBWarehouse(tmp_path / "hostile.duckdb")
+    try:
+        store.insert_events([stored(hostile, hostile, "participate", "u1", at(1), namespace=hostile),
+                             stored(hostile, hostile, hostile, "u1", at(1), namespace=hostile)])
+        assert run(store, queries.experiment_counts(DUCK, hostile, scope=[hostile])) == sorted([
+            (hostile, hostile, "participate", 1), (hostile, hostile, hostile, 1)])
+        assert run(store, queries.experiment_counts(DUCK, "alephbet")) == []
+        assert store.fetch("SELECT COUNT(*) AS n FROM events")[0]["n"] == 2
+    finally:
+        store.close()
+
+
+def test_every_day_of_a_window_is_a_whole_utc_day(warehouse):
+    late = stored("checkout", "red", "click", "u1", datetime(2024, 5, 2, 23, 59, 59, 999999, tzinfo=timezone.utc))
+    warehouse.insert_events([late])
+    rows = run(warehouse, queries.experiment_counts(DUCK, "alephbet", Window(None, date(2024, 5, 2))))
+    assert ("checkout", "red", "click", 1) in rows
+    rows = run(warehouse, queries.experiment_counts(DUCK, "alephbet", Window(date(2024, 5, 2) + timedelta(days=1))))
+    assert ("checkout", "red", "click", 1) not in rows

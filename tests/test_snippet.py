@@ -1,0 +1,188 @@
+"""GET /snippet: the AlephBet snippet, pointed at the /track URL the browser reaches this deployment at."""
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from chalicelib.snippet import render_snippet
+from tests.local_server import local_servers  # noqa: F401  (a fixture)
+
+ADAPTER_CALL = re.compile(r"new AlephBet\.GimelAdapter\((\".*?(?<!\\)\"), (\".*?(?<!\\)\")\)")
+
+
+def adapter_arguments(snippet: str) -> tuple[str, str]:
+    """The track URL and namespace as JavaScript will see them."""
+    match = ADAPTER_CALL.search(snippet)
+    assert match, snippet
+    return json.loads(match.group(1)), json.loads(match.group(2))
+
+
+class ScriptCounter(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scripts: list[str] = []
+        self._inside = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "script":
+            self.scripts.append("")
+            self._inside = True
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._inside = False
+
+    def handle_data(self, data):
+        if self._inside:
+            self.scripts[-1] += data
+
+
+def scripts_in(html: str) -> list[str]:
+    parser = ScriptCounter()
+    parser.feed(html)
+    return parser.scripts
+
+
+def content_type(response) -> str:
+    return {name.lower(): value for name, value in response.headers.items()}["content-type"]
+
+
+def api_gateway_event(path: str, resource_path: str, stage: str, headers: dict[str, str],
+                      query: dict[str, str] | None = None) -> dict:
+    """What API Gateway's REST proxy integration hands the Lambda function."""
+    return {
+        "resource": resource_path,
+        "path": resource_path,
+        "httpMethod": "GET",
+        "headers": headers,
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": {name: [value] for name, value in query.items()} if query else None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {"resourcePath": resource_path, "httpMethod": "GET", "path": path, "stage": stage,
+                           "identity": {"sourceIp": "203.0.113.9"}},
+        "body": None,
+        "isBase64Encoded": False,
+    }
+
+
+def invoke_deployed(event: dict) -> dict:
+    import app as dalet_app
+
+    return dalet_app.app(event, None)
+
+
+def test_snippet_points_alephbet_at_this_hosts_track_url_with_the_default_namespace(client):
+    response = client.http.get("/snippet", headers={"host": "ab.example.com"})
+
+    assert response.status_code == 200
+    assert content_type(response) == "text/plain; charset=utf-8"
+    assert adapter_arguments(response.body.decode()) == ("http://ab.example.com/track", "alephbet")
+
+
+def test_snippet_uses_the_requested_namespace(client):
+    response = client.http.get("/snippet?namespace=shop-staging", headers={"host": "ab.example.com"})
+
+    assert adapter_arguments(response.body.decode())[1] == "shop-staging"
+
+
+def test_snippet_follows_the_forwarded_scheme(client):
+    response = client.http.get("/snippet", headers={"host": "ab.example.com", "x-forwarded-proto": "https"})
+
+    assert adapter_arguments(response.body.decode())[0] == "https://ab.example.com/track"
+
+
+def test_snippet_says_where_to_get_the_alephbet_build_and_loads_it_before_the_adapter(client):
+    snippet = client.http.get("/snippet", headers={"host": "ab.example.com"}).body.decode()
+
+    assert "npm install alephbet@" in snippet
+    assert "node_modules/alephbet/dist/alephbet.min.js" in snippet
+    assert snippet.index('<script src="') < snippet.index("new AlephBet.GimelAdapter(")
+
+
+def test_snippet_as_json_when_asked(client):
+    response = client.http.get("/snippet?namespace=shop",
+                               headers={"host": "ab.example.com", "accept": "application/json"})
+
+    body = json.loads(response.body)
+    assert content_type(response) == "application/json"
+    assert body["namespace"] == "shop"
+    assert body["track_url"] == "http://ab.example.com/track"
+    assert adapter_arguments(body["snippet"]) == ("http://ab.example.com/track", "shop")
+
+
+def test_behind_api_gateway_the_track_url_carries_the_stage_prefix():
+    event = api_gateway_event("/api/snippet", "/snippet", "api",
+                              {"Host": "abc123.execute-api.eu-west-1.amazonaws.com", "X-Forwarded-Proto": "https"},
+                              {"namespace": "shop"})
+
+    response = invoke_deployed(event)
+
+    assert response["statusCode"] == 200
+    assert adapter_arguments(response["body"]) == (
+        "https://abc123.execute-api.eu-west-1.amazonaws.com/api/track", "shop")
+
+
+@pytest.mark.parametrize("request_path, expected_track_url", [
+    ("/snippet", "https://ab.example.com/track"),               # custom domain mapped at its root
+    ("/experiments/snippet", "https://ab.example.com/experiments/track"),  # mapped under a base path
+])
+def test_behind_a_custom_domain_the_track_url_follows_the_path_the_browser_used(request_path, expected_track_url):
+    event = api_gateway_event(request_path, "/snippet", "api", {"Host": "ab.example.com", "X-Forwarded-Proto": "https"})
+
+    assert adapter_arguments(invoke_deployed(event)["body"])[0] == expected_track_url
+
+
+@pytest.mark.parametrize("namespace, rule", [
+    ("", "not blank"),
+    ("   ", "not blank"),
+    ("x" * 257, "at most 256"),
+    ("line\nbreak", "control characters"),
+])
+def test_an_invalid_namespace_is_a_400_naming_it(client, namespace, rule):
+    from urllib.parse import quote
+
+    response = client.http.get(f"/snippet?namespace={quote(namespace)}", headers={"host": "ab.example.com"})
+
+    body = json.loads(response.body)
+    assert response.status_code == 400
+    assert body["errors"][0]["field"] == "namespace"
+    assert rule in body["errors"][0]["rule"]
+
+
+@pytest.mark.parametrize("headers, named", [
+    ({}, "Host"),
+    ({"host": "evil.example/<script>"}, "Host"),
+    ({"host": "ab.example.com", "x-forwarded-proto": "javascript"}, "X-Forwarded-Proto"),
+])
+def test_headers_that_cannot_make_a_url_are_a_400_naming_the_header(client, headers, named):
+    response = client.http.get("/snippet", headers=headers)
+
+    assert response.status_code == 400
+    assert json.loads(response.body)["header"] == named
+
+
+def test_a_hostile_namespace_stays_a_javascript_string_and_cannot_break_out_of_the_script():
+    hostile = '"); alert(1); //</script><script>alert(2)</script>\u2028'
+
+    snippet = render_snippet("https://ab.example.com/api/track", hostile)
+
+    scripts = scripts_in(snippet)
+    assert len(scripts) == 2
+    assert adapter_arguments(scripts[1]) == ("https://ab.example.com/api/track", hostile)
+
+
+def test_under_chalice_local_the_track_url_has_no_stage_prefix_and_accepts_events(local_servers, tmp_path):
+    server = local_servers(tmp_path / "data", env={"DALET_API_KEY": "snippet-test-key"})
+
+    answer = server.request("GET", "/snippet", query={"namespace": "shop"}, headers={"Accept": "application/json"})
+    track_url = answer.json()["track_url"]
+    tracked = server.request("GET", track_url.removeprefix(server.base_url), query={
+        "namespace": "shop", "experiment": "hero", "variant": "a", "event": "participate", "uuid": "u-1"})
+
+    assert track_url == f"http://127.0.0.1:{server.port}/track"
+    assert tracked.status == 200
