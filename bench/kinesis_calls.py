@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         cases = [(n, False) for n in COUNTS] + [(1200, True)]
         rows, sent = [], 0
         for count, widest in tqdm(cases, desc="kinesis_calls.py", unit="case", file=sys.stderr):
-            label = f"{count} largest events" if widest else f"{count} events"
+            noun = "event" if count == 1 else "events"
+            label = f"{count} largest {noun}" if widest else f"{count} {noun}"
             events = client_events(count, prefix=f"{label}-route", widest=widest)
             posts = post_through_route(dalet.app, events, context)
             calls, by_operation, largest = counter.take()

@@ -66,7 +66,9 @@ def merge_template(stage: Stage) -> dict[str, Any]:
         resources[API_KEY_SECRET_ID] = _api_key_secret(stage, settings.api_key_secret or "")
     for function, (function_id, role_id) in CHALICE_IDS.items():
         resources[function_id] = {"Properties": {"FunctionName": stage.function_name(function)}}
-        resources[role_id] = {"Properties": {"Policies": [{
+        # Named as `chalice deploy` names them, so Google's workload identity pool can admit
+        # `assumed-role/<name>` whichever way the stage was deployed.
+        resources[role_id] = {"Properties": {"RoleName": stage.function_name(function), "Policies": [{
             "PolicyName": f"{role_id}Policy",
             "PolicyDocument": iam_policies.with_substitutions(policies[function]),
         }]}}

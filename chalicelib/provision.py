@@ -143,10 +143,14 @@ def ensure_api_key_secret(session: Any, settings: Settings, show_key: bool, say:
     arn, status = (_ensure_parameter if reference.store == SSM else _ensure_secret)(session, reference)
     say(f"report API key {reference}: {status}; read it with: {read_command(reference)}")
     if show_key:
-        from chalicelib.secrets import read_api_key_secret
-
-        say(f"report API key (x-api-key): {read_api_key_secret(settings)}")
+        say(f"report API key (x-api-key): {_read_key(session, reference)}")
     return arn
+
+
+def _read_key(session: Any, reference: SecretReference) -> str:
+    if reference.store == SSM:
+        return session.client(SSM).get_parameter(Name=reference.name, WithDecryption=True)["Parameter"]["Value"]
+    return session.client(SECRETS_MANAGER).get_secret_value(SecretId=reference.name)["SecretString"].strip()
 
 
 def read_command(reference: SecretReference) -> str:
@@ -232,8 +236,13 @@ def ensure_bigquery_tables(settings: Settings, say: Printer) -> None:
         # include the writer's.
         warehouse._ensure_report_tables()
     except google_errors.GoogleAPIError as error:
-        raise SetupError(f"BigQuery refused ({source}): {error}. The identity needs the BigQuery Data Editor "
-                         f"role on project {client.project}") from None
+        raise SetupError(f"BigQuery refused ({source}): {error}",
+                         f"give the identity the BigQuery Data Editor role on project {client.project}") from None
+    except Exception as error:     # token exchange, transport
+        fix = ("workload identity federation admits only the Lambda roles: run this with --adc "
+               "(your gcloud application-default login)") if settings.google_credentials_config else \
+            "check the credentials and the network"
+        raise SetupError(f"BigQuery is not reachable with {source}: {type(error).__name__}: {error}", fix) from None
     for name, table in tables:
         say(f"BigQuery table {client.project}.{settings.bq_dataset}.{name}: "
             f"{'found' if existed[name] else 'created'}{_layout(table)} (credentials: {source})")

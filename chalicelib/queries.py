@@ -86,10 +86,35 @@ def _midnight(day: date) -> datetime:
 
 def experiment_counts(target: Target, namespace: str, window: Window = ALL_TIME,
                       experiment: str | None = None, scope: Sequence[str] | None = None) -> Query:
-    """Distinct uuids per (experiment, variant, event): Gimel's counters.
+    """Distinct uuids per (experiment, variant, event), Gimel's counters, in one pass over the rows.
 
     One experiment, the experiments named in `scope`, or every experiment of the namespace.
+    Tombstones are applied per group, not per row: `hides_rows` is true where a tombstone
+    hides some of the group's rows (its first row is not after the deletion), and the
+    caller recounts those experiments with `visible_experiment_counts`. Deleted rows are
+    usually purged already, so the common case costs no more than a bare GROUP BY.
     """
+    has_experiment, has_scope = experiment is not None, scope is not None
+    selection = _selection("e.", has_experiment, has_scope)
+    sql = (
+        "WITH " + _deleted(_selection("", has_experiment, has_scope)) + ",\n"
+        "totals AS (\n"
+        f"  SELECT e.experiment, e.variant, e.event, {_distinct_uuids(target, 'e.')} AS uuids,\n"
+        "    MIN(e.received_at) AS first_at\n"
+        "  FROM {events} AS e\n"
+        f"  WHERE e.namespace = @namespace{selection}{_window_filter(window)}\n"
+        "  GROUP BY e.experiment, e.variant, e.event\n"
+        ")\n"
+        "SELECT t.experiment, t.variant, t.event, t.uuids, IFNULL(t.first_at <= d.deleted_at, FALSE) AS hides_rows\n"
+        "FROM totals AS t\n"
+        "LEFT JOIN deleted AS d ON d.experiment = t.experiment"
+    )
+    return _render(target, sql, _selection_params(namespace, window, experiment, scope))
+
+
+def visible_experiment_counts(target: Target, namespace: str, window: Window = ALL_TIME,
+                              experiment: str | None = None, scope: Sequence[str] | None = None) -> Query:
+    """`experiment_counts` with the tombstones applied to every row: exact where they hide rows."""
     columns = "e.experiment, e.variant, e.event" + ("" if target.unique_identities else ", e.uuid")
     sql = (
         _scoped(columns, experiment=experiment is not None, scope=scope is not None, window=window)
@@ -97,12 +122,17 @@ def experiment_counts(target: Target, namespace: str, window: Window = ALL_TIME,
         "FROM scoped\n"
         "GROUP BY experiment, variant, event"
     )
+    return _render(target, sql, _selection_params(namespace, window, experiment, scope))
+
+
+def _selection_params(namespace: str, window: Window, experiment: str | None,
+                      scope: Sequence[str] | None) -> dict[str, Any]:
     params: dict[str, Any] = {"namespace": namespace, **window.params()}
     if experiment is not None:
         params["experiment"] = experiment
     if scope is not None:
         params["scope"] = list(scope)
-    return _render(target, sql, params)
+    return params
 
 
 def experiment_exists(target: Target, namespace: str, experiment: str) -> Query:
@@ -194,34 +224,46 @@ def purge_all_deleted(target: Target) -> Query:
 # Shared pieces
 # ---------------------------------------------------------------------------
 
-def _distinct_uuids(target: Target) -> str:
-    return "COUNT(*)" if target.unique_identities else "COUNT(DISTINCT uuid)"
+def _distinct_uuids(target: Target, alias: str = "") -> str:
+    return "COUNT(*)" if target.unique_identities else f"COUNT(DISTINCT {alias}uuid)"
+
+
+def _selection(alias: str, experiment: bool, scope: bool) -> str:
+    if experiment:
+        return f" AND {alias}experiment = @experiment"
+    return f" AND {alias}experiment IN UNNEST(@scope)" if scope else ""
+
+
+def _window_filter(window: Window) -> str:
+    text = ""
+    if window.first_day is not None:
+        text += "\n    AND e.received_at >= @from_ts"
+    if window.last_day is not None:
+        text += "\n    AND e.received_at < @until_ts"
+    return text
+
+
+def _deleted(selection: str) -> str:
+    """The latest tombstone of each (selected) experiment of the namespace."""
+    return (
+        "deleted AS (\n"
+        "  SELECT experiment, MAX(deleted_at) AS deleted_at\n"
+        "  FROM {deletions}\n"
+        f"  WHERE namespace = @namespace{selection}\n"
+        "  GROUP BY experiment\n"
+        ")"
+    )
 
 
 def _scoped(columns: str, *, experiment: bool, scope: bool, window: Window, more_ctes: str = "") -> str:
     """`WITH deleted, scoped[, more]`: the namespace's events not hidden by a tombstone."""
-    def selection(alias: str) -> str:
-        if experiment:
-            return f" AND {alias}experiment = @experiment"
-        return f" AND {alias}experiment IN UNNEST(@scope)" if scope else ""
-
-    window_filter = ""
-    if window.first_day is not None:
-        window_filter += "\n    AND e.received_at >= @from_ts"
-    if window.last_day is not None:
-        window_filter += "\n    AND e.received_at < @until_ts"
     return (
-        "WITH deleted AS (\n"
-        "  SELECT experiment, MAX(deleted_at) AS deleted_at\n"
-        "  FROM {deletions}\n"
-        f"  WHERE namespace = @namespace{selection('')}\n"
-        "  GROUP BY experiment\n"
-        "),\n"
+        "WITH " + _deleted(_selection("", experiment, scope)) + ",\n"
         "scoped AS (\n"
         f"  SELECT {columns}\n"
         "  FROM {events} AS e\n"
         "  LEFT JOIN deleted AS d ON d.experiment = e.experiment\n"
-        f"  WHERE e.namespace = @namespace{selection('e.')}{window_filter}\n"
+        f"  WHERE e.namespace = @namespace{_selection('e.', experiment, scope)}{_window_filter(window)}\n"
         "    AND (d.deleted_at IS NULL OR e.received_at > d.deleted_at)\n"
         ")"
         + (",\n" + more_ctes if more_ctes else "\n")

@@ -75,9 +75,8 @@ def all_experiments(warehouse: ReportWarehouse, namespace: str, scope: str | Non
     As in Gimel, a scoped experiment with no events is listed with no goals.
     """
     names = scope_names(scope)
-    query = queries.experiment_counts(target_of(warehouse), namespace, window, scope=names)
-    rows_of: dict[str, list[dict[str, Any]]] = {}
-    for row in _fetch(warehouse, query):
+    rows_of: dict[str, list[Mapping[str, Any]]] = {}
+    for row in counter_rows(warehouse, namespace, window, scope=names):
         rows_of.setdefault(row["experiment"], []).append(row)
     listed = names if names is not None else sorted(rows_of)
     return [{"meta": {"scope": scope if names is not None else None}}] + [
@@ -95,10 +94,22 @@ def scope_names(scope: str | None) -> list[str] | None:
 def experiment_goals(warehouse: ReportWarehouse, namespace: str, experiment: str,
                      window: Window = ALL_TIME) -> list[dict[str, Any]]:
     """Gimel's single-experiment answer: the goals list."""
-    query = queries.experiment_counts(target_of(warehouse), namespace, window, experiment=experiment)
-    rows = _fetch(warehouse, query)
+    rows = counter_rows(warehouse, namespace, window, experiment=experiment)
     _require_experiment(warehouse, namespace, experiment, window, found=bool(rows))
     return gimel_goals(rows)
+
+
+def counter_rows(warehouse: ReportWarehouse, namespace: str, window: Window = ALL_TIME,
+                 experiment: str | None = None, scope: Sequence[str] | None = None) -> list[Mapping[str, Any]]:
+    """Rows of (experiment, variant, event, uuids): one pass, then an exact recount of the
+    experiments whose tombstones still hide rows (rarely any: deletions purge them)."""
+    target = target_of(warehouse)
+    rows = _fetch(warehouse, queries.experiment_counts(target, namespace, window, experiment, scope))
+    hiding = sorted({row["experiment"] for row in rows if row["hides_rows"]})
+    if not hiding:
+        return rows
+    exact = _fetch(warehouse, queries.visible_experiment_counts(target, namespace, window, scope=hiding))
+    return [row for row in rows if row["experiment"] not in hiding] + exact
 
 
 def gimel_goals(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -217,10 +228,9 @@ def _goal_view(goal: str, labels: Sequence[str], control: str | None, participan
                row_of: Mapping[str, DecisionRow], confidence: float) -> dict[str, Any]:
     arms = {label: Arm(participants[label], row_of[label].uuids if label in row_of else 0) for label in labels}
     proportions = {label: arm.proportion for label, arm in arms.items()}
-    if all(proportions.values()):
+    best: dict[str, float | None] = {label: None for label in labels}
+    if all(proportion is not None for proportion in proportions.values()):
         best = {label: _finite(p) for label, p in stats.chance_to_be_best(proportions).items()}  # type: ignore[arg-type]
-    else:
-        best = {label: None for label in labels}
     return {
         "goal": goal,
         "variants": [_arm_view(label, arms, control, confidence) for label in labels],

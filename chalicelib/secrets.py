@@ -22,7 +22,7 @@ _cache: dict["SecretReference", str] = {}
 _lock = threading.Lock()
 
 
-class SecretUnavailable(RuntimeError):
+class SecretUnavailable(ConfigError):
     """The secret could not be read; the message names it, the variable and the fix (never the value)."""
 
 

@@ -162,7 +162,7 @@ def test_setup_after_deploy_makes_the_writer_trigger_report_partial_failures_and
     assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == f"arn:aws:sqs:{REGION}:{ACCOUNT}:{QUEUE}"
 
 
-def test_setup_without_aws_credentials_says_how_to_provide_them(bigquery, project, capsys, monkeypatch, tmp_path):
+def test_setup_without_aws_credentials_says_how_to_provide_them(project, capsys, monkeypatch, tmp_path):
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
@@ -284,6 +284,7 @@ def test_replay_writes_exactly_the_parked_batch_and_removes_it_from_the_queue(aw
 def test_replay_leaves_a_batch_on_the_queue_while_bigquery_still_fails(aws, bigquery, project, capsys):
     from chalicelib import replay
     from chalicelib.bigquery_warehouse import BigQueryWarehouse
+    from chalicelib.writer import TransientWarehouseError
 
     setup(capsys, project)
     sequence_numbers = put_events(2)
@@ -292,7 +293,7 @@ def test_replay_leaves_a_batch_on_the_queue_while_bigquery_still_fails(aws, bigq
     sqs, kinesis = boto3.client("sqs"), boto3.client("kinesis")
     warehouse = BigQueryWarehouse(bigquery.client, "dalet", "events", retry=None)
 
-    with pytest.raises(Exception):
+    with pytest.raises(TransientWarehouseError):
         replay.replay_parked_batches(sqs, sqs.get_queue_url(QueueName=QUEUE)["QueueUrl"], kinesis, STREAM,
                                      STREAM_ARN, warehouse, print)
 

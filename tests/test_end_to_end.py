@@ -1,8 +1,7 @@
-"""A real `chalice local` on the embedded default: events in over HTTP, rows out of DuckDB.
-
-Rows are read from the DuckDB file after the server is stopped (DuckDB lets one process
-write at a time). While it runs, the SQLite stream's backlog (records not yet
-checkpointed, which happens only after the writer committed them) shows progress.
+"""A real `chalice local` on the embedded default: events in over HTTP, out through the report
+API, and row by row out of the DuckDB file once the server has stopped (DuckDB lets one
+process open it for writing). The SQLite stream's backlog (records the writer has not yet
+committed and checkpointed) says when the writer has caught up.
 """
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from collections import Counter
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import duckdb
 import pytest
@@ -26,6 +25,8 @@ import pytest
 from tests.local_server import PROJECT_DIR, LocalServer, local_servers, wait_until  # noqa: F401
 
 EVENT = {"namespace": "e2e", "experiment": "my a/b test", "variant": "A", "event": "participate"}
+API_KEY = "end-to-end-key"
+SERVER_ENV = {"DALET_API_KEY": API_KEY}
 BROWSER_IMAGE_ACCEPT = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
 
 
@@ -52,15 +53,30 @@ def uuid_counts(data_dir: Path) -> Counter[str]:
     return Counter(row["uuid"] for row in stored_rows(data_dir))
 
 
+def report(server: LocalServer) -> dict[str, Any] | None:
+    """The results report of EVENT's experiment; None while it has no events yet."""
+    reply = server.request("GET", f"/experiments/{quote(EVENT['experiment'], safe='')}/results",
+                           query={"namespace": EVENT["namespace"]}, headers={"x-api-key": API_KEY})
+    if reply.status == 404:
+        return None
+    assert reply.status == 200, reply.text
+    return reply.json()
+
+
+def participants(server: LocalServer) -> int:
+    answer = report(server)
+    return sum(variant["participants"] for variant in answer["variants"]) if answer else 0
+
+
 # --- the happy path ---------------------------------------------------------------------------------
 
 def test_events_sent_by_get_post_beacon_and_pixel_land_in_the_warehouse_once(local_servers, tmp_path):
     data_dir = tmp_path / "data"
-    server = local_servers(data_dir)
+    server = local_servers(data_dir, env=SERVER_ENV)
 
     # AlephBet's GET, with its '+' for spaces; then its retry of the same event.
     for _ in range(2):
-        reply = server.request("GET", "/track", query={**EVENT, "uuid": "get-ü", "experiment": "my a/b test"})
+        reply = server.request("GET", "/track", query={**EVENT, "uuid": "get-ü"})
         assert reply.status == 200 and reply.json() == {"ok": True, "accepted": 1}
     reply = server.request("POST", "/track", json=[{**EVENT, "uuid": f"post-{n}", "value": n} for n in range(3)])
     assert reply.status == 200 and reply.json()["accepted"] == 3
@@ -71,11 +87,13 @@ def test_events_sent_by_get_post_beacon_and_pixel_land_in_the_warehouse_once(loc
                            headers={"Accept": BROWSER_IMAGE_ACCEPT})
     assert pixel.status == 200 and pixel.headers["content-type"] == "image/gif"
     assert pixel.body.startswith(b"GIF89a")
-    bare_pixel = server.request("GET", "/track.gif", query={**EVENT, "uuid": "pixel-no-accept"},
-                                )
+    bare_pixel = server.request("GET", "/track.gif", query={**EVENT, "uuid": "pixel-no-accept"})   # no Accept
     assert bare_pixel.status == 200 and bare_pixel.headers["access-control-allow-origin"] == "*"
 
-    wait_until_written(data_dir)     # under this light load, typically well within 2 s
+    # Visible in the report (under this light load, typically well within 2 s).
+    wait_until(lambda: participants(server) == 6, timeout=30, message="6 participants in the report")
+    (goal,) = report(server)["goals"]
+    assert goal["goal"] == "purchase" and goal["variants"][0]["successes"] == 1
     server.stop()
     rows = {row["uuid"]: row for row in stored_rows(data_dir)}
     assert sorted(rows) == ["beacon", "get-ü", "pixel", "pixel-no-accept", "post-0", "post-1", "post-2"]
@@ -94,9 +112,9 @@ def test_the_preflight_for_a_cross_origin_post_is_answered(local_servers, tmp_pa
     assert "POST" in reply.headers["access-control-allow-methods"]
 
 
-def test_events_still_in_the_stream_at_a_restart_are_written_after_it(local_servers, tmp_path):
+def test_events_acknowledged_just_before_a_kill_9_are_written_after_the_restart(local_servers, tmp_path):
     data_dir = tmp_path / "data"
-    server = local_servers(data_dir)
+    server = local_servers(data_dir, env=SERVER_ENV)
     assert server.request("POST", "/track", json=[{**EVENT, "uuid": f"r-{n}"} for n in range(50)]).status == 200
     server.kill()
     server.restart()
@@ -173,7 +191,7 @@ class SteadyLoad:
 
 def test_every_acknowledged_event_survives_kill_9_exactly_once(local_servers, tmp_path):
     data_dir = tmp_path / "data"
-    server = local_servers(data_dir)
+    server = local_servers(data_dir, env=SERVER_ENV)
     rng = random.Random()
     with SteadyLoad(server) as load:
         for _ in range(3):
@@ -185,9 +203,11 @@ def test_every_acknowledged_event_survives_kill_9_exactly_once(local_servers, tm
         progress = load.acknowledged_count() + 30
         wait_until(lambda: load.acknowledged_count() >= progress, timeout=60, message="load after the last restart")
     wait_until_written(data_dir)
+    reported = participants(server)
     server.stop()
 
     stored = uuid_counts(data_dir)
+    assert reported == len(stored)          # the report counts each stored event once
     missing = [uuid for uuid in load.acknowledged if uuid not in stored]
     assert missing == [], f"acknowledged with 200 but lost: {missing[:10]}"
     assert [uuid for uuid, count in stored.items() if count > 1] == []

@@ -132,7 +132,7 @@ def test_a_service_account_key_is_read_from_secrets_manager_into_memory_once(aws
 
 def test_a_missing_key_secret_is_named_with_its_variable(aws):
     name = f"dalet/test/absent-{uuid.uuid4().hex[:8]}"
-    with pytest.raises(Exception) as failure:
+    with pytest.raises(config.ConfigError) as failure:
         google_credentials.load_credentials(cloud_settings(DALET_GOOGLE_CREDENTIALS_SECRET=name))
 
     assert name in str(failure.value) and "DALET_GOOGLE_CREDENTIALS_SECRET" in str(failure.value)

@@ -329,6 +329,18 @@ def test_a_deletion_holds_even_when_its_rows_cannot_be_purged_yet(warehouse):
     assert warehouse.fetch("SELECT COUNT(*) AS n FROM events")[0]["n"] == 0
 
 
+def test_counts_stay_exact_while_a_deletions_rows_await_their_purge(warehouse):
+    warehouse.insert_events(participants("exp", "red", 3, when=at(1)) + participants("kept", "red", 2, when=at(1)))
+    refusing = RefusingDml(warehouse)
+    reports.delete_experiment(refusing, NS, "exp", deleted_at=at(2))
+    warehouse.insert_events(participants("exp", "blue", 1, when=at(3)) + goals("exp", "blue", "buy", 1, when=at(3)))
+    fresh = [{"goal": "buy", "results": [{"label": "blue", "successes": 1, "trials": 1}]}]
+    assert reports.experiment_goals(refusing, NS, "exp") == fresh
+    assert reports.all_experiments(refusing, NS)[1:] == [{"experiment": "exp", "goals": fresh},
+                                                         {"experiment": "kept", "goals": []}]
+    assert reports.all_experiments(refusing, NS, scope="exp")[1:] == [{"experiment": "exp", "goals": fresh}]
+
+
 # ---- BigQuery: the same reports through the real client -------------------------------------------
 
 @pytest.fixture
@@ -342,9 +354,10 @@ BQ_TARGET = queries.Target(queries.BIGQUERY, queries.bigquery_tables("test-proje
 def test_bigquery_reports_run_the_pinned_text_with_typed_parameters(bigquery, bigquery_standin):
     hostile = "'; DROP TABLE events; --"
     bigquery_standin.answer_queries(lambda query: QueryAnswer(
-        schema=[("experiment", "STRING"), ("variant", "STRING"), ("event", "STRING"), ("uuids", "INT64")],
-        rows=[{"experiment": hostile, "variant": "red", "event": "participate", "uuids": 4},
-              {"experiment": hostile, "variant": "red", "event": "buy", "uuids": 1}],
+        schema=[("experiment", "STRING"), ("variant", "STRING"), ("event", "STRING"), ("uuids", "INT64"),
+                ("hides_rows", "BOOL")],
+        rows=[{"experiment": hostile, "variant": "red", "event": "participate", "uuids": 4, "hides_rows": False},
+              {"experiment": hostile, "variant": "red", "event": "buy", "uuids": 1, "hides_rows": False}],
     ))
     window = Window(date(2024, 5, 1), date(2024, 5, 2))
     report = reports.all_experiments(bigquery, hostile, scope=f"{hostile},b", window=window)

@@ -1,0 +1,315 @@
+"""What `chalice package --stage prod --merge-template ...` produces is deployable, small and least-privilege.
+
+One `chalice package` run per test session (it downloads the Lambda requirements from
+PyPI), on a copy of the project. The SAM template is also translated to plain
+CloudFormation with the AWS SAM translator, so the assertions see the resources
+CloudFormation would create.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+from unittest import mock
+
+import pytest
+
+from chalicelib import runtime
+from chalicelib.events import Event, decode_record, encode_record, stamp
+from chalicelib.stage import PROJECT_DIR, load_stage
+from tests.bigquery_standin import bigquery_standin  # noqa: F401
+
+CHALICE = Path(sys.executable).parent / "chalice"
+MERGE_TEMPLATE = ".chalice/merge-template-prod.json"
+STREAM_REF = {"Fn::Sub": "${EventStream.Arn}"}
+QUEUE_REF = {"Fn::Sub": "${FailedBatchQueue.Arn}"}
+SECRET_REF = {"Fn::Sub": "${ReportApiKeySecret}"}
+# Lambda's limits for a .zip deployment package.
+MAX_ZIPPED_BYTES = 50 * 1024 * 1024
+MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
+NOT_FOR_LAMBDA = {"duckdb", "pytest", "_pytest", "moto", "pyarrow", "sqlglot", "scipy", "statsmodels",
+                  "hypothesis", "playwright", "pytest_httpserver", "cfnlint", "samtranslator"}
+
+
+@dataclass(frozen=True)
+class Package:
+    template: dict[str, Any]          # as chalice package wrote it (SAM)
+    cloudformation: dict[str, Any]    # after the SAM transform
+    zip_path: Path
+
+
+def _copy_project(target: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "deployments", "deployed")
+    shutil.copy(PROJECT_DIR / "app.py", target / "app.py")
+    shutil.copy(PROJECT_DIR / "requirements.txt", target / "requirements.txt")
+    shutil.copytree(PROJECT_DIR / "chalicelib", target / "chalicelib", ignore=ignore)
+    shutil.copytree(PROJECT_DIR / ".chalice", target / ".chalice", ignore=ignore)
+
+
+def _sam_to_cloudformation(template: dict[str, Any]) -> dict[str, Any]:
+    from samtranslator.translator.transform import transform
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    copy = json.loads(json.dumps(template))
+    for resource in copy["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://bucket/deployment.zip"   # what `aws cloudformation package` does
+    with mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": "us-east-1"}):
+        return transform(copy, {}, NoManagedPolicies())
+
+
+@pytest.fixture(scope="session")
+def package(tmp_path_factory) -> Package:
+    project = tmp_path_factory.mktemp("chalice-package")
+    _copy_project(project)
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("DALET_")}
+    environment["AWS_DEFAULT_REGION"] = "us-east-1"
+    finished = subprocess.run(
+        [str(CHALICE), "package", "--stage", "prod", "--merge-template", MERGE_TEMPLATE, "out"],
+        cwd=project, env=environment, capture_output=True, text=True, timeout=900,
+    )
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    template = json.loads((project / "out" / "sam.json").read_text())
+    return Package(template, _sam_to_cloudformation(template), project / "out" / "deployment.zip")
+
+
+def resources_of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: resource for name, resource in template["Resources"].items() if resource["Type"] == kind}
+
+
+def lint(template: dict[str, Any]) -> list[str]:
+    import cfnlint.api
+
+    return [str(match) for match in cfnlint.api.lint(json.dumps(template), regions=["us-east-1"])]
+
+
+# ---- the template ------------------------------------------------------------------
+
+
+def test_the_packaged_template_passes_cfn_lint(package):
+    assert lint(package.template) == []
+    assert lint(package.cloudformation) == []
+
+
+def test_the_stream_is_on_demand_by_default_and_can_be_provisioned(package):
+    stream = package.template["Resources"]["EventStream"]
+    parameters = package.template["Parameters"]
+
+    assert stream["Type"] == "AWS::Kinesis::Stream"
+    assert stream["Properties"]["Name"] == load_stage("prod").settings.stream_name
+    assert stream["Properties"]["StreamModeDetails"] == {"StreamMode": {"Ref": "StreamMode"}}
+    assert parameters["StreamMode"]["Default"] == "ON_DEMAND"
+    assert "PROVISIONED" in parameters["StreamMode"]["AllowedValues"]
+    assert stream["Properties"]["ShardCount"] == {
+        "Fn::If": ["ProvisionedStream", {"Ref": "ShardCount"}, {"Ref": "AWS::NoValue"}]}
+
+
+def test_the_writer_trigger_reports_partial_failures_bisects_and_parks_failing_batches_in_sqs(package):
+    mappings = resources_of_type(package.cloudformation, "AWS::Lambda::EventSourceMapping")
+    assert len(mappings) == 1
+    (mapping,) = mappings.values()
+    settings = mapping["Properties"]
+
+    assert settings["EventSourceArn"] == STREAM_REF
+    assert settings["FunctionName"] == {"Ref": "WriteEvents"}
+    assert settings["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert settings["BisectBatchOnFunctionError"] is True
+    assert 0 <= settings["MaximumRetryAttempts"] <= 100
+    assert 60 <= settings["MaximumRecordAgeInSeconds"] <= 7 * 24 * 3600
+    assert (settings["StartingPosition"], settings["BatchSize"]) == ("TRIM_HORIZON", 500)
+    destination = settings["DestinationConfig"]["OnFailure"]["Destination"]
+    assert destination == {"Fn::GetAtt": ["FailedBatchQueue", "Arn"]}
+    assert package.cloudformation["Resources"]["FailedBatchQueue"]["Type"] == "AWS::SQS::Queue"
+
+
+def role_statements(template: dict[str, Any], function_id: str) -> list[dict[str, Any]]:
+    function = template["Resources"][function_id]["Properties"]
+    role = template["Resources"][function["Role"]["Fn::GetAtt"][0]]["Properties"]
+    assert not role.get("ManagedPolicyArns")
+    return [statement for policy in role["Policies"] for statement in policy["PolicyDocument"]["Statement"]]
+
+
+def own_logs(function_name: str) -> list[dict[str, str]]:
+    group = "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:/aws/lambda/" + function_name
+    return [{"Fn::Sub": group}, {"Fn::Sub": group + ":*"}]
+
+
+def test_the_track_and_report_function_may_only_put_on_the_stream_and_read_its_key(package):
+    statements = role_statements(package.cloudformation, "APIHandler")
+    by_service = {statement["Action"][0].split(":")[0]: statement for statement in statements}
+
+    assert set(by_service) == {"kinesis", "secretsmanager", "logs"}
+    assert by_service["kinesis"]["Action"] == ["kinesis:PutRecord", "kinesis:PutRecords"]
+    assert by_service["kinesis"]["Resource"] == [STREAM_REF]
+    assert by_service["secretsmanager"]["Resource"] == [SECRET_REF]
+    assert by_service["logs"]["Resource"] == own_logs("dalet-prod-api_handler")
+
+
+def test_the_writer_may_only_read_the_stream_and_park_batches_in_its_queue(package):
+    statements = role_statements(package.cloudformation, "WriteEvents")
+    by_service = {statement["Action"][0].split(":")[0]: statement for statement in statements}
+
+    assert set(by_service) == {"kinesis", "sqs", "logs"}
+    assert all(action.split(":")[1].startswith(("Get", "Describe", "List")) for action in by_service["kinesis"]["Action"])
+    assert by_service["kinesis"]["Resource"] == [STREAM_REF]
+    assert by_service["sqs"] == {**by_service["sqs"], "Action": ["sqs:SendMessage"], "Resource": [QUEUE_REF]}
+    assert by_service["logs"]["Resource"] == own_logs("dalet-prod-write_events")
+
+
+def test_no_policy_grants_a_wildcard_action_or_resource(package):
+    roles = resources_of_type(package.cloudformation, "AWS::IAM::Role")
+    statements = [s for role in roles.values() for policy in role["Properties"]["Policies"]
+                  for s in policy["PolicyDocument"]["Statement"]]
+
+    assert len(roles) == 2 and statements
+    for statement in statements:
+        assert all("*" not in action for action in statement["Action"])
+        for resource in statement["Resource"]:
+            text = resource["Fn::Sub"] if isinstance(resource, dict) else resource
+            # The one wildcard: the log streams inside the function's own log group.
+            assert "*" not in text or (text.endswith(":*") and "*" not in text[:-2]
+                                       and ":log-group:/aws/lambda/dalet-prod-" in text)
+
+
+def test_the_report_api_key_is_generated_into_the_secret_the_functions_read(package):
+    secret = package.template["Resources"]["ReportApiKeySecret"]
+    configured = load_stage("prod").settings.api_key_secret
+
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    assert secret["Properties"]["Name"] == configured
+    assert secret["Properties"]["GenerateSecretString"]["PasswordLength"] >= 32
+    assert package.template["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"][
+        "DALET_API_KEY_SECRET"] == configured
+
+
+def test_functions_are_sized_for_their_jobs(package):
+    api = package.template["Resources"]["APIHandler"]["Properties"]
+    writer = package.template["Resources"]["WriteEvents"]["Properties"]
+
+    assert api["MemorySize"] <= 256 and api["Timeout"] <= 29       # API Gateway answers by 29 s anyway
+    assert writer["MemorySize"] >= 512 and writer["Timeout"] >= 60
+    assert writer["Environment"]["Variables"]["DALET_BACKEND"] == "aws"
+
+
+def test_functions_and_roles_are_named_as_chalice_deploy_names_them(package):
+    # Google's workload identity pool admits `assumed-role/<role name>`: the same either way.
+    for function_id, role_id, name in (("APIHandler", "ApiHandlerRole", "dalet-prod-api_handler"),
+                                       ("WriteEvents", "WriteEventsRole", "dalet-prod-write_events")):
+        assert package.template["Resources"][function_id]["Properties"]["FunctionName"] == name
+        assert package.template["Resources"][role_id]["Properties"]["RoleName"] == name
+
+
+def test_the_committed_merge_template_is_rendered_from_the_stage_config():
+    from chalicelib.deploy_commands import render_merge_template
+
+    stage = load_stage("prod")
+    assert stage.merge_template_file.read_text() == render_merge_template(stage)
+
+
+# ---- the deployment package --------------------------------------------------------
+
+
+def test_the_deployment_package_leaves_out_local_and_test_libraries_and_fits_lambda(package):
+    with zipfile.ZipFile(package.zip_path) as archive:
+        entries = archive.infolist()
+    top_level = {entry.filename.split("/")[0].split(".")[0].split("-")[0] for entry in entries}
+    zipped = package.zip_path.stat().st_size
+    unzipped = sum(entry.file_size for entry in entries)
+    print(f"\ndeployment.zip: {zipped / 1e6:.1f} MB zipped, {unzipped / 1e6:.1f} MB unzipped "
+          f"(Lambda limits: {MAX_ZIPPED_BYTES / 1e6:.1f} MB, {MAX_UNZIPPED_BYTES / 1e6:.1f} MB)")
+
+    assert top_level & NOT_FOR_LAMBDA == set()
+    assert {"app", "chalicelib", "google", "boto3"} <= top_level
+    assert zipped < MAX_ZIPPED_BYTES and unzipped < MAX_UNZIPPED_BYTES
+
+
+def test_the_lambda_code_imports_from_the_package_alone_without_local_only_modules(package, tmp_path):
+    with zipfile.ZipFile(package.zip_path) as archive:
+        archive.extractall(tmp_path)
+    probe = (
+        "import json, sys\n"
+        "sys.path.insert(0, '.')\n"
+        "import app\n"
+        "from chalicelib import bigquery_warehouse, google_credentials, publisher, runtime, secrets\n"
+        f"loaded = sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(NOT_FOR_LAMBDA)!r}))\n"
+        "print(json.dumps(loaded))\n"
+    )
+    environment = {"PATH": os.environ.get("PATH", ""), "DALET_BACKEND": "aws", "DALET_STREAM_NAME": "dalet-events",
+                   "DALET_BQ_DATASET": "dalet", "DALET_BQ_TABLE": "events", "AWS_DEFAULT_REGION": "us-east-1"}
+    # -I -S: no site-packages, so only what the package holds (and the standard library) can load.
+    finished = subprocess.run([sys.executable, "-I", "-S", "-c", probe], cwd=tmp_path, env=environment,
+                              capture_output=True, text=True, timeout=120)
+
+    assert finished.returncode == 0, finished.stderr
+    assert json.loads(finished.stdout) == []
+
+
+# ---- the writer's answer to Lambda -------------------------------------------------
+
+
+def kinesis_event(payloads: list[bytes]) -> dict[str, Any]:
+    """The event Lambda passes a function with a Kinesis trigger."""
+    arrival = datetime(2024, 5, 1, tzinfo=timezone.utc).timestamp()
+    return {"Records": [{
+        "kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": f"key-{index}",
+                    "sequenceNumber": str(49600000000000000000000000000000000000000000000000000000 + index),
+                    "data": base64.b64encode(payload).decode(), "approximateArrivalTimestamp": arrival},
+        "eventSource": "aws:kinesis", "eventVersion": "1.0", "eventName": "aws:kinesis:record",
+        "eventID": f"shardId-000000000000:{index}", "awsRegion": "us-east-1",
+        "invokeIdentityArn": "arn:aws:iam::123456789012:role/dalet-prod-write_events",
+        "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/dalet-events",
+    } for index, payload in enumerate(payloads)]}
+
+
+def encoded_events(count: int) -> list[bytes]:
+    received = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    return [encode_record(stamp(Event("alephbet", "button color", "red", "participate", f"user-{n}"), received))
+            for n in range(count)]
+
+
+@pytest.fixture
+def cloud_writer(bigquery_standin, monkeypatch) -> Iterator[Any]:
+    """app.write_events as deployed: DALET_BACKEND=aws, BigQuery reached through the stand-in."""
+    from chalicelib import google_credentials
+
+    for name, value in {"DALET_BACKEND": "aws", "DALET_STREAM_NAME": "dalet-events", "DALET_BQ_DATASET": "dalet",
+                        "DALET_BQ_TABLE": "events"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(google_credentials, "bigquery_client", lambda settings: bigquery_standin.client)
+    runtime.shutdown()
+    import app
+
+    yield app.write_events
+    runtime.shutdown()
+
+
+def test_the_writer_tells_lambda_which_record_to_retry_from_when_bigquery_takes_part_of_a_batch(
+        cloud_writer, bigquery_standin):
+    payloads = encoded_events(600)         # two insertAll requests of 500 and 100 rows
+    event = kinesis_event(payloads)
+    bigquery_standin.reject_rows(decode_record(payloads[550]).event_id, reason="backendError")
+
+    answer = cloud_writer(event, None)
+
+    retry_from = event["Records"][500]["kinesis"]["sequenceNumber"]
+    assert answer == {"batchItemFailures": [{"itemIdentifier": retry_from}]}
+    landed = {row["uuid"] for row in bigquery_standin.rows("dalet.events")}
+    assert {f"user-{n}" for n in range(500)} <= landed and "user-550" not in landed
+
+
+def test_the_writer_tells_lambda_a_fully_written_batch_has_no_failures(cloud_writer, bigquery_standin):
+    answer = cloud_writer(kinesis_event(encoded_events(3)), None)
+
+    assert answer == {"batchItemFailures": []}
+    assert len(bigquery_standin.rows("dalet.events")) == 3

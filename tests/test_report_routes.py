@@ -1,0 +1,301 @@
+"""The report routes over HTTP, on the embedded default: events in through /track, reports out."""
+from __future__ import annotations
+
+import json
+import threading
+from datetime import date, timedelta
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import pytest
+
+from chalicelib import reports, runtime, stats, writer
+from tests.helpers import API_KEY, KEY_HEADER, event, report_client, track, wait_for_rows, wait_until_written  # noqa: F401
+from tests.local_server import local_servers, wait_until  # noqa: F401
+
+HOSTILE = ["'; DROP TABLE events; --", '" OR 1=1', "back\\slash \\n", "emoji 🧪🔥", "é" * 256, "my a/b test?x=1&y#z"]
+
+
+def get(client, path: str, headers: dict[str, str] | None = None, **query: str):
+    suffix = f"?{urlencode(query)}" if query else ""
+    return client.http.get(path + suffix, headers=KEY_HEADER if headers is None else headers)
+
+
+def body(reply) -> Any:
+    return json.loads(reply.body)
+
+
+def path_of(experiment: str, suffix: str = "") -> str:
+    return f"/experiments/{quote(experiment, safe='')}{suffix}"
+
+
+def seed(client, *events: dict[str, Any]) -> None:
+    track(client, *events)
+    wait_until_written()
+
+
+def ab(experiment: str, red: int, blue: int, goal: str = "click", red_goal: int = 0, blue_goal: int = 0,
+       **extra: Any) -> list[dict[str, Any]]:
+    """Participants u0..u(n-1) per variant; the first k of them reach the goal."""
+    events = []
+    for variant, count, reached in (("red", red, red_goal), ("blue", blue, blue_goal)):
+        events += [event(experiment, variant, "participate", f"{variant}-{n}", **extra) for n in range(count)]
+        events += [event(experiment, variant, goal, f"{variant}-{n}", **extra) for n in range(reached)]
+    return events
+
+
+# ---- counting ---------------------------------------------------------------------------------------
+
+def test_the_list_is_gimels_shape_with_distinct_uuids(report_client):
+    seed(report_client, *ab("exp", red=3, blue=2, red_goal=1))
+    assert body(get(report_client, "/experiments")) == [
+        {"meta": {"scope": None}},
+        {"experiment": "exp", "goals": [{"goal": "click", "results": [
+            {"label": "blue", "successes": 0, "trials": 2}, {"label": "red", "successes": 1, "trials": 3}]}]},
+    ]
+
+
+def test_duplicated_and_retried_events_never_change_a_count(report_client):
+    events = ab("exp", red=3, blue=2, red_goal=2)
+    seed(report_client, *events, *events[:3])          # duplicates inside one batch
+    first = body(get(report_client, "/experiments/exp"))
+    seed(report_client, *events)                       # the client retries everything
+    track(report_client, event("exp", "red", "participate", "red-0"))
+    wait_until_written()
+    wait_for_rows(len(events))
+    assert body(get(report_client, "/experiments/exp")) == first
+    assert first[0]["results"][1] == {"label": "red", "successes": 2, "trials": 3}
+
+
+def test_a_gimel_adapter_uuid_shared_by_participation_and_goals_counts_once_in_each(report_client):
+    """GimelAdapter with a user id sends sha1(namespace.experiment.user_id) for every event."""
+    shared = "5f3a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a"
+    seed(report_client, event("exp", "red", "participate", shared), event("exp", "red", "click", shared),
+         event("exp", "red", "buy", shared), event("exp", "red", "click", shared))
+    assert body(get(report_client, "/experiments/exp")) == [
+        {"goal": "buy", "results": [{"label": "red", "successes": 1, "trials": 1}]},
+        {"goal": "click", "results": [{"label": "red", "successes": 1, "trials": 1}]},
+    ]
+
+
+def test_namespaces_never_leak_into_each_other(report_client):
+    seed(report_client, *ab("exp", red=2, blue=1, namespace="staging"), *ab("exp", red=5, blue=5, namespace="prod"),
+         *ab("only-prod", red=1, blue=0, namespace="prod"))
+    staging = body(get(report_client, "/experiments", namespace="staging"))
+    assert [entry.get("experiment") for entry in staging] == [None, "exp"]
+    assert body(get(report_client, "/experiments/exp", namespace="staging")) == []
+    results = body(get(report_client, path_of("exp", "/results"), namespace="staging"))
+    assert results["variants"] == [{"label": "blue", "participants": 1}, {"label": "red", "participants": 2}]
+    assert get(report_client, "/experiments/only-prod", namespace="staging").status_code == 404
+    assert body(get(report_client, "/experiments")) == [{"meta": {"scope": None}}]     # alephbet: nothing
+
+
+def test_scope_lists_the_named_experiments_in_its_order(report_client):
+    seed(report_client, *ab("a", red=1, blue=1), *ab("b", red=1, blue=1), *ab("c", red=1, blue=1))
+    listed = body(get(report_client, "/experiments", scope="c,a"))
+    assert listed[0] == {"meta": {"scope": "c,a"}}
+    assert [entry["experiment"] for entry in listed[1:]] == ["c", "a"]
+
+
+@pytest.mark.parametrize("name", HOSTILE, ids=["drop table", "or 1=1", "backslashes", "emoji", "256 chars", "url"])
+def test_hostile_names_round_trip_as_literal_strings(report_client, name):
+    seed(report_client, event(name, name, "participate", "u1", namespace=name), event(name, name, name, "u1",
+                                                                                      namespace=name))
+    expected_goals = [{"goal": name, "results": [{"label": name, "successes": 1, "trials": 1}]}]
+    assert body(get(report_client, "/experiments", namespace=name)) == [
+        {"meta": {"scope": None}}, {"experiment": name, "goals": expected_goals}]
+    assert body(get(report_client, "/experiments", namespace=name, scope=name))[1]["goals"] == expected_goals
+    assert body(get(report_client, path_of(name), namespace=name)) == expected_goals
+    assert body(get(report_client, path_of(name, "/results"), namespace=name))["experiment"] == name
+    assert body(get(report_client, path_of(name, "/daily"), namespace=name))["variants"] == [name]
+    assert body(report_client.http.delete(path_of(name) + "?" + urlencode({"namespace": name}),
+                                          headers=KEY_HEADER))["experiment"] == name
+    assert get(report_client, path_of(name), namespace=name).status_code == 404
+
+
+def test_an_encoded_slash_names_one_experiment(report_client):
+    seed(report_client, *ab("my a/b test", red=2, blue=1, red_goal=1))
+    reply = report_client.http.get("/experiments/my%20a%2Fb%20test", headers=KEY_HEADER)
+    assert body(reply)[0]["results"][1] == {"label": "red", "successes": 1, "trials": 2}
+
+
+def test_an_encoded_slash_names_one_experiment_under_chalice_local(local_servers, tmp_path):
+    server = local_servers(tmp_path / "data", env={"DALET_API_KEY": API_KEY})
+    assert server.request("POST", "/track", json=ab("my a/b test", red=2, blue=1, red_goal=1)).status == 200
+    path = "/experiments/my%20a%2Fb%20test"
+    reply = wait_until(lambda: (r := server.request("GET", path, headers=KEY_HEADER)).status == 200 and r,
+                       message="the experiment to be written")
+    assert reply.json()[0]["results"][1] == {"label": "red", "successes": 1, "trials": 2}
+    assert server.request("GET", path + "/results", headers=KEY_HEADER).json()["experiment"] == "my a/b test"
+    assert server.request("DELETE", path, headers=KEY_HEADER).json()["deleted"] is True
+    assert server.request("GET", path + "/daily", headers=KEY_HEADER).status == 404
+    for method, protected in PROTECTED:     # a dashboard on another origin may send the key
+        preflight = server.request("OPTIONS", protected.split("?")[0], headers={
+            "Origin": "https://dashboard.example", "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "x-api-key"})
+        assert preflight.status == 200
+        assert "x-api-key" in preflight.headers["access-control-allow-headers"].lower().split(",")
+        assert method in preflight.headers["access-control-allow-methods"].split(",")
+
+
+def test_from_and_to_keep_the_events_received_on_those_days(report_client):
+    seed(report_client, *ab("exp", red=2, blue=1, red_goal=1))
+    today = date.today()        # /track stamps the server's time (UTC)
+    yesterday, tomorrow = (today - timedelta(days=1)).isoformat(), (today + timedelta(days=1)).isoformat()
+    everything = body(get(report_client, "/experiments/exp"))
+    assert body(get(report_client, "/experiments/exp", **{"from": yesterday, "to": tomorrow})) == everything
+    assert body(get(report_client, "/experiments/exp", to=yesterday)) == []
+    assert body(get(report_client, "/experiments", **{"from": tomorrow})) == [{"meta": {"scope": None}}]
+    assert body(get(report_client, path_of("exp", "/daily"), **{"from": tomorrow}))["days"] == []
+
+
+# ---- the results and daily views ----------------------------------------------------------------------
+
+def test_the_results_view_answers_the_contract_fields(report_client):
+    seed(report_client, *ab("exp", red=40, blue=50, red_goal=10, blue_goal=5),
+         *[event("exp", variant, "buy", f"{variant}-{n}", value=n) for variant in ("red", "blue") for n in range(4)])
+    view = body(get(report_client, path_of("exp", "/results"), control="blue", confidence="0.9",
+                    weights="red:45,blue:55"))
+    assert {key: view[key] for key in ("namespace", "experiment", "control", "confidence")} == {
+        "namespace": "alephbet", "experiment": "exp", "control": "blue", "confidence": 0.9}
+    assert view["variants"] == [{"label": "blue", "participants": 50}, {"label": "red", "participants": 40}]
+    assert view["srm"]["p_value"] == stats.srm({"blue": 50, "red": 40}, {"blue": 55.0, "red": 45.0}).p_value
+    buy, click = view["goals"]
+    assert (buy["goal"], click["goal"]) == ("buy", "click")
+    blue, red = click["variants"]
+    assert set(blue) == {"label", "trials", "successes", "rate", "rate_ci"}
+    assert set(red) == {"label", "trials", "successes", "rate", "rate_ci", "uplift", "p_value",
+                        "chance_to_beat_control"}
+    assert set(red["uplift"]) == {"absolute", "relative", "relative_ci"}
+    assert red["p_value"] == stats.two_proportion_p_value(stats.Proportion(50, 5), stats.Proportion(40, 10))
+    assert sum(click["chance_to_be_best"].values()) == pytest.approx(1)
+    assert [arm["label"] for arm in buy["value"]["variants"]] == ["blue", "red"]
+    assert set(buy["value"]["variants"][1]) == {"label", "count", "sum", "mean", "p_value", "difference", "ci"}
+    assert click["value"] is None
+
+
+def test_the_results_view_is_the_reports_module_answer(report_client):
+    seed(report_client, *ab("exp", red=7, blue=9, red_goal=3, blue_goal=2))
+    over_http = body(get(report_client, path_of("exp", "/results")))
+    assert over_http == json.loads(json.dumps(reports.experiment_results(runtime.warehouse(), "alephbet", "exp")))
+
+
+def test_the_daily_views_last_day_equals_the_totals(report_client):
+    seed(report_client, *ab("exp", red=4, blue=3, red_goal=2, blue_goal=1))
+    daily = body(get(report_client, path_of("exp", "/daily")))
+    assert daily["days"][-1]["variants"] == [
+        {"label": "blue", "participants": 3, "successes": {"click": 1}},
+        {"label": "red", "participants": 4, "successes": {"click": 2}},
+    ]
+
+
+# ---- errors -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("path", "query", "parameter"), [
+    ("/experiments", {"from": "2024-02-30"}, "from"),
+    ("/experiments", {"to": "yesterday"}, "to"),
+    ("/experiments", {"from": "2024-05-02", "to": "2024-05-01"}, "to"),
+    ("/experiments/exp", {"from": "05/01/2024"}, "from"),
+    ("/experiments/exp/daily", {"to": "2024-5"}, "to"),
+    ("/experiments/exp/results", {"confidence": "1"}, "confidence"),
+    ("/experiments/exp/results", {"confidence": "0"}, "confidence"),
+    ("/experiments/exp/results", {"confidence": "nan"}, "confidence"),
+    ("/experiments/exp/results", {"confidence": "95%"}, "confidence"),
+    ("/experiments/exp/results", {"control": "purple"}, "control"),
+    ("/experiments/exp/results", {"weights": "red=1,blue=1"}, "weights"),
+    ("/experiments/exp/results", {"weights": "red:1,blue:-1"}, "weights"),
+    ("/experiments/exp/results", {"weights": "red:1"}, "weights"),
+    ("/experiments/exp/results", {"weights": "red:1,red:2,blue:1"}, "weights"),
+])
+def test_a_bad_parameter_is_a_400_naming_it(report_client, path, query, parameter):
+    seed(report_client, *ab("exp", red=1, blue=1))
+    reply = get(report_client, path, **query)
+    assert reply.status_code == 400
+    assert body(reply)["parameter"] == parameter and parameter in body(reply)["error"]
+
+
+def test_a_repeated_parameter_is_a_400(report_client):
+    reply = report_client.http.get("/experiments?namespace=a&namespace=b", headers=KEY_HEADER)
+    assert (reply.status_code, body(reply)["parameter"]) == (400, "namespace")
+
+
+def test_gimels_delete_needs_the_experiment(report_client):
+    reply = report_client.http.delete("/delete?namespace=alephbet", headers=KEY_HEADER)
+    assert (reply.status_code, body(reply)["parameter"]) == (400, "experiment")
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/experiments/missing"), ("GET", "/experiments/missing/results"), ("GET", "/experiments/missing/daily"),
+    ("DELETE", "/experiments/missing"), ("DELETE", "/delete?experiment=missing"),
+])
+def test_an_unknown_experiment_is_a_404(report_client, method, path):
+    seed(report_client, *ab("exp", red=1, blue=1))
+    reply = report_client.http.request(method, path, headers=KEY_HEADER)
+    assert reply.status_code == 404
+    assert body(reply)["experiment"] == "missing"
+
+
+PROTECTED = [("GET", "/experiments"), ("GET", "/experiments/exp"), ("GET", "/experiments/exp/results"),
+             ("GET", "/experiments/exp/daily"), ("DELETE", "/experiments/exp"), ("DELETE", "/delete?experiment=exp")]
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED)
+def test_report_routes_answer_401_without_the_api_key_and_403_with_a_wrong_one(report_client, method, path):
+    seed(report_client, *ab("exp", red=1, blue=1))
+    missing = report_client.http.request(method, path)
+    wrong = report_client.http.request(method, path, headers={"x-api-key": API_KEY + "x"})
+    assert (missing.status_code, wrong.status_code) == (401, 403)
+    assert "x-api-key" in body(missing)["error"] and "x-api-key" in body(wrong)["error"]
+    assert get(report_client, "/experiments/exp").status_code == 200      # nothing was deleted
+
+
+def test_track_stays_public(report_client):
+    assert report_client.http.post("/track", body=json.dumps(event("exp", "red", "participate", "u1")),
+                                   headers={"content-type": "application/json"}).status_code == 200
+    query = urlencode(event("exp", "red", "click", "u1"))
+    assert report_client.http.get(f"/track?{query}").status_code == 200
+    assert report_client.http.get(f"/track.gif?{query}").status_code == 200
+
+
+# ---- deletion -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("delete", [
+    lambda client: client.http.delete("/experiments/exp?namespace=prod", headers=KEY_HEADER),
+    lambda client: client.http.delete("/delete?namespace=prod&experiment=exp", headers=KEY_HEADER),
+], ids=["DELETE /experiments/{experiment}", "Gimel's DELETE /delete"])
+def test_a_deleted_experiment_is_gone_and_new_events_start_from_zero(report_client, delete):
+    seed(report_client, *ab("exp", red=3, blue=2, red_goal=1, namespace="prod"),
+         *ab("kept", red=1, blue=1, namespace="prod"))
+    answer = delete(report_client)
+    assert answer.status_code == 200
+    assert {key: body(answer)[key] for key in ("deleted", "namespace", "experiment", "purged")} == {
+        "deleted": True, "namespace": "prod", "experiment": "exp", "purged": True}
+    assert get(report_client, "/experiments/exp", namespace="prod").status_code == 404
+    assert [entry.get("experiment") for entry in body(get(report_client, "/experiments", namespace="prod"))] == \
+        [None, "kept"]
+    assert delete(report_client).status_code == 404
+
+    seed(report_client, event("exp", "red", "participate", "red-0", namespace="prod"),
+         event("exp", "red", "click", "red-9", namespace="prod"))
+    assert body(get(report_client, "/experiments/exp", namespace="prod")) == [
+        {"goal": "click", "results": [{"label": "red", "successes": 1, "trials": 1}]}]
+
+
+def test_events_acknowledged_before_a_deletion_but_written_after_it_stay_hidden(report_client, monkeypatch):
+    seed(report_client, *ab("exp", red=2, blue=2))
+    gate = threading.Event()
+    write_batch = writer.write_batch
+
+    def held_back(records, warehouse):
+        gate.wait(10)
+        return write_batch(records, warehouse)
+
+    monkeypatch.setattr(writer, "write_batch", held_back)
+    track(report_client, *ab("exp", red=0, blue=3, goal="late", blue_goal=3))      # acknowledged, not written
+    assert report_client.http.delete("/experiments/exp", headers=KEY_HEADER).status_code == 200
+    gate.set()
+    wait_until_written()
+    stored = runtime.warehouse().fetch("SELECT COUNT(*) AS n FROM events WHERE event = 'late'")[0]["n"]
+    assert stored == 3                                                               # written after the deletion
+    assert get(report_client, "/experiments/exp").status_code == 404
+    assert body(get(report_client, "/experiments")) == [{"meta": {"scope": None}}]
