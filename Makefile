@@ -19,8 +19,7 @@ tests/browser/node_modules/.installed: tests/browser/package.json
 install: $(VENV)/.installed
 
 run: install
-	$(PY) -m chalicelib.cli local-info
-	$(VENV)/bin/chalice local --port $(PORT) --no-autoreload
+	$(PY) -m chalicelib.cli serve --port $(PORT)
 
 test: install tests/browser/node_modules/.installed
 	$(PY) -m pytest -q

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from pathlib import Path
 
 from chalicelib import auth, config, deploy_commands
 
@@ -25,6 +27,34 @@ def local_info(_: argparse.Namespace) -> int:
         return 2
     print(f"Dalet local backend: data in {settings.data_dir}")
     print(f"Report API key (x-api-key): {key}")
+    return 0
+
+
+def serve(arguments: argparse.Namespace) -> int:
+    """`chalice local`, with the embedded pipeline started at once rather than on the first request,
+    so a backlog left by a crash drains as soon as the server is back."""
+    from chalice.cli import create_local_server
+    from chalice.cli.factory import CLIFactory
+
+    from chalicelib import runtime
+
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
+    factory = CLIFactory(project_dir=str(Path(__file__).resolve().parent.parent))
+    server = create_local_server(factory, arguments.host, arguments.port, arguments.stage)  # imports app.py
+    status = local_info(arguments)
+    if status:
+        return status
+    try:
+        runtime.start_local_pipeline()
+    except runtime.BackendUnavailable as error:
+        print(f"dalet: {error}", file=sys.stderr)
+        return 2
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.shutdown()
     return 0
 
 
@@ -53,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m chalicelib.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("local-info", help="print the local data folder and API key").set_defaults(run=local_info)
+    local = commands.add_parser("serve", help="run the local backend: chalice local with the pipeline started")
+    local.add_argument("--host", default="127.0.0.1")
+    local.add_argument("--port", type=int, default=8000)
+    local.add_argument("--stage", default="dev")
+    local.set_defaults(run=serve)
     deploy_commands.add_commands(commands)
     commands.add_parser("purge", help="remove the rows of deleted experiments from the warehouse").set_defaults(run=purge)
     return parser

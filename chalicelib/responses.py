@@ -35,12 +35,18 @@ def pixel_response() -> Response:
     return Response(body=PIXEL_GIF, status_code=200, headers={"Content-Type": "image/gif", **NO_STORE})
 
 
+# What browsers put in an <img>'s Accept header. They are all binary media types of the app,
+# because API Gateway decodes a binary body only when the request's first Accept type is one
+# (Chrome's starts with image/avif), and Chalice answers 400 unless Accept names one of them.
+PIXEL_MEDIA_TYPES = ("image/gif", "image/avif", "image/webp", "image/apng", "image/svg+xml", "image/*")
+
+
 def accepts_gif(accept: str | None) -> bool:
-    """Chalice returns a binary body only when Accept names its type or */*.
+    """Whether the pixel may be answered with the GIF itself rather than JSON.
 
     Matched the way Chalice matches (whole media types, parameters split off), so that
     e.g. `image/gifx` is not taken for `image/gif` and answered with Chalice's 400.
     """
     accept = (accept or "").lower()
     media_types = {part.strip() for part in re.split("[,;]", accept)}
-    return "image/gif" in media_types or "*/*" in accept
+    return bool(media_types & set(PIXEL_MEDIA_TYPES)) or "*/*" in accept

@@ -13,8 +13,24 @@ MAX_EVENTS_PER_POST = 500
 EVENT_FIELDS = frozenset(TEXT_FIELDS + ("value",))
 
 
+TRACK_MEDIA_TYPES = ("application/json", "text/plain")   # text/plain is what sendBeacon sends
+
+
 class PayloadTooLarge(ValueError):
     pass
+
+
+class UnsupportedMediaType(ValueError):
+    pass
+
+
+def check_media_type(content_type: str | None) -> None:
+    """A body is JSON sent as application/json or text/plain; no Content-Type means JSON."""
+    media_type = (content_type or "application/json").split(";")[0].strip().lower()
+    if media_type not in TRACK_MEDIA_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type {media_type!r} is not accepted; send {' or '.join(TRACK_MEDIA_TYPES)}"
+        )
 
 
 def _single(query: Any, name: str) -> Any:
@@ -30,8 +46,9 @@ def parse_query(query: Mapping[str, str] | None) -> list[Event]:
     return [parse_event(fields)]
 
 
-def parse_body(raw_body: bytes | None) -> list[Event]:
+def parse_body(raw_body: bytes | None, content_type: str | None = None) -> list[Event]:
     """A POST /track body: one event object or an array of up to 500; all valid or none."""
+    check_media_type(content_type)
     if raw_body is not None and len(raw_body) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the body is {len(raw_body)} bytes; the limit is {MAX_BODY_BYTES}")
     document = _decode_json(raw_body or b"")

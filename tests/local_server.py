@@ -114,15 +114,18 @@ class LocalServer:
     log_path: Path
     process: subprocess.Popen = field(repr=False)
     ready_timeout: float = 60.0
+    via_make_run: bool = False
 
     @classmethod
     def start(cls, data_dir: Path | str, env: Mapping[str, str] | None = None, port: int | None = None,
-              ready_timeout: float = 60.0) -> "LocalServer":
+              ready_timeout: float = 60.0, via_make_run: bool = False) -> "LocalServer":
+        """`via_make_run=True` starts what `make run` starts (`python -m chalicelib.cli serve`)."""
         data_dir = Path(data_dir).absolute()
         chosen_port = port or free_port()
+        process = _spawn(data_dir, env or {}, chosen_port, via_make_run)
         server = cls(data_dir=data_dir, env=dict(env or {}), port=chosen_port,
-                     log_path=_log_path(data_dir, chosen_port), process=_spawn(data_dir, env or {}, chosen_port),
-                     ready_timeout=ready_timeout)
+                     log_path=_log_path(data_dir, chosen_port), process=process,
+                     ready_timeout=ready_timeout, via_make_run=via_make_run)
         server._wait_until_ready()
         return server
 
@@ -204,7 +207,7 @@ class LocalServer:
         self.terminate()
         self.port = port or free_port()
         self.log_path = _log_path(self.data_dir, self.port)
-        self.process = _spawn(self.data_dir, self.env, self.port)
+        self.process = _spawn(self.data_dir, self.env, self.port, self.via_make_run)
         self._wait_until_ready()
         return self
 
@@ -219,11 +222,14 @@ def _log_path(data_dir: Path, port: int) -> Path:
     return data_dir.with_name(f"{data_dir.name}.chalice-local-{port}.log")
 
 
-def _spawn(data_dir: Path, env: Mapping[str, str], port: int) -> subprocess.Popen:
+def _spawn(data_dir: Path, env: Mapping[str, str], port: int, via_make_run: bool = False) -> subprocess.Popen:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-c", "import sys; from chalice.cli import main; sys.exit(main())",
-               "--project-dir", str(PROJECT_DIR), "local",
-               "--host", LOCAL_HOST, "--port", str(port), "--no-autoreload"]
+    if via_make_run:
+        command = [sys.executable, "-m", "chalicelib.cli", "serve", "--host", LOCAL_HOST, "--port", str(port)]
+    else:
+        command = [sys.executable, "-c", "import sys; from chalice.cli import main; sys.exit(main())",
+                   "--project-dir", str(PROJECT_DIR), "local",
+                   "--host", LOCAL_HOST, "--port", str(port), "--no-autoreload"]
     with open(_log_path(data_dir, port), "wb") as log_file:
         return subprocess.Popen(
             command, cwd=PROJECT_DIR, env=_server_environment(data_dir, env),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-from pathlib import Path
 from typing import Any, Iterator
 from urllib.parse import quote_from_bytes, urlencode
 
