@@ -7,7 +7,7 @@ batches, each event with a fresh uuid. Latency is measured from each request's
 scheduled time (so a slow server cannot hide its queueing). After the load, it polls
 GET /experiments?namespace=... (x-api-key) until the report counts every accepted event.
 
-    .venv/bin/python bench/e2e_load.py [--seconds 30] [--rate 40] [--batch 50] [--post-share 0.2]
+    .venv/bin/python bench/e2e_load.py [--seconds 30] [--rate 100] [--batch 50] [--post-share 0.2]
 """
 from __future__ import annotations
 
@@ -148,7 +148,7 @@ def wait_until_visible(server: Any, accepted: int, since: float) -> tuple[float 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30, help="how long the load runs (bounded)")
-    parser.add_argument("--rate", type=float, default=40, help="requests per second")
+    parser.add_argument("--rate", type=float, default=100, help="requests per second")
     parser.add_argument("--batch", type=int, default=50, help="events per POST")
     parser.add_argument("--post-share", type=float, default=0.2, help="share of requests that are POST batches")
     parser.add_argument("--seed", type=int, default=11)

@@ -11,8 +11,9 @@ to it, a goal's successes the distinct uuids that sent that event to it. On a wa
 that stores each identity (namespace, experiment, variant, event, uuid) once,
 `COUNT(*)` is that count and costs a tenth of `COUNT(DISTINCT uuid)`.
 
-Deletion: every query ignores an experiment's events received up to its latest
-tombstone in the deletions table.
+Deletion: every report ignores an experiment's events received up to its latest
+tombstone in the deletions table (`experiment_counts` flags the groups concerned
+instead, so the hot all-experiments report needs no per-row join).
 """
 from __future__ import annotations
 

@@ -107,39 +107,6 @@ def _goals_once_counted(server: LocalServer, namespace: str, experiment: str) ->
 
 
 @pytest.fixture
-def page_origin(tmp_path: Path, alephbet_js: Path) -> Iterator[str]:
-    """A static site on its own port: a different origin from the API's."""
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "index.html").write_text(PAGE, encoding="utf-8")
-    shutil.copy(alephbet_js, site / "alephbet.min.js")
-    handler = functools.partial(_QuietStaticFiles, directory=str(site))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class _QuietStaticFiles(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
 def api(tmp_path: Path) -> Iterator[LocalServer]:
     with LocalServer.start(tmp_path / "dalet-data", env={"DALET_API_KEY": API_KEY}) as server:
         yield server
