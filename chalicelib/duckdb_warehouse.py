@@ -70,11 +70,21 @@ class DuckDBWarehouse:
             self._insert_arrow(DEAD_LETTERS.name, letters_to_arrow(letters))
 
     def _insert_arrow(self, table_name: str, rows: pa.Table) -> None:
+        """Insert, skipping rows whose key is already stored.
+
+        A plain INSERT is tried first: DuckDB's INSERT OR IGNORE costs several times as
+        much once the table is large, and most batches hold no stored key (the writer
+        already drops duplicates within a batch). A key conflict rolls the statement
+        back, and the rows go in again with INSERT OR IGNORE.
+        """
         with self._write_lock:
             cursor = self._db.cursor()
             try:
                 cursor.register("incoming_rows", rows)
-                cursor.execute(f"INSERT OR IGNORE INTO {table_name} SELECT * FROM incoming_rows")
+                try:
+                    cursor.execute(f"INSERT INTO {table_name} SELECT * FROM incoming_rows")
+                except duckdb.ConstraintException:
+                    cursor.execute(f"INSERT OR IGNORE INTO {table_name} SELECT * FROM incoming_rows")
             except (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.TransactionException) as error:
                 # TransactionException: the commit failed, e.g. "No space left on device" writing the WAL.
                 raise TransientWarehouseError(f"DuckDB could not write: {error}") from error

@@ -11,9 +11,9 @@ import json
 import math
 import re
 import unicodedata
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 DEFAULT_NAMESPACE = "alephbet"
 PARTICIPATE = "participate"
@@ -48,8 +48,9 @@ class InvalidEvent(ValueError):
         super().__init__("; ".join(f"{e.field}: {e.rule}" for e in errors))
 
 
-@dataclass(frozen=True)
-class Event:
+# Event and StoredEvent are built once per event on the hot paths (track, writer); a
+# NamedTuple is as immutable as a frozen dataclass and four times cheaper to construct.
+class Event(NamedTuple):
     namespace: str
     experiment: str
     variant: str
@@ -58,8 +59,7 @@ class Event:
     value: float | None = None
 
 
-@dataclass(frozen=True)
-class StoredEvent:
+class StoredEvent(NamedTuple):
     event_id: str
     namespace: str
     experiment: str
@@ -71,7 +71,7 @@ class StoredEvent:
 
     def to_row(self) -> dict[str, Any]:
         """The JSON-ready row: `received_at` as an ISO-8601 UTC string."""
-        row = asdict(self)
+        row = self._asdict()
         row["received_at"] = format_timestamp(self.received_at)
         return row
 
@@ -79,11 +79,13 @@ class StoredEvent:
 def event_id(namespace: str, experiment: str, variant: str, event: str, uuid: str) -> str:
     """A deterministic hash of the identity.
 
-    The fields are JSON-encoded as a list before hashing, so no choice of names can
-    make two identities collide the way joining them with a separator would.
+    Each field is prefixed with its length before hashing (as in a netstring), so no
+    choice of names can make two identities collide the way joining them with a
+    separator would.
     """
-    identity = json.dumps([namespace, experiment, variant, event, uuid], ensure_ascii=False)
-    return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:32]
+    identity = (f"{len(namespace)}:{namespace}{len(experiment)}:{experiment}{len(variant)}:{variant}"
+                f"{len(event)}:{event}{len(uuid)}:{uuid}")
+    return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -91,7 +93,7 @@ def format_timestamp(moment: datetime) -> str:
 
 
 def parse_timestamp(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    moment = datetime.fromisoformat(text)  # Python 3.11+ reads a trailing "Z" as UTC
     if moment.tzinfo is None:
         raise ValueError("timestamp has no time zone")
     return moment.astimezone(timezone.utc)
@@ -107,6 +109,8 @@ def _text_rule_broken(field: str, raw: Any) -> str | None:
         return f"must be at most {limit} characters (got {len(raw)})"
     if _REPLACEMENT_CHARACTER in raw:
         return "must be valid UTF-8 (found an undecodable byte sequence)"
+    if raw.isprintable():  # the common case, checked in C: no forbidden category can be present
+        return None
     for character in raw:
         if unicodedata.category(character) in _FORBIDDEN_CATEGORIES:
             return f"must not contain control characters (found U+{ord(character):04X})"
@@ -140,8 +144,41 @@ def _parse_value(raw: Any) -> tuple[float | None, str | None]:
     return number, None
 
 
+def _plainly_valid(namespace: Any, experiment: Any, variant: Any, event: Any, uuid: Any, value: Any) -> bool:
+    """Whether the fields certainly keep the rules: the common case, decided by C string methods.
+
+    Anything this cannot vouch for goes to the rule-by-rule check, which decides and explains.
+    """
+    if not (type(namespace) is str and type(experiment) is str and type(variant) is str
+            and type(event) is str and type(uuid) is str):
+        return False
+    if not (0 < len(namespace) <= MAX_TEXT_LENGTH and 0 < len(experiment) <= MAX_TEXT_LENGTH
+            and 0 < len(variant) <= MAX_TEXT_LENGTH and 0 < len(event) <= MAX_TEXT_LENGTH
+            and 0 < len(uuid) <= MAX_UUID_LENGTH):
+        return False
+    joined = namespace + experiment + variant + event + uuid
+    if not joined.isprintable() or _REPLACEMENT_CHARACTER in joined:
+        return False
+    if namespace.isspace() or experiment.isspace() or variant.isspace() or event.isspace() or uuid.isspace():
+        return False
+    return value is None or (type(value) is float and math.isfinite(value)) or (type(value) is int and abs(value) < 1e308)
+
+
 def parse_event(fields: Mapping[str, Any], index: int | None = None) -> Event:
     """Validate a client's fields into an Event; unknown fields are ignored."""
+    namespace = fields.get("namespace")
+    if namespace is None:
+        namespace = DEFAULT_NAMESPACE
+    experiment, variant, event, uuid = (fields.get("experiment"), fields.get("variant"),
+                                        fields.get("event"), fields.get("uuid"))
+    value = fields.get("value")
+    if _plainly_valid(namespace, experiment, variant, event, uuid, value):
+        return Event(namespace, experiment, variant, event, uuid, None if value is None else float(value))
+    return _parse_event_rule_by_rule(fields, index)
+
+
+def _parse_event_rule_by_rule(fields: Mapping[str, Any], index: int | None) -> Event:
+    """The authority on the rules: accepts what the fast path could not decide, names what is broken."""
     errors: list[FieldError] = []
     values: dict[str, Any] = {}
     for field in TEXT_FIELDS:
@@ -181,16 +218,8 @@ def parse_events(items: Iterable[Any]) -> list[Event]:
 
 
 def stamp(event: Event, received_at: datetime) -> StoredEvent:
-    return StoredEvent(
-        event_id=event_id(event.namespace, event.experiment, event.variant, event.event, event.uuid),
-        namespace=event.namespace,
-        experiment=event.experiment,
-        variant=event.variant,
-        event=event.event,
-        uuid=event.uuid,
-        value=event.value,
-        received_at=received_at.astimezone(timezone.utc),
-    )
+    return StoredEvent(event_id(event.namespace, event.experiment, event.variant, event.event, event.uuid),
+                       *event, received_at.astimezone(timezone.utc))
 
 
 def now() -> datetime:
@@ -206,12 +235,24 @@ class InvalidRecord(ValueError):
     """A stream record that cannot become a stored event; the message is the reason."""
 
 
+_JSON_DECODER = json.JSONDecoder()
+
+
+def _json_document(data: bytes) -> Any:
+    """json.loads without its per-call overhead (it shows at 500 records a batch)."""
+    text = data.decode("utf-8").strip()
+    document, end = _JSON_DECODER.raw_decode(text)
+    if end != len(text):
+        raise ValueError(f"extra data after the JSON document at position {end}")
+    return document
+
+
 def decode_record(data: bytes) -> StoredEvent:
     try:
-        fields = json.loads(data.decode("utf-8"))
+        fields = _json_document(data)
     except (ValueError, RecursionError) as error:  # bad UTF-8, bad JSON, a 5,000-digit number, deep nesting
         raise InvalidRecord(f"not UTF-8 JSON: {type(error).__name__}: {error}") from None
-    if not isinstance(fields, dict):
+    if type(fields) is not dict:
         raise InvalidRecord("not a JSON object")
     if fields.get("namespace") is None:
         raise InvalidRecord("namespace: is required")
@@ -223,7 +264,7 @@ def decode_record(data: bytes) -> StoredEvent:
         received_at = parse_timestamp(str(fields["received_at"]))
     except (KeyError, ValueError, OverflowError):
         raise InvalidRecord("received_at: must be an ISO-8601 timestamp with a time zone") from None
-    stored = stamp(event, received_at)
-    if fields.get("event_id") != stored.event_id:
+    identity = event_id(event.namespace, event.experiment, event.variant, event.event, event.uuid)
+    if fields.get("event_id") != identity:
         raise InvalidRecord("event_id: does not match the event's identity")
-    return stored
+    return StoredEvent(identity, *event, received_at)

@@ -33,16 +33,19 @@ def check_media_type(content_type: str | None) -> None:
         )
 
 
-def _single(query: Any, name: str) -> Any:
-    values = query.getlist(name) if hasattr(query, "getlist") else [query[name]]
-    if len(values) > 1:
-        raise InvalidEvent([FieldError(name, "must be given once, not repeated")])
-    return values[0]
-
-
 def parse_query(query: Mapping[str, str] | None) -> list[Event]:
-    """A GET /track or /track.gif query string: one event; unknown parameters are ignored."""
-    fields = {name: _single(query, name) for name in (query or {}) if name in EVENT_FIELDS}
+    """A GET /track or /track.gif query string (Chalice's MultiDict): one event.
+
+    Unknown parameters are ignored, even repeated (a cache-buster `_=1&_=2`); an event
+    field given twice is refused rather than guessed.
+    """
+    fields: dict[str, str] = {}
+    for name in query or ():
+        if name in EVENT_FIELDS:
+            values = query.getlist(name) if hasattr(query, "getlist") else [query[name]]
+            if len(values) > 1:
+                raise InvalidEvent([FieldError(name, "must be given once, not repeated")])
+            fields[name] = values[0]
     return [parse_event(fields)]
 
 

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.events import (
+    _parse_event_rule_by_rule,
     DEFAULT_NAMESPACE,
     Event,
     InvalidEvent,
@@ -287,3 +288,29 @@ def test_every_invalid_event_gets_a_400_naming_the_field(client, field_and_value
     assert response.status_code == 400
     named = {error["field"] for error in json.loads(response.body)["errors"]}
     assert named == {field}
+
+
+# The fast path in parse_event decides the common case alone; the rule-by-rule check is the
+# authority. They must never disagree, whatever the fields hold.
+tricky_text = st.one_of(
+    st.text(max_size=300),
+    st.text(alphabet=st.sampled_from(" \t\u00a0\u200d\u2028\ufffd\x00\x1fa/é😀"), max_size=6),
+    st.integers(), st.none(), st.just(""), st.just(" "), st.just("x" * 257), st.just("u" * 129),
+)
+tricky_value = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True), st.integers(),
+                         st.booleans(), st.text(max_size=8), st.just(10 ** 400))
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.fixed_dictionaries({}, optional={name: tricky_text for name in
+                                            ("namespace", "experiment", "variant", "event", "uuid")}),
+       tricky_value)
+def test_the_fast_path_agrees_with_the_rule_by_rule_check(fields, value):
+    fields = {**fields, "value": value}
+    try:
+        expected = _parse_event_rule_by_rule(fields, None)
+    except InvalidEvent:
+        with pytest.raises(InvalidEvent):
+            parse_event(fields)
+        return
+    assert parse_event(fields) == expected
