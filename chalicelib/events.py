@@ -85,7 +85,7 @@ def event_id(namespace: str, experiment: str, variant: str, event: str, uuid: st
     """
     identity = (f"{len(namespace)}:{namespace}{len(experiment)}:{experiment}{len(variant)}:{variant}"
                 f"{len(event)}:{event}{len(uuid)}:{uuid}")
-    return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return hashlib.blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def format_timestamp(moment: datetime) -> str:

@@ -8,6 +8,7 @@ safe because every write is idempotent by `event_id`.
 from __future__ import annotations
 
 import base64
+import binascii
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -71,12 +72,8 @@ def records_from_kinesis_event(event: Any) -> list[StreamRecord]:
 
 
 def _stream_record(kinesis: dict[str, Any]) -> StreamRecord:
-    return StreamRecord(
-        sequence_number=kinesis["sequenceNumber"],
-        partition_key=kinesis["partitionKey"],
-        data=base64.b64decode(kinesis["data"]),
-        arrived_at=datetime.fromtimestamp(kinesis["approximateArrivalTimestamp"], timezone.utc),
-    )
+    return StreamRecord(kinesis["sequenceNumber"], kinesis["partitionKey"], binascii.a2b_base64(kinesis["data"]),
+                        datetime.fromtimestamp(kinesis["approximateArrivalTimestamp"], timezone.utc))
 
 
 def write_batch(records: Iterable[StreamRecord], warehouse: Warehouse) -> dict[str, list[dict[str, str]]]:

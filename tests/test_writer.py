@@ -168,3 +168,11 @@ def test_the_handler_never_raises_for_poison(data_dir, kinesis_batch):
     batch = kinesis_batch.event(*[data for data, _ in POISON.values()])
     assert app.write_events(batch, None) == {"batchItemFailures": []}
     assert len(dead_letters(runtime.warehouse())) == len(POISON)
+
+
+def test_stored_events_hold_the_events_table_columns_in_order():
+    # The DuckDB writer transposes StoredEvents straight into the table's columns.
+    from chalicelib.events import StoredEvent
+    from chalicelib.schema import EVENTS
+
+    assert StoredEvent._fields == tuple(EVENTS.column_names)
