@@ -46,6 +46,13 @@ def letters_to_arrow(letters: Sequence[DeadLetter]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=arrow_schema(DEAD_LETTERS))
 
 
+_NOT_HIDDEN_BY_A_DELETION = (
+    f"WHERE NOT EXISTS (SELECT 1 FROM {DELETIONS.name} AS deletion"
+    " WHERE deletion.namespace = incoming.namespace AND deletion.experiment = incoming.experiment"
+    " AND incoming.received_at <= deletion.deleted_at)"
+)
+
+
 class DuckDBWarehouse:
     """Thread-safe: writes are serialised; reads use their own cursor."""
 
@@ -67,14 +74,17 @@ class DuckDBWarehouse:
 
     def insert_events(self, events: Sequence[StoredEvent]) -> list[RowRejection]:
         if events:
-            self._insert_arrow(EVENTS.name, events_to_arrow(events))
+            # A row that a deletion already hides (acknowledged before the delete, written after)
+            # is not stored: kept, it would hold its identity and swallow the same uuid's event
+            # after the deletion, which must count from zero.
+            self._insert_arrow(EVENTS.name, events_to_arrow(events), where=_NOT_HIDDEN_BY_A_DELETION)
         return []
 
     def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         if letters:
             self._insert_arrow(DEAD_LETTERS.name, letters_to_arrow(letters))
 
-    def _insert_arrow(self, table_name: str, rows: pa.Table) -> None:
+    def _insert_arrow(self, table_name: str, rows: pa.Table, where: str = "") -> None:
         """Insert, skipping rows whose key is already stored.
 
         A plain INSERT is tried first: DuckDB's INSERT OR IGNORE costs several times as
@@ -87,9 +97,9 @@ class DuckDBWarehouse:
             try:
                 cursor.register("incoming_rows", rows)
                 try:
-                    cursor.execute(f"INSERT INTO {table_name} SELECT * FROM incoming_rows")
+                    cursor.execute(f"INSERT INTO {table_name} SELECT * FROM incoming_rows AS incoming {where}")
                 except duckdb.ConstraintException:
-                    cursor.execute(f"INSERT OR IGNORE INTO {table_name} SELECT * FROM incoming_rows")
+                    cursor.execute(f"INSERT OR IGNORE INTO {table_name} SELECT * FROM incoming_rows AS incoming {where}")
             except (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.TransactionException) as error:
                 # TransactionException: the commit failed, e.g. "No space left on device" writing the WAL.
                 raise TransientWarehouseError(f"DuckDB could not write: {error}") from error

@@ -84,9 +84,17 @@ def _day(params: Mapping[str, str] | None, name: str) -> date | None:
     if text is None:
         return None
     try:
-        return date.fromisoformat(text.strip())
+        day = date.fromisoformat(text.strip())
     except ValueError:
         raise BadParameter(name, f"must be an ISO date like 2024-05-31 (got {text!r})") from None
+    if not date.min < day < date.max:  # the window reaches a day either side
+        raise BadParameter(name, f"must be a date between 0001-01-02 and 9999-12-30 (got {text!r})")
+    return day
+
+
+# Beyond these, interval quantiles stop being representable (0.5 + level/2 rounds to 1.0).
+MIN_CONFIDENCE = 0.01
+MAX_CONFIDENCE = 0.999999
 
 
 def confidence(params: Mapping[str, str] | None) -> float:
@@ -97,8 +105,9 @@ def confidence(params: Mapping[str, str] | None) -> float:
         level = float(text)
     except ValueError:
         level = math.nan
-    if not (math.isfinite(level) and 0 < level < 1):
-        raise BadParameter("confidence", f"must be a number strictly between 0 and 1, like 0.95 (got {text!r})")
+    if not (math.isfinite(level) and MIN_CONFIDENCE <= level <= MAX_CONFIDENCE):
+        raise BadParameter("confidence", f"must be a number from {MIN_CONFIDENCE} to {MAX_CONFIDENCE}, "
+                                         f"like 0.95 (got {text!r})")
     return level
 
 

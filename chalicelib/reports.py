@@ -188,8 +188,8 @@ def results_view(namespace: str, experiment: str, rows: Sequence[DecisionRow], *
                  confidence: float, weights: Mapping[str, float] | None) -> dict[str, Any]:
     counts = Counts.from_rows({"event": row.event, "variant": row.variant, "uuids": row.uuids} for row in rows)
     labels = counts.variants
-    chosen = choose_control(labels, control)
     participants = {label: counts.participants(label) for label in labels}
+    chosen = choose_control(labels, control, participants)
     return {
         "namespace": namespace,
         "experiment": experiment,
@@ -205,32 +205,44 @@ def results_view(namespace: str, experiment: str, rows: Sequence[DecisionRow], *
     }
 
 
-def choose_control(labels: Sequence[str], requested: str | None) -> str | None:
-    """The requested variant; else the one named "control"; else the first in sort order."""
+def choose_control(labels: Sequence[str], requested: str | None,
+                   participants: Mapping[str, int] | None = None) -> str | None:
+    """The requested variant; else the one named "control"; else the first in sort order that has
+    participants (a variant seen only in goals makes a poor baseline)."""
     if requested is not None:
         if requested not in labels:
             raise BadParameter("control", f"no variant named {requested!r} (variants: {', '.join(labels) or 'none'})")
         return requested
     if CONTROL_NAME in labels:
         return CONTROL_NAME
-    return labels[0] if labels else None
+    with_participants = [label for label in labels if participants is None or participants.get(label, 0) > 0]
+    return (with_participants or list(labels) or [None])[0]
 
 
 def _srm(participants: Mapping[str, int], weights: Mapping[str, float] | None) -> dict[str, Any]:
-    if weights is not None and set(weights) != set(participants):
-        raise BadParameter("weights", f"must name exactly the variants {', '.join(sorted(participants))} "
-                                      f"(got {', '.join(sorted(weights))})")
-    result = stats.srm(participants, weights)
+    """Variants with participants against an equal split, or against `weights`.
+
+    Weights may name a planned variant nobody was assigned to (the starkest mismatch), but
+    must cover every variant that has participants.
+    """
+    assigned = {label: count for label, count in participants.items() if count > 0}
+    if weights is not None:
+        missing = sorted(set(assigned) - set(weights))
+        if missing:
+            raise BadParameter("weights", f"must name every variant with participants; missing {', '.join(missing)}")
+        assigned = {label: participants.get(label, 0) for label in weights}
+    result = stats.srm(assigned, weights)
     return {"p_value": _finite(result.p_value), "mismatch": result.mismatch}
 
 
 def _goal_view(goal: str, labels: Sequence[str], control: str | None, participants: Mapping[str, int],
                row_of: Mapping[str, DecisionRow], confidence: float) -> dict[str, Any]:
     arms = {label: Arm(participants[label], row_of[label].uuids if label in row_of else 0) for label in labels}
-    proportions = {label: arm.proportion for label, arm in arms.items()}
+    # Only arms that are proportions compete; the others get null rather than a flat prior's guess.
+    competing = {label: arm.proportion for label, arm in arms.items() if arm.proportion is not None}
     best: dict[str, float | None] = {label: None for label in labels}
-    if all(proportion is not None for proportion in proportions.values()):
-        best = {label: _finite(p) for label, p in stats.chance_to_be_best(proportions).items()}  # type: ignore[arg-type]
+    if len(competing) >= 2:
+        best.update({label: _finite(p) for label, p in stats.chance_to_be_best(competing).items()})
     return {
         "goal": goal,
         "variants": [_arm_view(label, arms, control, confidence) for label in labels],
@@ -256,7 +268,8 @@ class Arm:
 
     @property
     def proportion(self) -> stats.Proportion | None:
-        return stats.Proportion(self.trials, self.successes) if self.successes <= self.trials else None
+        """None without participants (a variant seen only in goals) or with more successes than trials."""
+        return stats.Proportion(self.trials, self.successes) if 0 < self.trials and self.successes <= self.trials else None
 
 
 def _arm_view(label: str, arms: Mapping[str, Arm], control: str | None, confidence: float) -> dict[str, Any]:
@@ -301,8 +314,8 @@ def _value_view(labels: Sequence[str], control: str | None, participants: Mappin
         view: dict[str, Any] = {
             "label": label,
             "count": row.valued,
-            "sum": row.total,
-            "mean": row.total / participants[label] if participants[label] else None,
+            "sum": _finite(row.total),
+            "mean": _finite(row.total / participants[label]) if participants[label] else None,
         }
         if control is not None and label != control:
             sample, base = samples[label], samples[control]

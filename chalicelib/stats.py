@@ -368,6 +368,8 @@ def srm(participants: Mapping[str, int], weights: Mapping[str, float] | None = N
     for name, observed in participants.items():
         expected = total * weight_of[name] / weight_total
         statistic += (observed - expected) ** 2 / expected
+    if not math.isfinite(statistic):  # a weight so small that any participant is infinitely unlikely
+        return SrmResult(p_value=0.0, mismatch=True)
     p_value = _chi_square_survival(statistic, len(participants) - 1)
     return SrmResult(p_value=p_value, mismatch=p_value < SRM_THRESHOLD)
 
@@ -389,17 +391,19 @@ def mean_difference(
     nothing = MeanDifference(p_value=None, difference=None, ci=None)
     if control.participants < 2 or variant.participants < 2:
         return nothing
+    if not all(math.isfinite(x) for x in (control.total, control.total_squares, variant.total, variant.total_squares)):
+        return nothing  # sums beyond float range: no honest statistic exists
     var_of_mean_a = _sample_variance(control) / control.participants
     var_of_mean_b = _sample_variance(variant) / variant.participants
     se = math.sqrt(var_of_mean_a + var_of_mean_b)
-    if se == 0:
+    if se == 0 or not math.isfinite(se):
         return nothing
 
     difference = _mean(variant) - _mean(control)
     # Welch–Satterthwaite degrees of freedom.
-    df = (var_of_mean_a + var_of_mean_b) ** 2 / (
-        var_of_mean_a**2 / (control.participants - 1)
-        + var_of_mean_b**2 / (variant.participants - 1)
+    df = (var_of_mean_a + var_of_mean_b) * (var_of_mean_a + var_of_mean_b) / (
+        var_of_mean_a * var_of_mean_a / (control.participants - 1)
+        + var_of_mean_b * var_of_mean_b / (variant.participants - 1)
     )
     p_value = _student_t_two_sided_p(difference / se, df)
     half_width = _student_t_critical(confidence, df) * se
@@ -416,7 +420,7 @@ def _mean(sample: ValueSample) -> float:
 
 def _sample_variance(sample: ValueSample) -> float:
     n = sample.participants
-    sum_of_squared_deviations = sample.total_squares - sample.total**2 / n
+    sum_of_squared_deviations = sample.total_squares - sample.total * (sample.total / n)
     # Cancellation can leave a tiny negative number when all values are equal.
     return max(0.0, sum_of_squared_deviations / (n - 1))
 

@@ -140,7 +140,9 @@ def test_an_encoded_slash_names_one_experiment_under_chalice_local(local_servers
 
 def test_from_and_to_keep_the_events_received_on_those_days(report_client):
     seed(report_client, *ab("exp", red=2, blue=1, red_goal=1))
-    today = date.today()        # /track stamps the server's time (UTC)
+    stored = runtime.warehouse().fetch("SELECT MIN(received_at) AS first, MAX(received_at) AS last FROM events")[0]
+    assert stored["first"].date() == stored["last"].date()   # seeded on one UTC day (not across midnight)
+    today = stored["first"].date()        # /track stamps the server's time in UTC
     yesterday, tomorrow = (today - timedelta(days=1)).isoformat(), (today + timedelta(days=1)).isoformat()
     everything = body(get(report_client, "/experiments/exp"))
     assert body(get(report_client, "/experiments/exp", **{"from": yesterday, "to": tomorrow})) == everything
@@ -295,7 +297,70 @@ def test_events_acknowledged_before_a_deletion_but_written_after_it_stay_hidden(
     assert report_client.http.delete("/experiments/exp", headers=KEY_HEADER).status_code == 200
     gate.set()
     wait_until_written()
-    stored = runtime.warehouse().fetch("SELECT COUNT(*) AS n FROM events WHERE event = 'late'")[0]["n"]
-    assert stored == 3                                                               # written after the deletion
     assert get(report_client, "/experiments/exp").status_code == 404
     assert body(get(report_client, "/experiments")) == [{"meta": {"scope": None}}]
+
+
+def test_the_same_users_after_a_deletion_count_even_if_late_events_arrived_in_between(report_client, monkeypatch):
+    seed(report_client, *ab("exp", red=1, blue=0))
+    gate = threading.Event()
+    write_batch = writer.write_batch
+
+    def held_back(records, warehouse):
+        gate.wait(10)
+        return write_batch(records, warehouse)
+
+    monkeypatch.setattr(writer, "write_batch", held_back)
+    track(report_client, event("exp", "red", "participate", "late-user"))         # acknowledged, not yet written
+    assert report_client.http.delete("/experiments/exp", headers=KEY_HEADER).status_code == 200
+    gate.set()
+    wait_until_written()
+    monkeypatch.setattr(writer, "write_batch", write_batch)
+    seed(report_client, event("exp", "red", "participate", "late-user"), event("exp", "red", "participate", "new"))
+    results = body(get(report_client, "/experiments/exp/results"))
+    assert results["variants"] == [{"label": "red", "participants": 2}]
+
+
+@pytest.mark.parametrize(("query", "parameter"), [
+    ({"to": "9999-12-31"}, "to"),
+    ({"from": "0001-01-01"}, "from"),
+    ({"confidence": "0.9999999999999999"}, "confidence"),
+    ({"confidence": "1e-300"}, "confidence"),
+])
+def test_dates_and_confidences_at_the_edge_of_what_floats_hold_are_a_400(report_client, query, parameter):
+    seed(report_client, *ab("exp", red=3, blue=3))
+    reply = get(report_client, "/experiments/exp/results", **query)
+    assert reply.status_code == 400
+    assert body(reply)["parameter"] == parameter
+
+
+def test_extreme_weights_give_a_mismatch_not_an_error(report_client):
+    seed(report_client, *ab("exp", red=3, blue=3))
+    reply = get(report_client, "/experiments/exp/results", weights="red:1e-320,blue:1")
+    assert reply.status_code == 200
+    assert body(reply)["srm"] == {"p_value": 0.0, "mismatch": True}
+
+
+def test_values_too_large_to_sum_leave_the_value_statistics_empty_not_broken(report_client):
+    events = ab("exp", red=3, blue=3, goal="buy", red_goal=2, blue_goal=2)
+    for purchase in (e for e in events if e["event"] == "buy"):
+        purchase["value"] = 1e308
+    seed(report_client, *events)
+    reply = get(report_client, "/experiments/exp/results")
+    assert reply.status_code == 200
+    values = {v["label"]: v for v in body(reply)["goals"][0]["value"]["variants"]}
+    assert values["blue"]["sum"] is None and values["red"]["sum"] is None
+    assert values["red"]["p_value"] is None  # red is compared with blue, the control
+
+
+def test_a_variant_seen_only_in_goals_gets_no_chances_and_is_not_the_default_control(report_client):
+    seed(report_client, *ab("exp", red=1000, blue=1000, red_goal=10, blue_goal=12),
+         event("exp", "aaa-stray", "click", "someone"))
+    results = body(get(report_client, "/experiments/exp/results"))
+    assert results["control"] == "blue"
+    goal = results["goals"][0]
+    assert goal["chance_to_be_best"]["aaa-stray"] is None
+    assert goal["chance_to_be_best"]["blue"] + goal["chance_to_be_best"]["red"] == pytest.approx(1)
+    stray = next(v for v in goal["variants"] if v["label"] == "aaa-stray")
+    assert stray["chance_to_beat_control"] is None and stray["p_value"] is None
+    assert results["srm"]["mismatch"] is False
