@@ -7,6 +7,10 @@ from chalicelib.report_api import report_route
 from chalicelib.responses import (CORS, PIXEL_MEDIA_TYPES, accepts_gif, error_response, json_response,
                                   pixel_response, text_response)
 
+# Read (not acted on) at import: a misconfigured stage fails at start, naming the variable,
+# in `chalice deploy`/`package` and in Lambda's cold start alike. Nothing is opened or started.
+config.load_settings()
+
 app = Chalice(app_name="dalet")
 app.api.binary_types.extend(t for t in PIXEL_MEDIA_TYPES if t not in app.api.binary_types)
 

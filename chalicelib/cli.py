@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -39,7 +40,8 @@ def serve(arguments: argparse.Namespace) -> int:
     from chalicelib import runtime
 
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
-    factory = CLIFactory(project_dir=str(Path(__file__).resolve().parent.parent))
+    # As the chalice command does: the stage's environment variables go into os.environ.
+    factory = CLIFactory(project_dir=str(Path(__file__).resolve().parent.parent), environ=os.environ)
     server = create_local_server(factory, arguments.host, arguments.port, arguments.stage)  # imports app.py
     status = local_info(arguments)
     if status:

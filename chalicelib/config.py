@@ -75,6 +75,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     )
     if backend == BACKEND_AWS:
         _require_aws_settings(env)
+    elif _get(env, "AWS_LAMBDA_FUNCTION_NAME"):
+        raise ConfigError(
+            "DALET_BACKEND is local (the default) but this runs in AWS Lambda, which has no local "
+            "storage to keep events in: deploy the cloud stage (chalice deploy --stage prod), "
+            "which sets DALET_BACKEND=aws"
+        )
     return settings
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, NamedTuple
+
+log = logging.getLogger("dalet.events")
 
 DEFAULT_NAMESPACE = "alephbet"
 PARTICIPATE = "participate"
@@ -266,5 +269,7 @@ def decode_record(data: bytes) -> StoredEvent:
         raise InvalidRecord("received_at: must be an ISO-8601 timestamp with a time zone") from None
     identity = event_id(event.namespace, event.experiment, event.variant, event.event, event.uuid)
     if fields.get("event_id") != identity:
-        raise InvalidRecord("event_id: does not match the event's identity")
+        # The identity, not the carried id, is the dedup key: a record from a publisher that
+        # computed ids differently (another version, mid-deploy) still lands, deduplicated.
+        log.warning("record carried event_id %r; stored under its identity's %s", fields.get("event_id"), identity)
     return StoredEvent(identity, *event, received_at)

@@ -106,9 +106,11 @@ def start_local_pipeline() -> None:
 def shutdown() -> None:
     """Stop the consumer and close files; the next use starts afresh (tests, benchmarks)."""
     with _lock:
-        consumer = _state.pop("consumer", None)
-        if consumer is not None:
-            consumer.stop()
+        consumer = _state.get("consumer")
+    if consumer is not None:
+        # Outside the lock: the consumer may be inside the handler, waiting for runtime.warehouse().
+        consumer.stop()
+    with _lock:
         store = _state.get("warehouse")
         if store is not None and hasattr(store, "close"):
             store.close()

@@ -180,7 +180,7 @@ def test_participate_and_a_goal_of_the_same_uuid_are_different_events():
     assert stamp(participate, now).event_id != stamp(goal, now).event_id
 
 
-identity_text = st.text(min_size=0, max_size=6, alphabet="ab:|,\"\\ ")
+identity_text = st.text(min_size=0, max_size=6, alphabet="ab01:|,\"\\ ")  # digits and ':' could fool a length prefix
 
 
 @given(st.tuples(*[identity_text] * 5), st.tuples(*[identity_text] * 5))
@@ -245,7 +245,6 @@ def test_received_at_is_stored_in_utc():
 
 
 @pytest.mark.parametrize("change, reason", [
-    ({"event_id": "0" * 32}, "event_id"),
     ({"experiment": ""}, "experiment"),
     ({"received_at": "yesterday"}, "received_at"),
     ({"received_at": "0001-01-01T00:00:00+01:00"}, "received_at"),

@@ -217,3 +217,30 @@ def test_the_writer_is_deployed_on_the_stream_it_reads_at_run_time(stage):
 
 def test_the_stream_name_defaults_to_dalet_events():
     assert config.load_settings({}).stream_name == config.stream_name({}) == "dalet-events"
+
+
+def test_shutdown_stops_a_consumer_caught_inside_the_handler_and_nothing_restarts(data_dir):
+    import app
+    from chalicelib import runtime
+    from tests.helpers import event, track
+
+    entered, gate = threading.Event(), threading.Event()
+
+    def slow_writer(kinesis_event: dict[str, Any], context: Any) -> Any:
+        entered.set()
+        gate.wait(10)
+        return app.write_events(kinesis_event, context)      # asks runtime for the warehouse
+
+    runtime.register_stream_handler(slow_writer)
+    try:
+        from chalice.test import Client
+
+        with Client(app.app) as client:
+            track(client, event("exp", "red", "participate", "u1"))
+            assert entered.wait(10)
+            threading.Timer(0.3, gate.set).start()           # released while shutdown waits for it
+            runtime.shutdown()
+    finally:
+        runtime.register_stream_handler(app.write_events)
+    assert not [t for t in threading.enumerate() if t.name == "dalet-local-consumer" and t.is_alive()]
+    assert runtime._state == {}
