@@ -91,7 +91,7 @@ class BigQueryWarehouse:
             return
         wanted = ((self._events, EVENTS), (self._dead_letters, DEAD_LETTERS))
         missing = [(reference, spec) for reference, spec in wanted if not self._table_exists(reference)]
-        if missing:
+        if missing and not self._dataset_exists():
             self._client.create_dataset(
                 bigquery.Dataset(self._dataset), exists_ok=True, retry=self._retry, timeout=self._timeout
             )
@@ -184,6 +184,14 @@ class BigQueryWarehouse:
             self._client.create_table(_table_resource(self._deletions, DELETIONS), exists_ok=True,
                                       retry=self._retry, timeout=self._timeout)
         self._report_tables_ensured = True
+
+    def _dataset_exists(self) -> bool:
+        # Creating needs bigquery.datasets.create even when the dataset is there; reading does not.
+        try:
+            self._client.get_dataset(self._dataset, retry=self._retry, timeout=self._timeout)
+        except api_exceptions.NotFound:
+            return False
+        return True
 
     def _table_exists(self, reference: bigquery.TableReference) -> bool:
         # A GET first: in steady state the tables exist, and reading needs no create permission.

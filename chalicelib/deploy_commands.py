@@ -25,7 +25,9 @@ def add_commands(commands: Any) -> None:
                        help="capacity mode of a new stream (default ON_DEMAND)")
     setup.add_argument("--shards", type=int, default=1, help="shards of a new PROVISIONED stream")
     setup.add_argument("--retention-hours", type=int, default=infrastructure.STREAM_RETENTION_HOURS,
-                       help="keep records this long, so failed batches can be replayed (default 168)")
+                       help=f"keep records this long, so failed batches can be replayed (at least "
+                            f"{infrastructure.MIN_STREAM_RETENTION_HOURS}, default "
+                            f"{infrastructure.STREAM_RETENTION_HOURS})")
     setup.add_argument("--show-key", action="store_true", help="also print the report API key itself")
     setup.set_defaults(run=run_setup)
 
@@ -117,6 +119,8 @@ def run_preflight(arguments: argparse.Namespace) -> int:
             failed += not check.ok
     except config.ConfigError as error:
         return _fail(str(error))
+    except Exception as error:    # each check reports AWS's and Google's errors itself; this is a bug
+        return _fail(f"preflight stopped: {type(error).__name__}: {error}")
     print(f"{failed} check(s) failed" if failed else "all checks passed")
     return 1 if failed else 0
 

@@ -14,18 +14,24 @@ from chalicelib.secrets import SECRETS_MANAGER, parse_reference
 from chalicelib.stage import API_HANDLER, WRITER, Stage
 
 STREAM_MODES = ("ON_DEMAND", "PROVISIONED")
-# A batch parked after its retries stays replayable from the stream for the rest of the
-# retention period (`python -m chalicelib.cli replay`), so keep the stream's data a week.
+# The writer's trigger gives up on a batch whose records are this old (or after its retries)
+# and parks it (its shard and sequence numbers) in SQS.
+MAX_RECORD_AGE_HOURS = 24
+# A parked batch is replayed from the stream (`python -m chalicelib.cli replay`), so the
+# stream must keep records well past the age at which they are parked: at least a day
+# longer, a week by default.
+MIN_STREAM_RETENTION_HOURS = MAX_RECORD_AGE_HOURS + 24
 STREAM_RETENTION_HOURS = 168
+MAX_STREAM_RETENTION_HOURS = 8760                 # Kinesis's maximum
 STREAM_ENCRYPTION_KEY = "alias/aws/kinesis"      # the AWS-managed key needs no IAM permission
 FAILURE_QUEUE_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's maximum
 # The writer's trigger: report partial failures, split failing batches, give up on a
-# batch after bounded retries or a day, and park it (its shard and sequence numbers) in SQS.
+# batch after bounded retries or MAX_RECORD_AGE_HOURS, and park it in SQS.
 TRIGGER_SETTINGS: dict[str, Any] = {
     "FunctionResponseTypes": ["ReportBatchItemFailures"],
     "BisectBatchOnFunctionError": True,
     "MaximumRetryAttempts": 20,
-    "MaximumRecordAgeInSeconds": 24 * 3600,
+    "MaximumRecordAgeInSeconds": MAX_RECORD_AGE_HOURS * 3600,
 }
 
 # Logical IDs Chalice gives its resources in `chalice package` output.
@@ -105,8 +111,11 @@ def _parameters() -> dict[str, Any]:
             "Description": "Shards when StreamMode is PROVISIONED (each takes 1,000 records/s or 1 MiB/s)",
         },
         "RetentionPeriodHours": {
-            "Type": "Number", "Default": STREAM_RETENTION_HOURS, "MinValue": 24, "MaxValue": 8760,
-            "Description": "How long the stream keeps records, so parked batches can be replayed",
+            "Type": "Number", "Default": STREAM_RETENTION_HOURS, "MinValue": MIN_STREAM_RETENTION_HOURS,
+            "MaxValue": MAX_STREAM_RETENTION_HOURS,
+            "Description": f"How long the stream keeps records, so parked batches can be replayed (at least "
+                           f"{MIN_STREAM_RETENTION_HOURS}: batches are parked when their records are "
+                           f"{MAX_RECORD_AGE_HOURS} h old)",
         },
     }
 

@@ -1,16 +1,29 @@
 """`preflight`: is a deployed stage ready for traffic? One line per check, with the fix when not.
 
-Checks only read: nothing is created or changed (that is `setup`'s job).
+Checks only read: nothing is created or changed (that is `setup`'s job). A check that
+AWS or Google refuses, or cannot be reached for, fails with what was refused and how to
+fix it, and the other checks still run.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from chalicelib import google_credentials, provision, schema
-from chalicelib.config import Settings
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
+
+from chalicelib import google_credentials, infrastructure, provision, schema
+from chalicelib.config import ConfigError, Settings
+from chalicelib.iam_policies import AwsLocation
 from chalicelib.secrets import SSM, parse_reference
 from chalicelib.stage import WRITER, Stage
+
+AWS_ERRORS = (ClientError, BotoCoreError)
+_NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "ParameterNotFound"})
+_EXPIRED_CREDENTIAL_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId",
+                                       "UnrecognizedClientException", "InvalidSignatureException",
+                                       "SignatureDoesNotMatch"})
+# IAM actions that cannot be limited to one resource: a policy must grant them on "*".
+_ACTIONS_ON_ANY_RESOURCE = frozenset({"lambda:ListEventSourceMappings"})
 
 # BigQuery's REST API answers with the legacy type names.
 _LEGACY_TYPES = {"FLOAT64": "FLOAT", "INT64": "INTEGER", "BOOL": "BOOLEAN", "STRUCT": "RECORD"}
@@ -40,64 +53,84 @@ def run_preflight(stage: Stage, session: Any, bigquery_settings: Settings | None
     else:
         yield Check("AWS credentials", True, f"account {identity.account}, region {identity.region}, "
                                              f"as {identity.principal}")
-        yield from _aws_checks(stage, session, setup_fix)
+        yield from _aws_checks(stage, session, identity.location, setup_fix)
     yield from _bigquery_checks(bigquery_settings or settings, setup_fix)
 
 
-def _aws_checks(stage: Stage, session: Any, setup_fix: str) -> Iterator[Check]:
+def _aws_checks(stage: Stage, session: Any, location: AwsLocation, setup_fix: str) -> Iterator[Check]:
     settings = stage.settings
-    stream = _check_stream(session.client("kinesis"), settings.stream_name, setup_fix)
-    yield stream
-    queue_arn, queue_check = _check_queue(session.client("sqs"), stage.failure_queue_name, stage.name, setup_fix)
+    stream_arn = location.arn("kinesis", f"stream/{settings.stream_name}")
+    queue_arn = location.arn("sqs", stage.failure_queue_name)
+    stream_missing, stream_check = _check_stream(session.client("kinesis"), settings.stream_name, stream_arn,
+                                                 location.region, setup_fix)
+    yield stream_check
+    queue_missing, queue_check = _check_queue(session.client("sqs"), stage.failure_queue_name, queue_arn, stage.name,
+                                              location.region, setup_fix)
     yield queue_check
-    yield _check_api_key(session, settings, setup_fix)
+    yield _check_api_key(session, settings, location, setup_fix)
     if settings.google_credentials_secret:
-        yield _check_secret_exists(session, settings.google_credentials_secret, "DALET_GOOGLE_CREDENTIALS_SECRET",
-                                   "Google service-account key", "store the key file there with "
+        yield _check_secret_exists(session, location, settings.google_credentials_secret,
+                                   "DALET_GOOGLE_CREDENTIALS_SECRET", "Google service-account key",
+                                   "store the key file there with "
                                    "`aws secretsmanager create-secret --secret-string file://key.json`")
-    if stream.ok and queue_arn:
-        yield _check_trigger(session, stage, queue_arn, setup_fix)
+    if not (stream_missing or queue_missing):     # else setup comes first, and its line says so
+        yield _check_trigger(session.client("lambda"), stage, stream_arn, queue_arn, location, setup_fix)
 
 
-def _check_stream(kinesis: Any, name: str, setup_fix: str) -> Check:
+def _check_stream(kinesis: Any, name: str, arn: str, region: str, setup_fix: str) -> tuple[bool, Check]:
+    """Whether AWS said the stream does not exist, and the check."""
     label = f"stream {name}"
     try:
         summary = kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
     except kinesis.exceptions.ResourceNotFoundException:
-        return Check(label, False, "not found in this account and region", setup_fix)
+        return True, Check(label, False, "not found in this account and region", setup_fix)
+    except AWS_ERRORS as error:
+        return False, aws_failure(label, error, "kinesis", arn, region)
     status = summary["StreamStatus"]
     mode = summary.get("StreamModeDetails", {}).get("StreamMode", "PROVISIONED")
+    retention = summary["RetentionPeriodHours"]
     if status != "ACTIVE":
-        return Check(label, False, f"is {status}, not ACTIVE", f"wait for it, then run preflight again ({setup_fix} waits)")
-    return Check(label, True, f"ACTIVE, {mode}, {summary['RetentionPeriodHours']} h retention")
+        return False, Check(label, False, f"is {status}, not ACTIVE",
+                            f"wait for it, then run preflight again ({setup_fix} waits)")
+    if retention < infrastructure.MIN_STREAM_RETENTION_HOURS:
+        return False, Check(label, False, f"{retention} h retention: a batch the writer parks when its records "
+                                          f"are {infrastructure.MAX_RECORD_AGE_HOURS} h old is gone before replay "
+                                          f"can read it (at least {infrastructure.MIN_STREAM_RETENTION_HOURS} h "
+                                          "needed)", setup_fix)
+    return False, Check(label, True, f"ACTIVE, {mode}, {retention} h retention")
 
 
-def _check_queue(sqs: Any, name: str, stage_name: str, setup_fix: str) -> tuple[str | None, Check]:
+def _check_queue(sqs: Any, name: str, arn: str, stage_name: str, region: str, setup_fix: str) -> tuple[bool, Check]:
+    """Whether AWS said the queue does not exist, and the check."""
     label = f"failed-batch queue {name}"
     try:
         url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
     except sqs.exceptions.QueueDoesNotExist:
-        return None, Check(label, False, "not found", setup_fix)
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn", "ApproximateNumberOfMessages"])
+        return True, Check(label, False, "not found", setup_fix)
+    except AWS_ERRORS as error:
+        return False, aws_failure(label, error, "sqs", arn, region)
     parked = int(attributes["Attributes"].get("ApproximateNumberOfMessages", "0"))
-    arn = attributes["Attributes"]["QueueArn"]
     if parked:
-        return arn, Check(label, False, f"{parked} failed batch(es) parked, not yet in BigQuery",
-                          f"fix the cause (see the writer's logs), then python -m chalicelib.cli replay --stage {stage_name}")
-    return arn, Check(label, True, "exists, no failed batches parked")
+        return False, Check(label, False, f"{parked} failed batch(es) parked, not yet in BigQuery",
+                            "fix the cause (see the writer's logs), then "
+                            f"python -m chalicelib.cli replay --stage {stage_name}")
+    return False, Check(label, True, "exists, no failed batches parked")
 
 
-def _check_api_key(session: Any, settings: Settings, setup_fix: str) -> Check:
+def _check_api_key(session: Any, settings: Settings, location: AwsLocation, setup_fix: str) -> Check:
     if not settings.api_key_secret:
         if settings.api_key:
             return Check("report API key", True, "DALET_API_KEY is set in .chalice/config.json "
                                                  "(a secret, DALET_API_KEY_SECRET, is safer)")
         return Check("report API key", False, "neither DALET_API_KEY_SECRET nor DALET_API_KEY is set",
                      "set DALET_API_KEY_SECRET in the stage's environment_variables, then " + setup_fix)
-    return _check_secret_exists(session, settings.api_key_secret, "DALET_API_KEY_SECRET", "report API key", setup_fix)
+    return _check_secret_exists(session, location, settings.api_key_secret, "DALET_API_KEY_SECRET",
+                                "report API key", setup_fix)
 
 
-def _check_secret_exists(session: Any, value: str, variable: str, label: str, fix: str) -> Check:
+def _check_secret_exists(session: Any, location: AwsLocation, value: str, variable: str, label: str,
+                         fix: str) -> Check:
     """The secret exists (its value is not read)."""
     reference = parse_reference(value, variable)
     try:
@@ -105,18 +138,22 @@ def _check_secret_exists(session: Any, value: str, variable: str, label: str, fi
             session.client(SSM).get_parameter(Name=reference.name)
         else:
             session.client("secretsmanager").describe_secret(SecretId=reference.name)
-    except Exception as error:
-        code = getattr(error, "response", {}).get("Error", {}).get("Code", type(error).__name__)
-        return Check(label, False, f"{reference}: {code}", fix)
+    except AWS_ERRORS as error:
+        if _aws_error_code(error) in _NOT_FOUND_CODES:
+            return Check(label, False, f"{reference} does not exist", fix)
+        return aws_failure(label, error, reference.store, location.secret_arn(reference), location.region)
     return Check(label, True, f"{reference} exists")
 
 
-def _check_trigger(session: Any, stage: Stage, queue_arn: str, setup_fix: str) -> Check:
+def _check_trigger(lambda_client: Any, stage: Stage, stream_arn: str, queue_arn: str, location: AwsLocation,
+                   setup_fix: str) -> Check:
     function_name = stage.function_name(WRITER)
-    kinesis = session.client("kinesis")
-    stream_arn = kinesis.describe_stream_summary(StreamName=stage.settings.stream_name)["StreamDescriptionSummary"]["StreamARN"]
-    mapping = provision.writer_trigger(session.client("lambda"), function_name, stream_arn)
     label = f"writer trigger ({function_name})"
+    try:
+        mapping = provision.writer_trigger(lambda_client, function_name, stream_arn)
+    except AWS_ERRORS as error:
+        return aws_failure(label, error, "lambda", location.arn("lambda", f"function:{function_name}"),
+                           location.region)
     if mapping is None:
         return Check(label, False, "the writer is not deployed or has no trigger on the stream",
                      f"chalice deploy --stage {stage.name}, then {setup_fix}")
@@ -134,8 +171,12 @@ def _bigquery_checks(settings: Settings, setup_fix: str) -> Iterator[Check]:
     except google_credentials.GoogleCredentialsError as error:
         yield Check("Google credentials", False, source, str(error))
         return
-    except Exception as error:    # a secret that cannot be read, a broken key...
-        yield Check("Google credentials", False, f"{source}: {error}", "see docs/deploy.md, Google credentials")
+    except ConfigError as error:  # the service-account key's secret cannot be read
+        yield Check("Google credentials", False, source, str(error))
+        return
+    except Exception as error:    # a broken key...
+        yield Check("Google credentials", False, f"{source}: {type(error).__name__}: {error}",
+                    "see docs/deploy.md, Google credentials")
         return
     yield Check("Google credentials", True, f"{source}, project {client.project}")
     for name, table in provision.warehouse_tables(settings):
@@ -151,17 +192,86 @@ def _check_table(client: Any, settings: Settings, name: str, spec: schema.Table,
         table = client.get_table(table_id)
     except google_errors.NotFound:
         return Check(label, False, "not found", setup_fix)
-    except google_errors.GoogleAPIError as error:
-        return Check(label, False, f"not reachable: {error}",
-                     "give the identity the BigQuery Data Editor and Job User roles on the project")
-    except Exception as error:    # token exchange and transport failures
-        return Check(label, False, f"not reachable: {error}", "check the Google credentials configuration")
+    except Exception as error:    # refusals, token exchange and transport failures
+        return google_failure(label, error, settings, client.project)
     problems = schema_problems(table, spec)
     if problems:
         return Check(label, False, "; ".join(problems),
                      f"the table predates this version of Dalet: migrate it to chalicelib/schema.py's {spec.name} "
                      "layout (or drop it and rerun setup)")
     return Check(label, True, "reachable, schema matches")
+
+
+def aws_failure(label: str, error: Exception, service: str, resource: str, region: str) -> Check:
+    """A failed check for an AWS error: what AWS answered and what to do about it."""
+    if isinstance(error, ClientError):
+        code = _aws_error_code(error)
+        operation = error.operation_name
+        message = error.response.get("Error", {}).get("Message", "")
+        detail = f"{operation} answered {code}" + (f" ({message})" if message else "")
+        action = f"{service}:{operation}"
+        if "AccessDenied" in code or "Unauthorized" in code or code == "AuthorizationError":
+            on = "*" if action in _ACTIONS_ON_ANY_RESOURCE else resource
+            return Check(label, False, detail, f"give your identity {action} on {on}")
+        if code in _EXPIRED_CREDENTIAL_CODES:
+            return Check(label, False, detail, "renew your AWS credentials (e.g. `aws sso login`, or new access "
+                                               "keys), then run preflight again")
+        return Check(label, False, detail, "run preflight again; if this persists, check the AWS Health "
+                                           f"Dashboard for {region}")
+    if isinstance(error, NoCredentialsError):
+        return Check(label, False, "no AWS credentials", "run `aws configure`, set AWS_PROFILE, or export "
+                                                         "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+    if isinstance(error, EndpointConnectionError):
+        return Check(label, False, str(error), f"check the network and that {region} is the right region (--region)")
+    return Check(label, False, f"{type(error).__name__}: {error}",
+                 "check the AWS configuration (profile, region) and the network")
+
+
+def google_failure(label: str, error: Exception, settings: Settings, project: str) -> Check:
+    """A failed check for a Google error: what was refused or unreachable and what to do about it."""
+    from google.api_core import exceptions as google_errors
+    from google.auth import exceptions as auth_errors
+
+    if isinstance(error, google_errors.Forbidden):
+        return Check(label, False, f"BigQuery refused access ({_google_message(error)})",
+                     f"grant the identity of {google_credentials.source_label(settings)} the BigQuery Data Editor "
+                     f"role on dataset {project}.{settings.bq_dataset} and BigQuery Job User on project {project}")
+    if isinstance(error, (google_errors.Unauthorized, auth_errors.RefreshError)):
+        return Check(label, False, f"Google refused the credentials: {_google_message(error)}",
+                     _credentials_fix(settings))
+    if isinstance(error, google_errors.GoogleAPIError):
+        return Check(label, False, f"BigQuery answered {_google_message(error)}",
+                     "run preflight again; if this persists, see https://status.cloud.google.com")
+    if isinstance(error, auth_errors.DefaultCredentialsError):
+        return Check(label, False, f"no Google credentials: {error}", _credentials_fix(settings))
+    return Check(label, False, f"not reachable: {type(error).__name__}: {error}",
+                 "check the network (BigQuery is https://bigquery.googleapis.com)")
+
+
+def _credentials_fix(settings: Settings) -> str:
+    if settings.google_credentials_config:
+        return ("workload identity federation admits only the Lambda roles: from a workstation, run preflight "
+                "with --adc; otherwise check the pool's AWS provider and attribute condition")
+    if settings.google_credentials_secret:
+        return (f"the key in {settings.google_credentials_secret} may be disabled or deleted: create a new "
+                "service-account key and store it there")
+    return "run `gcloud auth application-default login` again"
+
+
+def _google_message(error: Exception) -> str:
+    """BigQuery's own words, without the request line the client prefixes to them."""
+    code = getattr(error, "code", None)
+    details = getattr(error, "errors", None) or [{}]
+    first = details[0] if isinstance(details[0], dict) else {}
+    # google.auth's errors carry (message, response): the message is enough.
+    message = (first.get("message") or getattr(error, "message", None)
+               or (str(error.args[0]) if error.args else type(error).__name__))
+    return f"{code} {message}" if isinstance(code, int) else message
+
+
+def _aws_error_code(error: Exception) -> str:
+    response = getattr(error, "response", None) or {}
+    return response.get("Error", {}).get("Code", "")
 
 
 def schema_problems(table: Any, spec: schema.Table) -> list[str]:

@@ -50,6 +50,15 @@ class StreamOptions:
     shards: int = 1
     retention_hours: int = infrastructure.STREAM_RETENTION_HOURS
 
+    def __post_init__(self) -> None:
+        lowest, highest = infrastructure.MIN_STREAM_RETENTION_HOURS, infrastructure.MAX_STREAM_RETENTION_HOURS
+        if not lowest <= self.retention_hours <= highest:
+            raise SetupError(
+                f"--retention-hours must be at least {lowest} and at most {highest}, got {self.retention_hours}",
+                f"the writer parks a failing batch when its records are {infrastructure.MAX_RECORD_AGE_HOURS} h "
+                "old, and replay reads them back from the stream, so the stream must keep them at least a day "
+                f"longer (default {infrastructure.STREAM_RETENTION_HOURS})")
+
 
 def aws_identity(session: Any) -> Identity:
     """Who and where we are; raises SetupError naming the fix when AWS is not configured."""

@@ -106,12 +106,14 @@ def test_a_new_container_finds_the_tables_and_creates_nothing(warehouse, bigquer
     assert len(bigquery_standin.rows("events")) == 2
 
 
-def test_an_existing_dataset_is_reused(warehouse, bigquery_standin):
+def test_an_existing_dataset_is_reused_without_asking_to_create_it(warehouse, bigquery_standin):
     bigquery_standin.client.create_dataset("analytics")
+    bigquery_standin.calls.clear()
 
     warehouse.ensure_tables()
 
     assert set(bigquery_standin.tables) == {"analytics.events", "analytics.dead_letters"}
+    assert bigquery_standin.dataset_creates == []      # an identity without bigquery.datasets.create suffices
 
 
 def test_an_empty_batch_makes_no_request(warehouse, bigquery_standin):

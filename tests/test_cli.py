@@ -53,6 +53,13 @@ def setup(capsys, project: Path, *extra: str) -> tuple[int, str]:
     return run(capsys, "setup", "--stage", "prod", "--project-dir", str(project), *extra)
 
 
+def set_up_and_deploy(capsys, project: Path) -> None:
+    """The documented order: setup, chalice deploy, setup again (to tune the writer's trigger)."""
+    setup(capsys, project)
+    deploy_writer()
+    setup(capsys, project)
+
+
 def preflight(capsys, project: Path) -> tuple[int, str]:
     return run(capsys, "preflight", "--stage", "prod", "--project-dir", str(project))
 
@@ -74,6 +81,39 @@ def deploy_writer() -> str:
 
 def api_key_value() -> str:
     return boto3.client("secretsmanager").get_secret_value(SecretId=API_KEY_SECRET)["SecretString"]
+
+
+def refuse(monkeypatch, service: str, operation: str, error: str | Exception = "AccessDeniedException") -> None:
+    """From now on, every `service` client boto3 makes fails `operation`: with that AWS error code
+    (answered as AWS answers, so botocore raises its own ClientError), or by raising the exception."""
+    from botocore.awsrequest import AWSResponse
+
+    def answer(model, **_):
+        if model.name != operation:
+            return None
+        if isinstance(error, Exception):
+            raise error
+        return AWSResponse(f"https://{service}.{REGION}.amazonaws.com/", 400, {}, None), {
+            "Error": {"Code": error, "Message": f"not authorized to perform: {service}:{operation}"},
+            "ResponseMetadata": {"HTTPStatusCode": 400}}
+
+    make_client = boto3.session.Session.client
+
+    def client(self, service_name, *args, **kwargs):
+        made = make_client(self, service_name, *args, **kwargs)
+        if service_name == service:
+            made.meta.events.register("before-call", answer)
+        return made
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+
+
+def failed_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("FAIL")]
+
+
+def checked_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith(("ok", "FAIL"))]
 
 
 # ---- setup -------------------------------------------------------------------------
@@ -144,6 +184,14 @@ def test_setup_can_create_a_provisioned_stream(aws, bigquery, project, capsys):
     assert code == 0, output
     stream = boto3.client("kinesis").describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"]
     assert (stream["StreamModeDetails"]["StreamMode"], stream["OpenShardCount"]) == ("PROVISIONED", 2)
+
+
+def test_setup_refuses_a_retention_too_short_to_replay_a_parked_batch(aws, bigquery, project, capsys):
+    code, output = setup(capsys, project, "--retention-hours", "24")
+
+    assert code == 1
+    assert "--retention-hours must be at least 48" in output
+    assert boto3.client("kinesis").list_streams()["StreamNames"] == []
 
 
 def test_setup_after_deploy_makes_the_writer_trigger_report_partial_failures_and_park_batches(
@@ -234,6 +282,120 @@ def test_preflight_reports_parked_batches(aws, bigquery, project, capsys):
 
     line = next(line for line in output.splitlines() if "failed-batch queue" in line)
     assert code == 1 and "1 failed batch(es) parked" in line and "replay --stage prod" in line
+
+
+def test_preflight_fails_a_stream_that_forgets_parked_batches_before_replay_can_read_them(
+        aws, bigquery, project, capsys):
+    set_up_and_deploy(capsys, project)
+    boto3.client("kinesis").decrease_stream_retention_period(StreamName=STREAM, RetentionPeriodHours=24)
+
+    code, output = preflight(capsys, project)
+
+    (line,) = failed_lines(output)
+    assert code == 1 and line.startswith(f"FAIL  stream {STREAM}: 24 h retention")
+    assert line.endswith("fix: python -m chalicelib.cli setup --stage prod")
+
+
+SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{API_KEY_SECRET}-??????"
+QUEUE_ARN = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{QUEUE}"
+WRITER_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{WRITER}"
+
+
+@pytest.mark.parametrize("service, operation, check, fix", [
+    ("kinesis", "DescribeStreamSummary", f"stream {STREAM}",
+     f"give your identity kinesis:DescribeStreamSummary on {STREAM_ARN}"),
+    ("sqs", "GetQueueUrl", f"failed-batch queue {QUEUE}", f"give your identity sqs:GetQueueUrl on {QUEUE_ARN}"),
+    ("sqs", "GetQueueAttributes", f"failed-batch queue {QUEUE}",
+     f"give your identity sqs:GetQueueAttributes on {QUEUE_ARN}"),
+    ("secretsmanager", "DescribeSecret", "report API key",
+     f"give your identity secretsmanager:DescribeSecret on {SECRET_ARN}"),
+    ("lambda", "GetFunction", f"writer trigger ({WRITER})", f"give your identity lambda:GetFunction on {WRITER_ARN}"),
+    ("lambda", "ListEventSourceMappings", f"writer trigger ({WRITER})",
+     "give your identity lambda:ListEventSourceMappings on *"),
+])
+def test_preflight_reports_an_aws_permission_it_lacks_and_runs_every_other_check(
+        aws, bigquery, project, capsys, monkeypatch, service, operation, check, fix):
+    set_up_and_deploy(capsys, project)
+    refuse(monkeypatch, service, operation)
+
+    code, output = preflight(capsys, project)
+
+    (line,) = failed_lines(output)
+    assert code == 1 and output.strip().endswith("1 check(s) failed")
+    assert line.startswith(f"FAIL  {check}: {operation} answered AccessDeniedException")
+    assert line.endswith(f"fix: {fix}")
+    assert len(checked_lines(output)) == 9      # credentials, stream, queue, key, trigger, Google, 3 tables
+
+
+def test_preflight_reports_an_unreachable_aws_endpoint_and_runs_the_other_checks(
+        aws, bigquery, project, capsys, monkeypatch):
+    from botocore.exceptions import EndpointConnectionError
+
+    set_up_and_deploy(capsys, project)
+    refuse(monkeypatch, "sqs", "GetQueueUrl", EndpointConnectionError(endpoint_url="https://sqs.us-east-1.amazonaws.com"))
+
+    code, output = preflight(capsys, project)
+
+    (line,) = failed_lines(output)
+    assert code == 1 and line.startswith(f"FAIL  failed-batch queue {QUEUE}: Could not connect to the endpoint URL")
+    assert "fix: check the network and that us-east-1 is the right region (--region)" in line
+    assert any(line.startswith(f"ok    stream {STREAM}") for line in checked_lines(output))
+    assert sum("BigQuery table" in line for line in checked_lines(output)) == 3
+
+
+def test_preflight_without_aws_credentials_midway_says_how_to_provide_them(aws, bigquery, project, capsys,
+                                                                           monkeypatch):
+    from botocore.exceptions import NoCredentialsError
+
+    set_up_and_deploy(capsys, project)
+    refuse(monkeypatch, "secretsmanager", "DescribeSecret", NoCredentialsError())
+
+    code, output = preflight(capsys, project)
+
+    (line,) = failed_lines(output)
+    assert code == 1 and line.startswith("FAIL  report API key: no AWS credentials") and "aws configure" in line
+
+
+def test_preflight_reports_bigquery_refusing_access_with_the_roles_to_grant(aws, bigquery, project, capsys,
+                                                                            monkeypatch):
+    from tests.bigquery_standin import HttpError
+
+    set_up_and_deploy(capsys, project)
+
+    def forbidden(project_id, dataset, table, **_):
+        raise HttpError(403, f"Access Denied: Table {project_id}:{dataset}.{table}: Permission bigquery.tables.get "
+                             "denied", "accessDenied")
+
+    monkeypatch.setattr(bigquery, "_get_table", forbidden)
+
+    code, output = preflight(capsys, project)
+
+    failures = failed_lines(output)
+    assert code == 1 and len(failures) == 3 and len(checked_lines(output)) == 9
+    for line, table in zip(failures, ("events", "dead_letters", "deletions")):
+        assert line.startswith(f"FAIL  BigQuery table test-project.dalet.{table}: BigQuery refused access (403")
+        assert line.endswith("fix: grant the identity of Application Default Credentials the BigQuery Data Editor "
+                             "role on dataset test-project.dalet and BigQuery Job User on project test-project")
+
+
+def test_preflight_reports_google_refusing_the_credentials_and_runs_every_check(aws, bigquery, project, capsys,
+                                                                                monkeypatch):
+    from google.auth.exceptions import RefreshError
+
+    set_up_and_deploy(capsys, project)
+
+    def refused(*_, **__):
+        raise RefreshError("invalid_grant: Invalid JWT Signature.")
+
+    monkeypatch.setattr(bigquery.client, "get_table", refused)
+
+    code, output = preflight(capsys, project)
+
+    tables = [line for line in checked_lines(output) if "BigQuery table" in line]
+    assert code == 1 and len(tables) == 3
+    for line in tables:
+        assert "FAIL" in line and "Google refused the credentials: invalid_grant: Invalid JWT Signature." in line
+        assert "fix: run `gcloud auth application-default login` again" in line
 
 
 # ---- replay ------------------------------------------------------------------------

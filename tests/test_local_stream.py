@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -193,26 +194,40 @@ def test_an_unknown_backend_is_refused_naming_the_variable():
         config.load_settings({"DALET_BACKEND": "kafka"})
 
 
+# Loads the app as the `chalice` command does (deploy and package alike): the factory gets
+# environ=os.environ, so the stage's environment variables are in os.environ before app.py is imported.
 STREAM_NAMES_OF_STAGE = """
-import json, sys
+import json, os, sys
 from chalice.cli.factory import CLIFactory
+project, stage = sys.argv[1], sys.argv[2]
+chalice_config = CLIFactory(project, environ=os.environ).create_config_obj(chalice_stage_name=stage)
+deployed = chalice_config.chalice_app.event_sources[0].stream      # the trigger `chalice deploy` creates
 from chalicelib import config
-stage = sys.argv[1]
-chalice_config = CLIFactory(sys.argv[2]).create_config_obj(chalice_stage_name=stage)
-deployed = chalice_config.chalice_app.event_sources[0].stream          # what `chalice deploy` registers
-at_run_time = config.stream_name(chalice_config.scope(stage, "write_events").environment_variables)
-print(json.dumps([deployed, at_run_time]))
+print(json.dumps([deployed, config.load_settings().stream_name]))  # what the functions use at run time
 """
+NOT_THE_DEFAULT_STREAM = "dalet-prod-events"
 
 
-@pytest.mark.parametrize("stage", ["dev", "prod"])
-def test_the_writer_is_deployed_on_the_stream_it_reads_at_run_time(stage):
+def _project_whose_prod_stage_names_its_stream(target: Path, stream: str) -> Path:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "deployed", "deployments")
+    shutil.copy(ROOT / "app.py", target / "app.py")
+    shutil.copytree(ROOT / "chalicelib", target / "chalicelib", ignore=ignore)
+    shutil.copytree(ROOT / ".chalice", target / ".chalice", ignore=ignore)
+    chalice_config = json.loads((target / ".chalice" / "config.json").read_text())
+    chalice_config["stages"]["prod"]["environment_variables"]["DALET_STREAM_NAME"] = stream
+    (target / ".chalice" / "config.json").write_text(json.dumps(chalice_config))
+    return target
+
+
+def test_the_writer_is_deployed_on_the_stream_the_stage_names(tmp_path):
+    assert NOT_THE_DEFAULT_STREAM != config.DEFAULT_STREAM_NAME
+    project = _project_whose_prod_stage_names_its_stream(tmp_path, NOT_THE_DEFAULT_STREAM)
     env = {name: value for name, value in os.environ.items() if not name.startswith("DALET_")}
-    result = subprocess.run([sys.executable, "-c", STREAM_NAMES_OF_STAGE, stage, str(ROOT)], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", STREAM_NAMES_OF_STAGE, str(project), "prod"], cwd=project,
+                            env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     deployed, at_run_time = json.loads(result.stdout)
-    assert deployed == at_run_time
+    assert deployed == at_run_time == NOT_THE_DEFAULT_STREAM
 
 
 def test_the_stream_name_defaults_to_dalet_events():
