@@ -283,9 +283,11 @@ def test_a_deleted_experiment_is_gone_and_new_events_start_from_zero(report_clie
         {"goal": "click", "results": [{"label": "red", "successes": 1, "trials": 1}]}]
 
 
-def test_events_acknowledged_before_a_deletion_but_written_after_it_stay_hidden(report_client, monkeypatch):
-    seed(report_client, *ab("exp", red=2, blue=2))
+@pytest.fixture
+def held_back_writer(monkeypatch):
+    """An open gate before the writer: clear it, and events are acknowledged but not written until set."""
     gate = threading.Event()
+    gate.set()
     write_batch = writer.write_batch
 
     def held_back(records, warehouse):
@@ -293,29 +295,29 @@ def test_events_acknowledged_before_a_deletion_but_written_after_it_stay_hidden(
         return write_batch(records, warehouse)
 
     monkeypatch.setattr(writer, "write_batch", held_back)
+    yield gate
+    gate.set()
+
+
+def test_events_acknowledged_before_a_deletion_but_written_after_it_stay_hidden(report_client, held_back_writer):
+    seed(report_client, *ab("exp", red=2, blue=2))
+    held_back_writer.clear()
     track(report_client, *ab("exp", red=0, blue=3, goal="late", blue_goal=3))      # acknowledged, not written
     assert report_client.http.delete("/experiments/exp", headers=KEY_HEADER).status_code == 200
-    gate.set()
+    held_back_writer.set()
     wait_until_written()
     assert get(report_client, "/experiments/exp").status_code == 404
     assert body(get(report_client, "/experiments")) == [{"meta": {"scope": None}}]
 
 
-def test_the_same_users_after_a_deletion_count_even_if_late_events_arrived_in_between(report_client, monkeypatch):
+def test_the_same_users_after_a_deletion_count_even_if_late_events_arrived_in_between(report_client,
+                                                                                      held_back_writer):
     seed(report_client, *ab("exp", red=1, blue=0))
-    gate = threading.Event()
-    write_batch = writer.write_batch
-
-    def held_back(records, warehouse):
-        gate.wait(10)
-        return write_batch(records, warehouse)
-
-    monkeypatch.setattr(writer, "write_batch", held_back)
+    held_back_writer.clear()
     track(report_client, event("exp", "red", "participate", "late-user"))         # acknowledged, not yet written
     assert report_client.http.delete("/experiments/exp", headers=KEY_HEADER).status_code == 200
-    gate.set()
+    held_back_writer.set()
     wait_until_written()
-    monkeypatch.setattr(writer, "write_batch", write_batch)
     seed(report_client, event("exp", "red", "participate", "late-user"), event("exp", "red", "participate", "new"))
     results = body(get(report_client, "/experiments/exp/results"))
     assert results["variants"] == [{"label": "red", "participants": 2}]
