@@ -13,9 +13,10 @@ import logging
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 log = logging.getLogger("dalet.local_stream")
 
@@ -63,38 +64,42 @@ class LocalStream:
     def __init__(self, path: Path | str, name: str):
         self.path = str(path)
         self.name = name
-        self._local = threading.local()
         self._appended = threading.Condition()
-        with self._connection() as db:
-            db.executescript(_SCHEMA)
+        # One connection for every thread, used under a lock: `chalice local` starts a thread
+        # per request, and a connection per thread would be opened (and leaked) per request.
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
 
-    def _connection(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            self._local.db = db
-        return db
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._db
 
     def append(self, records: Sequence[tuple[str, bytes]]) -> list[str]:
         """Append (partition_key, data) pairs atomically; their sequence numbers, in order."""
         arrived_at = time.time()
         try:
-            db = self._connection()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                sequences = [
-                    db.execute(
-                        "INSERT INTO records (partition_key, data, arrived_at) VALUES (?, ?, ?)",
-                        (key, data, arrived_at),
-                    ).lastrowid
-                    for key, data in records
-                ]
-                db.execute("COMMIT")
-            except BaseException:
-                _roll_back(db)
-                raise
+            with self._connection() as db:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    sequences = [
+                        db.execute(
+                            "INSERT INTO records (partition_key, data, arrived_at) VALUES (?, ?, ?)",
+                            (key, data, arrived_at),
+                        ).lastrowid
+                        for key, data in records
+                    ]
+                    db.execute("COMMIT")
+                except BaseException:
+                    _roll_back(db)
+                    raise
         except sqlite3.Error as error:
             raise StreamUnavailable(f"the local stream at {self.path} cannot take records: {error}") from error
         with self._appended:
@@ -106,40 +111,39 @@ class LocalStream:
             self._appended.wait(timeout)
 
     def checkpoint(self, consumer: str) -> int:
-        row = self._connection().execute(
-            "SELECT sequence FROM checkpoints WHERE consumer = ?", (consumer,)
-        ).fetchone()
+        with self._connection() as db:
+            row = db.execute("SELECT sequence FROM checkpoints WHERE consumer = ?", (consumer,)).fetchone()
         return row[0] if row else 0
 
     def read_after(self, sequence: int, limit: int = MAX_BATCH_RECORDS) -> list[StoredRecord]:
-        rows = self._connection().execute(
-            "SELECT sequence, partition_key, data, arrived_at FROM records"
-            " WHERE sequence > ? ORDER BY sequence LIMIT ?",
-            (sequence, limit),
-        ).fetchall()
+        with self._connection() as db:
+            rows = db.execute(
+                "SELECT sequence, partition_key, data, arrived_at FROM records"
+                " WHERE sequence > ? ORDER BY sequence LIMIT ?",
+                (sequence, limit),
+            ).fetchall()
         return [StoredRecord(*row) for row in rows]
 
     def commit_checkpoint(self, consumer: str, sequence: int) -> None:
         """Record progress and trim what every reader has consumed (the one consumer here)."""
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute(
-                "INSERT INTO checkpoints (consumer, sequence) VALUES (?, ?)"
-                " ON CONFLICT (consumer) DO UPDATE SET sequence = excluded.sequence",
-                (consumer, sequence),
-            )
-            db.execute("DELETE FROM records WHERE sequence <= ?", (sequence,))
-            db.execute("COMMIT")
-        except BaseException:
-            _roll_back(db)
-            raise
+        with self._connection() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute(
+                    "INSERT INTO checkpoints (consumer, sequence) VALUES (?, ?)"
+                    " ON CONFLICT (consumer) DO UPDATE SET sequence = excluded.sequence",
+                    (consumer, sequence),
+                )
+                db.execute("DELETE FROM records WHERE sequence <= ?", (sequence,))
+                db.execute("COMMIT")
+            except BaseException:
+                _roll_back(db)
+                raise
 
     def pending(self, consumer: str) -> int:
         after = self.checkpoint(consumer)
-        return self._connection().execute(
-            "SELECT COUNT(*) FROM records WHERE sequence > ?", (after,)
-        ).fetchone()[0]
+        with self._connection() as db:
+            return db.execute("SELECT COUNT(*) FROM records WHERE sequence > ?", (after,)).fetchone()[0]
 
 
 def _roll_back(db: sqlite3.Connection) -> None:

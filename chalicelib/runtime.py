@@ -111,9 +111,9 @@ def shutdown() -> None:
         # Outside the lock: the consumer may be inside the handler, waiting for runtime.warehouse().
         consumer.stop()
     with _lock:
-        store = _state.get("warehouse")
-        if store is not None and hasattr(store, "close"):
-            store.close()
+        for opened in (_state.get("warehouse"), _state.get("local_stream")):
+            if opened is not None and hasattr(opened, "close"):
+                opened.close()
         _state.clear()
 
 
