@@ -15,7 +15,11 @@ app = Chalice(app_name="dalet")
 app.api.binary_types.extend(t for t in PIXEL_MEDIA_TYPES if t not in app.api.binary_types)
 
 
-def _track(events_from_request, answer=lambda stored: json_response({"ok": True, "accepted": len(stored)})):
+def _accepted(stored):
+    return json_response({"ok": True, "accepted": len(stored)})
+
+
+def _track(events_from_request, answer=_accepted):
     """Parse, hand to the stream, answer: 200 only once the stream has every event."""
     try:
         stored = track.accept(events_from_request(), runtime.publisher())
@@ -48,7 +52,7 @@ def track_pixel():
     # Chalice sends a binary body only if Accept admits it; otherwise the event still counts.
     wants_gif = accepts_gif(app.current_request.headers.get("accept"))
     return _track(lambda: track.parse_query(app.current_request.query_params),
-                  lambda stored: pixel_response() if wants_gif else json_response({"ok": True, "accepted": 1}))
+                  lambda stored: pixel_response() if wants_gif else _accepted(stored))
 
 
 def _query():

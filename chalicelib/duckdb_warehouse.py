@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from chalicelib.events import StoredEvent
-from chalicelib.schema import DEAD_LETTERS, DELETIONS, EVENTS, Table, duckdb_ddl
+from chalicelib.schema import DEAD_LETTERS, DELETIONS, EVENTS, TABLES, Table, duckdb_ddl
 from chalicelib.writer import DeadLetter, RowRejection, TransientWarehouseError
 
 _ARROW_TYPES = {
@@ -41,9 +41,12 @@ def events_to_arrow(events: Sequence[StoredEvent]) -> pa.Table:
                                 schema=_EVENTS_SCHEMA)
 
 
+_DEAD_LETTERS_SCHEMA = arrow_schema(DEAD_LETTERS)
+
+
 def letters_to_arrow(letters: Sequence[DeadLetter]) -> pa.Table:
     columns = {name: [getattr(letter, name) for letter in letters] for name in DEAD_LETTERS.column_names}
-    return pa.Table.from_pydict(columns, schema=arrow_schema(DEAD_LETTERS))
+    return pa.Table.from_pydict(columns, schema=_DEAD_LETTERS_SCHEMA)
 
 
 _NOT_HIDDEN_BY_A_DELETION = (
@@ -65,7 +68,7 @@ class DuckDBWarehouse:
         self._db = duckdb.connect(self.path)
         self._db.execute("SET TimeZone='UTC'")
         self._write_lock = threading.Lock()
-        for table in (EVENTS, DEAD_LETTERS, DELETIONS):
+        for table in TABLES:
             self._db.execute(duckdb_ddl(table))
 
     def close(self) -> None:

@@ -102,9 +102,13 @@ class LocalStream:
                     raise
         except sqlite3.Error as error:
             raise StreamUnavailable(f"the local stream at {self.path} cannot take records: {error}") from error
+        self.wake()
+        return [format_sequence(sequence) for sequence in sequences]
+
+    def wake(self) -> None:
+        """Wake whoever waits for records (new records, or a consumer asked to stop)."""
         with self._appended:
             self._appended.notify_all()
-        return [format_sequence(sequence) for sequence in sequences]
 
     def wait_for_records(self, timeout: float) -> None:
         with self._appended:
@@ -214,8 +218,7 @@ class LocalConsumer(threading.Thread):
 
     def stop(self, timeout: float = 10) -> None:
         self._stopping.set()
-        with self.stream._appended:
-            self.stream._appended.notify_all()
+        self.stream.wake()
         self.join(timeout)
 
     def run(self) -> None:

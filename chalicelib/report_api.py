@@ -17,11 +17,10 @@ from chalice import Chalice, Response
 from chalicelib import auth, config, runtime
 from chalicelib.events import DEFAULT_NAMESPACE
 from chalicelib.queries import Window
-from chalicelib.reports import BadParameter, UnknownExperiment
+from chalicelib.reports import DEFAULT_CONFIDENCE, BadParameter, UnknownExperiment
 from chalicelib.responses import error_response, json_response
 from chalicelib.writer import TransientWarehouseError
 
-DEFAULT_CONFIDENCE = 0.95
 View = Callable[..., Any]
 
 

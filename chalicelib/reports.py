@@ -24,6 +24,7 @@ from chalicelib.queries import ALL_TIME, Query, Target, Window
 log = logging.getLogger("dalet.reports")
 
 CONTROL_NAME = "control"
+DEFAULT_CONFIDENCE = 0.95
 
 
 class BadParameter(ValueError):
@@ -176,7 +177,7 @@ class DecisionRow:
 
 
 def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: str, *,
-                       control: str | None = None, confidence: float = 0.95,
+                       control: str | None = None, confidence: float = DEFAULT_CONFIDENCE,
                        weights: Mapping[str, float] | None = None, window: Window = ALL_TIME) -> dict[str, Any]:
     query = queries.decision_counts(target_of(warehouse), namespace, experiment, window)
     rows = [DecisionRow.of(row) for row in _fetch(warehouse, query)]

@@ -68,6 +68,8 @@ DELETIONS = Table(
     cluster_by=("namespace", "experiment"),
 )
 
+TABLES = (EVENTS, DEAD_LETTERS, DELETIONS)
+
 _DUCKDB_TYPES = {"STRING": "VARCHAR", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMPTZ", "BYTES": "BLOB"}
 
 

@@ -79,8 +79,7 @@ def _stream_record(kinesis: dict[str, Any]) -> StreamRecord:
 def write_batch(records: Iterable[StreamRecord], warehouse: Warehouse) -> dict[str, list[dict[str, str]]]:
     """Write one Kinesis batch; the return value is Lambda's partial batch response."""
     ordered = sorted(records, key=lambda r: int(r.sequence_number))
-    events, letters, record_of = _decode(ordered)
-    unique = _first_of_each_identity(events)
+    unique, letters, record_of = _decode(ordered)
     # Undecodable records are parked first, so a retry "from sequence N" never skips one.
     _park(warehouse, letters, len(ordered))
     try:
@@ -98,7 +97,8 @@ def _park(warehouse: Warehouse, letters: list[DeadLetter], batch_size: int) -> N
 
 
 def _decode(records: list[StreamRecord]) -> tuple[list[StoredEvent], list[DeadLetter], dict[str, StreamRecord]]:
-    events: list[StoredEvent] = []
+    """The first event of each identity, in order; dead letters; the record each event came from."""
+    unique: list[StoredEvent] = []
     letters: list[DeadLetter] = []
     record_of: dict[str, StreamRecord] = {}
     for record in records:
@@ -107,19 +107,10 @@ def _decode(records: list[StreamRecord]) -> tuple[list[StoredEvent], list[DeadLe
         except InvalidRecord as invalid:
             letters.append(dead_letter(record, str(invalid)))
             continue
-        events.append(stored)
-        record_of.setdefault(stored.event_id, record)
-    return events, letters, record_of
-
-
-def _first_of_each_identity(events: list[StoredEvent]) -> list[StoredEvent]:
-    seen: set[str] = set()
-    unique = []
-    for stored in events:
-        if stored.event_id not in seen:
-            seen.add(stored.event_id)
+        if stored.event_id not in record_of:
+            record_of[stored.event_id] = record
             unique.append(stored)
-    return unique
+    return unique, letters, record_of
 
 
 def _rejected_letters(rejections: list[RowRejection], record_of: dict[str, StreamRecord]) -> list[DeadLetter]:
