@@ -1,7 +1,9 @@
-"""The BigQuery warehouse: streaming inserts (insertAll) with the official client.
+"""The BigQuery warehouse, with the official client: the writer's streaming inserts
+(insertAll) and the reports' queries, DML and deletion tombstones.
 
-Every row carries an insertId (`event_id` for events, `sequence_number` for dead
-letters), so BigQuery's best-effort deduplication makes a retried batch harmless.
+Every streamed row carries an insertId (`event_id` for events, `sequence_number` for
+dead letters, `deletion_id` for deletions), so BigQuery's best-effort deduplication
+makes a retried insert harmless.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from google.api_core.retry import Retry
 from google.auth import exceptions as auth_exceptions
 from google.cloud import bigquery
 
+from chalicelib import google_credentials
+from chalicelib.config import Settings
 from chalicelib.events import StoredEvent
 from chalicelib.schema import DEAD_LETTERS, DELETIONS, EVENTS, Table
 from chalicelib.writer import DeadLetter, RowRejection, TransientWarehouseError, dead_letter_row
@@ -85,12 +89,18 @@ class BigQueryWarehouse:
         self._timeout = timeout
         self._ensured = False
 
+    @classmethod
+    def from_settings(cls, settings: Settings, client: bigquery.Client | None = None) -> BigQueryWarehouse:
+        """The configured dataset and tables (DALET_BQ_*), through `client` or the configured credentials'."""
+        return cls(client or google_credentials.bigquery_client(settings), settings.bq_dataset, settings.bq_table,
+                   settings.bq_project)
+
     def ensure_tables(self) -> None:
         """Create the dataset and both tables if missing; checked once per instance."""
         if self._ensured:
             return
         wanted = ((self._events, EVENTS), (self._dead_letters, DEAD_LETTERS))
-        missing = [(reference, spec) for reference, spec in wanted if not self._table_exists(reference)]
+        missing = [(reference, spec) for reference, spec in wanted if not self.table_exists(reference.table_id)]
         if missing and not self._dataset_exists():
             self._client.create_dataset(
                 bigquery.Dataset(self._dataset), exists_ok=True, retry=self._retry, timeout=self._timeout
@@ -107,8 +117,9 @@ class BigQueryWarehouse:
         with _transient_as_warehouse_error(rows_written=0):
             self.ensure_tables()
         rows = [_sized(index, stored.event_id, stored.to_row()) for index, stored in enumerate(events)]
-        refused = [(row, _too_large(row)) for row in rows if not _fits_alone(row)]
-        for chunk in _chunks([row for row in rows if _fits_alone(row)]):
+        fitting, too_large = _split_by_fit(rows)
+        refused = [(row, _too_large(row)) for row in too_large]
+        for chunk in _chunks(fitting):
             # Only the unbroken run of landed rows counts as written: a refused row must
             # not be skipped by a retry "from the first unwritten row" before it is dead-lettered.
             landed = min([chunk[0].index] + [row.index for row, _ in refused])
@@ -164,23 +175,23 @@ class BigQueryWarehouse:
     def insert_deletion(self, row: dict[str, Any]) -> None:
         """Stream a tombstone: queries see it at once, unlike DML."""
         with _transient_as_warehouse_error(rows_written=0):
-            self._ensure_report_tables()
+            self.ensure_report_tables()
             errors = self._client.insert_rows_json(self._deletions, [row], row_ids=[row["deletion_id"]],
                                                    retry=self._retry, timeout=self._timeout)
         if errors:
             raise TransientWarehouseError(f"BigQuery did not record the deletion: {_describe(errors[0]['errors'])}")
 
     def _query(self, sql: str, params: Mapping[str, Any] | None) -> bigquery.QueryJob:
-        self._ensure_report_tables()
+        self.ensure_report_tables()
         config = bigquery.QueryJobConfig(query_parameters=query_parameters(params or {}))
         return self._client.query(sql, job_config=config, timeout=self._timeout)
 
-    def _ensure_report_tables(self) -> None:
-        """Reports read the deletions table too; the writer never needs it."""
+    def ensure_report_tables(self) -> None:
+        """The writer's tables and the deletions table, which reports read and the writer never needs."""
         if self._report_tables_ensured:
             return
         self.ensure_tables()
-        if not self._table_exists(self._deletions):
+        if not self.table_exists(self._deletions.table_id):
             self._client.create_table(_table_resource(self._deletions, DELETIONS), exists_ok=True,
                                       retry=self._retry, timeout=self._timeout)
         self._report_tables_ensured = True
@@ -193,10 +204,11 @@ class BigQueryWarehouse:
             return False
         return True
 
-    def _table_exists(self, reference: bigquery.TableReference) -> bool:
+    def table_exists(self, name: str) -> bool:
+        """Whether the dataset holds this table."""
         # A GET first: in steady state the tables exist, and reading needs no create permission.
         try:
-            self._client.get_table(reference, retry=self._retry, timeout=self._timeout)
+            self._client.get_table(self._dataset.table(name), retry=self._retry, timeout=self._timeout)
         except api_exceptions.NotFound:
             return False
         return True
@@ -251,6 +263,15 @@ def _sized(index: int, row_id: str, row: dict[str, Any]) -> _Row:
     # Serialized exactly as the client does (json.dumps defaults, so non-ASCII is \u-escaped).
     size = len(json.dumps({"json": row, "insertId": row_id}).encode("utf-8"))
     return _Row(index, row_id, row, size)
+
+
+def _split_by_fit(rows: Sequence[_Row]) -> tuple[list[_Row], list[_Row]]:
+    """The rows that fit in an insertAll request on their own, and those too large to."""
+    fitting: list[_Row] = []
+    too_large: list[_Row] = []
+    for row in rows:
+        (fitting if _fits_alone(row) else too_large).append(row)
+    return fitting, too_large
 
 
 def _fits_alone(row: _Row) -> bool:

@@ -126,7 +126,6 @@ def run_preflight(arguments: argparse.Namespace) -> int:
 
 
 def run_replay(arguments: argparse.Namespace) -> int:
-    from chalicelib import google_credentials
     from chalicelib.bigquery_warehouse import BigQueryWarehouse
 
     try:
@@ -135,8 +134,7 @@ def run_replay(arguments: argparse.Namespace) -> int:
         provision.aws_identity(session)
         sqs, kinesis = session.client("sqs"), session.client("kinesis")
         settings = _bigquery_settings(stage, arguments)
-        warehouse = BigQueryWarehouse(google_credentials.bigquery_client(settings), settings.bq_dataset,
-                                      settings.bq_table, settings.bq_project)
+        warehouse = BigQueryWarehouse.from_settings(settings)
         queue_url = sqs.get_queue_url(QueueName=stage.failure_queue_name)["QueueUrl"]
         stream_arn = kinesis.describe_stream_summary(
             StreamName=settings.stream_name)["StreamDescriptionSummary"]["StreamARN"]

@@ -14,11 +14,10 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from chalicelib import google_credentials, infrastructure, provision, schema
 from chalicelib.config import ConfigError, Settings
 from chalicelib.iam_policies import AwsLocation
-from chalicelib.secrets import SSM, parse_reference
+from chalicelib.secrets import NOT_FOUND_CODES, parse_reference
 from chalicelib.stage import WRITER, Stage
 
 AWS_ERRORS = (ClientError, BotoCoreError)
-_NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "ParameterNotFound"})
 _EXPIRED_CREDENTIAL_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId",
                                        "UnrecognizedClientException", "InvalidSignatureException",
                                        "SignatureDoesNotMatch"})
@@ -134,12 +133,9 @@ def _check_secret_exists(session: Any, location: AwsLocation, value: str, variab
     """The secret exists (its value is not read)."""
     reference = parse_reference(value, variable)
     try:
-        if reference.store == SSM:
-            session.client(SSM).get_parameter(Name=reference.name)
-        else:
-            session.client("secretsmanager").describe_secret(SecretId=reference.name)
+        provision.secret_arn(session, reference)
     except AWS_ERRORS as error:
-        if _aws_error_code(error) in _NOT_FOUND_CODES:
+        if provision.aws_error_code(error) in NOT_FOUND_CODES:
             return Check(label, False, f"{reference} does not exist", fix)
         return aws_failure(label, error, reference.store, location.secret_arn(reference), location.region)
     return Check(label, True, f"{reference} exists")
@@ -168,10 +164,7 @@ def _bigquery_checks(settings: Settings, setup_fix: str) -> Iterator[Check]:
     source = google_credentials.source_label(settings)
     try:
         client = google_credentials.bigquery_client(settings)
-    except google_credentials.GoogleCredentialsError as error:
-        yield Check("Google credentials", False, source, str(error))
-        return
-    except ConfigError as error:  # the service-account key's secret cannot be read
+    except ConfigError as error:  # GoogleCredentialsError, or the service-account key's secret cannot be read
         yield Check("Google credentials", False, source, str(error))
         return
     except Exception as error:    # a broken key...
@@ -205,7 +198,7 @@ def _check_table(client: Any, settings: Settings, name: str, spec: schema.Table,
 def aws_failure(label: str, error: Exception, service: str, resource: str, region: str) -> Check:
     """A failed check for an AWS error: what AWS answered and what to do about it."""
     if isinstance(error, ClientError):
-        code = _aws_error_code(error)
+        code = provision.aws_error_code(error)
         operation = error.operation_name
         message = error.response.get("Error", {}).get("Message", "")
         detail = f"{operation} answered {code}" + (f" ({message})" if message else "")
@@ -267,11 +260,6 @@ def _google_message(error: Exception) -> str:
     message = (first.get("message") or getattr(error, "message", None)
                or (str(error.args[0]) if error.args else type(error).__name__))
     return f"{code} {message}" if isinstance(code, int) else message
-
-
-def _aws_error_code(error: Exception) -> str:
-    response = getattr(error, "response", None) or {}
-    return response.get("Error", {}).get("Code", "")
 
 
 def schema_problems(table: Any, spec: schema.Table) -> list[str]:

@@ -13,9 +13,12 @@ from dataclasses import dataclass, replace
 from secrets import token_urlsafe
 from typing import Any, Callable
 
+from botocore.exceptions import ClientError
+
 from chalicelib import google_credentials, iam_policies, infrastructure, schema
 from chalicelib.config import Settings
-from chalicelib.secrets import SECRETS_MANAGER, SSM, SecretReference, parse_reference
+from chalicelib.secrets import (NOT_FOUND_CODES, SECRETS_MANAGER, SSM, SecretReference, api_key_in, fetch_secret,
+                                parse_reference)
 from chalicelib.stage import API_HANDLER, FUNCTIONS, WRITER, Stage
 
 Printer = Callable[[str], None]
@@ -149,17 +152,13 @@ def ensure_api_key_secret(session: Any, settings: Settings, show_key: bool, say:
         raise SetupError("no report API key configured: set DALET_API_KEY_SECRET (e.g. dalet/prod/api-key) "
                          "in the stage's environment_variables in .chalice/config.json")
     reference = parse_reference(settings.api_key_secret, "DALET_API_KEY_SECRET")
-    arn, status = (_ensure_parameter if reference.store == SSM else _ensure_secret)(session, reference)
-    say(f"report API key {reference}: {status}; read it with: {read_command(reference)}")
+    found = _existing_secret_arn(session, reference)
+    arn = found or _create_api_key_secret(session, reference)
+    say(f"report API key {reference}: {'found' if found else 'created'}; read it with: {read_command(reference)}")
     if show_key:
-        say(f"report API key (x-api-key): {_read_key(session, reference)}")
+        # The key as the report routes see it: plain text, or a JSON secret's api_key field.
+        say(f"report API key (x-api-key): {api_key_in(reference, fetch_secret(reference, session))}")
     return arn
-
-
-def _read_key(session: Any, reference: SecretReference) -> str:
-    if reference.store == SSM:
-        return session.client(SSM).get_parameter(Name=reference.name, WithDecryption=True)["Parameter"]["Value"]
-    return session.client(SECRETS_MANAGER).get_secret_value(SecretId=reference.name)["SecretString"].strip()
 
 
 def read_command(reference: SecretReference) -> str:
@@ -168,28 +167,34 @@ def read_command(reference: SecretReference) -> str:
     return f"aws secretsmanager get-secret-value --secret-id {reference.name} --query SecretString --output text"
 
 
-def _ensure_secret(session: Any, reference: SecretReference) -> tuple[str, str]:
-    client = session.client(SECRETS_MANAGER)
-    try:
-        return client.describe_secret(SecretId=reference.name)["ARN"], "found"
-    except client.exceptions.ResourceNotFoundException:
-        if reference.name.startswith("arn:"):
-            raise SetupError(f"{reference} does not exist; give a secret name instead of an ARN "
-                             "and setup will create it") from None
-    created = client.create_secret(Name=reference.name, SecretString=token_urlsafe(32),
-                                   Description="Dalet: the x-api-key for the report routes")
-    return created["ARN"], "created"
+def _create_api_key_secret(session: Any, reference: SecretReference) -> str:
+    """A new random key in the missing secret or parameter; its ARN."""
+    description = "Dalet: the x-api-key for the report routes"
+    if reference.store == SSM:
+        session.client(SSM).put_parameter(Name=reference.name, Value=token_urlsafe(32), Type="SecureString",
+                                          Description=description)
+        return secret_arn(session, reference)
+    if reference.name.startswith("arn:"):
+        raise SetupError(f"{reference} does not exist; give a secret name instead of an ARN and setup will create it")
+    return session.client(SECRETS_MANAGER).create_secret(Name=reference.name, SecretString=token_urlsafe(32),
+                                                         Description=description)["ARN"]
 
 
-def _ensure_parameter(session: Any, reference: SecretReference) -> tuple[str, str]:
-    client = session.client(SSM)
+def secret_arn(session: Any, reference: SecretReference) -> str:
+    """The secret's or parameter's ARN (its value is not read); AWS's ClientError if missing or refused."""
+    if reference.store == SSM:
+        return session.client(SSM).get_parameter(Name=reference.name)["Parameter"]["ARN"]
+    return session.client(SECRETS_MANAGER).describe_secret(SecretId=reference.name)["ARN"]
+
+
+def _existing_secret_arn(session: Any, reference: SecretReference) -> str | None:
+    """The secret's or parameter's ARN, or None if AWS says it does not exist."""
     try:
-        return client.get_parameter(Name=reference.name)["Parameter"]["ARN"], "found"
-    except client.exceptions.ParameterNotFound:
-        pass
-    client.put_parameter(Name=reference.name, Value=token_urlsafe(32), Type="SecureString",
-                         Description="Dalet: the x-api-key for the report routes")
-    return client.get_parameter(Name=reference.name)["Parameter"]["ARN"], "created"
+        return secret_arn(session, reference)
+    except ClientError as error:
+        if aws_error_code(error) in NOT_FOUND_CODES:
+            return None
+        raise
 
 
 def find_google_secret(session: Any, settings: Settings, say: Printer) -> str | None:
@@ -197,19 +202,13 @@ def find_google_secret(session: Any, settings: Settings, say: Printer) -> str | 
     if not settings.google_credentials_secret:
         return None
     reference = parse_reference(settings.google_credentials_secret, "DALET_GOOGLE_CREDENTIALS_SECRET")
-    try:
-        if reference.store == SSM:
-            arn = session.client(SSM).get_parameter(Name=reference.name)["Parameter"]["ARN"]
-        else:
-            arn = session.client(SECRETS_MANAGER).describe_secret(SecretId=reference.name)["ARN"]
-    except Exception as error:
-        if _error_code(error) not in ("ResourceNotFoundException", "ParameterNotFound"):
-            raise
+    arn = _existing_secret_arn(session, reference)
+    if arn is None:
         raise SetupError(
             f"{reference} does not exist: store the key file there, e.g. `aws secretsmanager create-secret "
             f"--name {reference.name} --secret-string file://key.json` (or switch to workload identity "
             "federation with DALET_GOOGLE_CREDENTIALS_CONFIG, which needs no key)"
-        ) from None
+        )
     say(f"Google service-account key {reference}: found")
     return arn
 
@@ -238,12 +237,12 @@ def ensure_bigquery_tables(settings: Settings, say: Printer) -> None:
     source = google_credentials.source_label(settings)
     client = google_credentials.bigquery_client(settings)
     tables = warehouse_tables(settings)
+    warehouse = BigQueryWarehouse.from_settings(settings, client)
     try:
-        existed = {name: _table_exists(client, settings, name) for name, _ in tables}
-        warehouse = BigQueryWarehouse(client, settings.bq_dataset, settings.bq_table, settings.bq_project)
+        existed = {name: warehouse.table_exists(name) for name, _ in tables}
         # The warehouse's own creation (no second copy of the DDL here); the report tables
         # include the writer's.
-        warehouse._ensure_report_tables()
+        warehouse.ensure_report_tables()
     except google_errors.GoogleAPIError as error:
         raise SetupError(f"BigQuery refused ({source}): {error}",
                          f"give the identity the BigQuery Data Editor role on project {client.project}") from None
@@ -255,16 +254,6 @@ def ensure_bigquery_tables(settings: Settings, say: Printer) -> None:
     for name, table in tables:
         say(f"BigQuery table {client.project}.{settings.bq_dataset}.{name}: "
             f"{'found' if existed[name] else 'created'}{_layout(table)} (credentials: {source})")
-
-
-def _table_exists(client: Any, settings: Settings, name: str) -> bool:
-    from google.api_core.exceptions import NotFound
-
-    try:
-        client.get_table(f"{client.project}.{settings.bq_dataset}.{name}")
-        return True
-    except NotFound:
-        return False
 
 
 def _layout(table: schema.Table) -> str:
@@ -333,7 +322,8 @@ def without_stage_google_credentials(settings: Settings) -> Settings:
     return replace(settings, google_credentials_config=None, google_credentials_secret=None)
 
 
-def _error_code(error: Exception) -> str:
+def aws_error_code(error: Exception) -> str:
+    """The code in an AWS error answer (botocore's ClientError), or "" for any other error."""
     response = getattr(error, "response", None) or {}
     return response.get("Error", {}).get("Code", "")
 

@@ -73,9 +73,8 @@ def _build_warehouse(current: config.Settings) -> Any:
         start_local_pipeline()
         return _state["warehouse"]
     from chalicelib.bigquery_warehouse import BigQueryWarehouse
-    from chalicelib.google_credentials import bigquery_client
 
-    return BigQueryWarehouse(bigquery_client(current), current.bq_dataset, current.bq_table, current.bq_project)
+    return BigQueryWarehouse.from_settings(current)
 
 
 def start_local_pipeline() -> None:

@@ -17,6 +17,7 @@ SECRETS_MANAGER = "secretsmanager"
 SSM = "ssm"
 SSM_PREFIX = "ssm:"
 API_KEY_FIELD = "api_key"
+NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "ParameterNotFound"})
 
 _cache: dict["SecretReference", str] = {}
 _lock = threading.Lock()
@@ -46,11 +47,11 @@ def parse_reference(value: str, variable: str) -> SecretReference:
     return SecretReference(SECRETS_MANAGER, value, variable)
 
 
-def read_secret(reference: SecretReference, region: str | None = None) -> str:
+def read_secret(reference: SecretReference) -> str:
     """The secret's text, fetched on first use and then served from memory."""
     with _lock:
         if reference not in _cache:
-            _cache[reference] = _fetch(reference, region)
+            _cache[reference] = fetch_secret(reference)
         return _cache[reference]
 
 
@@ -67,7 +68,12 @@ def read_api_key_secret(settings: Settings) -> str:
             "or DALET_API_KEY in the stage's environment_variables in .chalice/config.json"
         )
     reference = parse_reference(settings.api_key_secret, "DALET_API_KEY_SECRET")
-    text = read_secret(reference).strip()
+    return api_key_in(reference, read_secret(reference))
+
+
+def api_key_in(reference: SecretReference, text: str) -> str:
+    """The report API key a secret's text holds: the text itself, or its JSON's `api_key` field."""
+    text = text.strip()
     key = _api_key_field(text) if text.startswith("{") else text
     if not key:
         raise SecretUnavailable(f"{reference} is empty: put the key in it (python -m chalicelib.cli setup creates one)")
@@ -82,16 +88,16 @@ def _api_key_field(text: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def _fetch(reference: SecretReference, region: str | None) -> str:
+def fetch_secret(reference: SecretReference, session: Any = None) -> str:
+    """The secret's text, read now through `session` (a boto3 Session; default: boto3's own)."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
+    aws = session or boto3          # the module-level boto3.client() uses the default session
     try:
         if reference.store == SSM:
-            client = boto3.client(SSM, region_name=region)
-            return client.get_parameter(Name=reference.name, WithDecryption=True)["Parameter"]["Value"]
-        client = boto3.client(SECRETS_MANAGER, region_name=region)
-        return _secret_text(client.get_secret_value(SecretId=reference.name))
+            return aws.client(SSM).get_parameter(Name=reference.name, WithDecryption=True)["Parameter"]["Value"]
+        return _secret_text(aws.client(SECRETS_MANAGER).get_secret_value(SecretId=reference.name))
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
         raise SecretUnavailable(f"cannot read {reference}: {code}. {_fix_for(code)}") from None
@@ -106,7 +112,7 @@ def _secret_text(response: dict[str, Any]) -> str:
 
 
 def _fix_for(code: str) -> str:
-    if code in ("ResourceNotFoundException", "ParameterNotFound"):
+    if code in NOT_FOUND_CODES:
         return "Create it (python -m chalicelib.cli setup --stage STAGE) or fix the name."
     if code in ("AccessDeniedException", "AccessDenied"):
         return "Let the function's IAM role read it (the .chalice/policy-*.json files that setup writes)."

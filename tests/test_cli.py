@@ -159,6 +159,18 @@ def test_setup_never_prints_the_api_key_unless_asked(aws, bigquery, project, cap
     assert f"aws secretsmanager get-secret-value --secret-id {API_KEY_SECRET}" in quiet
 
 
+@pytest.mark.parametrize("stored", [{"SecretString": json.dumps({"api_key": "kept-key"})},
+                                    {"SecretBinary": b"kept-key"}], ids=["json", "binary"])
+def test_setup_shows_the_key_the_report_routes_read_from_a_json_or_binary_secret(
+        aws, bigquery, project, capsys, stored):
+    boto3.client("secretsmanager").create_secret(Name=API_KEY_SECRET, **stored)
+
+    code, output = setup(capsys, project, "--show-key")
+
+    assert code == 0, output
+    assert "report API key (x-api-key): kept-key\n" in output
+
+
 def test_setup_writes_policy_files_that_name_this_accounts_stream_and_nothing_wider(aws, bigquery, project, capsys):
     setup(capsys, project)
 
