@@ -40,6 +40,9 @@ def settings() -> config.Settings:
 
 
 def publisher() -> Publisher:
+    built = _state.get("publisher")   # built once; read without the lock on the hot path
+    if built is not None:
+        return built
     with _lock:
         if "publisher" not in _state:
             _state["publisher"] = _build_publisher(settings())
@@ -47,6 +50,9 @@ def publisher() -> Publisher:
 
 
 def warehouse() -> Any:
+    built = _state.get("warehouse")
+    if built is not None:
+        return built
     with _lock:
         if "warehouse" not in _state:
             _state["warehouse"] = _build_warehouse(settings())
