@@ -6,13 +6,15 @@ backend, never by the Lambda package.
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
 
-from chalicelib.events import StoredEvent
+from chalicelib import queries
+from chalicelib.events import StoredEvent, parse_timestamp
 from chalicelib.schema import DEAD_LETTERS, DELETIONS, EVENTS, TABLES, Table, duckdb_ddl
 from chalicelib.writer import DeadLetter, RowRejection, TransientWarehouseError
 
@@ -49,13 +51,6 @@ def letters_to_arrow(letters: Sequence[DeadLetter]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=_DEAD_LETTERS_SCHEMA)
 
 
-_NOT_HIDDEN_BY_A_DELETION = (
-    f"WHERE NOT EXISTS (SELECT 1 FROM {DELETIONS.name} AS deletion"
-    " WHERE deletion.namespace = incoming.namespace AND deletion.experiment = incoming.experiment"
-    " AND incoming.received_at <= deletion.deleted_at)"
-)
-
-
 class DuckDBWarehouse:
     """Thread-safe: writes are serialised; reads use their own cursor."""
 
@@ -67,27 +62,48 @@ class DuckDBWarehouse:
         self.path = str(path)
         self._db = duckdb.connect(self.path)
         self._db.execute("SET TimeZone='UTC'")
-        self._write_lock = threading.Lock()
+        self._write_lock = threading.RLock()
         for table in TABLES:
             self._db.execute(duckdb_ddl(table))
+        # This process is the file's only writer, so it can keep the tombstones in memory.
+        self._deleted_until: dict[tuple[str, str], datetime] = {
+            (namespace, experiment): deleted_at for namespace, experiment, deleted_at in self._db.execute(
+                f"SELECT namespace, experiment, MAX(deleted_at) FROM {DELETIONS.name} GROUP BY ALL").fetchall()
+        }
 
     def close(self) -> None:
         with self._write_lock:
             self._db.close()
 
     def insert_events(self, events: Sequence[StoredEvent]) -> list[RowRejection]:
-        if events:
+        with self._write_lock:
             # A row that a deletion already hides (acknowledged before the delete, written after)
             # is not stored: kept, it would hold its identity and swallow the same uuid's event
             # after the deletion, which must count from zero.
-            self._insert_arrow(EVENTS.name, events_to_arrow(events), where=_NOT_HIDDEN_BY_A_DELETION)
+            visible = [stored for stored in events if not self._hidden(stored)] if self._deleted_until else events
+            if visible:
+                self._insert_arrow(EVENTS.name, events_to_arrow(visible))
         return []
+
+    def _hidden(self, stored: StoredEvent) -> bool:
+        deleted_at = self._deleted_until.get((stored.namespace, stored.experiment))
+        return deleted_at is not None and stored.received_at <= deleted_at
+
+    def insert_deletion(self, row: Mapping[str, Any]) -> None:
+        """Record a tombstone (`deletion_id`, `namespace`, `experiment`, `deleted_at` as ISO text)."""
+        deleted_at = parse_timestamp(row["deleted_at"])
+        target = queries.Target(self.dialect, queries.DUCKDB_TABLES, self.unique_identities)
+        record = queries.record_deletion(target, row["deletion_id"], row["namespace"], row["experiment"], deleted_at)
+        key = (row["namespace"], row["experiment"])
+        with self._write_lock:
+            self.execute(record.sql, record.params)
+            self._deleted_until[key] = max(deleted_at, self._deleted_until.get(key, deleted_at))
 
     def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         if letters:
             self._insert_arrow(DEAD_LETTERS.name, letters_to_arrow(letters))
 
-    def _insert_arrow(self, table_name: str, rows: pa.Table, where: str = "") -> None:
+    def _insert_arrow(self, table_name: str, rows: pa.Table) -> None:
         """Insert, skipping rows whose key is already stored.
 
         A plain INSERT is tried first: DuckDB's INSERT OR IGNORE costs several times as
@@ -100,9 +116,9 @@ class DuckDBWarehouse:
             try:
                 cursor.register("incoming_rows", rows)
                 try:
-                    cursor.execute(f"INSERT INTO {table_name} SELECT * FROM incoming_rows AS incoming {where}")
+                    cursor.execute(f"INSERT INTO {table_name} SELECT * FROM incoming_rows")
                 except duckdb.ConstraintException:
-                    cursor.execute(f"INSERT OR IGNORE INTO {table_name} SELECT * FROM incoming_rows AS incoming {where}")
+                    cursor.execute(f"INSERT OR IGNORE INTO {table_name} SELECT * FROM incoming_rows")
             except (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.TransactionException) as error:
                 # TransactionException: the commit failed, e.g. "No space left on device" writing the WAL.
                 raise TransientWarehouseError(f"DuckDB could not write: {error}") from error

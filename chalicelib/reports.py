@@ -407,7 +407,7 @@ def delete_experiment(warehouse: ReportWarehouse, namespace: str, experiment: st
     if not _fetch(warehouse, queries.experiment_exists(target, namespace, experiment)):
         raise UnknownExperiment(namespace, experiment)
     moment = deleted_at or now()
-    _record_tombstone(warehouse, target, namespace, experiment, moment)
+    _record_tombstone(warehouse, namespace, experiment, moment)
     purge = queries.purge_deleted(target, namespace, experiment, moment)
     try:
         warehouse.execute(purge.sql, purge.params)
@@ -425,18 +425,12 @@ def deletion_id(namespace: str, experiment: str, deleted_at: datetime) -> str:
     return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:32]
 
 
-def _record_tombstone(warehouse: ReportWarehouse, target: Target, namespace: str, experiment: str,
-                      deleted_at: datetime) -> None:
-    key = deletion_id(namespace, experiment, deleted_at)
-    if target.dialect == queries.BIGQUERY:
-        # A streaming insert is visible to queries at once; DML could lag behind it.
-        warehouse.insert_deletion({  # type: ignore[attr-defined]
-            "deletion_id": key, "namespace": namespace, "experiment": experiment,
-            "deleted_at": format_timestamp(deleted_at),
-        })
-        return
-    record = queries.record_deletion(target, key, namespace, experiment, deleted_at)
-    warehouse.execute(record.sql, record.params)
+def _record_tombstone(warehouse: ReportWarehouse, namespace: str, experiment: str, deleted_at: datetime) -> None:
+    """Both warehouses take it as a row: BigQuery streams it (visible at once, unlike DML)."""
+    warehouse.insert_deletion({  # type: ignore[attr-defined]
+        "deletion_id": deletion_id(namespace, experiment, deleted_at), "namespace": namespace,
+        "experiment": experiment, "deleted_at": format_timestamp(deleted_at),
+    })
 
 
 def purge_all(warehouse: ReportWarehouse) -> None:

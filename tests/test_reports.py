@@ -317,6 +317,9 @@ class RefusingDml:
             raise RuntimeError("would affect rows in the streaming buffer, which is not supported")
         self.inner.execute(sql, params)
 
+    def insert_deletion(self, row: dict[str, Any]) -> None:
+        self.inner.insert_deletion(row)
+
 
 def test_a_deletion_holds_even_when_its_rows_cannot_be_purged_yet(warehouse):
     warehouse.insert_events(participants("exp", "red", 2))
