@@ -125,23 +125,11 @@ class LambdaContext:
 
 def proxy_event(method: str, path: str, query: dict[str, str] | None = None, body: str | None = None,
                 content_type: str | None = None) -> dict[str, Any]:
-    """An API Gateway (REST, proxy integration) event as Lambda delivers it."""
+    """An API Gateway (REST, proxy integration) event as Lambda delivers it, on stage `api`."""
+    from tests.lambda_events import api_gateway_event
+
     headers = {"Host": "abc123.execute-api.us-east-1.amazonaws.com", "Accept": "*/*",
                "Origin": "https://shop.example", "User-Agent": "Mozilla/5.0 (bench)"}
     if content_type:
         headers["Content-Type"] = content_type
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": headers,
-        "multiValueHeaders": {name: [value] for name, value in headers.items()},
-        "queryStringParameters": query,
-        "multiValueQueryStringParameters": {name: [value] for name, value in query.items()} if query else None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {"resourcePath": path, "httpMethod": method, "path": f"/api{path}",
-                           "stage": "api", "requestId": "bench", "identity": {"sourceIp": "203.0.113.9"}},
-        "body": body,
-        "isBase64Encoded": False,
-    }
+    return api_gateway_event(method, f"/api{path}", path, "api", headers, query, body)

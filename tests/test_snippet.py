@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 import pytest
 
 from chalicelib.snippet import render_snippet
+from tests.lambda_events import api_gateway_event
 from tests.local_server import local_servers  # noqa: F401  (a fixture)
 
 ADAPTER_CALL = re.compile(r"new AlephBet\.GimelAdapter\((\".*?(?<!\\)\"), (\".*?(?<!\\)\")\)")
@@ -48,26 +49,6 @@ def scripts_in(html: str) -> list[str]:
 
 def content_type(response) -> str:
     return {name.lower(): value for name, value in response.headers.items()}["content-type"]
-
-
-def api_gateway_event(path: str, resource_path: str, stage: str, headers: dict[str, str],
-                      query: dict[str, str] | None = None) -> dict:
-    """What API Gateway's REST proxy integration hands the Lambda function."""
-    return {
-        "resource": resource_path,
-        "path": resource_path,
-        "httpMethod": "GET",
-        "headers": headers,
-        "multiValueHeaders": {name: [value] for name, value in headers.items()},
-        "queryStringParameters": query,
-        "multiValueQueryStringParameters": {name: [value] for name, value in query.items()} if query else None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {"resourcePath": resource_path, "httpMethod": "GET", "path": path, "stage": stage,
-                           "identity": {"sourceIp": "203.0.113.9"}},
-        "body": None,
-        "isBase64Encoded": False,
-    }
 
 
 def invoke_deployed(event: dict) -> dict:
@@ -116,7 +97,7 @@ def test_snippet_as_json_when_asked(client):
 
 
 def test_behind_api_gateway_the_track_url_carries_the_stage_prefix():
-    event = api_gateway_event("/api/snippet", "/snippet", "api",
+    event = api_gateway_event("GET", "/api/snippet", "/snippet", "api",
                               {"Host": "abc123.execute-api.eu-west-1.amazonaws.com", "X-Forwarded-Proto": "https"},
                               {"namespace": "shop"})
 
@@ -132,7 +113,7 @@ def test_behind_api_gateway_the_track_url_carries_the_stage_prefix():
     ("/experiments/snippet", "https://ab.example.com/experiments/track"),  # mapped under a base path
 ])
 def test_behind_a_custom_domain_the_track_url_follows_the_path_the_browser_used(request_path, expected_track_url):
-    event = api_gateway_event(request_path, "/snippet", "api", {"Host": "ab.example.com", "X-Forwarded-Proto": "https"})
+    event = api_gateway_event("GET", request_path, "/snippet", "api", {"Host": "ab.example.com", "X-Forwarded-Proto": "https"})
 
     assert adapter_arguments(invoke_deployed(event)["body"])[0] == expected_track_url
 
