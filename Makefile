@@ -20,7 +20,7 @@ tests/browser/node_modules/.installed: tests/browser/package.json
 install: $(VENV)/.installed
 
 run: install
-	$(PY) -m chalicelib.cli serve --port $(PORT)
+	$(PY) -m dalet_ops.cli serve --port $(PORT)
 
 test: install tests/browser/node_modules/.installed
 	$(PY) -m pytest -q

@@ -1,9 +1,12 @@
 """Dalet: the routes and the Kinesis writer. Each is a few lines calling chalicelib."""
 from chalice import Chalice
 
-from chalicelib import config, dashboard, report_api, reports, runtime, snippet, track, writer
-from chalicelib.events import InvalidEvent
-from chalicelib.report_api import report_route
+from chalicelib import config, runtime
+from chalicelib.reports import api as report_api, dashboard, views as reports
+from chalicelib.ingest import snippet, track
+from chalicelib.storage import writer
+from chalicelib.ingest.events import InvalidEvent
+from chalicelib.reports.api import report_route
 from chalicelib.responses import (CORS, PIXEL_MEDIA_TYPES, accepts_gif, error_response, json_response,
                                   pixel_response, text_response)
 

@@ -15,7 +15,7 @@ experiments, variants and goals, as the GimelAdapter sends it:
     namespace:counters:experiment:event:variant uuid` per event (pipelined), then PFCOUNT.
 (b) Dalet, embedded default: Kinesis-shaped batches of 500 records through the real
     writer handler (`app.write_events`) into DuckDB, then the report query behind
-    GET /experiments (chalicelib.reports.all_experiments).
+    GET /experiments (chalicelib.reports.views.all_experiments).
 Truth: the number of distinct uuids per cell, which is what both claim to count.
 Prints the per-cell table and a summary; exits non-zero unless Dalet is exact.
 
@@ -242,8 +242,8 @@ class DaletPipeline:
     def flush(self) -> None:
         if not self.batch:
             return
-        from chalicelib.events import encode_record, now, parse_event, stamp
-        from chalicelib.local_stream import LocalContext, StoredRecord, kinesis_event
+        from chalicelib.ingest.events import encode_record, now, parse_event, stamp
+        from chalicelib.ingest.local_stream import LocalContext, StoredRecord, kinesis_event
 
         received_at = now()
         records = []
@@ -261,7 +261,7 @@ class DaletPipeline:
     def counts(self) -> dict[Cell, int]:
         """Cells as GET /experiments reports them: trials per variant, successes per goal and variant."""
         self.flush()
-        from chalicelib import reports
+        from chalicelib.reports import views as reports
 
         counts: dict[Cell, int] = {}
         for entry in reports.all_experiments(self.warehouse, NAMESPACE)[1:]:

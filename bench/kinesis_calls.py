@@ -80,7 +80,7 @@ def fewest_calls(batch_sizes: list[int]) -> int:
 
 
 def _route_sized_batches(events: list[dict[str, str]]) -> list[list[dict[str, str]]]:
-    from chalicelib.track import MAX_BODY_BYTES, MAX_EVENTS_PER_POST
+    from chalicelib.ingest.track import MAX_BODY_BYTES, MAX_EVENTS_PER_POST
 
     batches: list[list[dict[str, str]]] = [[]]
     size = 2
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         kinesis.create_stream(StreamName=STREAM, ShardCount=4)
         import app as dalet
         from chalicelib import runtime
-        from chalicelib.events import now, parse_events, stamp
+        from chalicelib.ingest.events import now, parse_events, stamp
 
         counter = CallCounter(runtime.publisher().client)
         context = LambdaContext()

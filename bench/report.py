@@ -70,7 +70,7 @@ def main() -> int:
     arguments = parser.parse_args()
     clear_dalet_environment()
 
-    from chalicelib.duckdb_warehouse import DuckDBWarehouse
+    from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
 
     with tempfile.TemporaryDirectory(prefix="dalet-bench-report-") as scratch:
         path = arguments.db or Path(scratch) / "warehouse.duckdb"
@@ -105,7 +105,7 @@ def _generate(warehouse, total: int) -> None:
 
 
 def _measure(warehouse, total: int, rounds: int) -> int:
-    from chalicelib import reports
+    from chalicelib.reports import views as reports
 
     one = "experiment-07"
     metrics = [
@@ -136,7 +136,7 @@ def _check_same_counts(warehouse, hidden: tuple[str, Any] | None = None) -> None
 
     `hidden`: (experiment, deleted_at) whose rows up to deleted_at the report must leave out.
     """
-    from chalicelib import reports
+    from chalicelib.reports import views as reports
 
     report = reports.all_experiments(warehouse, NAMESPACE)
     ours = {(entry["experiment"], goal["goal"], result["label"]): result["successes"]
@@ -164,7 +164,7 @@ def _time(name: str, ours, baseline, goal: float | None, total: int, rounds: int
 
 
 def _add_tombstones(warehouse, reused: str) -> None:
-    from chalicelib import queries, reports
+    from chalicelib.reports import queries, views as reports
 
     target = reports.target_of(warehouse)
     deleted = [(f"old-experiment-{n}", START - timedelta(days=n + 1)) for n in range(10)]
@@ -178,7 +178,7 @@ def _add_tombstones(warehouse, reused: str) -> None:
 def _add_unpurged_deletion(warehouse, experiment: str) -> Any:
     """A tombstone hiding half of a live experiment's rows, not purged: BigQuery's state until DML
     is allowed; on DuckDB only events acknowledged before a deletion but written after it."""
-    from chalicelib import queries, reports
+    from chalicelib.reports import queries, views as reports
 
     deleted_at = START + timedelta(seconds=SPREAD_SECONDS // 2)
     record = queries.record_deletion(reports.target_of(warehouse),

@@ -42,7 +42,7 @@ class BatchMaker:
         self.sequence = 0
 
     def stored_events(self, count: int) -> list[Any]:
-        from chalicelib.events import Event, now, stamp
+        from chalicelib.ingest.events import Event, now, stamp
 
         received_at = now()
         made = []
@@ -54,8 +54,8 @@ class BatchMaker:
         return made
 
     def kinesis_event(self, stored: list[Any]) -> dict[str, Any]:
-        from chalicelib.events import encode_record
-        from chalicelib.local_stream import StoredRecord, kinesis_event
+        from chalicelib.ingest.events import encode_record
+        from chalicelib.ingest.local_stream import StoredRecord, kinesis_event
 
         arrived_at = time.time()
         records = []
@@ -71,8 +71,8 @@ def open_warehouse(data_dir: Path) -> tuple[Any, Any]:
     os.environ.update(DALET_BACKEND="local", DALET_DATA_DIR=str(data_dir))
     import app as dalet
     from chalicelib import runtime
-    from chalicelib.schema import EVENTS as EVENTS_TABLE
-    from chalicelib.schema import duckdb_ddl
+    from chalicelib.storage.schema import EVENTS as EVENTS_TABLE
+    from chalicelib.storage.schema import duckdb_ddl
 
     warehouse = runtime.warehouse()
     warehouse.execute(duckdb_ddl(EVENTS_TABLE, name=TWIN_TABLE))
@@ -97,8 +97,8 @@ def count_rows(warehouse: Any, table: str) -> int:
 
 def compare_batches(app: Any, warehouse: Any, maker: BatchMaker, rounds: int) -> tuple[float, float, float]:
     """Median ms per batch for ours and the baseline, and the median per-round ratio."""
-    from chalicelib.duckdb_warehouse import events_to_arrow
-    from chalicelib.local_stream import LocalContext
+    from chalicelib.storage.duckdb_warehouse import events_to_arrow
+    from chalicelib.ingest.local_stream import LocalContext
 
     raw = RawArrowInsert(warehouse)
     ours_times, raw_times, ratios = [], [], []
@@ -133,7 +133,7 @@ def compare_batches(app: Any, warehouse: Any, maker: BatchMaker, rounds: int) ->
 
 def sustained(app: Any, warehouse: Any, maker: BatchMaker, target_rows: int) -> dict[str, float]:
     """Write fresh batches until the table holds target_rows; rows/s of the handler alone."""
-    from chalicelib.local_stream import LocalContext
+    from chalicelib.ingest.local_stream import LocalContext
 
     rows_now = count_rows(warehouse, "events")
     decile = max(BATCH, (target_rows - rows_now) // 10)

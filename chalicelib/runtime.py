@@ -10,7 +10,7 @@ import threading
 from typing import Any, Callable
 
 from chalicelib import config
-from chalicelib.publisher import (KINESIS_CLIENT_SETTINGS, KinesisPublisher, LocalStreamPublisher, Publisher,
+from chalicelib.ingest.publisher import (KINESIS_CLIENT_SETTINGS, KinesisPublisher, LocalStreamPublisher, Publisher,
                                   PublishError)
 
 log = logging.getLogger("dalet.runtime")
@@ -78,7 +78,7 @@ def _build_warehouse(current: config.Settings) -> Any:
     if current.is_local:
         start_local_pipeline()
         return _state["warehouse"]
-    from chalicelib.bigquery_warehouse import BigQueryWarehouse
+    from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
 
     return BigQueryWarehouse.from_settings(current)
 
@@ -88,8 +88,8 @@ def start_local_pipeline() -> None:
     with _lock:
         if "consumer" in _state:
             return
-        from chalicelib.duckdb_warehouse import DuckDBWarehouse
-        from chalicelib.local_stream import LocalConsumer, LocalStream
+        from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
+        from chalicelib.ingest.local_stream import LocalConsumer, LocalStream
 
         current = settings()
         try:

@@ -76,7 +76,7 @@ def api_key_in(reference: SecretReference, text: str) -> str:
     text = text.strip()
     key = _api_key_field(text) if text.startswith("{") else text
     if not key:
-        raise SecretUnavailable(f"{reference} is empty: put the key in it (python -m chalicelib.cli setup creates one)")
+        raise SecretUnavailable(f"{reference} is empty: put the key in it (python -m dalet_ops.cli setup creates one)")
     return key
 
 
@@ -113,7 +113,7 @@ def _secret_text(response: dict[str, Any]) -> str:
 
 def _fix_for(code: str) -> str:
     if code in NOT_FOUND_CODES:
-        return "Create it (python -m chalicelib.cli setup --stage STAGE) or fix the name."
+        return "Create it (python -m dalet_ops.cli setup --stage STAGE) or fix the name."
     if code in ("AccessDeniedException", "AccessDenied"):
         return "Let the function's IAM role read it (the .chalice/policy-*.json files that setup writes)."
     return "Check the name, the region and the IAM role."

@@ -119,7 +119,7 @@ class LocalServer:
     @classmethod
     def start(cls, data_dir: Path | str, env: Mapping[str, str] | None = None, port: int | None = None,
               ready_timeout: float = 60.0, via_make_run: bool = False) -> "LocalServer":
-        """`via_make_run=True` starts what `make run` starts (`python -m chalicelib.cli serve`)."""
+        """`via_make_run=True` starts what `make run` starts (`python -m dalet_ops.cli serve`)."""
         data_dir = Path(data_dir).absolute()
         chosen_port = port or free_port()
         process = _spawn(data_dir, env or {}, chosen_port, via_make_run)
@@ -225,7 +225,7 @@ def _log_path(data_dir: Path, port: int) -> Path:
 def _spawn(data_dir: Path, env: Mapping[str, str], port: int, via_make_run: bool = False) -> subprocess.Popen:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     if via_make_run:
-        command = [sys.executable, "-m", "chalicelib.cli", "serve", "--host", LOCAL_HOST, "--port", str(port)]
+        command = [sys.executable, "-m", "dalet_ops.cli", "serve", "--host", LOCAL_HOST, "--port", str(port)]
     else:
         command = [sys.executable, "-c", "import sys; from chalice.cli import main; sys.exit(main())",
                    "--project-dir", str(PROJECT_DIR), "local",

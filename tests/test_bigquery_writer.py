@@ -11,14 +11,14 @@ from google.api_core import exceptions as api_exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from chalicelib.bigquery_warehouse import (
+from chalicelib.storage.bigquery_warehouse import (
     MAX_REQUEST_BYTES,
     BigQueryWarehouse,
     DeadLetterRejected,
 )
-from chalicelib.events import StoredEvent, encode_record, now, parse_event, stamp
-from chalicelib.schema import DEAD_LETTERS, EVENTS
-from chalicelib.writer import DeadLetter, RowRejection, StreamRecord, TransientWarehouseError, write_batch
+from chalicelib.ingest.events import StoredEvent, encode_record, now, parse_event, stamp
+from chalicelib.storage.schema import DEAD_LETTERS, EVENTS
+from chalicelib.storage.writer import DeadLetter, RowRejection, StreamRecord, TransientWarehouseError, write_batch
 from tests.bigquery_standin import BigQueryStandIn, QueryAnswer, bigquery_standin  # noqa: F401
 
 # Retries the client's way, but within a fraction of a second.

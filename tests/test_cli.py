@@ -16,9 +16,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from chalicelib import cli, google_credentials, infrastructure
-from chalicelib.events import Event, encode_record, stamp
-from chalicelib.stage import PROJECT_DIR
+from dalet_ops import cli, infrastructure
+from chalicelib import google_credentials
+from chalicelib.ingest.events import Event, encode_record, stamp
+from dalet_ops.stage import PROJECT_DIR
 from tests.aws_moto import ACCOUNT, REGION, aws  # noqa: F401
 from tests.bigquery_standin import bigquery_standin  # noqa: F401
 
@@ -258,7 +259,7 @@ def test_preflight_before_setup_fails_each_missing_piece_with_its_fix(aws, bigqu
     for piece in (f"stream {STREAM}", f"failed-batch queue {QUEUE}", "report API key",
                   "BigQuery table test-project.dalet.events", "BigQuery table test-project.dalet.dead_letters"):
         line = next(line for line in failures if piece in line)
-        assert "fix: python -m chalicelib.cli setup --stage prod" in line
+        assert "fix: python -m dalet_ops.cli setup --stage prod" in line
 
 
 def test_preflight_notices_a_writer_trigger_that_would_lose_partial_failures(aws, bigquery, project, capsys):
@@ -269,7 +270,7 @@ def test_preflight_notices_a_writer_trigger_that_would_lose_partial_failures(aws
 
     line = next(line for line in output.splitlines() if "writer trigger" in line)
     assert code == 1 and line.startswith("FAIL") and "FunctionResponseTypes" in line
-    assert line.endswith("fix: python -m chalicelib.cli setup --stage prod")
+    assert line.endswith("fix: python -m dalet_ops.cli setup --stage prod")
 
 
 def test_preflight_reports_a_table_whose_schema_differs(aws, bigquery, project, capsys):
@@ -305,7 +306,7 @@ def test_preflight_fails_a_stream_that_forgets_parked_batches_before_replay_can_
 
     (line,) = failed_lines(output)
     assert code == 1 and line.startswith(f"FAIL  stream {STREAM}: 24 h retention")
-    assert line.endswith("fix: python -m chalicelib.cli setup --stage prod")
+    assert line.endswith("fix: python -m dalet_ops.cli setup --stage prod")
 
 
 SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{API_KEY_SECRET}-??????"
@@ -456,9 +457,9 @@ def test_replay_writes_exactly_the_parked_batch_and_removes_it_from_the_queue(aw
 
 
 def test_replay_leaves_a_batch_on_the_queue_while_bigquery_still_fails(aws, bigquery, project, capsys):
-    from chalicelib import replay
-    from chalicelib.bigquery_warehouse import BigQueryWarehouse
-    from chalicelib.writer import TransientWarehouseError
+    from dalet_ops import replay
+    from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
+    from chalicelib.storage.writer import TransientWarehouseError
 
     setup(capsys, project)
     sequence_numbers = put_events(2)

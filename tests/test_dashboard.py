@@ -203,7 +203,7 @@ def test_the_dashboard_ships_inside_the_lambda_deployment_package():
         LambdaDeploymentPackager(OSUtils(), None, UI())._add_app_files(package, str(ROOT))
         shipped = package.namelist()
 
-    assert "chalicelib/dashboard.html" in shipped
+    assert "chalicelib/reports/dashboard.html" in shipped
 
 
 # ---------- reading results ----------

@@ -23,8 +23,8 @@ from unittest import mock
 import pytest
 
 from chalicelib import runtime
-from chalicelib.events import Event, decode_record, encode_record, stamp
-from chalicelib.stage import PROJECT_DIR, load_stage
+from chalicelib.ingest.events import Event, decode_record, encode_record, stamp
+from dalet_ops.stage import PROJECT_DIR, load_stage
 from tests.bigquery_standin import bigquery_standin  # noqa: F401
 
 CHALICE = Path(sys.executable).parent / "chalice"
@@ -35,7 +35,7 @@ SECRET_REF = {"Fn::Sub": "${ReportApiKeySecret}"}
 # Lambda's limits for a .zip deployment package.
 MAX_ZIPPED_BYTES = 50 * 1024 * 1024
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
-NOT_FOR_LAMBDA = {"duckdb", "pytest", "_pytest", "moto", "pyarrow", "sqlglot", "scipy", "statsmodels",
+NOT_FOR_LAMBDA = {"dalet_ops", "duckdb", "pytest", "_pytest", "moto", "pyarrow", "sqlglot", "scipy", "statsmodels",
                   "hypothesis", "playwright", "pytest_httpserver", "cfnlint", "samtranslator"}
 
 
@@ -222,7 +222,7 @@ def test_functions_and_roles_are_named_as_chalice_deploy_names_them(package):
 
 
 def test_the_committed_merge_template_is_rendered_from_the_stage_config():
-    from chalicelib.deploy_commands import render_merge_template
+    from dalet_ops.deploy_commands import render_merge_template
 
     stage = load_stage("prod")
     assert stage.merge_template_file.read_text() == render_merge_template(stage)
@@ -252,7 +252,9 @@ def test_the_lambda_code_imports_from_the_package_alone_without_local_only_modul
         "import json, sys\n"
         "sys.path.insert(0, '.')\n"
         "import app\n"
-        "from chalicelib import bigquery_warehouse, google_credentials, publisher, runtime, secrets\n"
+        "from chalicelib import google_credentials, runtime, secrets\n"
+        "from chalicelib.ingest import publisher\n"
+        "from chalicelib.storage import bigquery_warehouse\n"
         f"loaded = sorted({{m.split('.')[0] for m in sys.modules}} & set({sorted(NOT_FOR_LAMBDA)!r}))\n"
         "print(json.dumps(loaded))\n"
     )

@@ -227,7 +227,7 @@ def folder_under_a_file(tmp_path) -> Path:
 
 def test_local_info_refuses_an_unusable_data_folder_naming_dalet_data_dir(folder_under_a_file):
     env = {name: value for name, value in os.environ.items() if not name.startswith("DALET_")}
-    result = subprocess.run([sys.executable, "-m", "chalicelib.cli", "local-info"], cwd=PROJECT_DIR,
+    result = subprocess.run([sys.executable, "-m", "dalet_ops.cli", "local-info"], cwd=PROJECT_DIR,
                             env={**env, "DALET_DATA_DIR": str(folder_under_a_file)},
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0

@@ -11,7 +11,7 @@ from chalice.app import KinesisEvent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.events import (
+from chalicelib.ingest.events import (
     _parse_event_rule_by_rule,
     DEFAULT_NAMESPACE,
     Event,
@@ -23,7 +23,7 @@ from chalicelib.events import (
     parse_event,
     stamp,
 )
-from chalicelib.writer import records_from_kinesis_event
+from chalicelib.storage.writer import records_from_kinesis_event
 
 VALID = {"namespace": "shop", "experiment": "checkout", "variant": "A", "event": "participate", "uuid": "u-1"}
 REQUIRED = ("experiment", "variant", "event", "uuid")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from chalicelib import config
-from chalicelib.local_stream import LocalConsumer, LocalStream, StreamUnavailable
+from chalicelib.ingest.local_stream import LocalConsumer, LocalStream, StreamUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,8 +15,8 @@ from botocore.config import Config
 from moto import mock_aws
 
 from chalicelib import runtime
-from chalicelib.events import StoredEvent, encode_record, parse_event, stamp
-from chalicelib.publisher import (
+from chalicelib.ingest.events import StoredEvent, encode_record, parse_event, stamp
+from chalicelib.ingest.publisher import (
     KINESIS_CLIENT_SETTINGS,
     MAX_BYTES_PER_PUT,
     KinesisPublisher,

@@ -9,10 +9,10 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
-from chalicelib import queries
-from chalicelib.duckdb_warehouse import DuckDBWarehouse
-from chalicelib.events import Event, stamp
-from chalicelib.queries import Query, Target, Window
+from chalicelib.reports import queries
+from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
+from chalicelib.ingest.events import Event, stamp
+from chalicelib.reports.queries import Query, Target, Window
 
 BQ_UNIQUE = Target(queries.BIGQUERY, queries.bigquery_tables("proj", "analytics", "events"), unique_identities=True)
 BQ = Target(queries.BIGQUERY, queries.bigquery_tables("proj", "analytics", "events"), unique_identities=False)

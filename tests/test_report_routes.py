@@ -9,7 +9,9 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from chalicelib import reports, runtime, stats, writer
+from chalicelib.reports import stats, views as reports
+from chalicelib import runtime
+from chalicelib.storage import writer
 from tests.helpers import API_KEY, KEY_HEADER, event, report_client, track, wait_for_rows, wait_until_written  # noqa: F401
 from tests.local_server import local_servers, wait_until  # noqa: F401
 

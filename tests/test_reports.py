@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 from scipy import stats as scipy_stats
 
-from chalicelib import queries, reports, stats
-from chalicelib.bigquery_warehouse import BigQueryWarehouse
-from chalicelib.duckdb_warehouse import DuckDBWarehouse
-from chalicelib.events import Event, stamp
-from chalicelib.queries import Window
-from chalicelib.reports import BadParameter, UnknownExperiment
+from chalicelib.reports import queries, stats, views as reports
+from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
+from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
+from chalicelib.ingest.events import Event, stamp
+from chalicelib.reports.queries import Window
+from chalicelib.reports.views import BadParameter, UnknownExperiment
 from tests.bigquery_standin import BigQueryStandIn, HttpError, QueryAnswer, bigquery_standin  # noqa: F401
 
 NS = "alephbet"

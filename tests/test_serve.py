@@ -1,10 +1,10 @@
-"""`make run` (`python -m chalicelib.cli serve`): chalice local with the pipeline running from the start."""
+"""`make run` (`python -m dalet_ops.cli serve`): chalice local with the pipeline running from the start."""
 from __future__ import annotations
 
 import duckdb
 
-from chalicelib.events import encode_record, now, parse_event, stamp
-from chalicelib.local_stream import LocalConsumer, LocalStream
+from chalicelib.ingest.events import encode_record, now, parse_event, stamp
+from chalicelib.ingest.local_stream import LocalConsumer, LocalStream
 from chalicelib.runtime import STREAM_FILE, WAREHOUSE_FILE
 from tests.local_server import LocalServer, wait_until
 

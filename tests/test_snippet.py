@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from chalicelib.snippet import render_snippet
+from chalicelib.ingest.snippet import render_snippet
 from tests.lambda_events import api_gateway_event
 from tests.local_server import local_servers  # noqa: F401  (a fixture)
 

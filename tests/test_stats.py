@@ -1,4 +1,4 @@
-"""Behaviour of chalicelib.stats, checked against scipy/statsmodels references."""
+"""Behaviour of chalicelib.reports.stats, checked against scipy/statsmodels references."""
 
 import ast
 import math
@@ -13,7 +13,7 @@ from scipy import integrate, special
 from scipy import stats as scipy_stats
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
-from chalicelib.stats import (
+from chalicelib.reports.stats import (
     SRM_THRESHOLD,
     MeanDifference,
     Proportion,
@@ -28,7 +28,7 @@ from chalicelib.stats import (
     two_proportion_p_value,
 )
 
-STATS_MODULE = Path(__file__).resolve().parents[1] / "chalicelib" / "stats.py"
+STATS_MODULE = Path(__file__).resolve().parents[1] / "chalicelib" / "reports" / "stats.py"
 BAYES_TOLERANCE = 1e-4
 
 FEW_EXAMPLES = settings(max_examples=50, deadline=None)

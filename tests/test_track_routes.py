@@ -11,8 +11,8 @@ from urllib.parse import urlencode
 import pytest
 
 from chalicelib import runtime
-from chalicelib.events import StoredEvent
-from chalicelib.publisher import PublishError
+from chalicelib.ingest.events import StoredEvent
+from chalicelib.ingest.publisher import PublishError
 from chalicelib.responses import PIXEL_GIF
 
 EVENT = {"namespace": "shop", "experiment": "my a/b test", "variant": "A", "event": "participate", "uuid": "u-1"}

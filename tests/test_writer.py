@@ -10,9 +10,9 @@ import pytest
 from chalice.app import KinesisEvent
 
 from chalicelib import runtime
-from chalicelib.duckdb_warehouse import DuckDBWarehouse
-from chalicelib.events import StoredEvent, encode_record, parse_event, stamp
-from chalicelib.writer import records_from_kinesis_event, write_batch
+from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
+from chalicelib.ingest.events import StoredEvent, encode_record, parse_event, stamp
+from chalicelib.storage.writer import records_from_kinesis_event, write_batch
 
 RECEIVED = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -179,7 +179,7 @@ def test_the_handler_never_raises_for_poison(data_dir, kinesis_batch):
 
 def test_stored_events_hold_the_events_table_columns_in_order():
     # The DuckDB writer transposes StoredEvents straight into the table's columns.
-    from chalicelib.events import StoredEvent
-    from chalicelib.schema import EVENTS
+    from chalicelib.ingest.events import StoredEvent
+    from chalicelib.storage.schema import EVENTS
 
     assert StoredEvent._fields == tuple(EVENTS.column_names)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, NamedTuple, Protocol, Sequence
 
-from chalicelib.events import InvalidRecord, StoredEvent, decode_record, format_timestamp, now
+from chalicelib.ingest.events import InvalidRecord, StoredEvent, decode_record, format_timestamp, now
 
 log = logging.getLogger("dalet.writer")
 

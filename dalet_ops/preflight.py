@@ -11,11 +11,13 @@ from typing import Any, Iterator
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
-from chalicelib import google_credentials, infrastructure, provision, schema
+from chalicelib import google_credentials
+from dalet_ops import infrastructure, provision
+from chalicelib.storage import schema
 from chalicelib.config import ConfigError, Settings
-from chalicelib.iam_policies import AwsLocation
+from dalet_ops.iam_policies import AwsLocation
 from chalicelib.secrets import NOT_FOUND_CODES, parse_reference
-from chalicelib.stage import WRITER, Stage
+from dalet_ops.stage import WRITER, Stage
 
 AWS_ERRORS = (ClientError, BotoCoreError)
 _EXPIRED_CREDENTIAL_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId",
@@ -44,7 +46,7 @@ class Check:
 def run_preflight(stage: Stage, session: Any, bigquery_settings: Settings | None = None) -> Iterator[Check]:
     """Every check, in order; AWS checks stop early if there are no AWS credentials."""
     settings = stage.settings
-    setup_fix = f"python -m chalicelib.cli setup --stage {stage.name}"
+    setup_fix = f"python -m dalet_ops.cli setup --stage {stage.name}"
     try:
         identity = provision.aws_identity(session)
     except provision.SetupError as error:
@@ -113,7 +115,7 @@ def _check_queue(sqs: Any, name: str, arn: str, stage_name: str, region: str, se
     if parked:
         return False, Check(label, False, f"{parked} failed batch(es) parked, not yet in BigQuery",
                             "fix the cause (see the writer's logs), then "
-                            f"python -m chalicelib.cli replay --stage {stage_name}")
+                            f"python -m dalet_ops.cli replay --stage {stage_name}")
     return False, Check(label, True, "exists, no failed batches parked")
 
 
@@ -190,7 +192,7 @@ def _check_table(client: Any, settings: Settings, name: str, spec: schema.Table,
     problems = schema_problems(table, spec)
     if problems:
         return Check(label, False, "; ".join(problems),
-                     f"the table predates this version of Dalet: migrate it to chalicelib/schema.py's {spec.name} "
+                     f"the table predates this version of Dalet: migrate it to chalicelib/storage/schema.py's {spec.name} "
                      "layout (or drop it and rerun setup)")
     return Check(label, True, "reachable, schema matches")
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from chalicelib import iam_policies
+from dalet_ops import iam_policies
 from chalicelib.secrets import SECRETS_MANAGER, parse_reference
-from chalicelib.stage import API_HANDLER, WRITER, Stage
+from dalet_ops.stage import API_HANDLER, WRITER, Stage
 
 STREAM_MODES = ("ON_DEMAND", "PROVISIONED")
 # The writer's trigger gives up on a batch whose records are this old (or after its retries)
 # and parks it (its shard and sequence numbers) in SQS.
 MAX_RECORD_AGE_HOURS = 24
-# A parked batch is replayed from the stream (`python -m chalicelib.cli replay`), so the
+# A parked batch is replayed from the stream (`python -m dalet_ops.cli replay`), so the
 # stream must keep records well past the age at which they are parked: at least a day
 # longer, a week by default.
 MIN_STREAM_RETENTION_HOURS = MAX_RECORD_AGE_HOURS + 24

@@ -1,4 +1,4 @@
-"""The deploy subcommands of `python -m chalicelib.cli`: setup, preflight, replay, snippet, template, teardown."""
+"""The deploy subcommands of `python -m dalet_ops.cli`: setup, preflight, replay, snippet, template, teardown."""
 from __future__ import annotations
 
 import argparse
@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from chalicelib import config, infrastructure, preflight, provision, replay, snippet
-from chalicelib.events import DEFAULT_NAMESPACE, InvalidEvent, validate_name
+from chalicelib import config
+from dalet_ops import infrastructure, preflight, provision, replay
+from chalicelib.ingest import snippet
+from chalicelib.ingest.events import DEFAULT_NAMESPACE, InvalidEvent, validate_name
 from chalicelib.secrets import SSM, parse_reference
-from chalicelib.stage import PROJECT_DIR, Stage, load_stage
+from dalet_ops.stage import PROJECT_DIR, Stage, load_stage
 
 ADC_HELP = ("use your own Application Default Credentials for BigQuery instead of the stage's "
             "(workload identity federation admits only the Lambda roles)")
@@ -105,7 +107,7 @@ def run_setup(arguments: argparse.Namespace) -> int:
     except Exception as error:
         return _fail(f"setup stopped: {type(error).__name__}: {error} (setup is idempotent: fix and run it again)")
     print(f"Next: chalice deploy --stage {stage.name} (then setup again once, to configure the writer's trigger), "
-          f"then python -m chalicelib.cli preflight --stage {stage.name}")
+          f"then python -m dalet_ops.cli preflight --stage {stage.name}")
     return 0
 
 
@@ -126,7 +128,7 @@ def run_preflight(arguments: argparse.Namespace) -> int:
 
 
 def run_replay(arguments: argparse.Namespace) -> int:
-    from chalicelib.bigquery_warehouse import BigQueryWarehouse
+    from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
 
     try:
         stage = _load(arguments)
@@ -197,7 +199,7 @@ def run_template(arguments: argparse.Namespace) -> int:
     if arguments.check:
         current = path.read_text() if path.exists() else ""
         if current != text:
-            return _fail(f"{path} is out of date: run python -m chalicelib.cli template --stage {stage.name}")
+            return _fail(f"{path} is out of date: run python -m dalet_ops.cli template --stage {stage.name}")
         print(f"{path} is up to date")
         return 0
     path.write_text(text)

@@ -21,9 +21,9 @@ from google.cloud import bigquery
 
 from chalicelib import google_credentials
 from chalicelib.config import Settings
-from chalicelib.events import StoredEvent
-from chalicelib.schema import DEAD_LETTERS, DELETIONS, EVENTS, Table
-from chalicelib.writer import DeadLetter, RowRejection, TransientWarehouseError, dead_letter_row
+from chalicelib.ingest.events import StoredEvent
+from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, Table
+from chalicelib.storage.writer import DeadLetter, RowRejection, TransientWarehouseError, dead_letter_row
 
 MAX_ROWS_PER_REQUEST = 500
 # BigQuery's insertAll limit is "10 MB" per HTTP request; decimal megabytes keeps us
@@ -67,7 +67,7 @@ class _Row:
 class BigQueryWarehouse:
     """The `Warehouse` protocol over BigQuery streaming inserts."""
 
-    dialect = "bigquery"            # what chalicelib.queries renders for
+    dialect = "bigquery"            # what chalicelib.reports.queries renders for
     unique_identities = False       # insertId deduplication is best effort: count distinct uuids
 
     def __init__(
@@ -148,7 +148,7 @@ class BigQueryWarehouse:
                     f"BigQuery refused {len(failures)} dead letter(s), first {row.row_id}: {_describe(errors)}"
                 )
 
-    # ---- reports (chalicelib.reports): queries, DML and deletion tombstones ----
+    # ---- reports (chalicelib.reports.views): queries, DML and deletion tombstones ----
 
     @property
     def project(self) -> str:

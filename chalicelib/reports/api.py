@@ -15,11 +15,11 @@ from urllib.parse import unquote
 from chalice import Chalice, Response
 
 from chalicelib import auth, config, runtime
-from chalicelib.events import DEFAULT_NAMESPACE
-from chalicelib.queries import Window
-from chalicelib.reports import DEFAULT_CONFIDENCE, BadParameter, UnknownExperiment
+from chalicelib.ingest.events import DEFAULT_NAMESPACE
+from chalicelib.reports.queries import Window
+from chalicelib.reports.views import DEFAULT_CONFIDENCE, BadParameter, UnknownExperiment
 from chalicelib.responses import error_response, json_response
-from chalicelib.writer import TransientWarehouseError
+from chalicelib.storage.writer import TransientWarehouseError
 
 View = Callable[..., Any]
 

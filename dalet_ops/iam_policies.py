@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.secrets import SECRETS_MANAGER, SecretReference, parse_reference
-from chalicelib.stage import API_HANDLER, WRITER, Stage
+from dalet_ops.stage import API_HANDLER, WRITER, Stage
 
 POLICY_VERSION = "2012-10-17"
 PUBLISH_ACTIONS = ["kinesis:PutRecord", "kinesis:PutRecords"]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timezone
 from typing import Any, Callable, Iterator
 
-from chalicelib.writer import StreamRecord, Warehouse, write_batch
+from chalicelib.storage.writer import StreamRecord, Warehouse, write_batch
 
 Printer = Callable[[str], None]
 RECEIVE_BATCH = 10

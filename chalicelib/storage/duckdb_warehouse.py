@@ -13,10 +13,10 @@ from typing import Any, Mapping, Sequence
 import duckdb
 import pyarrow as pa
 
-from chalicelib import queries
-from chalicelib.events import StoredEvent, parse_timestamp
-from chalicelib.schema import DEAD_LETTERS, DELETIONS, EVENTS, TABLES, Table, duckdb_ddl
-from chalicelib.writer import DeadLetter, RowRejection, TransientWarehouseError
+from chalicelib.reports import queries
+from chalicelib.ingest.events import StoredEvent, parse_timestamp
+from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, TABLES, Table, duckdb_ddl
+from chalicelib.storage.writer import DeadLetter, RowRejection, TransientWarehouseError
 
 _ARROW_TYPES = {
     "STRING": pa.string(),

@@ -22,7 +22,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Sequence
 
-from chalicelib.schema import DELETIONS, EVENTS
+from chalicelib.storage.schema import DELETIONS, EVENTS
 
 BIGQUERY = "bigquery"
 DUCKDB = "duckdb"

@@ -4,9 +4,9 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Sequence
 
-from chalicelib.events import (TEXT_FIELDS, Event, FieldError, InvalidEvent, StoredEvent, now, parse_event,
+from chalicelib.ingest.events import (TEXT_FIELDS, Event, FieldError, InvalidEvent, StoredEvent, now, parse_event,
                                parse_events, stamp)
-from chalicelib.publisher import Publisher
+from chalicelib.ingest.publisher import Publisher
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_EVENTS_PER_POST = 500

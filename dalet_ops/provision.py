@@ -15,11 +15,13 @@ from typing import Any, Callable
 
 from botocore.exceptions import ClientError
 
-from chalicelib import google_credentials, iam_policies, infrastructure, schema
+from chalicelib import google_credentials
+from dalet_ops import iam_policies, infrastructure
+from chalicelib.storage import schema
 from chalicelib.config import Settings
 from chalicelib.secrets import (NOT_FOUND_CODES, SECRETS_MANAGER, SSM, SecretReference, api_key_in, fetch_secret,
                                 parse_reference)
-from chalicelib.stage import API_HANDLER, FUNCTIONS, WRITER, Stage
+from dalet_ops.stage import API_HANDLER, FUNCTIONS, WRITER, Stage
 
 Printer = Callable[[str], None]
 TRIGGER_SETTLE_ATTEMPTS = 10
@@ -232,7 +234,7 @@ def warehouse_tables(settings: Settings) -> list[tuple[str, schema.Table]]:
 def ensure_bigquery_tables(settings: Settings, say: Printer) -> None:
     from google.api_core import exceptions as google_errors
 
-    from chalicelib.bigquery_warehouse import BigQueryWarehouse
+    from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
 
     source = google_credentials.source_label(settings)
     client = google_credentials.bigquery_client(settings)

@@ -1,4 +1,4 @@
-"""Dalet's command line: `python -m chalicelib.cli COMMAND`."""
+"""Dalet's command line: `python -m dalet_ops.cli COMMAND`."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from chalicelib import auth, config, deploy_commands
+from chalicelib import auth, config
+from dalet_ops import deploy_commands
 
 
 def local_info(_: argparse.Namespace) -> int:
@@ -62,12 +63,13 @@ def serve(arguments: argparse.Namespace) -> int:
 
 def purge(_: argparse.Namespace) -> int:
     """Remove the rows of deleted experiments; BigQuery allows it once they leave the streaming buffer."""
-    from chalicelib import reports, runtime
+    from chalicelib.reports import views as reports
+    from chalicelib import runtime
 
     try:
         settings = config.load_settings()
         if settings.is_local:
-            from chalicelib.duckdb_warehouse import DuckDBWarehouse
+            from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
 
             warehouse = DuckDBWarehouse(settings.data_dir / runtime.WAREHOUSE_FILE)
         else:
@@ -82,7 +84,7 @@ def purge(_: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m chalicelib.cli", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m dalet_ops.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("local-info", help="print the local data folder and API key").set_defaults(run=local_info)
     local = commands.add_parser("serve", help="run the local backend: chalice local with the pipeline started")

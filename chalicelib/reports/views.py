@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
-from chalicelib import queries, stats
-from chalicelib.events import PARTICIPATE, format_timestamp, now
-from chalicelib.queries import ALL_TIME, Query, Target, Window
+from chalicelib.reports import queries, stats
+from chalicelib.ingest.events import PARTICIPATE, format_timestamp, now
+from chalicelib.reports.queries import ALL_TIME, Query, Target, Window
 
 log = logging.getLogger("dalet.reports")
 
@@ -401,7 +401,7 @@ def delete_experiment(warehouse: ReportWarehouse, namespace: str, experiment: st
     """Record a tombstone every report honours, then purge the rows it hides if the warehouse lets us.
 
     BigQuery refuses DML on rows still in its streaming buffer; the deletion holds anyway
-    (the tombstone) and `python -m chalicelib.cli purge` can remove the rows later.
+    (the tombstone) and `python -m dalet_ops.cli purge` can remove the rows later.
     """
     target = target_of(warehouse)
     if not _fetch(warehouse, queries.experiment_exists(target, namespace, experiment)):

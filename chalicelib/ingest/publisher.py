@@ -10,8 +10,8 @@ import random
 import time
 from typing import Any, Callable, Protocol, Sequence
 
-from chalicelib.events import StoredEvent, encode_record
-from chalicelib.local_stream import LocalStream, StreamUnavailable
+from chalicelib.ingest.events import StoredEvent, encode_record
+from chalicelib.ingest.local_stream import LocalStream, StreamUnavailable
 
 log = logging.getLogger("dalet.publisher")
 

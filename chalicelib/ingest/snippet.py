@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from string import Template
 from typing import Any, Mapping
 
-from chalicelib.events import DEFAULT_NAMESPACE, validate_name
+from chalicelib.ingest.events import DEFAULT_NAMESPACE, validate_name
 
 TRACK_PATH = "/track"
 ALEPHBET_VERSION = "0.27.0"

@@ -1,0 +1,1 @@
+"""Ingest: what clients send, validated and handed to the stream."""

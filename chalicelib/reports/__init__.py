@@ -1,0 +1,1 @@
+"""Reports: queries, statistics and the dashboard over the warehouse."""

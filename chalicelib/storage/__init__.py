@@ -1,0 +1,1 @@
+"""Storage: the stream's batches written to the warehouse tables."""
