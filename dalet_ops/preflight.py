@@ -192,8 +192,8 @@ def _check_table(client: Any, settings: Settings, name: str, spec: schema.Table,
     problems = schema_problems(table, spec)
     if problems:
         return Check(label, False, "; ".join(problems),
-                     f"the table predates this version of Dalet: migrate it to chalicelib/storage/schema.py's {spec.name} "
-                     "layout (or drop it and rerun setup)")
+                     f"the table predates this version of Dalet: {setup_fix} adds the new columns "
+                     f"(partitioning and clustering changes need the table recreated)")
     return Check(label, True, "reachable, schema matches")
 
 

@@ -245,6 +245,7 @@ def ensure_bigquery_tables(settings: Settings, say: Printer) -> None:
         # The warehouse's own creation (no second copy of the DDL here); the report tables
         # include the writer's.
         warehouse.ensure_report_tables()
+        migrated = warehouse.migrate_tables()
     except google_errors.GoogleAPIError as error:
         raise SetupError(f"BigQuery refused ({source}): {error}",
                          f"give the identity the BigQuery Data Editor role on project {client.project}") from None
@@ -256,6 +257,8 @@ def ensure_bigquery_tables(settings: Settings, say: Printer) -> None:
     for name, table in tables:
         say(f"BigQuery table {client.project}.{settings.bq_dataset}.{name}: "
             f"{'found' if existed[name] else 'created'}{_layout(table)} (credentials: {source})")
+    for change in migrated:
+        say(f"BigQuery table migrated: {change}")
 
 
 def _layout(table: schema.Table) -> str:

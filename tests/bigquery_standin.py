@@ -12,7 +12,8 @@ Use it through the `bigquery_standin` fixture:
 What it serves (enough for the official client, not a full emulator):
   datasets   GET / POST                        (POST answers 409 if it exists)
   tables     GET / POST / DELETE, tabledata list (the resource is kept as sent:
-             schema, timePartitioning, clustering)
+             schema, timePartitioning, clustering); PATCH of the schema, refusing
+             what BigQuery refuses (dropped or retyped columns, new REQUIRED ones)
   insertAll  rows are checked against the schema (unknown field, missing REQUIRED
              field, wrong type → per-row "invalid"; without skipInvalidRows the other
              rows are "stopped"), and deduplicated by insertId as BigQuery does
@@ -234,6 +235,7 @@ class BigQueryStandIn:
             ("GET", r"/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)/data", self._list_rows),
             ("GET", r"/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)", self._get_table),
             ("DELETE", r"/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)", self._delete_table),
+            ("PATCH", r"/projects/([^/]+)/datasets/([^/]+)/tables/([^/]+)", self._patch_table),
             ("POST", r"/projects/([^/]+)/datasets/([^/]+)/tables", self._create_table),
             ("GET", r"/projects/([^/]+)/datasets/([^/]+)", self._get_dataset),
             ("POST", r"/projects/([^/]+)/datasets", self._create_dataset),
@@ -287,6 +289,15 @@ class BigQueryStandIn:
         }
         self.stored[key] = {}
         return 200, self.tables[key], 0.0
+
+    def _patch_table(self, project: str, dataset: str, table: str, body: dict[str, Any], **_: Any) -> tuple[int, Any, float]:
+        """tables.patch of the schema, with BigQuery's rules: columns are only added (nullable) or relaxed."""
+        resource = self._existing_table(project, dataset, table)
+        if "schema" in body:
+            _check_schema_change(resource["schema"]["fields"], body["schema"]["fields"])
+            resource["schema"] = body["schema"]
+        resource["etag"] = resource["etag"] + "'"
+        return 200, resource, 0.0
 
     def _existing_table(self, project: str, dataset: str, table: str) -> dict[str, Any]:
         key = f"{dataset}.{table}"
@@ -411,6 +422,23 @@ def _check_table_resource(body: dict[str, Any]) -> None:
         raise HttpError(400, f"Invalid clustering fields: {clustering}")
 
 
+def _check_schema_change(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
+    new_by_name = {f["name"]: f for f in new}
+    for field in old:
+        changed = new_by_name.get(field["name"])
+        if changed is None:
+            raise HttpError(400, f"Provided Schema does not match Table. Field {field['name']} is missing in new schema")
+        if changed["type"] != field["type"]:
+            raise HttpError(400, f"Provided Schema does not match Table. Field {field['name']} has changed type")
+        if field.get("mode", "NULLABLE") != "REQUIRED" and changed.get("mode", "NULLABLE") == "REQUIRED":
+            raise HttpError(400, f"Provided Schema does not match Table. Field {field['name']} has changed mode "
+                                 "from NULLABLE to REQUIRED")
+    old_names = {f["name"] for f in old}
+    for field in new:
+        if field["name"] not in old_names and field.get("mode") == "REQUIRED":
+            raise HttpError(400, f"Provided Schema does not match Table. Cannot add required field {field['name']}")
+
+
 def _schema_problems(fields: list[dict[str, Any]], row: Any, ignore_unknown: bool) -> list[dict[str, str]]:
     def invalid(location: str, message: str) -> dict[str, str]:
         return {"reason": "invalid", "location": location, "debugInfo": "", "message": message}
@@ -443,6 +471,9 @@ def _fits_type(kind: str, value: Any) -> bool:
             return isinstance(value, (int, float)) or datetime.fromisoformat(str(value).replace("Z", "+00:00")) is not None
         if kind == "BYTES":
             return isinstance(value, str) and base64.b64decode(value, validate=True) is not None
+        if kind == "JSON":
+            json.loads(value)      # BigQuery's insertAll takes a JSON column as JSON text
+            return isinstance(value, str)
     except (TypeError, ValueError):
         return False
     return True     # types the stand-in does not check

@@ -77,8 +77,11 @@ def test_a_batch_lands_as_rows_with_every_stored_field(warehouse, kinesis_batch)
     event = stored("u-1", event="purchase", value=12.5)
     assert write(kinesis_batch.event(event), warehouse) == {"batchItemFailures": []}
     (row,) = warehouse.fetch("SELECT * FROM events")
+    segment_columns = {"type", "user_id", "anonymous_id", "message_id", "timestamp", "properties", "traits",
+                       "context", "browser"}
     assert row == {"event_id": event.event_id, "namespace": "shop", "experiment": "checkout", "variant": "A",
-                   "event": "purchase", "uuid": "u-1", "value": 12.5, "received_at": RECEIVED}
+                   "event": "purchase", "uuid": "u-1", "value": 12.5, "received_at": RECEIVED,
+                   **{name: None for name in segment_columns}}
 
 
 def test_duplicates_within_a_batch_land_once(warehouse, kinesis_batch):

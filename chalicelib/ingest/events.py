@@ -62,19 +62,31 @@ class Event(NamedTuple):
 
 
 class StoredEvent(NamedTuple):
+    """A row of the events table (its fields are the table's columns, in order)."""
     event_id: str
     namespace: str
-    experiment: str
-    variant: str
-    event: str
-    uuid: str
+    experiment: str | None
+    variant: str | None
+    event: str | None
+    uuid: str | None
     value: float | None
     received_at: datetime
+    type: str | None = None
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    message_id: str | None = None
+    timestamp: datetime | None = None
+    properties: str | None = None      # JSON text
+    traits: str | None = None          # JSON text
+    context: str | None = None         # JSON text
+    browser: str | None = None
 
     def to_row(self) -> dict[str, Any]:
-        """The JSON-ready row: `received_at` as an ISO-8601 UTC string."""
-        row = self._asdict()
+        """The JSON-ready row, without empty columns: timestamps as ISO-8601 UTC strings."""
+        row = {name: value for name, value in zip(self._fields, self) if value is not None}
         row["received_at"] = format_timestamp(self.received_at)
+        if self.timestamp is not None:
+            row["timestamp"] = format_timestamp(self.timestamp)
         return row
 
 

@@ -196,6 +196,23 @@ class BigQueryWarehouse:
                                       retry=self._retry, timeout=self._timeout)
         self._report_tables_ensured = True
 
+    def migrate_tables(self) -> list[str]:
+        """Bring tables an older Dalet created up to today's schema; what changed, in words.
+
+        BigQuery allows adding nullable columns and relaxing REQUIRED to NULLABLE, which is
+        all schema.py's history does, so stored rows and the partitioning stay as they are.
+        """
+        changes = []
+        for reference, spec in ((self._events, EVENTS), (self._dead_letters, DEAD_LETTERS),
+                                (self._deletions, DELETIONS)):
+            table = self._client.get_table(reference, retry=self._retry, timeout=self._timeout)
+            fields, changed = _migrated_schema(list(table.schema), spec)
+            if changed:
+                table.schema = fields
+                self._client.update_table(table, ["schema"], retry=self._retry, timeout=self._timeout)
+                changes.append(f"{reference.table_id}: {', '.join(changed)}")
+        return changes
+
     def _dataset_exists(self) -> bool:
         # Creating needs bigquery.datasets.create even when the dataset is there; reading does not.
         try:
@@ -243,6 +260,20 @@ def query_parameters(params: Mapping[str, Any]) -> list[bigquery.ScalarQueryPara
 
 
 _SCALAR_TYPES = {str: "STRING", datetime: "TIMESTAMP", int: "INT64", float: "FLOAT64", bool: "BOOL"}
+
+
+def _migrated_schema(stored: list[bigquery.SchemaField], spec: Table) -> tuple[list[bigquery.SchemaField], list[str]]:
+    by_name = {field.name: field for field in stored}
+    fields, changed = list(stored), []
+    for column in spec.columns:
+        field = by_name.get(column.name)
+        if field is None:
+            fields.append(bigquery.SchemaField(column.name, column.type, mode="NULLABLE"))
+            changed.append(f"added {column.name} {column.type}")
+        elif not column.required and field.mode == "REQUIRED":
+            fields[fields.index(field)] = bigquery.SchemaField(field.name, field.field_type, mode="NULLABLE")
+            changed.append(f"{column.name} now NULLABLE")
+    return fields, changed
 
 
 def _table_resource(reference: bigquery.TableReference, spec: Table) -> bigquery.Table:

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from chalicelib.reports import queries
 from chalicelib.ingest.events import StoredEvent, parse_timestamp
-from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, TABLES, Table, duckdb_ddl
+from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, TABLES, Table, duckdb_ddl, duckdb_migration
 from chalicelib.storage.writer import DeadLetter, RowRejection, TransientWarehouseError
 
 _ARROW_TYPES = {
@@ -23,6 +23,7 @@ _ARROW_TYPES = {
     "FLOAT64": pa.float64(),
     "TIMESTAMP": pa.timestamp("us", tz="UTC"),
     "BYTES": pa.binary(),
+    "JSON": pa.string(),
 }
 
 
@@ -65,11 +66,20 @@ class DuckDBWarehouse:
         self._write_lock = threading.RLock()
         for table in TABLES:
             self._db.execute(duckdb_ddl(table))
+            self._migrate(table)
         # This process is the file's only writer, so it can keep the tombstones in memory.
         self._deleted_until: dict[tuple[str, str], datetime] = {
             (namespace, experiment): deleted_at for namespace, experiment, deleted_at in self._db.execute(
                 f"SELECT namespace, experiment, MAX(deleted_at) FROM {DELETIONS.name} GROUP BY ALL").fetchall()
         }
+
+    def _migrate(self, table: Table) -> None:
+        """Bring a table an older Dalet wrote up to today's schema, keeping its rows."""
+        existing = {name: nullable == "YES" for name, nullable in self._db.execute(
+            "SELECT column_name, is_nullable FROM information_schema.columns WHERE table_name = ?",
+            [table.name]).fetchall()}
+        for statement in duckdb_migration(table, existing):
+            self._db.execute(statement)
 
     def close(self) -> None:
         with self._write_lock:
@@ -116,9 +126,9 @@ class DuckDBWarehouse:
             try:
                 cursor.register("incoming_rows", rows)
                 try:
-                    cursor.execute(f"INSERT INTO {table_name} SELECT * FROM incoming_rows")
+                    cursor.execute(f"INSERT INTO {table_name} BY NAME SELECT * FROM incoming_rows")
                 except duckdb.ConstraintException:
-                    cursor.execute(f"INSERT OR IGNORE INTO {table_name} SELECT * FROM incoming_rows")
+                    cursor.execute(f"INSERT OR IGNORE INTO {table_name} BY NAME SELECT * FROM incoming_rows")
             except (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.TransactionException) as error:
                 # TransactionException: the commit failed, e.g. "No space left on device" writing the WAL.
                 raise TransientWarehouseError(f"DuckDB could not write: {error}") from error

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Column:
     name: str
-    type: str            # BigQuery type name: STRING, FLOAT64, TIMESTAMP, BYTES
+    type: str            # BigQuery type name: STRING, FLOAT64, TIMESTAMP, BYTES, JSON
     required: bool = True
 
 
@@ -24,17 +24,31 @@ class Table:
         return [column.name for column in self.columns]
 
 
+# One table for both protocols. An AlephBet event fills namespace, experiment, variant, event,
+# uuid (and maybe value, message_id: its client `id`); a Segment message (type track, page, identify...)
+# leaves experiment/variant/uuid null and fills the user ids, message_id and the JSON columns.
+# Every column added since the first version is nullable, so old tables migrate by adding them
+# (BigQuery allows only nullable additions and REQUIRED -> NULLABLE relaxations).
 EVENTS = Table(
     name="events",
     columns=(
         Column("event_id", "STRING"),
         Column("namespace", "STRING"),
-        Column("experiment", "STRING"),
-        Column("variant", "STRING"),
-        Column("event", "STRING"),
-        Column("uuid", "STRING"),
+        Column("experiment", "STRING", required=False),
+        Column("variant", "STRING", required=False),
+        Column("event", "STRING", required=False),
+        Column("uuid", "STRING", required=False),
         Column("value", "FLOAT64", required=False),
         Column("received_at", "TIMESTAMP"),
+        Column("type", "STRING", required=False),          # Segment call type; null for AlephBet events
+        Column("user_id", "STRING", required=False),
+        Column("anonymous_id", "STRING", required=False),
+        Column("message_id", "STRING", required=False),    # Segment messageId, AlephBet's optional event `id`
+        Column("timestamp", "TIMESTAMP", required=False),  # client time, corrected for clock skew
+        Column("properties", "JSON", required=False),
+        Column("traits", "JSON", required=False),
+        Column("context", "JSON", required=False),
+        Column("browser", "STRING", required=False),       # browser family from the User-Agent
     ),
     key="event_id",
     partition_by="received_at",
@@ -70,7 +84,7 @@ DELETIONS = Table(
 
 TABLES = (EVENTS, DEAD_LETTERS, DELETIONS)
 
-_DUCKDB_TYPES = {"STRING": "VARCHAR", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMPTZ", "BYTES": "BLOB"}
+_DUCKDB_TYPES = {"STRING": "VARCHAR", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMPTZ", "BYTES": "BLOB", "JSON": "JSON"}
 
 
 def duckdb_ddl(table: Table, name: str | None = None) -> str:
@@ -80,3 +94,18 @@ def duckdb_ddl(table: Table, name: str | None = None) -> str:
     ]
     columns.append(f"PRIMARY KEY ({table.key})")
     return f"CREATE TABLE IF NOT EXISTS {name or table.name} ({', '.join(columns)})"
+
+
+def duckdb_migration(table: Table, existing: dict[str, bool]) -> list[str]:
+    """The statements that bring a table written by an older Dalet to `table`'s schema.
+
+    `existing` maps each stored column to whether it is nullable. Missing columns are added
+    (always nullable) and columns that became optional drop their NOT NULL; stored rows stay.
+    """
+    statements = []
+    for column in table.columns:
+        if column.name not in existing:
+            statements.append(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {_DUCKDB_TYPES[column.type]}")
+        elif not column.required and not existing[column.name]:
+            statements.append(f"ALTER TABLE {table.name} ALTER COLUMN {column.name} DROP NOT NULL")
+    return statements
