@@ -304,3 +304,40 @@ def test_every_day_of_a_window_is_a_whole_utc_day(warehouse):
     assert ("checkout", "red", "click", 1) in rows
     rows = counted(warehouse, queries.experiment_counts(DUCK, "alephbet", Window(date(2024, 5, 2) + timedelta(days=1))))
     assert ("checkout", "red", "click", 1) not in rows
+
+
+# ---- Segment rows share the table: AlephBet's answers do not change -----------------------------
+
+def _segment_rows(namespace: str) -> list:
+    from tests.segment_rows import exposure, segment_row, track
+
+    return [
+        exposure("checkout", "red", "s1", at(1), namespace=namespace),
+        track("participate", "s1", at(2), namespace=namespace),
+        track("buy", "s1", at(3), namespace=namespace, properties={"revenue": 5}),
+        segment_row("page", None, anonymous_id="a1", at=at(2), namespace=namespace),
+        segment_row("identify", None, user_id="s1", at=at(2), namespace=namespace),
+    ]
+
+
+@pytest.mark.parametrize("target", [DUCK, DUCK_DISTINCT], ids=["unique", "distinct"])
+@pytest.mark.parametrize("name", list(READS) + ["exists"])
+def test_segment_rows_in_the_namespace_leave_every_alephbet_answer_unchanged(warehouse, tmp_path, name, target):
+    build = EVERY[name]
+    alone = [run(warehouse, build(target, "alephbet", experiment, window))
+             for experiment in ("checkout", "other", "missing") for window in (queries.ALL_TIME, MAY)]
+    warehouse.insert_events(_segment_rows("alephbet"))
+    mixed = [run(warehouse, build(target, "alephbet", experiment, window))
+             for experiment in ("checkout", "other", "missing") for window in (queries.ALL_TIME, MAY)]
+    assert mixed == alone
+
+
+@pytest.mark.parametrize("name", ["purge one", "purge all"])
+def test_purging_a_deletion_never_removes_segment_rows(warehouse, name):
+    segment = _segment_rows("alephbet")
+    warehouse.insert_events(segment)
+    _delete(warehouse, "checkout", at(9))
+    purge = EVERY[name](DUCK, "alephbet", "checkout", queries.ALL_TIME)
+    warehouse.execute(purge.sql, purge.params)
+    kept = warehouse.fetch("SELECT COUNT(*) AS n FROM events WHERE experiment IS NULL")[0]["n"]
+    assert kept == len(segment)

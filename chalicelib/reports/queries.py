@@ -230,9 +230,10 @@ def _distinct_uuids(target: Target, alias: str = "") -> str:
 
 
 def _selection(alias: str, experiment: bool, scope: bool) -> str:
+    """Which experiments a query reads; never Segment rows, whose experiment is null."""
     if experiment:
         return f" AND {alias}experiment = @experiment"
-    return f" AND {alias}experiment IN UNNEST(@scope)" if scope else ""
+    return f" AND {alias}experiment IN UNNEST(@scope)" if scope else f" AND {alias}experiment IS NOT NULL"
 
 
 def _window_filter(window: Window) -> str:
