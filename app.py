@@ -2,7 +2,7 @@
 from chalice import Chalice
 
 from chalicelib import config, runtime
-from chalicelib.reports import api as report_api, dashboard, views as reports
+from chalicelib.reports import api as report_api, dashboard, segment, views as reports
 from chalicelib.ingest import snippet, track
 from chalicelib.storage import writer
 from chalicelib.ingest.events import InvalidEvent
@@ -79,10 +79,16 @@ def experiment_goals(experiment):
 @app.route("/experiments/{experiment}/results", methods=["GET"], cors=CORS)
 @report_route(app)
 def experiment_results(experiment):
-    return reports.experiment_results(
-        runtime.warehouse(), report_api.namespace(_query()), report_api.experiment_from_path(experiment),
-        control=report_api.single(_query(), "control"), confidence=report_api.confidence(_query()),
-        weights=report_api.weights(_query()), window=report_api.window(_query()))
+    query = _query()
+    source = report_api.source(query)
+    common = dict(control=report_api.single(query, "control"), confidence=report_api.confidence(query),
+                  weights=report_api.weights(query), window=report_api.window(query),
+                  dimension=report_api.dimension(query, source))
+    name, namespace = report_api.experiment_from_path(experiment), report_api.namespace(query)
+    if source == segment.SOURCE:
+        return segment.experiment_results(runtime.warehouse(), namespace, name, goals=report_api.goals(query),
+                                          value=report_api.value_property(query), **common)
+    return reports.experiment_results(runtime.warehouse(), namespace, name, **common)
 
 
 @app.route("/experiments/{experiment}/daily", methods=["GET"], cors=CORS)

@@ -15,8 +15,11 @@ from urllib.parse import unquote
 from chalice import Chalice, Response
 
 from chalicelib import auth, config, runtime
-from chalicelib.ingest.events import DEFAULT_NAMESPACE
+from chalicelib.ingest.events import DEFAULT_NAMESPACE, PARTICIPATE, InvalidEvent, validate_name
+from chalicelib.reports.dimensions import JSON_COLUMNS, Dimension, InvalidPath, parse_dimension, parse_json_path
 from chalicelib.reports.queries import Window
+from chalicelib.reports.segment import SOURCE as SEGMENT_SOURCE
+from chalicelib.reports.segment_queries import EXPOSURE_EVENT
 from chalicelib.reports.views import DEFAULT_CONFIDENCE, BadParameter, UnknownExperiment
 from chalicelib.responses import error_response, json_response
 from chalicelib.storage.writer import TransientWarehouseError
@@ -129,3 +132,66 @@ def weights(params: Mapping[str, str] | None) -> dict[str, float] | None:
             raise BadParameter("weights", f"names {label!r} twice")
         parsed[label] = weight
     return parsed
+
+
+# ---- the results route's choice of source, goals, value and breakdown -------------------------
+
+ALEPHBET = "alephbet"
+SOURCES = (ALEPHBET, SEGMENT_SOURCE)
+MAX_GOALS = 20
+SEGMENT_ONLY = ("goals", "value")
+
+
+def source(params: Mapping[str, str] | None) -> str:
+    """`source=alephbet` (the default: AlephBet's participate/goal events) or `segment`."""
+    chosen = single(params, "source") or ALEPHBET
+    if chosen not in SOURCES:
+        raise BadParameter("source", f"must be {' or '.join(SOURCES)} (got {chosen!r})")
+    if chosen == ALEPHBET:
+        for name in SEGMENT_ONLY:
+            if single(params, name) is not None:
+                raise BadParameter(name, f"applies only with source={SEGMENT_SOURCE}")
+    return chosen
+
+
+def goals(params: Mapping[str, str] | None) -> list[str] | None:
+    """`goals=Signed Up,Order Completed`: track event names, at most MAX_GOALS, each named once."""
+    text = single(params, "goals")
+    if text is None:
+        return None
+    names = [name.strip() for name in text.split(",")]
+    if len(names) > MAX_GOALS:
+        raise BadParameter("goals", f"must name at most {MAX_GOALS} events (got {len(names)})")
+    for name in names:
+        try:
+            validate_name("goals", name)
+        except InvalidEvent as invalid:
+            raise BadParameter("goals", f"{invalid.errors[0].rule} (got {name!r})") from None
+        if name in (EXPOSURE_EVENT, PARTICIPATE):
+            raise BadParameter("goals", f"{name!r} marks exposure, it cannot be a goal")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise BadParameter("goals", f"names {', '.join(map(repr, duplicates))} more than once")
+    return names
+
+
+def value_property(params: Mapping[str, str] | None) -> Dimension | None:
+    """`value=properties.revenue`: the goal events' numeric property, summed per user."""
+    text = single(params, "value")
+    if text is None:
+        return None
+    try:
+        return parse_json_path(text, columns=("properties",))
+    except InvalidPath as invalid:
+        raise BadParameter("value", str(invalid)) from None
+
+
+def dimension(params: Mapping[str, str] | None, chosen_source: str) -> Dimension | None:
+    """`dimension=properties.plan|context.page.path|browser` (AlephBet events: browser only)."""
+    text = single(params, "dimension")
+    if text is None:
+        return None
+    try:
+        return parse_dimension(text, columns=JSON_COLUMNS if chosen_source == SEGMENT_SOURCE else ())
+    except InvalidPath as invalid:
+        raise BadParameter("dimension", str(invalid)) from None

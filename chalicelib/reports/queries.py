@@ -22,6 +22,8 @@ from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Sequence
 
+from chalicelib.ingest.events import PARTICIPATE
+from chalicelib.reports.dimensions import Dimension
 from chalicelib.storage.schema import DELETIONS, EVENTS
 
 BIGQUERY = "bigquery"
@@ -142,30 +144,41 @@ def experiment_exists(target: Target, namespace: str, experiment: str) -> Query:
     return _render(target, sql, {"namespace": namespace, "experiment": experiment})
 
 
-def decision_counts(target: Target, namespace: str, experiment: str, window: Window = ALL_TIME) -> Query:
+def decision_counts(target: Target, namespace: str, experiment: str, window: Window = ALL_TIME,
+                    dimension: Dimension | None = None) -> Query:
     """The results view's inputs per (variant, event), counted as `experiment_counts` counts.
 
     `uuids`: distinct uuids (participants for `participate`, successes for a goal); `valued`:
     how many of them carried a value; `total` and `total_squares`: the sum and the sum of
     squares of their values, one value per uuid. AlephBet sends a fresh random uuid per event
     unless the page sets a user id, so successes are not matched against participants.
+
+    With a `dimension` (a column such as `browser`), the counts are split by its value as each
+    identity was stored, the top values kept and the rest folded (`folded_segments`).
     """
+    segment = f", {dimension.sql('e.', 'dimension_path')} AS segment" if dimension else ""
+    by_segment = "segment, " if dimension else ""
     if target.unique_identities:
-        columns = "e.variant, e.event, e.value"
-        per_uuid = "per_uuid AS (\n  SELECT variant, event, value FROM scoped\n)\n"
+        columns = "e.variant, e.event, e.value" + segment
+        per_uuid = f"per_uuid AS (\n  SELECT {by_segment}variant, event, value FROM scoped\n)\n"
     else:
         # A duplicate row is one event delivered twice: it carries one value, not two.
-        columns = "e.variant, e.event, e.uuid, e.value"
-        per_uuid = ("per_uuid AS (\n  SELECT variant, event, uuid, MAX(value) AS value FROM scoped\n"
+        columns = "e.variant, e.event, e.uuid, e.value" + segment
+        first_segment = "MIN(segment) AS segment, " if dimension else ""
+        per_uuid = (f"per_uuid AS (\n  SELECT {first_segment}variant, event, uuid, MAX(value) AS value FROM scoped\n"
                     "  GROUP BY variant, event, uuid\n)\n")
-    sql = (
-        _scoped(columns, experiment=True, scope=False, window=window, more_ctes=per_uuid)
-        + "SELECT variant, event, COUNT(*) AS uuids, COUNT(value) AS valued,\n"
+    counted = (
+        f"SELECT {by_segment}variant, event, COUNT(*) AS uuids, COUNT(value) AS valued,\n"
         "  SUM(value) AS total, SUM(value * value) AS total_squares\n"
         "FROM per_uuid\n"
-        "GROUP BY variant, event"
+        f"GROUP BY {by_segment}variant, event"
     )
-    return _render(target, sql, {"namespace": namespace, "experiment": experiment, **window.params()})
+    if dimension:
+        per_uuid += f", counts AS (\n{counted}\n)\n"
+        counted = folded_segments()
+    sql = _scoped(columns, experiment=True, scope=False, window=window, more_ctes=per_uuid) + counted
+    params = {"namespace": namespace, "experiment": experiment, **window.params()}
+    return _render(target, sql, {**params, **(dimension.params("dimension_path") if dimension else {})})
 
 
 def daily_first_seen(target: Target, namespace: str, experiment: str, window: Window = ALL_TIME) -> Query:
@@ -269,6 +282,32 @@ def _scoped(columns: str, *, experiment: bool, scope: bool, window: Window, more
         "    AND (d.deleted_at IS NULL OR e.received_at > d.deleted_at)\n"
         ")"
         + (",\n" + more_ctes if more_ctes else "\n")
+    )
+
+
+TOP_SEGMENTS = 20    # a breakdown keeps the values with the most participants; the rest are folded into one
+
+
+def folded_segments(*extra_columns: str) -> str:
+    """From a `counts` CTE with a `segment` column: the TOP_SEGMENTS segments by participants,
+    the others summed into one with `other` true (valid where each user counts in one segment)."""
+    sums = "".join(f"SUM({column}) AS {column}, " for column in extra_columns)
+    return (
+        ", sized AS (\n"
+        f"  SELECT c.*, SUM(IF(c.event = '{PARTICIPATE}', c.uuids, 0)) OVER (PARTITION BY c.segment) AS size\n"
+        "  FROM counts AS c\n"
+        "), placed AS (\n"
+        "  SELECT s.*, DENSE_RANK() OVER (ORDER BY s.size DESC, s.segment) AS place\n"
+        "  FROM sized AS s\n"
+        "), folded AS (\n"
+        f"  SELECT IF(place <= {TOP_SEGMENTS}, segment, NULL) AS segment, place > {TOP_SEGMENTS} AS other,\n"
+        f"    variant, event, uuids, {''.join(column + ', ' for column in extra_columns)}valued, total, total_squares\n"
+        "  FROM placed\n"
+        ")\n"
+        "SELECT segment, other, variant, event, SUM(uuids) AS uuids, " + sums +
+        "SUM(valued) AS valued, SUM(total) AS total, SUM(total_squares) AS total_squares\n"
+        "FROM folded\n"
+        "GROUP BY segment, other, variant, event"
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from chalicelib.reports import queries, stats
 from chalicelib.ingest.events import PARTICIPATE, format_timestamp, now
+from chalicelib.reports.dimensions import Dimension
 from chalicelib.reports.queries import ALL_TIME, Query, Target, Window
 
 log = logging.getLogger("dalet.reports")
@@ -178,10 +179,17 @@ class DecisionRow:
 
 def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: str, *,
                        control: str | None = None, confidence: float = DEFAULT_CONFIDENCE,
-                       weights: Mapping[str, float] | None = None, window: Window = ALL_TIME) -> dict[str, Any]:
-    query = queries.decision_counts(target_of(warehouse), namespace, experiment, window)
-    rows = [DecisionRow.of(row) for row in _fetch(warehouse, query)]
-    _require_experiment(warehouse, namespace, experiment, window, found=bool(rows))
+                       weights: Mapping[str, float] | None = None, window: Window = ALL_TIME,
+                       dimension: Dimension | None = None) -> dict[str, Any]:
+    query = queries.decision_counts(target_of(warehouse), namespace, experiment, window, dimension)
+    fetched = _fetch(warehouse, query)
+    _require_experiment(warehouse, namespace, experiment, window, found=bool(fetched))
+    if dimension is not None:
+        from chalicelib.reports import breakdown  # it shapes every segment with results_view below
+
+        return breakdown.decision_results(namespace, experiment, fetched, dimension=dimension.name, control=control,
+                                          confidence=confidence, weights=weights)
+    rows = [DecisionRow.of(row) for row in fetched]
     return results_view(namespace, experiment, rows, control=control, confidence=confidence, weights=weights)
 
 

@@ -1,0 +1,40 @@
+"""The results of an experiment tracked with Segment's A/B testing spec (`Experiment Viewed` events).
+
+Shaped by the same decision view as AlephBet experiments (`views.results_view`): variants
+are labelled by `variation_id`, goals by track event name, and every statistic applies.
+Added: `source`, the goals asked for, and `multiple_exposures`, the users who saw more than
+one variant (each counted once, in the variant they saw first).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from chalicelib.reports import breakdown, segment_queries
+from chalicelib.reports.dimensions import Dimension
+from chalicelib.reports.queries import ALL_TIME, Window
+from chalicelib.reports.views import DEFAULT_CONFIDENCE, ReportWarehouse, UnknownExperiment, _fetch, target_of
+
+SOURCE = "segment"
+
+
+def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: str, *,
+                       goals: Sequence[str] | None = None, value: Dimension | None = None,
+                       dimension: Dimension | None = None, control: str | None = None,
+                       confidence: float = DEFAULT_CONFIDENCE, weights: Mapping[str, float] | None = None,
+                       window: Window = ALL_TIME) -> dict[str, Any]:
+    """404 when nobody was ever exposed; an empty date window alone answers the empty view."""
+    target = target_of(warehouse)
+    query = segment_queries.experiment_decision_counts(target, namespace, experiment, goals=goals, value=value,
+                                                       dimension=dimension, window=window)
+    fetched = _fetch(warehouse, query)
+    if not fetched and (window == ALL_TIME or not _fetch(warehouse, segment_queries.experiment_seen(
+            target, namespace, experiment))):
+        raise UnknownExperiment(namespace, experiment)
+    view = breakdown.decision_results(
+        namespace, experiment, fetched, dimension=dimension.name if dimension else None, control=control,
+        confidence=confidence, weights=weights, goals=goals or (), extras=_multiple_exposures)
+    return {"source": SOURCE, **view, "value_property": value.name if value else None}
+
+
+def _multiple_exposures(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    return {"multiple_exposures": sum(int(row["multiple"] or 0) for row in rows)}

@@ -1,0 +1,133 @@
+"""Experiment queries over Segment rows, each defined once in BigQuery SQL (rendered for DuckDB by queries.py).
+
+Segment's A/B testing spec: an exposure is a track event `Experiment Viewed` with
+`properties.experiment_id` and `properties.variation_id`. A user is `user_id`, else
+`anonymous_id`. Each user belongs to the variant of their first exposure, ordered by the
+skew-corrected client `timestamp` (libraries batch and retry, so arrival order says little);
+a goal is any other track event of that user at or after that first exposure.
+
+The answer has the rows the AlephBet decision view reads (`queries.decision_counts`):
+per variant a `participate` row (participants, and how many of them were exposed to more
+than one variant) and per (variant, goal) the users who converted, how many carried a value,
+and the sum and sum of squares of each user's summed value.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from chalicelib.ingest.events import PARTICIPATE
+from chalicelib.reports.dimensions import Dimension
+from chalicelib.reports.queries import ALL_TIME, Query, Target, Window, _render, _window_filter, folded_segments
+
+EXPOSURE_EVENT = "Experiment Viewed"
+DEFAULT_GOAL_COUNT = 10     # without `goals`: the events most users did after exposure
+# Finite values only: NaN and infinities compare false in both warehouses.
+_FINITE = "ABS({0}) <= 1e308"
+
+
+def experiment_decision_counts(target: Target, namespace: str, experiment: str, *,
+                               goals: Sequence[str] | None = None, value: Dimension | None = None,
+                               dimension: Dimension | None = None, window: Window = ALL_TIME) -> Query:
+    """Participants and conversions per variant (and per `dimension` value of the first exposure).
+
+    Columns: [segment, other,] variant, event, uuids, multiple, valued, total, total_squares.
+    With a dimension, the TOP_SEGMENTS values with the most participants keep their rows and
+    the others are summed into rows with `other` true (exact: each user has one segment).
+    
+    """
+    segment = dimension.sql("e.", "dimension_path") if dimension else "CAST(NULL AS STRING)"
+    sql = (
+        "WITH exposures AS (\n"
+        "  SELECT COALESCE(e.user_id, e.anonymous_id) AS user_key,\n"
+        "    JSON_VALUE(e.properties, '$.variation_id') AS variant,\n"
+        f"    COALESCE(e.timestamp, e.received_at) AS seen_at, {segment} AS segment\n"
+        "  FROM {events} AS e\n"
+        f"  WHERE e.namespace = @namespace AND e.type = 'track' AND e.event = '{EXPOSURE_EVENT}'\n"
+        f"    AND JSON_VALUE(e.properties, '$.experiment_id') = @experiment{_window_filter(window)}\n"
+        "),\n"
+        "assigned AS (\n"
+        "  SELECT user_key, MIN(seen_at) AS first_at, MIN_BY(variant, seen_at) AS variant, MIN_BY(segment, seen_at) AS segment,\n"
+        "    COUNT(DISTINCT variant) > 1 AS multiple\n"
+        "  FROM exposures\n"
+        "  WHERE user_key IS NOT NULL AND variant IS NOT NULL\n"
+        "  GROUP BY user_key\n"
+        "),\n"
+        + _goal_events(target, goals, value, window)
+        + "converted AS (\n"
+        "  SELECT a.segment, a.variant, g.event, a.user_key, COUNT(g.value) AS valued, SUM(g.value) AS value\n"
+        "  FROM assigned AS a\n"
+        "  JOIN goal_events AS g ON g.user_key = a.user_key AND g.seen_at >= a.first_at\n"
+        "  GROUP BY a.segment, a.variant, g.event, a.user_key\n"
+        "),\n"
+        + _chosen_goals(goals)
+        + "counts AS (\n"
+        f"  SELECT segment, variant, '{PARTICIPATE}' AS event, COUNT(*) AS uuids, COUNTIF(multiple) AS multiple,\n"
+        "    0 AS valued, CAST(NULL AS FLOAT64) AS total, CAST(NULL AS FLOAT64) AS total_squares\n"
+        "  FROM assigned\n"
+        "  GROUP BY segment, variant\n"
+        "  UNION ALL\n"
+        "  SELECT segment, variant, event, COUNT(*) AS uuids, 0 AS multiple, COUNTIF(valued > 0) AS valued,\n"
+        "    SUM(value) AS total, SUM(value * value) AS total_squares\n"
+        f"  FROM converted{'' if goals is not None else ' WHERE event IN (SELECT event FROM chosen)'}\n"
+        "  GROUP BY segment, variant, event\n"
+        ")\n"
+        + (folded_segments("multiple") if dimension else
+           "SELECT variant, event, uuids, multiple, valued, total, total_squares FROM counts")
+    )
+    params: dict[str, Any] = {"namespace": namespace, "experiment": experiment, **window.params()}
+    if goals is not None:
+        params["goals"] = list(goals)
+    if value is not None:
+        params.update(value.params("value_path"))
+    if dimension is not None:
+        params.update(dimension.params("dimension_path"))
+    return _render(target, sql, params)
+
+
+def _goal_events(target: Target, goals: Sequence[str] | None, value: Dimension | None, window: Window) -> str:
+    """The candidate goal events; stored twice (BigQuery's insertId dedup is best effort), one counts."""
+    chosen = "e.event IN UNNEST(@goals)" if goals is not None else \
+        f"e.event IS NOT NULL AND e.event NOT IN ('{EXPOSURE_EVENT}', '{PARTICIPATE}')"
+    number = f"SAFE_CAST({value.sql('e.', 'value_path')} AS FLOAT64)" if value else "CAST(NULL AS FLOAT64)"
+    columns = (f"COALESCE(e.user_id, e.anonymous_id) AS user_key, e.event, COALESCE(e.timestamp, e.received_at) AS seen_at,\n"
+               f"    IF({_FINITE.format(number)}, {number}, NULL) AS value")
+    source = (
+        f"  SELECT {columns}\n"
+        "  FROM {events} AS e\n"
+        f"  WHERE e.namespace = @namespace AND e.type = 'track' AND {chosen}{_window_filter(window)}\n"
+    )
+    if target.unique_identities:
+        return "goal_events AS (\n" + source + "),\n"
+    return (
+        "goal_events AS (\n"
+        "  SELECT ANY_VALUE(user_key) AS user_key, ANY_VALUE(event) AS event, ANY_VALUE(seen_at) AS seen_at,\n"
+        "    ANY_VALUE(value) AS value\n"
+        "  FROM (\n" + source.replace(f"SELECT {columns}", f"SELECT e.event_id, {columns}") + "  )\n"
+        "  GROUP BY event_id\n"
+        "),\n"
+    )
+
+
+def _chosen_goals(goals: Sequence[str] | None) -> str:
+    if goals is not None:
+        return ""
+    return (
+        "chosen AS (\n"
+        "  SELECT event FROM converted\n"
+        "  GROUP BY event\n"
+        f"  ORDER BY COUNT(*) DESC, event\n"
+        f"  LIMIT {DEFAULT_GOAL_COUNT}\n"
+        "),\n"
+    )
+
+
+def experiment_seen(target: Target, namespace: str, experiment: str) -> Query:
+    """One row if any user was ever exposed to the experiment (a 404 otherwise)."""
+    sql = (
+        "SELECT 1 AS found\n"
+        "FROM {events} AS e\n"
+        f"WHERE e.namespace = @namespace AND e.type = 'track' AND e.event = '{EXPOSURE_EVENT}'\n"
+        "  AND JSON_VALUE(e.properties, '$.experiment_id') = @experiment\n"
+        "LIMIT 1"
+    )
+    return _render(target, sql, {"namespace": namespace, "experiment": experiment})
