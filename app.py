@@ -2,7 +2,7 @@
 from chalice import Chalice
 
 from chalicelib import config, runtime
-from chalicelib.reports import api as report_api, dashboard, segment, views as reports
+from chalicelib.reports import analytics, api as report_api, dashboard, segment, views as reports
 from chalicelib.ingest import snippet, track
 from chalicelib.storage import writer
 from chalicelib.ingest.events import InvalidEvent
@@ -111,6 +111,22 @@ def gimel_delete():
     """Gimel's deployed delete: DELETE /delete?namespace=&experiment=."""
     return reports.delete_experiment(runtime.warehouse(), report_api.namespace(_query()),
                                      report_api.required(_query(), "experiment"))
+
+
+@app.route("/events", methods=["GET"], cors=CORS)
+@report_route(app)
+def event_series():
+    query = _query()
+    interval = report_api.interval(query)
+    return analytics.event_series(runtime.warehouse(), report_api.namespace(query),
+                                  report_api.series_window(query, interval), report_api.event_name(query),
+                                  report_api.group_by(query))
+
+
+@app.route("/events/names", methods=["GET"], cors=CORS)
+@report_route(app)
+def event_names():
+    return analytics.event_names(runtime.warehouse(), report_api.namespace(_query()), report_api.window(_query()))
 
 
 @app.route("/dashboard", methods=["GET"])

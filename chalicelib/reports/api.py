@@ -15,7 +15,10 @@ from urllib.parse import unquote
 from chalice import Chalice, Response
 
 from chalicelib import auth, config, runtime
-from chalicelib.ingest.events import DEFAULT_NAMESPACE, PARTICIPATE, InvalidEvent, validate_name
+from chalicelib.ingest.events import DEFAULT_NAMESPACE, PARTICIPATE, InvalidEvent, now, validate_name
+from chalicelib.reports import analytics
+from chalicelib.reports.analytics import SeriesWindow
+from chalicelib.reports.analytics_queries import INTERVAL_PARTS
 from chalicelib.reports.dimensions import JSON_COLUMNS, Dimension, InvalidPath, parse_dimension, parse_json_path
 from chalicelib.reports.queries import Window
 from chalicelib.reports.segment import SOURCE as SEGMENT_SOURCE
@@ -195,3 +198,43 @@ def dimension(params: Mapping[str, str] | None, chosen_source: str) -> Dimension
         return parse_dimension(text, columns=JSON_COLUMNS if chosen_source == SEGMENT_SOURCE else ())
     except InvalidPath as invalid:
         raise BadParameter("dimension", str(invalid)) from None
+
+
+# ---- the event analytics routes -------------------------------------------------------------
+
+def interval(params: Mapping[str, str] | None) -> str:
+    chosen = single(params, "interval") or "day"
+    if chosen not in INTERVAL_PARTS:
+        raise BadParameter("interval", f"must be {' or '.join(INTERVAL_PARTS)} (got {chosen!r})")
+    return chosen
+
+
+def event_name(params: Mapping[str, str] | None) -> str | None:
+    """`event=Signed Up` (optional: every named event when absent)."""
+    text = single(params, "event")
+    if text is None:
+        return None
+    try:
+        return validate_name("event", text)
+    except InvalidEvent as invalid:
+        raise BadParameter("event", invalid.errors[0].rule) from None
+
+
+def group_by(params: Mapping[str, str] | None) -> Dimension | None:
+    """`group_by=properties.plan|context.page.path|browser`."""
+    text = single(params, "group_by")
+    if text is None:
+        return None
+    try:
+        return parse_dimension(text)
+    except InvalidPath as invalid:
+        raise BadParameter("group_by", str(invalid)) from None
+
+
+def series_window(params: Mapping[str, str] | None, chosen_interval: str) -> SeriesWindow:
+    """`from`/`to` as for every report, open ends filled with a default span, at most MAX_INTERVALS intervals."""
+    span = analytics.series_window(window(params), chosen_interval, today=now().date())
+    if span.count > analytics.MAX_INTERVALS:
+        raise BadParameter("from", f"the window holds {span.count} {chosen_interval}s; at most "
+                                   f"{analytics.MAX_INTERVALS} fit in one answer (narrow from/to or use a longer interval)")
+    return span

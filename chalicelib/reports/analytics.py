@@ -1,0 +1,95 @@
+"""Event analytics: how often events happen, and to how many users, over time (GET /events, /events/names).
+
+Every interval of the window is listed, with zeros where nothing happened, so a chart needs
+no gap filling; the window is bounded (MAX_INTERVALS) so the answer always is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Mapping, Sequence
+
+from chalicelib.ingest.events import format_timestamp
+from chalicelib.reports import analytics_queries
+from chalicelib.reports.dimensions import Dimension
+from chalicelib.reports.queries import Window
+from chalicelib.reports.views import ReportWarehouse, _fetch, target_of
+
+MAX_INTERVALS = 1000
+STEPS = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
+# Without from/to: the last 30 days by day, the last 7 by hour (to = today, UTC).
+DEFAULT_DAYS = {"day": 30, "hour": 7}
+OTHER_LABEL = "(other)"
+
+
+@dataclass(frozen=True)
+class SeriesWindow:
+    """Whole UTC days from `first_day` to `last_day`, cut into intervals."""
+    first_day: date
+    last_day: date
+    interval: str
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.first_day, datetime.min.time(), tzinfo=timezone.utc)
+
+    @property
+    def end(self) -> datetime:
+        return datetime.combine(self.last_day + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
+
+    @property
+    def count(self) -> int:
+        return int((self.end - self.start) / STEPS[self.interval])
+
+    def moments(self) -> list[datetime]:
+        step = STEPS[self.interval]
+        return [self.start + step * index for index in range(self.count)]
+
+
+def series_window(window: Window, interval: str, today: date) -> SeriesWindow:
+    """The asked window, its open ends filled from DEFAULT_DAYS (callers check MAX_INTERVALS)."""
+    last = window.last_day or max(today, window.first_day or today)
+    first = window.first_day or last - timedelta(days=DEFAULT_DAYS[interval] - 1)
+    return SeriesWindow(first, last, interval)
+
+
+def event_series(warehouse: ReportWarehouse, namespace: str, span: SeriesWindow, event: str | None = None,
+                 group: Dimension | None = None) -> dict[str, Any]:
+    query = analytics_queries.event_series(target_of(warehouse), namespace, span.start, span.end, span.interval,
+                                           event, group)
+    return series_view(namespace, span, event, group, _fetch(warehouse, query))
+
+
+def series_view(namespace: str, span: SeriesWindow, event: str | None, group: Dimension | None,
+                rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    moments = span.moments()
+    index = {moment: position for position, moment in enumerate(moments)}
+    series: dict[tuple[bool, str | None], dict[str, Any]] = {}
+    for row in rows:
+        key = (bool(row["other"]), row["grp"])
+        line = series.setdefault(key, {"group": OTHER_LABEL if key[0] else key[1], "other": key[0],
+                                       "events": [0] * len(moments), "users": [0] * len(moments)})
+        position = index[_utc(row["bucket"])]
+        line["events"][position] = int(row["events"])
+        line["users"][position] = int(row["users"])
+    ordered = sorted(series.values(), key=lambda line: (line["other"], -sum(line["events"]), line["group"] is None,
+                                                          line["group"] or ""))
+    return {
+        "namespace": namespace, "event": event, "interval": span.interval,
+        "from": span.first_day.isoformat(), "to": span.last_day.isoformat(),
+        "group_by": group.name if group else None,
+        "intervals": [format_timestamp(moment) for moment in moments],
+        "series": ordered,
+        "total_events": sum(sum(line["events"]) for line in ordered),
+    }
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def event_names(warehouse: ReportWarehouse, namespace: str, window: Window) -> dict[str, Any]:
+    rows = _fetch(warehouse, analytics_queries.event_names(target_of(warehouse), namespace, window))
+    return {"namespace": namespace, "names": [
+        {"name": row["name"], "events": int(row["events"]), "users": int(row["users"])} for row in rows
+    ]}

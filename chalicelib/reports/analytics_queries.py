@@ -1,0 +1,108 @@
+"""Event analytics over both protocols' rows, each query defined once in BigQuery SQL (rendered by queries.py).
+
+An event is a row with a name (`event`: a Segment track event, or an AlephBet participate
+or goal); its user is `user_id`, else `anonymous_id`, else AlephBet's `uuid`; its time is
+the skew-corrected client `timestamp`, else (AlephBet) `received_at`. Rows an experiment's
+deletion hides stay hidden here too.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from chalicelib.reports.dimensions import Dimension
+from chalicelib.reports.queries import Query, Target, Window, _render, _window_filter
+
+# The interval names users choose from, and BigQuery's date parts for them (never user text).
+INTERVAL_PARTS = {"day": "DAY", "hour": "HOUR"}
+TOP_GROUPS = 20
+MAX_NAMES = 1000
+
+_USER = "COALESCE(e.user_id, e.anonymous_id, e.uuid)"
+_TIME = "COALESCE(e.timestamp, e.received_at)"
+
+
+def _visible(columns: str, event: bool, window_filter: str) -> str:
+    """`WITH deleted, picked`: the namespace's named events not hidden by a tombstone."""
+    return (
+        "WITH deleted AS (\n"
+        "  SELECT experiment, MAX(deleted_at) AS deleted_at\n"
+        "  FROM {deletions}\n"
+        "  WHERE namespace = @namespace\n"
+        "  GROUP BY experiment\n"
+        "),\n"
+        "picked AS (\n"
+        f"  SELECT {columns}\n"
+        "  FROM {events} AS e\n"
+        "  LEFT JOIN deleted AS d ON d.experiment = e.experiment\n"
+        f"  WHERE e.namespace = @namespace AND {'e.event = @event' if event else 'e.event IS NOT NULL'}"
+        f"{window_filter}\n"
+        "    AND (d.deleted_at IS NULL OR e.received_at > d.deleted_at)\n"
+        ")\n"
+    )
+
+
+def _events_counted(target: Target) -> str:
+    return "COUNT(*)" if target.unique_identities else "COUNT(DISTINCT event_id)"
+
+
+def event_series(target: Target, namespace: str, start: datetime, end: datetime, interval: str,
+                 event: str | None = None, group: Dimension | None = None) -> Query:
+    """Events and distinct users per interval from `start` to `end` (and per `group` value).
+
+    Both the arrival (`received_at`, the partition column: BigQuery prunes by it) and the
+    event's own time must fall in [start, end). With a group, the TOP_GROUPS values with the
+    most events keep their series; the rest are one series with `other` true, its users
+    counted distinct across the values it folds.
+    """
+    part = INTERVAL_PARTS[interval]
+    columns = (f"TIMESTAMP_TRUNC({_TIME}, {part}) AS bucket, {_USER} AS user_key"
+               + ("" if target.unique_identities else ", e.event_id")
+               + (f", {group.sql('e.', 'group_path')} AS grp" if group else ""))
+    window_filter = (
+        "\n    AND e.received_at >= @from_ts AND e.received_at < @until_ts"
+        f"\n    AND {_TIME} >= @from_ts AND {_TIME} < @until_ts"
+    )
+    sql = _visible(columns, event is not None, window_filter)
+    if group is None:
+        sql += (f"SELECT bucket, CAST(NULL AS STRING) AS grp, FALSE AS other, {_events_counted(target)} AS events,\n"
+                "  COUNT(DISTINCT user_key) AS users\n"
+                "FROM picked\n"
+                "GROUP BY bucket")
+    else:
+        sql += (
+            ", sized AS (\n"
+            "  SELECT p.*, COUNT(*) OVER (PARTITION BY p.grp) AS size\n"
+            "  FROM picked AS p\n"
+            "), placed AS (\n"
+            "  SELECT s.*, DENSE_RANK() OVER (ORDER BY s.size DESC, s.grp) AS place\n"
+            "  FROM sized AS s\n"
+            "), folded AS (\n"
+            f"  SELECT bucket, user_key,{'' if target.unique_identities else ' event_id,'}"
+            f" IF(place <= {TOP_GROUPS}, grp, NULL) AS grp, place > {TOP_GROUPS} AS other\n"
+            "  FROM placed\n"
+            ")\n"
+            f"SELECT bucket, grp, other, {_events_counted(target)} AS events, COUNT(DISTINCT user_key) AS users\n"
+            "FROM folded\n"
+            "GROUP BY bucket, grp, other"
+        )
+    params: dict[str, Any] = {"namespace": namespace, "from_ts": start, "until_ts": end}
+    if event is not None:
+        params["event"] = event
+    if group is not None:
+        params.update(group.params("group_path"))
+    return _render(target, sql, params)
+
+
+def event_names(target: Target, namespace: str, window: Window) -> Query:
+    """Every event name of the namespace with its events and distinct users, the most frequent first."""
+    columns = f"e.event, {_USER} AS user_key" + ("" if target.unique_identities else ", e.event_id")
+    sql = (
+        _visible(columns, False, _window_filter(window))
+        + f"SELECT event AS name, {_events_counted(target)} AS events, COUNT(DISTINCT user_key) AS users\n"
+        "FROM picked\n"
+        "GROUP BY event\n"
+        "ORDER BY events DESC, name\n"
+        f"LIMIT {MAX_NAMES}"
+    )
+    return _render(target, sql, {"namespace": namespace, **window.params()})
