@@ -341,3 +341,102 @@ def test_purging_a_deletion_never_removes_segment_rows(warehouse, name):
     warehouse.execute(purge.sql, purge.params)
     kept = warehouse.fetch("SELECT COUNT(*) AS n FROM events WHERE experiment IS NULL")[0]["n"]
     assert kept == len(segment)
+
+
+# ---- Segment results, breakdowns and event analytics: the same rules ------------------------------
+
+from chalicelib.reports import analytics_queries, segment_queries  # noqa: E402
+from chalicelib.reports.dimensions import parse_dimension, parse_json_path  # noqa: E402
+
+PLAN = parse_dimension("context.page.path")
+REVENUE = parse_json_path("properties.revenue")
+BROWSER = parse_dimension("browser")
+START, END = datetime(2024, 5, 1, tzinfo=timezone.utc), datetime(2024, 6, 1, tzinfo=timezone.utc)
+
+NEW_READS: dict[str, Builder] = {
+    "segment results": lambda t, ns, ex, w: segment_queries.experiment_decision_counts(
+        t, ns, ex, goals=[ex, "other"], value=REVENUE, dimension=PLAN, window=w),
+    "segment results, default goals": lambda t, ns, ex, w: segment_queries.experiment_decision_counts(
+        t, ns, ex, window=w),
+    "results by browser": lambda t, ns, ex, w: queries.decision_counts(t, ns, ex, w, BROWSER),
+    "event names": lambda t, ns, ex, w: analytics_queries.event_names(t, ns, w),
+}
+ANALYTICS_SERIES: dict[str, Builder] = {
+    "event series": lambda t, ns, ex, w: analytics_queries.event_series(t, ns, START, END, "hour", ex, PLAN),
+    "all events series": lambda t, ns, ex, w: analytics_queries.event_series(t, ns, START, END, "day"),
+}
+NEW = {**NEW_READS, **ANALYTICS_SERIES,
+       "segment seen": lambda t, ns, ex, w: segment_queries.experiment_seen(t, ns, ex)}
+
+
+@pytest.mark.parametrize("target", [BQ, BQ_UNIQUE], ids=["distinct", "unique"])
+@pytest.mark.parametrize("window", [queries.ALL_TIME, MAY], ids=["all time", "from-to"])
+@pytest.mark.parametrize("name", list(NEW))
+def test_every_new_bigquery_query_parses_and_reads_backticked_tables(name, window, target):
+    sql = NEW[name](target, "default", "checkout", window).sql
+    sqlglot.parse_one(sql, read="bigquery")
+    assert _tables(sql) <= {"proj.analytics.events", "proj.analytics.deletions"}
+
+
+@pytest.mark.parametrize("name", list(NEW_READS))
+def test_a_window_on_a_new_query_filters_the_partition_column(name):
+    query = NEW_READS[name](BQ, "default", "checkout", MAY)
+    assert "e.received_at >= @from_ts" in query.sql and "e.received_at < @until_ts" in query.sql
+    assert "@from_ts" not in NEW_READS[name](BQ, "default", "checkout", queries.ALL_TIME).sql
+
+
+@pytest.mark.parametrize("name", list(ANALYTICS_SERIES))
+def test_event_series_always_filter_the_partition_column_and_the_event_time(name):
+    query = ANALYTICS_SERIES[name](BQ, "default", "Signed Up", queries.ALL_TIME)
+    assert "e.received_at >= @from_ts AND e.received_at < @until_ts" in query.sql
+    assert "COALESCE(e.timestamp, e.received_at) >= @from_ts" in query.sql
+    assert (query.params["from_ts"], query.params["until_ts"]) == (START, END)
+
+
+@pytest.mark.parametrize("target", [BQ, DUCK], ids=["bigquery", "duckdb"])
+@pytest.mark.parametrize("name", [name for name in NEW if name not in ("event names", "all events series")])
+@pytest.mark.parametrize("hostile", HOSTILE, ids=["drop table", "or 1=1", "backslashes", "emoji", "256 chars"])
+def test_new_queries_take_user_values_only_as_parameters(hostile, name, target):
+    query = NEW[name](target, hostile, hostile, MAY)
+    assert hostile not in query.sql
+    assert hostile in query.params.values() or [hostile, "other"] in query.params.values()
+
+
+@pytest.mark.parametrize("name", ["segment results", "event series"])
+def test_json_paths_travel_as_parameters_never_in_the_text(name):
+    query = NEW[name](BQ, "default", "checkout", MAY)
+    assert "page.path" not in query.sql and "revenue" not in query.sql
+    assert "$.page.path" in query.params.values()
+    if name == "segment results":
+        assert query.params["value_path"] == "$.revenue" and query.params["dimension_path"] == "$.page.path"
+
+
+def test_the_segment_results_bigquery_text_is_pinned():
+    sql = NEW["segment results"](BQ_UNIQUE, "default", "checkout", MAY).sql
+    for fragment in [
+        "e.type = 'track' AND e.event = 'Experiment Viewed'",
+        "JSON_VALUE(e.properties, '$.experiment_id') = @experiment",
+        "JSON_VALUE(e.properties, '$.variation_id') AS variant",
+        "COALESCE(e.user_id, e.anonymous_id) AS user_key",
+        "COALESCE(e.timestamp, e.received_at) AS seen_at, JSON_VALUE(e.context, @dimension_path) AS segment",
+        "MIN(seen_at) AS first_at, MIN_BY(variant, seen_at) AS variant",
+        "JOIN goal_events AS g ON g.user_key = a.user_key AND g.seen_at >= a.first_at",
+        "SAFE_CAST(JSON_VALUE(e.properties, @value_path) AS FLOAT64)",
+        "e.event IN UNNEST(@goals)",
+        f"IF(place <= {queries.TOP_SEGMENTS}, segment, NULL) AS segment",
+    ]:
+        assert fragment in sql, fragment
+
+
+def test_the_event_series_bigquery_text_is_pinned():
+    sql = NEW["event series"](BQ_UNIQUE, "default", "Signed Up", MAY).sql
+    for fragment in [
+        "TIMESTAMP_TRUNC(COALESCE(e.timestamp, e.received_at), HOUR) AS bucket",
+        "COALESCE(e.user_id, e.anonymous_id, e.uuid) AS user_key",
+        "JSON_VALUE(e.context, @group_path) AS grp",
+        "e.event = @event",
+        "(d.deleted_at IS NULL OR e.received_at > d.deleted_at)",
+        "COUNT(*) AS events, COUNT(DISTINCT user_key) AS users",
+    ]:
+        assert fragment in sql, fragment
+    assert "COUNT(DISTINCT event_id) AS events" in NEW["event series"](BQ, "default", "x", MAY).sql

@@ -17,6 +17,7 @@ from chalicelib.reports.queries import Window
 from chalicelib.reports.views import UnknownExperiment
 from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
 from tests.helpers import KEY_HEADER, report_client  # noqa: F401
+from tests.bigquery_standin import bigquery_standin  # noqa: F401
 from tests.segment_rows import exposure, segment_row, track
 
 NS = "default"
@@ -334,3 +335,33 @@ def test_bad_segment_parameters_are_a_400_naming_them(report_client, query, para
 def test_an_unexposed_segment_experiment_is_a_404(report_client):
     status, body = get(report_client, "/experiments/nothing/results", namespace=NS, source="segment")
     assert status == 404, body
+
+
+# ---- BigQuery: the pinned text through the real client ------------------------------------------
+
+def test_bigquery_runs_the_segment_text_with_the_json_path_and_goals_as_typed_parameters(bigquery_standin):
+    from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
+    from tests.bigquery_standin import QueryAnswer
+
+    warehouse = BigQueryWarehouse(bigquery_standin.client, dataset="analytics", table="events")
+    bigquery_standin.answer_queries(lambda query: QueryAnswer(
+        schema=[("segment", "STRING"), ("other", "BOOL"), ("variant", "STRING"), ("event", "STRING"),
+                ("uuids", "INT64"), ("multiple", "INT64"), ("valued", "INT64"), ("total", "FLOAT64"),
+                ("total_squares", "FLOAT64")],
+        rows=[{"segment": "pro", "other": False, "variant": "a", "event": "participate", "uuids": 3, "multiple": 1,
+               "valued": 0, "total": None, "total_squares": None},
+              {"segment": "pro", "other": False, "variant": "a", "event": "Buy", "uuids": 1, "multiple": 0,
+               "valued": 1, "total": 5.0, "total_squares": 25.0}]))
+    window = Window(date(2024, 5, 1), date(2024, 5, 2))
+    view = results(warehouse, goals=["Buy"], value=parse_json_path("properties.revenue"),
+                   dimension=parse_dimension("properties.plan"), window=window)
+    assert counts(view) == {"participants": {"a": 3}, "Buy": {"a": 1}} and view["multiple_exposures"] == 1
+    sent = bigquery_standin.queries[-1]
+    target = queries.Target(queries.BIGQUERY, queries.bigquery_tables("test-project", "analytics", "events"), False)
+    assert sent.sql == segment_queries.experiment_decision_counts(
+        target, NS, "exp", goals=["Buy"], value=parse_json_path("properties.revenue"),
+        dimension=parse_dimension("properties.plan"), window=window).sql
+    types = {p["name"]: p["parameterType"] for p in sent.body["queryParameters"]}
+    assert types["dimension_path"] == {"type": "STRING"} and types["value_path"] == {"type": "STRING"}
+    assert types["goals"]["arrayType"] == {"type": "STRING"} and types["from_ts"] == {"type": "TIMESTAMP"}
+    assert (sent.parameters["dimension_path"], sent.parameters["value_path"]) == ("$.plan", "$.revenue")
