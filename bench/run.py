@@ -33,6 +33,7 @@ PLAN: dict[str, tuple[list[str], list[str]]] = {
     "kinesis_calls.py": ([], []),
     "writer.py": (["--quick"], ["--rows", "1000000"]),
     "report.py": (["--events", "1000000"], ["--events", "10000000"]),
+    "segment_results.py": ([], ["--full"]),
     "accuracy.py": ([], []),
     "e2e_load.py": (["--quick"], ["--seconds", "30"]),
 }

@@ -419,10 +419,11 @@ def test_the_segment_results_bigquery_text_is_pinned():
         "JSON_VALUE(e.properties, '$.variation_id') AS variant",
         "COALESCE(e.user_id, e.anonymous_id) AS user_key",
         "COALESCE(e.timestamp, e.received_at) AS seen_at, JSON_VALUE(e.context, @dimension_path) AS segment",
+        "MIN_BY(segment, seen_at) AS segment",
         "MIN(seen_at) AS first_at, MIN_BY(variant, seen_at) AS variant",
         "JOIN goal_events AS g ON g.user_key = a.user_key AND g.seen_at >= a.first_at",
         "SAFE_CAST(JSON_VALUE(e.properties, @value_path) AS FLOAT64)",
-        "e.event IN UNNEST(@goals)",
+        "e.event IN (@goal_0, @goal_1)",
         f"IF(place <= {queries.TOP_SEGMENTS}, segment, NULL) AS segment",
     ]:
         assert fragment in sql, fragment

@@ -363,5 +363,5 @@ def test_bigquery_runs_the_segment_text_with_the_json_path_and_goals_as_typed_pa
         dimension=parse_dimension("properties.plan"), window=window).sql
     types = {p["name"]: p["parameterType"] for p in sent.body["queryParameters"]}
     assert types["dimension_path"] == {"type": "STRING"} and types["value_path"] == {"type": "STRING"}
-    assert types["goals"]["arrayType"] == {"type": "STRING"} and types["from_ts"] == {"type": "TIMESTAMP"}
+    assert types["goal_0"] == {"type": "STRING"} and types["from_ts"] == {"type": "TIMESTAMP"}
     assert (sent.parameters["dimension_path"], sent.parameters["value_path"]) == ("$.plan", "$.revenue")
