@@ -1,0 +1,163 @@
+"""The dashboard's breakdown selector, Segment experiments and Events view, in headless Chromium.
+
+The data folder is seeded before the server starts (Segment rows as the ingestion routes store
+them, AlephBet rows with a browser family), then every number the page shows is compared with
+the API's answer.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Iterator
+
+import pytest
+from playwright.sync_api import Browser, sync_playwright
+
+from chalicelib.ingest.events import Event, stamp
+from chalicelib.runtime import WAREHOUSE_FILE
+from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
+from tests.local_server import LocalServer
+from tests.segment_rows import exposure, track
+from tests.test_dashboard import API_KEY, CHROMIUM, CHROMIUM_ARGS, Dashboard, percent
+
+NAMESPACE = "alephbet"
+TODAY = datetime.now(timezone.utc).replace(hour=12, minute=0, second=0, microsecond=0)
+DAY_BEFORE = TODAY - timedelta(days=1)
+HOSTILE_PLAN = "<img src=x onerror=alert(1)>"
+
+
+def _rows() -> list:
+    rows = []
+    for n in range(30):                                   # Segment experiment "pricing"
+        user = f"s{n}"
+        plan = ["pro", "free", HOSTILE_PLAN][n % 3]
+        rows.append(exposure("pricing", "cheap" if n % 2 else "dear", user, DAY_BEFORE, namespace=NAMESPACE,
+                             properties={"plan": plan}))
+        if n % 4 == 0:
+            rows.append(track("Order Completed", user, TODAY, namespace=NAMESPACE, properties={"plan": plan}))
+    for n in range(12):                                   # AlephBet experiment "button" with browsers
+        uuid, variant = f"a{n}", "red" if n % 2 else "blue"
+        browser = "Firefox" if n % 3 == 0 else "Chrome"
+        rows.append(stamp(Event(NAMESPACE, "button", variant, "participate", uuid), DAY_BEFORE)._replace(browser=browser))
+        if n % 3 != 2:
+            rows.append(stamp(Event(NAMESPACE, "button", variant, "click", uuid), TODAY)._replace(browser=browser))
+    return rows
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[LocalServer]:
+    data = tmp_path_factory.mktemp("dashboard-segment") / "data"
+    data.mkdir()
+    store = DuckDBWarehouse(data / WAREHOUSE_FILE)
+    store.insert_events(_rows())
+    store.close()
+    with LocalServer.start(data, env={"DALET_API_KEY": API_KEY}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def dashboard(browser, server) -> Iterator[Dashboard]:
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    yield Dashboard(context.new_page(), server)
+    context.close()
+
+
+def api(server: LocalServer, path: str, **query: str) -> dict:
+    reply = server.request("GET", path, headers={"x-api-key": API_KEY}, query={"namespace": NAMESPACE, **query})
+    assert reply.status == 200, reply.text
+    return reply.json()
+
+
+def breakdown_cells(dashboard: Dashboard) -> dict[tuple[str, str], tuple[str, list[str]]]:
+    dashboard.page.wait_for_selector("#breakdown tbody tr")
+    return {tuple(row[:2]): (row[2], row[3:]) for row in dashboard.page.locator("#breakdown tbody tr").evaluate_all(
+        """rows => rows.map(r => [r.getAttribute('data-segment'), r.getAttribute('data-variant'),
+            r.querySelector("[data-field='participants']").textContent,
+            ...[...r.querySelectorAll("[data-field='rate']")].map(c => c.textContent)])""")}
+
+
+def expected_cells(answer: dict) -> dict[tuple[str, str], tuple[str, list[str]]]:
+    cells = {}
+    for segment in answer["breakdown"]["segments"]:
+        name = "(other)" if segment["other"] else segment["value"] if segment["value"] is not None else "(none)"
+        for variant in segment["variants"]:
+            rates = [next(arm for arm in goal["variants"] if arm["label"] == variant["label"])["rate"]
+                     for goal in segment["goals"]]
+            cells[name, variant["label"]] = (str(variant["participants"]),
+                                             [percent(rate) if rate is not None else "—" for rate in rates])
+    return cells
+
+
+def test_an_alephbet_experiment_breaks_down_by_browser_as_the_api_does(dashboard, server):
+    dashboard.open().enter_key().choose("button")
+    dashboard.page.fill("#dimension", "browser")
+    dashboard.page.click("#dimension-form button[type=submit]")
+
+    shown = breakdown_cells(dashboard)
+    assert shown == expected_cells(api(server, "/experiments/button/results", dimension="browser"))
+    assert {segment for segment, _ in shown} == {"Chrome", "Firefox"}
+
+
+def test_a_segment_experiment_opens_by_id_with_its_results_and_a_property_breakdown(dashboard, server):
+    dashboard.open().enter_key().wait_for_list()
+    dashboard.page.fill("#segment-experiment", "pricing")
+    dashboard.page.click("#segment-form button[type=submit]")
+    dashboard.page.wait_for_function("() => document.getElementById('experiment-name')?.textContent === 'pricing'")
+    answer = api(server, "/experiments/pricing/results", source="segment")
+    for variant in answer["variants"]:
+        assert dashboard.cell("#participants", variant["label"], "participants") == str(variant["participants"])
+    assert dashboard.page.locator("#delete-experiment").count() == 0
+    assert dashboard.page.locator("#daily").count() == 0
+
+    dashboard.page.fill("#dimension", "properties.plan")
+    dashboard.page.click("#dimension-form button[type=submit]")
+    shown = breakdown_cells(dashboard)
+    assert shown == expected_cells(api(server, "/experiments/pricing/results", source="segment",
+                                       dimension="properties.plan"))
+    assert HOSTILE_PLAN in {segment for segment, _ in shown}          # shown as text
+    assert dashboard.page.locator("#breakdown img").count() == 0
+    assert dashboard.dialogs == []
+
+
+def test_a_bad_dimension_shows_the_apis_reason(dashboard):
+    dashboard.open().enter_key().choose("button")
+    dashboard.page.fill("#dimension", "properties.plan")
+    dashboard.page.click("#dimension-form button[type=submit]")
+    assert "dimension" in dashboard.message() and "400" in dashboard.message()
+
+
+def test_the_events_view_charts_one_line_per_group_with_the_apis_numbers(dashboard, server):
+    dashboard.open().enter_key().wait_for_list()
+    dashboard.page.click("#view-events")
+    dashboard.page.wait_for_selector("#events-chart .events-line")
+    everything = api(server, "/events")
+    assert dashboard.page.locator("#events-chart .events-line").get_attribute("data-values") == \
+        ",".join(map(str, everything["series"][0]["events"]))
+
+    dashboard.page.select_option("#events-event", "Order Completed")
+    dashboard.page.fill("#events-group", "properties.plan")
+    dashboard.page.select_option("#events-metric", "users")
+    dashboard.page.click("#events-form button[type=submit]")
+    dashboard.page.wait_for_function("() => document.querySelectorAll('#events-chart .events-line').length === 3")
+    grouped = api(server, "/events", event="Order Completed", group_by="properties.plan")
+    lines = dashboard.page.locator("#events-chart .events-line").evaluate_all(
+        "lines => lines.map(l => [l.getAttribute('data-group'), l.getAttribute('data-values')])")
+    assert lines == [[line["group"], ",".join(map(str, line["users"]))] for line in grouped["series"]]
+    totals = {row.get_attribute("data-group"): row.locator("[data-field='events-total']").inner_text()
+              for row in dashboard.page.locator("#events-table tbody tr").all()}
+    assert totals == {line["group"]: str(sum(line["events"])) for line in grouped["series"]}
+
+
+def test_the_event_names_list_offers_every_named_event(dashboard, server):
+    dashboard.open().enter_key().wait_for_list()
+    dashboard.page.click("#view-events")
+    dashboard.page.wait_for_selector("#events-chart")
+    offered = dashboard.page.locator("#events-event option").evaluate_all("options => options.map(o => o.value)")
+    assert offered == [""] + [item["name"] for item in api(server, "/events/names")["names"]]
