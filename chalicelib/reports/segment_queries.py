@@ -89,15 +89,22 @@ def experiment_decision_counts(target: Target, namespace: str, experiment: str, 
 
 
 def _goal_events(target: Target, goals: Sequence[str] | None, value: Dimension | None, window: Window) -> str:
-    """The candidate goal events; stored twice (BigQuery's insertId dedup is best effort), one counts."""
+    """The candidate goal events, with their finite value if one is asked for.
+
+    Where a row may be stored twice (BigQuery's insertId dedup is best effort), one copy counts.
+    """
     # One scalar parameter per goal: DuckDB filters a plain IN list in its scan (UNNEST becomes a CASE).
-    chosen = f"e.event IN ({', '.join(f'@goal_{index}' for index in range(len(goals)))})" if goals is not None else \
-        f"e.event IS NOT NULL AND e.event NOT IN ('{EXPOSURE_EVENT}', '{PARTICIPATE}')"
-    number = f"SAFE_CAST({value.sql('e.', 'value_path')} AS FLOAT64)" if value else "CAST(NULL AS FLOAT64)"
-    columns = (f"COALESCE(e.user_id, e.anonymous_id) AS user_key, e.event, COALESCE(e.timestamp, e.received_at) AS seen_at,\n"
-               f"    IF({_FINITE.format(number)}, {number}, NULL) AS value")
+    chosen = (f"e.event IN ({', '.join(f'@goal_{index}' for index in range(len(goals)))})" if goals is not None
+              else f"e.event IS NOT NULL AND e.event NOT IN ('{EXPOSURE_EVENT}', '{PARTICIPATE}')")
+    if value is None:
+        number = "CAST(NULL AS FLOAT64)"
+    else:
+        cast = f"SAFE_CAST({value.sql('e.', 'value_path')} AS FLOAT64)"
+        number = f"IF({_FINITE.format(cast)}, {cast}, NULL)"
+    key = "" if target.unique_identities else "e.event_id, "
     source = (
-        f"  SELECT {columns}\n"
+        f"  SELECT {key}COALESCE(e.user_id, e.anonymous_id) AS user_key, e.event,\n"
+        f"    COALESCE(e.timestamp, e.received_at) AS seen_at, {number} AS value\n"
         "  FROM {events} AS e\n"
         f"  WHERE e.namespace = @namespace AND e.type = 'track' AND {chosen}{_window_filter(window)}\n"
     )
@@ -107,7 +114,7 @@ def _goal_events(target: Target, goals: Sequence[str] | None, value: Dimension |
         "goal_events AS (\n"
         "  SELECT ANY_VALUE(user_key) AS user_key, ANY_VALUE(event) AS event, ANY_VALUE(seen_at) AS seen_at,\n"
         "    ANY_VALUE(value) AS value\n"
-        "  FROM (\n" + source.replace(f"SELECT {columns}", f"SELECT e.event_id, {columns}") + "  )\n"
+        "  FROM (\n" + source + "  )\n"
         "  GROUP BY event_id\n"
         "),\n"
     )
@@ -120,7 +127,7 @@ def _chosen_goals(goals: Sequence[str] | None) -> str:
         "chosen AS (\n"
         "  SELECT event FROM converted\n"
         "  GROUP BY event\n"
-        f"  ORDER BY COUNT(*) DESC, event\n"
+        "  ORDER BY COUNT(*) DESC, event\n"
         f"  LIMIT {DEFAULT_GOAL_COUNT}\n"
         "),\n"
     )
