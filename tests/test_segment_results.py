@@ -365,3 +365,27 @@ def test_bigquery_runs_the_segment_text_with_the_json_path_and_goals_as_typed_pa
     assert types["dimension_path"] == {"type": "STRING"} and types["value_path"] == {"type": "STRING"}
     assert types["goal_0"] == {"type": "STRING"} and types["from_ts"] == {"type": "TIMESTAMP"}
     assert (sent.parameters["dimension_path"], sent.parameters["value_path"]) == ("$.plan", "$.revenue")
+
+
+# ---- the dimension grammar -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, column, json_path", [
+    ("browser", "browser", None),
+    ("properties.plan", "properties", "$.plan"),
+    ("context.page.path", "context", "$.page.path"),
+    ("properties._a1.B_2", "properties", "$._a1.B_2"),
+])
+def test_a_dimension_names_an_allowed_column_and_a_json_path(text, column, json_path):
+    dimension = parse_dimension(text)
+    assert (dimension.column, dimension.json_path, dimension.name) == (column, json_path, text)
+
+
+@pytest.mark.parametrize("text", ["properties", "properties.", "properties.1a", "properties.a..b", "properties.a-b",
+                                  "properties.a b", "properties.$x", "properties.a[0]", "traits.plan", "uuid",
+                                  "properties." + ".".join(["k"] * 9), "properties." + "k" * 65, "Properties.plan",
+                                  "properties.plan\n", "properties.pl\u00e4n"])
+def test_anything_outside_the_grammar_is_refused(text):
+    from chalicelib.reports.dimensions import InvalidPath
+
+    with pytest.raises(InvalidPath):
+        parse_dimension(text)
