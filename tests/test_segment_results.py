@@ -190,7 +190,22 @@ def test_rows_stored_twice_count_once_where_the_warehouse_may_keep_duplicates(wa
     def fetched(q):
         return sorted(tuple(row.values()) for row in warehouse.fetch(q.sql, q.params))
     assert fetched(query) == fetched(once)
-    assert ("a", "Buy", 1, 0, 1, 4.0, 16.0) in fetched(once)
+    assert ("a", "Buy", 1, 0, 1, 4.0, 16.0, None) in fetched(once)
+
+
+def test_the_rows_carry_the_sample_variance_of_each_users_summed_value(warehouse):
+    """For a results view that reads a variance (its successor's DecisionRow) rather than sums of squares."""
+    import statistics
+
+    per_user = {"u1": [1e9 + 0.5, 2.25], "u2": [1e9 + 3.0], "u3": [1e9 - 1.0, 0.0, 4.5]}
+    rows = [exposure("exp", "a", user, at(1)) for user in per_user]
+    rows += [track("Buy", user, at(2, hour), properties={"revenue": amount})
+             for user, amounts in per_user.items() for hour, amount in enumerate(amounts, start=1)]
+    warehouse.insert_events(rows)
+    query = segment_queries.experiment_decision_counts(views.target_of(warehouse), NS, "exp", goals=["Buy"],
+                                                       value=parse_json_path("properties.revenue"))
+    [bought] = [row for row in warehouse.fetch(query.sql, query.params) if row["event"] == "Buy"]
+    assert bought["variance"] == pytest.approx(statistics.variance([sum(v) for v in per_user.values()]), rel=1e-9)
 
 
 # ---- breakdowns ----------------------------------------------------------------------------------

@@ -1,21 +1,24 @@
 """Breakdowns: the decision view once overall and once per value of a dimension.
 
-The rows come from a query that split its counts by `segment` and folded all but the
-top values into `other` rows (`queries.folded_segments`). Each user counts in exactly
-one segment, so the overall figures are the segments' sums, and every segment is shaped
-by the same `results_view` as the whole experiment: every statistic applies to both.
+The segment rows come from a query that split its counts by `segment`, after folding the
+users of all but the top values into `other` (`queries.folded_segments`). Every segment is
+shaped by the same `results_view` as the whole experiment, so every statistic applies to
+both; the whole comes from its own query, never from adding segments up.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports.views import DecisionRow, results_view
 
 OTHER_LABEL = "(other)"
+# The results view's figures that belong to the whole experiment, not repeated per segment.
+_WHOLE_ONLY = ("namespace", "experiment", "confidence")
 
-Shape = Callable[[Sequence[DecisionRow], "str | None"], dict[str, Any]]
+Rows = Sequence[Mapping[str, Any]]
+Extras = Callable[[Rows], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -28,78 +31,58 @@ class SegmentKey:
         return {"value": OTHER_LABEL if self.other else self.value, "other": self.other}
 
 
-def split(rows: Iterable[Mapping[str, Any]]) -> dict[SegmentKey, list[Mapping[str, Any]]]:
+def split(rows: Rows) -> dict[SegmentKey, list[Mapping[str, Any]]]:
     by_segment: dict[SegmentKey, list[Mapping[str, Any]]] = {}
     for row in rows:
         by_segment.setdefault(SegmentKey(row["segment"], bool(row["other"])), []).append(row)
     return by_segment
 
 
-def summed(rows: Iterable[DecisionRow]) -> list[DecisionRow]:
-    """One row per (variant, event): the segments' counts and sums added up."""
-    totals: dict[tuple[str, str], DecisionRow] = {}
-    for row in rows:
-        key = (row.variant, row.event)
-        before = totals.get(key)
-        totals[key] = row if before is None else replace(
-            before, uuids=before.uuids + row.uuids, valued=before.valued + row.valued,
-            total=before.total + row.total, total_squares=before.total_squares + row.total_squares)
-    return list(totals.values())
+def _zero(variant: str, event: str) -> DecisionRow:
+    # Built through DecisionRow.of, so it fits whatever figures the row carries.
+    return DecisionRow.of({"variant": variant, "event": event, "uuids": 0, "valued": 0, "total": None,
+                           "total_squares": None, "variance": None})
 
 
-def completed(rows: Sequence[DecisionRow], labels: Sequence[str], goals: Sequence[str]) -> list[DecisionRow]:
+def completed(rows: Rows, labels: Sequence[str], goals: Sequence[str]) -> list[DecisionRow]:
     """Every variant and goal listed, with zeros where a segment saw none (so segments line up)."""
-    variants = {row.variant for row in rows if row.event == PARTICIPATE}
-    events = {row.event for row in rows}
-    zeros = [DecisionRow(label, PARTICIPATE, 0, 0, 0.0, 0.0) for label in labels if label not in variants]
+    decision_rows = [DecisionRow.of(row) for row in rows]
+    variants = {row.variant for row in decision_rows if row.event == PARTICIPATE}
+    events = {row.event for row in decision_rows}
+    zeros = [_zero(label, PARTICIPATE) for label in labels if label not in variants]
     if labels:
-        zeros += [DecisionRow(labels[0], goal, 0, 0, 0.0, 0.0) for goal in goals if goal not in events]
-    return list(rows) + zeros
+        zeros += [_zero(labels[0], goal) for goal in goals if goal not in events]
+    return decision_rows + zeros
 
 
-def breakdown_view(dimension: str, segments: Mapping[SegmentKey, Sequence[DecisionRow]], labels: Sequence[str],
-                   goals: Sequence[str], control: str | None, shape: Shape,
-                   extras: Callable[[SegmentKey], Mapping[str, Any]] = lambda key: {}) -> dict[str, Any]:
-    """Every segment shaped like the whole (same variants, goals and control); the most
-    participants first, the folded rest last."""
-    def participants(key: SegmentKey) -> int:
-        return sum(row.uuids for row in segments[key] if row.event == PARTICIPATE)
+def decision_results(namespace: str, experiment: str, whole: Rows, by_segment: Rows | None = None, *,
+                     dimension: str | None = None, goals: Sequence[str] = (),
+                     extras: Extras = lambda rows: {}, **options: Any) -> dict[str, Any]:
+    """The decision view of decision-count rows, every requested goal listed, plus with a dimension
+    a `breakdown`: each segment shaped like the whole (same variants, goals and control), the
+    most participants first, the folded rest last.
 
-    ordered = sorted(segments, key=lambda key: (key.other, -participants(key), key.value is None, key.value or ""))
-    return {"dimension": dimension, "segments": [
-        {**key.to_json(), **extras(key), **shape(completed(segments[key], labels, goals), control)}
-        for key in ordered
-    ]}
-
-
-Extras = Callable[[Sequence[Mapping[str, Any]]], Mapping[str, Any]]
-
-
-def decision_results(namespace: str, experiment: str, fetched: Sequence[Mapping[str, Any]], *,
-                     dimension: str | None, control: str | None, confidence: float,
-                     weights: Mapping[str, float] | None, goals: Sequence[str] = (),
-                     extras: Extras = lambda rows: {}) -> dict[str, Any]:
-    """The decision view of decision-count rows, every requested goal listed; with a dimension,
-    the rows are per segment and the view gains a `breakdown` of the same shape per segment.
-
-    `extras` adds figures of the source's own (Segment's `multiple_exposures`) to the whole
-    and to each segment, from the raw rows concerned.
+    `options` go to `results_view` (control, confidence, weights...); `extras` adds figures of
+    the source's own (Segment's `multiple_exposures`) to the whole and to each segment.
     """
-    rows = [DecisionRow.of(row) for row in fetched]
-    overall = summed(rows) if dimension is not None else rows
-    labels = sorted({row.variant for row in overall})
-    view = results_view(namespace, experiment, completed(overall, labels, goals), control=control,
-                        confidence=confidence, weights=weights)
-    view.update(extras(fetched))
+    labels = sorted({row["variant"] for row in whole})
+    view = results_view(namespace, experiment, completed(whole, labels, goals), **options)
+    view.update(extras(whole))
     if dimension is None:
         return view
+    listed_goals = [goal["goal"] for goal in view["goals"]]
+    segment_options = {**options, "control": view["control"]}
+    segments = split(by_segment or [])
 
-    def shape(segment_rows: Sequence[DecisionRow], chosen: str | None) -> dict[str, Any]:
-        shaped = results_view(namespace, experiment, segment_rows, control=chosen, confidence=confidence, weights=weights)
-        return {key: value for key, value in shaped.items() if key not in ("namespace", "experiment", "confidence")}
+    def participants(key: SegmentKey) -> int:
+        return sum(int(row["uuids"]) for row in segments[key] if row["event"] == PARTICIPATE)
 
-    raw = split(fetched)
-    segments = {key: [DecisionRow.of(row) for row in raw[key]] for key in raw}
-    view["breakdown"] = breakdown_view(dimension, segments, labels, [goal["goal"] for goal in view["goals"]],
-                                       view["control"], shape, lambda key: extras(raw[key]))
+    ordered = sorted(segments, key=lambda key: (key.other, -participants(key), key.value is None, key.value or ""))
+    view["breakdown"] = {"dimension": dimension, "segments": [
+        {**key.to_json(), **extras(segments[key]), **{
+            name: figure for name, figure in results_view(
+                namespace, experiment, completed(segments[key], labels, listed_goals), **segment_options).items()
+            if name not in _WHOLE_ONLY}}
+        for key in ordered
+    ]}
     return view

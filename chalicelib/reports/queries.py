@@ -154,29 +154,28 @@ def decision_counts(target: Target, namespace: str, experiment: str, window: Win
     unless the page sets a user id, so successes are not matched against participants.
 
     With a `dimension` (a column such as `browser`), the counts are split by its value as each
-    identity was stored, the top values kept and the rest folded (`folded_segments`).
+    identity was stored: the top values by participants, the rest folded into `other` (`folded_segments`).
     """
     segment = f", {dimension.sql('e.', 'dimension_path')} AS segment" if dimension else ""
-    by_segment = "segment, " if dimension else ""
     if target.unique_identities:
         columns = "e.variant, e.event, e.value" + segment
-        per_uuid = f"per_uuid AS (\n  SELECT {by_segment}variant, event, value FROM scoped\n)\n"
+        per_uuid = f"per_uuid AS (\n  SELECT variant, event, value{segment and ', segment'} FROM scoped\n)"
     else:
         # A duplicate row is one event delivered twice: it carries one value, not two.
         columns = "e.variant, e.event, e.uuid, e.value" + segment
-        first_segment = "MIN(segment) AS segment, " if dimension else ""
-        per_uuid = (f"per_uuid AS (\n  SELECT {first_segment}variant, event, uuid, MAX(value) AS value FROM scoped\n"
-                    "  GROUP BY variant, event, uuid\n)\n")
-    counted = (
-        f"SELECT {by_segment}variant, event, COUNT(*) AS uuids, COUNT(value) AS valued,\n"
+        per_uuid = (f"per_uuid AS (\n  SELECT variant, event, uuid, MAX(value) AS value{segment and ', MIN(segment) AS segment'}"
+                    " FROM scoped\n  GROUP BY variant, event, uuid\n)")
+    rows, by_segment = "per_uuid", ""
+    if dimension:
+        per_uuid += ",\n" + folded_segments("per_uuid", "variant, event, value", f"SUM(IF(s.event = '{PARTICIPATE}', 1, 0))")
+        rows, by_segment = "folded", "segment, other, "
+    sql = (
+        _scoped(columns, experiment=True, scope=False, window=window, more_ctes=per_uuid + "\n")
+        + f"SELECT {by_segment}variant, event, COUNT(*) AS uuids, COUNT(value) AS valued,\n"
         "  SUM(value) AS total, SUM(value * value) AS total_squares\n"
-        "FROM per_uuid\n"
+        f"FROM {rows}\n"
         f"GROUP BY {by_segment}variant, event"
     )
-    if dimension:
-        per_uuid += f", counts AS (\n{counted}\n)\n"
-        counted = folded_segments()
-    sql = _scoped(columns, experiment=True, scope=False, window=window, more_ctes=per_uuid) + counted
     params = {"namespace": namespace, "experiment": experiment, **window.params()}
     return _render(target, sql, {**params, **(dimension.params("dimension_path") if dimension else {})})
 
@@ -288,26 +287,27 @@ def _scoped(columns: str, *, experiment: bool, scope: bool, window: Window, more
 TOP_SEGMENTS = 20    # a breakdown keeps the values with the most participants; the rest are folded into one
 
 
-def folded_segments(*extra_columns: str) -> str:
-    """From a `counts` CTE with a `segment` column: the TOP_SEGMENTS segments by participants,
-    the others summed into one with `other` true (valid where each user counts in one segment)."""
-    sums = "".join(f"SUM({column}) AS {column}, " for column in extra_columns)
+def folded_segments(source: str, columns: str, participants: str = "COUNT(*)") -> str:
+    """CTEs `sized`, `placed` and `folded` over a CTE of per-user rows with a `segment` column.
+
+    `folded` is `source`'s rows (`columns` of them) with `segment` kept for the TOP_SEGMENTS
+    segments with the most participants (`participants`: a window aggregate over `s`, the
+    source's rows) and null for the rest, which have `other` true. Folding users, not their
+    counts, keeps every figure computed from them exact, whatever the figure.
+    """
     return (
-        ", sized AS (\n"
-        f"  SELECT c.*, SUM(IF(c.event = '{PARTICIPATE}', c.uuids, 0)) OVER (PARTITION BY c.segment) AS size\n"
-        "  FROM counts AS c\n"
-        "), placed AS (\n"
-        "  SELECT s.*, DENSE_RANK() OVER (ORDER BY s.size DESC, s.segment) AS place\n"
-        "  FROM sized AS s\n"
-        "), folded AS (\n"
-        f"  SELECT IF(place <= {TOP_SEGMENTS}, segment, NULL) AS segment, place > {TOP_SEGMENTS} AS other,\n"
-        f"    variant, event, uuids, {''.join(column + ', ' for column in extra_columns)}valued, total, total_squares\n"
+        "sized AS (\n"
+        f"  SELECT s.*, {participants} OVER (PARTITION BY s.segment) AS size\n"
+        f"  FROM {source} AS s\n"
+        "),\n"
+        "placed AS (\n"
+        "  SELECT z.*, DENSE_RANK() OVER (ORDER BY z.size DESC, z.segment) AS place\n"
+        "  FROM sized AS z\n"
+        "),\n"
+        "folded AS (\n"
+        f"  SELECT IF(place <= {TOP_SEGMENTS}, segment, NULL) AS segment, place > {TOP_SEGMENTS} AS other, {columns}\n"
         "  FROM placed\n"
-        ")\n"
-        "SELECT segment, other, variant, event, SUM(uuids) AS uuids, " + sums +
-        "SUM(valued) AS valued, SUM(total) AS total, SUM(total_squares) AS total_squares\n"
-        "FROM folded\n"
-        "GROUP BY segment, other, variant, event"
+        ")"
     )
 
 

@@ -24,15 +24,19 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
                        window: Window = ALL_TIME) -> dict[str, Any]:
     """404 when nobody was ever exposed; an empty date window alone answers the empty view."""
     target = target_of(warehouse)
-    query = segment_queries.experiment_decision_counts(target, namespace, experiment, goals=goals, value=value,
-                                                       dimension=dimension, window=window)
-    fetched = _fetch(warehouse, query)
-    if not fetched and (window == ALL_TIME or not _fetch(warehouse, segment_queries.experiment_seen(
+
+    def counts(split_by: Dimension | None) -> list[dict[str, Any]]:
+        return _fetch(warehouse, segment_queries.experiment_decision_counts(
+            target, namespace, experiment, goals=goals, value=value, dimension=split_by, window=window))
+
+    whole = counts(None)
+    if not whole and (window == ALL_TIME or not _fetch(warehouse, segment_queries.experiment_seen(
             target, namespace, experiment))):
         raise UnknownExperiment(namespace, experiment)
     view = breakdown.decision_results(
-        namespace, experiment, fetched, dimension=dimension.name if dimension else None, control=control,
-        confidence=confidence, weights=weights, goals=goals or (), extras=_multiple_exposures)
+        namespace, experiment, whole, counts(dimension) if dimension else None,
+        dimension=dimension.name if dimension else None, goals=goals or (), extras=_multiple_exposures,
+        control=control, confidence=confidence, weights=weights)
     return {"source": SOURCE, **view, "value_property": value.name if value else None}
 
 

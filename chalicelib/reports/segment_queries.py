@@ -30,16 +30,21 @@ def experiment_decision_counts(target: Target, namespace: str, experiment: str, 
                                dimension: Dimension | None = None, window: Window = ALL_TIME) -> Query:
     """Participants and conversions per variant (and per `dimension` value of the first exposure).
 
-    Columns: [segment, other,] variant, event, uuids, multiple, valued, total, total_squares.
-    With a dimension, the TOP_SEGMENTS values with the most participants keep their rows and
-    the others are summed into rows with `other` true (exact: each user has one segment).
+    Columns: [segment, other,] variant, event, uuids, multiple, valued, total, total_squares,
+    variance. `total` sums each user's summed value; `total_squares` sums their squares and
+    `variance` is their sample variance (null below two), by the corrected two-pass formula of
+    Chan, Golub & LeVeque, "Algorithms for computing the sample variance: analysis and
+    recommendations", The American Statistician 37(3), 1983, eq. 1.7: S = sum(d^2) - (sum d)^2 / k
+    with d = x - mean. With a dimension, users of all but the TOP_SEGMENTS values with the most
+    participants are folded into `other` (`queries.folded_segments`).
     """
     if goals is not None and not goals:
         raise ValueError("goals: name at least one, or None for the default goals")
     # Only a breakdown carries a segment: an unused column still costs DuckDB a third more time.
     segment = f", {dimension.sql('e.', 'dimension_path')} AS segment" if dimension else ""
     first_segment = ", MIN_BY(segment, seen_at) AS segment" if dimension else ""
-    by, by_assigned = ("segment, ", "a.segment, ") if dimension else ("", "")
+    by = "segment, other, " if dimension else ""
+    users = "folded" if dimension else "assigned"
     sql = (
         "WITH exposures AS (\n"
         "  SELECT COALESCE(e.user_id, e.anonymous_id) AS user_key,\n"
@@ -56,27 +61,23 @@ def experiment_decision_counts(target: Target, namespace: str, experiment: str, 
         "  WHERE user_key IS NOT NULL AND variant IS NOT NULL\n"
         "  GROUP BY user_key\n"
         "),\n"
+        + (folded_segments("assigned", "user_key, first_at, variant, multiple") + ",\n" if dimension else "")
         + _goal_events(target, goals, value, window)
         + "converted AS (\n"
-        f"  SELECT {by_assigned}a.variant, g.event, a.user_key, COUNT(g.value) AS valued, SUM(g.value) AS value\n"
-        "  FROM assigned AS a\n"
+        f"  SELECT {by}a.variant, g.event, a.user_key, SUM(g.value) AS value\n"
+        f"  FROM {users} AS a\n"
         "  JOIN goal_events AS g ON g.user_key = a.user_key AND g.seen_at >= a.first_at\n"
-        f"  GROUP BY {by_assigned}a.variant, g.event, a.user_key\n"
+        f"  GROUP BY {by}a.variant, g.event, a.user_key\n"
         "),\n"
         + _chosen_goals(goals)
-        + "counts AS (\n"
-        f"  SELECT {by}variant, '{PARTICIPATE}' AS event, COUNT(*) AS uuids, COUNTIF(multiple) AS multiple,\n"
-        "    0 AS valued, CAST(NULL AS FLOAT64) AS total, CAST(NULL AS FLOAT64) AS total_squares\n"
-        "  FROM assigned\n"
-        f"  GROUP BY {by}variant\n"
+        + "per_user AS (\n"
+        f"  SELECT {by}variant, '{PARTICIPATE}' AS event, user_key, multiple, CAST(NULL AS FLOAT64) AS value\n"
+        f"  FROM {users}\n"
         "  UNION ALL\n"
-        f"  SELECT {by}variant, event, COUNT(*) AS uuids, 0 AS multiple, COUNTIF(valued > 0) AS valued,\n"
-        "    SUM(value) AS total, SUM(value * value) AS total_squares\n"
+        f"  SELECT {by}variant, event, user_key, FALSE AS multiple, value\n"
         f"  FROM converted{'' if goals is not None else ' WHERE event IN (SELECT event FROM chosen)'}\n"
-        f"  GROUP BY {by}variant, event\n"
-        ")\n"
-        + (folded_segments("multiple") if dimension else
-           "SELECT variant, event, uuids, multiple, valued, total, total_squares FROM counts")
+        ")"
+        + _per_user_figures(by, valued=value is not None)
     )
     params: dict[str, Any] = {"namespace": namespace, "experiment": experiment, **window.params()}
     if goals is not None:
@@ -86,6 +87,27 @@ def experiment_decision_counts(target: Target, namespace: str, experiment: str, 
     if dimension is not None:
         params.update(dimension.params("dimension_path"))
     return _render(target, sql, params)
+
+
+def _per_user_figures(by: str, valued: bool) -> str:
+    """The decision rows from `per_user`; the variance's deviations only where there are values."""
+    figures = (f"SELECT {by}variant, event, COUNT(*) AS uuids, COUNTIF(multiple) AS multiple, COUNT(value) AS valued,\n"
+               "  SUM(value) AS total, SUM(value * value) AS total_squares,\n")
+    if not valued:
+        return (f"\n{figures}  CAST(NULL AS FLOAT64) AS variance\n"
+                "FROM per_user\n"
+                f"GROUP BY {by}variant, event")
+    return (
+        ",\ndeviations AS (\n"
+        f"  SELECT p.*, p.value - AVG(p.value) OVER (PARTITION BY {by}p.variant, p.event) AS deviation\n"
+        "  FROM per_user AS p\n"
+        ")\n"
+        f"{figures}"
+        "  (SUM(deviation * deviation) - SUM(deviation) * SUM(deviation) / COUNT(value))\n"
+        "    / NULLIF(COUNT(value) - 1, 0) AS variance\n"
+        "FROM deviations\n"
+        f"GROUP BY {by}variant, event"
+    )
 
 
 def _goal_events(target: Target, goals: Sequence[str] | None, value: Dimension | None, window: Window) -> str:

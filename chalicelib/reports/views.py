@@ -181,14 +181,16 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
                        control: str | None = None, confidence: float = DEFAULT_CONFIDENCE,
                        weights: Mapping[str, float] | None = None, window: Window = ALL_TIME,
                        dimension: Dimension | None = None) -> dict[str, Any]:
-    query = queries.decision_counts(target_of(warehouse), namespace, experiment, window, dimension)
+    query = queries.decision_counts(target_of(warehouse), namespace, experiment, window)
     fetched = _fetch(warehouse, query)
     _require_experiment(warehouse, namespace, experiment, window, found=bool(fetched))
     if dimension is not None:
         from chalicelib.reports import breakdown  # it shapes every segment with results_view below
 
-        return breakdown.decision_results(namespace, experiment, fetched, dimension=dimension.name, control=control,
-                                          confidence=confidence, weights=weights)
+        by_segment = queries.decision_counts(target_of(warehouse), namespace, experiment, window, dimension)
+        return breakdown.decision_results(namespace, experiment, fetched, _fetch(warehouse, by_segment),
+                                          dimension=dimension.name, control=control, confidence=confidence,
+                                          weights=weights)
     rows = [DecisionRow.of(row) for row in fetched]
     return results_view(namespace, experiment, rows, control=control, confidence=confidence, weights=weights)
 
