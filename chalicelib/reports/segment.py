@@ -21,8 +21,12 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
                        goals: Sequence[str] | None = None, value: Dimension | None = None,
                        dimension: Dimension | None = None, control: str | None = None,
                        confidence: float = DEFAULT_CONFIDENCE, weights: Mapping[str, float] | None = None,
-                       window: Window = ALL_TIME) -> dict[str, Any]:
-    """404 when nobody was ever exposed; an empty date window alone answers the empty view."""
+                       window: Window = ALL_TIME, **options: Any) -> dict[str, Any]:
+    """404 when nobody was ever exposed; an empty date window alone answers the empty view.
+
+    Further `options` of the decision view (`views.results_view`) pass through unchanged, so
+    every option /results has applies here too.
+    """
     target = target_of(warehouse)
 
     def counts(split_by: Dimension | None) -> list[dict[str, Any]]:
@@ -36,7 +40,7 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
     view = breakdown.decision_results(
         namespace, experiment, whole, counts(dimension) if dimension else None,
         dimension=dimension.name if dimension else None, goals=goals or (), extras=_multiple_exposures,
-        control=control, confidence=confidence, weights=weights)
+        control=control, confidence=confidence, weights=weights, **options)
     return {"source": SOURCE, **view, "value_property": value.name if value else None}
 
 
