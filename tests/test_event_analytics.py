@@ -39,6 +39,7 @@ def warehouse(tmp_path):
         track("Signed Up", "late", at(3, 23), received_at=at(4, 1)),        # arrived after the window
         track("Signed Up", "u9", at(2), namespace="elsewhere"),
         segment_row("page", None, anonymous_id="a1", at=at(2)),             # unnamed: no event
+        segment_row("page", "Signed Up", anonymous_id="a2", at=at(2)),      # a page's name: not an event
         alephbet("participate", "x1", at(2)), alephbet("Signed Up", "x1", at(2)),
     ])
     yield store

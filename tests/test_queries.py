@@ -436,6 +436,7 @@ def test_the_event_series_bigquery_text_is_pinned():
         "COALESCE(e.user_id, e.anonymous_id, e.uuid) AS user_key",
         "JSON_VALUE(e.context, @group_path) AS grp",
         "e.event = @event",
+        "(e.type IS NULL OR e.type = 'track')",
         "(d.deleted_at IS NULL OR e.received_at > d.deleted_at)",
         "COUNT(*) AS events, COUNT(DISTINCT user_key) AS users",
     ]:

@@ -1,9 +1,10 @@
 """Event analytics over both protocols' rows, each query defined once in BigQuery SQL (rendered by queries.py).
 
-An event is a row with a name (`event`: a Segment track event, or an AlephBet participate
-or goal); its user is `user_id`, else `anonymous_id`, else AlephBet's `uuid`; its time is
-the skew-corrected client `timestamp`, else (AlephBet) `received_at`. Rows an experiment's
-deletion hides stay hidden here too.
+An event is a Segment track event or an AlephBet participate or goal (`type` track or null;
+page and screen calls, whose names the Segment routes also keep in `event`, are not events
+here). Its name is `event`; its user is `user_id`, else `anonymous_id`, else AlephBet's
+`uuid`; its time is the skew-corrected client `timestamp`, else (AlephBet) `received_at`.
+Rows an experiment's deletion hides stay hidden here too.
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def _visible(columns: str, event: bool, window_filter: str) -> str:
         f"  SELECT {columns}\n"
         "  FROM {events} AS e\n"
         "  LEFT JOIN deleted AS d ON d.experiment = e.experiment\n"
-        f"  WHERE e.namespace = @namespace AND {'e.event = @event' if event else 'e.event IS NOT NULL'}"
+        f"  WHERE e.namespace = @namespace AND {'e.event = @event' if event else 'e.event IS NOT NULL'}\n"
+        "    AND (e.type IS NULL OR e.type = 'track')"
         f"{window_filter}\n"
         "    AND (d.deleted_at IS NULL OR e.received_at > d.deleted_at)\n"
         ")\n"
