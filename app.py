@@ -2,7 +2,7 @@
 from chalice import Chalice
 
 from chalicelib import config, runtime
-from chalicelib.reports import analytics, api as report_api, dashboard, segment, views as reports
+from chalicelib.reports import analytics, api as report_api, dashboard, segment_results, views as reports
 from chalicelib.ingest import snippet, track
 from chalicelib.storage import writer
 from chalicelib.ingest.events import InvalidEvent
@@ -85,9 +85,10 @@ def experiment_results(experiment):
                   weights=report_api.weights(query), window=report_api.window(query),
                   dimension=report_api.dimension(query, source))
     name, namespace = report_api.experiment_from_path(experiment), report_api.namespace(query)
-    if source == segment.SOURCE:
-        return segment.experiment_results(runtime.warehouse(), namespace, name, goals=report_api.goals(query),
-                                          value=report_api.value_property(query), **common)
+    if source == segment_results.SOURCE:
+        return segment_results.experiment_results(runtime.warehouse(), namespace, name,
+                                                  goals=report_api.goals(query),
+                                                  value=report_api.value_property(query), **common)
     return reports.experiment_results(runtime.warehouse(), namespace, name, **common)
 
 

@@ -7,7 +7,7 @@ is later exposed to a second variation, every 7th sees the experiment twice), on
 event before the exposure, and goals after it (`Product Viewed`, `Added to Cart`, `Signed Up`,
 `Order Completed` with a `revenue`), by skew-corrected client `timestamp`, over 30 days.
 
-  results     ours: `segment.experiment_results(...)`, exactly what
+  results     ours: `segment_results.experiment_results(...)`, exactly what
               GET /experiments/checkout/results?source=segment&goals=Signed Up,Order Completed runs
               (query, first exposure by timestamp, multiple exposures, decision view and statistics);
               baseline: one bare DuckDB query joining each user's first exposure (MIN/ARG_MIN) to
@@ -127,14 +127,14 @@ def _generate(warehouse, total: int) -> None:
 
 
 def _measure(warehouse, total: int, rounds: int) -> int:
-    from chalicelib.reports import segment
+    from chalicelib.reports import segment_results
     from chalicelib.reports.dimensions import parse_dimension, parse_json_path
 
     def ours() -> dict[str, Any]:
-        return segment.experiment_results(warehouse, NAMESPACE, EXPERIMENT, goals=GOALS)
+        return segment_results.experiment_results(warehouse, NAMESPACE, EXPERIMENT, goals=GOALS)
 
     def ours_with_more() -> dict[str, Any]:
-        return segment.experiment_results(warehouse, NAMESPACE, EXPERIMENT, goals=GOALS,
+        return segment_results.experiment_results(warehouse, NAMESPACE, EXPERIMENT, goals=GOALS,
                                           value=parse_json_path("properties.revenue"),
                                           dimension=parse_dimension("context.page.path"))
 

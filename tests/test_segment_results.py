@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from chalicelib.ingest.events import Event, stamp
-from chalicelib.reports import queries, segment, segment_queries, views
+from chalicelib.reports import queries, segment_queries, segment_results, views
 from chalicelib.reports.dimensions import parse_dimension, parse_json_path
 from chalicelib.reports.queries import Window
 from chalicelib.reports.views import UnknownExperiment
@@ -35,7 +35,7 @@ def warehouse(tmp_path):
 
 
 def results(warehouse, experiment: str = "exp", **options):
-    return segment.experiment_results(warehouse, NS, experiment, **options)
+    return segment_results.experiment_results(warehouse, NS, experiment, **options)
 
 
 def counts(view) -> dict[str, dict[str, int]]:

@@ -21,7 +21,7 @@ from chalicelib.reports.analytics import SeriesWindow
 from chalicelib.reports.analytics_queries import INTERVAL_PARTS
 from chalicelib.reports.dimensions import JSON_COLUMNS, Dimension, InvalidPath, parse_dimension, parse_json_path
 from chalicelib.reports.queries import Window
-from chalicelib.reports.segment import SOURCE as SEGMENT_SOURCE
+from chalicelib.reports.segment_results import SOURCE as SEGMENT_SOURCE
 from chalicelib.reports.segment_queries import EXPOSURE_EVENT
 from chalicelib.reports.views import DEFAULT_CONFIDENCE, BadParameter, UnknownExperiment
 from chalicelib.responses import error_response, json_response
