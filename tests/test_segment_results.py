@@ -362,11 +362,11 @@ def test_bigquery_runs_the_segment_text_with_the_json_path_and_goals_as_typed_pa
     bigquery_standin.answer_queries(lambda query: QueryAnswer(
         schema=[("segment", "STRING"), ("other", "BOOL"), ("variant", "STRING"), ("event", "STRING"),
                 ("uuids", "INT64"), ("multiple", "INT64"), ("valued", "INT64"), ("total", "FLOAT64"),
-                ("total_squares", "FLOAT64")],
+                ("total_squares", "FLOAT64"), ("variance", "FLOAT64")],
         rows=[{"segment": "pro", "other": False, "variant": "a", "event": "participate", "uuids": 3, "multiple": 1,
-               "valued": 0, "total": None, "total_squares": None},
+               "valued": 0, "total": None, "total_squares": None, "variance": None},
               {"segment": "pro", "other": False, "variant": "a", "event": "Buy", "uuids": 1, "multiple": 0,
-               "valued": 1, "total": 5.0, "total_squares": 25.0}]))
+               "valued": 1, "total": 5.0, "total_squares": 25.0, "variance": None}]))
     window = Window(date(2024, 5, 1), date(2024, 5, 2))
     view = results(warehouse, goals=["Buy"], value=parse_json_path("properties.revenue"),
                    dimension=parse_dimension("properties.plan"), window=window)
