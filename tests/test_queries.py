@@ -424,7 +424,9 @@ def test_the_segment_results_bigquery_text_is_pinned():
         "JOIN goal_events AS g ON g.user_key = a.user_key AND g.seen_at >= a.first_at",
         "SAFE_CAST(JSON_VALUE(e.properties, @value_path) AS FLOAT64)",
         "e.event IN (@goal_0, @goal_1)",
-        f"IF(place <= {queries.TOP_SEGMENTS}, segment, NULL) AS segment",
+        "ROW_NUMBER() OVER (ORDER BY COUNT(*) DESC, s.segment) AS place",
+        "LEFT JOIN ranked AS r ON r.segment = s.segment",
+        f"<= {queries.TOP_SEGMENTS}, s.segment, NULL) AS segment",
     ]:
         assert fragment in sql, fragment
 

@@ -288,25 +288,28 @@ TOP_SEGMENTS = 20    # a breakdown keeps the values with the most participants; 
 
 
 def folded_segments(source: str, columns: str, participants: str = "COUNT(*)") -> str:
-    """CTEs `sized`, `placed` and `folded` over a CTE of per-user rows with a `segment` column.
+    """CTEs `ranked` and `folded` over a CTE of per-user rows with a `segment` column.
 
-    `folded` is `source`'s rows (`columns` of them) with `segment` kept for the TOP_SEGMENTS
-    segments with the most participants (`participants`: a window aggregate over `s`, the
-    source's rows) and null for the rest, which have `other` true. Folding users, not their
-    counts, keeps every figure computed from them exact, whatever the figure.
+    `ranked` places each segment by its participants (`participants`: an aggregate over `s`,
+    the source's rows); `folded` is `source`'s rows (`columns` of them) with `segment` kept for
+    the TOP_SEGMENTS first and null for the rest, which have `other` true. Folding users, not
+    their counts, keeps every figure computed from them exact, whatever the figure. Only the
+    distinct segments are sorted; rows find their place by a hash join (the null segment, which
+    no join matches, by a one-row subquery).
     """
+    qualified = ", ".join(f"s.{column.strip()}" for column in columns.split(","))
+    place = "COALESCE(r.place, (SELECT n.place FROM ranked AS n WHERE n.segment IS NULL))"
     return (
-        "sized AS (\n"
-        f"  SELECT s.*, {participants} OVER (PARTITION BY s.segment) AS size\n"
+        "ranked AS (\n"
+        f"  SELECT s.segment, ROW_NUMBER() OVER (ORDER BY {participants} DESC, s.segment) AS place\n"
         f"  FROM {source} AS s\n"
-        "),\n"
-        "placed AS (\n"
-        "  SELECT z.*, DENSE_RANK() OVER (ORDER BY z.size DESC, z.segment) AS place\n"
-        "  FROM sized AS z\n"
+        "  GROUP BY s.segment\n"
         "),\n"
         "folded AS (\n"
-        f"  SELECT IF(place <= {TOP_SEGMENTS}, segment, NULL) AS segment, place > {TOP_SEGMENTS} AS other, {columns}\n"
-        "  FROM placed\n"
+        f"  SELECT IF({place} <= {TOP_SEGMENTS}, s.segment, NULL) AS segment, {place} > {TOP_SEGMENTS} AS other,\n"
+        f"    {qualified}\n"
+        f"  FROM {source} AS s\n"
+        "  LEFT JOIN ranked AS r ON r.segment = s.segment\n"
         ")"
     )
 
