@@ -2,7 +2,7 @@
 from chalice import Chalice
 
 from chalicelib import config, runtime
-from chalicelib.reports import analytics, api as report_api, dashboard, segment_results, views as reports
+from chalicelib.reports import api as report_api, dashboard, views as reports
 from chalicelib.ingest import snippet, track
 from chalicelib.storage import writer
 from chalicelib.ingest.events import InvalidEvent
@@ -85,10 +85,10 @@ def experiment_results(experiment):
                   weights=report_api.weights(query), window=report_api.window(query),
                   dimension=report_api.dimension(query, source))
     name, namespace = report_api.experiment_from_path(experiment), report_api.namespace(query)
-    if source == segment_results.SOURCE:
-        return segment_results.experiment_results(runtime.warehouse(), namespace, name,
-                                                  goals=report_api.goals(query),
-                                                  value=report_api.value_property(query), **common)
+    if source == report_api.SEGMENT_SOURCE:
+        return _segment_results().experiment_results(runtime.warehouse(), namespace, name,
+                                                     goals=report_api.goals(query),
+                                                     value=report_api.value_property(query), **common)
     return reports.experiment_results(runtime.warehouse(), namespace, name, **common)
 
 
@@ -114,20 +114,33 @@ def gimel_delete():
                                      report_api.required(_query(), "experiment"))
 
 
+def _segment_results():
+    """Imported on the first request that needs it, like every report module: a cold /track never loads them."""
+    from chalicelib.reports import segment_results
+
+    return segment_results
+
+
+def _analytics():
+    from chalicelib.reports import analytics
+
+    return analytics
+
+
 @app.route("/events", methods=["GET"], cors=CORS)
 @report_route(app)
 def event_series():
     query = _query()
     interval = report_api.interval(query)
-    return analytics.event_series(runtime.warehouse(), report_api.namespace(query),
-                                  report_api.series_window(query, interval), report_api.event_name(query),
-                                  report_api.group_by(query))
+    return _analytics().event_series(runtime.warehouse(), report_api.namespace(query),
+                                     report_api.series_window(query, interval), report_api.event_name(query),
+                                     report_api.group_by(query))
 
 
 @app.route("/events/names", methods=["GET"], cors=CORS)
 @report_route(app)
 def event_names():
-    return analytics.event_names(runtime.warehouse(), report_api.namespace(_query()), report_api.window(_query()))
+    return _analytics().event_names(runtime.warehouse(), report_api.namespace(_query()), report_api.window(_query()))
 
 
 @app.route("/dashboard", methods=["GET"])

@@ -1,56 +1,21 @@
 """Event analytics: how often events happen, and to how many users, over time (GET /events, /events/names).
 
 Every interval of the window is listed, with zeros where nothing happened, so a chart needs
-no gap filling; the window is bounded (MAX_INTERVALS) so the answer always is.
+no gap filling; the window is bounded (`analytics_queries.MAX_INTERVALS`) so the answer always is.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
 from chalicelib.ingest.events import format_timestamp
 from chalicelib.reports import analytics_queries
+from chalicelib.reports.analytics_queries import SeriesWindow
 from chalicelib.reports.dimensions import Dimension
 from chalicelib.reports.queries import Window
 from chalicelib.reports.views import ReportWarehouse, _fetch, target_of
 
-MAX_INTERVALS = 1000
-STEPS = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
-# Without from/to: the last 30 days by day, the last 7 by hour (to = today, UTC).
-DEFAULT_DAYS = {"day": 30, "hour": 7}
 OTHER_LABEL = "(other)"
-
-
-@dataclass(frozen=True)
-class SeriesWindow:
-    """Whole UTC days from `first_day` to `last_day`, cut into intervals."""
-    first_day: date
-    last_day: date
-    interval: str
-
-    @property
-    def start(self) -> datetime:
-        return datetime.combine(self.first_day, datetime.min.time(), tzinfo=timezone.utc)
-
-    @property
-    def end(self) -> datetime:
-        return datetime.combine(self.last_day + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
-
-    @property
-    def count(self) -> int:
-        return int((self.end - self.start) / STEPS[self.interval])
-
-    def moments(self) -> list[datetime]:
-        step = STEPS[self.interval]
-        return [self.start + step * index for index in range(self.count)]
-
-
-def series_window(window: Window, interval: str, today: date) -> SeriesWindow:
-    """The asked window, its open ends filled from DEFAULT_DAYS (callers check MAX_INTERVALS)."""
-    last = window.last_day or max(today, window.first_day or today)
-    first = window.first_day or last - timedelta(days=DEFAULT_DAYS[interval] - 1)
-    return SeriesWindow(first, last, interval)
 
 
 def event_series(warehouse: ReportWarehouse, namespace: str, span: SeriesWindow, event: str | None = None,

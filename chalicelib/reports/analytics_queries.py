@@ -8,7 +8,8 @@ Rows an experiment's deletion hides stay hidden here too.
 """
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from chalicelib.reports.dimensions import Dimension
@@ -18,6 +19,43 @@ from chalicelib.reports.queries import Query, Target, Window, _render, _window_f
 INTERVAL_PARTS = {"day": "DAY", "hour": "HOUR"}
 TOP_GROUPS = 20
 MAX_NAMES = 1000
+
+MAX_INTERVALS = 1000
+STEPS = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
+# Without from/to: the last 30 days by day, the last 7 by hour (to = today, UTC).
+DEFAULT_DAYS = {"day": 30, "hour": 7}
+
+
+@dataclass(frozen=True)
+class SeriesWindow:
+    """Whole UTC days from `first_day` to `last_day`, cut into intervals."""
+    first_day: date
+    last_day: date
+    interval: str
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.first_day, datetime.min.time(), tzinfo=timezone.utc)
+
+    @property
+    def end(self) -> datetime:
+        return datetime.combine(self.last_day + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
+
+    @property
+    def count(self) -> int:
+        return int((self.end - self.start) / STEPS[self.interval])
+
+    def moments(self) -> list[datetime]:
+        step = STEPS[self.interval]
+        return [self.start + step * index for index in range(self.count)]
+
+
+def series_window(window: Window, interval: str, today: date) -> SeriesWindow:
+    """The asked window, its open ends filled from DEFAULT_DAYS (callers check MAX_INTERVALS)."""
+    last = window.last_day or max(today, window.first_day or today)
+    first = window.first_day or last - timedelta(days=DEFAULT_DAYS[interval] - 1)
+    return SeriesWindow(first, last, interval)
+
 
 _USER = "COALESCE(e.user_id, e.anonymous_id, e.uuid)"
 _TIME = "COALESCE(e.timestamp, e.received_at)"

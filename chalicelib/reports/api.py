@@ -16,13 +16,10 @@ from chalice import Chalice, Response
 
 from chalicelib import auth, config, runtime
 from chalicelib.ingest.events import DEFAULT_NAMESPACE, PARTICIPATE, InvalidEvent, now, validate_name
-from chalicelib.reports import analytics
-from chalicelib.reports.analytics import SeriesWindow
-from chalicelib.reports.analytics_queries import INTERVAL_PARTS
+from chalicelib.reports.analytics_queries import INTERVAL_PARTS, MAX_INTERVALS, SeriesWindow, series_window as span_of
 from chalicelib.reports.dimensions import JSON_COLUMNS, Dimension, InvalidPath, parse_dimension, parse_json_path
 from chalicelib.reports.queries import Window
-from chalicelib.reports.segment_results import SOURCE as SEGMENT_SOURCE
-from chalicelib.reports.segment_queries import EXPOSURE_EVENT
+from chalicelib.reports.segment_queries import EXPOSURE_EVENT, SOURCE as SEGMENT_SOURCE
 from chalicelib.reports.views import DEFAULT_CONFIDENCE, BadParameter, UnknownExperiment
 from chalicelib.responses import error_response, json_response
 from chalicelib.storage.writer import TransientWarehouseError
@@ -233,8 +230,8 @@ def group_by(params: Mapping[str, str] | None) -> Dimension | None:
 
 def series_window(params: Mapping[str, str] | None, chosen_interval: str) -> SeriesWindow:
     """`from`/`to` as for every report, open ends filled with a default span, at most MAX_INTERVALS intervals."""
-    span = analytics.series_window(window(params), chosen_interval, today=now().date())
-    if span.count > analytics.MAX_INTERVALS:
+    span = span_of(window(params), chosen_interval, today=now().date())
+    if span.count > MAX_INTERVALS:
         raise BadParameter("from", f"the window holds {span.count} {chosen_interval}s; at most "
-                                   f"{analytics.MAX_INTERVALS} fit in one answer (narrow from/to or use a longer interval)")
+                                   f"{MAX_INTERVALS} fit in one answer (narrow from/to or use a longer interval)")
     return span

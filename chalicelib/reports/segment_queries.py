@@ -19,6 +19,7 @@ from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports.dimensions import Dimension
 from chalicelib.reports.queries import ALL_TIME, Query, Target, Window, _render, _window_filter, folded_segments
 
+SOURCE = "segment"          # the results route's `source=` for these experiments
 EXPOSURE_EVENT = "Experiment Viewed"
 DEFAULT_GOAL_COUNT = 10     # without `goals`: the events most users did after exposure
 # Finite values only: NaN and infinities compare false in both warehouses.

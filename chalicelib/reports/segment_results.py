@@ -12,10 +12,8 @@ from typing import Any, Mapping, Sequence
 from chalicelib.reports import breakdown, segment_queries
 from chalicelib.reports.dimensions import Dimension
 from chalicelib.reports.queries import ALL_TIME, Window
+from chalicelib.reports.segment_queries import SOURCE
 from chalicelib.reports.views import DEFAULT_CONFIDENCE, ReportWarehouse, UnknownExperiment, _fetch, target_of
-
-SOURCE = "segment"
-
 
 def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: str, *,
                        goals: Sequence[str] | None = None, value: Dimension | None = None,
