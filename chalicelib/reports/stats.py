@@ -236,11 +236,20 @@ def newcombe_difference_ci(control: Proportion, variant: Proportion, confidence:
 def _relative(log_ratio: _Estimate, half_width: float) -> tuple[float, float]:
     # expm1 keeps the sign of its argument exactly: the interval excludes 0
     # exactly when the log-scale interval does.
-    return math.expm1(log_ratio.value - half_width), math.expm1(log_ratio.value + half_width)
+    return _expm1(log_ratio.value - half_width), _expm1(log_ratio.value + half_width)
+
+
+def _expm1(x: float) -> float:
+    """exp(x) - 1, infinite rather than an error past float range (an unbounded upper bound)."""
+    return math.expm1(x) if x < 709.0 else math.inf
 
 
 def _around(estimate: _Estimate, half_width: float) -> tuple[float, float]:
     return estimate.value - half_width, estimate.value + half_width
+
+
+def _hull(first: tuple[float, float], second: tuple[float, float]) -> tuple[float, float]:
+    return min(first[0], second[0]), max(first[1], second[1])
 
 
 def _within(bounds: tuple[float, float], low: float, high: float) -> tuple[float, float]:
@@ -620,11 +629,14 @@ def compare_values(control: ValueSample, variant: ValueSample, confidence: float
         relative_ci=_relative(ratio, _two_sided_z(confidence) * ratio.standard_error) if ratio else None,
         absolute_ci=welch.ci,
     )
+    # At small samples the normal limit behind the sequence is narrower than Student's t:
+    # the sequential figures never claim more than the fixed-horizon test does.
+    sequence = _around(difference, _sequence_half_width(difference.standard_error, participants, confidence))
     sequential = Decision(
-        p_value=sequential_p_value(difference, participants, confidence),
+        p_value=max(sequential_p_value(difference, participants, confidence), welch.p_value or 0.0),
         relative_ci=_relative(ratio, _sequence_half_width(ratio.standard_error, participants, confidence))
         if ratio else None,
-        absolute_ci=_around(difference, _sequence_half_width(difference.standard_error, participants, confidence)),
+        absolute_ci=_hull(sequence, welch.ci) if welch.ci else sequence,
     )
     return Comparison(fixed, sequential)
 
@@ -632,8 +644,11 @@ def compare_values(control: ValueSample, variant: ValueSample, confidence: float
 def _log_mean_ratio(control: ValueSample, variant: ValueSample) -> _Estimate | None:
     if not (control.mean > 0 and variant.mean > 0):
         return None
-    variance = (variant.variance / (variant.participants * variant.mean**2)
-                + control.variance / (control.participants * control.mean**2))
+    try:
+        variance = (variant.variance / (variant.participants * variant.mean**2)
+                    + control.variance / (control.participants * control.mean**2))
+    except (ZeroDivisionError, OverflowError):  # means so near 0 that the ratio has no scale
+        return None
     if not (math.isfinite(variance) and variance > 0):
         return None
     return _Estimate(math.log(variant.mean) - math.log(control.mean), math.sqrt(variance))
