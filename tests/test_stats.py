@@ -250,7 +250,8 @@ def test_nothing_is_compared_without_trials():
 
 
 def reference_confidence_sequence_margin(participants: int, confidence: float, tuning: int) -> float:
-    """Waudby-Smith et al. (2024) Theorem 2.2's unit-variance margin, rho^2 from their approximation."""
+    """Waudby-Smith et al. (2024)'s unit-variance normal-mixture margin (their R package's
+    std_conjmix_margin), with rho^2 from their closed-form approximation (best_rho2_approx)."""
     alpha = 1 - confidence
     rho2 = (-2 * np.log(alpha) + np.log(-2 * np.log(alpha) + 1)) / tuning
     t = participants

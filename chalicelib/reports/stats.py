@@ -110,7 +110,7 @@ class Comparison:
 
 
 @dataclass(frozen=True)
-class _Estimate:
+class Estimate:
     """An asymptotically normal estimate and its standard error."""
 
     value: float
@@ -152,7 +152,7 @@ def compare_rates(control: Proportion, variant: Proportion, confidence: float) -
     Relative uplift: the log rate ratio log(r_v / r_c) with its delta-method
     standard error sqrt(1/s_v - 1/n_v + 1/s_c - 1/n_c) (Katz, Baptista, Azen
     & Pike (1978), "Obtaining confidence intervals for the risk ratio in
-    cohort studies", Biometrics 34:469-474, eq. 2). Its Wald test is the
+    cohort studies", Biometrics 34:469-474). Its Wald test is the
     p-value and its inversion, exp(log ratio +- half width) - 1, the interval:
     both from one statistic, and the bounds stay above -100%. When an arm has
     no successes or no failures, 0.5 is added to every cell of the 2x2 table
@@ -196,19 +196,19 @@ def _table(control: Proportion, variant: Proportion) -> tuple[float, float, floa
     return (float(control.successes), float(control.trials), float(variant.successes), float(variant.trials))
 
 
-def _log_rate_ratio(control: Proportion, variant: Proportion) -> _Estimate:
+def _log_rate_ratio(control: Proportion, variant: Proportion) -> Estimate:
     s_c, n_c, s_v, n_v = _table(control, variant)
-    # Katz et al. (1978) eq. 2: var(log RR) = (1 - r_v)/s_v + (1 - r_c)/s_c.
+    # Katz et al. (1978): var(log RR) = (1 - r_v)/s_v + (1 - r_c)/s_c = 1/s_v - 1/n_v + 1/s_c - 1/n_c.
     variance = (1 / s_v - 1 / n_v) + (1 / s_c - 1 / n_c)
-    return _Estimate(math.log(s_v / n_v) - math.log(s_c / n_c), math.sqrt(max(0.0, variance)))
+    return Estimate(math.log(s_v / n_v) - math.log(s_c / n_c), math.sqrt(max(0.0, variance)))
 
 
-def _rate_difference(control: Proportion, variant: Proportion) -> _Estimate:
+def _rate_difference(control: Proportion, variant: Proportion) -> Estimate:
     """The observed difference; its unpooled variance from the (corrected) table."""
     s_c, n_c, s_v, n_v = _table(control, variant)
     r_c, r_v = s_c / n_c, s_v / n_v
     variance = r_c * (1 - r_c) / control.trials + r_v * (1 - r_v) / variant.trials
-    return _Estimate(variant.rate - control.rate, math.sqrt(variance))
+    return Estimate(variant.rate - control.rate, math.sqrt(variance))
 
 
 def newcombe_difference_ci(control: Proportion, variant: Proportion, confidence: float) -> tuple[float, float] | None:
@@ -233,7 +233,7 @@ def newcombe_difference_ci(control: Proportion, variant: Proportion, confidence:
     return max(-1.0, low), min(1.0, high)
 
 
-def _relative(log_ratio: _Estimate, half_width: float) -> tuple[float, float]:
+def _relative(log_ratio: Estimate, half_width: float) -> tuple[float, float]:
     # expm1 keeps the sign of its argument exactly: the interval excludes 0
     # exactly when the log-scale interval does.
     return _expm1(log_ratio.value - half_width), _expm1(log_ratio.value + half_width)
@@ -244,7 +244,7 @@ def _expm1(x: float) -> float:
     return math.expm1(x) if x < 709.0 else math.inf
 
 
-def _around(estimate: _Estimate, half_width: float) -> tuple[float, float]:
+def _around(estimate: Estimate, half_width: float) -> tuple[float, float]:
     return estimate.value - half_width, estimate.value + half_width
 
 
@@ -261,9 +261,10 @@ def _within(bounds: tuple[float, float], low: float, high: float) -> tuple[float
 # Sequential (always-valid) inference
 # ---------------------------------------------------------------------------
 #
-# Asymptotic confidence sequences: Waudby-Smith, Arnold, Wu & Ramdas (2024),
-# "Time-uniform central limit theory and asymptotic confidence sequences",
-# Annals of Statistics 52(6) (arXiv:2103.06476), Theorem 2.2. For an
+# Asymptotic confidence sequences: Waudby-Smith, Arbour, Sinha, Kennedy &
+# Ramdas (2024), "Time-uniform central limit theory and asymptotic
+# confidence sequences", Annals of Statistics 52(6) (arXiv:2103.06476),
+# Section 2: the asymptotic CS for a mean from Robbins' normal mixture. For an
 # estimate whose variance is sigma^2 / t after t observations, the two-sided
 # normal-mixture boundary
 #     estimate +- sigma * sqrt( 2 (t rho^2 + 1) / (t^2 rho^2) * log( sqrt(t rho^2 + 1) / alpha ) )
@@ -296,7 +297,7 @@ def _sequence_half_width(standard_error: float, participants: int, confidence: f
     return standard_error * math.sqrt(2 * (t_rho2 + 1) / t_rho2 * math.log(math.sqrt(t_rho2 + 1) / alpha))
 
 
-def sequential_p_value(estimate: _Estimate, participants: int, confidence: float) -> float:
+def sequential_p_value(estimate: Estimate, participants: int, confidence: float) -> float:
     if estimate.standard_error == 0:
         return 1.0
     t_rho2 = participants * sequential_rho_squared(confidence)
@@ -621,7 +622,7 @@ def compare_values(control: ValueSample, variant: ValueSample, confidence: float
         empty = Decision(None, None, None)
         return Comparison(empty, empty)
     participants = control.participants + variant.participants
-    difference = _Estimate(variant.mean - control.mean,
+    difference = Estimate(variant.mean - control.mean,
                            math.sqrt(control.variance / control.participants + variant.variance / variant.participants))
     ratio = _log_mean_ratio(control, variant)
     fixed = Decision(
@@ -641,7 +642,7 @@ def compare_values(control: ValueSample, variant: ValueSample, confidence: float
     return Comparison(fixed, sequential)
 
 
-def _log_mean_ratio(control: ValueSample, variant: ValueSample) -> _Estimate | None:
+def _log_mean_ratio(control: ValueSample, variant: ValueSample) -> Estimate | None:
     if not (control.mean > 0 and variant.mean > 0):
         return None
     try:
@@ -651,7 +652,7 @@ def _log_mean_ratio(control: ValueSample, variant: ValueSample) -> _Estimate | N
         return None
     if not (math.isfinite(variance) and variance > 0):
         return None
-    return _Estimate(math.log(variant.mean) - math.log(control.mean), math.sqrt(variance))
+    return Estimate(math.log(variant.mean) - math.log(control.mean), math.sqrt(variance))
 
 
 def mean_difference(
@@ -662,7 +663,7 @@ def mean_difference(
     Welch (1947), "The generalization of 'Student's' problem when several
     different population variances are involved", Biometrika 34:28-35:
     t = d / sqrt(v_c/n_c + v_v/n_v) with the Welch-Satterthwaite degrees of
-    freedom (eq. 29 there). All fields are None when a side has fewer than 2
+    freedom. All fields are None when a side has fewer than 2
     participants, a figure is not finite or the standard error is 0.
     """
     _check_confidence(confidence)
@@ -753,9 +754,10 @@ def _student_t_two_sided_p(t: float, df: float) -> float:
     """P(|T| >= |t|) for Student's t with df degrees of freedom.
 
     Up to _T_EXPANSION_MIN_DF: I_x(df/2, 1/2) with x = df / (df + t^2)
-    (Abramowitz & Stegun 26.7.1 with 26.5.27). Beyond: the expansion in
+    (Abramowitz & Stegun, Handbook of Mathematical Functions, Section 26.7).
+    Beyond: the expansion in
     powers of 1/df (Fisher (1925), "Expansion of 'Student's' integral in
-    powers of n^-1", Metron 5:109-112; Abramowitz & Stegun 26.7.5)
+    powers of n^-1", Metron 5:109-112; also Abramowitz & Stegun Section 26.7)
         P(|T| >= t) = 2 (1 - Phi(t)) + 2 phi(t) (t^3 + t) / (4 df) + O(df^-2).
     """
     if df > _T_EXPANSION_MIN_DF:

@@ -188,7 +188,7 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
                         correction=correction)
 
 
-SEQUENTIAL_METHOD = ("asymptotic confidence sequences (Waudby-Smith, Arnold, Wu & Ramdas 2024), "
+SEQUENTIAL_METHOD = ("asymptotic confidence sequences (Waudby-Smith, Arbour, Sinha, Kennedy & Ramdas 2024), "
                      "valid however often the results are looked at")
 
 
