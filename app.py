@@ -82,7 +82,8 @@ def experiment_results(experiment):
     return reports.experiment_results(
         runtime.warehouse(), report_api.namespace(_query()), report_api.experiment_from_path(experiment),
         control=report_api.single(_query(), "control"), confidence=report_api.confidence(_query()),
-        weights=report_api.weights(_query()), window=report_api.window(_query()))
+        weights=report_api.weights(_query()), window=report_api.window(_query()),
+        correction=report_api.correction(_query()))
 
 
 @app.route("/experiments/{experiment}/daily", methods=["GET"], cors=CORS)

@@ -35,6 +35,7 @@ PLAN: dict[str, tuple[list[str], list[str]]] = {
     "report.py": (["--events", "1000000"], ["--events", "10000000"]),
     "accuracy.py": ([], []),
     "e2e_load.py": (["--quick"], ["--seconds", "30"]),
+    "decisions.py": (["--quick"], ["--full"]),
 }
 
 

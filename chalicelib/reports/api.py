@@ -17,7 +17,8 @@ from chalice import Chalice, Response
 from chalicelib import auth, config, runtime
 from chalicelib.ingest.events import DEFAULT_NAMESPACE
 from chalicelib.reports.queries import Window
-from chalicelib.reports.views import DEFAULT_CONFIDENCE, BadParameter, UnknownExperiment
+from chalicelib.reports.stats import CORRECTIONS, Correction
+from chalicelib.reports.views import DEFAULT_CONFIDENCE, DEFAULT_CORRECTION, BadParameter, UnknownExperiment
 from chalicelib.responses import error_response, json_response
 from chalicelib.storage.writer import TransientWarehouseError
 
@@ -108,6 +109,17 @@ def confidence(params: Mapping[str, str] | None) -> float:
         raise BadParameter("confidence", f"must be a number from {MIN_CONFIDENCE} to {MAX_CONFIDENCE}, "
                                          f"like 0.95 (got {text!r})")
     return level
+
+
+def correction(params: Mapping[str, str] | None) -> Correction:
+    """`correction=holm|bh|none`: how p-values are adjusted across the experiment's comparisons."""
+    text = single(params, "correction")
+    if text is None:
+        return DEFAULT_CORRECTION
+    for method in CORRECTIONS:
+        if text.strip().lower() == method:
+            return method
+    raise BadParameter("correction", f"must be one of {', '.join(CORRECTIONS)} (got {text!r})")
 
 
 def weights(params: Mapping[str, str] | None) -> dict[str, float] | None:

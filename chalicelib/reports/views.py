@@ -25,6 +25,7 @@ log = logging.getLogger("dalet.reports")
 
 CONTROL_NAME = "control"
 DEFAULT_CONFIDENCE = 0.95
+DEFAULT_CORRECTION: stats.Correction = "holm"
 
 
 class BadParameter(ValueError):
@@ -178,31 +179,43 @@ class DecisionRow:
 
 def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: str, *,
                        control: str | None = None, confidence: float = DEFAULT_CONFIDENCE,
-                       weights: Mapping[str, float] | None = None, window: Window = ALL_TIME) -> dict[str, Any]:
+                       weights: Mapping[str, float] | None = None, window: Window = ALL_TIME,
+                       correction: stats.Correction = DEFAULT_CORRECTION) -> dict[str, Any]:
     query = queries.decision_counts(target_of(warehouse), namespace, experiment, window)
     rows = [DecisionRow.of(row) for row in _fetch(warehouse, query)]
     _require_experiment(warehouse, namespace, experiment, window, found=bool(rows))
-    return results_view(namespace, experiment, rows, control=control, confidence=confidence, weights=weights)
+    return results_view(namespace, experiment, rows, control=control, confidence=confidence, weights=weights,
+                        correction=correction)
+
+
+SEQUENTIAL_METHOD = ("asymptotic confidence sequences (Waudby-Smith, Arbour, Sinha, Kennedy & Ramdas 2024), "
+                     "valid however often the results are looked at")
 
 
 def results_view(namespace: str, experiment: str, rows: Sequence[DecisionRow], *, control: str | None,
-                 confidence: float, weights: Mapping[str, float] | None) -> dict[str, Any]:
+                 confidence: float, weights: Mapping[str, float] | None,
+                 correction: stats.Correction = DEFAULT_CORRECTION) -> dict[str, Any]:
     counts = Counts.from_rows({"event": row.event, "variant": row.variant, "uuids": row.uuids} for row in rows)
     labels = counts.variants
     participants = {label: counts.participants(label) for label in labels}
     chosen = choose_control(labels, control, participants)
+    goals = [
+        _goal_view(goal, labels, chosen, participants, {row.variant: row for row in rows if row.event == goal},
+                   confidence)
+        for goal in counts.goals
+    ]
+    _adjust_for_multiple_comparisons(goals, correction)
     return {
         "namespace": namespace,
         "experiment": experiment,
         "control": chosen,
         "confidence": confidence,
+        "correction": correction,
+        "sequential": {"method": SEQUENTIAL_METHOD,
+                       "tuned_for_participants": stats.SEQUENTIAL_TUNING_PARTICIPANTS},
         "variants": [{"label": label, "participants": participants[label]} for label in labels],
         "srm": _srm(participants, weights),
-        "goals": [
-            _goal_view(goal, labels, chosen, participants, {row.variant: row for row in rows if row.event == goal},
-                       confidence)
-            for goal in counts.goals
-        ],
+        "goals": goals,
     }
 
 
@@ -221,19 +234,23 @@ def choose_control(labels: Sequence[str], requested: str | None,
 
 
 def _srm(participants: Mapping[str, int], weights: Mapping[str, float] | None) -> dict[str, Any]:
-    """Variants with participants against an equal split, or against `weights`.
+    """Every variant seen against an equal split, or against `weights`.
 
-    Weights may name a planned variant nobody was assigned to (the starkest mismatch), but
-    must cover every variant that has participants.
+    A variant seen only in goal events counts 0 participants: nobody was assigned to it, yet
+    its events arrived, the starkest mismatch of all. It is named in `unexpected_variants` and
+    makes `mismatch` true. Weights may name a planned variant nobody was assigned to, must
+    cover every variant that has participants, and may leave out the unexpected ones.
     """
-    assigned = {label: count for label, count in participants.items() if count > 0}
+    unexpected = sorted(label for label, count in participants.items() if count == 0)
+    tested = dict(participants)
     if weights is not None:
-        missing = sorted(set(assigned) - set(weights))
+        missing = sorted(label for label, count in participants.items() if count > 0 and label not in weights)
         if missing:
             raise BadParameter("weights", f"must name every variant with participants; missing {', '.join(missing)}")
-        assigned = {label: participants.get(label, 0) for label in weights}
-    result = stats.srm(assigned, weights)
-    return {"p_value": _finite(result.p_value), "mismatch": result.mismatch}
+        tested = {label: participants.get(label, 0) for label in weights}
+    result = stats.srm(tested, weights)
+    return {"p_value": _finite(result.p_value), "mismatch": result.mismatch or bool(unexpected),
+            "unexpected_variants": unexpected}
 
 
 def _goal_view(goal: str, labels: Sequence[str], control: str | None, participants: Mapping[str, int],
@@ -273,6 +290,9 @@ class Arm:
         return stats.Proportion(self.trials, self.successes) if 0 < self.trials and self.successes <= self.trials else None
 
 
+_NO_COMPARISON = stats.Comparison(stats.Decision(None, None, None), stats.Decision(None, None, None))
+
+
 def _arm_view(label: str, arms: Mapping[str, Arm], control: str | None, confidence: float) -> dict[str, Any]:
     arm = arms[label]
     proportion = arm.proportion
@@ -288,15 +308,23 @@ def _arm_view(label: str, arms: Mapping[str, Arm], control: str | None, confiden
     base = arms[control]
     base_proportion = base.proportion
     comparable = proportion is not None and base_proportion is not None
+    comparison = stats.compare_rates(base_proportion, proportion, confidence) if comparable else _NO_COMPARISON
     view["uplift"] = {
         "absolute": arm.rate - base.rate if arm.rate is not None and base.rate is not None else None,
         "relative": arm.rate / base.rate - 1 if arm.rate is not None and base.rate else None,
-        "relative_ci": _interval(stats.relative_uplift_ci(base_proportion, proportion, confidence))
-        if comparable else None,
+        "relative_ci": _interval(comparison.fixed.relative_ci),
+        "absolute_ci": _interval(comparison.fixed.absolute_ci),
     }
-    view["p_value"] = _finite(stats.two_proportion_p_value(base_proportion, proportion)) if comparable else None
+    view["p_value"] = _finite(comparison.fixed.p_value)
+    view["p_value_adjusted"] = None  # filled in across the whole experiment
+    view["sequential"] = _sequential_view(comparison.sequential)
     view["chance_to_beat_control"] = _finite(stats.chance_to_beat(base_proportion, proportion)) if comparable else None
     return view
+
+
+def _sequential_view(decision: stats.Decision) -> dict[str, Any]:
+    return {"p_value": _finite(decision.p_value), "p_value_adjusted": None,
+            "relative_ci": _interval(decision.relative_ci), "absolute_ci": _interval(decision.absolute_ci)}
 
 
 def _value_view(labels: Sequence[str], control: str | None, participants: Mapping[str, int],
@@ -308,7 +336,7 @@ def _value_view(labels: Sequence[str], control: str | None, participants: Mappin
     if not any(row.valued for row in row_of.values()):
         return None
     empty = DecisionRow("", "", 0, 0, 0.0, 0.0)
-    samples = {label: _value_sample(participants[label], row_of.get(label, empty)) for label in labels}
+    samples = {label: value_sample(participants[label], row_of.get(label, empty)) for label in labels}
     views = []
     for label in labels:
         row = row_of.get(label, empty)
@@ -320,21 +348,53 @@ def _value_view(labels: Sequence[str], control: str | None, participants: Mappin
         }
         if control is not None and label != control:
             sample, base = samples[label], samples[control]
-            difference = stats.mean_difference(base, sample, confidence) if sample and base else None
+            comparison = stats.compare_values(base, sample, confidence) if sample and base else _NO_COMPARISON
+            fixed = comparison.fixed
+            difference = (_finite(sample.mean - base.mean)
+                          if sample and base and fixed.p_value is not None else None)
             view.update(
-                p_value=_finite(difference.p_value) if difference else None,
-                difference=_finite(difference.difference) if difference else None,
-                ci=_interval(difference.ci) if difference else None,
+                p_value=_finite(fixed.p_value),
+                p_value_adjusted=None,
+                difference=difference,
+                ci=_interval(fixed.absolute_ci),
+                relative_ci=_interval(fixed.relative_ci),
+                sequential=_sequential_view(comparison.sequential),
             )
         views.append(view)
     return {"variants": views}
 
 
-def _value_sample(participants: int, row: DecisionRow) -> stats.ValueSample | None:
-    if row.valued > participants:
+def value_sample(participants: int, row: DecisionRow) -> stats.ValueSample | None:
+    """Mean and sample variance of per-participant value from the query's sum and sum of squares.
+
+    Participants without a value count as 0. None when the sums cannot describe the arm (more
+    valued rows than participants, or sums beyond float range).
+    """
+    if row.valued > participants or participants == 0:
         return None
-    return stats.ValueSample(participants=participants, count=row.valued, total=row.total,
-                             total_squares=row.total_squares)
+    mean = row.total / participants
+    if participants < 2:
+        variance = 0.0
+    else:
+        # Cancellation can leave a tiny negative number when all values are equal.
+        variance = max(0.0, (row.total_squares - row.total * mean) / (participants - 1))
+    if not (math.isfinite(mean) and math.isfinite(variance)):
+        return None
+    return stats.ValueSample(participants=participants, mean=mean, variance=variance)
+
+
+def _adjust_for_multiple_comparisons(goals: Sequence[dict[str, Any]], correction: stats.Correction) -> None:
+    """One family: every variant against the control under every goal, and every value comparison.
+
+    The fixed-horizon p-values are adjusted together, and so are the sequential ones.
+    """
+    comparisons = [arm for goal in goals for arm in goal["variants"] if "p_value" in arm]
+    comparisons += [arm for goal in goals if goal["value"] for arm in goal["value"]["variants"] if "p_value" in arm]
+    fixed = stats.adjust_p_values([arm["p_value"] for arm in comparisons], correction)
+    sequential = stats.adjust_p_values([arm["sequential"]["p_value"] for arm in comparisons], correction)
+    for arm, adjusted, adjusted_sequential in zip(comparisons, fixed, sequential):
+        arm["p_value_adjusted"] = adjusted
+        arm["sequential"]["p_value_adjusted"] = adjusted_sequential
 
 
 def _finite(number: float | None) -> float | None:
