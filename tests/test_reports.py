@@ -184,6 +184,26 @@ def test_value_statistics_are_per_participant_counting_those_without_a_value_as_
     assert low < by_label["red"]["difference"] < high
 
 
+def test_value_per_participant_is_what_each_user_spent_in_all_while_successes_stay_users(warehouse):
+    def purchase(variant: str, uuid: str, value: float, order: str):
+        return stamp(Event(NS, "shop", variant, "buy", uuid, value, order), at(2))
+
+    warehouse.insert_events(
+        participants("shop", "control", 4) + participants("shop", "red", 4)
+        + [purchase("control", "control-0", 10.0, "o1"), purchase("control", "control-1", 20.0, "o2")]
+        + [purchase("red", "red-0", 10.0, "o3"), purchase("red", "red-0", 30.0, "o4"),   # one user, two orders
+           purchase("red", "red-0", 30.0, "o4"),                                           # a retried order
+           purchase("red", "red-1", 20.0, "o5"), purchase("red", "red-2", 5.0, "o6")]
+    )
+    buy = reports.experiment_results(warehouse, NS, "shop")["goals"][0]
+    assert [(arm["label"], arm["successes"]) for arm in buy["variants"]] == [("control", 2), ("red", 3)]
+    by_label = {arm["label"]: arm for arm in buy["value"]["variants"]}
+    assert (by_label["red"]["count"], by_label["red"]["sum"], by_label["red"]["mean"]) == (3, 65.0, 65.0 / 4)
+    welch = scipy_stats.ttest_ind([40.0, 20.0, 5.0, 0.0], [10.0, 20.0, 0.0, 0.0], equal_var=False)
+    assert by_label["red"]["p_value"] == pytest.approx(welch.pvalue, rel=1e-9)
+    assert by_label["red"]["difference"] == pytest.approx(65.0 / 4 - 30.0 / 4)
+
+
 @pytest.mark.parametrize(("labels", "expected"), [
     (["b", "a", "control"], "control"),
     (["b", "a"], "a"),

@@ -143,26 +143,49 @@ def experiment_exists(target: Target, namespace: str, experiment: str) -> Query:
 
 
 def decision_counts(target: Target, namespace: str, experiment: str, window: Window = ALL_TIME) -> Query:
-    """The results view's inputs per (variant, event), counted as `experiment_counts` counts.
+    """The results view's inputs per (variant, event), with value sums per uuid.
 
-    `uuids`: distinct uuids (participants for `participate`, successes for a goal); `valued`:
-    how many of them carried a value; `total` and `total_squares`: the sum and the sum of
-    squares of their values, one value per uuid. AlephBet sends a fresh random uuid per event
-    unless the page sets a user id, so successes are not matched against participants.
+    `uuids`: distinct uuids (participants for `participate`, successes for a goal);
+    `valued`: how many of them carried a value; `total`: the sum of their per-uuid value
+    sums (a user's two purchases, sent with distinct event ids, both count); `variance`:
+    the sample variance of those per-uuid sums (null below two). AlephBet sends a fresh
+    random uuid per event unless the page sets a user id, so successes are not matched
+    against participants.
+
+    The variance is the corrected two-pass formula of Chan, Golub & LeVeque, "Algorithms
+    for computing the sample variance: analysis and recommendations", The American
+    Statistician 37(3), 1983, eq. 1.7: S = sum(d^2) - (sum d)^2 / k with d = x - mean.
+    Deviations from the group mean keep values like 1e9 + noise exact, where the sum of
+    squares cancels away; DuckDB's one-pass VAR_SAMP is 1e-8 off there.
     """
+    columns = "e.variant, e.event, e.uuid, e.value"
     if target.unique_identities:
-        columns = "e.variant, e.event, e.value"
-        per_uuid = "per_uuid AS (\n  SELECT variant, event, value FROM scoped\n)\n"
+        per_event = ""
+        events_once = "scoped"
     else:
-        # A duplicate row is one event delivered twice: it carries one value, not two.
-        columns = "e.variant, e.event, e.uuid, e.value"
-        per_uuid = ("per_uuid AS (\n  SELECT variant, event, uuid, MAX(value) AS value FROM scoped\n"
-                    "  GROUP BY variant, event, uuid\n)\n")
+        # BigQuery's insertId dedupe is best effort: a row may be stored twice. Each event
+        # (event_id) counts once, with one value, before a user's events are summed.
+        columns = "e.event_id, " + columns
+        per_event = ("events_once AS (\n  SELECT variant, event, uuid, MAX(value) AS value FROM scoped\n"
+                     "  GROUP BY event_id, variant, event, uuid\n),\n")
+        events_once = "events_once"
+    per_uuid = (
+        per_event
+        + "per_uuid AS (\n"
+        f"  SELECT variant, event, uuid, SUM(value) AS value FROM {events_once}\n"
+        "  GROUP BY variant, event, uuid\n"
+        "),\n"
+        "deviations AS (\n"
+        "  SELECT variant, event, value, value - AVG(value) OVER (PARTITION BY variant, event) AS deviation\n"
+        "  FROM per_uuid\n"
+        ")\n"
+    )
     sql = (
         _scoped(columns, experiment=True, scope=False, window=window, more_ctes=per_uuid)
-        + "SELECT variant, event, COUNT(*) AS uuids, COUNT(value) AS valued,\n"
-        "  SUM(value) AS total, SUM(value * value) AS total_squares\n"
-        "FROM per_uuid\n"
+        + "SELECT variant, event, COUNT(*) AS uuids, COUNT(value) AS valued, SUM(value) AS total,\n"
+        "  (SUM(deviation * deviation) - SUM(deviation) * SUM(deviation) / COUNT(value))\n"
+        "    / NULLIF(COUNT(value) - 1, 0) AS variance\n"
+        "FROM deviations\n"
         "GROUP BY variant, event"
     )
     return _render(target, sql, {"namespace": namespace, "experiment": experiment, **window.params()})

@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from chalicelib.reports import queries, stats
+from chalicelib.reports.values import ValueMoments, value_moments
 from chalicelib.ingest.events import PARTICIPATE, format_timestamp, now
 from chalicelib.reports.queries import ALL_TIME, Query, Target, Window
 
@@ -163,17 +164,20 @@ def _require_experiment(warehouse: ReportWarehouse, namespace: str, experiment: 
 
 @dataclass(frozen=True)
 class DecisionRow:
+    """`decision_counts`' answer for one (variant, event): distinct uuids, and over the
+    `valued` uuids that carried a value, the sum and sample variance of their per-uuid totals."""
     variant: str
     event: str
     uuids: int
     valued: int
     total: float
-    total_squares: float
+    variance: float | None
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> "DecisionRow":
+        variance = row["variance"]
         return cls(row["variant"], row["event"], int(row["uuids"]), int(row["valued"] or 0),
-                   float(row["total"] or 0.0), float(row["total_squares"] or 0.0))
+                   float(row["total"] or 0.0), None if variance is None else float(variance))
 
 
 def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: str, *,
@@ -307,7 +311,7 @@ def _value_view(labels: Sequence[str], control: str | None, participants: Mappin
     """
     if not any(row.valued for row in row_of.values()):
         return None
-    empty = DecisionRow("", "", 0, 0, 0.0, 0.0)
+    empty = DecisionRow("", "", 0, 0, 0.0, None)
     samples = {label: _value_sample(participants[label], row_of.get(label, empty)) for label in labels}
     views = []
     for label in labels:
@@ -331,10 +335,29 @@ def _value_view(labels: Sequence[str], control: str | None, participants: Mappin
 
 
 def _value_sample(participants: int, row: DecisionRow) -> stats.ValueSample | None:
-    if row.valued > participants:
+    moments = _value_moments(participants, row)
+    return None if moments is None else _as_stats_input(moments, row.valued)
+
+
+def _value_moments(participants: int, row: DecisionRow) -> ValueMoments | None:
+    """Per-participant moments; None without participants or with more valued uuids than
+    participants (goal uuids that never participated: not a per-participant quantity)."""
+    if participants == 0 or row.valued > participants:
         return None
-    return stats.ValueSample(participants=participants, count=row.valued, total=row.total,
-                             total_squares=row.total_squares)
+    try:
+        return value_moments(participants, row.valued, row.total, row.variance)
+    except ValueError:   # totals beyond the range of a float
+        return None
+
+
+def _as_stats_input(moments: ValueMoments, valued: int) -> stats.ValueSample:
+    """Today's stats API takes a sum and a sum of squares, which cancels again at large values;
+    the agreed successor takes the moments as they are:
+    `stats.ValueSample(moments.participants, moments.mean, moments.variance)`."""
+    n = moments.participants
+    total = moments.mean * n
+    return stats.ValueSample(participants=n, count=valued, total=total,
+                             total_squares=moments.variance * (n - 1) + total * moments.mean)
 
 
 def _finite(number: float | None) -> float | None:
