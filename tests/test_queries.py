@@ -98,15 +98,33 @@ def test_user_values_travel_only_as_parameters(hostile, name, target):
         assert hostile in query.params.values() or [hostile, "other"] in query.params.values()
 
 
-COUNTERS = [name for name in READS if name != "results"]   # results sums values per uuid, so reads uuid
+# The counters; the others group by uuid on every warehouse (a uuid may hold several events
+# with client ids): the daily first days, the results' per-uuid sums.
+ROW_COUNTERS = ["all experiments", "scoped experiments", "one experiment", "visible counts", "visible one experiment"]
 
 
-@pytest.mark.parametrize("name", COUNTERS)
+@pytest.mark.parametrize("name", ROW_COUNTERS)
 def test_warehouses_storing_identities_once_count_rows_others_count_distinct_uuids(name):
     distinct = READS[name](BQ, "ns", "x", MAY).sql
-    assert re.search(r"COUNT\(DISTINCT (e\.)?uuid\)", distinct) or "GROUP BY variant, event, uuid" in distinct
+    assert re.search(r"COUNT\(DISTINCT (e\.)?uuid\)", distinct)
     unique = sqlglot.parse_one(READS[name](BQ_UNIQUE, "ns", "x", MAY).sql, read="bigquery")
     assert "uuid" not in {column.name for column in unique.find_all(exp.Column)}    # not even read
+
+
+@pytest.mark.parametrize("name", [name for name in READS if name not in ROW_COUNTERS])
+def test_the_other_reads_count_distinct_uuids_on_every_warehouse(name):
+    for target in (BQ, BQ_UNIQUE):
+        sql = READS[name](target, "ns", "x", MAY).sql
+        assert re.search(r"COUNT\(DISTINCT (e\.)?uuid\)", sql) or "GROUP BY variant, event, uuid" in sql
+
+
+def test_counting_rows_flags_the_groups_holding_events_with_client_ids(warehouse):
+    warehouse.insert_events([stored("checkout", "red", "buy", "u1", at(3), 5.0, client_id="order-1"),
+                             stored("checkout", "red", "buy", "u1", at(3), 6.0, client_id="order-2")])
+    flagged = {row[:3]: row[5] for row in run(warehouse, queries.experiment_counts(DUCK, "alephbet"))}
+    assert {group for group, repeats in flagged.items() if repeats} == {("checkout", "red", "buy")}
+    recount = queries.visible_experiment_counts(DUCK, "alephbet", repeated_uuids=True)
+    assert ("checkout", "red", "buy", 1) in counted(warehouse, recount)
 
 
 def test_the_bigquery_results_query_dedupes_events_then_sums_values_per_uuid():

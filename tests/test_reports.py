@@ -117,6 +117,30 @@ def test_a_window_counts_the_events_received_on_its_days(warehouse):
     assert reports.experiment_goals(warehouse, NS, "exp", Window(None, date(2024, 5, 5))) == []
 
 
+def repeat_buyers(warehouse) -> None:
+    """red-0 buys twice (two event ids) on days 2 and 3, red-1 once; nobody in blue buys."""
+    warehouse.insert_events(
+        participants("exp", "red", 3) + participants("exp", "blue", 2)
+        + [stamp(Event(NS, "exp", "red", "buy", "red-0", 10.0, "order-1"), at(2)),
+           stamp(Event(NS, "exp", "red", "buy", "red-0", 15.0, "order-2"), at(3)),
+           stamp(Event(NS, "exp", "red", "buy", "red-1", 5.0, "order-3"), at(3))])
+
+
+def test_a_user_buying_twice_is_one_success_in_gimels_counts(warehouse):
+    repeat_buyers(warehouse)
+    (buy,) = reports.experiment_goals(warehouse, NS, "exp")
+    assert buy["results"] == [{"label": "blue", "successes": 0, "trials": 2},
+                              {"label": "red", "successes": 2, "trials": 3}]
+    assert reports.all_experiments(warehouse, NS)[1]["goals"] == [buy]
+
+
+def test_a_user_buying_twice_is_one_success_from_the_first_day_in_the_daily_view(warehouse):
+    repeat_buyers(warehouse)
+    days = reports.experiment_daily(warehouse, NS, "exp")["days"]
+    red_buyers = {day["day"]: day["variants"][1]["successes"]["buy"] for day in days}
+    assert red_buyers == {"2024-05-01": 0, "2024-05-02": 1, "2024-05-03": 2}
+
+
 # ---- the results view ----------------------------------------------------------------------------
 
 @pytest.fixture
@@ -378,9 +402,11 @@ def test_bigquery_reports_run_the_pinned_text_with_typed_parameters(bigquery, bi
     hostile = "'; DROP TABLE events; --"
     bigquery_standin.answer_queries(lambda query: QueryAnswer(
         schema=[("experiment", "STRING"), ("variant", "STRING"), ("event", "STRING"), ("uuids", "INT64"),
-                ("hides_rows", "BOOL")],
-        rows=[{"experiment": hostile, "variant": "red", "event": "participate", "uuids": 4, "hides_rows": False},
-              {"experiment": hostile, "variant": "red", "event": "buy", "uuids": 1, "hides_rows": False}],
+                ("hides_rows", "BOOL"), ("repeats_uuids", "BOOL")],
+        rows=[{"experiment": hostile, "variant": "red", "event": "participate", "uuids": 4, "hides_rows": False,
+               "repeats_uuids": False},
+              {"experiment": hostile, "variant": "red", "event": "buy", "uuids": 1, "hides_rows": False,
+               "repeats_uuids": False}],
     ))
     window = Window(date(2024, 5, 1), date(2024, 5, 2))
     report = reports.all_experiments(bigquery, hostile, scope=f"{hostile},b", window=window)

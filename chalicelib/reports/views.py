@@ -104,13 +104,16 @@ def experiment_goals(warehouse: ReportWarehouse, namespace: str, experiment: str
 def counter_rows(warehouse: ReportWarehouse, namespace: str, window: Window = ALL_TIME,
                  experiment: str | None = None, scope: Sequence[str] | None = None) -> list[Mapping[str, Any]]:
     """Rows of (experiment, variant, event, uuids): one pass, then an exact recount of the
-    experiments whose tombstones still hide rows (rarely any: deletions purge them)."""
+    experiments whose tombstones still hide rows (rarely any: deletions purge them) or whose
+    row counts may count a uuid twice (events with client ids)."""
     target = target_of(warehouse)
     rows = _fetch(warehouse, queries.experiment_counts(target, namespace, window, experiment, scope))
-    hiding = sorted({row["experiment"] for row in rows if row["hides_rows"]})
+    repeating = {row["experiment"] for row in rows if row["repeats_uuids"]}
+    hiding = sorted({row["experiment"] for row in rows if row["hides_rows"]} | repeating)
     if not hiding:
         return rows
-    exact = _fetch(warehouse, queries.visible_experiment_counts(target, namespace, window, scope=hiding))
+    exact = _fetch(warehouse, queries.visible_experiment_counts(target, namespace, window, scope=hiding,
+                                                                repeated_uuids=bool(repeating)))
     return [row for row in rows if row["experiment"] not in hiding] + exact
 
 
