@@ -363,3 +363,11 @@ def test_a_misconfigured_cloud_backend_answers_503_naming_the_missing_variable(c
     response = post(client, EVENT)
     assert response.status_code == 503
     assert "DALET_BQ_DATASET" in body_of(response)["reason"]
+
+
+def test_the_readme_documents_every_field_track_accepts():
+    from chalicelib.ingest.track import EVENT_FIELDS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    fields_section = readme[readme.index("\nFields: "):readme.index("| answer | meaning |")]
+    assert {field for field in EVENT_FIELDS if f"`{field}`" not in fields_section} == set()
