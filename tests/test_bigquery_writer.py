@@ -137,6 +137,14 @@ def test_each_row_is_inserted_under_its_event_id(warehouse, bigquery_standin):
     assert bigquery_standin.rows("events") == [stored.to_row()]
 
 
+def test_two_purchases_with_ids_land_as_two_rows_carrying_their_ids_and_a_retry_adds_none(warehouse,
+                                                                                        bigquery_standin):
+    first, second = _event(event="buy", value="10", id="order-1"), _event(event="buy", value="20", id="order-2")
+    write_batch(_records([first, second, _event(event="buy", value="10", id="order-1")]), warehouse)
+    assert sorted((row["message_id"], row["value"]) for row in bigquery_standin.rows("events")) == [
+        ("order-1", 10.0), ("order-2", 20.0)]
+
+
 def test_a_participate_and_a_goal_from_one_visitor_land_as_two_rows(warehouse, bigquery_standin):
     participate = _event(uuid="same-visitor", event="participate")
     goal = _event(uuid="same-visitor", event="purchased")

@@ -118,6 +118,30 @@ def test_a_window_counts_the_events_received_on_its_days(warehouse):
     assert reports.experiment_goals(warehouse, NS, "exp", Window(None, date(2024, 5, 5))) == []
 
 
+def repeat_buyers(warehouse) -> None:
+    """red-0 buys twice (two event ids) on days 2 and 3, red-1 once; nobody in blue buys."""
+    warehouse.insert_events(
+        participants("exp", "red", 3) + participants("exp", "blue", 2)
+        + [stamp(Event(NS, "exp", "red", "buy", "red-0", 10.0, "order-1"), at(2)),
+           stamp(Event(NS, "exp", "red", "buy", "red-0", 15.0, "order-2"), at(3)),
+           stamp(Event(NS, "exp", "red", "buy", "red-1", 5.0, "order-3"), at(3))])
+
+
+def test_a_user_buying_twice_is_one_success_in_gimels_counts(warehouse):
+    repeat_buyers(warehouse)
+    (buy,) = reports.experiment_goals(warehouse, NS, "exp")
+    assert buy["results"] == [{"label": "blue", "successes": 0, "trials": 2},
+                              {"label": "red", "successes": 2, "trials": 3}]
+    assert reports.all_experiments(warehouse, NS)[1]["goals"] == [buy]
+
+
+def test_a_user_buying_twice_is_one_success_from_the_first_day_in_the_daily_view(warehouse):
+    repeat_buyers(warehouse)
+    days = reports.experiment_daily(warehouse, NS, "exp")["days"]
+    red_buyers = {day["day"]: day["variants"][1]["successes"]["buy"] for day in days}
+    assert red_buyers == {"2024-05-01": 0, "2024-05-02": 1, "2024-05-03": 2}
+
+
 # ---- the results view ----------------------------------------------------------------------------
 
 @pytest.fixture
@@ -231,6 +255,26 @@ def test_value_statistics_are_per_participant_counting_those_without_a_value_as_
     assert red["relative_ci"] == pytest.approx(list(expected.fixed.relative_ci), rel=1e-6)
     assert red["sequential"]["p_value"] == pytest.approx(expected.sequential.p_value, rel=1e-6)
     assert red["sequential"]["absolute_ci"] == pytest.approx(list(expected.sequential.absolute_ci), rel=1e-6)
+
+
+def test_value_per_participant_is_what_each_user_spent_in_all_while_successes_stay_users(warehouse):
+    def purchase(variant: str, uuid: str, value: float, order: str):
+        return stamp(Event(NS, "shop", variant, "buy", uuid, value, order), at(2))
+
+    warehouse.insert_events(
+        participants("shop", "control", 4) + participants("shop", "red", 4)
+        + [purchase("control", "control-0", 10.0, "o1"), purchase("control", "control-1", 20.0, "o2")]
+        + [purchase("red", "red-0", 10.0, "o3"), purchase("red", "red-0", 30.0, "o4"),   # one user, two orders
+           purchase("red", "red-0", 30.0, "o4"),                                           # a retried order
+           purchase("red", "red-1", 20.0, "o5"), purchase("red", "red-2", 5.0, "o6")]
+    )
+    buy = reports.experiment_results(warehouse, NS, "shop")["goals"][0]
+    assert [(arm["label"], arm["successes"]) for arm in buy["variants"]] == [("control", 2), ("red", 3)]
+    by_label = {arm["label"]: arm for arm in buy["value"]["variants"]}
+    assert (by_label["red"]["count"], by_label["red"]["sum"], by_label["red"]["mean"]) == (3, 65.0, 65.0 / 4)
+    welch = scipy_stats.ttest_ind([40.0, 20.0, 5.0, 0.0], [10.0, 20.0, 0.0, 0.0], equal_var=False)
+    assert by_label["red"]["p_value"] == pytest.approx(welch.pvalue, rel=1e-9)
+    assert by_label["red"]["difference"] == pytest.approx(65.0 / 4 - 30.0 / 4)
 
 
 @pytest.mark.parametrize(("labels", "expected"), [
@@ -408,9 +452,11 @@ def test_bigquery_reports_run_the_pinned_text_with_typed_parameters(bigquery, bi
     hostile = "'; DROP TABLE events; --"
     bigquery_standin.answer_queries(lambda query: QueryAnswer(
         schema=[("experiment", "STRING"), ("variant", "STRING"), ("event", "STRING"), ("uuids", "INT64"),
-                ("hides_rows", "BOOL")],
-        rows=[{"experiment": hostile, "variant": "red", "event": "participate", "uuids": 4, "hides_rows": False},
-              {"experiment": hostile, "variant": "red", "event": "buy", "uuids": 1, "hides_rows": False}],
+                ("hides_rows", "BOOL"), ("repeats_uuids", "BOOL")],
+        rows=[{"experiment": hostile, "variant": "red", "event": "participate", "uuids": 4, "hides_rows": False,
+               "repeats_uuids": False},
+              {"experiment": hostile, "variant": "red", "event": "buy", "uuids": 1, "hides_rows": False,
+               "repeats_uuids": False}],
     ))
     window = Window(date(2024, 5, 1), date(2024, 5, 2))
     report = reports.all_experiments(bigquery, hostile, scope=f"{hostile},b", window=window)

@@ -152,6 +152,37 @@ def test_events_from_every_route_land_in_the_warehouse_once(client):
     assert [row["uuid"] for row in rows] == ["b", "g", "i", "p1", "p2"]
 
 
+def test_an_event_id_is_taken_from_a_post_a_query_string_and_a_pixel(client, published):
+    post(client, {**EVENT, "event": "purchase", "id": "order-1"})
+    client.http.get(f"/track?{query(event='purchase', id='order-2')}")
+    client.http.get(f"/track.gif?{query(event='purchase', id='order-3')}", headers={"Accept": BROWSER_IMAGE_ACCEPT})
+    assert [stored.message_id for stored in published] == ["order-1", "order-2", "order-3"]
+
+
+def test_two_purchases_by_one_user_both_land_and_a_retried_one_lands_once(client):
+    purchase = {**EVENT, "event": "purchase", "uuid": "buyer"}
+    post(client, [{**purchase, "id": "order-1", "value": 10}, {**purchase, "id": "order-2", "value": 25}])
+    post(client, {**purchase, "id": "order-1", "value": 10})                 # a retry of the first
+    client.http.get(f"/track?{query(event='purchase', uuid='buyer')}")      # without an id: deduped as always
+    client.http.get(f"/track?{query(event='purchase', uuid='buyer')}")
+    post(client, {**EVENT, "uuid": "sentinel"})   # the stream is read in order: once it lands, all did
+    warehouse_rows("SELECT uuid FROM events WHERE uuid = ?", ["sentinel"], 1)
+    rows = runtime.warehouse().fetch("SELECT message_id, value FROM events WHERE uuid = ? "
+                                     "ORDER BY message_id NULLS LAST", ["buyer"])
+    assert rows == [{"message_id": "order-1", "value": 10.0}, {"message_id": "order-2", "value": 25.0},
+                    {"message_id": None, "value": None}]
+
+
+def test_a_bad_event_id_gets_a_400_naming_id(client, published):
+    response = post(client, [EVENT, {**EVENT, "id": "x" * 129}])
+    assert response.status_code == 400
+    assert body_of(response)["errors"] == [{"field": "id", "rule": "must be at most 128 characters (got 129)",
+                                            "index": 1}]
+    response = client.http.get(f"/track?{query(id='')}")
+    assert body_of(response)["errors"] == [{"field": "id", "rule": "must be 1-128 characters, not blank"}]
+    assert published == []
+
+
 def test_unknown_query_parameters_are_ignored_even_repeated(client, published):
     response = client.http.get(f"/track?{query()}&_=1&_=2&utm_source=x")
     assert response.status_code == 200 and len(published) == 1
@@ -332,3 +363,11 @@ def test_a_misconfigured_cloud_backend_answers_503_naming_the_missing_variable(c
     response = post(client, EVENT)
     assert response.status_code == 503
     assert "DALET_BQ_DATASET" in body_of(response)["reason"]
+
+
+def test_the_readme_documents_every_field_track_accepts():
+    from chalicelib.ingest.track import EVENT_FIELDS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    fields_section = readme[readme.index("\nFields: "):readme.index("| answer | meaning |")]
+    assert {field for field in EVENT_FIELDS if f"`{field}`" not in fields_section} == set()

@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Sequence
 
-from chalicelib.ingest.events import (TEXT_FIELDS, Event, FieldError, InvalidEvent, StoredEvent, now, parse_event,
-                               parse_events, stamp)
+from chalicelib.ingest.events import (CLIENT_ID_FIELD, TEXT_FIELDS, Event, FieldError, InvalidEvent, StoredEvent, now,
+                                     parse_event, parse_events, stamp)
 from chalicelib.ingest.publisher import Publisher
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_EVENTS_PER_POST = 500
-EVENT_FIELDS = frozenset(TEXT_FIELDS + ("value",))
+EVENT_FIELDS = frozenset(TEXT_FIELDS + ("value", CLIENT_ID_FIELD))
 
 
 TRACK_MEDIA_TYPES = ("application/json", "text/plain")   # text/plain is what sendBeacon sends

@@ -18,6 +18,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from chalicelib.reports import queries, stats
+from chalicelib.reports.values import value_moments
 from chalicelib.ingest.events import PARTICIPATE, format_timestamp, now
 from chalicelib.reports.queries import ALL_TIME, Query, Target, Window
 
@@ -104,13 +105,16 @@ def experiment_goals(warehouse: ReportWarehouse, namespace: str, experiment: str
 def counter_rows(warehouse: ReportWarehouse, namespace: str, window: Window = ALL_TIME,
                  experiment: str | None = None, scope: Sequence[str] | None = None) -> list[Mapping[str, Any]]:
     """Rows of (experiment, variant, event, uuids): one pass, then an exact recount of the
-    experiments whose tombstones still hide rows (rarely any: deletions purge them)."""
+    experiments whose tombstones still hide rows (rarely any: deletions purge them) or whose
+    row counts may count a uuid twice (events with client ids)."""
     target = target_of(warehouse)
     rows = _fetch(warehouse, queries.experiment_counts(target, namespace, window, experiment, scope))
-    hiding = sorted({row["experiment"] for row in rows if row["hides_rows"]})
+    repeating = {row["experiment"] for row in rows if row["repeats_uuids"]}
+    hiding = sorted({row["experiment"] for row in rows if row["hides_rows"]} | repeating)
     if not hiding:
         return rows
-    exact = _fetch(warehouse, queries.visible_experiment_counts(target, namespace, window, scope=hiding))
+    exact = _fetch(warehouse, queries.visible_experiment_counts(target, namespace, window, scope=hiding,
+                                                                repeated_uuids=bool(repeating)))
     return [row for row in rows if row["experiment"] not in hiding] + exact
 
 
@@ -164,17 +168,20 @@ def _require_experiment(warehouse: ReportWarehouse, namespace: str, experiment: 
 
 @dataclass(frozen=True)
 class DecisionRow:
+    """`decision_counts`' answer for one (variant, event): distinct uuids, and over the
+    `valued` uuids that carried a value, the sum and sample variance of their per-uuid totals."""
     variant: str
     event: str
     uuids: int
     valued: int
     total: float
-    total_squares: float
+    variance: float | None
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> "DecisionRow":
+        variance = row["variance"]
         return cls(row["variant"], row["event"], int(row["uuids"]), int(row["valued"] or 0),
-                   float(row["total"] or 0.0), float(row["total_squares"] or 0.0))
+                   float(row["total"] or 0.0), None if variance is None else float(variance))
 
 
 def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: str, *,
@@ -335,7 +342,7 @@ def _value_view(labels: Sequence[str], control: str | None, participants: Mappin
     """
     if not any(row.valued for row in row_of.values()):
         return None
-    empty = DecisionRow("", "", 0, 0, 0.0, 0.0)
+    empty = DecisionRow("", "", 0, 0, 0.0, None)
     samples = {label: value_sample(participants[label], row_of.get(label, empty)) for label in labels}
     views = []
     for label in labels:
@@ -365,22 +372,16 @@ def _value_view(labels: Sequence[str], control: str | None, participants: Mappin
 
 
 def value_sample(participants: int, row: DecisionRow) -> stats.ValueSample | None:
-    """Mean and sample variance of per-participant value from the query's sum and sum of squares.
-
-    Participants without a value count as 0. None when the sums cannot describe the arm (more
-    valued rows than participants, or sums beyond float range).
-    """
-    if row.valued > participants or participants == 0:
+    """Per-participant value moments (participants without a value count as 0); None without
+    participants, with more valued uuids than participants (goal uuids that never participated:
+    not a per-participant quantity), or with totals beyond the range of a float."""
+    if participants == 0 or row.valued > participants:
         return None
-    mean = row.total / participants
-    if participants < 2:
-        variance = 0.0
-    else:
-        # Cancellation can leave a tiny negative number when all values are equal.
-        variance = max(0.0, (row.total_squares - row.total * mean) / (participants - 1))
-    if not (math.isfinite(mean) and math.isfinite(variance)):
+    try:
+        moments = value_moments(participants, row.valued, row.total, row.variance)
+    except ValueError:
         return None
-    return stats.ValueSample(participants=participants, mean=mean, variance=variance)
+    return stats.ValueSample(participants=moments.participants, mean=moments.mean, variance=moments.variance)
 
 
 def _adjust_for_multiple_comparisons(goals: Sequence[dict[str, Any]], correction: stats.Correction) -> None:
