@@ -484,3 +484,23 @@ def test_bigquery_deletion_streams_a_tombstone_and_tolerates_the_streaming_buffe
     assert tombstone == {"deletion_id": reports.deletion_id(NS, "my a/b test", at(2)), "namespace": NS,
                          "experiment": "my a/b test", "deleted_at": "2024-05-02T12:00:00.000000Z"}
     assert bigquery_standin.queries[-1].parameters["experiment"] == "my a/b test"
+
+
+@pytest.mark.parametrize("offset", [1e8, 1e9])
+def test_value_p_value_keeps_its_precision_at_large_values_through_the_results_view(warehouse, offset):
+    # The case: values offset + N(0, 1), 20,000 per arm. Sums of squares cancel at this scale
+    # (p = 0.37 where the truth is 0.106, or null); the per-user moments must not.
+    rng = np.random.default_rng(7)
+    control_values = offset + rng.normal(0.0, 1.0, 20_000)
+    variant_values = offset + 0.02 + rng.normal(0.0, 1.0, 20_000)
+    rows = participants("big", "control", 20_000) + participants("big", "variant", 20_000)
+    rows += goals("big", "control", "buy", 20_000, value=lambda n: float(control_values[n]))
+    rows += goals("big", "variant", "buy", 20_000, value=lambda n: float(variant_values[n]))
+    warehouse.insert_events(rows)
+
+    view = reports.experiment_results(warehouse, NS, "big", control="control", correction="none")
+
+    (buy,) = [goal for goal in view["goals"] if goal["goal"] == "buy"]
+    (variant,) = [arm for arm in buy["value"]["variants"] if arm["label"] == "variant"]
+    expected = scipy_stats.ttest_ind(variant_values, control_values, equal_var=False).pvalue
+    assert variant["p_value"] == pytest.approx(expected, rel=1e-3)   # was 0.37 vs 0.106 before, or null
