@@ -3,12 +3,12 @@ from chalice import Chalice
 
 from chalicelib import config, runtime
 from chalicelib.reports import api as report_api, dashboard, views as reports
-from chalicelib.ingest import snippet, track
+from chalicelib.ingest import segment, snippet, track
 from chalicelib.storage import writer
 from chalicelib.ingest.events import InvalidEvent
 from chalicelib.reports.api import report_route
-from chalicelib.responses import (CORS, PIXEL_MEDIA_TYPES, accepts_gif, error_response, json_response,
-                                  pixel_response, text_response)
+from chalicelib.responses import (CORS, PIXEL_MEDIA_TYPES, SEGMENT_CORS, accepts_gif, error_response, json_response,
+                                  pixel_response, segment_error, text_response)
 
 # Read (not acted on) at import: a misconfigured stage fails at start, naming the variable,
 # in `chalice deploy`/`package` and in Lambda's cold start alike. Nothing is opened or started.
@@ -25,7 +25,7 @@ def _accepted(stored):
 def _track(events_from_request, answer=_accepted):
     """Parse, hand to the stream, answer: 200 only once the stream has every event."""
     try:
-        stored = track.accept(events_from_request(), runtime.publisher())
+        stored = track.accept(events_from_request(), runtime.publisher(), app.current_request.headers.get("user-agent"))
     except InvalidEvent as invalid:
         return error_response(400, "invalid event", errors=[e.to_json() for e in invalid.errors])
     except track.PayloadTooLarge as too_large:
@@ -56,6 +56,32 @@ def track_pixel():
     wants_gif = accepts_gif(app.current_request.headers.get("accept"))
     return _track(lambda: track.parse_query(app.current_request.query_params),
                   lambda stored: pixel_response() if wants_gif else _accepted(stored))
+
+
+# Segment's HTTP Tracking API: /v1/track, /page, /screen, /identify, /group, /alias, /batch,
+# and analytics.js's one-letter names for them (/v1/t, /v1/p, ..., /v1/b).
+@app.route("/v1/{call}", methods=["POST"], cors=SEGMENT_CORS, content_types=["*/*"])
+def segment_call(call):
+    request = app.current_request
+    try:
+        segment.accept(segment.SegmentRequest(call, request.raw_body, request.headers),
+                       runtime.write_key_namespace, runtime.publisher().publish)
+    except segment.UnknownCall as unknown:
+        return segment_error(404, str(unknown), "not_found")
+    except segment.Unauthorized as unauthorized:
+        return segment_error(401, str(unauthorized), "unauthorized")
+    except segment.RequestTooLarge as too_large:
+        return segment_error(400, str(too_large), "too_large")
+    except InvalidEvent as invalid:
+        return segment_error(400, f"invalid message: {invalid}"[:1000], "invalid_request",
+                             errors=[e.to_json() for e in invalid.errors])
+    except segment.UnsupportedMediaType as unsupported:
+        return segment_error(415, str(unsupported), "unsupported_media_type")
+    except (runtime.PublishError, runtime.BackendUnavailable, config.ConfigError) as unavailable:
+        app.log.error("segment %s failed: %s", call, unavailable)
+        return segment_error(503, "the event stream is unavailable; retry later", "unavailable",
+                             reason=str(unavailable))
+    return json_response({"success": True})
 
 
 def _query():

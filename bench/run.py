@@ -30,6 +30,7 @@ SCRIPT_TIMEOUT_SECONDS = 60 * 60
 # found under bench/ runs after them with --quick (or no flag under --full).
 PLAN: dict[str, tuple[list[str], list[str]]] = {
     "track.py": (["--quick"], []),
+    "segment.py": (["--quick"], []),
     "kinesis_calls.py": ([], []),
     "writer.py": (["--quick"], ["--rows", "1000000"]),
     "report.py": (["--events", "1000000"], ["--events", "10000000"]),

@@ -7,6 +7,7 @@ written there could no longer be overridden by the user.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -37,6 +38,8 @@ class Settings:
     api_key_secret: str | None
     google_credentials_secret: str | None
     google_credentials_config: str | None
+    write_keys: tuple[tuple[str, str], ...] | None = None   # (Segment write key, namespace) pairs: DALET_WRITE_KEYS
+    write_keys_secret: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -72,6 +75,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         api_key_secret=_get(env, "DALET_API_KEY_SECRET"),
         google_credentials_secret=_get(env, "DALET_GOOGLE_CREDENTIALS_SECRET"),
         google_credentials_config=_get(env, "DALET_GOOGLE_CREDENTIALS_CONFIG"),
+        write_keys=_write_keys_setting(env),
+        write_keys_secret=_get(env, "DALET_WRITE_KEYS_SECRET"),
     )
     if backend == BACKEND_AWS:
         _require_aws_settings(env)
@@ -82,6 +87,44 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "which sets DALET_BACKEND=aws"
         )
     return settings
+
+
+def _write_keys_setting(env: Mapping[str, str]) -> tuple[tuple[str, str], ...] | None:
+    text = _get(env, "DALET_WRITE_KEYS")
+    return None if text is None else tuple(parse_write_keys(text, "DALET_WRITE_KEYS").items())
+
+
+def parse_write_keys(text: str, source: str) -> dict[str, str]:
+    """`key=namespace,key2=namespace2` as a mapping; ConfigError naming `source` if malformed.
+
+    A namespace follows the rules of event names (1-256 printable characters); a key is
+    1-256 printable characters without `=`, `,`, `:` or spaces (it travels as a Basic-auth user name).
+    """
+    keys: dict[str, str] = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        key, separator, namespace = (part.strip() for part in pair.partition("="))
+        if not separator or not _WRITE_KEY.fullmatch(key) or not _plain_name(namespace):
+            raise ConfigError(f"{source} must be comma-separated key=namespace pairs (keys without spaces, "
+                              f"':' or '='); cannot read {_redacted(pair)!r}")
+        if key in keys and keys[key] != namespace:
+            raise ConfigError(f"{source} gives one write key two namespaces ({keys[key]!r} and {namespace!r})")
+        keys[key] = namespace
+    if not keys:
+        raise ConfigError(f"{source} holds no key=namespace pair")
+    return keys
+
+
+_WRITE_KEY = re.compile(r"[^\s=,:]{1,256}")
+
+
+def _plain_name(namespace: str) -> bool:
+    return 0 < len(namespace) <= 256 and namespace.isprintable() and not namespace.isspace()
+
+
+def _redacted(pair: str) -> str:
+    """A malformed pair for an error message, without the secret key's characters."""
+    key, separator, namespace = pair.partition("=")
+    return f"{'*' * min(len(key.strip()), 8)}{separator}{namespace.strip()}"
 
 
 def _require_aws_settings(env: Mapping[str, str]) -> None:

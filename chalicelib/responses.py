@@ -9,6 +9,10 @@ from typing import Any
 from chalice import CORSConfig, Response
 
 CORS = CORSConfig(allow_origin="*", allow_headers=["x-api-key", "Content-Type"], max_age=600)
+# Segment's browser library sends its write key as Basic auth (Authorization is always allowed by
+# Chalice) and, on a retry, X-Retry-Count.
+SEGMENT_CORS = CORSConfig(allow_origin="*", allow_headers=["Content-Type", "Content-Encoding", "X-Retry-Count"],
+                          max_age=600)
 NO_STORE = {"Cache-Control": "no-store"}
 # A 1x1 transparent GIF.
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -32,6 +36,12 @@ def text_response(body: str, content_type: str = "text/plain; charset=utf-8",
 
 def error_response(status_code: int, message: str, **details: Any) -> Response:
     return json_response({"error": message, **details}, status_code)
+
+
+def segment_error(status_code: int, message: str, code: str, **details: Any) -> Response:
+    """An error as Segment's libraries read it (`code`, `message`), with Dalet's `error` as well."""
+    return json_response({"success": False, "code": code, "message": message, "error": message, **details},
+                         status_code)
 
 
 def pixel_response() -> Response:

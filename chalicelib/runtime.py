@@ -39,6 +39,13 @@ def settings() -> config.Settings:
         return _state["settings"]
 
 
+def write_key_namespace(key: str | None) -> str | None:
+    """The namespace a Segment write key sends to (None if unknown); locally a key is generated on first use."""
+    from chalicelib.ingest import write_keys
+
+    return write_keys.namespace_for(key, settings())
+
+
 def publisher() -> Publisher:
     built = _state.get("publisher")   # built once; read without the lock on the hot path
     if built is not None:
@@ -123,4 +130,4 @@ def shutdown() -> None:
 
 
 __all__ = ["BackendUnavailable", "PublishError", "publisher", "register_stream_handler",
-           "settings", "shutdown", "start_local_pipeline", "warehouse"]
+           "settings", "shutdown", "start_local_pipeline", "warehouse", "write_key_namespace"]

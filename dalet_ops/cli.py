@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 from chalicelib import auth, config
+from chalicelib.ingest import write_keys
 from dalet_ops import deploy_commands
 
 
 def local_info(_: argparse.Namespace) -> int:
-    """Check the local settings and print where data lives and the report API key."""
+    """Check the local settings and print where data lives, the report API key and the Segment write keys."""
     try:
         settings = config.load_settings()
     except config.ConfigError as error:
@@ -24,11 +25,17 @@ def local_info(_: argparse.Namespace) -> int:
         return 2
     try:
         key = auth.expected_api_key(settings)
+        segment_keys = write_keys.write_keys(settings)
     except OSError as error:
         print(f"dalet: cannot use the data folder {settings.data_dir} (DALET_DATA_DIR): {error}", file=sys.stderr)
         return 2
+    except config.ConfigError as error:    # e.g. DALET_WRITE_KEYS_SECRET set but unreadable
+        print(f"dalet: {error}", file=sys.stderr)
+        return 2
     print(f"Dalet local backend: data in {settings.data_dir}")
     print(f"Report API key (x-api-key): {key}")
+    for write_key, namespace in segment_keys.items():
+        print(f"Segment write key (namespace {namespace}): {write_key}")
     return 0
 
 
@@ -86,7 +93,7 @@ def purge(_: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dalet_ops.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("local-info", help="print the local data folder and API key").set_defaults(run=local_info)
+    commands.add_parser("local-info", help="print the local data folder, the report API key and the Segment write keys").set_defaults(run=local_info)
     local = commands.add_parser("serve", help="run the local backend: chalice local with the pipeline started")
     local.add_argument("--host", default="127.0.0.1")
     local.add_argument("--port", type=int, default=8000)

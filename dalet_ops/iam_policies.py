@@ -76,10 +76,13 @@ def policy_documents(stage: Stage, resources: StageResources) -> dict[str, dict[
                                resources.location)
     api_key = _secret_statement("ReadTheReportApiKey", settings.api_key_secret, "DALET_API_KEY_SECRET",
                                 resources.api_key_secret, resources.location)
+    write_keys = _secret_statement("ReadTheSegmentWriteKeys", settings.write_keys_secret, "DALET_WRITE_KEYS_SECRET",
+                                   None, resources.location)
     return {
         API_HANDLER: _document([
             _statement("PutEventsOnTheStream", PUBLISH_ACTIONS, [resources.stream]),
             api_key,
+            write_keys,
             google,
             _log_statement(stage.function_name(API_HANDLER), resources.location),
         ]),

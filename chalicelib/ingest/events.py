@@ -23,6 +23,7 @@ PARTICIPATE = "participate"
 MAX_TEXT_LENGTH = 256
 MAX_UUID_LENGTH = 128
 MAX_ID_LENGTH = 128
+MAX_BROWSER_LENGTH = 32
 TEXT_FIELDS = ("namespace", "experiment", "variant", "event", "uuid")
 CLIENT_ID_FIELD = "id"            # what a client sends
 RECORD_ID_FIELD = "message_id"    # where the stream record and the tables keep it
@@ -111,6 +112,16 @@ def event_id(namespace: str, experiment: str, variant: str, event: str, uuid: st
     return hashlib.blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
+def segment_event_id(namespace: str, message_id: str) -> str:
+    """The dedup key of a Segment message: its namespace and messageId.
+
+    The hashed text starts with "segment" and each AlephBet identity with a digit (a
+    length), so a Segment message and an AlephBet event never share an id.
+    """
+    identity = f"segment{len(namespace)}:{namespace}{len(message_id)}:{message_id}"
+    return hashlib.blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
 def format_timestamp(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -122,10 +133,11 @@ def parse_timestamp(text: str) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
-def _text_rule_broken(field: str, raw: Any) -> str | None:
+def _text_rule_broken(field: str, raw: Any, limit: int | None = None) -> str | None:
+    """The rule `raw` breaks as a name; `limit` defaults to the AlephBet field's own length limit."""
     if not isinstance(raw, str):
         return "must be a string"
-    limit = _LIMITS.get(field, MAX_TEXT_LENGTH)
+    limit = limit or _LIMITS.get(field, MAX_TEXT_LENGTH)
     if not raw or raw.isspace():
         return f"must be 1-{limit} characters, not blank"
     if len(raw) > limit:
@@ -254,11 +266,11 @@ def parse_events(items: Iterable[Any]) -> list[Event]:
     return events
 
 
-def stamp(event: Event, received_at: datetime) -> StoredEvent:
+def stamp(event: Event, received_at: datetime, browser: str | None = None) -> StoredEvent:
     namespace, experiment, variant, name, uuid, value, client_id = event
     return StoredEvent(event_id(namespace, experiment, variant, name, uuid, client_id),
                        namespace, experiment, variant, name, uuid, value, received_at.astimezone(timezone.utc),
-                       message_id=client_id)
+                       message_id=client_id, browser=browser)
 
 
 def now() -> datetime:
@@ -270,7 +282,21 @@ _RECORD_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  #
 
 def encode_record(stored: StoredEvent) -> bytes:
     """Compact JSON of the stored event: the Kinesis record's data."""
+    if stored.type is not None:
+        return _segment().encode_record(stored)
     return _RECORD_ENCODER.encode(stored.to_row()).encode("utf-8")
+
+
+def _segment() -> Any:
+    """chalicelib.ingest.segment, imported on first use: it builds on this module."""
+    if not _SEGMENT:
+        from chalicelib.ingest import segment
+
+        _SEGMENT.append(segment)
+    return _SEGMENT[0]
+
+
+_SEGMENT: list[Any] = []
 
 
 class InvalidRecord(ValueError):
@@ -296,6 +322,8 @@ def decode_record(data: bytes) -> StoredEvent:
         raise InvalidRecord(f"not UTF-8 JSON: {type(error).__name__}: {error}") from None
     if type(fields) is not dict:
         raise InvalidRecord("not a JSON object")
+    if "type" in fields:   # only Segment messages have a type
+        return _segment().decode_record(fields)
     if fields.get("namespace") is None:
         raise InvalidRecord("namespace: is required")
     try:
@@ -312,5 +340,8 @@ def decode_record(data: bytes) -> StoredEvent:
         # The identity, not the carried id, is the dedup key: a record from a publisher that
         # computed ids differently (another version, mid-deploy) still lands, deduplicated.
         log.warning("record carried event_id %r; stored under its identity's %s", fields.get("event_id"), identity)
+    browser = fields.get("browser")
+    if browser is not None and (type(browser) is not str or len(browser) > MAX_BROWSER_LENGTH):
+        raise InvalidRecord(f"browser: must be a string of at most {MAX_BROWSER_LENGTH} characters")
     return StoredEvent(identity, namespace, experiment, variant, name, uuid, value, received_at,
-                       message_id=client_id)
+                       message_id=client_id, browser=browser)

@@ -7,6 +7,7 @@ from typing import Any, Mapping, Sequence
 from chalicelib.ingest.events import (CLIENT_ID_FIELD, TEXT_FIELDS, Event, FieldError, InvalidEvent, StoredEvent, now,
                                      parse_event, parse_events, stamp)
 from chalicelib.ingest.publisher import Publisher
+from chalicelib.ingest.useragent import browser_family
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_EVENTS_PER_POST = 500
@@ -83,9 +84,10 @@ def _decode_json(raw_body: bytes) -> Any:
         raise InvalidEvent([FieldError("body", "must be valid JSON (a number has too many digits)")]) from None
 
 
-def accept(events: Sequence[Event], publisher: Publisher) -> list[StoredEvent]:
-    """Stamp with the server's time and hand to the stream; raises PublishError on failure."""
+def accept(events: Sequence[Event], publisher: Publisher, user_agent: str | None = None) -> list[StoredEvent]:
+    """Stamp with the server's time and the browser family, and hand to the stream; raises PublishError on failure."""
     received_at = now()
-    stored = [stamp(event, received_at) for event in events]
+    browser = browser_family(user_agent)
+    stored = [stamp(event, received_at, browser) for event in events]
     publisher.publish(stored)
     return stored
