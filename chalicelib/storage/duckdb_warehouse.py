@@ -51,6 +51,14 @@ def letters_to_arrow(letters: Sequence[DeadLetter]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=_DEAD_LETTERS_SCHEMA)
 
 
+def _first_copy_of_each_identity(events: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
+    """The earliest copy (in stream order) of each event_id: the one that sets its first day."""
+    firsts: dict[str, StoredEvent] = {}
+    for stored in events:
+        firsts.setdefault(stored.event_id, stored)
+    return events if len(firsts) == len(events) else list(firsts.values())
+
+
 class DuckDBWarehouse:
     """Thread-safe: writes are serialised; reads use their own cursor."""
 
@@ -77,12 +85,15 @@ class DuckDBWarehouse:
 
     def insert_events(self, events: Sequence[StoredEvent]) -> list[RowRejection]:
         with self._write_lock:
-            # A row that a deletion already hides (acknowledged before the delete, written after)
-            # is not stored: kept, it would hold its identity and swallow the same uuid's event
-            # after the deletion, which must count from zero.
+            # Tombstones first, then one copy per identity (the primary key). A copy that a
+            # deletion already hides (acknowledged before the delete, written after) is not
+            # stored: kept, it would hold its identity and swallow the copy tracked after the
+            # deletion, which must count from zero. Deduping first would do the same harm
+            # when both copies share a batch.
             visible = [stored for stored in events if not self._hidden(stored)] if self._deleted_until else events
-            if visible:
-                self._insert_arrow(EVENTS.name, events_to_arrow(visible))
+            firsts = _first_copy_of_each_identity(visible)
+            if firsts:
+                self._insert_arrow(EVENTS.name, events_to_arrow(firsts))
         return []
 
     def _hidden(self, stored: StoredEvent) -> bool:
@@ -107,8 +118,8 @@ class DuckDBWarehouse:
         """Insert, skipping rows whose key is already stored.
 
         A plain INSERT is tried first: DuckDB's INSERT OR IGNORE costs several times as
-        much once the table is large, and most batches hold no stored key (the writer
-        already drops duplicates within a batch). A key conflict rolls the statement
+        much once the table is large, and most batches hold no stored key (`insert_events`
+        already keeps one copy per identity within a batch). A key conflict rolls the statement
         back, and the rows go in again with INSERT OR IGNORE.
         """
         with self._write_lock:
