@@ -108,11 +108,17 @@ def start_local_pipeline() -> None:
         log.info("local pipeline started in %s", current.data_dir)
 
 
-def shutdown() -> None:
-    """Stop the consumer and close files; the next use starts afresh (tests, benchmarks)."""
+def shutdown(drain_seconds: float = 0.0) -> None:
+    """Stop the consumer and close files; the next use starts afresh (tests, benchmarks).
+
+    `drain_seconds`: first let the consumer write what the stream holds, for at most that
+    long (a clean stop of `make run`); what it cannot write stays in the stream for the next start.
+    """
     with _lock:
         consumer = _state.get("consumer")
     if consumer is not None:
+        if drain_seconds > 0:
+            consumer.drain(drain_seconds)
         # Outside the lock: the consumer may be inside the handler, waiting for runtime.warehouse().
         consumer.stop()
     with _lock:

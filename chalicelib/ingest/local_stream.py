@@ -216,6 +216,16 @@ class LocalConsumer(threading.Thread):
         self.max_backoff = max_backoff
         self._stopping = threading.Event()
 
+    def drain(self, timeout: float) -> bool:
+        """Wait until every record is written (or `timeout` passes); whether the stream is empty."""
+        deadline = time.monotonic() + timeout
+        while self.is_alive() and self.stream.pending(self.CONSUMER) > 0:
+            if time.monotonic() >= deadline:
+                return False
+            self.stream.wake()
+            time.sleep(0.02)
+        return self.stream.pending(self.CONSUMER) == 0
+
     def stop(self, timeout: float = 10) -> None:
         self._stopping.set()
         self.stream.wake()
