@@ -161,6 +161,16 @@ class LocalStream:
                 raise
             _reclaim_space(db)
 
+    def oldest_unwritten_arrival(self, consumer: str) -> float | None:
+        """When the oldest record the consumer has not checkpointed arrived (epoch seconds); None if none."""
+        with self._connection() as db:
+            row = db.execute(
+                "SELECT arrived_at FROM records WHERE sequence > "
+                "(SELECT IFNULL(MAX(sequence), 0) FROM checkpoints WHERE consumer = ?) ORDER BY sequence LIMIT 1",
+                (consumer,),
+            ).fetchone()
+        return row[0] if row else None
+
     def pending(self, consumer: str) -> int:
         after = self.checkpoint(consumer)
         with self._connection() as db:

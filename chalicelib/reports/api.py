@@ -1,8 +1,9 @@
 """The HTTP side of the report routes: the API key, the query parameters, the error answers.
 
 Every report route is wrapped in `report_route(app)`: it checks `x-api-key` (401 missing,
-403 wrong), runs the view, answers its return value as JSON, and turns a bad parameter
-into 400, an unknown experiment into 404 and an unreachable warehouse into 503.
+403 wrong), runs the view, answers its return value as JSON (a GET's with the warehouse's
+`freshness`), and turns a bad parameter into 400, an unknown experiment into 404 and an
+unreachable warehouse into 503.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from chalice import Chalice, Response
 from chalicelib import auth, config, runtime
 from chalicelib.ingest.events import DEFAULT_NAMESPACE
 from chalicelib.reports.queries import Window
-from chalicelib.reports.views import DEFAULT_CONFIDENCE, BadParameter, UnknownExperiment
+from chalicelib.reports.views import DEFAULT_CONFIDENCE, BadParameter, UnknownExperiment, with_freshness
 from chalicelib.responses import error_response, json_response
 from chalicelib.storage.writer import TransientWarehouseError
 
@@ -30,7 +31,10 @@ def report_route(app: Chalice) -> Callable[[View], Callable[..., Response]]:
         def guarded(*args: Any, **kwargs: Any) -> Response:
             try:
                 auth.check_api_key(app.current_request.headers, runtime.settings())
-                return json_response(view(*args, **kwargs))
+                if app.current_request.method != "GET":
+                    return json_response(view(*args, **kwargs))
+                measured = runtime.freshness()          # before the query: as_of is then a promise
+                return json_response(with_freshness(view(*args, **kwargs), measured))
             except (auth.MissingApiKey, auth.WrongApiKey) as denied:
                 return error_response(denied.status_code, str(denied))
             except BadParameter as bad:
