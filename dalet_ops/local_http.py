@@ -10,7 +10,9 @@ Lambda event conversion) but replaces the parts that hurt a server left running:
 - the request body: read whole before any size check (a 300 MB POST was buffered).
   Here a Content-Length over `MAX_BODY_BYTES` is refused (413) before reading, a
   chunked body is read only up to the limit, and a malformed length gets a 400
-  naming the header instead of a dropped connection and a traceback.
+  naming the header instead of a dropped connection and a traceback;
+- repeated headers: chalice local passes on the first, API Gateway the last; differing
+  `x-api-key` headers are refused (400) as the report routes refuse them on AWS.
 """
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ from typing import Any, BinaryIO
 
 from chalice.local import ChaliceRequestHandler, LocalDevServer, ThreadedHTTPServer
 
+from chalicelib.auth import API_KEY_HEADER
 from chalicelib.ingest.track import MAX_BODY_BYTES
+from chalicelib.reports.api import CONFLICTING_KEYS
 
 LISTEN_BACKLOG = 1024        # the kernel caps it at net.core.somaxconn (4096 on current Linux)
 _MAX_CHUNK_LINE = 1024
@@ -58,6 +62,13 @@ def declared_length(values: list[str]) -> int | None:
         raise RefusedRequest(400, f"Content-Length: must be a whole number of bytes (got {text[:40]!r})",
                              "Content-Length")
     return int(text)
+
+
+def refuse_conflicting_api_keys(headers: Any) -> None:
+    """chalice local would pass on the first of repeated headers; differing report keys are refused
+    here as the report routes refuse them on API Gateway (chalicelib.reports.api)."""
+    if len({value.strip() for value in headers.get_all(API_KEY_HEADER) or []}) > 1:
+        raise RefusedRequest(400, CONFLICTING_KEYS, API_KEY_HEADER)
 
 
 def read_body(headers: Any, rfile: BinaryIO, limit: int = MAX_BODY_BYTES) -> bytes | None:
@@ -128,6 +139,7 @@ class DaletRequestHandler(ChaliceRequestHandler):
 
     def _generic_handle(self) -> None:
         try:
+            refuse_conflicting_api_keys(self.headers)
             self._body = read_body(self.headers, self.rfile)
         except RefusedRequest as refused:
             self._refuse(refused)

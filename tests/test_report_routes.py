@@ -374,3 +374,26 @@ def test_a_variant_seen_only_in_goals_gets_no_chances_and_is_not_the_default_con
     stray = next(v for v in goal["variants"] if v["label"] == "aaa-stray")
     assert stray["chance_to_beat_control"] is None and stray["p_value"] is None
     assert results["srm"]["mismatch"] is False
+
+
+# ---- repeated x-api-key headers ----------------------------------------------------------------------
+
+def _deployed_report_request(keys: list[str]) -> dict[str, Any]:
+    """GET /experiments as API Gateway hands it over: `headers` holds the last of repeated headers."""
+    from tests.lambda_events import api_gateway_event
+    import app as dalet_app
+
+    event = api_gateway_event("GET", "/api/experiments", "/experiments", "api", {"x-api-key": keys[-1]})
+    event["multiValueHeaders"] = {"x-api-key": keys}
+    return dalet_app.app(event, None)
+
+
+def test_differing_repeated_api_keys_are_refused_naming_the_header(report_client):
+    for keys in ([API_KEY, "attacker-guess"], ["attacker-guess", API_KEY]):
+        response = _deployed_report_request(keys)
+        assert response["statusCode"] == 400
+        assert json.loads(response["body"])["header"] == "x-api-key"
+
+
+def test_a_repeated_identical_api_key_is_accepted(report_client):
+    assert _deployed_report_request([API_KEY, API_KEY])["statusCode"] == 200

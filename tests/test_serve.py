@@ -213,3 +213,15 @@ def test_sigterm_drains_the_stream_and_closes_the_warehouse_leaving_no_wal(tmp_p
     assert not wal.exists()
     with duckdb.connect(str(data_dir / WAREHOUSE_FILE), read_only=True) as db:
         assert db.execute("SELECT uuid FROM events").fetchall() == [("u1",)]
+
+
+def test_differing_repeated_api_keys_are_refused_by_make_run_too(served):
+    # chalice local alone would pass the first of them on.
+    request = (b"GET /experiments HTTP/1.1\r\nHost: localhost\r\nx-api-key: k\r\nx-api-key: guess\r\n\r\n")
+    with _connect(served) as connection:
+        connection.sendall(request)
+        status, _, body = _read_response(connection)
+    assert status == 400 and json.loads(body)["header"] == "x-api-key"
+    with _connect(served) as connection:
+        connection.sendall(request.replace(b"guess", b"k"))
+        assert _read_response(connection)[0] == 200
