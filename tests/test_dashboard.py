@@ -27,6 +27,7 @@ HOSTILE_NAME = "<img src=x onerror=alert(1)>"
 BUTTON = "button color"          # balanced split, two goals
 SKEWED = "skewed split"          # 100 vs 30 participants: a sample ratio mismatch
 DOOMED = "to be deleted"
+SPOOFED = "refund\u200b-\u202etset"   # zero-width space, then right-to-left override: reads "refund-test"
 
 
 def participants(experiment: str, variant: str, count: int) -> list[dict]:
@@ -51,8 +52,9 @@ SEEDED_EVENTS = [
     *participants(SKEWED, "blue", 30), *goal(SKEWED, "blue", "click", 4),
     *participants(HOSTILE_NAME, "a", 3), *goal(HOSTILE_NAME, "a", "click", 1),
     *participants(DOOMED, "a", 5), *goal(DOOMED, "a", "click", 2),
+    *participants(SPOOFED, "a", 2), *goal(SPOOFED, "a", "click", 1),
 ]
-EXPERIMENTS = {BUTTON, SKEWED, HOSTILE_NAME, DOOMED}
+EXPERIMENTS = {BUTTON, SKEWED, HOSTILE_NAME, DOOMED, SPOOFED}
 
 
 # ---------- the API, as the page reads it ----------
@@ -106,7 +108,8 @@ def server(tmp_path_factory) -> Iterator[LocalServer]:
         for start in range(0, len(SEEDED_EVENTS), 500):
             reply = running.request("POST", "/track", json=SEEDED_EVENTS[start:start + 500])
             assert reply.status == 200, reply.text
-        wait_until(lambda: listed_experiments(running) == {BUTTON: 124, SKEWED: 130, HOSTILE_NAME: 3, DOOMED: 5},
+        wait_until(lambda: listed_experiments(running) == {BUTTON: 124, SKEWED: 130, HOSTILE_NAME: 3, DOOMED: 5,
+                                                          SPOOFED: 2},
                    message="the seeded events to reach the report API")
         yield running
 
@@ -353,3 +356,55 @@ def test_delete_asks_first_and_removes_the_experiment_once_confirmed(dashboard, 
     assert [dialog.split(":")[0] for dialog in dashboard.dialogs] == ["confirm", "confirm"]
     assert DOOMED not in listed_experiments(server)
     assert BUTTON in dashboard.experiment_names()
+
+
+def test_the_delete_confirmation_shows_invisible_and_direction_changing_characters_escaped(dashboard, server):
+    dashboard.open().enter_key().choose(SPOOFED)
+
+    dashboard.confirm_answer = False
+    dashboard.page.click("#delete-experiment")
+
+    (dialog,) = dashboard.dialogs
+    assert "refund\\u200B-\\u202Etset" in dialog
+    assert "\u202e" not in dialog and "\u200b" not in dialog
+    assert "invisible or direction-changing characters" in dialog
+    assert SPOOFED in listed_experiments(server)
+
+
+def test_a_plain_name_is_confirmed_as_it_is(dashboard):
+    dashboard.open().enter_key().choose(BUTTON)
+
+    dashboard.confirm_answer = False
+    dashboard.page.click("#delete-experiment")
+
+    (dialog,) = dashboard.dialogs
+    assert f"Delete experiment “{BUTTON}” in namespace “{NAMESPACE}”?" in dialog
+    assert "invisible" not in dialog
+
+
+# ---------- freshness ----------
+
+def _lagging(lag_seconds: float, as_of: str):
+    """Answers the results report as the API would while the writer is `lag_seconds` behind."""
+    def answer(route) -> None:
+        response = route.fetch()
+        report = response.json()
+        report["freshness"] = {"lag_seconds": lag_seconds, "as_of": as_of}
+        route.fulfill(response=response, json=report)
+    return answer
+
+
+def test_a_report_more_than_a_few_seconds_behind_says_so(dashboard):
+    dashboard.page.route(re.compile(r".*/results\?.*"), _lagging(55.2, "2026-05-01T12:00:01.250000Z"))
+    dashboard.open().enter_key().choose(BUTTON)
+
+    dashboard.page.wait_for_selector("#freshness:not([hidden])")
+    assert dashboard.page.inner_text("#freshness") == (
+        "Reports are 55 s behind the event stream: events received after 2026-05-01 12:00:01 UTC are not counted yet.")
+
+
+def test_a_current_report_shows_no_freshness_notice(dashboard, server):
+    assert results_of(server, BUTTON)["freshness"]["lag_seconds"] < 5
+    dashboard.open().enter_key().choose(BUTTON)
+
+    assert dashboard.page.is_hidden("#freshness")
