@@ -7,14 +7,16 @@
    its queueing). After the load, it polls GET /experiments?namespace=... (x-api-key)
    until the report counts every accepted event.
 2. Concurrency, before/after side by side: 64 keep-alive clients connect at the same
-   instant and send as fast as they are answered for --concurrent-seconds, first against
-   plain `chalice local --no-autoreload` (the "before": listen backlog 5, headers and body
-   in two writes with Nagle's algorithm on), then against `make run`'s hardened server
-   (dalet_ops.local_http). Per server: each client's connect time (goal: none over 1 s),
-   p50/p99 latency, and accepted events/s.
+   instant and send as fast as they are answered, against plain `chalice local
+   --no-autoreload` (the "before": listen backlog 5, headers and body in two writes with
+   Nagle's algorithm on) and `make run`'s hardened server (dalet_ops.local_http, the
+   "after"). Both run throughout and take turns, --rounds of them, splitting
+   --concurrent-seconds; each turn starts with one keep-alive client alone (the cost per
+   request). Per server: every connect time (goal: none over 1 s), p50/p99 latency, and
+   accepted events/s.
 
     .venv/bin/python bench/e2e_load.py [--seconds 30] [--rate 100] [--batch 50] [--post-share 0.2]
-                                       [--concurrent-seconds 15] [--clients 64]
+                                       [--concurrent-seconds 15] [--rounds 4] [--clients 64]
 """
 from __future__ import annotations
 
@@ -151,9 +153,10 @@ def keep_alive_client(port: int, start: threading.Barrier, seconds: float, seed:
         return
     run.connect_seconds = time.perf_counter() - began
     deadline = began + seconds
+    wanted_at: float | None = began          # the first request waited for the connect, as a browser's does
     while time.perf_counter() < deadline:
         method, path, body, events = plan_request(rng, batch, post_share)
-        sent = time.perf_counter()
+        sent, wanted_at = wanted_at or time.perf_counter(), None
         status = 0
         try:
             connection.request(method, path, body=body,
@@ -193,7 +196,7 @@ class ConcurrencyResult:
         statuses = Counter(outcome.status for run in self.runs for outcome in run.outcomes)
         connects = self.connects
         slow = sum(1 for seconds in connects if seconds > CONNECT_BUDGET)
-        return (f"{self.server}: {len(self.runs)} keep-alive client(s) for {self.seconds:g} s: "
+        return (f"{self.server}: {len(self.runs)} keep-alive client connections over {self.seconds:g} s: "
                 f"connect max {max(connects, default=float('nan')) * 1e3:,.0f} ms, "
                 f"median {percentile(connects or [float('nan')], 0.5) * 1e3:,.1f} ms, {slow} over {CONNECT_BUDGET:g} s, "
                 f"{len(self.runs) - len(connects)} failed; latency p50 {self.latency_ms(0.5):.1f} ms, "
@@ -218,23 +221,32 @@ def clients_at_once(port: int, clients: int, seconds: float, batch: int, post_sh
     return ConcurrencyResult(server_name, runs, seconds)
 
 
-def run_concurrent(server_name: str, via_make_run: bool, clients: int, seconds: float, batch: int,
-                   post_share: float, seed: int) -> tuple[ConcurrencyResult, ConcurrencyResult]:
-    """On a fresh server: one keep-alive client alone (the per-request cost), then `clients` at once."""
+def concurrency_phase(clients: int, seconds: float, rounds: int, batch: int, post_share: float, seed: int) -> bool:
+    """Before and after side by side: both servers run throughout and take turns (ABBA...), so a
+    machine shared with other work slows both alike. Returns whether make run met the connect budget."""
     from tests.local_server import LocalServer
 
+    names = {False: "before: chalice local", True: "after: make run"}
+    alone: dict[bool, list[ConcurrencyResult]] = {False: [], True: []}
+    crowd: dict[bool, list[ConcurrencyResult]] = {False: [], True: []}
     with tempfile.TemporaryDirectory(prefix="dalet-bench-e2e-concurrent-") as folder:
-        with LocalServer.start(Path(folder) / "data", env={"DALET_API_KEY": API_KEY}, via_make_run=via_make_run) as server:
-            report_totals(server)   # the embedded pipeline is open before the clients arrive
-            alone = clients_at_once(server.port, 1, SINGLE_CLIENT_SECONDS, batch, post_share, seed, server_name)
-            crowd = clients_at_once(server.port, clients, seconds, batch, post_share, seed, server_name)
-    return alone, crowd
-
-
-def concurrency_phase(clients: int, seconds: float, batch: int, post_share: float, seed: int) -> bool:
-    """Before and after, side by side; whether the hardened server met the connect budget."""
-    before_alone, before = run_concurrent("before: chalice local", False, clients, seconds, batch, post_share, seed)
-    after_alone, after = run_concurrent("after: make run", True, clients, seconds, batch, post_share, seed)
+        servers = {hardened: LocalServer.start(Path(folder) / f"data-{hardened}", env={"DALET_API_KEY": API_KEY},
+                                               via_make_run=hardened) for hardened in (False, True)}
+        try:
+            for server in servers.values():
+                report_totals(server)   # the embedded pipeline is open before the clients arrive
+            for round_number in tqdm(range(rounds), desc="e2e_load.py concurrency", unit="round", file=sys.stderr):
+                for hardened in ((False, True) if round_number % 2 == 0 else (True, False)):
+                    port, name = servers[hardened].port, names[hardened]
+                    alone[hardened].append(clients_at_once(port, 1, SINGLE_CLIENT_SECONDS / rounds, batch,
+                                                           post_share, seed, name))
+                    crowd[hardened].append(clients_at_once(port, clients, seconds / rounds, batch, post_share,
+                                                           seed + 1000 * round_number, name))
+        finally:
+            for server in servers.values():
+                server.terminate()
+    before_alone, after_alone = merged(alone[False]), merged(alone[True])
+    before, after = merged(crowd[False]), merged(crowd[True])
     for result in (before_alone, after_alone, before, after):
         print(result.describe())
     emit("e2e: one keep-alive client, p50 latency (make run vs plain chalice local)",
@@ -248,7 +260,12 @@ def concurrency_phase(clients: int, seconds: float, batch: int, post_share: floa
     slowest_after, slowest_before = max(after.connects, default=math.inf), max(before.connects, default=math.inf)
     emit(f"e2e: slowest of {clients} simultaneous connects, make run (chalice local: {slowest_before:.2f} s) "
          f"vs the {CONNECT_BUDGET:g} s budget", slowest_after, CONNECT_BUDGET, 1, "s")
-    return len(after.connects) == clients and slowest_after <= CONNECT_BUDGET
+    return len(after.connects) == clients * rounds and slowest_after <= CONNECT_BUDGET
+
+
+def merged(results: list[ConcurrencyResult]) -> ConcurrencyResult:
+    return ConcurrencyResult(results[0].server, [run for result in results for run in result.runs],
+                             sum(result.seconds for result in results))
 
 
 def report_totals(server: Any) -> int:
@@ -286,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, default=CLIENTS, help="keep-alive clients of the concurrency phase")
     parser.add_argument("--concurrent-seconds", type=float, default=CONCURRENT_SECONDS,
                         help="how long the concurrency phase runs against each server (0 skips it)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="turns each server takes in the concurrency phase (the seconds are split among them)")
     parser.add_argument("--quick", action="store_true",
                         help=f"--seconds {QUICK_SECONDS} --concurrent-seconds {QUICK_CONCURRENT_SECONDS} unless given")
     arguments = parser.parse_args(argv)
@@ -345,8 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"WRONG COUNT: the report counted {counted} events, {accepted} were accepted")
     connects_in_budget = True
     if concurrent_seconds > 0:
-        connects_in_budget = concurrency_phase(arguments.clients, concurrent_seconds, arguments.batch,
-                                               arguments.post_share, arguments.seed)
+        connects_in_budget = concurrency_phase(arguments.clients, concurrent_seconds, arguments.rounds,
+                                               arguments.batch, arguments.post_share, arguments.seed)
     return 0 if visible_after is not None and all_answered and counted == accepted and connects_in_budget else 1
 
 
