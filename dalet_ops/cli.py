@@ -80,11 +80,11 @@ def _interrupt(signal_number: int, _frame: Any) -> None:
 
 
 def _stop(server: Any, runtime: Any) -> None:
-    """Stop taking connections, let requests in flight finish, let the writer drain the stream,
-    then close the files (DuckDB checkpoints its WAL on close)."""
+    """Stop taking connections and requests (kept-alive connections get 503), let requests in flight
+    finish, let the writer drain the stream, then close the files (DuckDB checkpoints its WAL on close)."""
     print("dalet: stopping: draining the stream into the warehouse")
     server.server.server_close()
-    if not server.server.tracker.wait_idle(REQUEST_GRACE_SECONDS):
+    if not server.server.tracker.close_and_wait(REQUEST_GRACE_SECONDS):
         print("dalet: requests still running after the grace period; stopping anyway", file=sys.stderr)
     runtime.shutdown(drain_seconds=DRAIN_SECONDS)
     print("dalet: stopped; stream and warehouse closed")

@@ -144,8 +144,14 @@ class DaletRequestHandler(ChaliceRequestHandler):
         except RefusedRequest as refused:
             self._refuse(refused)
             return
-        with self.server.tracker:               # type: ignore[attr-defined]
+        tracker: InFlight = self.server.tracker  # type: ignore[attr-defined]
+        if not tracker.begin():
+            self._refuse(RefusedRequest(503, "the server is stopping; retry shortly", "Connection"))
+            return
+        try:
             super()._generic_handle()
+        finally:
+            tracker.end()
 
     def _refuse(self, refused: RefusedRequest) -> None:
         self.close_connection = True            # an unread body would be taken for the next request
@@ -160,23 +166,30 @@ class DaletRequestHandler(ChaliceRequestHandler):
 
 
 class InFlight:
-    """Counts requests being handled, so a shutdown can let them finish."""
+    """Counts requests being handled, so a shutdown can refuse new ones and let these finish."""
 
     def __init__(self) -> None:
         self._count = 0
+        self._closing = False
         self._idle = threading.Condition()
 
-    def __enter__(self) -> None:
+    def begin(self) -> bool:
+        """Count a request in; False once closing (a kept-alive connection must not reopen the pipeline)."""
         with self._idle:
+            if self._closing:
+                return False
             self._count += 1
+            return True
 
-    def __exit__(self, *_: Any) -> None:
+    def end(self) -> None:
         with self._idle:
             self._count -= 1
             self._idle.notify_all()
 
-    def wait_idle(self, timeout: float) -> bool:
+    def close_and_wait(self, timeout: float) -> bool:
+        """Refuse new requests; whether those in flight finished within `timeout`."""
         with self._idle:
+            self._closing = True
             return self._idle.wait_for(lambda: self._count == 0, timeout)
 
 

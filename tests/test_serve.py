@@ -6,6 +6,7 @@ import os
 import select
 import signal
 import socket
+import threading
 from typing import Iterator
 
 import duckdb
@@ -225,3 +226,16 @@ def test_differing_repeated_api_keys_are_refused_by_make_run_too(served):
     with _connect(served) as connection:
         connection.sendall(request.replace(b"guess", b"k"))
         assert _read_response(connection)[0] == 200
+
+
+def test_once_stopping_new_requests_are_refused_and_those_in_flight_are_waited_for():
+    # Else a request on a kept-alive connection, after the shutdown, would reopen the pipeline.
+    from dalet_ops.local_http import InFlight
+
+    tracker = InFlight()
+    assert tracker.begin()
+    finishing = threading.Timer(0.2, tracker.end)
+    finishing.start()
+
+    assert tracker.close_and_wait(timeout=10)
+    assert not tracker.begin()
