@@ -133,6 +133,20 @@ def test_of_several_copies_after_a_deletion_the_first_is_kept(warehouse, kinesis
     assert warehouse.fetch("SELECT uuid, received_at FROM events") == [{"uuid": "u-1", "received_at": first}]
 
 
+def test_a_copy_tracked_after_a_deletion_lands_even_if_the_deletions_purge_failed(tmp_path, kinesis_batch):
+    store = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    write(kinesis_batch.event(stored("u-1")), store)
+    delete_checkout(store, RECEIVED + timedelta(minutes=1))    # the tombstone, but no purge (the disk was full)
+    store.close()
+    store = DuckDBWarehouse(tmp_path / "warehouse.duckdb")      # and the server restarted since
+    tracked_again = RECEIVED + timedelta(minutes=2)
+
+    write(kinesis_batch.event(stored("u-1", received_at=tracked_again)), store)
+
+    assert store.fetch("SELECT uuid, received_at FROM events") == [{"uuid": "u-1", "received_at": tracked_again}]
+    store.close()
+
+
 def test_participate_and_goals_of_one_uuid_are_all_kept(warehouse, kinesis_batch):
     write(kinesis_batch.event(stored("u-1"), stored("u-1", "purchase"), stored("u-1", "signup")), warehouse)
     assert uuids_and_events(warehouse) == [("u-1", "participate"), ("u-1", "purchase"), ("u-1", "signup")]

@@ -78,6 +78,8 @@ class DuckDBWarehouse:
             (namespace, experiment): deleted_at for namespace, experiment, deleted_at in self._db.execute(
                 f"SELECT namespace, experiment, MAX(deleted_at) FROM {DELETIONS.name} GROUP BY ALL").fetchall()
         }
+        # Tombstoned experiments whose hidden rows may still be stored (see _purge_before_reuse).
+        self._maybe_unpurged: set[tuple[str, str]] = set(self._deleted_until)
 
     def close(self) -> None:
         with self._write_lock:
@@ -93,8 +95,27 @@ class DuckDBWarehouse:
             visible = [stored for stored in events if not self._hidden(stored)] if self._deleted_until else events
             firsts = _first_copy_of_each_identity(visible)
             if firsts:
+                self._purge_before_reuse(firsts)
                 self._insert_arrow(EVENTS.name, events_to_arrow(firsts))
         return []
+
+    def _purge_before_reuse(self, events: Sequence[StoredEvent]) -> None:
+        """Remove the rows a tombstone hides before its experiment takes new rows.
+
+        Deleting an experiment purges them at once, but if that purge failed (a full disk)
+        a hidden row would hold its identity and swallow the copy tracked after the
+        deletion. Checked once per tombstone; a failure here raises, so the batch is retried.
+        """
+        if not self._maybe_unpurged:
+            return
+        target = queries.Target(self.dialect, queries.DUCKDB_TABLES, self.unique_identities)
+        for key in {(stored.namespace, stored.experiment) for stored in events} & self._maybe_unpurged:
+            purge = queries.purge_deleted(target, *key, self._deleted_until[key])
+            try:
+                self.execute(purge.sql, purge.params)
+            except (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.TransactionException) as error:
+                raise TransientWarehouseError(f"DuckDB could not purge deleted rows: {error}") from error
+            self._maybe_unpurged.discard(key)
 
     def _hidden(self, stored: StoredEvent) -> bool:
         deleted_at = self._deleted_until.get((stored.namespace, stored.experiment))
@@ -109,6 +130,7 @@ class DuckDBWarehouse:
         with self._write_lock:
             self.execute(record.sql, record.params)
             self._deleted_until[key] = max(deleted_at, self._deleted_until.get(key, deleted_at))
+            self._maybe_unpurged.add(key)
 
     def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         if letters:
