@@ -408,3 +408,17 @@ def test_a_current_report_shows_no_freshness_notice(dashboard, server):
     dashboard.open().enter_key().choose(BUTTON)
 
     assert dashboard.page.is_hidden("#freshness")
+
+
+# ---------- names a URL path cannot carry ----------
+
+def test_an_experiment_named_dot_tracked_before_the_rule_gets_a_note_not_another_experiments_report(dashboard):
+    def with_dot_experiment(route) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, json=response.json() + [{"experiment": ".", "goals": []}])
+
+    dashboard.page.route(re.compile(r".*/experiments\?.*"), with_dot_experiment)
+    dashboard.open().enter_key().choose(".")
+
+    assert "cannot be reported on" in dashboard.page.inner_text("#detail")
+    assert not [url for url in dashboard.requested if "/results" in url or "/daily" in url]
