@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Callable
 
 from chalicelib import config
@@ -90,6 +91,28 @@ def _build_warehouse(current: config.Settings) -> Any:
     return BigQueryWarehouse.from_settings(current)
 
 
+# Kinesis has no cheap "oldest unwritten record" to ask per report; its measure is the
+# writer's IteratorAge metric in CloudWatch, which reports do not read.
+FRESHNESS_NOT_MEASURED = ("not measured on AWS: the writer's lag is the IteratorAge metric of its Kinesis "
+                          "trigger in CloudWatch")
+
+
+def freshness() -> dict[str, Any]:
+    """How far the warehouse is behind the stream, as the reports carry it (see reports.views.freshness)."""
+    from chalicelib.reports.views import freshness as freshness_view, freshness_unknown
+
+    if not settings().is_local:
+        return freshness_unknown(FRESHNESS_NOT_MEASURED)
+    start_local_pipeline()
+    from chalicelib.ingest.local_stream import LocalConsumer
+
+    stream = _state.get("local_stream")
+    if stream is None:   # shut down meanwhile
+        return freshness_unknown("the local pipeline is stopped")
+    oldest = stream.oldest_unwritten_arrival(LocalConsumer.CONSUMER)
+    return freshness_view(oldest, time.time())
+
+
 def start_local_pipeline() -> None:
     """Open the embedded stream and warehouse and start the consumer, once per process."""
     with _lock:
@@ -115,11 +138,17 @@ def start_local_pipeline() -> None:
         log.info("local pipeline started in %s", current.data_dir)
 
 
-def shutdown() -> None:
-    """Stop the consumer and close files; the next use starts afresh (tests, benchmarks)."""
+def shutdown(drain_seconds: float = 0.0) -> None:
+    """Stop the consumer and close files; the next use starts afresh (tests, benchmarks).
+
+    `drain_seconds`: first let the consumer write what the stream holds, for at most that
+    long (a clean stop of `make run`); what it cannot write stays in the stream for the next start.
+    """
     with _lock:
         consumer = _state.get("consumer")
     if consumer is not None:
+        if drain_seconds > 0:
+            consumer.drain(drain_seconds)
         # Outside the lock: the consumer may be inside the handler, waiting for runtime.warehouse().
         consumer.stop()
     with _lock:
@@ -129,5 +158,5 @@ def shutdown() -> None:
         _state.clear()
 
 
-__all__ = ["BackendUnavailable", "PublishError", "publisher", "register_stream_handler",
+__all__ = ["BackendUnavailable", "PublishError", "freshness", "publisher", "register_stream_handler",
            "settings", "shutdown", "start_local_pipeline", "warehouse", "write_key_namespace"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from chalicelib import auth, config
 from chalicelib.ingest import write_keys
@@ -40,32 +42,59 @@ def local_info(_: argparse.Namespace) -> int:
 
 
 def serve(arguments: argparse.Namespace) -> int:
-    """`chalice local`, with the embedded pipeline started at once rather than on the first request,
-    so a backlog left by a crash drains as soon as the server is back."""
-    from chalice.cli import create_local_server
+    """`chalice local`, hardened (dalet_ops.local_http), with the embedded pipeline started at once
+    rather than on the first request, so a backlog left by a crash drains as soon as the server is
+    back. SIGTERM (docker stop, systemd) stops it as cleanly as Ctrl-C."""
+    from chalice.cli import validate_routes
     from chalice.cli.factory import CLIFactory
 
     from chalicelib import runtime
+    from dalet_ops.local_http import local_server
 
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
     # As the chalice command does: the stage's environment variables go into os.environ.
     factory = CLIFactory(project_dir=str(Path(__file__).resolve().parent.parent), environ=os.environ)
-    server = create_local_server(factory, arguments.host, arguments.port, arguments.stage)  # imports app.py
+    chalice_config = factory.create_config_obj(chalice_stage_name=arguments.stage)   # imports app.py
+    validate_routes(chalice_config.chalice_app.routes)
     status = local_info(arguments)
     if status:
         return status
+    server = local_server(chalice_config.chalice_app, chalice_config, arguments.host, arguments.port)
     try:
         runtime.start_local_pipeline()
     except runtime.BackendUnavailable as error:
+        server.server.server_close()
         print(f"dalet: {error}", file=sys.stderr)
         return 2
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        runtime.shutdown()
+        signal.signal(signal.SIGTERM, previous)
+        _stop(server, runtime)
     return 0
+
+
+REQUEST_GRACE_SECONDS = 2.0    # requests in flight; then the writer drains the stream for at most
+DRAIN_SECONDS = 5.0            # this long, within `docker stop`'s 10 s before its SIGKILL
+
+
+def _interrupt(signal_number: int, _frame: Any) -> None:
+    """SIGTERM takes Ctrl-C's way out of serve_forever, into the clean shutdown."""
+    raise KeyboardInterrupt(f"signal {signal_number}")
+
+
+def _stop(server: Any, runtime: Any) -> None:
+    """Stop taking connections and requests (kept-alive connections get 503), let requests in flight
+    finish, let the writer drain the stream, then close the files (DuckDB checkpoints its WAL on close)."""
+    print("dalet: stopping: draining the stream into the warehouse")
+    server.server.server_close()
+    if not server.server.tracker.close_and_wait(REQUEST_GRACE_SECONDS):
+        print("dalet: requests still running after the grace period; stopping anyway", file=sys.stderr)
+    runtime.shutdown(drain_seconds=DRAIN_SECONDS)
+    print("dalet: stopped; stream and warehouse closed")
 
 
 def purge(_: argparse.Namespace) -> int:

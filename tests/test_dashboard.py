@@ -28,6 +28,7 @@ BUTTON = "button color"          # balanced split, two goals
 SKEWED = "skewed split"          # 100 vs 30 participants: a sample ratio mismatch
 DOOMED = "to be deleted"
 MANY_GOALS = "many goals"        # one goal at raw p = 0.016, three with no difference: not significant after Holm
+SPOOFED = "refund\u200b-\u202etset"   # zero-width space, then right-to-left override: reads "refund-test"
 
 
 def participants(experiment: str, variant: str, count: int) -> list[dict]:
@@ -56,8 +57,9 @@ SEEDED_EVENTS = [
     *participants(MANY_GOALS, "variant", 1000), *goal(MANY_GOALS, "variant", "g1", 135),
     *[event for name in ("g2", "g3", "g4") for variant in ("control", "variant")
       for event in goal(MANY_GOALS, variant, name, 50)],
+    *participants(SPOOFED, "a", 2), *goal(SPOOFED, "a", "click", 1),
 ]
-EXPERIMENTS = {BUTTON, SKEWED, HOSTILE_NAME, DOOMED, MANY_GOALS}
+EXPERIMENTS = {BUTTON, SKEWED, HOSTILE_NAME, DOOMED, MANY_GOALS, SPOOFED}
 
 
 # ---------- the API, as the page reads it ----------
@@ -112,7 +114,7 @@ def server(tmp_path_factory) -> Iterator[LocalServer]:
             reply = running.request("POST", "/track", json=SEEDED_EVENTS[start:start + 500])
             assert reply.status == 200, reply.text
         wait_until(lambda: listed_experiments(running) == {BUTTON: 124, SKEWED: 130, HOSTILE_NAME: 3, DOOMED: 5,
-                                                           MANY_GOALS: 2000},
+                                                           MANY_GOALS: 2000, SPOOFED: 2},
                    message="the seeded events to reach the report API")
         yield running
 
@@ -415,3 +417,69 @@ def test_delete_asks_first_and_removes_the_experiment_once_confirmed(dashboard, 
     assert [dialog.split(":")[0] for dialog in dashboard.dialogs] == ["confirm", "confirm"]
     assert DOOMED not in listed_experiments(server)
     assert BUTTON in dashboard.experiment_names()
+
+
+def test_the_delete_confirmation_shows_invisible_and_direction_changing_characters_escaped(dashboard, server):
+    dashboard.open().enter_key().choose(SPOOFED)
+
+    dashboard.confirm_answer = False
+    dashboard.page.click("#delete-experiment")
+
+    (dialog,) = dashboard.dialogs
+    assert "refund\\u200B-\\u202Etset" in dialog
+    assert "\u202e" not in dialog and "\u200b" not in dialog
+    assert "invisible or direction-changing characters" in dialog
+    assert SPOOFED in listed_experiments(server)
+
+
+def test_a_plain_name_is_confirmed_as_it_is(dashboard):
+    dashboard.open().enter_key().choose(BUTTON)
+
+    dashboard.confirm_answer = False
+    dashboard.page.click("#delete-experiment")
+
+    (dialog,) = dashboard.dialogs
+    assert f"Delete experiment “{BUTTON}” in namespace “{NAMESPACE}”?" in dialog
+    assert "invisible" not in dialog
+
+
+# ---------- freshness ----------
+
+def _lagging(lag_seconds: float, as_of: str):
+    """Answers the results report as the API would while the writer is `lag_seconds` behind."""
+    def answer(route) -> None:
+        response = route.fetch()
+        report = response.json()
+        report["freshness"] = {"lag_seconds": lag_seconds, "as_of": as_of}
+        route.fulfill(response=response, json=report)
+    return answer
+
+
+def test_a_report_more_than_a_few_seconds_behind_says_so(dashboard):
+    dashboard.page.route(re.compile(r".*/results\?.*"), _lagging(55.2, "2026-05-01T12:00:01.250000Z"))
+    dashboard.open().enter_key().choose(BUTTON)
+
+    dashboard.page.wait_for_selector("#freshness:not([hidden])")
+    assert dashboard.page.inner_text("#freshness") == (
+        "Reports are 55 s behind the event stream: events received after 2026-05-01 12:00:01 UTC are not counted yet.")
+
+
+def test_a_current_report_shows_no_freshness_notice(dashboard, server):
+    assert results_of(server, BUTTON)["freshness"]["lag_seconds"] < 5
+    dashboard.open().enter_key().choose(BUTTON)
+
+    assert dashboard.page.is_hidden("#freshness")
+
+
+# ---------- names a URL path cannot carry ----------
+
+def test_an_experiment_named_dot_tracked_before_the_rule_gets_a_note_not_another_experiments_report(dashboard):
+    def with_dot_experiment(route) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, json=response.json() + [{"experiment": ".", "goals": []}])
+
+    dashboard.page.route(re.compile(r".*/experiments\?.*"), with_dot_experiment)
+    dashboard.open().enter_key().choose(".")
+
+    assert "cannot be reported on" in dashboard.page.inner_text("#detail")
+    assert not [url for url in dashboard.requested if "/results" in url or "/daily" in url]

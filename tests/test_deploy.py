@@ -24,6 +24,7 @@ import pytest
 
 from chalicelib import runtime
 from chalicelib.ingest.events import Event, decode_record, encode_record, stamp
+from chalicelib.storage.writer import copy_id
 from dalet_ops.stage import PROJECT_DIR, load_stage
 from tests.bigquery_standin import bigquery_standin  # noqa: F401
 
@@ -311,7 +312,7 @@ def test_the_writer_tells_lambda_which_record_to_retry_from_when_bigquery_takes_
         cloud_writer, bigquery_standin):
     payloads = encoded_events(600)         # two insertAll requests of 500 and 100 rows
     event = kinesis_event(payloads)
-    bigquery_standin.reject_rows(decode_record(payloads[550]).event_id, reason="backendError")
+    bigquery_standin.reject_rows(copy_id(decode_record(payloads[550])), reason="backendError")
 
     answer = cloud_writer(event, None)
 

@@ -24,7 +24,13 @@ def get(client, path: str, headers: dict[str, str] | None = None, **query: str):
 
 
 def body(reply) -> Any:
-    return json.loads(reply.body)
+    """The answer without its `freshness`, which is measured per request (pinned in test_freshness.py)."""
+    answer = json.loads(reply.body)
+    if isinstance(answer, dict):
+        answer.pop("freshness", None)
+    elif isinstance(answer, list) and answer and isinstance(answer[0], dict) and "meta" in answer[0]:
+        answer[0]["meta"].pop("freshness", None)
+    return answer
 
 
 def path_of(experiment: str, suffix: str = "") -> str:
@@ -391,3 +397,26 @@ def test_a_variant_seen_only_in_goals_is_an_unexpected_variant_and_a_sample_rati
     srm = body(get(report_client, "/experiments/exp/results"))["srm"]
     assert srm["unexpected_variants"] == ["aaa-stray"] and srm["mismatch"] is True
     assert srm["p_value"] == stats.srm({"aaa-stray": 0, "blue": 1000, "red": 1000}).p_value
+
+
+# ---- repeated x-api-key headers ----------------------------------------------------------------------
+
+def _deployed_report_request(keys: list[str]) -> dict[str, Any]:
+    """GET /experiments as API Gateway hands it over: `headers` holds the last of repeated headers."""
+    from tests.lambda_events import api_gateway_event
+    import app as dalet_app
+
+    event = api_gateway_event("GET", "/api/experiments", "/experiments", "api", {"x-api-key": keys[-1]})
+    event["multiValueHeaders"] = {"x-api-key": keys}
+    return dalet_app.app(event, None)
+
+
+def test_differing_repeated_api_keys_are_refused_naming_the_header(report_client):
+    for keys in ([API_KEY, "attacker-guess"], ["attacker-guess", API_KEY]):
+        response = _deployed_report_request(keys)
+        assert response["statusCode"] == 400
+        assert json.loads(response["body"])["header"] == "x-api-key"
+
+
+def test_a_repeated_identical_api_key_is_accepted(report_client):
+    assert _deployed_report_request([API_KEY, API_KEY])["statusCode"] == 200

@@ -265,6 +265,27 @@ def test_more_than_500_events_in_one_post_are_refused(client, published, count):
     assert published == []
 
 
+DOT_RULE = 'must not be "." or "..": the name is a URL path segment of the report routes'
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_an_experiment_named_dot_or_dot_dot_is_refused_naming_the_rule(client, published, name):
+    # /experiments/./results would reach the experiment "results"; /experiments/.. the list.
+    for response in (client.http.get(f"/track?{query(experiment=name)}"), post(client, {**EVENT, "experiment": name}),
+                     client.http.get(f"/track.gif?{query(experiment=name)}")):
+        assert response.status_code == 400
+        assert body_of(response)["errors"] == [{"field": "experiment", "rule": DOT_RULE}]
+    response = post(client, [EVENT, {**EVENT, "experiment": name}])
+    assert body_of(response)["errors"] == [{"field": "experiment", "rule": DOT_RULE, "index": 1}]
+    assert published == []
+
+
+def test_names_with_dots_that_are_not_whole_segments_are_accepted(client, published):
+    for name in ("...", ".hidden", "v1.2", ". "):
+        assert client.http.get(f"/track?{query(experiment=name)}").status_code == 200
+    assert [stored.experiment for stored in published] == ["...", ".hidden", "v1.2", ". "]
+
+
 def test_a_repeated_event_field_in_the_query_is_refused(client, published):
     response = client.http.get(f"/track?{query()}&variant=B")
     assert response.status_code == 400

@@ -1,8 +1,9 @@
 """The HTTP side of the report routes: the API key, the query parameters, the error answers.
 
 Every report route is wrapped in `report_route(app)`: it checks `x-api-key` (401 missing,
-403 wrong), runs the view, answers its return value as JSON, and turns a bad parameter
-into 400, an unknown experiment into 404 and an unreachable warehouse into 503.
+403 wrong, 400 repeated with different values), runs the view, answers its return value as JSON (a GET's with the warehouse's
+`freshness`), and turns a bad parameter into 400, an unknown experiment into 404 and an
+unreachable warehouse into 503.
 """
 from __future__ import annotations
 
@@ -18,11 +19,31 @@ from chalicelib import auth, config, runtime
 from chalicelib.ingest.events import DEFAULT_NAMESPACE
 from chalicelib.reports.queries import Window
 from chalicelib.reports.stats import CORRECTIONS, Correction
-from chalicelib.reports.views import DEFAULT_CONFIDENCE, DEFAULT_CORRECTION, BadParameter, UnknownExperiment
+from chalicelib.reports.views import (DEFAULT_CONFIDENCE, DEFAULT_CORRECTION, BadParameter, UnknownExperiment,
+                                      with_freshness)
 from chalicelib.responses import error_response, json_response
 from chalicelib.storage.writer import TransientWarehouseError
 
 View = Callable[..., Any]
+
+# API Gateway hands the function the last of repeated headers and chalice local the first,
+# so which key "wins" would differ between them: a request carrying differing keys is refused.
+CONFLICTING_KEYS = f"{auth.API_KEY_HEADER}: given several times with different values; send it once"
+
+
+class ConflictingHeader(ValueError):
+    def __init__(self, header: str, message: str):
+        super().__init__(message)
+        self.header = header
+
+
+def refuse_conflicting_api_keys(original_event: Mapping[str, Any]) -> None:
+    """400 when the request's `x-api-key` headers differ (identical repeats, as proxies add, are fine)."""
+    repeated = original_event.get("multiValueHeaders") or {}
+    values = {value for name, values in repeated.items() if name.lower() == auth.API_KEY_HEADER
+              for value in values or ()}
+    if len(values) > 1:
+        raise ConflictingHeader(auth.API_KEY_HEADER, CONFLICTING_KEYS)
 
 
 def report_route(app: Chalice) -> Callable[[View], Callable[..., Response]]:
@@ -30,8 +51,14 @@ def report_route(app: Chalice) -> Callable[[View], Callable[..., Response]]:
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Response:
             try:
+                refuse_conflicting_api_keys(app.current_request.to_original_event())
                 auth.check_api_key(app.current_request.headers, runtime.settings())
-                return json_response(view(*args, **kwargs))
+                if app.current_request.method != "GET":
+                    return json_response(view(*args, **kwargs))
+                measured = runtime.freshness()          # before the query: as_of is then a promise
+                return json_response(with_freshness(view(*args, **kwargs), measured))
+            except ConflictingHeader as conflicting:
+                return error_response(400, str(conflicting), header=conflicting.header)
             except (auth.MissingApiKey, auth.WrongApiKey) as denied:
                 return error_response(denied.status_code, str(denied))
             except BadParameter as bad:
