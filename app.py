@@ -8,7 +8,7 @@ from chalicelib.storage import writer
 from chalicelib.ingest.events import InvalidEvent
 from chalicelib.reports.api import report_route
 from chalicelib.responses import (CORS, PIXEL_MEDIA_TYPES, accepts_gif, error_response, json_response,
-                                  pixel_response, text_response)
+                                  pixel_response, text_response, unavailable_response)
 
 # Read (not acted on) at import: a misconfigured stage fails at start, naming the variable,
 # in `chalice deploy`/`package` and in Lambda's cold start alike. Nothing is opened or started.
@@ -33,8 +33,7 @@ def _track(events_from_request, answer=_accepted):
     except track.UnsupportedMediaType as unsupported:
         return error_response(415, str(unsupported))
     except (runtime.PublishError, runtime.BackendUnavailable, config.ConfigError) as unavailable:
-        app.log.error("track failed: %s", unavailable)
-        return error_response(503, "the event stream is unavailable; retry later", reason=str(unavailable))
+        return unavailable_response(unavailable, "track")
     return answer(stored)
 
 

@@ -3,10 +3,16 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 from typing import Any
 
 from chalice import CORSConfig, Response
+
+from chalicelib.config import ConfigError
+
+# Not under the "dalet" logger: Chalice stops that one's records at its own handler.
+log = logging.getLogger(__name__)
 
 CORS = CORSConfig(allow_origin="*", allow_headers=["x-api-key", "Content-Type"], max_age=600)
 NO_STORE = {"Cache-Control": "no-store"}
@@ -32,6 +38,21 @@ def text_response(body: str, content_type: str = "text/plain; charset=utf-8",
 
 def error_response(status_code: int, message: str, **details: Any) -> Response:
     return json_response({"error": message, **details}, status_code)
+
+
+STREAM_UNAVAILABLE = "stream_unavailable"
+MISCONFIGURED = "server_misconfigured"
+
+
+def unavailable_response(cause: Exception, what: str) -> Response:
+    """503 with a generic reason; the cause goes to the log only.
+
+    The cause may carry the account id, a role ARN or a stream name (AWS puts them in its
+    error messages); a public endpoint must not hand those to anyone who asks.
+    """
+    log.error("%s failed: %s: %s", what, type(cause).__name__, cause)
+    reason = MISCONFIGURED if isinstance(cause, ConfigError) else STREAM_UNAVAILABLE
+    return error_response(503, "the event stream is unavailable; retry later", reason=reason)
 
 
 def pixel_response() -> Response:

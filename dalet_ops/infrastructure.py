@@ -74,7 +74,7 @@ def merge_template(stage: Stage) -> dict[str, Any]:
         resources[function_id] = {"Properties": {"FunctionName": stage.function_name(function)}}
         # Named as `chalice deploy` names them, so Google's workload identity pool can admit
         # `assumed-role/<name>` whichever way the stage was deployed.
-        resources[role_id] = {"Properties": {"RoleName": stage.function_name(function), "Policies": [{
+        resources[role_id] = {"Properties": {"RoleName": stage.role_name(function), "Policies": [{
             "PolicyName": f"{role_id}Policy",
             "PolicyDocument": iam_policies.with_substitutions(policies[function]),
         }]}}

@@ -33,7 +33,18 @@ class Stage:
         return config.load_settings(self.environment)
 
     def function_name(self, function: str) -> str:
-        """The deployed function's name: Chalice's `app-stage-function`, kept in the template too."""
+        """The deployed function's name, as `chalice deploy` names it and the template keeps it.
+
+        Chalice names the REST API's function `app-stage` (for backward compatibility, without
+        the `-api_handler` suffix every other function gets), so its log group is
+        /aws/lambda/app-stage.
+        """
+        if function == API_HANDLER:
+            return f"{self.app_name}-{self.name}"
+        return f"{self.app_name}-{self.name}-{function}"
+
+    def role_name(self, function: str) -> str:
+        """The function's IAM role: `app-stage-function` for every function, the API's included."""
         return f"{self.app_name}-{self.name}-{function}"
 
     @property

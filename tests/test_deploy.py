@@ -164,7 +164,7 @@ def test_the_track_and_report_function_may_only_put_on_the_stream_and_read_its_k
     assert by_service["kinesis"]["Action"] == ["kinesis:PutRecord", "kinesis:PutRecords"]
     assert by_service["kinesis"]["Resource"] == [STREAM_REF]
     assert by_service["secretsmanager"]["Resource"] == [SECRET_REF]
-    assert by_service["logs"]["Resource"] == own_logs("dalet-prod-api_handler")
+    assert by_service["logs"]["Resource"] == own_logs("dalet-prod")
 
 
 def test_the_writer_may_only_read_the_stream_and_park_batches_in_its_queue(package):
@@ -215,10 +215,12 @@ def test_functions_are_sized_for_their_jobs(package):
 
 def test_functions_and_roles_are_named_as_chalice_deploy_names_them(package):
     # Google's workload identity pool admits `assumed-role/<role name>`: the same either way.
-    for function_id, role_id, name in (("APIHandler", "ApiHandlerRole", "dalet-prod-api_handler"),
-                                       ("WriteEvents", "WriteEventsRole", "dalet-prod-write_events")):
-        assert package.template["Resources"][function_id]["Properties"]["FunctionName"] == name
-        assert package.template["Resources"][role_id]["Properties"]["RoleName"] == name
+    # Chalice names the REST API's function app-stage, without the -api_handler suffix.
+    for function_id, role_id, function, role in (
+            ("APIHandler", "ApiHandlerRole", "dalet-prod", "dalet-prod-api_handler"),
+            ("WriteEvents", "WriteEventsRole", "dalet-prod-write_events", "dalet-prod-write_events")):
+        assert package.template["Resources"][function_id]["Properties"]["FunctionName"] == function
+        assert package.template["Resources"][role_id]["Properties"]["RoleName"] == role
 
 
 def test_the_committed_merge_template_is_rendered_from_the_stage_config():
