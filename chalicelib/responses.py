@@ -41,18 +41,21 @@ def error_response(status_code: int, message: str, **details: Any) -> Response:
 
 
 STREAM_UNAVAILABLE = "stream_unavailable"
+WAREHOUSE_UNAVAILABLE = "warehouse_unavailable"
 MISCONFIGURED = "server_misconfigured"
+_UNAVAILABLE = {STREAM_UNAVAILABLE: "the event stream is unavailable; retry later",
+                WAREHOUSE_UNAVAILABLE: "the warehouse is unavailable; retry later"}
 
 
-def unavailable_response(cause: Exception, what: str) -> Response:
+def unavailable_response(cause: Exception, what: str, unavailable: str = STREAM_UNAVAILABLE) -> Response:
     """503 with a generic reason; the cause goes to the log only.
 
     The cause may carry the account id, a role ARN or a stream name (AWS puts them in its
     error messages); a public endpoint must not hand those to anyone who asks.
     """
     log.error("%s failed: %s: %s", what, type(cause).__name__, cause)
-    reason = MISCONFIGURED if isinstance(cause, ConfigError) else STREAM_UNAVAILABLE
-    return error_response(503, "the event stream is unavailable; retry later", reason=reason)
+    reason = MISCONFIGURED if isinstance(cause, ConfigError) else unavailable
+    return error_response(503, _UNAVAILABLE[unavailable], reason=reason)
 
 
 def pixel_response() -> Response:

@@ -98,3 +98,25 @@ def test_a_503_from_track_never_shows_the_account_or_role_aws_named(aws, monkeyp
     assert json.loads(response.body) == {"error": "the event stream is unavailable; retry later",
                                          "reason": "stream_unavailable"}
     assert f"account {ACCOUNT}" in caplog.text       # the operator still sees AWS's words in the log
+
+
+def test_a_report_503_before_the_key_is_checked_never_shows_the_secret_aws_refused(aws, monkeypatch, caplog):
+    """Anyone may call a report route; if the key's secret cannot be read, the answer stays generic."""
+    from chalice.test import Client
+
+    from chalicelib import runtime
+
+    for name, value in {"DALET_BACKEND": "aws", "DALET_STREAM_NAME": "dalet-events", "DALET_BQ_DATASET": "dalet",
+                        "DALET_BQ_TABLE": "events", "DALET_API_KEY_SECRET": "internal/secret-name"}.items():
+        monkeypatch.setenv(name, value)
+    runtime.shutdown()
+    import app
+
+    with Client(app.app) as client:
+        response = client.http.get("/experiments", headers={"x-api-key": "a guess"})
+    runtime.shutdown()
+
+    assert response.status_code == 503
+    assert json.loads(response.body) == {"error": "the warehouse is unavailable; retry later",
+                                         "reason": "server_misconfigured"}
+    assert "internal/secret-name" in caplog.text
