@@ -1,7 +1,7 @@
 """Dalet: the routes and the Kinesis writer. Each is a few lines calling chalicelib."""
 from chalice import Chalice
 
-from chalicelib import config, runtime
+from chalicelib import config, front_door, runtime
 from chalicelib.reports import api as report_api, dashboard, views as reports
 from chalicelib.ingest import snippet, track
 from chalicelib.storage import writer
@@ -123,6 +123,12 @@ def snippet_for_namespace():
     if snippet.wants_json(request.headers.get("accept")):
         return json_response(pasted.to_json())
     return text_response(pasted.text)
+
+
+@app.lambda_function(name="track")
+def track_front_door(event, context):
+    """The ingest routes behind a Lambda function URL (payload format 2.0): see chalicelib/front_door.py."""
+    return front_door.handle(app, event, context)
 
 
 @app.on_kinesis_record(

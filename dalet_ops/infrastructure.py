@@ -11,7 +11,7 @@ from typing import Any
 
 from dalet_ops import iam_policies
 from chalicelib.secrets import SECRETS_MANAGER, parse_reference
-from dalet_ops.stage import API_HANDLER, WRITER, Stage
+from dalet_ops.stage import API_HANDLER, TRACK, WRITER, Stage
 
 STREAM_MODES = ("ON_DEMAND", "PROVISIONED")
 # The writer's trigger gives up on a batch whose records are this old (or after its retries)
@@ -37,6 +37,7 @@ TRIGGER_SETTINGS: dict[str, Any] = {
 # Logical IDs Chalice gives its resources in `chalice package` output.
 CHALICE_IDS = {
     API_HANDLER: ("APIHandler", "ApiHandlerRole"),
+    TRACK: ("Track", "TrackRole"),
     WRITER: ("WriteEvents", "WriteEventsRole"),
 }
 WRITER_EVENT_SOURCE_ID = "WriteEventsKinesisEventSource"

@@ -15,10 +15,12 @@ from chalicelib import config
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 CONFIG_FILE = Path(".chalice") / "config.json"
-# Chalice puts every route in one Lambda function named api_handler.
+# Chalice puts every route in one Lambda function named api_handler (the REST API's).
 API_HANDLER = "api_handler"
+# The ingest routes again, behind a Lambda function URL (app.py's `track_front_door`).
+TRACK = "track"
 WRITER = "write_events"
-FUNCTIONS = (API_HANDLER, WRITER)
+FUNCTIONS = (API_HANDLER, TRACK, WRITER)
 
 
 @dataclass(frozen=True)
