@@ -12,9 +12,10 @@ from chalicelib.responses import (CORS, PIXEL_MEDIA_TYPES, accepts_gif, error_re
 
 # Read (not acted on) at import: a misconfigured stage fails at start, naming the variable,
 # in `chalice deploy`/`package` and in Lambda's cold start alike. Nothing is opened or started.
-config.load_settings()
+_settings = config.load_settings()
 
 app = Chalice(app_name="dalet")
+app.log.setLevel(_settings.log_level)
 app.api.binary_types.extend(t for t in PIXEL_MEDIA_TYPES if t not in app.api.binary_types)
 
 
@@ -115,7 +116,8 @@ def dashboard_page():
 def snippet_for_namespace():
     request = app.current_request
     try:
-        pasted = snippet.snippet_for_request((request.query_params or {}).get("namespace"), request.headers, request.context)
+        pasted = snippet.snippet_for_request((request.query_params or {}).get("namespace"), request.headers,
+                                             request.context, runtime.settings().track_url)
     except InvalidEvent as invalid:
         return error_response(400, "invalid namespace", errors=[e.to_json() for e in invalid.errors])
     except snippet.InvalidRequest as bad_header:
@@ -135,7 +137,7 @@ def track_front_door(event, context):
     stream=config.stream_name(),
     batch_size=500,
     starting_position="TRIM_HORIZON",
-    maximum_batching_window_in_seconds=5,
+    maximum_batching_window_in_seconds=config.writer_batching_window_seconds(),
 )
 def write_events(event):
     return writer.write_batch(writer.records_from_kinesis_event(event), runtime.warehouse())

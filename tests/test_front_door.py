@@ -147,3 +147,20 @@ def test_repeated_response_headers_are_joined_and_cookies_listed():
 
     assert answer == {"statusCode": 201, "body": "x", "isBase64Encoded": False,
                       "headers": {"X-One": "1", "Vary": "Origin, Accept"}, "cookies": ["a=1; Path=/", "b=2; Path=/"]}
+
+
+def test_the_snippet_on_the_rest_api_points_alephbet_at_the_front_door(monkeypatch, data_dir):
+    from chalicelib import runtime
+    from tests.lambda_events import api_gateway_event
+
+    front_door_track = "https://abcdefghij.lambda-url.us-east-1.on.aws/track"
+    monkeypatch.setenv("DALET_TRACK_URL", front_door_track)
+    runtime.shutdown()
+    import app
+
+    answer = app.app(api_gateway_event("GET", "/api/snippet", "/snippet", "api",
+                                       {"Host": "abc123.execute-api.us-east-1.amazonaws.com",
+                                        "X-Forwarded-Proto": "https", "Accept": "application/json"}), None)
+
+    assert json.loads(answer["body"])["track_url"] == front_door_track
+    assert f'new AlephBet.GimelAdapter("{front_door_track}", "alephbet")' in json.loads(answer["body"])["snippet"]
