@@ -29,6 +29,7 @@ class Stage:
     app_name: str
     project_dir: Path
     environment: dict[str, str]
+    api_gateway_stage: str = "api"
 
     @property
     def settings(self) -> config.Settings:
@@ -87,4 +88,5 @@ def load_stage(name: str, project_dir: Path = PROJECT_DIR) -> Stage:
         app_name=chalice_config.get("app_name", "dalet"),
         project_dir=project_dir,
         environment={key: str(value) for key, value in environment.items()},
+        api_gateway_stage=stages[name].get("api_gateway_stage", chalice_config.get("api_gateway_stage", "api")),
     )

@@ -20,7 +20,7 @@ from dalet_ops import cli, infrastructure
 from chalicelib import google_credentials
 from chalicelib.ingest.events import Event, encode_record, stamp
 from dalet_ops.stage import PROJECT_DIR
-from tests.aws_moto import ACCOUNT, REGION, aws  # noqa: F401
+from tests.aws_moto import ACCOUNT, REGION, aws, deploy_like_chalice  # noqa: F401
 from tests.bigquery_standin import bigquery_standin  # noqa: F401
 
 STREAM = "dalet-events"
@@ -66,18 +66,8 @@ def preflight(capsys, project: Path) -> tuple[int, str]:
 
 
 def deploy_writer() -> str:
-    """What `chalice deploy` leaves: the writer function and its plain Kinesis trigger."""
-    role = boto3.client("iam").create_role(RoleName=WRITER, AssumeRolePolicyDocument=json.dumps({
-        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                "Principal": {"Service": "lambda.amazonaws.com"}}]}))
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as archive:
-        archive.writestr("app.py", "def write_events(event, context):\n    return {}\n")
-    lambda_client = boto3.client("lambda")
-    lambda_client.create_function(FunctionName=WRITER, Runtime="python3.11", Role=role["Role"]["Arn"],
-                                  Handler="app.write_events", Code={"ZipFile": code.getvalue()})
-    return lambda_client.create_event_source_mapping(EventSourceArn=STREAM_ARN, FunctionName=WRITER, BatchSize=500,
-                                                     StartingPosition="TRIM_HORIZON")["UUID"]
+    """What `chalice deploy` leaves: the functions, the REST API and the writer's plain Kinesis trigger."""
+    return deploy_like_chalice()
 
 
 def api_key_value() -> str:
@@ -125,7 +115,8 @@ def test_setup_creates_the_stream_queue_api_key_and_tables(aws, bigquery, projec
 
     assert code == 0, output
     stream = boto3.client("kinesis").describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"]
-    assert (stream["StreamStatus"], stream["StreamModeDetails"]["StreamMode"]) == ("ACTIVE", "ON_DEMAND")
+    assert (stream["StreamStatus"], stream["StreamModeDetails"]["StreamMode"]) == ("ACTIVE", "PROVISIONED")
+    assert stream["OpenShardCount"] == 1
     assert stream["RetentionPeriodHours"] == infrastructure.STREAM_RETENTION_HOURS
     assert stream["EncryptionType"] == "KMS"
     assert boto3.client("sqs").get_queue_url(QueueName=QUEUE)["QueueUrl"]
@@ -191,12 +182,20 @@ def test_setup_writes_policy_files_that_name_this_accounts_stream_and_nothing_wi
     assert all(ACCOUNT in arn and "*" not in arn.split(":")[:5] for arn in every_resource)
 
 
-def test_setup_can_create_a_provisioned_stream(aws, bigquery, project, capsys):
+def test_setup_can_create_a_bigger_provisioned_stream(aws, bigquery, project, capsys):
     code, output = setup(capsys, project, "--stream-mode", "PROVISIONED", "--shards", "2")
 
     assert code == 0, output
     stream = boto3.client("kinesis").describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"]
     assert (stream["StreamModeDetails"]["StreamMode"], stream["OpenShardCount"]) == ("PROVISIONED", 2)
+
+
+def test_setup_can_create_an_on_demand_stream(aws, bigquery, project, capsys):
+    code, output = setup(capsys, project, "--stream-mode", "ON_DEMAND")
+
+    assert code == 0, output
+    stream = boto3.client("kinesis").describe_stream_summary(StreamName=STREAM)["StreamDescriptionSummary"]
+    assert stream["StreamModeDetails"]["StreamMode"] == "ON_DEMAND"
 
 
 def test_setup_refuses_a_retention_too_short_to_replay_a_parked_batch(aws, bigquery, project, capsys):

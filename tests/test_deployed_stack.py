@@ -120,3 +120,140 @@ def test_a_report_503_before_the_key_is_checked_never_shows_the_secret_aws_refus
     assert json.loads(response.body) == {"error": "the warehouse is unavailable; retry later",
                                          "reason": "server_misconfigured"}
     assert "internal/secret-name" in caplog.text
+
+
+# ---- setup: every step reported, the trigger tuned whatever BigQuery does --------------
+
+import socket  # noqa: E402
+import time  # noqa: E402
+
+import boto3  # noqa: E402
+
+from tests.aws_moto import deploy_like_chalice  # noqa: E402
+
+UNRESOLVABLE = "bigquery.dalet-test.invalid"
+
+
+def setup(capsys, project: Path, *extra: str) -> tuple[int, str]:
+    return run(capsys, "setup", "--stage", "prod", "--project-dir", str(project), *extra)
+
+
+@pytest.fixture
+def dns_failure(monkeypatch):
+    """BigQuery's host does not resolve (the real client, its real retries, a real socket.gaierror)."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import bigquery as bq
+
+    from chalicelib import google_credentials
+
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host == UNRESOLVABLE:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    client = bq.Client(project="test-project", credentials=AnonymousCredentials(),
+                       client_options={"api_endpoint": f"http://{UNRESOLVABLE}"})
+    monkeypatch.setattr(google_credentials, "bigquery_client", lambda settings: client)
+
+
+def test_setup_tunes_the_writer_trigger_even_when_bigquery_fails_and_reports_each_step(
+        aws, bigquery, project, capsys, monkeypatch):
+    from tests.bigquery_standin import HttpError
+
+    setup(capsys, project)
+    mapping_id = deploy_like_chalice()
+
+    def forbidden(project_id, dataset, table, **_):
+        raise HttpError(403, f"Access Denied: Table {project_id}:{dataset}.{table}", "accessDenied")
+
+    monkeypatch.setattr(bigquery, "_get_table", forbidden)
+
+    code, output = setup(capsys, project)
+
+    mapping = boto3.client("lambda").get_event_source_mapping(UUID=mapping_id)
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert f"writer trigger {mapping_id}: updated" in output
+    assert code == 1 and "FAILED BigQuery tables: BigQuery refused" in output and "Data Editor" in output
+    assert "1 step(s) failed (BigQuery tables)" in output
+
+
+def test_setup_blames_an_unresolvable_bigquery_on_the_network_not_on_permissions(aws, project, capsys, dns_failure):
+    started = time.monotonic()
+    code, output = setup(capsys, project)
+    elapsed = time.monotonic() - started
+
+    line = next(line for line in output.splitlines() if line.startswith("FAILED BigQuery tables"))
+    assert code == 1 and "not reachable" in line and "DNS" in line
+    assert "Data Editor" not in output
+    assert elapsed < 60          # bounded: the client's own default would retry for 600 s
+
+
+def test_setup_before_deploy_says_to_deploy_next(aws, bigquery, project, capsys):
+    code, output = setup(capsys, project)
+
+    assert code == 0, output
+    assert output.strip().splitlines()[-1].startswith("Next: chalice deploy --stage prod, then setup again")
+
+
+def test_setup_after_chalice_deploy_opens_the_front_door_throttles_the_api_and_creates_alarms(
+        aws, bigquery, project, capsys):
+    setup(capsys, project)
+    deploy_like_chalice()
+
+    code, output = setup(capsys, project, "--alarm-email", "ops@example.com")
+
+    assert code == 0, output
+    lambda_client = boto3.client("lambda")
+    url = lambda_client.get_function_url_config(FunctionName="dalet-prod-track")
+    assert url["AuthType"] == "NONE" and url["Cors"]["AllowOrigins"] == ["*"]
+    (statement,) = json.loads(lambda_client.get_policy(FunctionName="dalet-prod-track")["Policy"])["Statement"]
+    assert (statement["Action"], statement["Principal"], statement["FunctionUrlAuthType"]) == (
+        "lambda:InvokeFunctionUrl", "*", "NONE")
+    assert f"AlephBet's track URL is {url['FunctionUrl'].rstrip('/')}/track" in output
+
+    apigateway = boto3.client("apigateway")
+    (api,) = apigateway.get_rest_apis()["items"]
+    throttling = apigateway.get_stage(restApiId=api["id"], stageName="api")["methodSettings"]["*/*"]
+    assert (throttling["throttlingRateLimit"], throttling["throttlingBurstLimit"]) == (50.0, 100)
+
+    topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:dalet-prod-alarms"
+    alarms = boto3.client("cloudwatch").describe_alarms(AlarmNamePrefix="dalet-prod-")["MetricAlarms"]
+    watched = {(a["MetricName"], a["Dimensions"][0]["Value"]) for a in alarms}
+    assert {("IteratorAge", "dalet-prod-write_events"), ("ApproximateNumberOfMessagesVisible",
+            "dalet-prod-failed-batches"), ("Errors", "dalet-prod"), ("Errors", "dalet-prod-track"),
+            ("Errors", "dalet-prod-write_events")} <= watched
+    assert all(alarm["AlarmActions"] == [topic] for alarm in alarms)
+    subscriptions = boto3.client("sns").list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+    assert [s["Endpoint"] for s in subscriptions] == ["ops@example.com"]
+    assert output.strip().splitlines()[-1] == "Next: python -m dalet_ops.cli preflight --stage prod"
+
+
+def test_setup_run_again_after_deploy_changes_nothing(aws, bigquery, project, capsys):
+    setup(capsys, project)
+    deploy_like_chalice()
+    setup(capsys, project, "--alarm-email", "ops@example.com")
+
+    code, output = setup(capsys, project, "--alarm-email", "ops@example.com")
+
+    assert code == 0, output
+    assert "front door dalet-prod-track: found" in output and "stage api: found" in output
+    assert len(json.loads(boto3.client("lambda").get_policy(FunctionName="dalet-prod-track")["Policy"])[
+        "Statement"]) == 1
+
+
+def test_setup_on_the_cloudformation_path_leaves_the_stacks_resources_alone_and_says_preflight_next(
+        aws, bigquery, project, capsys):
+    boto3.client("kinesis").create_stream(StreamName="dalet-events", ShardCount=1)    # the stack's stream
+    deploy_like_chalice(tags={"aws:cloudformation:stack-name": "dalet-prod"})
+    boto3.client("lambda").create_function_url_config(FunctionName="dalet-prod-track", AuthType="NONE")
+
+    code, output = setup(capsys, project)
+
+    assert code == 0, output
+    assert "set by CloudFormation stack dalet-prod" in output
+    assert boto3.client("cloudwatch").describe_alarms()["MetricAlarms"] == []
+    assert "chalice deploy" not in output.strip().splitlines()[-1]
+    assert output.strip().splitlines()[-1] == "Next: python -m dalet_ops.cli preflight --stage prod"
