@@ -20,7 +20,7 @@ from dalet_ops import cli, infrastructure
 from chalicelib import google_credentials
 from chalicelib.ingest.events import Event, encode_record, stamp
 from dalet_ops.stage import PROJECT_DIR
-from tests.aws_moto import ACCOUNT, REGION, aws, deploy_like_chalice  # noqa: F401
+from tests.aws_moto import ACCOUNT, REGION, aws, deploy_like_chalice, front_door_probe  # noqa: F401
 from tests.bigquery_standin import bigquery_standin  # noqa: F401
 
 STREAM = "dalet-events"
@@ -28,6 +28,11 @@ STREAM_ARN = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{STREAM}"
 QUEUE = "dalet-prod-failed-batches"
 API_KEY_SECRET = "dalet/prod/api-key"
 WRITER = "dalet-prod-write_events"
+
+
+@pytest.fixture(autouse=True)
+def _front_door_answers(front_door_probe) -> None:
+    """Every preflight here probes the front door through the real handler."""
 
 
 @pytest.fixture
@@ -321,9 +326,14 @@ WRITER_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{WRITER}"
      f"give your identity sqs:GetQueueAttributes on {QUEUE_ARN}"),
     ("secretsmanager", "DescribeSecret", "report API key",
      f"give your identity secretsmanager:DescribeSecret on {SECRET_ARN}"),
-    ("lambda", "GetFunction", f"writer trigger ({WRITER})", f"give your identity lambda:GetFunction on {WRITER_ARN}"),
     ("lambda", "ListEventSourceMappings", f"writer trigger ({WRITER})",
      "give your identity lambda:ListEventSourceMappings on *"),
+    ("lambda", "GetFunctionUrlConfig", "front door dalet-prod-track",
+     f"give your identity lambda:GetFunctionUrlConfig on arn:aws:lambda:{REGION}:{ACCOUNT}:function:dalet-prod-track"),
+    ("apigateway", "GetStage", "REST API (stage api)",
+     f"give your identity apigateway:GetStage on arn:aws:apigateway:{REGION}::/restapis/*"),
+    ("cloudwatch", "DescribeAlarms", "alarms",
+     f"give your identity cloudwatch:DescribeAlarms on arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:*"),
 ])
 def test_preflight_reports_an_aws_permission_it_lacks_and_runs_every_other_check(
         aws, bigquery, project, capsys, monkeypatch, service, operation, check, fix):
@@ -336,7 +346,22 @@ def test_preflight_reports_an_aws_permission_it_lacks_and_runs_every_other_check
     assert code == 1 and output.strip().endswith("1 check(s) failed")
     assert line.startswith(f"FAIL  {check}: {operation} answered AccessDeniedException")
     assert line.endswith(f"fix: {fix}")
-    assert len(checked_lines(output)) == 9      # credentials, stream, queue, key, trigger, Google, 3 tables
+    # credentials, stream, queue, key, trigger, API function, REST API, front door, alarms, Google, 3 tables
+    assert len(checked_lines(output)) == 13
+
+
+def test_preflight_reports_a_function_it_may_not_look_at_and_runs_every_other_check(
+        aws, bigquery, project, capsys, monkeypatch):
+    set_up_and_deploy(capsys, project)
+    refuse(monkeypatch, "lambda", "GetFunction")
+
+    code, output = preflight(capsys, project)
+
+    failures = failed_lines(output)
+    assert code == 1 and len(checked_lines(output)) == 10   # no deployment seen: no REST API, front door, alarms
+    assert failures[0].startswith(f"FAIL  writer trigger ({WRITER}): GetFunction answered AccessDeniedException")
+    assert failures[0].endswith(f"fix: give your identity lambda:GetFunction on {WRITER_ARN}")
+    assert failures[1].startswith("FAIL  API function dalet-prod: GetFunction answered AccessDeniedException")
 
 
 def test_preflight_reports_an_unreachable_aws_endpoint_and_runs_the_other_checks(
@@ -383,7 +408,7 @@ def test_preflight_reports_bigquery_refusing_access_with_the_roles_to_grant(aws,
     code, output = preflight(capsys, project)
 
     failures = failed_lines(output)
-    assert code == 1 and len(failures) == 3 and len(checked_lines(output)) == 9
+    assert code == 1 and len(failures) == 3 and len(checked_lines(output)) == 13
     for line, table in zip(failures, ("events", "dead_letters", "deletions")):
         assert line.startswith(f"FAIL  BigQuery table test-project.dalet.{table}: BigQuery refused access (403")
         assert line.endswith("fix: grant the identity of Application Default Credentials the BigQuery Data Editor "

@@ -257,3 +257,81 @@ def test_setup_on_the_cloudformation_path_leaves_the_stacks_resources_alone_and_
     assert boto3.client("cloudwatch").describe_alarms()["MetricAlarms"] == []
     assert "chalice deploy" not in output.strip().splitlines()[-1]
     assert output.strip().splitlines()[-1] == "Next: python -m dalet_ops.cli preflight --stage prod"
+
+
+# ---- preflight: the REST API, the functions, the front door, the alarms -----------------
+
+from tests.aws_moto import front_door_probe  # noqa: E402,F401
+
+
+def preflight(capsys, project: Path) -> tuple[int, str]:
+    return run(capsys, "preflight", "--stage", "prod", "--project-dir", str(project))
+
+
+def failed_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("FAIL")]
+
+
+def test_preflight_fails_when_chalice_deploy_created_the_writer_but_not_the_api(
+        aws, bigquery, project, capsys, front_door_probe):
+    setup(capsys, project)
+    deploy_like_chalice()
+    setup(capsys, project)
+    boto3.client("lambda").delete_function(FunctionName="dalet-prod")
+
+    code, output = preflight(capsys, project)
+
+    (line,) = failed_lines(output)
+    assert code == 1 and line.startswith("FAIL  API function dalet-prod: not deployed")
+    assert "fix: chalice deploy --stage prod" in line
+
+
+def test_preflight_passes_a_deployed_stage_and_shows_the_front_door_answering(
+        aws, bigquery, project, capsys, front_door_probe):
+    setup(capsys, project)
+    deploy_like_chalice()
+    setup(capsys, project)
+
+    code, output = preflight(capsys, project)
+
+    assert code == 0, output
+    url = boto3.client("lambda").get_function_url_config(FunctionName="dalet-prod-track")["FunctionUrl"]
+    assert f"ok    front door dalet-prod-track: {url.rstrip('/')}/track answers; reserved concurrency 25" in output
+    assert "ok    REST API (stage api): " in output and "throttled to 50 requests/s, bursts of 100" in output
+    assert "ok    alarms: 6 alarms notify" in output
+
+
+def test_preflight_fails_a_front_door_that_does_not_answer_as_dalet(aws, bigquery, project, capsys, monkeypatch):
+    from dalet_ops import preflight as checks
+
+    setup(capsys, project)
+    deploy_like_chalice()
+    setup(capsys, project)
+    monkeypatch.setattr(checks, "http_get", lambda url, timeout: (502, b'{"Message": "Internal Server Error"}'))
+
+    code, output = preflight(capsys, project)
+
+    (line,) = failed_lines(output)
+    assert code == 1 and line.startswith("FAIL  front door dalet-prod-track: ") and "answered 502" in line
+
+
+def test_preflight_fails_an_unthrottled_rest_api(aws, bigquery, project, capsys, front_door_probe):
+    setup(capsys, project)
+    deploy_like_chalice()          # chalice deploy sets no throttling; setup has not run since
+
+    code, output = preflight(capsys, project)
+
+    line = next(line for line in failed_lines(output) if "REST API" in line)
+    assert "no throttling" in line and line.endswith("fix: python -m dalet_ops.cli setup --stage prod")
+
+
+def test_preflight_gives_up_on_an_unreachable_bigquery_quickly_and_says_so(aws, project, capsys, dns_failure):
+    started = time.monotonic()
+    code, output = preflight(capsys, project)
+    elapsed = time.monotonic() - started
+
+    tables = [line for line in output.splitlines() if "BigQuery table" in line]
+    assert code == 1 and len(tables) == 3
+    assert "not reachable" in tables[0] and "DNS" in tables[0]
+    assert all("not checked: BigQuery was not reachable" in line for line in tables[1:])
+    assert elapsed < 60          # the client's default: 600 s of retries per table
