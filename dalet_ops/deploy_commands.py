@@ -245,6 +245,7 @@ def render_merge_template(stage: Stage) -> str:
     return json.dumps(infrastructure.merge_template(stage), indent=2) + "\n"
 
 
+
 def run_teardown(arguments: argparse.Namespace) -> int:
     try:
         stage = _load(arguments)
@@ -258,11 +259,15 @@ def teardown_commands(stage: Stage) -> str:
     settings = stage.settings
     lines = [
         "# Dalet teardown: nothing is run for you. Review, then run what applies.",
-        "# 1. Functions, roles and the API:",
+        "# 1. Functions (the front door's URL goes with its function), roles, log groups and the API:",
         f"chalice delete --stage {stage.name}",
         "#    (or, if you deployed the packaged template: aws cloudformation delete-stack --stack-name STACK;",
-        "#     that also deletes the stream, the queue and the API key secret, so skip step 2)",
+        "#     that also deletes the stream, the queue, the API key secret and the alarms, so skip step 2)",
         "# 2. What setup created:",
+        "aws cloudwatch delete-alarms --alarm-names "
+        + " ".join(infrastructure.alarm_name(stage, alarm) for alarm in infrastructure.ALARMS),
+        f"aws sns delete-topic --topic-arn \"$(aws sns create-topic --name {infrastructure.alarm_topic_name(stage)} "
+        "--query TopicArn --output text)\"",
         f"aws kinesis delete-stream --stream-name {settings.stream_name} --enforce-consumer-deletion",
         f"aws sqs delete-queue --queue-url \"$(aws sqs get-queue-url --queue-name {stage.failure_queue_name} "
         "--query QueueUrl --output text)\"",

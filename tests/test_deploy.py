@@ -128,6 +128,7 @@ def test_the_writer_trigger_reports_partial_failures_bisects_and_parks_failing_b
     assert 0 <= settings["MaximumRetryAttempts"] <= 100
     assert 60 <= settings["MaximumRecordAgeInSeconds"] <= 7 * 24 * 3600
     assert (settings["StartingPosition"], settings["BatchSize"]) == ("TRIM_HORIZON", 500)
+    assert settings["MaximumBatchingWindowInSeconds"] == 30     # the default of DALET_WRITER_BATCHING_WINDOW_SECONDS
     destination = settings["DestinationConfig"]["OnFailure"]["Destination"]
     assert destination == {"Fn::GetAtt": ["FailedBatchQueue", "Arn"]}
     assert package.cloudformation["Resources"]["FailedBatchQueue"]["Type"] == "AWS::SQS::Queue"
@@ -297,6 +298,19 @@ def test_alarms_watch_the_writers_lag_the_parked_batches_and_every_functions_err
     assert package.cloudformation["Resources"]["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
     assert subscription["Condition"] == "HasAlarmEmail"
     assert subscription["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
+
+
+def test_the_committed_policy_files_are_the_placeholders_setup_replaces():
+    """`chalice package` reads them; setup rewrites them with the account's ARNs for `chalice deploy`."""
+    from dalet_ops import iam_policies
+
+    stage = load_stage("prod")
+    where = iam_policies.AwsLocation("aws", "REGION", "ACCOUNT_ID")
+    documents = iam_policies.policy_documents(stage, iam_policies.StageResources(
+        where, where.arn("kinesis", f"stream/{stage.settings.stream_name}"), where.arn("sqs", stage.failure_queue_name)))
+
+    for function, document in documents.items():
+        assert json.loads(stage.policy_file(function).read_text()) == document, function
 
 
 def test_the_committed_merge_template_is_rendered_from_the_stage_config():

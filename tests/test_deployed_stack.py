@@ -335,3 +335,35 @@ def test_preflight_gives_up_on_an_unreachable_bigquery_quickly_and_says_so(aws, 
     assert "not reachable" in tables[0] and "DNS" in tables[0]
     assert all("not checked: BigQuery was not reachable" in line for line in tables[1:])
     assert elapsed < 60          # the client's default: 600 s of retries per table
+
+
+# ---- the cost defaults' settings ---------------------------------------------------------
+
+from chalicelib import config  # noqa: E402
+
+
+def test_the_defaults_log_warnings_only_and_batch_the_writer_for_30_seconds():
+    settings = config.load_settings({})
+
+    assert settings.log_level == "WARNING"
+    assert config.writer_batching_window_seconds({}) == 30
+
+
+@pytest.mark.parametrize("variable, value", [("DALET_LOG_LEVEL", "LOUD"), ("DALET_TRACK_URL", "lambda-url.on.aws/track")])
+def test_a_bad_setting_is_refused_naming_the_variable(variable, value):
+    with pytest.raises(config.ConfigError, match=variable):
+        config.load_settings({variable: value})
+
+
+@pytest.mark.parametrize("value", ["301", "-1", "half a minute"])
+def test_a_batching_window_lambda_would_refuse_is_named(value):
+    with pytest.raises(config.ConfigError, match="DALET_WRITER_BATCHING_WINDOW_SECONDS"):
+        config.writer_batching_window_seconds({"DALET_WRITER_BATCHING_WINDOW_SECONDS": value})
+
+
+def test_teardown_removes_the_alarms_and_their_topic(capsys):
+    code, output = run(capsys, "teardown", "--stage", "prod")
+
+    assert code == 0
+    assert "aws cloudwatch delete-alarms --alarm-names dalet-prod-writer-behind" in output
+    assert "aws sns delete-topic" in output and "dalet-prod-alarms" in output
