@@ -253,10 +253,27 @@ def ensure_rest_api_throttling(apigateway: Any, stage: Stage, say: Printer) -> N
 def ensure_function_logging(lambda_client: Any, stage: Stage, say: Printer) -> None:
     """JSON logs at WARN for every function: no per-request lines (chalice deploy cannot set this)."""
     for function in FUNCTIONS:
-        lambda_client.update_function_configuration(FunctionName=stage.function_name(function),
-                                                    LoggingConfig=dict(infrastructure.LOGGING_CONFIG))
+        name = stage.function_name(function)
+        current = lambda_client.get_function_configuration(FunctionName=name).get("LoggingConfig") or {}
+        if any(current.get(key) != value for key, value in infrastructure.LOGGING_CONFIG.items()):
+            _while_settling(lambda: lambda_client.update_function_configuration(
+                FunctionName=name, LoggingConfig=dict(infrastructure.LOGGING_CONFIG)), lambda_client)
     say(f"function log levels: {', '.join(stage.function_name(f) for f in FUNCTIONS)} log JSON at "
         f"{infrastructure.LOGGING_CONFIG['ApplicationLogLevel']} (application and platform lines)")
+
+
+def _while_settling(update: Callable[[], Any], lambda_client: Any) -> None:
+    """Run a Lambda update, waiting while the function is still being created or updated."""
+    for attempt in range(TRIGGER_SETTLE_ATTEMPTS):
+        try:
+            update()
+            return
+        except (lambda_client.exceptions.ResourceConflictException,
+                lambda_client.exceptions.ResourceInUseException):
+            if attempt == TRIGGER_SETTLE_ATTEMPTS - 1:
+                raise SetupError("the function is still being deployed or updated",
+                                 "run setup again in a minute") from None
+            time.sleep(TRIGGER_SETTLE_SECONDS)
 
 
 def ensure_alarms(sns: Any, cloudwatch: Any, stage: Stage, email: str | None, say: Printer) -> None:

@@ -513,7 +513,7 @@ def test_snippet_points_alephbet_at_the_deployed_track_url(capsys):
     assert 'new AlephBet.GimelAdapter("https://abc123.execute-api.us-east-1.amazonaws.com/api/track", "shop")' in output
 
 
-def test_snippet_reads_the_url_chalice_deploy_recorded(project, capsys):
+def test_snippet_without_a_front_door_falls_back_to_the_rest_api_chalice_deploy_recorded(aws, project, capsys):
     deployed = project / ".chalice" / "deployed"
     deployed.mkdir()
     (deployed / "prod.json").write_text(json.dumps({"resources": [
@@ -523,6 +523,18 @@ def test_snippet_reads_the_url_chalice_deploy_recorded(project, capsys):
     code, output = run(capsys, "snippet", "--stage", "prod", "--project-dir", str(project))
 
     assert code == 0 and '"https://xyz.execute-api.eu-west-1.amazonaws.com/api/track"' in output
+    assert "no front door found" in output
+
+
+def test_snippet_points_alephbet_at_the_front_door_setup_opened(aws, bigquery, project, capsys):
+    setup(capsys, project)
+    deploy_writer()
+    setup(capsys, project)
+    url = boto3.client("lambda").get_function_url_config(FunctionName="dalet-prod-track")["FunctionUrl"]
+
+    code, output = run(capsys, "snippet", "--stage", "prod", "--project-dir", str(project))
+
+    assert code == 0 and f'new AlephBet.GimelAdapter("{url.rstrip("/")}/track", "alephbet")' in output
 
 
 def test_snippet_refuses_a_url_that_is_not_http(capsys):

@@ -367,3 +367,13 @@ def test_teardown_removes_the_alarms_and_their_topic(capsys):
     assert code == 0
     assert "aws cloudwatch delete-alarms --alarm-names dalet-prod-writer-behind" in output
     assert "aws sns delete-topic" in output and "dalet-prod-alarms" in output
+
+
+def test_the_app_logs_warnings_and_above_by_default(data_dir):
+    import logging
+
+    import app
+
+    assert app.app.log.getEffectiveLevel() == logging.WARNING
+    assert not logging.getLogger("dalet.publisher").isEnabledFor(logging.INFO)    # per-retry lines
+    assert logging.getLogger("dalet.writer").isEnabledFor(logging.WARNING)        # dead letters
