@@ -48,7 +48,13 @@ FRONT_DOOR_CORS: dict[str, Any] = {
     "AllowHeaders": ["content-type"],
     "MaxAge": 600,
 }
-FRONT_DOOR_PERMISSION_SID = "FunctionURLAllowPublicAccess"
+# Who may call the URL: anyone (auth NONE). Since October 2025 a new function URL needs both
+# actions; `InvokedViaFunctionUrl` keeps the second one from opening the function to direct
+# Invoke calls (https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html).
+FRONT_DOOR_PERMISSIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("FunctionURLAllowPublicAccess", "lambda:InvokeFunctionUrl", {"FunctionUrlAuthType": FRONT_DOOR_AUTH}),
+    ("FunctionURLAllowInvokeAction", "lambda:InvokeFunction", {"InvokedViaFunctionUrl": True}),
+)
 # The REST API now carries the reports, the dashboard and the snippet (and /track for old
 # snippets): 50 requests/s steady, bursts of 100, per stage. Beyond, API Gateway answers 429.
 REST_API_RATE_LIMIT = 50.0
@@ -66,7 +72,8 @@ CHALICE_IDS = {
 WRITER_EVENT_SOURCE_ID = "WriteEventsKinesisEventSource"
 REST_API_ID = "RestAPI"
 FRONT_DOOR_URL_ID = "TrackFunctionUrl"
-FRONT_DOOR_PERMISSION_ID = "TrackFunctionUrlPublicAccess"
+FRONT_DOOR_PERMISSION_IDS = {"lambda:InvokeFunctionUrl": "TrackFunctionUrlPublicAccess",
+                             "lambda:InvokeFunction": "TrackFunctionUrlPublicInvoke"}
 ALARM_TOPIC_ID = "AlarmTopic"
 ALARM_SUBSCRIPTION_ID = "AlarmEmailSubscription"
 STREAM_ID = "EventStream"
@@ -274,12 +281,9 @@ def _front_door() -> dict[str, Any]:
             "AuthType": FRONT_DOOR_AUTH,
             "Cors": FRONT_DOOR_CORS,
         }},
-        FRONT_DOOR_PERMISSION_ID: {"Type": "AWS::Lambda::Permission", "Properties": {
-            "FunctionName": {"Ref": track_id},
-            "Action": "lambda:InvokeFunctionUrl",
-            "Principal": "*",
-            "FunctionUrlAuthType": FRONT_DOOR_AUTH,
-        }},
+        **{FRONT_DOOR_PERMISSION_IDS[action]: {"Type": "AWS::Lambda::Permission", "Properties": {
+            "FunctionName": {"Ref": track_id}, "Action": action, "Principal": "*", **condition}}
+           for _, action, condition in FRONT_DOOR_PERMISSIONS},
     }
 
 

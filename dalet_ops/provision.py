@@ -200,16 +200,16 @@ def ensure_front_door(lambda_client: Any, stage: Stage, deployment: Deployment, 
 
 
 def _allow_public_url_calls(lambda_client: Any, name: str) -> None:
-    """The resource policy that lets anyone call the URL (auth NONE), added once."""
+    """The resource policy statements that let anyone call the URL (auth NONE), each added once."""
     try:
         policy = json.loads(lambda_client.get_policy(FunctionName=name)["Policy"])
     except lambda_client.exceptions.ResourceNotFoundException:
         policy = {"Statement": []}
-    if any(s.get("Sid") == infrastructure.FRONT_DOOR_PERMISSION_SID for s in policy["Statement"]):
-        return
-    lambda_client.add_permission(FunctionName=name, StatementId=infrastructure.FRONT_DOOR_PERMISSION_SID,
-                                 Action="lambda:InvokeFunctionUrl", Principal="*",
-                                 FunctionUrlAuthType=infrastructure.FRONT_DOOR_AUTH)
+    present = {statement.get("Sid") for statement in policy["Statement"]}
+    for sid, action, condition in infrastructure.FRONT_DOOR_PERMISSIONS:
+        if sid not in present:
+            lambda_client.add_permission(FunctionName=name, StatementId=sid, Action=action, Principal="*",
+                                         **condition)
 
 
 def deployed_rest_api_id(apigateway: Any, stage: Stage) -> str | None:

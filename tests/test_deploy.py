@@ -241,15 +241,18 @@ def test_functions_and_roles_are_named_as_chalice_deploy_names_them(package):
 def test_the_ingest_routes_have_a_public_function_url_with_cors_on_their_own_function(package):
     resources = package.cloudformation["Resources"]
     (url,) = resources_of_type(package.cloudformation, "AWS::Lambda::Url").values()
-    public = [p["Properties"] for p in resources_of_type(package.cloudformation, "AWS::Lambda::Permission").values()
-              if p["Properties"]["Action"] == "lambda:InvokeFunctionUrl"]
+    public = sorted((p["Properties"] for p in resources_of_type(package.cloudformation, "AWS::Lambda::Permission").values()
+                     if p["Properties"]["Principal"] == "*"), key=lambda properties: properties["Action"])
 
     assert url["Properties"]["TargetFunctionArn"] == {"Fn::GetAtt": ["Track", "Arn"]}
     assert url["Properties"]["AuthType"] == "NONE"
     assert url["Properties"]["Cors"]["AllowOrigins"] == ["*"]
     assert {"GET", "POST"} <= set(url["Properties"]["Cors"]["AllowMethods"])
     assert "content-type" in url["Properties"]["Cors"]["AllowHeaders"]
-    assert public == [{"FunctionName": {"Ref": "Track"}, "Action": "lambda:InvokeFunctionUrl", "Principal": "*",
+    # Since October 2025 a function URL needs both actions; the second only for calls through the URL.
+    assert public == [{"FunctionName": {"Ref": "Track"}, "Action": "lambda:InvokeFunction", "Principal": "*",
+                       "InvokedViaFunctionUrl": True},
+                      {"FunctionName": {"Ref": "Track"}, "Action": "lambda:InvokeFunctionUrl", "Principal": "*",
                        "FunctionUrlAuthType": "NONE"}]
     assert resources["Track"]["Properties"]["Handler"] == "app.track_front_door"
     assert package.template["Outputs"]["TrackURL"]["Value"] == {

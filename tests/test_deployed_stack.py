@@ -209,9 +209,12 @@ def test_setup_after_chalice_deploy_opens_the_front_door_throttles_the_api_and_c
     lambda_client = boto3.client("lambda")
     url = lambda_client.get_function_url_config(FunctionName="dalet-prod-track")
     assert url["AuthType"] == "NONE" and url["Cors"]["AllowOrigins"] == ["*"]
-    (statement,) = json.loads(lambda_client.get_policy(FunctionName="dalet-prod-track")["Policy"])["Statement"]
-    assert (statement["Action"], statement["Principal"], statement["FunctionUrlAuthType"]) == (
-        "lambda:InvokeFunctionUrl", "*", "NONE")
+    statements = json.loads(lambda_client.get_policy(FunctionName="dalet-prod-track")["Policy"])["Statement"]
+    by_action = {statement["Action"]: statement for statement in statements}
+    assert set(by_action) == {"lambda:InvokeFunctionUrl", "lambda:InvokeFunction"}
+    assert (by_action["lambda:InvokeFunctionUrl"]["Principal"], by_action["lambda:InvokeFunctionUrl"][
+        "FunctionUrlAuthType"]) == ("*", "NONE")
+    assert by_action["lambda:InvokeFunction"]["InvokedViaFunctionUrl"] is True     # only through the URL
     assert f"AlephBet's track URL is {url['FunctionUrl'].rstrip('/')}/track" in output
 
     apigateway = boto3.client("apigateway")
@@ -241,7 +244,7 @@ def test_setup_run_again_after_deploy_changes_nothing(aws, bigquery, project, ca
     assert code == 0, output
     assert "front door dalet-prod-track: found" in output and "stage api: found" in output
     assert len(json.loads(boto3.client("lambda").get_policy(FunctionName="dalet-prod-track")["Policy"])[
-        "Statement"]) == 1
+        "Statement"]) == 2
 
 
 def test_setup_on_the_cloudformation_path_leaves_the_stacks_resources_alone_and_says_preflight_next(
