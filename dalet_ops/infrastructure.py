@@ -20,13 +20,16 @@ STREAM_MODES = ("ON_DEMAND", "PROVISIONED")
 DEFAULT_STREAM_MODE = "PROVISIONED"
 DEFAULT_SHARDS = 1
 # The writer's trigger gives up on a batch whose records are this old (or after its retries)
-# and parks it (its shard and sequence numbers) in SQS.
-MAX_RECORD_AGE_HOURS = 24
+# and parks it (its shard and sequence numbers) in SQS; the batches-parked alarm fires.
+MAX_RECORD_AGE_HOURS = 6
 # A parked batch is replayed from the stream (`python -m dalet_ops.cli replay`), so the
-# stream must keep records well past the age at which they are parked: at least a day
-# longer, a week by default.
-MIN_STREAM_RETENTION_HOURS = MAX_RECORD_AGE_HOURS + 24
-STREAM_RETENTION_HOURS = 168
+# stream must keep records this long after they are parked.
+REPLAY_WINDOW_HOURS = 18
+MIN_STREAM_RETENTION_HOURS = MAX_RECORD_AGE_HOURS + REPLAY_WINDOW_HOURS
+# Kinesis's own minimum, which costs nothing extra; every hour beyond 24 is billed
+# ($0.02 per shard-hour provisioned: $14.60 a month per shard for any longer retention).
+# A week (168) gives 162 h to replay a parked batch instead of 18 (docs/deploy.md).
+STREAM_RETENTION_HOURS = 24
 MAX_STREAM_RETENTION_HOURS = 8760                 # Kinesis's maximum
 STREAM_ENCRYPTION_KEY = "alias/aws/kinesis"      # the AWS-managed key needs no IAM permission
 FAILURE_QUEUE_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's maximum
@@ -229,7 +232,7 @@ def _parameters() -> dict[str, Any]:
             "MaxValue": MAX_STREAM_RETENTION_HOURS,
             "Description": f"How long the stream keeps records, so parked batches can be replayed (at least "
                            f"{MIN_STREAM_RETENTION_HOURS}: batches are parked when their records are "
-                           f"{MAX_RECORD_AGE_HOURS} h old)",
+                           f"{MAX_RECORD_AGE_HOURS} h old; beyond 24 h costs $0.02 per shard-hour)",
         },
         "AlarmEmail": {
             "Type": "String", "Default": "",

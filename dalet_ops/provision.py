@@ -74,8 +74,8 @@ class StreamOptions:
             raise SetupError(
                 f"--retention-hours must be at least {lowest} and at most {highest}, got {self.retention_hours}",
                 f"the writer parks a failing batch when its records are {infrastructure.MAX_RECORD_AGE_HOURS} h "
-                "old, and replay reads them back from the stream, so the stream must keep them at least a day "
-                f"longer (default {infrastructure.STREAM_RETENTION_HOURS})")
+                "old, and replay reads them back from the stream, so the stream must keep them at least "
+                f"{infrastructure.REPLAY_WINDOW_HOURS} h longer (default {infrastructure.STREAM_RETENTION_HOURS})")
 
 
 def aws_identity(session: Any) -> Identity:

@@ -134,15 +134,15 @@ def test_the_writer_trigger_reports_partial_failures_bisects_and_parks_failing_b
     assert package.cloudformation["Resources"]["FailedBatchQueue"]["Type"] == "AWS::SQS::Queue"
 
 
-def test_the_stream_keeps_a_parked_batch_at_least_a_day_longer_than_the_trigger_retries_it(package):
+def test_the_stream_keeps_a_parked_batch_at_least_18_hours_after_the_trigger_parks_it(package):
     (mapping,) = resources_of_type(package.cloudformation, "AWS::Lambda::EventSourceMapping").values()
     parked_at_age_hours = mapping["Properties"]["MaximumRecordAgeInSeconds"] / 3600
     retention = package.template["Parameters"]["RetentionPeriodHours"]
     stream = package.cloudformation["Resources"]["EventStream"]["Properties"]
 
     assert stream["RetentionPeriodHours"] == {"Ref": "RetentionPeriodHours"}
-    assert retention["MinValue"] >= parked_at_age_hours + 24
-    assert retention["Default"] == 168
+    assert retention["MinValue"] >= parked_at_age_hours + 18
+    assert retention["Default"] == 24          # Kinesis's minimum: no extended-retention charge
 
 
 def role_statements(template: dict[str, Any], function_id: str) -> list[dict[str, Any]]:
