@@ -15,6 +15,7 @@ Reference: https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Mapping
 from urllib.parse import parse_qsl
 
@@ -121,8 +122,6 @@ def url_response(response: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _plain(status: int, message: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    import json
-
     return {"statusCode": status, "headers": {"Content-Type": "application/json", "Cache-Control": "no-store",
                                               **(headers or {})},
             "body": json.dumps({"error": message}), "isBase64Encoded": False}

@@ -254,6 +254,9 @@ def _check_front_door(lambda_client: Any, stage: Stage, location: AwsLocation, s
         return Check(label, False, f"{url} did not answer: {type(error).__name__}: {error}",
                      "check the network; then the function's log group (/aws/lambda/" + name + ")")
     # An empty GET names the missing fields (400) and stores nothing: Dalet's own answer.
+    if status == 403:
+        return Check(label, False, f"{url} answered 403: its resource policy does not let the public call it",
+                     setup_fix)
     if status != 400 or b'"errors"' not in body:
         return Check(label, False, f"{url} answered {status} {body[:200]!r}, not Dalet's 400 for an empty event",
                      f"see the log group /aws/lambda/{name}; redeploy with chalice deploy --stage {stage.name}")

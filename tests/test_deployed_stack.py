@@ -318,6 +318,22 @@ def test_preflight_fails_a_front_door_that_does_not_answer_as_dalet(aws, bigquer
     assert code == 1 and line.startswith("FAIL  front door dalet-prod-track: ") and "answered 502" in line
 
 
+def test_preflight_says_setup_fixes_a_front_door_the_public_may_not_call(aws, bigquery, project, capsys,
+                                                                        monkeypatch):
+    from dalet_ops import preflight as checks
+
+    setup(capsys, project)
+    deploy_like_chalice()
+    setup(capsys, project)
+    monkeypatch.setattr(checks, "http_get", lambda url, timeout: (403, b'{"Message": "Forbidden"}'))
+
+    code, output = preflight(capsys, project)
+
+    (line,) = failed_lines(output)
+    assert "answered 403: its resource policy does not let the public call it" in line
+    assert line.endswith("fix: python -m dalet_ops.cli setup --stage prod")
+
+
 def test_preflight_fails_an_unthrottled_rest_api(aws, bigquery, project, capsys, front_door_probe):
     setup(capsys, project)
     deploy_like_chalice()          # chalice deploy sets no throttling; setup has not run since
