@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from typing import Any, Mapping
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_plus
 
 # Exact paths, and prefixes ending in "/": what the function URL serves; all else is 404.
 SERVED_PATHS = ("/track", "/track.gif", "/v1/")
@@ -33,6 +33,8 @@ def match_route(routes: Mapping[str, Any], path: str) -> tuple[str, dict[str, st
 
     A literal segment beats a `{parameter}` in the same place, as in API Gateway.
     """
+    if path in routes:                       # all literal: nothing can match more exactly
+        return path, {}
     segments = path.strip("/").split("/")
     candidates = []
     for pattern in routes:
@@ -53,14 +55,23 @@ def match_route(routes: Mapping[str, Any], path: str) -> tuple[str, dict[str, st
     return pattern, captured
 
 
+def _decoded(text: str) -> str:
+    return unquote_plus(text) if "%" in text or "+" in text else text
+
+
 def _query(raw_query: str) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
-    """Both query shapes of format 1.0, decoded as API Gateway decodes them (`+` is a space)."""
-    pairs = parse_qsl(raw_query, keep_blank_values=True)
-    if not pairs:
-        return None, None
+    """Both query shapes of format 1.0, decoded as API Gateway decodes them (`+` is a space).
+
+    The format 2.0 `queryStringParameters` joins repeated names with commas, which would
+    make `a=1,2` and `a=1&a=2` alike, so the raw query string is parsed instead.
+    """
     multi: dict[str, list[str]] = {}
-    for name, value in pairs:
-        multi.setdefault(name, []).append(value)
+    for pair in raw_query.split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            multi.setdefault(_decoded(name), []).append(_decoded(value))
+    if not multi:
+        return None, None
     return {name: values[-1] for name, values in multi.items()}, multi
 
 
