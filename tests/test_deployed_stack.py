@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
+import boto3
 import pytest
 
+from chalicelib import config
 from dalet_ops import cli
 from dalet_ops.stage import PROJECT_DIR
-from tests.aws_moto import ACCOUNT, REGION, aws  # noqa: F401
+from tests.aws_moto import ACCOUNT, REGION, aws, deploy_like_chalice, front_door_probe  # noqa: F401
 from tests.bigquery_standin import bigquery_standin  # noqa: F401
 
 
@@ -124,12 +128,6 @@ def test_a_report_503_before_the_key_is_checked_never_shows_the_secret_aws_refus
 
 # ---- setup: every step reported, the trigger tuned whatever BigQuery does --------------
 
-import socket  # noqa: E402
-import time  # noqa: E402
-
-import boto3  # noqa: E402
-
-from tests.aws_moto import deploy_like_chalice  # noqa: E402
 
 UNRESOLVABLE = "bigquery.dalet-test.invalid"
 
@@ -264,8 +262,6 @@ def test_setup_on_the_cloudformation_path_leaves_the_stacks_resources_alone_and_
 
 # ---- preflight: the REST API, the functions, the front door, the alarms -----------------
 
-from tests.aws_moto import front_door_probe  # noqa: E402,F401
-
 
 def preflight(capsys, project: Path) -> tuple[int, str]:
     return run(capsys, "preflight", "--stage", "prod", "--project-dir", str(project))
@@ -357,8 +353,6 @@ def test_preflight_gives_up_on_an_unreachable_bigquery_quickly_and_says_so(aws, 
 
 
 # ---- the cost defaults' settings ---------------------------------------------------------
-
-from chalicelib import config  # noqa: E402
 
 
 def test_the_defaults_log_warnings_only_and_batch_the_writer_for_30_seconds():
