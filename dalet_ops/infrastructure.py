@@ -48,7 +48,8 @@ FRONT_DOOR_AUTH = "NONE"
 FRONT_DOOR_CORS: dict[str, Any] = {
     "AllowOrigins": ["*"],
     "AllowMethods": ["GET", "POST"],
-    "AllowHeaders": ["content-type"],
+    # content-type for AlephBet; content-encoding and x-retry-count for Segment's libraries (/v1/*).
+    "AllowHeaders": ["content-type", "content-encoding", "x-retry-count"],
     "MaxAge": 600,
 }
 # Who may call the URL: anyone (auth NONE). Since October 2025 a new function URL needs both
