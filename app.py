@@ -1,20 +1,22 @@
 """Dalet: the routes and the Kinesis writer. Each is a few lines calling chalicelib."""
 from chalice import Chalice
 
-from chalicelib import config, runtime
+from chalicelib import config, front_door, runtime
 from chalicelib.reports import api as report_api, dashboard, views as reports
 from chalicelib.ingest import segment, snippet, track
 from chalicelib.storage import writer
 from chalicelib.ingest.events import InvalidEvent
 from chalicelib.reports.api import report_route
 from chalicelib.responses import (CORS, PIXEL_MEDIA_TYPES, SEGMENT_CORS, accepts_gif, error_response, json_response,
-                                  pixel_response, segment_error, text_response)
+                                  pixel_response, segment_error, text_response, unavailable_reason,
+                                  unavailable_response)
 
 # Read (not acted on) at import: a misconfigured stage fails at start, naming the variable,
 # in `chalice deploy`/`package` and in Lambda's cold start alike. Nothing is opened or started.
-config.load_settings()
+_settings = config.load_settings()
 
 app = Chalice(app_name="dalet")
+app.log.setLevel(_settings.log_level)
 app.api.binary_types.extend(t for t in PIXEL_MEDIA_TYPES if t not in app.api.binary_types)
 
 
@@ -33,8 +35,7 @@ def _track(events_from_request, answer=_accepted):
     except track.UnsupportedMediaType as unsupported:
         return error_response(415, str(unsupported))
     except (runtime.PublishError, runtime.BackendUnavailable, config.ConfigError) as unavailable:
-        app.log.error("track failed: %s", unavailable)
-        return error_response(503, "the event stream is unavailable; retry later", reason=str(unavailable))
+        return unavailable_response(unavailable, "track")
     return answer(stored)
 
 
@@ -78,9 +79,8 @@ def segment_call(call):
     except segment.UnsupportedMediaType as unsupported:
         return segment_error(415, str(unsupported), "unsupported_media_type")
     except (runtime.PublishError, runtime.BackendUnavailable, config.ConfigError) as unavailable:
-        app.log.error("segment %s failed: %s", call, unavailable)
         return segment_error(503, "the event stream is unavailable; retry later", "unavailable",
-                             reason=str(unavailable))
+                             reason=unavailable_reason(unavailable, f"segment {call}"))
     return json_response({"success": True})
 
 
@@ -143,7 +143,8 @@ def dashboard_page():
 def snippet_for_namespace():
     request = app.current_request
     try:
-        pasted = snippet.snippet_for_request((request.query_params or {}).get("namespace"), request.headers, request.context)
+        pasted = snippet.snippet_for_request((request.query_params or {}).get("namespace"), request.headers,
+                                             request.context, runtime.settings().track_url)
     except InvalidEvent as invalid:
         return error_response(400, "invalid namespace", errors=[e.to_json() for e in invalid.errors])
     except snippet.InvalidRequest as bad_header:
@@ -153,11 +154,17 @@ def snippet_for_namespace():
     return text_response(pasted.text)
 
 
+@app.lambda_function(name="track")
+def track_front_door(event, context):
+    """The ingest routes behind a Lambda function URL (payload format 2.0): see chalicelib/front_door.py."""
+    return front_door.handle(app, event, context)
+
+
 @app.on_kinesis_record(
     stream=config.stream_name(),
     batch_size=500,
     starting_position="TRIM_HORIZON",
-    maximum_batching_window_in_seconds=5,
+    maximum_batching_window_in_seconds=config.writer_batching_window_seconds(),
 )
 def write_events(event):
     return writer.write_batch(writer.records_from_kinesis_event(event), runtime.warehouse())

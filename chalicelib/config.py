@@ -20,6 +20,14 @@ DEFAULT_STREAM_NAME = "dalet-events"
 DEFAULT_DATASET = "dalet"
 DEFAULT_TABLE = "events"
 DEFAULT_DATA_DIR = ".dalet"
+# Per-request lines are INFO and below; WARNING keeps the log (and its bill) to what needs a look.
+DEFAULT_LOG_LEVEL = "WARNING"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# How long Lambda gathers stream records before calling the writer (at most 300 s). At low
+# traffic the writer's cost is its invocations, ~ shards x month / window: 30 s is 6x fewer
+# than 5 s, and events reach the warehouse up to 30 s later.
+DEFAULT_WRITER_BATCHING_WINDOW_SECONDS = 30
+MAX_WRITER_BATCHING_WINDOW_SECONDS = 300
 
 
 class ConfigError(RuntimeError):
@@ -40,6 +48,8 @@ class Settings:
     google_credentials_config: str | None
     write_keys: tuple[tuple[str, str], ...] | None = None   # (Segment write key, namespace) pairs: DALET_WRITE_KEYS
     write_keys_secret: str | None = None
+    track_url: str | None = None      # the front door's /track URL, for /snippet (the template sets it)
+    log_level: str = DEFAULT_LOG_LEVEL
 
     @property
     def is_local(self) -> bool:
@@ -55,6 +65,32 @@ def stream_name(environ: Mapping[str, str] | None = None) -> str:
     """The Kinesis stream name; used at `chalice deploy` time and at run time alike."""
     env = os.environ if environ is None else environ
     return _get(env, "DALET_STREAM_NAME") or DEFAULT_STREAM_NAME
+
+
+def writer_batching_window_seconds(environ: Mapping[str, str] | None = None) -> int:
+    """DALET_WRITER_BATCHING_WINDOW_SECONDS, read when `chalice deploy`/`package` imports app.py."""
+    env = os.environ if environ is None else environ
+    value = _get(env, "DALET_WRITER_BATCHING_WINDOW_SECONDS")
+    if value is None:
+        return DEFAULT_WRITER_BATCHING_WINDOW_SECONDS
+    if not value.isdigit() or int(value) > MAX_WRITER_BATCHING_WINDOW_SECONDS:
+        raise ConfigError(f"DALET_WRITER_BATCHING_WINDOW_SECONDS must be a whole number of seconds from 0 to "
+                          f"{MAX_WRITER_BATCHING_WINDOW_SECONDS} (Lambda's limit), got {value!r}")
+    return int(value)
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    level = (_get(env, "DALET_LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"DALET_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    return level
+
+
+def _track_url(env: Mapping[str, str]) -> str | None:
+    url = _get(env, "DALET_TRACK_URL")
+    if url is not None and not url.startswith(("https://", "http://")):
+        raise ConfigError(f"DALET_TRACK_URL must be an http(s) URL (the front door's /track), got {url!r}")
+    return url
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -77,6 +113,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         google_credentials_config=_get(env, "DALET_GOOGLE_CREDENTIALS_CONFIG"),
         write_keys=_write_keys_setting(env),
         write_keys_secret=_get(env, "DALET_WRITE_KEYS_SECRET"),
+        track_url=_track_url(env),
+        log_level=_log_level(env),
     )
     if backend == BACKEND_AWS:
         _require_aws_settings(env)

@@ -3,10 +3,16 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 from typing import Any
 
 from chalice import CORSConfig, Response
+
+from chalicelib.config import ConfigError
+
+# Not under the "dalet" logger: Chalice stops that one's records at its own handler.
+log = logging.getLogger(__name__)
 
 CORS = CORSConfig(allow_origin="*", allow_headers=["x-api-key", "Content-Type"], max_age=600)
 # Segment's browser library sends its write key as Basic auth (Authorization is always allowed by
@@ -42,6 +48,28 @@ def segment_error(status_code: int, message: str, code: str, **details: Any) -> 
     """An error as Segment's libraries read it (`code`, `message`), with Dalet's `error` as well."""
     return json_response({"success": False, "code": code, "message": message, "error": message, **details},
                          status_code)
+
+
+STREAM_UNAVAILABLE = "stream_unavailable"
+WAREHOUSE_UNAVAILABLE = "warehouse_unavailable"
+MISCONFIGURED = "server_misconfigured"
+_UNAVAILABLE = {STREAM_UNAVAILABLE: "the event stream is unavailable; retry later",
+                WAREHOUSE_UNAVAILABLE: "the warehouse is unavailable; retry later"}
+
+
+def unavailable_response(cause: Exception, what: str, unavailable: str = STREAM_UNAVAILABLE) -> Response:
+    """503 with a generic reason; the cause goes to the log only.
+
+    The cause may carry the account id, a role ARN or a stream name (AWS puts them in its
+    error messages); a public endpoint must not hand those to anyone who asks.
+    """
+    return error_response(503, _UNAVAILABLE[unavailable], reason=unavailable_reason(cause, what, unavailable))
+
+
+def unavailable_reason(cause: Exception, what: str, unavailable: str = STREAM_UNAVAILABLE) -> str:
+    """Log the cause; the generic reason a public answer may carry instead."""
+    log.error("%s failed: %s: %s", what, type(cause).__name__, cause)
+    return MISCONFIGURED if isinstance(cause, ConfigError) else unavailable
 
 
 def pixel_response() -> Response:

@@ -1,4 +1,4 @@
-"""Secrets the cloud deployment reads at run time, once per container.
+"""Secrets the cloud deployment reads at run time: once per container, or (the report key) per TTL.
 
 A secret is named by a Secrets Manager secret (name or ARN) or an SSM parameter
 (`ssm:/name` or a parameter ARN). Values are kept in memory only: never written to
@@ -60,15 +60,18 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def read_api_key_secret(settings: Settings) -> str:
-    """The report API key from DALET_API_KEY_SECRET (a plain string, or JSON with an `api_key` field)."""
+def read_api_key_secret(settings: Settings, cached: bool = True) -> str:
+    """The report API key from DALET_API_KEY_SECRET (a plain string, or JSON with an `api_key` field).
+
+    `cached=False` reads the secret now (auth keeps the key for a TTL of its own).
+    """
     if not settings.api_key_secret:
         raise ConfigError(
             "no report API key: set DALET_API_KEY_SECRET (a Secrets Manager secret name/ARN, or ssm:/parameter) "
             "or DALET_API_KEY in the stage's environment_variables in .chalice/config.json"
         )
     reference = parse_reference(settings.api_key_secret, "DALET_API_KEY_SECRET")
-    return api_key_in(reference, read_secret(reference))
+    return api_key_in(reference, read_secret(reference) if cached else fetch_secret(reference))
 
 
 def api_key_in(reference: SecretReference, text: str) -> str:

@@ -279,12 +279,12 @@ def test_the_kinesis_client_is_created_once_per_container(aws_backend, kinesis, 
     assert created == [("kinesis",)]
 
 
-def test_persistent_throttling_answers_503_and_nothing_lands(aws_backend, kinesis):
+def test_persistent_throttling_answers_503_and_nothing_lands(aws_backend, kinesis, caplog):
     throttle(runtime.publisher().client, "PutRecords")
     response = aws_backend.http.post("/track", headers={"Content-Type": "application/json"},
                                      body=json.dumps([EVENT, {**EVENT, "uuid": "other"}]).encode())
     assert response.status_code == 503
-    assert THROTTLED in json.loads(response.body)["reason"]
+    assert THROTTLED in caplog.text and json.loads(response.body)["reason"] == "stream_unavailable"
     assert stream_records(kinesis) == []
 
 
@@ -318,7 +318,7 @@ def silent_kinesis_endpoint(monkeypatch) -> Iterator[str]:
 
 
 def test_a_hung_kinesis_endpoint_answers_503_instead_of_hanging_the_track_function(aws_backend,
-                                                                                  silent_kinesis_endpoint):
+                                                                                  silent_kinesis_endpoint, caplog):
     response = aws_backend.http.get("/track?experiment=e&variant=A&event=participate&uuid=u")
     assert response.status_code == 503
-    assert "timeout" in json.loads(response.body)["reason"].lower()
+    assert "timeout" in caplog.text.lower()

@@ -371,16 +371,17 @@ def test_an_unknown_call_gets_404_listing_the_calls(segment_client):
     assert "/v1/track" in answer(reply)["message"]
 
 
-def test_a_stream_that_cannot_take_the_events_gets_503_and_the_client_retries(segment_client, monkeypatch):
+def test_a_stream_that_cannot_take_the_events_gets_503_and_the_client_retries(segment_client, monkeypatch, caplog):
     from chalicelib import runtime
     from chalicelib.ingest.publisher import PublishError
 
     class Refusing:
         def publish(self, events):
-            raise PublishError("stream full")
+            raise PublishError("stream arn:aws:kinesis:us-east-1:123456789012:stream/x is full")
 
     monkeypatch.setitem(runtime._state, "publisher", Refusing())
     reply = post(segment_client, "/v1/track", signed_up())
 
     assert reply.status_code == 503
-    assert answer(reply)["reason"] == "stream full"
+    assert answer(reply)["reason"] == "stream_unavailable"       # AWS's words (account, ARN) only in the log
+    assert "123456789012" not in reply.body.decode() and "123456789012" in caplog.text

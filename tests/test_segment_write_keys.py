@@ -56,7 +56,7 @@ def test_the_cloud_without_write_keys_says_which_variable_to_set(aws):
         write_keys.namespace_for("any", cloud_settings())
 
 
-def test_a_missing_cloud_secret_gets_503_not_a_401(aws, monkeypatch, client):
+def test_a_missing_cloud_secret_gets_503_not_a_401_and_names_it_only_in_the_log(aws, monkeypatch, client, caplog):
     from tests.segment_helpers import post
 
     for name, value in {"DALET_BACKEND": "aws", "DALET_STREAM_NAME": "s", "DALET_BQ_DATASET": "d",
@@ -65,7 +65,8 @@ def test_a_missing_cloud_secret_gets_503_not_a_401(aws, monkeypatch, client):
     reply = post(client, "/v1/track", {"userId": "u", "event": "E"}, key="some-key")
 
     assert reply.status_code == 503
-    assert "dalet/test/absent" in json.loads(reply.body)["reason"]
+    assert json.loads(reply.body)["reason"] == "server_misconfigured"
+    assert "dalet/test/absent" not in reply.body.decode() and "dalet/test/absent" in caplog.text
 
 
 def test_local_info_prints_the_generated_write_key_next_to_the_report_key(data_dir, capsys):
@@ -83,11 +84,11 @@ def test_local_info_prints_configured_write_keys_instead(data_dir, monkeypatch, 
     assert not (data_dir / write_keys.LOCAL_KEY_FILE).exists()
 
 
-def test_the_track_function_may_read_the_write_keys_secret_and_nothing_more():
+def test_the_functions_serving_v1_may_read_the_write_keys_secret_and_nothing_more():
     from pathlib import Path
 
     from dalet_ops.iam_policies import AwsLocation, StageResources, policy_documents
-    from dalet_ops.stage import API_HANDLER, WRITER, Stage
+    from dalet_ops.stage import API_HANDLER, TRACK, WRITER, Stage
 
     location = AwsLocation("aws", "eu-west-1", "123456789012")
     resources = StageResources(location, stream="arn:stream", failure_queue="arn:queue")
@@ -95,8 +96,10 @@ def test_the_track_function_may_read_the_write_keys_secret_and_nothing_more():
     with_secret = Stage("prod", "dalet", Path("."), {**environment, "DALET_WRITE_KEYS_SECRET": "dalet/prod/write-keys"})
 
     documents = policy_documents(with_secret, resources)
-    [statement] = [s for s in documents[API_HANDLER]["Statement"] if s["Sid"] == "ReadTheSegmentWriteKeys"]
-    assert statement["Resource"] == ["arn:aws:secretsmanager:eu-west-1:123456789012:secret:dalet/prod/write-keys-??????"]
+    for serving_v1 in (API_HANDLER, TRACK):     # the REST API and the front door both serve /v1/*
+        [statement] = [s for s in documents[serving_v1]["Statement"] if s["Sid"] == "ReadTheSegmentWriteKeys"]
+        assert statement["Resource"] == [
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:dalet/prod/write-keys-??????"]
     assert "ReadTheSegmentWriteKeys" not in {s["Sid"] for s in documents[WRITER]["Statement"]}
     without = policy_documents(Stage("prod", "dalet", Path("."), environment), resources)
     assert "ReadTheSegmentWriteKeys" not in {s["Sid"] for s in without[API_HANDLER]["Statement"]}

@@ -335,16 +335,18 @@ def test_an_unsupported_content_type_gets_a_415_with_a_json_body(client, publish
     lambda client: post(client, [EVENT, {**EVENT, "uuid": "u-2"}]),
     lambda client: client.http.get(f"/track.gif?{query()}", headers={"Accept": BROWSER_IMAGE_ACCEPT}),
 ])
-def test_a_publisher_failure_answers_503_with_a_json_reason(client, monkeypatch, send):
+def test_a_publisher_failure_answers_503_with_a_generic_reason_and_logs_the_cause(client, monkeypatch, send,
+                                                                                 caplog):
     monkeypatch.setattr(runtime, "publisher", FailingPublisher)
     response = send(client)
     assert response.status_code == 503
     assert response.headers["Content-Type"] == "application/json"
     assert body_of(response) == {"error": "the event stream is unavailable; retry later",
-                                 "reason": "Kinesis did not take the events in time: 3 records failed"}
+                                 "reason": "stream_unavailable"}
+    assert "Kinesis did not take the events in time: 3 records failed" in caplog.text
 
 
-def test_a_stream_failure_midway_through_a_batch_appends_none_of_it(client, data_dir):
+def test_a_stream_failure_midway_through_a_batch_appends_none_of_it(client, data_dir, caplog):
     assert post(client, {**EVENT, "uuid": "before"}).status_code == 200     # starts the pipeline
     stream_file = data_dir / runtime.STREAM_FILE
     with sqlite3.connect(stream_file) as db:   # a real SQLite failure on the batch's third record
@@ -353,7 +355,7 @@ def test_a_stream_failure_midway_through_a_batch_appends_none_of_it(client, data
     before = _stream_sequence(stream_file)
     response = post(client, [{**EVENT, "uuid": "u-first"}, {**EVENT, "uuid": "u-second"}, {**EVENT, "uuid": "u-third"}])
     assert response.status_code == 503
-    assert "disk trouble" in body_of(response)["reason"]
+    assert "disk trouble" in caplog.text and "disk trouble" not in response.body.decode()
     assert _stream_sequence(stream_file) == before          # nothing of the batch was appended
     assert post(client, {**EVENT, "uuid": "after"}).status_code == 200
     rows = warehouse_rows("SELECT uuid FROM events ORDER BY uuid", [], 2)
@@ -366,24 +368,24 @@ def _stream_sequence(stream_file: Path) -> int:
     return row[0] if row else 0
 
 
-def test_an_unusable_data_folder_answers_503_naming_dalet_data_dir(client, monkeypatch, tmp_path):
+def test_an_unusable_data_folder_answers_503_and_logs_dalet_data_dir(client, monkeypatch, tmp_path, caplog):
     not_a_folder = tmp_path / "a-file"
     not_a_folder.write_text("")
     monkeypatch.setenv("DALET_DATA_DIR", str(not_a_folder / "data"))
     runtime.shutdown()
     response = client.http.get(f"/track?{query()}")
     assert response.status_code == 503
-    assert "DALET_DATA_DIR" in body_of(response)["reason"]
+    assert "DALET_DATA_DIR" in caplog.text and body_of(response)["reason"] == "stream_unavailable"
 
 
-def test_a_misconfigured_cloud_backend_answers_503_naming_the_missing_variable(client, monkeypatch):
+def test_a_misconfigured_cloud_backend_answers_503_and_logs_the_missing_variable(client, monkeypatch, caplog):
     monkeypatch.setenv("DALET_BACKEND", "aws")
     monkeypatch.setenv("DALET_STREAM_NAME", "events")
     monkeypatch.setenv("DALET_BQ_TABLE", "events")
     runtime.shutdown()
     response = post(client, EVENT)
     assert response.status_code == 503
-    assert "DALET_BQ_DATASET" in body_of(response)["reason"]
+    assert "DALET_BQ_DATASET" in caplog.text and body_of(response)["reason"] == "server_misconfigured"
 
 
 def test_the_readme_documents_every_field_track_accepts():

@@ -21,7 +21,7 @@ from chalicelib.reports.queries import Window
 from chalicelib.reports.stats import CORRECTIONS, Correction
 from chalicelib.reports.views import (DEFAULT_CONFIDENCE, DEFAULT_CORRECTION, BadParameter, UnknownExperiment,
                                       with_freshness)
-from chalicelib.responses import error_response, json_response
+from chalicelib.responses import WAREHOUSE_UNAVAILABLE, error_response, json_response, unavailable_response
 from chalicelib.storage.writer import TransientWarehouseError
 
 View = Callable[..., Any]
@@ -66,8 +66,7 @@ def report_route(app: Chalice) -> Callable[[View], Callable[..., Response]]:
             except UnknownExperiment as unknown:
                 return error_response(404, str(unknown), namespace=unknown.namespace, experiment=unknown.experiment)
             except (TransientWarehouseError, runtime.BackendUnavailable, config.ConfigError) as unavailable:
-                app.log.error("report failed: %s", unavailable)
-                return error_response(503, "the warehouse is unavailable; retry later", reason=str(unavailable))
+                return unavailable_response(unavailable, "report", WAREHOUSE_UNAVAILABLE)
         return guarded
     return decorate
 
