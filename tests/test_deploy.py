@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -26,9 +25,8 @@ from chalicelib import runtime
 from chalicelib.ingest.events import Event, decode_record, encode_record, stamp
 from dalet_ops.stage import PROJECT_DIR, load_stage
 from tests.bigquery_standin import bigquery_standin  # noqa: F401
+from tests.lambda_package import PROJECT_EXTRAS, build_package
 
-CHALICE = Path(sys.executable).parent / "chalice"
-MERGE_TEMPLATE = ".chalice/merge-template-prod.json"
 STREAM_REF = {"Fn::Sub": "${EventStream.Arn}"}
 QUEUE_REF = {"Fn::Sub": "${FailedBatchQueue.Arn}"}
 SECRET_REF = {"Fn::Sub": "${ReportApiKeySecret}"}
@@ -44,14 +42,6 @@ class Package:
     template: dict[str, Any]          # as chalice package wrote it (SAM)
     cloudformation: dict[str, Any]    # after the SAM transform
     zip_path: Path
-
-
-def _copy_project(target: Path) -> None:
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "deployments", "deployed")
-    shutil.copy(PROJECT_DIR / "app.py", target / "app.py")
-    shutil.copy(PROJECT_DIR / "requirements.txt", target / "requirements.txt")
-    shutil.copytree(PROJECT_DIR / "chalicelib", target / "chalicelib", ignore=ignore)
-    shutil.copytree(PROJECT_DIR / ".chalice", target / ".chalice", ignore=ignore)
 
 
 def _sam_to_cloudformation(template: dict[str, Any]) -> dict[str, Any]:
@@ -71,17 +61,10 @@ def _sam_to_cloudformation(template: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def package(tmp_path_factory) -> Package:
-    project = tmp_path_factory.mktemp("chalice-package")
-    _copy_project(project)
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("DALET_")}
-    environment["AWS_DEFAULT_REGION"] = "us-east-1"
-    finished = subprocess.run(
-        [str(CHALICE), "package", "--stage", "prod", "--merge-template", MERGE_TEMPLATE, "out"],
-        cwd=project, env=environment, capture_output=True, text=True, timeout=900,
-    )
-    assert finished.returncode == 0, finished.stdout + finished.stderr
-    template = json.loads((project / "out" / "sam.json").read_text())
-    return Package(template, _sam_to_cloudformation(template), project / "out" / "deployment.zip")
+    """`chalice package` run on a copy of the whole checkout: tooling, tests and benchmarks included."""
+    out = build_package(tmp_path_factory.mktemp("chalice-package"))
+    template = json.loads((out / "sam.json").read_text())
+    return Package(template, _sam_to_cloudformation(template), out / "deployment.zip")
 
 
 def resources_of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:

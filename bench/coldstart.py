@@ -1,0 +1,159 @@
+"""Cold starts from the Lambda package, next to a bare `python -c`; and the package's largest parts.
+
+The package is what `chalice package --stage prod` builds from this checkout, unzipped.
+Each run is a fresh process started as Lambda starts one on a .zip package (no
+site-packages, no bytecode beside the source, nothing cached), timed from spawn to the
+handler's answer:
+
+- track: import app.py, then the first GET /track through the Lambda entry: the Kinesis
+  client built and one PutRecord to a moto server on loopback (goal <= 0.35 s);
+- writer: import app.py, then the first 500-record Kinesis batch through write_events:
+  Google credentials loaded from a key file, the tables checked, one insertAll to the
+  BigQuery stand-in (goal <= 1 s).
+
+The same runs are repeated with bytecode compiled into the package (`compileall`,
+unchecked-hash .pyc files, valid whatever the files' dates): what the package would gain
+if it shipped them. Chalice's packager has no option for it, so the deployed zip is
+source only, and the goals are measured without bytecode. Runs alternate
+(bare, track, writer) so machine noise hits all alike; medians are printed.
+
+    .venv/bin/python bench/coldstart.py [--runs 7] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import compileall
+import json
+import statistics
+import sys
+import tempfile
+import zipfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from _common import emit
+from tqdm import tqdm
+
+from tests.cold_start import (ColdRun, bare_interpreter_seconds, google_token_endpoint, kinesis_batch,
+                              lambda_environment, moto_kinesis, run_cold, service_account_key_file, track_event)
+from tests.lambda_package import build_package, unzip
+
+TRACK_GOAL_SECONDS = 0.35
+WRITER_GOAL_SECONDS = 1.0
+WRITER_BATCH = 500
+LARGEST_SHOWN = 12
+
+
+def largest_parts(zip_path: Path) -> list[tuple[str, int]]:
+    """Unzipped bytes per top-level package (a distribution's metadata counted with its package)."""
+    sizes: dict[str, int] = defaultdict(int)
+    with zipfile.ZipFile(zip_path) as archive:
+        for entry in archive.infolist():
+            top = entry.filename.split("/")[0]
+            name = top.split("-")[0] if top.endswith((".dist-info", ".data")) else top.split(".")[0]
+            sizes[name.lower()] += entry.file_size
+    return sorted(sizes.items(), key=lambda item: -item[1])
+
+
+def print_package(zip_path: Path) -> tuple[int, int]:
+    parts = largest_parts(zip_path)
+    unzipped = sum(size for _, size in parts)
+    zipped = zip_path.stat().st_size
+    print(f"deployment.zip: {zipped / 1e6:.1f} MB zipped, {unzipped / 1e6:.1f} MB unzipped; largest parts:")
+    for name, size in parts[:LARGEST_SHOWN]:
+        print(f"    {name:28} {size / 1e6:6.1f} MB  {100 * size / unzipped:4.1f}%")
+    return zipped, unzipped
+
+
+def measure(package_dir: Path, runs: int, track_file: Path, writer_files: list[Path], track_env: dict[str, str],
+            writer_env: dict[str, str], progress: Any) -> dict[str, list[Any]]:
+    found: dict[str, list[Any]] = {"bare": [], "track": [], "writer": []}
+    for run in range(runs):
+        found["bare"].append(bare_interpreter_seconds())
+        found["track"].append(_checked(run_cold(package_dir, "track", track_file, track_env), "track"))
+        found["writer"].append(_checked(run_cold(package_dir, "writer", writer_files[run], writer_env), "writer"))
+        progress.update(1)
+    return found
+
+
+def _checked(run: ColdRun, mode: str) -> ColdRun:
+    if mode == "track" and run.answer.get("statusCode") != 200:
+        sys.exit(f"the cold /track failed: {run.answer}")
+    if mode == "writer" and run.answer != {"batchItemFailures": []}:
+        sys.exit(f"the cold writer did not write its batch: {run.answer}")
+    return run
+
+
+def _median(runs: list[ColdRun], field: str) -> float:
+    return statistics.median(getattr(run, field) for run in runs)
+
+
+def report(label: str, found: dict[str, list[Any]]) -> dict[str, float]:
+    bare = statistics.median(found["bare"])
+    medians = {"bare": bare}
+    print(f"{label}: python -c (bare interpreter) {bare * 1000:.0f} ms")
+    for mode in ("track", "writer"):
+        runs = found[mode]
+        medians[mode] = _median(runs, "seconds")
+        print(f"    first {mode:6}: {medians[mode] * 1000:4.0f} ms median of {len(runs)} "
+              f"(import app {_median(runs, 'import_seconds') * 1000:.0f} ms, first call "
+              f"{_median(runs, 'call_seconds') * 1000:.0f} ms; all runs "
+              f"{', '.join(f'{run.seconds * 1000:.0f}' for run in runs)} ms)")
+    return medians
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=7, help="fresh processes per case (at least 5)")
+    parser.add_argument("--quick", action="store_true", help="5 runs per case (for bench/run.py)")
+    arguments = parser.parse_args(argv)
+    runs = 5 if arguments.quick else max(5, arguments.runs)
+
+    from tests.bigquery_standin import serving_standin
+
+    with tempfile.TemporaryDirectory(prefix="dalet-coldstart-") as folder:
+        work = Path(folder)
+        print("building the package: chalice package --stage prod ...", flush=True)
+        out = build_package(work / "build")
+        _, unzipped = print_package(out / "deployment.zip")
+        package_dir = unzip(out / "deployment.zip", work / "task")
+        track_file = work / "track.json"
+        track_file.write_text(json.dumps(track_event()))
+        writer_files = []
+        for run in range(2 * runs):
+            writer_files.append(work / f"batch-{run}.json")
+            writer_files[-1].write_text(json.dumps(kinesis_batch(WRITER_BATCH, prefix=f"run-{run}")))
+
+        with moto_kinesis() as kinesis_url, google_token_endpoint() as token_url, serving_standin() as bigquery:
+            key_file = service_account_key_file(work, token_url, bigquery.project)
+            track_env = lambda_environment(AWS_ENDPOINT_URL_KINESIS=kinesis_url)
+            writer_env = lambda_environment(GOOGLE_APPLICATION_CREDENTIALS=str(key_file),
+                                            BIGQUERY_EMULATOR_HOST=bigquery.url, DALET_BQ_PROJECT=bigquery.project)
+            with tqdm(total=2 * runs, desc="coldstart.py", unit="run", file=sys.stderr) as progress:
+                source_only = measure(package_dir, runs, track_file, writer_files[:runs], track_env, writer_env,
+                                      progress)
+                compileall.compile_dir(package_dir, quiet=1, workers=1,
+                                       invalidation_mode=compileall.py_compile.PycInvalidationMode.UNCHECKED_HASH)
+                compiled = measure(package_dir, runs, track_file, writer_files[runs:], track_env, writer_env,
+                                   progress)
+            landed = len(bigquery.rows("dalet.events"))
+
+    plain = report("as packaged (source only, as Lambda runs the zip)", source_only)
+    with_bytecode = report("with bytecode compiled into the package", compiled)
+    print(f"rows written by the cold writers: {landed} of {2 * runs * WRITER_BATCH}")
+    if landed != 2 * runs * WRITER_BATCH:
+        return 1
+    emit("cold start: first /track from the package", plain["track"], plain["bare"],
+         f"ours <= {TRACK_GOAL_SECONDS}", "s")
+    emit("cold start: first writer batch of 500 from the package", plain["writer"], plain["bare"],
+         f"ours <= {WRITER_GOAL_SECONDS}", "s")
+    emit("cold start: first /track, bytecode compiled in", with_bytecode["track"], with_bytecode["bare"], None, "s")
+    emit("cold start: first writer batch, bytecode compiled in", with_bytecode["writer"], with_bytecode["bare"],
+         None, "s")
+    emit("deployment.zip size (unzipped)", unzipped / 1e6, None, None, "MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
