@@ -1,29 +1,28 @@
 """Cold starts from the Lambda package, next to a bare `python -c`; and the package's largest parts.
 
-The package is what `chalice package --stage prod` builds from this checkout, unzipped.
-Each run is a fresh process started as Lambda starts one on a .zip package (no
-site-packages, no bytecode beside the source, nothing cached), timed from spawn to the
-handler's answer:
+The package is what `chalice package --stage prod` builds from this checkout, unzipped;
+and the same zip with bytecode compiled in, as `python -m dalet_ops.cli package` builds
+it (dalet_ops/package.py). Each run is a fresh process started as Lambda starts one on a
+.zip package (no site-packages, no bytecode written beside the source, nothing cached
+from an earlier run), timed from spawn to the handler's answer:
 
 - track: import app.py, then the first GET /track through the Lambda entry: the Kinesis
   client built and one PutRecord to a moto server on loopback (goal <= 0.35 s);
 - writer: import app.py, then the first 500-record Kinesis batch through write_events:
-  Google credentials loaded from a key file, the tables checked, one insertAll to the
-  BigQuery stand-in (goal <= 1 s).
+  Google credentials loaded from a key file (a JWT signed, a token fetched from
+  loopback), the tables checked, one insertAll to the BigQuery stand-in (goal <= 1 s).
 
-The same runs are repeated with bytecode compiled into the package (`compileall`,
-unchecked-hash .pyc files, valid whatever the files' dates): what the package would gain
-if it shipped them. Chalice's packager has no option for it, so the deployed zip is
-source only, and the goals are measured without bytecode. Runs alternate
-(bare, track, writer) so machine noise hits all alike; medians are printed.
+Runs alternate (bare, then each case of each package) so machine noise hits all alike;
+medians are printed.
 
     .venv/bin/python bench/coldstart.py [--runs 7] [--quick]
 """
 from __future__ import annotations
 
 import argparse
-import compileall
 import json
+import logging
+import shutil
 import statistics
 import sys
 import tempfile
@@ -37,12 +36,15 @@ from tqdm import tqdm
 
 from tests.cold_start import (ColdRun, bare_interpreter_seconds, google_token_endpoint, kinesis_batch,
                               lambda_environment, moto_kinesis, run_cold, service_account_key_file, track_event)
+from dalet_ops.package import compile_into_zip
 from tests.lambda_package import build_package, unzip
 
 TRACK_GOAL_SECONDS = 0.35
 WRITER_GOAL_SECONDS = 1.0
 WRITER_BATCH = 500
 LARGEST_SHOWN = 12
+SOURCE_ONLY = "as chalice package builds it (source only)"
+WITH_BYTECODE = "with bytecode compiled in (python -m dalet_ops.cli package)"
 
 
 def largest_parts(zip_path: Path) -> list[tuple[str, int]]:
@@ -66,13 +68,18 @@ def print_package(zip_path: Path) -> tuple[int, int]:
     return zipped, unzipped
 
 
-def measure(package_dir: Path, runs: int, track_file: Path, writer_files: list[Path], track_env: dict[str, str],
-            writer_env: dict[str, str], progress: Any) -> dict[str, list[Any]]:
-    found: dict[str, list[Any]] = {"bare": [], "track": [], "writer": []}
-    for run in range(runs):
-        found["bare"].append(bare_interpreter_seconds())
-        found["track"].append(_checked(run_cold(package_dir, "track", track_file, track_env), "track"))
-        found["writer"].append(_checked(run_cold(package_dir, "writer", writer_files[run], writer_env), "writer"))
+def measure(packages: dict[str, Path], runs: int, track_file: Path, writer_files: list[Path],
+            track_env: dict[str, str], writer_env: dict[str, str], progress: Any) -> dict[str, dict[str, list[Any]]]:
+    """Per package: fresh-process runs of the track and writer cases; and the bare interpreter."""
+    found: dict[str, dict[str, list[Any]]] = {name: {"track": [], "writer": []} for name in packages}
+    found["bare"] = {"bare": []}
+    batches = iter(writer_files)
+    for _ in range(runs):
+        found["bare"]["bare"].append(bare_interpreter_seconds())
+        for name, package_dir in packages.items():
+            found[name]["track"].append(_checked(run_cold(package_dir, "track", track_file, track_env), "track"))
+            found[name]["writer"].append(_checked(run_cold(package_dir, "writer", next(batches), writer_env),
+                                                  "writer"))
         progress.update(1)
     return found
 
@@ -89,10 +96,9 @@ def _median(runs: list[ColdRun], field: str) -> float:
     return statistics.median(getattr(run, field) for run in runs)
 
 
-def report(label: str, found: dict[str, list[Any]]) -> dict[str, float]:
-    bare = statistics.median(found["bare"])
-    medians = {"bare": bare}
-    print(f"{label}: python -c (bare interpreter) {bare * 1000:.0f} ms")
+def report(label: str, found: dict[str, list[Any]], bare: float) -> dict[str, float]:
+    medians = {}
+    print(f"{label}:")
     for mode in ("track", "writer"):
         runs = found[mode]
         medians[mode] = _median(runs, "seconds")
@@ -105,23 +111,29 @@ def report(label: str, found: dict[str, list[Any]]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=7, help="fresh processes per case (at least 5)")
-    parser.add_argument("--quick", action="store_true", help="5 runs per case (for bench/run.py)")
+    parser.add_argument("--runs", type=int, default=11, help="fresh processes per case (at least 5)")
+    parser.add_argument("--quick", action="store_true", help="7 runs per case (for bench/run.py)")
     arguments = parser.parse_args(argv)
-    runs = 5 if arguments.quick else max(5, arguments.runs)
+    runs = 7 if arguments.quick else max(5, arguments.runs)
 
     from tests.bigquery_standin import serving_standin
 
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)   # the stand-in's request log
     with tempfile.TemporaryDirectory(prefix="dalet-coldstart-") as folder:
         work = Path(folder)
         print("building the package: chalice package --stage prod ...", flush=True)
         out = build_package(work / "build")
         _, unzipped = print_package(out / "deployment.zip")
-        package_dir = unzip(out / "deployment.zip", work / "task")
+        compiled_zip = shutil.copy(out / "deployment.zip", work / "compiled.zip")
+        compiled = compile_into_zip(Path(compiled_zip))
+        print(f"with bytecode compiled in (python -m dalet_ops.cli package): {compiled.added} .pyc files, "
+              f"{compiled.zipped_before / 1e6:.1f} -> {compiled.zipped_after / 1e6:.1f} MB zipped")
+        packages = {SOURCE_ONLY: unzip(out / "deployment.zip", work / "source-only"),
+                    WITH_BYTECODE: unzip(Path(compiled_zip), work / "with-bytecode")}
         track_file = work / "track.json"
         track_file.write_text(json.dumps(track_event()))
         writer_files = []
-        for run in range(2 * runs):
+        for run in range(len(packages) * runs):
             writer_files.append(work / f"batch-{run}.json")
             writer_files[-1].write_text(json.dumps(kinesis_batch(WRITER_BATCH, prefix=f"run-{run}")))
 
@@ -130,30 +142,23 @@ def main(argv: list[str] | None = None) -> int:
             track_env = lambda_environment(AWS_ENDPOINT_URL_KINESIS=kinesis_url)
             writer_env = lambda_environment(GOOGLE_APPLICATION_CREDENTIALS=str(key_file),
                                             BIGQUERY_EMULATOR_HOST=bigquery.url, DALET_BQ_PROJECT=bigquery.project)
-            with tqdm(total=2 * runs, desc="coldstart.py", unit="run", file=sys.stderr) as progress:
-                source_only = measure(package_dir, runs, track_file, writer_files[:runs], track_env, writer_env,
-                                      progress)
-                compileall.compile_dir(package_dir, quiet=1, workers=1,
-                                       invalidation_mode=compileall.py_compile.PycInvalidationMode.UNCHECKED_HASH)
-                compiled = measure(package_dir, runs, track_file, writer_files[runs:], track_env, writer_env,
-                                   progress)
+            with tqdm(total=runs, desc="coldstart.py", unit="round", file=sys.stderr) as progress:
+                found = measure(packages, runs, track_file, writer_files, track_env, writer_env, progress)
             landed = len(bigquery.rows("dalet.events"))
 
-    plain = report("as packaged (source only, as Lambda runs the zip)", source_only)
-    with_bytecode = report("with bytecode compiled into the package", compiled)
-    print(f"rows written by the cold writers: {landed} of {2 * runs * WRITER_BATCH}")
-    if landed != 2 * runs * WRITER_BATCH:
+    bare = statistics.median(found["bare"]["bare"])
+    print(f"python -I -S -B -c 'print(1)' (a bare interpreter): {bare * 1000:.0f} ms median of {runs}")
+    medians = {name: report(name, found[name], bare) for name in packages}
+    expected = len(writer_files) * WRITER_BATCH
+    print(f"rows written by the cold writers: {landed} of {expected}")
+    if landed != expected:
         return 1
-    emit("cold start: first /track from the package", plain["track"], plain["bare"],
-         f"ours <= {TRACK_GOAL_SECONDS}", "s")
-    emit("cold start: first writer batch of 500 from the package", plain["writer"], plain["bare"],
-         f"ours <= {WRITER_GOAL_SECONDS}", "s")
-    emit("cold start: first /track, bytecode compiled in", with_bytecode["track"], with_bytecode["bare"], None, "s")
-    emit("cold start: first writer batch, bytecode compiled in", with_bytecode["writer"], with_bytecode["bare"],
-         None, "s")
-    emit("deployment.zip size (unzipped)", unzipped / 1e6, None, None, "MB")
+    for name, short in ((WITH_BYTECODE, "bytecode in the zip"), (SOURCE_ONLY, "chalice package, source only")):
+        emit(f"cold start: first /track ({short})", medians[name]["track"], bare, f"ours <= {TRACK_GOAL_SECONDS}", "s")
+        emit(f"cold start: first writer batch of 500 ({short})", medians[name]["writer"], bare,
+             f"ours <= {WRITER_GOAL_SECONDS}", "s")
+    emit("deployment.zip unzipped (source only)", unzipped / 1e6, None, None, "MB")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -35,6 +35,8 @@ PLAN: dict[str, tuple[list[str], list[str]]] = {
     "report.py": (["--events", "1000000"], ["--events", "10000000"]),
     "accuracy.py": ([], []),
     "e2e_load.py": (["--quick"], ["--seconds", "30"]),
+    "coldstart.py": (["--quick"], []),
+    "cost.py": (["--quick"], []),
 }
 
 
