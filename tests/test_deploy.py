@@ -25,7 +25,8 @@ from chalicelib import runtime
 from chalicelib.ingest.events import Event, decode_record, encode_record, stamp
 from dalet_ops.stage import PROJECT_DIR, load_stage
 from tests.bigquery_standin import bigquery_standin  # noqa: F401
-from tests.lambda_package import PROJECT_EXTRAS, build_package
+from tests.cold_start import NOT_ON_THE_TRACK_PATH, lambda_environment, moto_kinesis, run_cold, track_event
+from tests.lambda_package import PROJECT_EXTRAS, build_package, unzip
 
 STREAM_REF = {"Fn::Sub": "${EventStream.Arn}"}
 QUEUE_REF = {"Fn::Sub": "${FailedBatchQueue.Arn}"}
@@ -228,6 +229,18 @@ def test_the_deployment_package_leaves_out_local_and_test_libraries_and_fits_lam
     assert zipped < MAX_ZIPPED_BYTES and unzipped < MAX_UNZIPPED_BYTES
 
 
+def test_the_deployment_package_holds_only_runtime_code_not_the_deploy_tooling_tests_or_benchmarks(package):
+    with zipfile.ZipFile(package.zip_path) as archive:
+        names = archive.namelist()
+    top_level = {name.split("/")[0] for name in names}
+    tooling_modules = {path.stem for path in (PROJECT_DIR / "dalet_ops").glob("*.py")} - {"__init__"}
+    shipped_modules = {Path(name).stem.split(".")[0] for name in names if name.startswith("chalicelib/")}
+
+    assert top_level & set(PROJECT_EXTRAS) == set()            # the package copied had them all
+    assert shipped_modules & tooling_modules == set()
+    assert not [name for name in names if name.startswith(("chalice/cli/", "chalice/deploy/"))]
+
+
 def test_the_lambda_code_imports_from_the_package_alone_without_local_only_modules(package, tmp_path):
     with zipfile.ZipFile(package.zip_path) as archive:
         archive.extractall(tmp_path)
@@ -249,6 +262,43 @@ def test_the_lambda_code_imports_from_the_package_alone_without_local_only_modul
 
     assert finished.returncode == 0, finished.stderr
     assert json.loads(finished.stdout) == []
+
+
+def test_the_first_track_of_a_cold_function_loads_no_s3_report_bigquery_or_local_storage_code(package, tmp_path):
+    task = unzip(package.zip_path, tmp_path / "task")
+    event_file = tmp_path / "track.json"
+    event_file.write_text(json.dumps(track_event()))
+
+    with moto_kinesis() as kinesis_url:
+        cold = run_cold(task, "track", event_file, lambda_environment(AWS_ENDPOINT_URL_KINESIS=kinesis_url))
+
+    assert cold.answer["statusCode"] == 200
+    assert cold.loaded(NOT_ON_THE_TRACK_PATH) == []
+
+
+def test_dalet_package_ships_bytecode_that_lambda_uses_whatever_the_files_dates(package, tmp_path):
+    project = package.zip_path.parent.parent
+    finished = subprocess.run([sys.executable, "-m", "dalet_ops.cli", "package", "--stage", "prod", "compiled"],
+                              cwd=project, env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"},
+                              capture_output=True, text=True, timeout=900)
+    assert finished.returncode == 0, finished.stderr
+    zip_path = project / "compiled" / "deployment.zip"
+    with zipfile.ZipFile(zip_path) as archive:
+        names = set(archive.namelist())
+        flags = {name: int.from_bytes(archive.read(name)[4:8], "little") for name in names if name.endswith(".pyc")}
+    tag = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
+    expected = {str(Path(name).parent / "__pycache__" / f"{Path(name).stem}.{tag}.pyc").removeprefix("./")
+                for name in names if name.endswith(".py")}
+
+    assert expected <= set(flags)
+    assert set(flags.values()) == {0b01}      # PEP 552: hash-based, source not checked
+    # Lambda unzips with other dates and never looks at the source again: a broken source still imports.
+    task = unzip(zip_path, tmp_path / "task")
+    (task / "chalicelib" / "config.py").write_text("raise SystemExit('compiled from source')\n")
+    probe = "import sys; sys.path.insert(0, '.'); import app; print(app.app.app_name)"
+    imported = subprocess.run([sys.executable, "-I", "-S", "-B", "-c", probe], cwd=task,
+                              env=lambda_environment(), capture_output=True, text=True, timeout=120)
+    assert (imported.returncode, imported.stdout.strip()) == (0, "dalet"), imported.stderr
 
 
 # ---- the writer's answer to Lambda -------------------------------------------------
