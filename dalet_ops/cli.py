@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from chalicelib import auth, config
 from dalet_ops import deploy_commands
@@ -83,6 +84,45 @@ def purge(_: argparse.Namespace) -> int:
     return 0
 
 
+def status(arguments: argparse.Namespace) -> int:
+    """The pipeline's state: a deployed stage's with --stage, else the embedded default's."""
+    from datetime import datetime, timezone
+
+    from dalet_ops import status as pipeline
+
+    now = datetime.now(timezone.utc)
+    try:
+        if arguments.stage is None:
+            settings = config.load_settings()
+            if not settings.is_local:
+                print(f"dalet: DALET_BACKEND={settings.backend}: name the deployed stage with --stage", file=sys.stderr)
+                return 2
+            return pipeline.print_readings(f"Dalet local pipeline ({settings.data_dir}):",
+                                           pipeline.local_status(settings, now))
+        stage, session, bigquery = _deployed_stage(arguments)
+    except config.ConfigError as error:
+        print(f"dalet: {error}", file=sys.stderr)
+        return 2
+
+    def warehouse() -> Any:
+        from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
+
+        return BigQueryWarehouse.from_settings(bigquery)
+
+    return pipeline.print_readings(f"Dalet stage {stage.name} (stream {stage.settings.stream_name}, "
+                                   f"region {session.region_name}):",
+                                   pipeline.cloud_status(stage, session, warehouse, now))
+
+
+def _deployed_stage(arguments: argparse.Namespace) -> tuple[Any, Any, config.Settings]:
+    """The stage, an AWS session (--region, --profile) and the settings BigQuery is reached with (--adc)."""
+    from dalet_ops.deploy_commands import _bigquery_settings, _session
+    from dalet_ops.stage import load_stage
+
+    stage = load_stage(arguments.stage, arguments.project_dir)
+    return stage, _session(arguments), _bigquery_settings(stage, arguments)
+
+
 def package(arguments: argparse.Namespace) -> int:
     """`chalice package` with bytecode compiled into deployment.zip (cold starts without compiling)."""
     from dalet_ops import package as packaging
@@ -113,6 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
     local.set_defaults(run=serve)
     deploy_commands.add_commands(commands)
     commands.add_parser("purge", help="remove the rows of deleted experiments from the warehouse").set_defaults(run=purge)
+    state = commands.add_parser("status", help="the pipeline's state: stream lag, parked batches, dead letters "
+                                                "in the last day, newest event (the embedded default, or --stage)")
+    state.add_argument("--stage", help="a deployed stage of .chalice/config.json, e.g. prod (default: the local "
+                                       "embedded pipeline)")
+    state.add_argument("--project-dir", type=Path, default=Path(__file__).resolve().parent.parent)
+    state.add_argument("--region", help="AWS region (default: your AWS configuration)")
+    state.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or the default profile)")
+    state.add_argument("--adc", action="store_true", help=deploy_commands.ADC_HELP)
+    state.set_defaults(run=status)
     packaged = commands.add_parser("package", help="chalice package, with bytecode compiled into deployment.zip "
                                                    "(faster cold starts)")
     packaged.add_argument("--stage", required=True)
