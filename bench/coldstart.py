@@ -13,7 +13,10 @@ from an earlier run), timed from spawn to the handler's answer:
   loopback), the tables checked, one insertAll to the BigQuery stand-in (goal <= 1 s).
 
 Runs alternate (bare, then each case of each package) so machine noise hits all alike;
-medians are printed.
+medians are printed, of wall time and of the process's CPU time (user + system). On a
+shared machine other processes stretch the wall times; the CPU time is what the cold
+start costs on an idle one (less the loopback round trips, a few ms), so both are shown
+against the goals.
 
     .venv/bin/python bench/coldstart.py [--runs 7] [--quick]
 """
@@ -96,15 +99,16 @@ def _median(runs: list[ColdRun], field: str) -> float:
     return statistics.median(getattr(run, field) for run in runs)
 
 
-def report(label: str, found: dict[str, list[Any]], bare: float) -> dict[str, float]:
+def report(label: str, found: dict[str, list[Any]]) -> dict[str, tuple[float, float]]:
+    """Per case: (median wall seconds, median CPU seconds)."""
     medians = {}
     print(f"{label}:")
     for mode in ("track", "writer"):
         runs = found[mode]
-        medians[mode] = _median(runs, "seconds")
-        print(f"    first {mode:6}: {medians[mode] * 1000:4.0f} ms median of {len(runs)} "
-              f"(import app {_median(runs, 'import_seconds') * 1000:.0f} ms, first call "
-              f"{_median(runs, 'call_seconds') * 1000:.0f} ms; all runs "
+        medians[mode] = (_median(runs, "seconds"), _median(runs, "cpu_seconds"))
+        print(f"    first {mode:6}: {medians[mode][0] * 1000:4.0f} ms wall, {medians[mode][1] * 1000:4.0f} ms CPU, "
+              f"medians of {len(runs)} (import app {_median(runs, 'import_seconds') * 1000:.0f} ms, first call "
+              f"{_median(runs, 'call_seconds') * 1000:.0f} ms; wall of each run "
               f"{', '.join(f'{run.seconds * 1000:.0f}' for run in runs)} ms)")
     return medians
 
@@ -146,17 +150,25 @@ def main(argv: list[str] | None = None) -> int:
                 found = measure(packages, runs, track_file, writer_files, track_env, writer_env, progress)
             landed = len(bigquery.rows("dalet.events"))
 
-    bare = statistics.median(found["bare"]["bare"])
-    print(f"python -I -S -B -c 'print(1)' (a bare interpreter): {bare * 1000:.0f} ms median of {runs}")
-    medians = {name: report(name, found[name], bare) for name in packages}
+    bare = statistics.median(wall for wall, _ in found["bare"]["bare"])
+    bare_cpu = statistics.median(cpu for _, cpu in found["bare"]["bare"])
+    fastest_bare = min(wall for wall, _ in found["bare"]["bare"])
+    print(f"python -I -S -B -c 'print(1)' (a bare interpreter): {bare * 1000:.0f} ms wall, {bare_cpu * 1000:.0f} ms "
+          f"CPU, medians of {runs}")
+    if bare > 1.5 * fastest_bare:
+        print(f"note: the machine is busy (the bare interpreter's median is {bare / fastest_bare:.1f}x its fastest "
+              "run); wall times are inflated alike, the CPU times are not")
+    medians = {name: report(name, found[name]) for name in packages}
     expected = len(writer_files) * WRITER_BATCH
     print(f"rows written by the cold writers: {landed} of {expected}")
     if landed != expected:
         return 1
     for name, short in ((WITH_BYTECODE, "bytecode in the zip"), (SOURCE_ONLY, "chalice package, source only")):
-        emit(f"cold start: first /track ({short})", medians[name]["track"], bare, f"ours <= {TRACK_GOAL_SECONDS}", "s")
-        emit(f"cold start: first writer batch of 500 ({short})", medians[name]["writer"], bare,
-             f"ours <= {WRITER_GOAL_SECONDS}", "s")
+        for mode, label, goal in (("track", "first /track", TRACK_GOAL_SECONDS),
+                                  ("writer", "first writer batch of 500", WRITER_GOAL_SECONDS)):
+            wall, cpu = medians[name][mode]
+            emit(f"cold start: {label} ({short}), wall", wall, bare, f"ours <= {goal}", "s")
+            emit(f"cold start: {label} ({short}), CPU", cpu, bare_cpu, f"ours <= {goal}", "s")
     emit("deployment.zip unzipped (source only)", unzipped / 1e6, None, None, "MB")
     return 0
 

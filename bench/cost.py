@@ -305,16 +305,12 @@ def measure_writer(standin: Any, log_level: str, rounds: int, progress: Any) -> 
                 sys.exit(f"the benchmark's writer failed: {answer}")
             progress.update(1)
         medians.append(statistics.median(durations[1:]))
-    slope, intercept = _least_squares(list(sizes), medians)
+    # The line through the smallest and the largest batch: the fixed cost, and each record's share.
+    slope = (medians[-1] - medians[0]) / (sizes[-1] - sizes[0])
+    intercept = medians[0] - slope * sizes[0]
     inserts = [call for call in standin.calls if call.table is not None and call.table.endswith("events")]
     per_row = sum(call.size for call in inserts) / sum(len(call.body["rows"]) for call in inserts)
     return per_row, max(intercept, 0.0), max(slope, 0.0), statistics.mean(log_bytes)
-
-
-def _least_squares(xs: list[float], ys: list[float]) -> tuple[float, float]:
-    mean_x, mean_y = statistics.mean(xs), statistics.mean(ys)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
-    return slope, mean_y - slope * mean_x
 
 
 def logical_bytes(rows: list[dict[str, Any]]) -> dict[str, float]:
