@@ -11,7 +11,7 @@ Measured in this run, per event (a realistic AlephBet mix: 36-character uuids, s
   Lambda's START/END/REPORT lines unless the template's LoggingConfig drops them;
 - the handler durations through the Lambda entry: GET /track (`app.app(event, context)`
   with one PutRecord to moto over HTTP), and the writer (`app.write_events`) per batch of
-  1..500 records against the stand-in, fitted as a + b x records.
+  1..500 records against the stand-in: a fixed part and a part per record (smallest and largest batch).
 
 Read from the template `chalice package --stage prod --merge-template ...` builds (so the
 model follows the code): the front door (REST API, HTTP API or Lambda function URL), the
