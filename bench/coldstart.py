@@ -89,7 +89,7 @@ def measure(packages: dict[str, Path], runs: int, track_file: Path, writer_files
 
 def _checked(run: ColdRun, mode: str) -> ColdRun:
     if mode == "track" and run.answer.get("statusCode") != 200:
-        sys.exit(f"the cold /track failed: {run.answer}")
+        sys.exit(f"the cold /track failed (a machine too busy for the 2 s Kinesis retry budget?): {run.answer}")
     if mode == "writer" and run.answer != {"batchItemFailures": []}:
         sys.exit(f"the cold writer did not write its batch: {run.answer}")
     return run

@@ -84,11 +84,16 @@ def run_cold(package_dir: Path, mode: str, event_file: Path, environment: dict[s
                                cwd=package_dir, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     assert process.stdout is not None
-    line = process.stdout.readline()
+    printed = []          # what the app printed before its answer (Chalice logs errors to stdout)
+    line = ""
+    for line in process.stdout:
+        if line.startswith('{"answer"'):
+            break
+        printed.append(line)
     seconds = time.perf_counter() - started
     _, errors = process.communicate(timeout=timeout)
-    if process.returncode != 0 or not line:
-        raise RuntimeError(f"the cold {mode} process failed ({process.returncode}): {errors[-3000:]}")
+    if process.returncode != 0 or not line.startswith('{"answer"'):
+        raise RuntimeError(f"the cold {mode} process failed ({process.returncode}): {''.join(printed)}{errors[-3000:]}")
     found = json.loads(line)
     return ColdRun(seconds, _children_cpu_seconds() - cpu_before, found["import_seconds"], found["call_seconds"], found["answer"], found["modules"])
 
