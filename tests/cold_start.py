@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import resource
 import subprocess
 import sys
 import threading
@@ -57,14 +56,14 @@ imported = time.perf_counter()
 answer = app.app(event, Context()) if mode == "track" else app.write_events(event, Context())
 answered = time.perf_counter()
 print(json.dumps({"answer": answer, "import_seconds": imported - started, "call_seconds": answered - imported,
-                  "modules": sorted(sys.modules)}), flush=True)
+                  "cpu_seconds": time.process_time(), "modules": sorted(sys.modules)}), flush=True)
 """
 
 
 @dataclass(frozen=True)
 class ColdRun:
     seconds: float            # from spawning the process to its answer (interpreter start included)
-    cpu_seconds: float        # the process's CPU time, user + system: what a busy machine does not inflate
+    cpu_seconds: float        # the process's CPU time up to the answer: what a busy machine does not inflate
     import_seconds: float     # import app
     call_seconds: float       # the first call of the handler
     answer: Any
@@ -78,7 +77,6 @@ class ColdRun:
 def run_cold(package_dir: Path, mode: str, event_file: Path, environment: dict[str, str],
              timeout: float = 120) -> ColdRun:
     """One fresh process; its first handler call, timed."""
-    cpu_before = _children_cpu_seconds()
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-I", "-S", "-B", "-c", PROBE, mode, str(event_file)],
                                cwd=package_dir, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -95,21 +93,15 @@ def run_cold(package_dir: Path, mode: str, event_file: Path, environment: dict[s
     if process.returncode != 0 or not line.startswith('{"answer"'):
         raise RuntimeError(f"the cold {mode} process failed ({process.returncode}): {''.join(printed)}{errors[-3000:]}")
     found = json.loads(line)
-    return ColdRun(seconds, _children_cpu_seconds() - cpu_before, found["import_seconds"], found["call_seconds"], found["answer"], found["modules"])
+    return ColdRun(seconds, found["cpu_seconds"], found["import_seconds"], found["call_seconds"], found["answer"], found["modules"])
 
 
 def bare_interpreter_seconds() -> tuple[float, float]:
-    """`python -I -S -B -c pass` (printing one line, as the probe does): wall seconds, CPU seconds."""
-    cpu_before = _children_cpu_seconds()
+    """A bare `python -I -S -B` printing one line, as the probe does: wall seconds, CPU seconds to the print."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-I", "-S", "-B", "-c", "print(1)"], check=True, capture_output=True)
-    return time.perf_counter() - started, _children_cpu_seconds() - cpu_before
-
-
-def _children_cpu_seconds() -> float:
-    """CPU time of the waited-for child processes so far (one child runs at a time here)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    finished = subprocess.run([sys.executable, "-I", "-S", "-B", "-c", "import time; print(time.process_time())"],
+                              check=True, capture_output=True, text=True)
+    return time.perf_counter() - started, float(finished.stdout)
 
 
 def lambda_environment(**extra: str) -> dict[str, str]:
