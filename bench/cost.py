@@ -23,7 +23,7 @@ source) at 1M, 15M, 100M and 1B events a month, next to the same deployment behi
 REST API front door and the two anchors. Reads are priced per dashboard load from the
 columns the dashboard's queries reference (captured from the real views, BigQuery SQL).
 
-    .venv/bin/python bench/cost.py [--quick] [--peak-factor 4] [--dashboard-loads 300]
+    .venv/bin/python bench/cost.py [--quick] [--peak-factor 4] [--dashboard-loads 300] [--template sam.json]
 """
 from __future__ import annotations
 
@@ -135,6 +135,7 @@ KMS_REQUESTS_PER_KEY_USER_HOUR = 12  # a data key is reused about 5 minutes per 
 @dataclass(frozen=True)
 class Deployment:
     front_door: str                 # "function URL", "HTTP API" or "REST API"
+    track_function: str             # the function /track runs in (Chalice's name)
     stream_mode: str
     shard_count: int
     retention_hours: int
@@ -164,7 +165,11 @@ def _of_type(resources: dict[str, Any], kind: str) -> dict[str, Any]:
 def read_deployment(template: dict[str, Any]) -> Deployment:
     resources, parameters = template["Resources"], template.get("Parameters", {})
     functions = _of_type(resources, "AWS::Serverless::Function") | _of_type(resources, "AWS::Lambda::Function")
-    track = functions["APIHandler"]["Properties"]
+    urls = _of_type(resources, "AWS::Lambda::Url")
+    # The events' function: the one behind the function URL front door, else the API's.
+    track_function = next((url["Properties"]["TargetFunctionArn"]["Fn::GetAtt"][0] for url in urls.values()
+                           if "Fn::GetAtt" in url["Properties"].get("TargetFunctionArn", {})), "APIHandler")
+    track = functions[track_function]["Properties"]
     writer = functions["WriteEvents"]["Properties"]
     kinesis = next(source["Properties"] for source in writer.get("Events", {}).values() if source["Type"] == "Kinesis")
     stream = _of_type(resources, "AWS::Kinesis::Stream")["EventStream"]["Properties"]
@@ -175,7 +180,7 @@ def read_deployment(template: dict[str, Any]) -> Deployment:
     logging_config = track.get("LoggingConfig") or template.get("Globals", {}).get("Function", {}).get("LoggingConfig") or {}
     log_groups = _of_type(resources, "AWS::Logs::LogGroup")
     retention_days = [_default(parameters, group["Properties"].get("RetentionInDays")) for group in log_groups.values()]
-    if _of_type(resources, "AWS::Lambda::Url"):
+    if urls:
         front_door = "function URL"
     elif _of_type(resources, "AWS::ApiGatewayV2::Api") or _of_type(resources, "AWS::Serverless::HttpApi"):
         front_door = "HTTP API"
@@ -185,6 +190,7 @@ def read_deployment(template: dict[str, Any]) -> Deployment:
     system_level = _default(parameters, logging_config.get("SystemLogLevel", "INFO"))
     return Deployment(
         front_door=front_door,
+        track_function="api_handler" if track_function == "APIHandler" else track_function.lower(),
         stream_mode=str(mode),
         shard_count=int(_default(parameters, shards) or 1),
         retention_hours=int(_default(parameters, stream.get("RetentionPeriodHours", 24))),
@@ -440,13 +446,14 @@ def monthly_lines(deployment: Deployment, measured: Measured, events: float, pea
                       f"{millions:,.0f}M requests x ${door_price * 1e6:.2f}/M"))
 
     track_gb_s = _billed_seconds(measured.track_seconds) * deployment.track_memory_mb / 1024
-    lines.append(Line("Lambda api_handler (/track)", events * (p["lambda_request"] + track_gb_s * gb_second), False,
+    lines.append(Line(f"Lambda {deployment.track_function} (/track)",
+                      events * (p["lambda_request"] + track_gb_s * gb_second), False,
                       f"{millions:,.0f}M x ($0.20/M + {_billed_seconds(measured.track_seconds) * 1000:.0f} ms x "
                       f"{deployment.track_memory_mb} MB)"))
 
     shards = shards_needed(deployment, measured, events, peak_factor)
     if deployment.stream_mode == "PROVISIONED":
-        lines.append(Line(f"Kinesis: {shards} shard(s)", shards * HOURS_PER_MONTH * p["kinesis_shard_hour"], True,
+        lines.append(Line("Kinesis provisioned shards", shards * HOURS_PER_MONTH * p["kinesis_shard_hour"], True,
                           f"{shards} x {HOURS_PER_MONTH} h x ${p['kinesis_shard_hour']}"))
         units = math.ceil(measured.record_bytes / 25_000)
         lines.append(Line("Kinesis PUT payload units", events * units * p["kinesis_put_unit"], False,
@@ -506,24 +513,30 @@ def monthly_lines(deployment: Deployment, measured: Measured, events: float, pea
     return lines
 
 
+LEAN = {"front_door": "function URL", "stream_mode": "PROVISIONED", "retention_hours": 24, "platform_lines": False,
+        "log_retention_days": 14, "batching_window_seconds": 60.0}
+
+
 def what_ifs(deployment: Deployment) -> list[tuple[str, Deployment]]:
-    """The cost levers, each alone and all together, starting from what is deployed."""
-    levers = [
-        ("Lambda function URL front door", {"front_door": "function URL"}),
-        ("HTTP API front door", {"front_door": "HTTP API"}),
-        ("PROVISIONED stream, shards by peak rate", {"stream_mode": "PROVISIONED"}),
-        ("stream retention 24 h", {"retention_hours": 24}),
-        ("no platform log lines (SystemLogLevel WARN)", {"platform_lines": False}),
-        ("log retention 14 days", {"log_retention_days": 14}),
+    """Each cost lever flipped from what is deployed, then every lean choice together (and with 48 h)."""
+    flips = [
+        ("front door: REST API", {"front_door": "REST API"}) if deployment.front_door == "function URL"
+        else ("front door: Lambda function URL", {"front_door": "function URL"}),
+        ("front door: HTTP API", {"front_door": "HTTP API"}),
+        ("stream: ON_DEMAND", {"stream_mode": "ON_DEMAND"}) if deployment.stream_mode == "PROVISIONED"
+        else ("stream: PROVISIONED, shards by peak rate", {"stream_mode": "PROVISIONED"}),
+        ("stream retention 168 h", {"retention_hours": 168}) if deployment.retention_hours <= 24
+        else ("stream retention 24 h", {"retention_hours": 24}),
+        ("platform log lines on", {"platform_lines": True}) if not deployment.platform_lines
+        else ("platform log lines off (SystemLogLevel WARN)", {"platform_lines": False}),
+        ("logs kept forever", {"log_retention_days": None}) if deployment.log_retention_days
+        else ("log retention 14 days", {"log_retention_days": 14}),
+        ("writer batching window 5 s", {"batching_window_seconds": 5.0}),
         ("writer batching window 60 s", {"batching_window_seconds": 60.0}),
     ]
-    lean: dict[str, Any] = {}
-    for _, change in levers:
-        if "HTTP API" not in str(change):
-            lean.update(change)
-    chosen = [(label, replace(deployment, **change)) for label, change in levers]
-    chosen.append(("all but HTTP API, together", replace(deployment, **lean)))
-    chosen.append(("all together, but stream retention 48 h", replace(deployment, **{**lean, "retention_hours": 48})))
+    chosen = [(label, replace(deployment, **change)) for label, change in flips]
+    chosen.append(("all the lean choices together", replace(deployment, **LEAN)))
+    chosen.append(("the same, stream kept 48 h", replace(deployment, **{**LEAN, "retention_hours": 48})))
     return chosen
 
 
@@ -585,6 +598,8 @@ def print_month_table(deployment: Deployment, measured: Measured, peak_factor: f
     print(f"{'  of which fixed':52}" + "".join(
         f"{_money(sum(l.usd for l in by_volume[v] if l.fixed)):>12}" for v in VOLUMES))
     print(f"{'per million events':52}" + "".join(f"{_money(total(by_volume[v]) / (v / 1e6)):>12}" for v in VOLUMES))
+    print(f"{'  (shards, provisioned)':52}" + "".join(
+        f"{shards_needed(deployment, measured, v, peak_factor):>12}" for v in VOLUMES))
     return by_volume
 
 
@@ -598,11 +613,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peak-factor", type=float, default=4.0,
                         help="peak rate / average rate, for the shards a provisioned stream needs (default 4)")
     parser.add_argument("--dashboard-loads", type=int, default=300, help="dashboard loads a month (default 300)")
+    parser.add_argument("--template", type=Path, help="price this packaged template (sam.json) instead of packaging "
+                                                      "the checkout")
     arguments = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="dalet-cost-package-") as folder:
-        print("reading the deployed settings: chalice package --stage prod --merge-template ...", flush=True)
-        template = json.loads((build_package(Path(folder)) / "sam.json").read_text())
+    if arguments.template:
+        print(f"reading the deployed settings from {arguments.template}", flush=True)
+        template = json.loads(arguments.template.read_text())
+    else:
+        with tempfile.TemporaryDirectory(prefix="dalet-cost-package-") as folder:
+            print("reading the deployed settings: chalice package --stage prod --merge-template ...", flush=True)
+            template = json.loads((build_package(Path(folder)) / "sam.json").read_text())
     deployment = read_deployment(template)
     measured = measure(arguments.quick, deployment.application_log_level)
 
@@ -621,7 +642,7 @@ def main(argv: list[str] | None = None) -> int:
             for v in VOLUMES}
     print(f"{'same behind the REST API front door':52}" + "".join(f"{_money(total(rest[v])):>12}" for v in VOLUMES))
     print(f"{'  per million':52}" + "".join(f"{_money(total(rest[v]) / (v / 1e6)):>12}" for v in VOLUMES))
-    print("\neach setting changed alone from the deployed one, then all together (total per month; per million):")
+    print("\neach setting flipped alone from the deployed one, then the lean ones together (per month; per million):")
     for label, changed in what_ifs(deployment):
         lines = {v: monthly_lines(changed, measured, v, arguments.peak_factor) for v in VOLUMES}
         print(f"    {label:48}" + "".join(f"{_money(total(lines[v])):>12}" for v in VOLUMES)
