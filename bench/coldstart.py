@@ -37,8 +37,8 @@ from typing import Any
 from _common import emit
 from tqdm import tqdm
 
-from tests.cold_start import (ColdRun, bare_interpreter_seconds, google_token_endpoint, kinesis_batch,
-                              lambda_environment, moto_kinesis, run_cold, service_account_key_file, track_event)
+from tests.cold_start import (ColdRun, bare_interpreter_seconds, first_track_request, google_token_endpoint,
+                              kinesis_batch, lambda_environment, moto_kinesis, run_cold, service_account_key_file)
 from dalet_ops.package import compile_into_zip
 from tests.lambda_package import build_package, unzip
 
@@ -71,7 +71,7 @@ def print_package(zip_path: Path) -> tuple[int, int]:
     return zipped, unzipped
 
 
-def measure(packages: dict[str, Path], runs: int, track_file: Path, writer_files: list[Path],
+def measure(packages: dict[str, Path], runs: int, track_mode: str, track_file: Path, writer_files: list[Path],
             track_env: dict[str, str], writer_env: dict[str, str], progress: Any) -> dict[str, dict[str, list[Any]]]:
     """Per package: fresh-process runs of the track and writer cases; and the bare interpreter."""
     found: dict[str, dict[str, list[Any]]] = {name: {"track": [], "writer": []} for name in packages}
@@ -80,7 +80,7 @@ def measure(packages: dict[str, Path], runs: int, track_file: Path, writer_files
     for _ in range(runs):
         found["bare"]["bare"].append(bare_interpreter_seconds())
         for name, package_dir in packages.items():
-            found[name]["track"].append(_checked(run_cold(package_dir, "track", track_file, track_env), "track"))
+            found[name]["track"].append(_checked(run_cold(package_dir, track_mode, track_file, track_env), "track"))
             found[name]["writer"].append(_checked(run_cold(package_dir, "writer", next(batches), writer_env),
                                                   "writer"))
         progress.update(1)
@@ -134,8 +134,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{compiled.zipped_before / 1e6:.1f} -> {compiled.zipped_after / 1e6:.1f} MB zipped")
         packages = {SOURCE_ONLY: unzip(out / "deployment.zip", work / "source-only"),
                     WITH_BYTECODE: unzip(Path(compiled_zip), work / "with-bytecode")}
+        track_mode, first_track = first_track_request(packages[SOURCE_ONLY])
+        print(f"first /track through {'the function URL front door' if track_mode == 'front-door' else 'the REST API'}")
         track_file = work / "track.json"
-        track_file.write_text(json.dumps(track_event()))
+        track_file.write_text(json.dumps(first_track))
         writer_files = []
         for run in range(len(packages) * runs):
             writer_files.append(work / f"batch-{run}.json")
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             writer_env = lambda_environment(GOOGLE_APPLICATION_CREDENTIALS=str(key_file),
                                             BIGQUERY_EMULATOR_HOST=bigquery.url, DALET_BQ_PROJECT=bigquery.project)
             with tqdm(total=runs, desc="coldstart.py", unit="round", file=sys.stderr) as progress:
-                found = measure(packages, runs, track_file, writer_files, track_env, writer_env, progress)
+                found = measure(packages, runs, track_mode, track_file, writer_files, track_env, writer_env, progress)
             landed = len(bigquery.rows("dalet.events"))
 
     bare = statistics.median(wall for wall, _ in found["bare"]["bare"])

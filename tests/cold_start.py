@@ -7,6 +7,8 @@ folder first on sys.path. It imports app.py and calls the handler once, as Lambd
 
 - "track": `app.app(event, context)` with an API Gateway GET /track event; Kinesis is a
   moto server on loopback (real botocore calls through AWS_ENDPOINT_URL_KINESIS);
+- "front-door": the same GET /track as a Lambda function URL event (payload format 2.0),
+  through `app.track_front_door`, when the app has that front door;
 - "writer": `app.write_events(event, context)` with a Kinesis batch; BigQuery is the
   stand-in (tests/bigquery_standin.py) reached by the real client through
   BIGQUERY_EMULATOR_HOST, with Application Default Credentials from a service-account key
@@ -53,7 +55,12 @@ class Context:
 
 import app
 imported = time.perf_counter()
-answer = app.app(event, Context()) if mode == "track" else app.write_events(event, Context())
+if mode == "track":
+    answer = app.app(event, Context())
+elif mode == "front-door":
+    answer = app.track_front_door(event, Context())
+else:
+    answer = app.write_events(event, Context())
 answered = time.perf_counter()
 print(json.dumps({"answer": answer, "import_seconds": imported - started, "call_seconds": answered - imported,
                   "cpu_seconds": time.process_time(), "modules": sorted(sys.modules)}), flush=True)
@@ -113,14 +120,31 @@ def lambda_environment(**extra: str) -> dict[str, str]:
             "AWS_LAMBDA_FUNCTION_NAME": "dalet-prod-cold-start", **extra}
 
 
+TRACK_QUERY = {"namespace": "alephbet", "experiment": "my a/b test", "variant": "red", "event": "participate",
+               "uuid": "6f1c9b1e-8a53-4bb0-9a35-0f2f0a4f8b11"}
+TRACK_HEADERS = {"Accept": "*/*", "Origin": "https://shop.example", "User-Agent": "Mozilla/5.0 (cold start)"}
+
+
 def track_event() -> dict[str, Any]:
+    """GET /track as API Gateway's REST API hands it to the api_handler function."""
     from tests.lambda_events import api_gateway_event
 
-    headers = {"Host": "abc123.execute-api.us-east-1.amazonaws.com", "Accept": "*/*",
-               "Origin": "https://shop.example", "User-Agent": "Mozilla/5.0 (cold start)"}
-    query = {"namespace": "alephbet", "experiment": "my a/b test", "variant": "red", "event": "participate",
-             "uuid": "6f1c9b1e-8a53-4bb0-9a35-0f2f0a4f8b11"}
-    return api_gateway_event("GET", "/api/track", "/track", "api", headers, query)
+    headers = {"Host": "abc123.execute-api.us-east-1.amazonaws.com", **TRACK_HEADERS}
+    return api_gateway_event("GET", "/api/track", "/track", "api", headers, TRACK_QUERY)
+
+
+def first_track_request(package_dir: Path) -> tuple[str, dict[str, Any]]:
+    """The probe mode and event of the events' own front door: the function URL's when the app
+    has one (`track_front_door`), else the REST API's."""
+    from urllib.parse import urlencode
+
+    from tests import lambda_events
+
+    front_door = "def track_front_door" in (package_dir / "app.py").read_text()
+    if front_door and hasattr(lambda_events, "function_url_event"):
+        headers = {"Host": "abcdefghij.lambda-url.us-east-1.on.aws", **TRACK_HEADERS}
+        return "front-door", lambda_events.function_url_event("GET", "/track", headers, urlencode(TRACK_QUERY))
+    return "track", track_event()
 
 
 def kinesis_batch(count: int, prefix: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from chalicelib import runtime
 from chalicelib.ingest.events import Event, decode_record, encode_record, stamp
 from dalet_ops.stage import PROJECT_DIR, load_stage
 from tests.bigquery_standin import bigquery_standin  # noqa: F401
-from tests.cold_start import NOT_ON_THE_TRACK_PATH, lambda_environment, moto_kinesis, run_cold, track_event
+from tests.cold_start import NOT_ON_THE_TRACK_PATH, first_track_request, lambda_environment, moto_kinesis, run_cold
 from tests.lambda_package import PROJECT_EXTRAS, build_package, unzip
 
 STREAM_REF = {"Fn::Sub": "${EventStream.Arn}"}
@@ -266,11 +266,12 @@ def test_the_lambda_code_imports_from_the_package_alone_without_local_only_modul
 
 def test_the_first_track_of_a_cold_function_loads_no_s3_report_bigquery_or_local_storage_code(package, tmp_path):
     task = unzip(package.zip_path, tmp_path / "task")
+    mode, first_track = first_track_request(task)       # through the function URL front door, if there is one
     event_file = tmp_path / "track.json"
-    event_file.write_text(json.dumps(track_event()))
+    event_file.write_text(json.dumps(first_track))
 
     with moto_kinesis() as kinesis_url:
-        cold = run_cold(task, "track", event_file, lambda_environment(AWS_ENDPOINT_URL_KINESIS=kinesis_url))
+        cold = run_cold(task, mode, event_file, lambda_environment(AWS_ENDPOINT_URL_KINESIS=kinesis_url))
 
     assert cold.answer["statusCode"] == 200
     assert cold.loaded(NOT_ON_THE_TRACK_PATH) == []
