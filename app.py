@@ -2,7 +2,7 @@
 from chalice import Chalice
 
 from chalicelib import config, front_door, runtime
-from chalicelib.reports import api as report_api, dashboard, views as reports
+from chalicelib.reports import api as report_api, dashboard
 from chalicelib.ingest import segment, snippet, track
 from chalicelib.storage import writer
 from chalicelib.ingest.events import InvalidEvent
@@ -88,24 +88,31 @@ def _query():
     return app.current_request.query_params
 
 
+def _reports():
+    """The report views, imported on the first report request: a cold /track never loads them."""
+    from chalicelib.reports import views
+
+    return views
+
+
 @app.route("/experiments", methods=["GET"], cors=CORS)
 @report_route(app)
 def experiments_all():
-    return reports.all_experiments(runtime.warehouse(), report_api.namespace(_query()),
+    return _reports().all_experiments(runtime.warehouse(), report_api.namespace(_query()),
                                    report_api.single(_query(), "scope"), report_api.window(_query()))
 
 
 @app.route("/experiments/{experiment}", methods=["GET"], cors=CORS)
 @report_route(app)
 def experiment_goals(experiment):
-    return reports.experiment_goals(runtime.warehouse(), report_api.namespace(_query()),
+    return _reports().experiment_goals(runtime.warehouse(), report_api.namespace(_query()),
                                     report_api.experiment_from_path(experiment), report_api.window(_query()))
 
 
 @app.route("/experiments/{experiment}/results", methods=["GET"], cors=CORS)
 @report_route(app)
 def experiment_results(experiment):
-    return reports.experiment_results(
+    return _reports().experiment_results(
         runtime.warehouse(), report_api.namespace(_query()), report_api.experiment_from_path(experiment),
         control=report_api.single(_query(), "control"), confidence=report_api.confidence(_query()),
         weights=report_api.weights(_query()), window=report_api.window(_query()),
@@ -115,14 +122,14 @@ def experiment_results(experiment):
 @app.route("/experiments/{experiment}/daily", methods=["GET"], cors=CORS)
 @report_route(app)
 def experiment_daily(experiment):
-    return reports.experiment_daily(runtime.warehouse(), report_api.namespace(_query()),
+    return _reports().experiment_daily(runtime.warehouse(), report_api.namespace(_query()),
                                     report_api.experiment_from_path(experiment), report_api.window(_query()))
 
 
 @app.route("/experiments/{experiment}", methods=["DELETE"], cors=CORS)
 @report_route(app)
 def experiment_delete(experiment):
-    return reports.delete_experiment(runtime.warehouse(), report_api.namespace(_query()),
+    return _reports().delete_experiment(runtime.warehouse(), report_api.namespace(_query()),
                                      report_api.experiment_from_path(experiment))
 
 
@@ -130,7 +137,7 @@ def experiment_delete(experiment):
 @report_route(app)
 def gimel_delete():
     """Gimel's deployed delete: DELETE /delete?namespace=&experiment=."""
-    return reports.delete_experiment(runtime.warehouse(), report_api.namespace(_query()),
+    return _reports().delete_experiment(runtime.warehouse(), report_api.namespace(_query()),
                                      report_api.required(_query(), "experiment"))
 
 

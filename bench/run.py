@@ -37,6 +37,8 @@ PLAN: dict[str, tuple[list[str], list[str]]] = {
     "accuracy.py": ([], []),
     "e2e_load.py": (["--quick"], ["--seconds", "30"]),
     "decisions.py": (["--quick"], ["--full"]),
+    "coldstart.py": (["--quick"], []),
+    "cost.py": (["--quick"], []),
 }
 
 

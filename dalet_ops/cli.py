@@ -119,6 +119,64 @@ def purge(_: argparse.Namespace) -> int:
     return 0
 
 
+def status(arguments: argparse.Namespace) -> int:
+    """The pipeline's state: a deployed stage's with --stage, else the embedded default's."""
+    from datetime import datetime, timezone
+
+    from dalet_ops import status as pipeline
+
+    now = datetime.now(timezone.utc)
+    try:
+        if arguments.stage is None:
+            settings = config.load_settings()
+            if not settings.is_local:
+                print(f"dalet: DALET_BACKEND={settings.backend}: name the deployed stage with --stage", file=sys.stderr)
+                return 2
+            return pipeline.print_readings(f"Dalet local pipeline ({settings.data_dir}):",
+                                           pipeline.local_status(settings, now))
+        stage, session, bigquery = _deployed_stage(arguments)
+    except config.ConfigError as error:
+        print(f"dalet: {error}", file=sys.stderr)
+        return 2
+
+    def warehouse() -> Any:
+        from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
+
+        return BigQueryWarehouse.from_settings(bigquery)
+
+    return pipeline.print_readings(f"Dalet stage {stage.name} (stream {stage.settings.stream_name}, "
+                                   f"region {session.region_name}):",
+                                   pipeline.cloud_status(stage, session, warehouse, now))
+
+
+def _deployed_stage(arguments: argparse.Namespace) -> tuple[Any, Any, config.Settings]:
+    """The stage, an AWS session (--region, --profile) and the settings BigQuery is reached with (--adc)."""
+    from dalet_ops.deploy_commands import _bigquery_settings, _session
+    from dalet_ops.stage import load_stage
+
+    stage = load_stage(arguments.stage, arguments.project_dir)
+    return stage, _session(arguments), _bigquery_settings(stage, arguments)
+
+
+def package(arguments: argparse.Namespace) -> int:
+    """`chalice package` with bytecode compiled into deployment.zip (cold starts without compiling)."""
+    from dalet_ops import package as packaging
+    from dalet_ops.stage import load_stage
+
+    out = arguments.out.absolute()
+    try:
+        stage = load_stage(arguments.stage, arguments.project_dir)
+        merge_template = arguments.merge_template or stage.merge_template_file
+        compiled = packaging.package(stage, out, merge_template if merge_template.exists() else None)
+    except (packaging.PackageError, config.ConfigError) as error:
+        print(f"dalet: {error}", file=sys.stderr)
+        return 1
+    print(f"{out / packaging.DEPLOYMENT_ZIP}: bytecode for {compiled.added} of {compiled.sources} modules "
+          f"({packaging.runtime_tag()}), {compiled.zipped_before / 1e6:.1f} -> {compiled.zipped_after / 1e6:.1f} MB "
+          f"zipped; template: {out / 'sam.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dalet_ops.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +188,23 @@ def build_parser() -> argparse.ArgumentParser:
     local.set_defaults(run=serve)
     deploy_commands.add_commands(commands)
     commands.add_parser("purge", help="remove the rows of deleted experiments from the warehouse").set_defaults(run=purge)
+    state = commands.add_parser("status", help="the pipeline's state: stream lag, parked batches, dead letters "
+                                                "in the last day, newest event (the embedded default, or --stage)")
+    state.add_argument("--stage", help="a deployed stage of .chalice/config.json, e.g. prod (default: the local "
+                                       "embedded pipeline)")
+    state.add_argument("--project-dir", type=Path, default=Path(__file__).resolve().parent.parent)
+    state.add_argument("--region", help="AWS region (default: your AWS configuration)")
+    state.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or the default profile)")
+    state.add_argument("--adc", action="store_true", help=deploy_commands.ADC_HELP)
+    state.set_defaults(run=status)
+    packaged = commands.add_parser("package", help="chalice package, with bytecode compiled into deployment.zip "
+                                                   "(faster cold starts)")
+    packaged.add_argument("--stage", required=True)
+    packaged.add_argument("--merge-template", type=Path,
+                          help="default: .chalice/merge-template-STAGE.json when it exists")
+    packaged.add_argument("--project-dir", type=Path, default=Path(__file__).resolve().parent.parent)
+    packaged.add_argument("out", type=Path, help="folder for deployment.zip and sam.json")
+    packaged.set_defaults(run=package)
     return parser
 
 

@@ -37,6 +37,7 @@ import math
 import re
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from http import HTTPStatus
@@ -586,9 +587,10 @@ def _shared_server() -> HTTPServer:
     return _server
 
 
-@pytest.fixture
-def bigquery_standin() -> Iterator[BigQueryStandIn]:
-    """A fresh, empty BigQuery (no datasets, no scripts) and a client pointed at it."""
+@contextmanager
+def serving_standin() -> Iterator[BigQueryStandIn]:
+    """A fresh, empty BigQuery (no datasets, no scripts) and a client pointed at it; also for
+    other processes, at `standin.url` (BIGQUERY_EMULATOR_HOST)."""
     server = _shared_server()
     server.clear_log()
     server.clear_handler_errors()
@@ -600,3 +602,10 @@ def bigquery_standin() -> Iterator[BigQueryStandIn]:
     finally:
         _current.remove(standin)
         server.clear_log()
+
+
+@pytest.fixture
+def bigquery_standin() -> Iterator[BigQueryStandIn]:
+    """A fresh, empty BigQuery (no datasets, no scripts) and a client pointed at it."""
+    with serving_standin() as standin:
+        yield standin

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -27,9 +26,9 @@ from chalicelib.ingest.events import Event, decode_record, encode_record, stamp
 from chalicelib.storage.writer import copy_id
 from dalet_ops.stage import PROJECT_DIR, load_stage
 from tests.bigquery_standin import bigquery_standin  # noqa: F401
+from tests.cold_start import NOT_ON_THE_TRACK_PATH, first_track_request, lambda_environment, moto_kinesis, run_cold
+from tests.lambda_package import PROJECT_EXTRAS, build_package, unzip
 
-CHALICE = Path(sys.executable).parent / "chalice"
-MERGE_TEMPLATE = ".chalice/merge-template-prod.json"
 STREAM_REF = {"Fn::Sub": "${EventStream.Arn}"}
 QUEUE_REF = {"Fn::Sub": "${FailedBatchQueue.Arn}"}
 SECRET_REF = {"Fn::Sub": "${ReportApiKeySecret}"}
@@ -45,14 +44,6 @@ class Package:
     template: dict[str, Any]          # as chalice package wrote it (SAM)
     cloudformation: dict[str, Any]    # after the SAM transform
     zip_path: Path
-
-
-def _copy_project(target: Path) -> None:
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "deployments", "deployed")
-    shutil.copy(PROJECT_DIR / "app.py", target / "app.py")
-    shutil.copy(PROJECT_DIR / "requirements.txt", target / "requirements.txt")
-    shutil.copytree(PROJECT_DIR / "chalicelib", target / "chalicelib", ignore=ignore)
-    shutil.copytree(PROJECT_DIR / ".chalice", target / ".chalice", ignore=ignore)
 
 
 def _sam_to_cloudformation(template: dict[str, Any]) -> dict[str, Any]:
@@ -72,17 +63,10 @@ def _sam_to_cloudformation(template: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def package(tmp_path_factory) -> Package:
-    project = tmp_path_factory.mktemp("chalice-package")
-    _copy_project(project)
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("DALET_")}
-    environment["AWS_DEFAULT_REGION"] = "us-east-1"
-    finished = subprocess.run(
-        [str(CHALICE), "package", "--stage", "prod", "--merge-template", MERGE_TEMPLATE, "out"],
-        cwd=project, env=environment, capture_output=True, text=True, timeout=900,
-    )
-    assert finished.returncode == 0, finished.stdout + finished.stderr
-    template = json.loads((project / "out" / "sam.json").read_text())
-    return Package(template, _sam_to_cloudformation(template), project / "out" / "deployment.zip")
+    """`chalice package` run on a copy of the whole checkout: tooling, tests and benchmarks included."""
+    out = build_package(tmp_path_factory.mktemp("chalice-package"))
+    template = json.loads((out / "sam.json").read_text())
+    return Package(template, _sam_to_cloudformation(template), out / "deployment.zip")
 
 
 def resources_of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -341,6 +325,18 @@ def test_the_deployment_package_leaves_out_local_and_test_libraries_and_fits_lam
     assert zipped < MAX_ZIPPED_BYTES and unzipped < MAX_UNZIPPED_BYTES
 
 
+def test_the_deployment_package_holds_only_runtime_code_not_the_deploy_tooling_tests_or_benchmarks(package):
+    with zipfile.ZipFile(package.zip_path) as archive:
+        names = archive.namelist()
+    top_level = {name.split("/")[0] for name in names}
+    tooling_modules = {path.stem for path in (PROJECT_DIR / "dalet_ops").glob("*.py")} - {"__init__"}
+    shipped_modules = {Path(name).stem.split(".")[0] for name in names if name.startswith("chalicelib/")}
+
+    assert top_level & set(PROJECT_EXTRAS) == set()            # the package copied had them all
+    assert shipped_modules & tooling_modules == set()
+    assert not [name for name in names if name.startswith(("chalice/cli/", "chalice/deploy/"))]
+
+
 def test_the_lambda_code_imports_from_the_package_alone_without_local_only_modules(package, tmp_path):
     with zipfile.ZipFile(package.zip_path) as archive:
         archive.extractall(tmp_path)
@@ -362,6 +358,44 @@ def test_the_lambda_code_imports_from_the_package_alone_without_local_only_modul
 
     assert finished.returncode == 0, finished.stderr
     assert json.loads(finished.stdout) == []
+
+
+def test_the_first_track_of_a_cold_function_loads_no_s3_report_bigquery_or_local_storage_code(package, tmp_path):
+    task = unzip(package.zip_path, tmp_path / "task")
+    mode, first_track = first_track_request(task)       # through the function URL front door, if there is one
+    event_file = tmp_path / "track.json"
+    event_file.write_text(json.dumps(first_track))
+
+    with moto_kinesis() as kinesis_url:
+        cold = run_cold(task, mode, event_file, lambda_environment(AWS_ENDPOINT_URL_KINESIS=kinesis_url))
+
+    assert cold.answer["statusCode"] == 200
+    assert cold.loaded(NOT_ON_THE_TRACK_PATH) == []
+
+
+def test_dalet_package_ships_bytecode_that_lambda_uses_whatever_the_files_dates(package, tmp_path):
+    project = package.zip_path.parent.parent
+    finished = subprocess.run([sys.executable, "-m", "dalet_ops.cli", "package", "--stage", "prod", "compiled"],
+                              cwd=project, env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"},
+                              capture_output=True, text=True, timeout=900)
+    assert finished.returncode == 0, finished.stderr
+    zip_path = project / "compiled" / "deployment.zip"
+    with zipfile.ZipFile(zip_path) as archive:
+        names = set(archive.namelist())
+        flags = {name: int.from_bytes(archive.read(name)[4:8], "little") for name in names if name.endswith(".pyc")}
+    tag = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
+    expected = {str(Path(name).parent / "__pycache__" / f"{Path(name).stem}.{tag}.pyc").removeprefix("./")
+                for name in names if name.endswith(".py")}
+
+    assert expected <= set(flags)
+    assert set(flags.values()) == {0b01}      # PEP 552: hash-based, source not checked
+    # Lambda unzips with other dates and never looks at the source again: a broken source still imports.
+    task = unzip(zip_path, tmp_path / "task")
+    (task / "chalicelib" / "config.py").write_text("raise SystemExit('compiled from source')\n")
+    probe = "import sys; sys.path.insert(0, '.'); import app; print(app.app.app_name)"
+    imported = subprocess.run([sys.executable, "-I", "-S", "-B", "-c", probe], cwd=task,
+                              env=lambda_environment(), capture_output=True, text=True, timeout=120)
+    assert (imported.returncode, imported.stdout.strip()) == (0, "dalet"), imported.stderr
 
 
 # ---- the writer's answer to Lambda -------------------------------------------------

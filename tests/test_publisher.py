@@ -271,9 +271,12 @@ def test_the_route_hands_events_to_kinesis_and_answers_200(aws_backend, kinesis)
 
 
 def test_the_kinesis_client_is_created_once_per_container(aws_backend, kinesis, monkeypatch):
+    import botocore.session
+
     created = []
-    real_client = boto3.client
-    monkeypatch.setattr(boto3, "client", lambda *a, **k: created.append(a) or real_client(*a, **k))
+    real_create_client = botocore.session.Session.create_client
+    monkeypatch.setattr(botocore.session.Session, "create_client",
+                        lambda self, *a, **k: created.append(a) or real_create_client(self, *a, **k))
     for n in range(3):
         assert aws_backend.http.get(f"/track?experiment=e&variant=A&event=participate&uuid=u{n}").status_code == 200
     assert created == [("kinesis",)]

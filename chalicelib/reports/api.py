@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import math
 from datetime import date
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 from urllib.parse import unquote
 
 from chalice import Chalice, Response
@@ -18,11 +18,11 @@ from chalice import Chalice, Response
 from chalicelib import auth, config, runtime
 from chalicelib.ingest.events import DEFAULT_NAMESPACE
 from chalicelib.reports.queries import Window
-from chalicelib.reports.stats import CORRECTIONS, Correction
-from chalicelib.reports.views import (DEFAULT_CONFIDENCE, DEFAULT_CORRECTION, BadParameter, UnknownExperiment,
-                                      with_freshness)
 from chalicelib.responses import WAREHOUSE_UNAVAILABLE, error_response, json_response, unavailable_response
 from chalicelib.storage.writer import TransientWarehouseError
+
+if TYPE_CHECKING:
+    from chalicelib.reports.stats import Correction
 
 View = Callable[..., Any]
 
@@ -50,6 +50,8 @@ def report_route(app: Chalice) -> Callable[[View], Callable[..., Response]]:
     def decorate(view: View) -> Callable[..., Response]:
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Response:
+            from chalicelib.reports.views import BadParameter, UnknownExperiment, with_freshness
+
             try:
                 refuse_conflicting_api_keys(app.current_request.to_original_event())
                 auth.check_api_key(app.current_request.headers, runtime.settings())
@@ -71,13 +73,20 @@ def report_route(app: Chalice) -> Callable[[View], Callable[..., Response]]:
     return decorate
 
 
+def bad_parameter(name: str, message: str) -> Exception:
+    # The views (and their statistics) load on the first report request, never on /track's cold start.
+    from chalicelib.reports.views import BadParameter
+
+    return BadParameter(name, message)
+
+
 def single(params: Mapping[str, str] | None, name: str) -> str | None:
     """A query parameter given at most once; blank counts as absent."""
     if not params or name not in params:
         return None
     values = params.getlist(name) if hasattr(params, "getlist") else [params[name]]
     if len(values) > 1:
-        raise BadParameter(name, "must be given once, not repeated")
+        raise bad_parameter(name, "must be given once, not repeated")
     return values[0] if values[0].strip() else None
 
 
@@ -93,7 +102,7 @@ def experiment_from_path(raw: str) -> str:
 def required(params: Mapping[str, str] | None, name: str) -> str:
     value = single(params, name)
     if value is None:
-        raise BadParameter(name, "is required")
+        raise bad_parameter(name, "is required")
     return value
 
 
@@ -101,7 +110,7 @@ def window(params: Mapping[str, str] | None) -> Window:
     """`from` and `to`: ISO dates (YYYY-MM-DD, UTC), both days included."""
     first, last = _day(params, "from"), _day(params, "to")
     if first is not None and last is not None and first > last:
-        raise BadParameter("to", f"must not be before from ({first.isoformat()})")
+        raise bad_parameter("to", f"must not be before from ({first.isoformat()})")
     return Window(first, last)
 
 
@@ -112,9 +121,9 @@ def _day(params: Mapping[str, str] | None, name: str) -> date | None:
     try:
         day = date.fromisoformat(text.strip())
     except ValueError:
-        raise BadParameter(name, f"must be an ISO date like 2024-05-31 (got {text!r})") from None
+        raise bad_parameter(name, f"must be an ISO date like 2024-05-31 (got {text!r})") from None
     if not date.min < day < date.max:  # the window reaches a day either side
-        raise BadParameter(name, f"must be a date between 0001-01-02 and 9999-12-30 (got {text!r})")
+        raise bad_parameter(name, f"must be a date between 0001-01-02 and 9999-12-30 (got {text!r})")
     return day
 
 
@@ -126,26 +135,31 @@ MAX_CONFIDENCE = 0.999999
 def confidence(params: Mapping[str, str] | None) -> float:
     text = single(params, "confidence")
     if text is None:
+        from chalicelib.reports.views import DEFAULT_CONFIDENCE
+
         return DEFAULT_CONFIDENCE
     try:
         level = float(text)
     except ValueError:
         level = math.nan
     if not (math.isfinite(level) and MIN_CONFIDENCE <= level <= MAX_CONFIDENCE):
-        raise BadParameter("confidence", f"must be a number from {MIN_CONFIDENCE} to {MAX_CONFIDENCE}, "
+        raise bad_parameter("confidence", f"must be a number from {MIN_CONFIDENCE} to {MAX_CONFIDENCE}, "
                                          f"like 0.95 (got {text!r})")
     return level
 
 
 def correction(params: Mapping[str, str] | None) -> Correction:
     """`correction=holm|bh|none`: how p-values are adjusted across the experiment's comparisons."""
+    from chalicelib.reports.stats import CORRECTIONS
+    from chalicelib.reports.views import DEFAULT_CORRECTION
+
     text = single(params, "correction")
     if text is None:
         return DEFAULT_CORRECTION
     for method in CORRECTIONS:
         if text.strip().lower() == method:
             return method
-    raise BadParameter("correction", f"must be one of {', '.join(CORRECTIONS)} (got {text!r})")
+    raise bad_parameter("correction", f"must be one of {', '.join(CORRECTIONS)} (got {text!r})")
 
 
 def weights(params: Mapping[str, str] | None) -> dict[str, float] | None:
@@ -161,9 +175,9 @@ def weights(params: Mapping[str, str] | None) -> dict[str, float] | None:
         except ValueError:
             weight = math.nan
         if not (math.isfinite(weight) and weight > 0):
-            raise BadParameter("weights", f"must be label:weight pairs with positive weights, like red:50,blue:50 "
+            raise bad_parameter("weights", f"must be label:weight pairs with positive weights, like red:50,blue:50 "
                                           f"(got {item!r})")
         if label in parsed:
-            raise BadParameter("weights", f"names {label!r} twice")
+            raise bad_parameter("weights", f"names {label!r} twice")
         parsed[label] = weight
     return parsed

@@ -24,7 +24,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Sequence
 
-from chalicelib.storage.schema import DELETIONS, EVENTS
+from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS
 
 BIGQUERY = "bigquery"
 DUCKDB = "duckdb"
@@ -35,6 +35,7 @@ class Tables:
     """Table names as they appear in the SQL text (from settings, never from users)."""
     events: str
     deletions: str
+    dead_letters: str = DEAD_LETTERS.name
 
 
 DUCKDB_TABLES = Tables(events=EVENTS.name, deletions=DELETIONS.name)
@@ -44,7 +45,7 @@ def bigquery_tables(project: str, dataset: str, events_table: str) -> Tables:
     def path(table: str) -> str:
         return f"`{project}.{dataset}.{table}`"
 
-    return Tables(events=path(events_table), deletions=path(DELETIONS.name))
+    return Tables(events=path(events_table), deletions=path(DELETIONS.name), dead_letters=path(DEAD_LETTERS.name))
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,26 @@ def purge_all_deleted(target: Target) -> Query:
     return _render(target, sql, {})
 
 
+def dead_letters_since(target: Target, since: datetime) -> Query:
+    """How many records were dead-lettered since a moment, and the newest one's time (`status`)."""
+    sql = (
+        "SELECT COUNT(*) AS dead_letters, MAX(dead_lettered_at) AS newest\n"
+        "FROM {dead_letters}\n"
+        "WHERE dead_lettered_at >= @since"
+    )
+    return _render(target, sql, {"since": since})
+
+
+def newest_event(target: Target, since: datetime) -> Query:
+    """The newest event's `received_at`, looking back only to `since` (partitions before it are not read)."""
+    sql = (
+        "SELECT MAX(received_at) AS newest\n"
+        "FROM {events}\n"
+        "WHERE received_at >= @since"
+    )
+    return _render(target, sql, {"since": since})
+
+
 # ---------------------------------------------------------------------------
 # Shared pieces
 # ---------------------------------------------------------------------------
@@ -306,7 +327,8 @@ def _scoped(columns: str, *, experiment: bool, scope: bool, window: Window, more
 
 
 def _render(target: Target, bigquery_sql: str, params: dict[str, Any]) -> Query:
-    sql = bigquery_sql.replace("{events}", target.tables.events).replace("{deletions}", target.tables.deletions)
+    sql = (bigquery_sql.replace("{events}", target.tables.events).replace("{deletions}", target.tables.deletions)
+           .replace("{dead_letters}", target.tables.dead_letters))
     if target.dialect == BIGQUERY:
         return Query(sql, params)
     if target.dialect == DUCKDB:
