@@ -2,8 +2,8 @@
 
 Each benchmark prints human-readable lines, then one JSON line per metric:
     {"metric": ..., "ours": ..., "baseline": ..., "ratio": ..., "goal": ..., "unit": ...}
-`goal` is a number (met when ratio <= goal), a string "ours == baseline" / "ours == 0",
-or null (informational). bench/run.py collects these lines into one table.
+`goal` is a number (met when ratio <= goal), a string "ours == baseline" / "ours == 0" /
+"ours <= LIMIT" (an absolute bound, in the metric's unit), or null (informational). bench/run.py collects these lines into one table.
 """
 from __future__ import annotations
 
@@ -46,6 +46,8 @@ def goal_met(record: dict[str, Any]) -> bool | None:
         return ours == baseline
     if goal == "ours == 0":
         return ours == 0
+    if goal.startswith("ours <= "):
+        return ours is not None and ours <= float(goal.removeprefix("ours <= "))
     raise ValueError(f"unknown goal {goal!r}")
 
 

@@ -44,9 +44,9 @@ SPREAD_SECONDS = 30 * 86_400
 
 # Row i belongs to participant i // 3 and is its participate, click or purchase event.
 GENERATE = f"""
-INSERT INTO events
+INSERT INTO events BY NAME
 SELECT md5(concat_ws('|', $namespace, experiment, variant, event, uuid)) AS event_id,
-       $namespace, experiment, variant, event, uuid,
+       $namespace AS namespace, experiment, variant, event, uuid,
        CASE WHEN event = 'purchase' THEN (participant % 97)::DOUBLE END AS value,
        $start + to_microseconds((i / $total * {SPREAD_SECONDS} * 1000000)::BIGINT) AS received_at
 FROM (

@@ -30,12 +30,16 @@ SCRIPT_TIMEOUT_SECONDS = 60 * 60
 # found under bench/ runs after them with --quick (or no flag under --full).
 PLAN: dict[str, tuple[list[str], list[str]]] = {
     "track.py": (["--quick"], []),
+    "segment.py": (["--quick"], []),
     "kinesis_calls.py": ([], []),
     "writer.py": (["--quick"], ["--rows", "1000000"]),
     "report.py": (["--events", "1000000"], ["--events", "10000000"]),
     "segment_results.py": ([], ["--full"]),
     "accuracy.py": ([], []),
     "e2e_load.py": (["--quick"], ["--seconds", "30"]),
+    "decisions.py": (["--quick"], ["--full"]),
+    "coldstart.py": (["--quick"], []),
+    "cost.py": (["--quick"], []),
 }
 
 

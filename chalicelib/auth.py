@@ -6,17 +6,25 @@ API Gateway's `api_key_required` is not enforced by `chalice local` or
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import secrets
 import threading
+import time
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 from chalicelib.config import Settings
 
 API_KEY_HEADER = "x-api-key"
 LOCAL_KEY_FILE = "api_key"
-_cache: dict[str, str] = {}
+# A rotated key takes effect in every warm container within this time, at the price of one
+# Secrets Manager read per container per TTL (about $0.05 per 10,000 reads).
+API_KEY_TTL_SECONDS = 300.0
+Clock = Callable[[], float]
+
+log = logging.getLogger(__name__)
+_cache: dict[str, tuple[str, float]] = {}     # cache key -> (API key, when it was read)
 _lock = threading.Lock()
 
 
@@ -41,15 +49,30 @@ def local_api_key(data_dir: Path) -> str:
     return key
 
 
-def expected_api_key(settings: Settings) -> str:
-    """DALET_API_KEY if set; else the secret (cloud) or the generated key (local), cached."""
+def expected_api_key(settings: Settings, clock: Clock = time.monotonic) -> str:
+    """DALET_API_KEY if set; else the secret (cloud) or the generated key (local), kept for a TTL.
+
+    If the key cannot be read again when its TTL has run out, the key read last keeps
+    serving (and the failure is logged): a brief Secrets Manager outage must not lock
+    every report out.
+    """
     if settings.api_key:
         return settings.api_key
+    cache_key = f"{settings.backend}:{settings.data_dir}:{settings.api_key_secret}"
     with _lock:
-        cache_key = f"{settings.backend}:{settings.data_dir}:{settings.api_key_secret}"
-        if cache_key not in _cache:
-            _cache[cache_key] = _load_api_key(settings)
-        return _cache[cache_key]
+        cached = _cache.get(cache_key)
+        now = clock()
+        if cached is not None and now - cached[1] < API_KEY_TTL_SECONDS:
+            return cached[0]
+        try:
+            key = _load_api_key(settings)
+        except Exception as error:
+            if cached is None:
+                raise
+            log.error("could not read the report API key again, still using the one read before: %s", error)
+            key = cached[0]
+        _cache[cache_key] = (key, now)
+        return key
 
 
 def _load_api_key(settings: Settings) -> str:
@@ -57,13 +80,13 @@ def _load_api_key(settings: Settings) -> str:
         return local_api_key(settings.data_dir)
     from chalicelib.secrets import read_api_key_secret
 
-    return read_api_key_secret(settings)
+    return read_api_key_secret(settings, cached=False)
 
 
-def check_api_key(headers: Mapping[str, str], settings: Settings) -> None:
+def check_api_key(headers: Mapping[str, str], settings: Settings, clock: Clock = time.monotonic) -> None:
     """Raise MissingApiKey (401) or WrongApiKey (403); compared in constant time."""
     given = headers.get(API_KEY_HEADER)
     if not given:
         raise MissingApiKey(f"the {API_KEY_HEADER} header is required")
-    if not hmac.compare_digest(given.encode("utf-8"), expected_api_key(settings).encode("utf-8")):
+    if not hmac.compare_digest(given.encode("utf-8"), expected_api_key(settings, clock).encode("utf-8")):
         raise WrongApiKey(f"the {API_KEY_HEADER} header does not match this deployment's API key")

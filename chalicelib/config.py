@@ -7,6 +7,7 @@ written there could no longer be overridden by the user.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -19,6 +20,14 @@ DEFAULT_STREAM_NAME = "dalet-events"
 DEFAULT_DATASET = "dalet"
 DEFAULT_TABLE = "events"
 DEFAULT_DATA_DIR = ".dalet"
+# Per-request lines are INFO and below; WARNING keeps the log (and its bill) to what needs a look.
+DEFAULT_LOG_LEVEL = "WARNING"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# How long Lambda gathers stream records before calling the writer (at most 300 s). At low
+# traffic the writer's cost is its invocations, ~ shards x month / window: 30 s is 6x fewer
+# than 5 s, and events reach the warehouse up to 30 s later.
+DEFAULT_WRITER_BATCHING_WINDOW_SECONDS = 30
+MAX_WRITER_BATCHING_WINDOW_SECONDS = 300
 
 
 class ConfigError(RuntimeError):
@@ -37,6 +46,10 @@ class Settings:
     api_key_secret: str | None
     google_credentials_secret: str | None
     google_credentials_config: str | None
+    write_keys: tuple[tuple[str, str], ...] | None = None   # (Segment write key, namespace) pairs: DALET_WRITE_KEYS
+    write_keys_secret: str | None = None
+    track_url: str | None = None      # the front door's /track URL, for /snippet (the template sets it)
+    log_level: str = DEFAULT_LOG_LEVEL
 
     @property
     def is_local(self) -> bool:
@@ -52,6 +65,32 @@ def stream_name(environ: Mapping[str, str] | None = None) -> str:
     """The Kinesis stream name; used at `chalice deploy` time and at run time alike."""
     env = os.environ if environ is None else environ
     return _get(env, "DALET_STREAM_NAME") or DEFAULT_STREAM_NAME
+
+
+def writer_batching_window_seconds(environ: Mapping[str, str] | None = None) -> int:
+    """DALET_WRITER_BATCHING_WINDOW_SECONDS, read when `chalice deploy`/`package` imports app.py."""
+    env = os.environ if environ is None else environ
+    value = _get(env, "DALET_WRITER_BATCHING_WINDOW_SECONDS")
+    if value is None:
+        return DEFAULT_WRITER_BATCHING_WINDOW_SECONDS
+    if not value.isdigit() or int(value) > MAX_WRITER_BATCHING_WINDOW_SECONDS:
+        raise ConfigError(f"DALET_WRITER_BATCHING_WINDOW_SECONDS must be a whole number of seconds from 0 to "
+                          f"{MAX_WRITER_BATCHING_WINDOW_SECONDS} (Lambda's limit), got {value!r}")
+    return int(value)
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    level = (_get(env, "DALET_LOG_LEVEL") or DEFAULT_LOG_LEVEL).upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"DALET_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {level!r}")
+    return level
+
+
+def _track_url(env: Mapping[str, str]) -> str | None:
+    url = _get(env, "DALET_TRACK_URL")
+    if url is not None and not url.startswith(("https://", "http://")):
+        raise ConfigError(f"DALET_TRACK_URL must be an http(s) URL (the front door's /track), got {url!r}")
+    return url
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -72,6 +111,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         api_key_secret=_get(env, "DALET_API_KEY_SECRET"),
         google_credentials_secret=_get(env, "DALET_GOOGLE_CREDENTIALS_SECRET"),
         google_credentials_config=_get(env, "DALET_GOOGLE_CREDENTIALS_CONFIG"),
+        write_keys=_write_keys_setting(env),
+        write_keys_secret=_get(env, "DALET_WRITE_KEYS_SECRET"),
+        track_url=_track_url(env),
+        log_level=_log_level(env),
     )
     if backend == BACKEND_AWS:
         _require_aws_settings(env)
@@ -82,6 +125,44 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "which sets DALET_BACKEND=aws"
         )
     return settings
+
+
+def _write_keys_setting(env: Mapping[str, str]) -> tuple[tuple[str, str], ...] | None:
+    text = _get(env, "DALET_WRITE_KEYS")
+    return None if text is None else tuple(parse_write_keys(text, "DALET_WRITE_KEYS").items())
+
+
+def parse_write_keys(text: str, source: str) -> dict[str, str]:
+    """`key=namespace,key2=namespace2` as a mapping; ConfigError naming `source` if malformed.
+
+    A namespace follows the rules of event names (1-256 printable characters); a key is
+    1-256 printable characters without `=`, `,`, `:` or spaces (it travels as a Basic-auth user name).
+    """
+    keys: dict[str, str] = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        key, separator, namespace = (part.strip() for part in pair.partition("="))
+        if not separator or not _WRITE_KEY.fullmatch(key) or not _plain_name(namespace):
+            raise ConfigError(f"{source} must be comma-separated key=namespace pairs (keys without spaces, "
+                              f"':' or '='); cannot read {_redacted(pair)!r}")
+        if key in keys and keys[key] != namespace:
+            raise ConfigError(f"{source} gives one write key two namespaces ({keys[key]!r} and {namespace!r})")
+        keys[key] = namespace
+    if not keys:
+        raise ConfigError(f"{source} holds no key=namespace pair")
+    return keys
+
+
+_WRITE_KEY = re.compile(r"[^\s=,:]{1,256}")
+
+
+def _plain_name(namespace: str) -> bool:
+    return 0 < len(namespace) <= 256 and namespace.isprintable() and not namespace.isspace()
+
+
+def _redacted(pair: str) -> str:
+    """A malformed pair for an error message, without the secret key's characters."""
+    key, separator, namespace = pair.partition("=")
+    return f"{'*' * min(len(key.strip()), 8)}{separator}{namespace.strip()}"
 
 
 def _require_aws_settings(env: Mapping[str, str]) -> None:

@@ -3,12 +3,22 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 from typing import Any
 
 from chalice import CORSConfig, Response
 
+from chalicelib.config import ConfigError
+
+# Not under the "dalet" logger: Chalice stops that one's records at its own handler.
+log = logging.getLogger(__name__)
+
 CORS = CORSConfig(allow_origin="*", allow_headers=["x-api-key", "Content-Type"], max_age=600)
+# Segment's browser library sends its write key as Basic auth (Authorization is always allowed by
+# Chalice) and, on a retry, X-Retry-Count.
+SEGMENT_CORS = CORSConfig(allow_origin="*", allow_headers=["Content-Type", "Content-Encoding", "X-Retry-Count"],
+                          max_age=600)
 NO_STORE = {"Cache-Control": "no-store"}
 # A 1x1 transparent GIF.
 PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -32,6 +42,34 @@ def text_response(body: str, content_type: str = "text/plain; charset=utf-8",
 
 def error_response(status_code: int, message: str, **details: Any) -> Response:
     return json_response({"error": message, **details}, status_code)
+
+
+def segment_error(status_code: int, message: str, code: str, **details: Any) -> Response:
+    """An error as Segment's libraries read it (`code`, `message`), with Dalet's `error` as well."""
+    return json_response({"success": False, "code": code, "message": message, "error": message, **details},
+                         status_code)
+
+
+STREAM_UNAVAILABLE = "stream_unavailable"
+WAREHOUSE_UNAVAILABLE = "warehouse_unavailable"
+MISCONFIGURED = "server_misconfigured"
+_UNAVAILABLE = {STREAM_UNAVAILABLE: "the event stream is unavailable; retry later",
+                WAREHOUSE_UNAVAILABLE: "the warehouse is unavailable; retry later"}
+
+
+def unavailable_response(cause: Exception, what: str, unavailable: str = STREAM_UNAVAILABLE) -> Response:
+    """503 with a generic reason; the cause goes to the log only.
+
+    The cause may carry the account id, a role ARN or a stream name (AWS puts them in its
+    error messages); a public endpoint must not hand those to anyone who asks.
+    """
+    return error_response(503, _UNAVAILABLE[unavailable], reason=unavailable_reason(cause, what, unavailable))
+
+
+def unavailable_reason(cause: Exception, what: str, unavailable: str = STREAM_UNAVAILABLE) -> str:
+    """Log the cause; the generic reason a public answer may carry instead."""
+    log.error("%s failed: %s: %s", what, type(cause).__name__, cause)
+    return MISCONFIGURED if isinstance(cause, ConfigError) else unavailable
 
 
 def pixel_response() -> Response:

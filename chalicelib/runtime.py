@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Callable
 
 from chalicelib import config
@@ -39,6 +40,13 @@ def settings() -> config.Settings:
         return _state["settings"]
 
 
+def write_key_namespace(key: str | None) -> str | None:
+    """The namespace a Segment write key sends to (None if unknown); locally a key is generated on first use."""
+    from chalicelib.ingest import write_keys
+
+    return write_keys.namespace_for(key, settings())
+
+
 def publisher() -> Publisher:
     built = _state.get("publisher")   # built once; read without the lock on the hot path
     if built is not None:
@@ -63,15 +71,24 @@ def _build_publisher(current: config.Settings) -> Publisher:
     if current.is_local:
         start_local_pipeline()
         return LocalStreamPublisher(_state["local_stream"])
-    import boto3
+    return KinesisPublisher(kinesis_client(), current.stream_name)
+
+
+def kinesis_client() -> Any:
+    """boto3's Kinesis client, built on a plain botocore session.
+
+    `import boto3` alone imports s3transfer (about a third of the track function's cold
+    start) for S3 helpers this client never uses; boto3.client is a thin wrapper over
+    the same botocore call, credential chain and configuration.
+    """
+    import botocore.session
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError
 
     try:
-        client = boto3.client("kinesis", config=Config(**KINESIS_CLIENT_SETTINGS))
+        return botocore.session.get_session().create_client("kinesis", config=Config(**KINESIS_CLIENT_SETTINGS))
     except BotoCoreError as error:  # e.g. no region configured
         raise BackendUnavailable(f"cannot create the Kinesis client: {error}") from error
-    return KinesisPublisher(client, current.stream_name)
 
 
 def _build_warehouse(current: config.Settings) -> Any:
@@ -81,6 +98,28 @@ def _build_warehouse(current: config.Settings) -> Any:
     from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
 
     return BigQueryWarehouse.from_settings(current)
+
+
+# Kinesis has no cheap "oldest unwritten record" to ask per report; its measure is the
+# writer's IteratorAge metric in CloudWatch, which reports do not read.
+FRESHNESS_NOT_MEASURED = ("not measured on AWS: the writer's lag is the IteratorAge metric of its Kinesis "
+                          "trigger in CloudWatch")
+
+
+def freshness() -> dict[str, Any]:
+    """How far the warehouse is behind the stream, as the reports carry it (see reports.views.freshness)."""
+    from chalicelib.reports.views import freshness as freshness_view, freshness_unknown
+
+    if not settings().is_local:
+        return freshness_unknown(FRESHNESS_NOT_MEASURED)
+    start_local_pipeline()
+    from chalicelib.ingest.local_stream import LocalConsumer
+
+    stream = _state.get("local_stream")
+    if stream is None:   # shut down meanwhile
+        return freshness_unknown("the local pipeline is stopped")
+    oldest = stream.oldest_unwritten_arrival(LocalConsumer.CONSUMER)
+    return freshness_view(oldest, time.time())
 
 
 def start_local_pipeline() -> None:
@@ -108,11 +147,17 @@ def start_local_pipeline() -> None:
         log.info("local pipeline started in %s", current.data_dir)
 
 
-def shutdown() -> None:
-    """Stop the consumer and close files; the next use starts afresh (tests, benchmarks)."""
+def shutdown(drain_seconds: float = 0.0) -> None:
+    """Stop the consumer and close files; the next use starts afresh (tests, benchmarks).
+
+    `drain_seconds`: first let the consumer write what the stream holds, for at most that
+    long (a clean stop of `make run`); what it cannot write stays in the stream for the next start.
+    """
     with _lock:
         consumer = _state.get("consumer")
     if consumer is not None:
+        if drain_seconds > 0:
+            consumer.drain(drain_seconds)
         # Outside the lock: the consumer may be inside the handler, waiting for runtime.warehouse().
         consumer.stop()
     with _lock:
@@ -122,5 +167,5 @@ def shutdown() -> None:
         _state.clear()
 
 
-__all__ = ["BackendUnavailable", "PublishError", "publisher", "register_stream_handler",
-           "settings", "shutdown", "start_local_pipeline", "warehouse"]
+__all__ = ["BackendUnavailable", "PublishError", "freshness", "publisher", "register_stream_handler",
+           "settings", "shutdown", "start_local_pipeline", "warehouse", "write_key_namespace"]

@@ -1,4 +1,4 @@
-"""Secrets the cloud deployment reads at run time, once per container.
+"""Secrets the cloud deployment reads at run time: once per container, or (the report key) per TTL.
 
 A secret is named by a Secrets Manager secret (name or ARN) or an SSM parameter
 (`ssm:/name` or a parameter ARN). Values are kept in memory only: never written to
@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.config import ConfigError, Settings
+from chalicelib.config import ConfigError, Settings, parse_write_keys
 
 SECRETS_MANAGER = "secretsmanager"
 SSM = "ssm"
@@ -60,15 +60,18 @@ def clear_cache() -> None:
         _cache.clear()
 
 
-def read_api_key_secret(settings: Settings) -> str:
-    """The report API key from DALET_API_KEY_SECRET (a plain string, or JSON with an `api_key` field)."""
+def read_api_key_secret(settings: Settings, cached: bool = True) -> str:
+    """The report API key from DALET_API_KEY_SECRET (a plain string, or JSON with an `api_key` field).
+
+    `cached=False` reads the secret now (auth keeps the key for a TTL of its own).
+    """
     if not settings.api_key_secret:
         raise ConfigError(
             "no report API key: set DALET_API_KEY_SECRET (a Secrets Manager secret name/ARN, or ssm:/parameter) "
             "or DALET_API_KEY in the stage's environment_variables in .chalice/config.json"
         )
     reference = parse_reference(settings.api_key_secret, "DALET_API_KEY_SECRET")
-    return api_key_in(reference, read_secret(reference))
+    return api_key_in(reference, read_secret(reference) if cached else fetch_secret(reference))
 
 
 def api_key_in(reference: SecretReference, text: str) -> str:
@@ -86,6 +89,33 @@ def _api_key_field(text: str) -> str:
     except (ValueError, AttributeError):
         return text
     return value.strip() if isinstance(value, str) else ""
+
+
+def read_write_keys_secret(settings: Settings) -> dict[str, str]:
+    """The Segment write keys from DALET_WRITE_KEYS_SECRET: `key=namespace,...` text, or a JSON object key -> namespace."""
+    if not settings.write_keys_secret:
+        raise ConfigError(
+            "no Segment write keys: set DALET_WRITE_KEYS_SECRET (a Secrets Manager secret name/ARN, or ssm:/parameter) "
+            "or DALET_WRITE_KEYS (key=namespace,...) in the stage's environment_variables in .chalice/config.json"
+        )
+    reference = parse_reference(settings.write_keys_secret, "DALET_WRITE_KEYS_SECRET")
+    return write_keys_in(reference, read_secret(reference))
+
+
+def write_keys_in(reference: SecretReference, text: str) -> dict[str, str]:
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            mapping = json.loads(text)
+        except ValueError:
+            raise SecretUnavailable(f"{reference} is not valid JSON") from None
+        if not all(isinstance(value, str) for value in mapping.values()):
+            raise SecretUnavailable(f"{reference} must map each write key to a namespace (a string)")
+        text = ",".join(f"{key}={namespace}" for key, namespace in mapping.items())
+    try:
+        return parse_write_keys(text, str(reference))
+    except ConfigError as error:
+        raise SecretUnavailable(str(error)) from None
 
 
 def fetch_secret(reference: SecretReference, session: Any = None) -> str:

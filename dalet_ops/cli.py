@@ -4,15 +4,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from chalicelib import auth, config
+from chalicelib.ingest import write_keys
 from dalet_ops import deploy_commands
 
 
 def local_info(_: argparse.Namespace) -> int:
-    """Check the local settings and print where data lives and the report API key."""
+    """Check the local settings and print where data lives, the report API key and the Segment write keys."""
     try:
         settings = config.load_settings()
     except config.ConfigError as error:
@@ -24,41 +27,74 @@ def local_info(_: argparse.Namespace) -> int:
         return 2
     try:
         key = auth.expected_api_key(settings)
+        segment_keys = write_keys.write_keys(settings)
     except OSError as error:
         print(f"dalet: cannot use the data folder {settings.data_dir} (DALET_DATA_DIR): {error}", file=sys.stderr)
         return 2
+    except config.ConfigError as error:    # e.g. DALET_WRITE_KEYS_SECRET set but unreadable
+        print(f"dalet: {error}", file=sys.stderr)
+        return 2
     print(f"Dalet local backend: data in {settings.data_dir}")
     print(f"Report API key (x-api-key): {key}")
+    for write_key, namespace in segment_keys.items():
+        print(f"Segment write key (namespace {namespace}): {write_key}")
     return 0
 
 
 def serve(arguments: argparse.Namespace) -> int:
-    """`chalice local`, with the embedded pipeline started at once rather than on the first request,
-    so a backlog left by a crash drains as soon as the server is back."""
-    from chalice.cli import create_local_server
+    """`chalice local`, hardened (dalet_ops.local_http), with the embedded pipeline started at once
+    rather than on the first request, so a backlog left by a crash drains as soon as the server is
+    back. SIGTERM (docker stop, systemd) stops it as cleanly as Ctrl-C."""
+    from chalice.cli import validate_routes
     from chalice.cli.factory import CLIFactory
 
     from chalicelib import runtime
+    from dalet_ops.local_http import local_server
 
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
     # As the chalice command does: the stage's environment variables go into os.environ.
     factory = CLIFactory(project_dir=str(Path(__file__).resolve().parent.parent), environ=os.environ)
-    server = create_local_server(factory, arguments.host, arguments.port, arguments.stage)  # imports app.py
+    chalice_config = factory.create_config_obj(chalice_stage_name=arguments.stage)   # imports app.py
+    validate_routes(chalice_config.chalice_app.routes)
     status = local_info(arguments)
     if status:
         return status
+    server = local_server(chalice_config.chalice_app, chalice_config, arguments.host, arguments.port)
     try:
         runtime.start_local_pipeline()
     except runtime.BackendUnavailable as error:
+        server.server.server_close()
         print(f"dalet: {error}", file=sys.stderr)
         return 2
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        runtime.shutdown()
+        signal.signal(signal.SIGTERM, previous)
+        _stop(server, runtime)
     return 0
+
+
+REQUEST_GRACE_SECONDS = 2.0    # requests in flight; then the writer drains the stream for at most
+DRAIN_SECONDS = 5.0            # this long, within `docker stop`'s 10 s before its SIGKILL
+
+
+def _interrupt(signal_number: int, _frame: Any) -> None:
+    """SIGTERM takes Ctrl-C's way out of serve_forever, into the clean shutdown."""
+    raise KeyboardInterrupt(f"signal {signal_number}")
+
+
+def _stop(server: Any, runtime: Any) -> None:
+    """Stop taking connections and requests (kept-alive connections get 503), let requests in flight
+    finish, let the writer drain the stream, then close the files (DuckDB checkpoints its WAL on close)."""
+    print("dalet: stopping: draining the stream into the warehouse")
+    server.server.server_close()
+    if not server.server.tracker.close_and_wait(REQUEST_GRACE_SECONDS):
+        print("dalet: requests still running after the grace period; stopping anyway", file=sys.stderr)
+    runtime.shutdown(drain_seconds=DRAIN_SECONDS)
+    print("dalet: stopped; stream and warehouse closed")
 
 
 def purge(_: argparse.Namespace) -> int:
@@ -83,10 +119,68 @@ def purge(_: argparse.Namespace) -> int:
     return 0
 
 
+def status(arguments: argparse.Namespace) -> int:
+    """The pipeline's state: a deployed stage's with --stage, else the embedded default's."""
+    from datetime import datetime, timezone
+
+    from dalet_ops import status as pipeline
+
+    now = datetime.now(timezone.utc)
+    try:
+        if arguments.stage is None:
+            settings = config.load_settings()
+            if not settings.is_local:
+                print(f"dalet: DALET_BACKEND={settings.backend}: name the deployed stage with --stage", file=sys.stderr)
+                return 2
+            return pipeline.print_readings(f"Dalet local pipeline ({settings.data_dir}):",
+                                           pipeline.local_status(settings, now))
+        stage, session, bigquery = _deployed_stage(arguments)
+    except config.ConfigError as error:
+        print(f"dalet: {error}", file=sys.stderr)
+        return 2
+
+    def warehouse() -> Any:
+        from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
+
+        return BigQueryWarehouse.from_settings(bigquery)
+
+    return pipeline.print_readings(f"Dalet stage {stage.name} (stream {stage.settings.stream_name}, "
+                                   f"region {session.region_name}):",
+                                   pipeline.cloud_status(stage, session, warehouse, now))
+
+
+def _deployed_stage(arguments: argparse.Namespace) -> tuple[Any, Any, config.Settings]:
+    """The stage, an AWS session (--region, --profile) and the settings BigQuery is reached with (--adc)."""
+    from dalet_ops.deploy_commands import _bigquery_settings, _session
+    from dalet_ops.stage import load_stage
+
+    stage = load_stage(arguments.stage, arguments.project_dir)
+    return stage, _session(arguments), _bigquery_settings(stage, arguments)
+
+
+def package(arguments: argparse.Namespace) -> int:
+    """`chalice package` with bytecode compiled into deployment.zip (cold starts without compiling)."""
+    from dalet_ops import package as packaging
+    from dalet_ops.stage import load_stage
+
+    out = arguments.out.absolute()
+    try:
+        stage = load_stage(arguments.stage, arguments.project_dir)
+        merge_template = arguments.merge_template or stage.merge_template_file
+        compiled = packaging.package(stage, out, merge_template if merge_template.exists() else None)
+    except (packaging.PackageError, config.ConfigError) as error:
+        print(f"dalet: {error}", file=sys.stderr)
+        return 1
+    print(f"{out / packaging.DEPLOYMENT_ZIP}: bytecode for {compiled.added} of {compiled.sources} modules "
+          f"({packaging.runtime_tag()}), {compiled.zipped_before / 1e6:.1f} -> {compiled.zipped_after / 1e6:.1f} MB "
+          f"zipped; template: {out / 'sam.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dalet_ops.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("local-info", help="print the local data folder and API key").set_defaults(run=local_info)
+    commands.add_parser("local-info", help="print the local data folder, the report API key and the Segment write keys").set_defaults(run=local_info)
     local = commands.add_parser("serve", help="run the local backend: chalice local with the pipeline started")
     local.add_argument("--host", default="127.0.0.1")
     local.add_argument("--port", type=int, default=8000)
@@ -94,6 +188,23 @@ def build_parser() -> argparse.ArgumentParser:
     local.set_defaults(run=serve)
     deploy_commands.add_commands(commands)
     commands.add_parser("purge", help="remove the rows of deleted experiments from the warehouse").set_defaults(run=purge)
+    state = commands.add_parser("status", help="the pipeline's state: stream lag, parked batches, dead letters "
+                                                "in the last day, newest event (the embedded default, or --stage)")
+    state.add_argument("--stage", help="a deployed stage of .chalice/config.json, e.g. prod (default: the local "
+                                       "embedded pipeline)")
+    state.add_argument("--project-dir", type=Path, default=Path(__file__).resolve().parent.parent)
+    state.add_argument("--region", help="AWS region (default: your AWS configuration)")
+    state.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or the default profile)")
+    state.add_argument("--adc", action="store_true", help=deploy_commands.ADC_HELP)
+    state.set_defaults(run=status)
+    packaged = commands.add_parser("package", help="chalice package, with bytecode compiled into deployment.zip "
+                                                   "(faster cold starts)")
+    packaged.add_argument("--stage", required=True)
+    packaged.add_argument("--merge-template", type=Path,
+                          help="default: .chalice/merge-template-STAGE.json when it exists")
+    packaged.add_argument("--project-dir", type=Path, default=Path(__file__).resolve().parent.parent)
+    packaged.add_argument("out", type=Path, help="folder for deployment.zip and sam.json")
+    packaged.set_defaults(run=package)
     return parser
 
 

@@ -13,7 +13,7 @@ from dalet_ops import infrastructure, preflight, provision, replay
 from chalicelib.ingest import snippet
 from chalicelib.ingest.events import DEFAULT_NAMESPACE, InvalidEvent, validate_name
 from chalicelib.secrets import SSM, parse_reference
-from dalet_ops.stage import PROJECT_DIR, Stage, load_stage
+from dalet_ops.stage import PROJECT_DIR, TRACK, Stage, load_stage
 
 ADC_HELP = ("use your own Application Default Credentials for BigQuery instead of the stage's "
             "(workload identity federation admits only the Lambda roles)")
@@ -23,9 +23,13 @@ def add_commands(commands: Any) -> None:
     setup = commands.add_parser("setup", help="create the stream, queue, API key secret, BigQuery tables and "
                                               "IAM policy files for a stage (idempotent)")
     _stage_options(setup)
-    setup.add_argument("--stream-mode", choices=infrastructure.STREAM_MODES, default="ON_DEMAND",
-                       help="capacity mode of a new stream (default ON_DEMAND)")
-    setup.add_argument("--shards", type=int, default=1, help="shards of a new PROVISIONED stream")
+    setup.add_argument("--stream-mode", choices=infrastructure.STREAM_MODES, default=infrastructure.DEFAULT_STREAM_MODE,
+                       help=f"capacity mode of a new stream (default {infrastructure.DEFAULT_STREAM_MODE}; "
+                            "ON_DEMAND for spiky or large traffic)")
+    setup.add_argument("--shards", type=int, default=infrastructure.DEFAULT_SHARDS,
+                       help=f"shards of a new PROVISIONED stream (default {infrastructure.DEFAULT_SHARDS}; "
+                            "each takes 1,000 records/s)")
+    setup.add_argument("--alarm-email", help="subscribe this address to the alarm topic (AWS emails a confirmation)")
     setup.add_argument("--retention-hours", type=int, default=infrastructure.STREAM_RETENTION_HOURS,
                        help=f"keep records this long, so failed batches can be replayed (at least "
                             f"{infrastructure.MIN_STREAM_RETENTION_HOURS}, default "
@@ -45,8 +49,11 @@ def add_commands(commands: Any) -> None:
     paste = commands.add_parser("snippet", help="print the AlephBet snippet for a deployment's /track")
     where = paste.add_mutually_exclusive_group(required=True)
     where.add_argument("--url", help="the API's URL (https://.../api/) or its /track URL")
-    where.add_argument("--stage", help="read the URL `chalice deploy` recorded for this stage")
+    where.add_argument("--stage", help="this stage's front door (DALET_TRACK_URL, or the track function's URL), "
+                                       "else the REST API URL `chalice deploy` recorded")
     paste.add_argument("--namespace", default=DEFAULT_NAMESPACE, help=f"(default {DEFAULT_NAMESPACE})")
+    paste.add_argument("--region", help="AWS region (default: your AWS configuration)")
+    paste.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or the default profile)")
     _project_option(paste)
     paste.set_defaults(run=run_snippet)
 
@@ -100,15 +107,26 @@ def run_setup(arguments: argparse.Namespace) -> int:
     try:
         stage = _load(arguments)
         options = provision.StreamOptions(arguments.stream_mode, arguments.shards, arguments.retention_hours)
-        provision.run_setup(stage, _session(arguments), print, options, arguments.show_key,
-                            _bigquery_settings(stage, arguments))
+        outcome = provision.run_setup(stage, _session(arguments), print, options, arguments.show_key,
+                                      _bigquery_settings(stage, arguments), arguments.alarm_email)
     except (provision.SetupError, config.ConfigError) as error:
         return _fail(str(error))
     except Exception as error:
         return _fail(f"setup stopped: {type(error).__name__}: {error} (setup is idempotent: fix and run it again)")
-    print(f"Next: chalice deploy --stage {stage.name} (then setup again once, to configure the writer's trigger), "
-          f"then python -m dalet_ops.cli preflight --stage {stage.name}")
+    if outcome.failed_steps:
+        return _fail(f"{len(outcome.failed_steps)} step(s) failed ({', '.join(outcome.failed_steps)}); the others "
+                     "are done. Fix what the FAILED lines say and run setup again (it is idempotent)")
+    print(next_step(stage, outcome.deployment))
     return 0
+
+
+def next_step(stage: Stage, deployment: provision.Deployment) -> str:
+    preflight_command = f"python -m dalet_ops.cli preflight --stage {stage.name}"
+    if deployment.deployed:
+        return f"Next: {preflight_command}"
+    return (f"Next: chalice deploy --stage {stage.name}, then setup again (it then tunes the writer's trigger, "
+            f"opens the front door, throttles the REST API and creates the alarms), then {preflight_command}. "
+            "(Or deploy the packaged CloudFormation template, docs/deploy.md section 4b, then run setup once more.)")
 
 
 def run_preflight(arguments: argparse.Namespace) -> int:
@@ -152,8 +170,7 @@ def run_replay(arguments: argparse.Namespace) -> int:
 
 def run_snippet(arguments: argparse.Namespace) -> int:
     try:
-        base = arguments.url or deployed_api_url(_load(arguments))
-        url = track_url(base)
+        url = track_url(arguments.url) if arguments.url else stage_track_url(_load(arguments), arguments)
         namespace = validate_name("namespace", arguments.namespace)
     except InvalidEvent as invalid:
         return _fail(f"--namespace {invalid}")
@@ -173,6 +190,22 @@ def track_url(url: str) -> str:
     if not path.endswith(snippet.TRACK_PATH):
         path += snippet.TRACK_PATH
     return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def stage_track_url(stage: Stage, arguments: argparse.Namespace) -> str:
+    """The front door's /track URL (DALET_TRACK_URL, else the track function's URL), else the REST API's /track."""
+    if stage.environment.get("DALET_TRACK_URL"):
+        return stage.environment["DALET_TRACK_URL"]
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        session = _session(arguments)
+        answer = session.client("lambda").get_function_url_config(FunctionName=stage.function_name(TRACK))
+        return provision.front_door_track_url(answer["FunctionUrl"])
+    except (BotoCoreError, ClientError) as error:
+        print(f"dalet: no front door found ({type(error).__name__}: {error}); using the REST API's /track, "
+              "which costs API Gateway's price per event", file=sys.stderr)
+    return track_url(deployed_api_url(stage))
 
 
 def deployed_api_url(stage: Stage) -> str:
@@ -212,6 +245,7 @@ def render_merge_template(stage: Stage) -> str:
     return json.dumps(infrastructure.merge_template(stage), indent=2) + "\n"
 
 
+
 def run_teardown(arguments: argparse.Namespace) -> int:
     try:
         stage = _load(arguments)
@@ -225,11 +259,15 @@ def teardown_commands(stage: Stage) -> str:
     settings = stage.settings
     lines = [
         "# Dalet teardown: nothing is run for you. Review, then run what applies.",
-        "# 1. Functions, roles and the API:",
+        "# 1. Functions (the front door's URL goes with its function), roles, log groups and the API:",
         f"chalice delete --stage {stage.name}",
         "#    (or, if you deployed the packaged template: aws cloudformation delete-stack --stack-name STACK;",
-        "#     that also deletes the stream, the queue and the API key secret, so skip step 2)",
+        "#     that also deletes the stream, the queue, the API key secret and the alarms, so skip step 2)",
         "# 2. What setup created:",
+        "aws cloudwatch delete-alarms --alarm-names "
+        + " ".join(infrastructure.alarm_name(stage, alarm) for alarm in infrastructure.ALARMS),
+        f"aws sns delete-topic --topic-arn \"$(aws sns create-topic --name {infrastructure.alarm_topic_name(stage)} "
+        "--query TopicArn --output text)\"",
         f"aws kinesis delete-stream --stream-name {settings.stream_name} --enforce-consumer-deletion",
         f"aws sqs delete-queue --queue-url \"$(aws sqs get-queue-url --queue-name {stage.failure_queue_name} "
         "--query QueueUrl --output text)\"",

@@ -2,7 +2,8 @@
 
 Chalice puts every route in one function (`api_handler`), so the routes share a
 policy: put records on the one stream, read the report API key and, when a key is
-used for Google, that secret. The writer (`write_events`) may read the one stream
+used for Google, that secret. The function behind the function URL (`track`) serves
+only the ingest routes: it may put records on the stream, nothing else. The writer (`write_events`) may read the one stream
 as Lambda's event source does, park failed batches in the one queue and read the
 Google secret. Each function may write only its own log group.
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.secrets import SECRETS_MANAGER, SecretReference, parse_reference
-from dalet_ops.stage import API_HANDLER, WRITER, Stage
+from dalet_ops.stage import API_HANDLER, TRACK, WRITER, Stage
 
 POLICY_VERSION = "2012-10-17"
 PUBLISH_ACTIONS = ["kinesis:PutRecord", "kinesis:PutRecords"]
@@ -76,12 +77,20 @@ def policy_documents(stage: Stage, resources: StageResources) -> dict[str, dict[
                                resources.location)
     api_key = _secret_statement("ReadTheReportApiKey", settings.api_key_secret, "DALET_API_KEY_SECRET",
                                 resources.api_key_secret, resources.location)
+    write_keys = _secret_statement("ReadTheSegmentWriteKeys", settings.write_keys_secret, "DALET_WRITE_KEYS_SECRET",
+                                   None, resources.location)
     return {
         API_HANDLER: _document([
             _statement("PutEventsOnTheStream", PUBLISH_ACTIONS, [resources.stream]),
             api_key,
+            write_keys,
             google,
             _log_statement(stage.function_name(API_HANDLER), resources.location),
+        ]),
+        TRACK: _document([      # the front door serves /v1/* too, so it reads the write keys
+            _statement("PutEventsOnTheStream", PUBLISH_ACTIONS, [resources.stream]),
+            write_keys,
+            _log_statement(stage.function_name(TRACK), resources.location),
         ]),
         WRITER: _document([
             _statement("ReadTheStreamAsEventSource", EVENT_SOURCE_ACTIONS, [resources.stream]),

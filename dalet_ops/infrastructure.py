@@ -7,21 +7,29 @@ queue and policies.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from dalet_ops import iam_policies
 from chalicelib.secrets import SECRETS_MANAGER, parse_reference
-from dalet_ops.stage import API_HANDLER, WRITER, Stage
+from dalet_ops.stage import API_HANDLER, TRACK, WRITER, Stage
 
 STREAM_MODES = ("ON_DEMAND", "PROVISIONED")
+# One provisioned shard (1,000 records/s, 1 MiB/s in) costs $10.95 a month against on-demand's
+# $29.20 fixed; ON_DEMAND suits spiky or large traffic (docs/deploy.md, "Cost defaults").
+DEFAULT_STREAM_MODE = "PROVISIONED"
+DEFAULT_SHARDS = 1
 # The writer's trigger gives up on a batch whose records are this old (or after its retries)
-# and parks it (its shard and sequence numbers) in SQS.
-MAX_RECORD_AGE_HOURS = 24
+# and parks it (its shard and sequence numbers) in SQS; the batches-parked alarm fires.
+MAX_RECORD_AGE_HOURS = 6
 # A parked batch is replayed from the stream (`python -m dalet_ops.cli replay`), so the
-# stream must keep records well past the age at which they are parked: at least a day
-# longer, a week by default.
-MIN_STREAM_RETENTION_HOURS = MAX_RECORD_AGE_HOURS + 24
-STREAM_RETENTION_HOURS = 168
+# stream must keep records this long after they are parked.
+REPLAY_WINDOW_HOURS = 18
+MIN_STREAM_RETENTION_HOURS = MAX_RECORD_AGE_HOURS + REPLAY_WINDOW_HOURS
+# Kinesis's own minimum, which costs nothing extra; every hour beyond 24 is billed
+# ($0.02 per shard-hour provisioned: $14.60 a month per shard for any longer retention).
+# A week (168) gives 162 h to replay a parked batch instead of 18 (docs/deploy.md).
+STREAM_RETENTION_HOURS = 24
 MAX_STREAM_RETENTION_HOURS = 8760                 # Kinesis's maximum
 STREAM_ENCRYPTION_KEY = "alias/aws/kinesis"      # the AWS-managed key needs no IAM permission
 FAILURE_QUEUE_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's maximum
@@ -34,16 +42,113 @@ TRIGGER_SETTINGS: dict[str, Any] = {
     "MaximumRecordAgeInSeconds": MAX_RECORD_AGE_HOURS * 3600,
 }
 
+# The front door: the ingest routes behind a function URL anyone may call (browsers post
+# events from any site), CORS answered by Lambda itself.
+FRONT_DOOR_AUTH = "NONE"
+FRONT_DOOR_CORS: dict[str, Any] = {
+    "AllowOrigins": ["*"],
+    "AllowMethods": ["GET", "POST"],
+    # content-type for AlephBet; content-encoding and x-retry-count for Segment's libraries (/v1/*).
+    "AllowHeaders": ["content-type", "content-encoding", "x-retry-count"],
+    "MaxAge": 600,
+}
+# Who may call the URL: anyone (auth NONE). Since October 2025 a new function URL needs both
+# actions; `InvokedViaFunctionUrl` keeps the second one from opening the function to direct
+# Invoke calls (https://docs.aws.amazon.com/lambda/latest/dg/urls-auth.html).
+FRONT_DOOR_PERMISSIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("FunctionURLAllowPublicAccess", "lambda:InvokeFunctionUrl", {"FunctionUrlAuthType": FRONT_DOOR_AUTH}),
+    ("FunctionURLAllowInvokeAction", "lambda:InvokeFunction", {"InvokedViaFunctionUrl": True}),
+)
+# The REST API now carries the reports, the dashboard and the snippet (and /track for old
+# snippets): 50 requests/s steady, bursts of 100, per stage. Beyond, API Gateway answers 429.
+REST_API_RATE_LIMIT = 50.0
+REST_API_BURST_LIMIT = 100
+# Per-request lines only at WARNING and above: JSON logs let Lambda drop the rest, and the
+# platform's START/END/REPORT lines too (CloudWatch's Lambda metrics still count every call).
+LOGGING_CONFIG: dict[str, str] = {"LogFormat": "JSON", "ApplicationLogLevel": "WARN", "SystemLogLevel": "WARN"}
+
 # Logical IDs Chalice gives its resources in `chalice package` output.
 CHALICE_IDS = {
     API_HANDLER: ("APIHandler", "ApiHandlerRole"),
+    TRACK: ("Track", "TrackRole"),
     WRITER: ("WriteEvents", "WriteEventsRole"),
 }
 WRITER_EVENT_SOURCE_ID = "WriteEventsKinesisEventSource"
+REST_API_ID = "RestAPI"
+FRONT_DOOR_URL_ID = "TrackFunctionUrl"
+FRONT_DOOR_PERMISSION_IDS = {"lambda:InvokeFunctionUrl": "TrackFunctionUrlPublicAccess",
+                             "lambda:InvokeFunction": "TrackFunctionUrlPublicInvoke"}
+ALARM_TOPIC_ID = "AlarmTopic"
+ALARM_SUBSCRIPTION_ID = "AlarmEmailSubscription"
 STREAM_ID = "EventStream"
 QUEUE_ID = "FailedBatchQueue"
 API_KEY_SECRET_ID = "ReportApiKeySecret"
 API_KEY_LENGTH = 43
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """A CloudWatch alarm on one metric of one function or the queue, rendered for both paths."""
+    logical_id: str
+    suffix: str                  # the alarm's name is `app-stage-suffix`
+    description: str
+    namespace: str
+    metric: str
+    dimension: str               # FunctionName or QueueName
+    target: str                  # a function (stage.py's name for it) or QUEUE_TARGET
+    statistic: str
+    threshold: float
+    period_seconds: int = 300
+    evaluation_periods: int = 1
+
+
+QUEUE_TARGET = "failed-batch queue"
+ALARMS = (
+    Alarm("WriterIteratorAgeAlarm", "writer-behind",
+          "The writer is more than 10 minutes behind the stream (BigQuery failing or too slow)",
+          "AWS/Lambda", "IteratorAge", "FunctionName", WRITER, "Maximum", 600_000, evaluation_periods=2),
+    Alarm("FailedBatchesAlarm", "batches-parked",
+          "Batches were parked in the failed-batch queue: fix the cause, then run `replay`",
+          "AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", QUEUE_TARGET, "Maximum", 1),
+    Alarm("ApiErrorsAlarm", "api-errors", "The REST API's function failed (see its log group)",
+          "AWS/Lambda", "Errors", "FunctionName", API_HANDLER, "Sum", 1),
+    Alarm("TrackErrorsAlarm", "track-errors", "The front door's function failed (see its log group)",
+          "AWS/Lambda", "Errors", "FunctionName", TRACK, "Sum", 1),
+    Alarm("WriterErrorsAlarm", "writer-errors", "The writer failed a batch; Lambda retries it (see its log group)",
+          "AWS/Lambda", "Errors", "FunctionName", WRITER, "Sum", 1),
+    Alarm("TrackThrottlesAlarm", "track-throttled",
+          "The front door hit its reserved concurrency: a flood, or traffic has outgrown the bound",
+          "AWS/Lambda", "Throttles", "FunctionName", TRACK, "Sum", 1),
+)
+
+
+def alarm_name(stage: Stage, alarm: Alarm) -> str:
+    return f"{stage.app_name}-{stage.name}-{alarm.suffix}"
+
+
+def alarm_topic_name(stage: Stage) -> str:
+    return f"{stage.app_name}-{stage.name}-alarms"
+
+
+def alarm_target_name(stage: Stage, alarm: Alarm) -> str:
+    return stage.failure_queue_name if alarm.target == QUEUE_TARGET else stage.function_name(alarm.target)
+
+
+def alarm_settings(stage: Stage, alarm: Alarm) -> dict[str, Any]:
+    """The alarm as CloudWatch's PutMetricAlarm takes it (and CloudFormation, but for the topic)."""
+    return {
+        "AlarmName": alarm_name(stage, alarm),
+        "AlarmDescription": f"Dalet {stage.name}: {alarm.description}",
+        "Namespace": alarm.namespace,
+        "MetricName": alarm.metric,
+        "Dimensions": [{"Name": alarm.dimension, "Value": alarm_target_name(stage, alarm)}],
+        "Statistic": alarm.statistic,
+        "Period": alarm.period_seconds,
+        "EvaluationPeriods": alarm.evaluation_periods,
+        "Threshold": alarm.threshold,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "TreatMissingData": "notBreaching",
+    }
 
 
 def template_resources(stage: Stage) -> iam_policies.StageResources:
@@ -71,13 +176,24 @@ def merge_template(stage: Stage) -> dict[str, Any]:
     if _template_creates_api_key_secret(stage):
         resources[API_KEY_SECRET_ID] = _api_key_secret(stage, settings.api_key_secret or "")
     for function, (function_id, role_id) in CHALICE_IDS.items():
-        resources[function_id] = {"Properties": {"FunctionName": stage.function_name(function)}}
+        resources[function_id] = {"Properties": {"FunctionName": stage.function_name(function),
+                                                 "LoggingConfig": dict(LOGGING_CONFIG)}}
         # Named as `chalice deploy` names them, so Google's workload identity pool can admit
         # `assumed-role/<name>` whichever way the stage was deployed.
-        resources[role_id] = {"Properties": {"RoleName": stage.function_name(function), "Policies": [{
+        resources[role_id] = {"Properties": {"RoleName": stage.role_name(function), "Policies": [{
             "PolicyName": f"{role_id}Policy",
             "PolicyDocument": iam_policies.with_substitutions(policies[function]),
         }]}}
+    # Chalice names the API's log group after `ApiHandler`, a resource it renames to APIHandler.
+    resources["ApiHandlerLogGroup"] = {"Properties": {"LogGroupName": {
+        "Fn::Sub": f"/aws/lambda/${{{CHALICE_IDS[API_HANDLER][0]}}}"}}}
+    resources.update(_front_door())
+    resources[CHALICE_IDS[API_HANDLER][0]]["Properties"]["Environment"] = {"Variables": {
+        "DALET_TRACK_URL": _front_door_track_url()}}
+    resources[REST_API_ID] = {"Properties": {"MethodSettings": [{
+        "ResourcePath": "/*", "HttpMethod": "*",
+        "ThrottlingRateLimit": REST_API_RATE_LIMIT, "ThrottlingBurstLimit": REST_API_BURST_LIMIT}]}}
+    resources.update(_alarms(stage))
     writer_id = CHALICE_IDS[WRITER][0]
     resources[writer_id]["Properties"]["Events"] = {WRITER_EVENT_SOURCE_ID: {"Properties": {
         "Stream": {"Fn::Sub": f"${{{STREAM_ID}.Arn}}"},
@@ -86,7 +202,8 @@ def merge_template(stage: Stage) -> dict[str, Any]:
     }}}
     return {
         "Parameters": _parameters(),
-        "Conditions": {"ProvisionedStream": {"Fn::Equals": [{"Ref": "StreamMode"}, "PROVISIONED"]}},
+        "Conditions": {"ProvisionedStream": {"Fn::Equals": [{"Ref": "StreamMode"}, "PROVISIONED"]},
+                       "HasAlarmEmail": {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}},
         "Resources": resources,
         "Outputs": _outputs(stage),
     }
@@ -103,11 +220,12 @@ def _template_creates_api_key_secret(stage: Stage) -> bool:
 def _parameters() -> dict[str, Any]:
     return {
         "StreamMode": {
-            "Type": "String", "AllowedValues": list(STREAM_MODES), "Default": "ON_DEMAND",
-            "Description": "ON_DEMAND (pay per GB, scales by itself) or PROVISIONED (pay per shard-hour)",
+            "Type": "String", "AllowedValues": list(STREAM_MODES), "Default": DEFAULT_STREAM_MODE,
+            "Description": "PROVISIONED (pay per shard-hour; 1 shard takes 1,000 records/s) or ON_DEMAND "
+                           "(pay per GB, scales by itself; for spiky or large traffic)",
         },
         "ShardCount": {
-            "Type": "Number", "Default": 1, "MinValue": 1,
+            "Type": "Number", "Default": DEFAULT_SHARDS, "MinValue": 1,
             "Description": "Shards when StreamMode is PROVISIONED (each takes 1,000 records/s or 1 MiB/s)",
         },
         "RetentionPeriodHours": {
@@ -115,7 +233,11 @@ def _parameters() -> dict[str, Any]:
             "MaxValue": MAX_STREAM_RETENTION_HOURS,
             "Description": f"How long the stream keeps records, so parked batches can be replayed (at least "
                            f"{MIN_STREAM_RETENTION_HOURS}: batches are parked when their records are "
-                           f"{MAX_RECORD_AGE_HOURS} h old)",
+                           f"{MAX_RECORD_AGE_HOURS} h old; beyond 24 h costs $0.02 per shard-hour)",
+        },
+        "AlarmEmail": {
+            "Type": "String", "Default": "",
+            "Description": "An email address the alarm topic notifies (confirm the subscription email); empty: none",
         },
     }
 
@@ -155,10 +277,49 @@ def _api_key_secret(stage: Stage, name: str) -> dict[str, Any]:
     }
 
 
+def _front_door() -> dict[str, Any]:
+    track_id = CHALICE_IDS[TRACK][0]
+    return {
+        FRONT_DOOR_URL_ID: {"Type": "AWS::Lambda::Url", "Properties": {
+            "TargetFunctionArn": {"Fn::GetAtt": [track_id, "Arn"]},
+            "AuthType": FRONT_DOOR_AUTH,
+            "Cors": FRONT_DOOR_CORS,
+        }},
+        **{FRONT_DOOR_PERMISSION_IDS[action]: {"Type": "AWS::Lambda::Permission", "Properties": {
+            "FunctionName": {"Ref": track_id}, "Action": action, "Principal": "*", **condition}}
+           for _, action, condition in FRONT_DOOR_PERMISSIONS},
+    }
+
+
+def _front_door_track_url() -> dict[str, Any]:
+    # The function URL ends with "/".
+    return {"Fn::Join": ["", [{"Fn::GetAtt": [FRONT_DOOR_URL_ID, "FunctionUrl"]}, "track"]]}
+
+
+def _alarms(stage: Stage) -> dict[str, Any]:
+    resources: dict[str, Any] = {
+        ALARM_TOPIC_ID: {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": alarm_topic_name(stage)}},
+        ALARM_SUBSCRIPTION_ID: {"Type": "AWS::SNS::Subscription", "Condition": "HasAlarmEmail", "Properties": {
+            "TopicArn": {"Ref": ALARM_TOPIC_ID}, "Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}},
+    }
+    for alarm in ALARMS:
+        properties = alarm_settings(stage, alarm)
+        if alarm.target != QUEUE_TARGET:      # by reference, so the alarm follows the function
+            properties["Dimensions"] = [{"Name": alarm.dimension, "Value": {"Ref": CHALICE_IDS[alarm.target][0]}}]
+        else:
+            properties["Dimensions"] = [{"Name": alarm.dimension, "Value": {"Fn::GetAtt": [QUEUE_ID, "QueueName"]}}]
+        properties["AlarmActions"] = [{"Ref": ALARM_TOPIC_ID}]
+        resources[alarm.logical_id] = {"Type": "AWS::CloudWatch::Alarm", "Properties": properties}
+    return resources
+
+
 def _outputs(stage: Stage) -> dict[str, Any]:
     api_url = "https://${RestAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/api"
     outputs: dict[str, Any] = {
-        "TrackURL": {"Value": {"Fn::Sub": f"{api_url}/track"}},
+        "TrackURL": {"Description": "Where AlephBet sends events: the front door (a Lambda function URL)",
+                     "Value": _front_door_track_url()},
+        "ApiURL": {"Description": "The REST API: reports, dashboard, snippet", "Value": {"Fn::Sub": f"{api_url}/"}},
+        "AlarmTopicArn": {"Value": {"Ref": ALARM_TOPIC_ID}},
         "DashboardURL": {"Value": {"Fn::Sub": f"{api_url}/dashboard"}},
         "EventStreamArn": {"Value": {"Fn::GetAtt": [STREAM_ID, "Arn"]}},
         "FailedBatchQueueUrl": {"Value": {"Ref": QUEUE_ID}},

@@ -6,6 +6,9 @@ fix it, and the other checks still run.
 """
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -17,7 +20,7 @@ from chalicelib.storage import schema
 from chalicelib.config import ConfigError, Settings
 from dalet_ops.iam_policies import AwsLocation
 from chalicelib.secrets import NOT_FOUND_CODES, parse_reference
-from dalet_ops.stage import WRITER, Stage
+from dalet_ops.stage import API_HANDLER, TRACK, WRITER, Stage
 
 AWS_ERRORS = (ClientError, BotoCoreError)
 _EXPIRED_CREDENTIAL_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId",
@@ -25,6 +28,8 @@ _EXPIRED_CREDENTIAL_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", 
                                        "SignatureDoesNotMatch"})
 # IAM actions that cannot be limited to one resource: a policy must grant them on "*".
 _ACTIONS_ON_ANY_RESOURCE = frozenset({"lambda:ListEventSourceMappings"})
+
+FRONT_DOOR_PROBE_TIMEOUT_SECONDS = 10.0
 
 # BigQuery's REST API answers with the legacy type names.
 _LEGACY_TYPES = {"FLOAT64": "FLOAT", "INT64": "INTEGER", "BOOL": "BOOLEAN", "STRUCT": "RECORD"}
@@ -76,6 +81,13 @@ def _aws_checks(stage: Stage, session: Any, location: AwsLocation, setup_fix: st
                                    "`aws secretsmanager create-secret --secret-string file://key.json`")
     if not (stream_missing or queue_missing):     # else setup comes first, and its line says so
         yield _check_trigger(session.client("lambda"), stage, stream_arn, queue_arn, location, setup_fix)
+    lambda_client = session.client("lambda")
+    api_check, deployment = _check_api_function(lambda_client, stage, location)
+    yield api_check
+    if deployment is not None and deployment.deployed:
+        yield _check_rest_api(session, stage, deployment, location, setup_fix)
+        yield _check_front_door(lambda_client, stage, location, setup_fix)
+        yield _check_alarms(session.client("cloudwatch"), session.client("sns"), stage, location, setup_fix)
 
 
 def _check_stream(kinesis: Any, name: str, arn: str, region: str, setup_fix: str) -> tuple[bool, Check]:
@@ -162,6 +174,114 @@ def _check_trigger(lambda_client: Any, stage: Stage, stream_arn: str, queue_arn:
                               f"{mapping['MaximumRetryAttempts']} retries, failed batches to the queue")
 
 
+def _deploy_fix(stage: Stage) -> str:
+    return (f"chalice deploy --stage {stage.name}, then python -m dalet_ops.cli setup --stage {stage.name} "
+            "(or deploy the packaged CloudFormation template: docs/deploy.md, section 4b)")
+
+
+def _check_api_function(lambda_client: Any, stage: Stage,
+                        location: AwsLocation) -> tuple[Check, provision.Deployment | None]:
+    """The REST API's function: deployed (by chalice deploy or a stack)? Also how the stage was deployed."""
+    name = stage.function_name(API_HANDLER)
+    label = f"API function {name}"
+    try:
+        lambda_client.get_function(FunctionName=name)
+        deployment = provision.find_deployment(lambda_client, stage)
+    except lambda_client.exceptions.ResourceNotFoundException:
+        return Check(label, False, "not deployed (did `chalice deploy` fail?)", _deploy_fix(stage)), None
+    except AWS_ERRORS as error:
+        return aws_failure(label, error, "lambda", location.arn("lambda", f"function:{name}"), location.region), None
+    how = f"CloudFormation stack {deployment.stack}" if deployment.by_cloudformation else "chalice deploy"
+    return Check(label, True, f"deployed by {how}"), deployment
+
+
+def _check_rest_api(session: Any, stage: Stage, deployment: provision.Deployment, location: AwsLocation,
+                    setup_fix: str) -> Check:
+    label = f"REST API (stage {stage.api_gateway_stage})"
+    apigateway = session.client("apigateway")
+    try:
+        if deployment.by_cloudformation:
+            api_id = session.client("cloudformation").describe_stack_resource(
+                StackName=deployment.stack, LogicalResourceId=infrastructure.REST_API_ID,
+            )["StackResourceDetail"]["PhysicalResourceId"]
+        else:
+            api_id = provision.deployed_rest_api_id(apigateway, stage)
+        if api_id is None:
+            return Check(label, False, f"no REST API named {stage.app_name} (or more than one)", _deploy_fix(stage))
+        rate, burst = provision.rest_api_throttling(apigateway, api_id, stage.api_gateway_stage)
+    except AWS_ERRORS as error:
+        if provision.aws_error_code(error) == "NotFoundException":
+            return Check(label, False, f"stage {stage.api_gateway_stage} not found", _deploy_fix(stage))
+        return aws_failure(label, error, "apigateway", f"arn:{location.partition}:apigateway:{location.region}::"
+                                                       "/restapis/*", location.region)
+    url = f"https://{api_id}.execute-api.{location.region}.amazonaws.com/{stage.api_gateway_stage}/"
+    if rate is None or burst is None:
+        return Check(label, False, f"{url}: no throttling, so a flood runs up the bill", setup_fix)
+    return Check(label, True, f"{url}, throttled to {rate:g} requests/s, bursts of {burst}")
+
+
+def http_get(url: str, timeout: float) -> tuple[int, bytes]:
+    """GET the URL: its status and body, whatever the status."""
+    request = urllib.request.Request(url, headers={"Accept": "application/json", "User-Agent": "dalet-preflight"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:    # noqa: S310 - https from AWS
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def _check_front_door(lambda_client: Any, stage: Stage, location: AwsLocation, setup_fix: str) -> Check:
+    """The track function's URL exists, is public with CORS, is bounded, and answers as Dalet does."""
+    name = stage.function_name(TRACK)
+    label = f"front door {name}"
+    try:
+        config = lambda_client.get_function_url_config(FunctionName=name)
+        concurrency = lambda_client.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
+    except lambda_client.exceptions.ResourceNotFoundException:
+        return Check(label, False, "no function URL (or the function is not deployed)", setup_fix)
+    except AWS_ERRORS as error:
+        return aws_failure(label, error, "lambda", location.arn("lambda", f"function:{name}"), location.region)
+    if config.get("AuthType") != infrastructure.FRONT_DOOR_AUTH or not (config.get("Cors") or {}).get("AllowOrigins"):
+        return Check(label, False, f"the URL has AuthType {config.get('AuthType')} and CORS {config.get('Cors')}: "
+                                   "browsers on other sites cannot send events", setup_fix)
+    if not concurrency:
+        return Check(label, False, "no reserved concurrency: nothing bounds a flood",
+                     "set reserved_concurrency for track in .chalice/config.json, then chalice deploy")
+    url = provision.front_door_track_url(config["FunctionUrl"])
+    try:
+        status, body = http_get(url, FRONT_DOOR_PROBE_TIMEOUT_SECONDS)
+    except (OSError, ValueError) as error:
+        return Check(label, False, f"{url} did not answer: {type(error).__name__}: {error}",
+                     "check the network; then the function's log group (/aws/lambda/" + name + ")")
+    # An empty GET names the missing fields (400) and stores nothing: Dalet's own answer.
+    if status == 403:
+        return Check(label, False, f"{url} answered 403: its resource policy does not let the public call it",
+                     setup_fix)
+    if status != 400 or b'"errors"' not in body:
+        return Check(label, False, f"{url} answered {status} {body[:200]!r}, not Dalet's 400 for an empty event",
+                     f"see the log group /aws/lambda/{name}; redeploy with chalice deploy --stage {stage.name}")
+    return Check(label, True, f"{url} answers; reserved concurrency {concurrency}")
+
+
+def _check_alarms(cloudwatch: Any, sns: Any, stage: Stage, location: AwsLocation, setup_fix: str) -> Check:
+    label = "alarms"
+    wanted = {infrastructure.alarm_name(stage, alarm) for alarm in infrastructure.ALARMS}
+    try:
+        found = cloudwatch.describe_alarms(AlarmNames=sorted(wanted))["MetricAlarms"]
+        topics = {arn for alarm in found for arn in alarm.get("AlarmActions", [])}
+        subscribers = sum(len(sns.list_subscriptions_by_topic(TopicArn=arn)["Subscriptions"]) for arn in topics)
+    except AWS_ERRORS as error:
+        return aws_failure(label, error, "cloudwatch", location.arn("cloudwatch", "alarm:*"), location.region)
+    missing = sorted(wanted - {alarm["AlarmName"] for alarm in found})
+    silent = sorted(alarm["AlarmName"] for alarm in found if not alarm.get("AlarmActions"))
+    if missing or silent:
+        return Check(label, False, f"missing: {', '.join(missing) or 'none'}; notifying no one: "
+                                   f"{', '.join(silent) or 'none'}", setup_fix)
+    note = f"{subscribers} subscriber(s)" if subscribers else \
+        "no subscribers yet: setup --alarm-email, or aws sns subscribe"
+    return Check(label, True, f"{len(found)} alarms notify {', '.join(sorted(topics))} ({note})")
+
+
 def _bigquery_checks(settings: Settings, setup_fix: str) -> Iterator[Check]:
     source = google_credentials.source_label(settings)
     try:
@@ -174,8 +294,16 @@ def _bigquery_checks(settings: Settings, setup_fix: str) -> Iterator[Check]:
                     "see docs/deploy.md, Google credentials")
         return
     yield Check("Google credentials", True, f"{source}, project {client.project}")
+    unreachable: Check | None = None
     for name, table in provision.warehouse_tables(settings):
-        yield _check_table(client, settings, name, table, setup_fix)
+        if unreachable is not None:        # one bounded wait is enough to know the network is down
+            yield Check(f"BigQuery table {client.project}.{settings.bq_dataset}.{name}", False,
+                        "not checked: BigQuery was not reachable for the table before", unreachable.fix)
+            continue
+        check = _check_table(client, settings, name, table, setup_fix)
+        if not check.ok and check.detail.startswith("not reachable"):
+            unreachable = check
+        yield check
 
 
 def _check_table(client: Any, settings: Settings, name: str, spec: schema.Table, setup_fix: str) -> Check:
@@ -184,7 +312,8 @@ def _check_table(client: Any, settings: Settings, name: str, spec: schema.Table,
     table_id = f"{client.project}.{settings.bq_dataset}.{name}"
     label = f"BigQuery table {table_id}"
     try:
-        table = client.get_table(table_id)
+        table = client.get_table(table_id, retry=provision.bigquery_ops_retry(),
+                                 timeout=provision.BIGQUERY_OPS_REQUEST_TIMEOUT_SECONDS)
     except google_errors.NotFound:
         return Check(label, False, "not found", setup_fix)
     except Exception as error:    # refusals, token exchange and transport failures
@@ -227,6 +356,9 @@ def google_failure(label: str, error: Exception, settings: Settings, project: st
     from google.api_core import exceptions as google_errors
     from google.auth import exceptions as auth_errors
 
+    if provision.google_unreachable(error):
+        return Check(label, False, f"not reachable: {type(error).__name__}: {error}",
+                     "check the network, DNS and any proxy (BigQuery is https://bigquery.googleapis.com)")
     if isinstance(error, google_errors.Forbidden):
         return Check(label, False, f"BigQuery refused access ({_google_message(error)})",
                      f"grant the identity of {google_credentials.source_label(settings)} the BigQuery Data Editor "

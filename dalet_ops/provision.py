@@ -1,19 +1,27 @@
 """`setup`: create what `chalice deploy` does not, idempotently, and say what was found or made.
 
 Order matters: the stream, queue and secrets must exist before the policy files can
-name their ARNs, and the policy files before `chalice deploy` creates the roles. The
-writer's trigger can only be tuned once `chalice deploy` has created it, so running
-`setup` again after the first deploy finishes the job.
+name their ARNs, and the policy files before `chalice deploy` creates the roles. What
+belongs to the deployed functions (the writer's trigger settings, the front door's
+function URL, the REST API's throttling, log levels, alarms) can only be set once
+`chalice deploy` has created them, so running `setup` again after the first deploy
+finishes the job. On the CloudFormation path the template sets all of those, and
+`setup` only checks the trigger and reports the front door.
+
+Those later steps, and the BigQuery tables, are independent: each one runs and reports
+its own outcome even if another failed, so a BigQuery outage never leaves the trigger
+untuned. The writer's trigger goes first: without it a partly written batch is lost.
 """
 from __future__ import annotations
 
 import json
+import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from secrets import token_urlsafe
 from typing import Any, Callable
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import google_credentials
 from dalet_ops import iam_policies, infrastructure
@@ -21,11 +29,16 @@ from chalicelib.storage import schema
 from chalicelib.config import Settings
 from chalicelib.secrets import (NOT_FOUND_CODES, SECRETS_MANAGER, SSM, SecretReference, api_key_in, fetch_secret,
                                 parse_reference)
-from dalet_ops.stage import API_HANDLER, FUNCTIONS, WRITER, Stage
+from dalet_ops.stage import API_HANDLER, FUNCTIONS, TRACK, WRITER, Stage
 
 Printer = Callable[[str], None]
 TRIGGER_SETTLE_ATTEMPTS = 10
 TRIGGER_SETTLE_SECONDS = 3.0
+# The deploy tools wait this long for one BigQuery call, retries included (the client's
+# default is 600 s per call: setup and preflight would hang for minutes on a dead network).
+BIGQUERY_OPS_DEADLINE_SECONDS = 10.0
+BIGQUERY_OPS_REQUEST_TIMEOUT_SECONDS = 5.0
+CLOUDFORMATION_STACK_TAG = "aws:cloudformation:stack-name"
 
 
 class SetupError(RuntimeError):
@@ -51,8 +64,8 @@ class Identity:
 
 @dataclass(frozen=True)
 class StreamOptions:
-    mode: str = "ON_DEMAND"
-    shards: int = 1
+    mode: str = infrastructure.DEFAULT_STREAM_MODE
+    shards: int = infrastructure.DEFAULT_SHARDS
     retention_hours: int = infrastructure.STREAM_RETENTION_HOURS
 
     def __post_init__(self) -> None:
@@ -61,8 +74,8 @@ class StreamOptions:
             raise SetupError(
                 f"--retention-hours must be at least {lowest} and at most {highest}, got {self.retention_hours}",
                 f"the writer parks a failing batch when its records are {infrastructure.MAX_RECORD_AGE_HOURS} h "
-                "old, and replay reads them back from the stream, so the stream must keep them at least a day "
-                f"longer (default {infrastructure.STREAM_RETENTION_HOURS})")
+                "old, and replay reads them back from the stream, so the stream must keep them at least "
+                f"{infrastructure.REPLAY_WINDOW_HOURS} h longer (default {infrastructure.STREAM_RETENTION_HOURS})")
 
 
 def aws_identity(session: Any) -> Identity:
@@ -81,8 +94,26 @@ def aws_identity(session: Any) -> Identity:
     return Identity(caller["Account"], caller["Arn"].split(":")[1], session.region_name, caller["Arn"])
 
 
+@dataclass(frozen=True)
+class Deployment:
+    """How the stage's functions were deployed, as far as AWS can tell."""
+    deployed: bool
+    stack: str | None = None        # the CloudFormation stack that owns them, if any
+
+    @property
+    def by_cloudformation(self) -> bool:
+        return self.stack is not None
+
+
+@dataclass
+class SetupOutcome:
+    deployment: Deployment
+    failed_steps: list[str] = field(default_factory=list)
+
+
 def run_setup(stage: Stage, session: Any, say: Printer, stream: StreamOptions = StreamOptions(),
-              show_key: bool = False, bigquery_settings: Settings | None = None) -> None:
+              show_key: bool = False, bigquery_settings: Settings | None = None,
+              alarm_email: str | None = None) -> SetupOutcome:
     settings = stage.settings
     identity = aws_identity(session)
     say(f"AWS account {identity.account}, region {identity.region}, as {identity.principal}")
@@ -92,8 +123,173 @@ def run_setup(stage: Stage, session: Any, say: Printer, stream: StreamOptions = 
     google_arn = find_google_secret(session, settings, say)
     resources = iam_policies.StageResources(identity.location, stream_arn, queue_arn, api_key_arn, google_arn)
     write_policy_files(stage, resources, say)
-    ensure_bigquery_tables(bigquery_settings or settings, say)
-    configure_trigger(session.client("lambda"), stage.function_name(WRITER), stream_arn, queue_arn, say)
+    lambda_client = session.client("lambda")
+    deployment = find_deployment(lambda_client, stage)
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("writer trigger", lambda: configure_trigger(lambda_client, stage.function_name(WRITER), stream_arn,
+                                                     queue_arn, say)),
+        ("front door", lambda: ensure_front_door(lambda_client, stage, deployment, say)),
+    ]
+    if deployment.by_cloudformation:
+        say(f"REST API throttling, function log levels and alarms: set by CloudFormation stack {deployment.stack}")
+    elif deployment.deployed:
+        steps += [
+            ("REST API throttling", lambda: ensure_rest_api_throttling(session.client("apigateway"), stage, say)),
+            ("function log levels", lambda: ensure_function_logging(lambda_client, stage, say)),
+            ("alarms", lambda: ensure_alarms(session.client("sns"), session.client("cloudwatch"), stage,
+                                             alarm_email, say)),
+        ]
+    steps.append(("BigQuery tables", lambda: ensure_bigquery_tables(bigquery_settings or settings, say)))
+    outcome = SetupOutcome(deployment)
+    for name, step in steps:
+        try:
+            step()
+        except SetupError as error:
+            say(f"FAILED {name}: {error}")
+            outcome.failed_steps.append(name)
+        except (BotoCoreError, ClientError) as error:
+            say(f"FAILED {name}: AWS answered {type(error).__name__}: {error}")
+            outcome.failed_steps.append(name)
+    return outcome
+
+
+def find_deployment(lambda_client: Any, stage: Stage) -> Deployment:
+    """Whether `chalice deploy` or a CloudFormation stack has created the writer (its tags tell which)."""
+    try:
+        function = lambda_client.get_function(FunctionName=stage.function_name(WRITER))
+    except lambda_client.exceptions.ResourceNotFoundException:
+        return Deployment(False)
+    return Deployment(True, (function.get("Tags") or {}).get(CLOUDFORMATION_STACK_TAG))
+
+
+def front_door_track_url(function_url: str) -> str:
+    """The /track URL behind a function URL (AWS gives it with a trailing slash)."""
+    return function_url.rstrip("/") + "/track"
+
+
+def ensure_front_door(lambda_client: Any, stage: Stage, deployment: Deployment, say: Printer) -> None:
+    """The track function's public URL, with CORS, created if missing (chalice deploy cannot)."""
+    name = stage.function_name(TRACK)
+    try:
+        lambda_client.get_function(FunctionName=name)
+    except lambda_client.exceptions.ResourceNotFoundException:
+        say(f"front door: {name} is not deployed yet; after `chalice deploy`, run setup again to give it "
+            "its function URL")
+        return
+    wanted = {"AuthType": infrastructure.FRONT_DOOR_AUTH, "Cors": infrastructure.FRONT_DOOR_CORS}
+    try:
+        current = lambda_client.get_function_url_config(FunctionName=name)
+    except lambda_client.exceptions.ResourceNotFoundException:
+        if deployment.by_cloudformation:
+            raise SetupError(f"{name} has no function URL, though stack {deployment.stack} should have made it",
+                             "deploy the template that `chalice package --merge-template` writes") from None
+        current = lambda_client.create_function_url_config(FunctionName=name, **wanted)
+        status = "created"
+    else:
+        status = "found"
+        if not deployment.by_cloudformation and {k: current.get(k) for k in wanted} != wanted:
+            current = lambda_client.update_function_url_config(FunctionName=name, **wanted)
+            status = "updated"
+    if not deployment.by_cloudformation:
+        _allow_public_url_calls(lambda_client, name)
+    url = front_door_track_url(current["FunctionUrl"])
+    say(f"front door {name}: {status}; AlephBet's track URL is {url}")
+    if not deployment.by_cloudformation and stage.environment.get("DALET_TRACK_URL") != url:
+        say(f"  so that /snippet hands it out: add \"DALET_TRACK_URL\": \"{url}\" to the {stage.name} stage's "
+            f"environment_variables in .chalice/config.json and run chalice deploy --stage {stage.name} again")
+
+
+def _allow_public_url_calls(lambda_client: Any, name: str) -> None:
+    """The resource policy statements that let anyone call the URL (auth NONE), each added once."""
+    try:
+        policy = json.loads(lambda_client.get_policy(FunctionName=name)["Policy"])
+    except lambda_client.exceptions.ResourceNotFoundException:
+        policy = {"Statement": []}
+    present = {statement.get("Sid") for statement in policy["Statement"]}
+    for sid, action, condition in infrastructure.FRONT_DOOR_PERMISSIONS:
+        if sid not in present:
+            lambda_client.add_permission(FunctionName=name, StatementId=sid, Action=action, Principal="*",
+                                         **condition)
+
+
+def deployed_rest_api_id(apigateway: Any, stage: Stage) -> str | None:
+    """The REST API `chalice deploy` created: from its record in .chalice/deployed, else by name."""
+    record = stage.project_dir / ".chalice" / "deployed" / f"{stage.name}.json"
+    try:
+        for resource in json.loads(record.read_text())["resources"]:
+            if resource.get("resource_type") == "rest_api" and resource.get("rest_api_id"):
+                return str(resource["rest_api_id"])
+    except (OSError, ValueError, KeyError):
+        pass
+    named = [api["id"] for api in apigateway.get_rest_apis(limit=500)["items"] if api["name"] == stage.app_name]
+    return named[0] if len(named) == 1 else None
+
+
+def throttling_patch() -> list[dict[str, str]]:
+    return [{"op": "replace", "path": "/*/*/throttling/rateLimit", "value": str(infrastructure.REST_API_RATE_LIMIT)},
+            {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": str(infrastructure.REST_API_BURST_LIMIT)}]
+
+
+def rest_api_throttling(apigateway: Any, api_id: str, stage_name: str) -> tuple[float | None, int | None]:
+    settings = apigateway.get_stage(restApiId=api_id, stageName=stage_name).get("methodSettings", {}).get("*/*", {})
+    return settings.get("throttlingRateLimit"), settings.get("throttlingBurstLimit")
+
+
+def ensure_rest_api_throttling(apigateway: Any, stage: Stage, say: Printer) -> None:
+    """Every method of the REST API's stage throttled (chalice deploy sets no limit)."""
+    api_id = deployed_rest_api_id(apigateway, stage)
+    if api_id is None:
+        raise SetupError(f"no REST API named {stage.app_name} found (or more than one)",
+                         f"run chalice deploy --stage {stage.name}, then setup again")
+    wanted = (infrastructure.REST_API_RATE_LIMIT, infrastructure.REST_API_BURST_LIMIT)
+    status = "found"
+    if rest_api_throttling(apigateway, api_id, stage.api_gateway_stage) != wanted:
+        apigateway.update_stage(restApiId=api_id, stageName=stage.api_gateway_stage, patchOperations=throttling_patch())
+        status = "updated"
+    say(f"REST API {api_id} stage {stage.api_gateway_stage}: {status}, every method throttled to "
+        f"{wanted[0]:g} requests/s, bursts of {wanted[1]}")
+
+
+def ensure_function_logging(lambda_client: Any, stage: Stage, say: Printer) -> None:
+    """JSON logs at WARN for every function: no per-request lines (chalice deploy cannot set this)."""
+    for function in FUNCTIONS:
+        name = stage.function_name(function)
+        current = lambda_client.get_function_configuration(FunctionName=name).get("LoggingConfig") or {}
+        if any(current.get(key) != value for key, value in infrastructure.LOGGING_CONFIG.items()):
+            _while_settling(lambda: lambda_client.update_function_configuration(
+                FunctionName=name, LoggingConfig=dict(infrastructure.LOGGING_CONFIG)), lambda_client)
+    say(f"function log levels: {', '.join(stage.function_name(f) for f in FUNCTIONS)} log JSON at "
+        f"{infrastructure.LOGGING_CONFIG['ApplicationLogLevel']} (application and platform lines)")
+
+
+def _while_settling(update: Callable[[], Any], lambda_client: Any) -> None:
+    """Run a Lambda update, waiting while the function is still being created or updated."""
+    for attempt in range(TRIGGER_SETTLE_ATTEMPTS):
+        try:
+            update()
+            return
+        except (lambda_client.exceptions.ResourceConflictException,
+                lambda_client.exceptions.ResourceInUseException):
+            if attempt == TRIGGER_SETTLE_ATTEMPTS - 1:
+                raise SetupError("the function is still being deployed or updated",
+                                 "run setup again in a minute") from None
+            time.sleep(TRIGGER_SETTLE_SECONDS)
+
+
+def ensure_alarms(sns: Any, cloudwatch: Any, stage: Stage, email: str | None, say: Printer) -> None:
+    """The alarm topic, the alarms that notify it, and the email subscription if asked for."""
+    topic_arn = sns.create_topic(Name=infrastructure.alarm_topic_name(stage))["TopicArn"]   # idempotent
+    for alarm in infrastructure.ALARMS:
+        cloudwatch.put_metric_alarm(**infrastructure.alarm_settings(stage, alarm), ActionsEnabled=True,
+                                    AlarmActions=[topic_arn])
+    subscribed = [s["Endpoint"] for s in sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]]
+    if email and email not in subscribed:
+        sns.subscribe(TopicArn=topic_arn, Protocol="email", Endpoint=email)
+        subscribed.append(email)
+        say(f"alarm topic: subscribed {email} (confirm the email AWS sends)")
+    names = ", ".join(alarm.suffix for alarm in infrastructure.ALARMS)
+    say(f"alarms ({names}) notify {topic_arn}; subscribers: {', '.join(subscribed) or 'none yet'} "
+        f"(add one with --alarm-email or aws sns subscribe --topic-arn {topic_arn} --protocol email ...)")
 
 
 def ensure_stream(kinesis: Any, name: str, options: StreamOptions, say: Printer) -> str:
@@ -239,26 +435,68 @@ def ensure_bigquery_tables(settings: Settings, say: Printer) -> None:
     source = google_credentials.source_label(settings)
     client = google_credentials.bigquery_client(settings)
     tables = warehouse_tables(settings)
-    warehouse = BigQueryWarehouse.from_settings(settings, client)
+    warehouse = BigQueryWarehouse(client, settings.bq_dataset, settings.bq_table, retry=bigquery_ops_retry(),
+                                  timeout=BIGQUERY_OPS_REQUEST_TIMEOUT_SECONDS)
     try:
         existed = {name: warehouse.table_exists(name) for name, _ in tables}
         # The warehouse's own creation (no second copy of the DDL here); the report tables
         # include the writer's.
         warehouse.ensure_report_tables()
         migrated = warehouse.migrate_tables()
-    except google_errors.GoogleAPIError as error:
-        raise SetupError(f"BigQuery refused ({source}): {error}",
-                         f"give the identity the BigQuery Data Editor role on project {client.project}") from None
-    except Exception as error:     # token exchange, transport
-        fix = ("workload identity federation admits only the Lambda roles: run this with --adc "
-               "(your gcloud application-default login)") if settings.google_credentials_config else \
-            "check the credentials and the network"
-        raise SetupError(f"BigQuery is not reachable with {source}: {type(error).__name__}: {error}", fix) from None
+    except Exception as error:
+        raise bigquery_setup_error(error, settings, source, client.project) from None
     for name, table in tables:
         say(f"BigQuery table {client.project}.{settings.bq_dataset}.{name}: "
             f"{'found' if existed[name] else 'created'}{_layout(table)} (credentials: {source})")
     for change in migrated:
         say(f"BigQuery table migrated: {change}")
+
+
+def bigquery_ops_retry() -> Any:
+    from google.cloud import bigquery
+
+    return bigquery.DEFAULT_RETRY.with_timeout(BIGQUERY_OPS_DEADLINE_SECONDS)
+
+
+def google_unreachable(error: BaseException) -> bool:
+    """Whether the error (or what it wraps) is a network failure: DNS, refused or timed-out connection.
+
+    The BigQuery client gives up with a RetryError, a GoogleAPIError like any refusal, and
+    keeps the network error as its cause; token exchanges raise google.auth's TransportError.
+    """
+    from google.auth import exceptions as auth_errors
+    import requests
+
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (socket.gaierror, ConnectionError, TimeoutError, auth_errors.TransportError,
+                                requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+            return True
+        current = getattr(current, "cause", None) or current.__cause__ or current.__context__
+    return False
+
+
+def bigquery_setup_error(error: Exception, settings: Settings, source: str, project: str) -> SetupError:
+    """Refused (a permission to grant), unreachable (the network), or something else, told apart."""
+    from google.api_core import exceptions as google_errors
+    from google.auth import exceptions as auth_errors
+
+    if google_unreachable(error):
+        return SetupError(f"BigQuery is not reachable from here ({type(error).__name__}: {error})",
+                          "check the network, DNS and any proxy: this machine must reach "
+                          "https://bigquery.googleapis.com and https://oauth2.googleapis.com")
+    if isinstance(error, google_errors.Forbidden):
+        return SetupError(f"BigQuery refused ({source}): {error}",
+                          f"give the identity the BigQuery Data Editor role on project {project}")
+    if isinstance(error, (google_errors.Unauthorized, auth_errors.RefreshError, auth_errors.DefaultCredentialsError)):
+        fix = ("workload identity federation admits only the Lambda roles: run this with --adc "
+               "(your gcloud application-default login)") if settings.google_credentials_config else \
+            "check the Google credentials (gcloud auth application-default login, or the key's secret)"
+        return SetupError(f"Google refused the credentials ({source}): {error}", fix)
+    return SetupError(f"BigQuery failed ({source}): {type(error).__name__}: {error}",
+                      "run setup again; if it persists, see https://status.cloud.google.com")
 
 
 def _layout(table: schema.Table) -> str:

@@ -15,10 +15,12 @@ from chalicelib import config
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 CONFIG_FILE = Path(".chalice") / "config.json"
-# Chalice puts every route in one Lambda function named api_handler.
+# Chalice puts every route in one Lambda function named api_handler (the REST API's).
 API_HANDLER = "api_handler"
+# The ingest routes again, behind a Lambda function URL (app.py's `track_front_door`).
+TRACK = "track"
 WRITER = "write_events"
-FUNCTIONS = (API_HANDLER, WRITER)
+FUNCTIONS = (API_HANDLER, TRACK, WRITER)
 
 
 @dataclass(frozen=True)
@@ -27,13 +29,25 @@ class Stage:
     app_name: str
     project_dir: Path
     environment: dict[str, str]
+    api_gateway_stage: str = "api"
 
     @property
     def settings(self) -> config.Settings:
         return config.load_settings(self.environment)
 
     def function_name(self, function: str) -> str:
-        """The deployed function's name: Chalice's `app-stage-function`, kept in the template too."""
+        """The deployed function's name, as `chalice deploy` names it and the template keeps it.
+
+        Chalice names the REST API's function `app-stage` (for backward compatibility, without
+        the `-api_handler` suffix every other function gets), so its log group is
+        /aws/lambda/app-stage.
+        """
+        if function == API_HANDLER:
+            return f"{self.app_name}-{self.name}"
+        return f"{self.app_name}-{self.name}-{function}"
+
+    def role_name(self, function: str) -> str:
+        """The function's IAM role: `app-stage-function` for every function, the API's included."""
         return f"{self.app_name}-{self.name}-{function}"
 
     @property
@@ -74,4 +88,5 @@ def load_stage(name: str, project_dir: Path = PROJECT_DIR) -> Stage:
         app_name=chalice_config.get("app_name", "dalet"),
         project_dir=project_dir,
         environment={key: str(value) for key, value in environment.items()},
+        api_gateway_stage=stages[name].get("api_gateway_stage", chalice_config.get("api_gateway_stage", "api")),
     )

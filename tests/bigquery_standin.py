@@ -37,6 +37,7 @@ import math
 import re
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from http import HTTPStatus
@@ -471,12 +472,49 @@ def _fits_type(kind: str, value: Any) -> bool:
             return isinstance(value, (int, float)) or datetime.fromisoformat(str(value).replace("Z", "+00:00")) is not None
         if kind == "BYTES":
             return isinstance(value, str) and base64.b64decode(value, validate=True) is not None
-        if kind == "JSON":
-            json.loads(value)      # BigQuery's insertAll takes a JSON column as JSON text
-            return isinstance(value, str)
+        if kind == "JSON":      # BigQuery's insertAll takes a JSON column as JSON text
+            return isinstance(value, str) and _bigquery_json(value)
     except (TypeError, ValueError):
         return False
     return True     # types the stand-in does not check
+
+
+def _refuse(text: str) -> Any:
+    raise ValueError(f"not a JSON number BigQuery stores exactly: {text[:40]}")
+
+
+def _bigquery_int(text: str) -> int:
+    number = int(text)
+    if not -(2 ** 63) <= number < 2 ** 64:
+        _refuse(text)
+    return number
+
+
+def _bigquery_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        _refuse(text)
+    return number
+
+
+_BIGQUERY_JSON = json.JSONDecoder(parse_int=_bigquery_int, parse_float=_bigquery_float, parse_constant=_refuse)
+BIGQUERY_JSON_MAX_DEPTH = 500
+
+
+def _bigquery_json(text: str) -> bool:
+    """Whether BigQuery's JSON type takes `text` (https://cloud.google.com/bigquery/docs/json-data):
+    strict JSON (no NaN/Infinity), numbers that fit INT64/UINT64/FLOAT64, at most 500 levels deep."""
+    try:
+        value = _BIGQUERY_JSON.decode(text)
+    except RecursionError:
+        return False
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        current, depth = pending.pop()
+        if isinstance(current, (dict, list)):
+            deepest = max(deepest, depth)
+            pending.extend((child, depth + 1) for child in (current.values() if isinstance(current, dict) else current))
+    return deepest <= BIGQUERY_JSON_MAX_DEPTH
 
 
 def _decode_parameters(parameters: list[dict[str, Any]]) -> dict[str, Any]:
@@ -549,9 +587,10 @@ def _shared_server() -> HTTPServer:
     return _server
 
 
-@pytest.fixture
-def bigquery_standin() -> Iterator[BigQueryStandIn]:
-    """A fresh, empty BigQuery (no datasets, no scripts) and a client pointed at it."""
+@contextmanager
+def serving_standin() -> Iterator[BigQueryStandIn]:
+    """A fresh, empty BigQuery (no datasets, no scripts) and a client pointed at it; also for
+    other processes, at `standin.url` (BIGQUERY_EMULATOR_HOST)."""
     server = _shared_server()
     server.clear_log()
     server.clear_handler_errors()
@@ -563,3 +602,10 @@ def bigquery_standin() -> Iterator[BigQueryStandIn]:
     finally:
         _current.remove(standin)
         server.clear_log()
+
+
+@pytest.fixture
+def bigquery_standin() -> Iterator[BigQueryStandIn]:
+    """A fresh, empty BigQuery (no datasets, no scripts) and a client pointed at it."""
+    with serving_standin() as standin:
+        yield standin

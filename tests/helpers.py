@@ -10,16 +10,20 @@
 
 `report_client` is a fixture defined here: the `client` fixture with DALET_API_KEY set to
 API_KEY. Import it next to the helpers: `from tests.helpers import report_client  # noqa: F401`.
+`writer_gate` (import it too) puts the writer behind a WriterGate: `writer_gate.close()` makes
+the consumer wait inside the handler (the stream backs up), `writer_gate.open()` lets it go.
 """
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from contextlib import closing
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
+from chalicelib import runtime
 from tests.local_server import wait_until
 
 API_KEY = "test-report-key"
@@ -74,3 +78,36 @@ def wait_for_rows(count: int, timeout: float = 20.0) -> None:
     """Block until the warehouse holds exactly `count` event rows."""
     wait_until(lambda: stored_row_count() == count, timeout=timeout, interval=0.02,
                message=f"{count} rows in the warehouse")
+
+
+class WriterGate:
+    """Wraps the Kinesis handler; while closed, the consumer waits inside it, so the stream backs up."""
+
+    def __init__(self, handler: Callable[[dict[str, Any], Any], Any]):
+        self._handler = handler
+        self._open = threading.Event()
+        self._open.set()
+        self.holding = threading.Event()
+
+    def close(self) -> None:
+        self.holding.clear()
+        self._open.clear()
+
+    def open(self) -> None:
+        self._open.set()
+
+    def __call__(self, kinesis_event: dict[str, Any], context: Any) -> Any:
+        if not self._open.is_set():
+            self.holding.set()
+            self._open.wait(30)
+        return self._handler(kinesis_event, context)
+
+
+@pytest.fixture
+def writer_gate(report_client, monkeypatch) -> WriterGate:
+    """The in-process app's writer behind a WriterGate (import it next to report_client)."""
+    import app
+
+    gated = WriterGate(app.write_events)
+    monkeypatch.setattr(runtime, "_stream_handler", [gated])
+    return gated

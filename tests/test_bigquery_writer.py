@@ -18,7 +18,8 @@ from chalicelib.storage.bigquery_warehouse import (
 )
 from chalicelib.ingest.events import StoredEvent, encode_record, now, parse_event, stamp
 from chalicelib.storage.schema import DEAD_LETTERS, EVENTS
-from chalicelib.storage.writer import DeadLetter, RowRejection, StreamRecord, TransientWarehouseError, write_batch
+from chalicelib.storage.writer import (DeadLetter, RowRejection, StreamRecord, TransientWarehouseError, copy_id,
+                                      write_batch)
 from tests.bigquery_standin import BigQueryStandIn, QueryAnswer, bigquery_standin  # noqa: F401
 
 # Retries the client's way, but within a fraction of a second.
@@ -126,15 +127,24 @@ def test_an_empty_batch_makes_no_request(warehouse, bigquery_standin):
 # ---- rows and identities -------------------------------------------------------------
 
 
-def test_each_row_is_inserted_under_its_event_id(warehouse, bigquery_standin):
+def test_each_row_is_inserted_under_its_identity_and_receipt_time(warehouse, bigquery_standin):
     stored = _event(value="4.5")
 
     assert warehouse.insert_events([stored]) == []
 
     (body,) = bigquery_standin.insert_requests
     assert body["skipInvalidRows"] is True
-    assert body["rows"] == [{"json": stored.to_row(), "insertId": stored.event_id}]
+    assert body["rows"] == [{"json": stored.to_row(), "insertId": copy_id(stored)}]
     assert bigquery_standin.rows("events") == [stored.to_row()]
+
+
+def test_two_purchases_with_ids_land_as_two_events_and_a_retry_keeps_its_identity(warehouse, bigquery_standin):
+    # A retry received at another time is another receipt (its insertId holds the receipt time, so a
+    # deletion in between can never swallow it); reports dedupe by event_id, so it adds no value.
+    first, second = _event(event="buy", value="10", id="order-1"), _event(event="buy", value="20", id="order-2")
+    write_batch(_records([first, second, _event(event="buy", value="10", id="order-1")]), warehouse)
+    assert sorted({(row["event_id"], row["message_id"], row["value"]) for row in bigquery_standin.rows("events")}) == \
+        sorted([(first.event_id, "order-1", 10.0), (second.event_id, "order-2", 20.0)])
 
 
 def test_a_participate_and_a_goal_from_one_visitor_land_as_two_rows(warehouse, bigquery_standin):
@@ -144,9 +154,49 @@ def test_a_participate_and_a_goal_from_one_visitor_land_as_two_rows(warehouse, b
     warehouse.insert_events([participate, goal])
 
     insert_ids = [row["insertId"] for row in bigquery_standin.insert_requests[0]["rows"]]
-    assert insert_ids == [participate.event_id, goal.event_id]
+    assert insert_ids == [copy_id(participate), copy_id(goal)]
     assert len(set(insert_ids)) == 2
     assert sorted(row["event"] for row in bigquery_standin.rows("events")) == ["participate", "purchased"]
+
+
+def _received_at(stored: StoredEvent, moment: datetime) -> StoredEvent:
+    return stored._replace(received_at=moment)
+
+
+BEFORE_DELETE = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+AFTER_DELETE = datetime(2024, 5, 1, 12, 1, tzinfo=timezone.utc)   # the experiment was deleted in between
+
+
+def test_a_copy_tracked_again_after_a_deletion_lands_beside_the_hidden_one_in_one_batch(warehouse, bigquery_standin):
+    hidden = _received_at(_event(uuid="visitor-x"), BEFORE_DELETE)
+    tracked_again = _received_at(hidden, AFTER_DELETE)
+
+    assert write_batch(_records([hidden, tracked_again]), warehouse) == {"batchItemFailures": []}
+
+    # Reports hide the first by its received_at and count the second.
+    assert sorted(row["received_at"] for row in bigquery_standin.rows("events")) == [
+        hidden.to_row()["received_at"], tracked_again.to_row()["received_at"]]
+
+
+def test_a_copy_tracked_again_after_a_deletion_is_not_deduplicated_away_by_a_later_batch(warehouse, bigquery_standin):
+    hidden = _received_at(_event(uuid="visitor-x"), BEFORE_DELETE)
+    tracked_again = _received_at(hidden, AFTER_DELETE)
+
+    write_batch(_records([hidden], first_sequence=1000), warehouse)
+    write_batch(_records([tracked_again], first_sequence=2000), warehouse)   # within BigQuery's dedupe window
+
+    assert len(set(bigquery_standin.insert_ids("events"))) == 2
+    assert [row["received_at"] for row in bigquery_standin.rows("events")] == [
+        hidden.to_row()["received_at"], tracked_again.to_row()["received_at"]]
+
+
+def test_a_record_delivered_twice_in_one_batch_is_sent_once(warehouse, bigquery_standin):
+    stored = _event()
+    records = _records([stored, stored])        # e.g. a PutRecords retry of a record that had landed
+
+    write_batch(records, warehouse)
+
+    assert [row["insertId"] for row in bigquery_standin.insert_requests[0]["rows"]] == [copy_id(stored)]
 
 
 def test_1200_events_go_in_three_requests_of_at_most_500_rows(warehouse, bigquery_standin):
@@ -155,7 +205,7 @@ def test_1200_events_go_in_three_requests_of_at_most_500_rows(warehouse, bigquer
     assert warehouse.insert_events(events) == []
 
     assert [len(body["rows"]) for body in bigquery_standin.insert_requests] == [500, 500, 200]
-    assert bigquery_standin.insert_ids("events") == [stored.event_id for stored in events]
+    assert bigquery_standin.insert_ids("events") == [copy_id(stored) for stored in events]
 
 
 def test_huge_rows_are_split_into_requests_under_10_mb(warehouse, bigquery_standin):
@@ -171,7 +221,7 @@ def test_huge_rows_are_split_into_requests_under_10_mb(warehouse, bigquery_stand
     calls = bigquery_standin.inserts_into("events")
     assert len(calls) > 1
     assert all(call.size <= MAX_REQUEST_BYTES for call in calls)
-    assert bigquery_standin.insert_ids("events") == [stored.event_id for stored in events]
+    assert bigquery_standin.insert_ids("events") == [copy_id(stored) for stored in events]
 
 
 def test_a_row_too_large_for_any_request_is_rejected_without_being_sent(warehouse, bigquery_standin):
@@ -180,9 +230,9 @@ def test_a_row_too_large_for_any_request_is_rejected_without_being_sent(warehous
 
     rejections = warehouse.insert_events([huge, small])
 
-    assert [r.event_id for r in rejections] == ["huge"]
+    assert [r.copy_id for r in rejections] == [copy_id(huge)]
     assert "too large" in rejections[0].reason
-    assert bigquery_standin.insert_ids("events") == [small.event_id]
+    assert bigquery_standin.insert_ids("events") == [copy_id(small)]
 
 
 # ---- per-row errors ------------------------------------------------------------------
@@ -190,22 +240,22 @@ def test_a_row_too_large_for_any_request_is_rejected_without_being_sent(warehous
 
 def test_rows_bigquery_refuses_are_returned_as_rejections(warehouse, bigquery_standin):
     good, bad = _event(uuid="good"), _event(uuid="bad")
-    bigquery_standin.reject_rows(bad.event_id, reason="invalid", message="Cannot convert value")
+    bigquery_standin.reject_rows(copy_id(bad), reason="invalid", message="Cannot convert value")
 
     rejections = warehouse.insert_events([good, bad])
 
-    assert rejections == [RowRejection(bad.event_id, "invalid: Cannot convert value")]
-    assert bigquery_standin.insert_ids("events") == [good.event_id]
+    assert rejections == [RowRejection(copy_id(bad), "invalid: Cannot convert value")]
+    assert bigquery_standin.insert_ids("events") == [copy_id(good)]
 
 
 def test_refused_rows_end_in_dead_letters_and_the_rest_land(warehouse, bigquery_standin):
     events = _events(10)
     records = _records(events)
-    bigquery_standin.reject_rows(events[3].event_id, events[7].event_id, message="no such field: colour.")
+    bigquery_standin.reject_rows(copy_id(events[3]), copy_id(events[7]), message="no such field: colour.")
 
     assert write_batch(records, warehouse) == {"batchItemFailures": []}
 
-    assert bigquery_standin.insert_ids("events") == [e.event_id for n, e in enumerate(events) if n not in (3, 7)]
+    assert bigquery_standin.insert_ids("events") == [copy_id(e) for n, e in enumerate(events) if n not in (3, 7)]
     letters = bigquery_standin.rows("dead_letters")
     assert [letter["sequence_number"] for letter in letters] == [records[3].sequence_number, records[7].sequence_number]
     assert base64.b64decode(letters[0]["data"]) == records[3].data
@@ -214,7 +264,7 @@ def test_refused_rows_end_in_dead_letters_and_the_rest_land(warehouse, bigquery_
 
 def test_stopped_rows_are_transient_not_rejected(warehouse, bigquery_standin):
     stored = _event()
-    bigquery_standin.reject_rows(stored.event_id, reason="stopped", message="")
+    bigquery_standin.reject_rows(copy_id(stored), reason="stopped", message="")
 
     with pytest.raises(TransientWarehouseError) as raised:
         warehouse.insert_events([stored])
@@ -251,7 +301,7 @@ def test_the_client_retries_a_503_itself_with_the_same_insert_ids(warehouse, big
     first, *retries = bigquery_standin.insert_requests
     assert len(retries) == 2
     assert all(retry["rows"] == first["rows"] for retry in retries)
-    assert bigquery_standin.insert_ids("events") == [e.event_id for e in events]
+    assert bigquery_standin.insert_ids("events") == [copy_id(e) for e in events]
 
 
 def test_a_retried_batch_lands_each_identity_exactly_once(warehouse, bigquery_standin):
@@ -266,8 +316,8 @@ def test_a_retried_batch_lands_each_identity_exactly_once(warehouse, bigquery_st
     assert write_batch(records, warehouse) == {"batchItemFailures": []}
 
     insert_ids = {tuple(row["insertId"] for row in body["rows"]) for body in bigquery_standin.insert_requests}
-    assert insert_ids == {tuple(e.event_id for e in events)}
-    assert bigquery_standin.insert_ids("events") == [e.event_id for e in events]
+    assert insert_ids == {tuple(copy_id(e) for e in events)}
+    assert bigquery_standin.insert_ids("events") == [copy_id(e) for e in events]
 
 
 def test_when_a_later_chunk_fails_the_batch_resumes_at_the_first_unwritten_record(warehouse, bigquery_standin):
@@ -279,14 +329,14 @@ def test_when_a_later_chunk_fails_the_batch_resumes_at_the_first_unwritten_recor
     response = write_batch(records, warehouse)
 
     assert response == {"batchItemFailures": [{"itemIdentifier": records[500].sequence_number}]}
-    assert bigquery_standin.insert_ids("events") == [e.event_id for e in events[:500]]
+    assert bigquery_standin.insert_ids("events") == [copy_id(e) for e in events[:500]]
 
 
 def test_a_refused_row_is_not_skipped_when_a_later_chunk_fails(warehouse, bigquery_standin):
     warehouse.ensure_tables()
     events = _events(700)
     records = _records(events)
-    bigquery_standin.reject_rows(events[10].event_id)
+    bigquery_standin.reject_rows(copy_id(events[10]))
     bigquery_standin.fail_inserts(status=503, times=None, after=1)
 
     response = write_batch(records, warehouse)
@@ -313,7 +363,7 @@ def test_a_timed_out_insert_is_transient(bigquery_standin):
     # The request reached BigQuery before the client gave up; the retry must not duplicate it.
     bigquery_standin.clear_failures()
     assert write_batch(_records(events), warehouse) == {"batchItemFailures": []}
-    assert bigquery_standin.insert_ids("events") == [e.event_id for e in events]
+    assert bigquery_standin.insert_ids("events") == [copy_id(e) for e in events]
 
 
 def test_an_unreachable_bigquery_is_transient():

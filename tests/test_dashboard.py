@@ -27,6 +27,8 @@ HOSTILE_NAME = "<img src=x onerror=alert(1)>"
 BUTTON = "button color"          # balanced split, two goals
 SKEWED = "skewed split"          # 100 vs 30 participants: a sample ratio mismatch
 DOOMED = "to be deleted"
+MANY_GOALS = "many goals"        # one goal at raw p = 0.016, three with no difference: not significant after Holm
+SPOOFED = "refund\u200b-\u202etset"   # zero-width space, then right-to-left override: reads "refund-test"
 
 
 def participants(experiment: str, variant: str, count: int) -> list[dict]:
@@ -48,11 +50,16 @@ SEEDED_EVENTS = [
     *participants(BUTTON, "blue", 64), *goal(BUTTON, "blue", "click", 21), *goal(BUTTON, "blue", "signup", 3),
     *purchases(BUTTON, "red", [10, 20, 30, 40]), *purchases(BUTTON, "blue", [25, 25, 25, 25, 37.5]),
     *participants(SKEWED, "red", 100), *goal(SKEWED, "red", "click", 10),
-    *participants(SKEWED, "blue", 30), *goal(SKEWED, "blue", "click", 4),
+    *participants(SKEWED, "blue", 30), *goal(SKEWED, "blue", "click", 4), *goal(SKEWED, "stray", "click", 1),
     *participants(HOSTILE_NAME, "a", 3), *goal(HOSTILE_NAME, "a", "click", 1),
     *participants(DOOMED, "a", 5), *goal(DOOMED, "a", "click", 2),
+    *participants(MANY_GOALS, "control", 1000), *goal(MANY_GOALS, "control", "g1", 100),
+    *participants(MANY_GOALS, "variant", 1000), *goal(MANY_GOALS, "variant", "g1", 135),
+    *[event for name in ("g2", "g3", "g4") for variant in ("control", "variant")
+      for event in goal(MANY_GOALS, variant, name, 50)],
+    *participants(SPOOFED, "a", 2), *goal(SPOOFED, "a", "click", 1),
 ]
-EXPERIMENTS = {BUTTON, SKEWED, HOSTILE_NAME, DOOMED}
+EXPERIMENTS = {BUTTON, SKEWED, HOSTILE_NAME, DOOMED, MANY_GOALS, SPOOFED}
 
 
 # ---------- the API, as the page reads it ----------
@@ -106,7 +113,8 @@ def server(tmp_path_factory) -> Iterator[LocalServer]:
         for start in range(0, len(SEEDED_EVENTS), 500):
             reply = running.request("POST", "/track", json=SEEDED_EVENTS[start:start + 500])
             assert reply.status == 200, reply.text
-        wait_until(lambda: listed_experiments(running) == {BUTTON: 124, SKEWED: 130, HOSTILE_NAME: 3, DOOMED: 5},
+        wait_until(lambda: listed_experiments(running) == {BUTTON: 124, SKEWED: 130, HOSTILE_NAME: 3, DOOMED: 5,
+                                                           MANY_GOALS: 2000, SPOOFED: 2},
                    message="the seeded events to reach the report API")
         yield running
 
@@ -227,7 +235,12 @@ def test_seeded_results_show_the_same_numbers_as_the_api(dashboard, server):
             if label == api["control"]:
                 continue
             assert dashboard.cell(section, label, "uplift") == signed_percent(variant["uplift"]["relative"])
-            assert dashboard.cell(section, label, "p-value") == p_value(variant["p_value"])
+            # Sequential figures by default.
+            sequential = variant["sequential"]
+            low, high = sequential["relative_ci"]
+            assert dashboard.cell(section, label, "uplift-ci") == f"{signed_percent(low)} to {signed_percent(high)}"
+            assert dashboard.cell(section, label, "p-value") == p_value(sequential["p_value_adjusted"])
+            assert dashboard.cell(section, label, "p-value-raw") == "raw " + p_value(sequential["p_value"])
             assert dashboard.cell(section, label, "chance-to-beat-control") == percent(
                 variant["chance_to_beat_control"], 1)
 
@@ -273,6 +286,57 @@ def test_a_skewed_split_shows_a_sample_ratio_mismatch_warning(dashboard, server)
     dashboard.open().enter_key().choose(SKEWED)
 
     assert "Sample ratio mismatch" in dashboard.page.inner_text("#srm-warning")
+
+
+def test_the_warning_names_variants_seen_only_in_goal_events(dashboard, server):
+    assert results_of(server, SKEWED)["srm"]["unexpected_variants"] == ["stray"]
+
+    dashboard.open().enter_key().choose(SKEWED)
+
+    assert "nobody was assigned to: stray" in dashboard.page.inner_text("#srm-unexpected")
+
+
+def test_the_page_shows_sequential_figures_by_default_and_says_so(dashboard, server):
+    dashboard.open().enter_key().choose(MANY_GOALS)
+
+    assert dashboard.page.input_value("#mode") == "sequential"
+    note = dashboard.page.inner_text("#mode-note")
+    assert "sequential (always-valid)" in note and "however often you look" in note and "Holm-adjusted" in note
+
+
+def test_the_switch_to_fixed_horizon_shows_the_fixed_horizon_figures(dashboard, server):
+    api = results_of(server, BUTTON)
+    dashboard.open().enter_key().choose(BUTTON)
+
+    dashboard.page.select_option("#mode", "fixed")
+
+    assert "fixed-horizon" in dashboard.page.inner_text("#mode-note")
+    for goal_result in api["goals"]:
+        section = f".goal[data-goal='{goal_result['goal']}'] .goal-table"
+        for variant in goal_result["variants"]:
+            if variant["label"] == api["control"]:
+                continue
+            low, high = variant["uplift"]["relative_ci"]
+            assert dashboard.cell(section, variant["label"], "uplift-ci") == f"{signed_percent(low)} to {signed_percent(high)}"
+            assert dashboard.cell(section, variant["label"], "p-value") == p_value(variant["p_value_adjusted"])
+
+
+def significance_marks(dashboard: Dashboard, goal_name: str) -> list[str]:
+    cell = dashboard.row(f".goal[data-goal='{goal_name}'] .goal-table", "variant").locator("[data-field='p-value']")
+    return cell.evaluate("span => span.parentElement.className").split()
+
+
+def test_significance_is_marked_by_the_adjusted_p_value(dashboard, server):
+    g1 = next(g for g in results_of(server, MANY_GOALS)["goals"] if g["goal"] == "g1")["variants"][1]
+    assert g1["p_value"] < 0.05 <= g1["p_value_adjusted"]
+    dashboard.open().enter_key().choose(MANY_GOALS)
+    dashboard.page.select_option("#mode", "fixed")
+    assert significance_marks(dashboard, "g1") == []
+
+    dashboard.page.select_option("#correction", "none")
+    dashboard.page.wait_for_function("() => document.getElementById('mode-note')?.textContent.includes('no correction')")
+
+    assert significance_marks(dashboard, "g1") == ["better"]
 
 
 def test_a_balanced_split_shows_no_sample_ratio_warning(dashboard, server):
@@ -353,3 +417,69 @@ def test_delete_asks_first_and_removes_the_experiment_once_confirmed(dashboard, 
     assert [dialog.split(":")[0] for dialog in dashboard.dialogs] == ["confirm", "confirm"]
     assert DOOMED not in listed_experiments(server)
     assert BUTTON in dashboard.experiment_names()
+
+
+def test_the_delete_confirmation_shows_invisible_and_direction_changing_characters_escaped(dashboard, server):
+    dashboard.open().enter_key().choose(SPOOFED)
+
+    dashboard.confirm_answer = False
+    dashboard.page.click("#delete-experiment")
+
+    (dialog,) = dashboard.dialogs
+    assert "refund\\u200B-\\u202Etset" in dialog
+    assert "\u202e" not in dialog and "\u200b" not in dialog
+    assert "invisible or direction-changing characters" in dialog
+    assert SPOOFED in listed_experiments(server)
+
+
+def test_a_plain_name_is_confirmed_as_it_is(dashboard):
+    dashboard.open().enter_key().choose(BUTTON)
+
+    dashboard.confirm_answer = False
+    dashboard.page.click("#delete-experiment")
+
+    (dialog,) = dashboard.dialogs
+    assert f"Delete experiment “{BUTTON}” in namespace “{NAMESPACE}”?" in dialog
+    assert "invisible" not in dialog
+
+
+# ---------- freshness ----------
+
+def _lagging(lag_seconds: float, as_of: str):
+    """Answers the results report as the API would while the writer is `lag_seconds` behind."""
+    def answer(route) -> None:
+        response = route.fetch()
+        report = response.json()
+        report["freshness"] = {"lag_seconds": lag_seconds, "as_of": as_of}
+        route.fulfill(response=response, json=report)
+    return answer
+
+
+def test_a_report_more_than_a_few_seconds_behind_says_so(dashboard):
+    dashboard.page.route(re.compile(r".*/results\?.*"), _lagging(55.2, "2026-05-01T12:00:01.250000Z"))
+    dashboard.open().enter_key().choose(BUTTON)
+
+    dashboard.page.wait_for_selector("#freshness:not([hidden])")
+    assert dashboard.page.inner_text("#freshness") == (
+        "Reports are 55 s behind the event stream: events received after 2026-05-01 12:00:01 UTC are not counted yet.")
+
+
+def test_a_current_report_shows_no_freshness_notice(dashboard, server):
+    assert results_of(server, BUTTON)["freshness"]["lag_seconds"] < 5
+    dashboard.open().enter_key().choose(BUTTON)
+
+    assert dashboard.page.is_hidden("#freshness")
+
+
+# ---------- names a URL path cannot carry ----------
+
+def test_an_experiment_named_dot_tracked_before_the_rule_gets_a_note_not_another_experiments_report(dashboard):
+    def with_dot_experiment(route) -> None:
+        response = route.fetch()
+        route.fulfill(response=response, json=response.json() + [{"experiment": ".", "goals": []}])
+
+    dashboard.page.route(re.compile(r".*/experiments\?.*"), with_dot_experiment)
+    dashboard.open().enter_key().choose(".")
+
+    assert "cannot be reported on" in dashboard.page.inner_text("#detail")
+    assert not [url for url in dashboard.requested if "/results" in url or "/daily" in url]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -24,11 +23,12 @@ import pytest
 
 from chalicelib import runtime
 from chalicelib.ingest.events import Event, decode_record, encode_record, stamp
+from chalicelib.storage.writer import copy_id
 from dalet_ops.stage import PROJECT_DIR, load_stage
 from tests.bigquery_standin import bigquery_standin  # noqa: F401
+from tests.cold_start import NOT_ON_THE_TRACK_PATH, first_track_request, lambda_environment, moto_kinesis, run_cold
+from tests.lambda_package import PROJECT_EXTRAS, build_package, unzip
 
-CHALICE = Path(sys.executable).parent / "chalice"
-MERGE_TEMPLATE = ".chalice/merge-template-prod.json"
 STREAM_REF = {"Fn::Sub": "${EventStream.Arn}"}
 QUEUE_REF = {"Fn::Sub": "${FailedBatchQueue.Arn}"}
 SECRET_REF = {"Fn::Sub": "${ReportApiKeySecret}"}
@@ -44,14 +44,6 @@ class Package:
     template: dict[str, Any]          # as chalice package wrote it (SAM)
     cloudformation: dict[str, Any]    # after the SAM transform
     zip_path: Path
-
-
-def _copy_project(target: Path) -> None:
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "deployments", "deployed")
-    shutil.copy(PROJECT_DIR / "app.py", target / "app.py")
-    shutil.copy(PROJECT_DIR / "requirements.txt", target / "requirements.txt")
-    shutil.copytree(PROJECT_DIR / "chalicelib", target / "chalicelib", ignore=ignore)
-    shutil.copytree(PROJECT_DIR / ".chalice", target / ".chalice", ignore=ignore)
 
 
 def _sam_to_cloudformation(template: dict[str, Any]) -> dict[str, Any]:
@@ -71,17 +63,10 @@ def _sam_to_cloudformation(template: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def package(tmp_path_factory) -> Package:
-    project = tmp_path_factory.mktemp("chalice-package")
-    _copy_project(project)
-    environment = {key: value for key, value in os.environ.items() if not key.startswith("DALET_")}
-    environment["AWS_DEFAULT_REGION"] = "us-east-1"
-    finished = subprocess.run(
-        [str(CHALICE), "package", "--stage", "prod", "--merge-template", MERGE_TEMPLATE, "out"],
-        cwd=project, env=environment, capture_output=True, text=True, timeout=900,
-    )
-    assert finished.returncode == 0, finished.stdout + finished.stderr
-    template = json.loads((project / "out" / "sam.json").read_text())
-    return Package(template, _sam_to_cloudformation(template), project / "out" / "deployment.zip")
+    """`chalice package` run on a copy of the whole checkout: tooling, tests and benchmarks included."""
+    out = build_package(tmp_path_factory.mktemp("chalice-package"))
+    template = json.loads((out / "sam.json").read_text())
+    return Package(template, _sam_to_cloudformation(template), out / "deployment.zip")
 
 
 def resources_of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -102,15 +87,15 @@ def test_the_packaged_template_passes_cfn_lint(package):
     assert lint(package.cloudformation) == []
 
 
-def test_the_stream_is_on_demand_by_default_and_can_be_provisioned(package):
+def test_the_stream_is_one_provisioned_shard_by_default_and_can_be_on_demand(package):
     stream = package.template["Resources"]["EventStream"]
     parameters = package.template["Parameters"]
 
     assert stream["Type"] == "AWS::Kinesis::Stream"
     assert stream["Properties"]["Name"] == load_stage("prod").settings.stream_name
     assert stream["Properties"]["StreamModeDetails"] == {"StreamMode": {"Ref": "StreamMode"}}
-    assert parameters["StreamMode"]["Default"] == "ON_DEMAND"
-    assert "PROVISIONED" in parameters["StreamMode"]["AllowedValues"]
+    assert (parameters["StreamMode"]["Default"], parameters["ShardCount"]["Default"]) == ("PROVISIONED", 1)
+    assert "ON_DEMAND" in parameters["StreamMode"]["AllowedValues"]
     assert stream["Properties"]["ShardCount"] == {
         "Fn::If": ["ProvisionedStream", {"Ref": "ShardCount"}, {"Ref": "AWS::NoValue"}]}
 
@@ -128,20 +113,21 @@ def test_the_writer_trigger_reports_partial_failures_bisects_and_parks_failing_b
     assert 0 <= settings["MaximumRetryAttempts"] <= 100
     assert 60 <= settings["MaximumRecordAgeInSeconds"] <= 7 * 24 * 3600
     assert (settings["StartingPosition"], settings["BatchSize"]) == ("TRIM_HORIZON", 500)
+    assert settings["MaximumBatchingWindowInSeconds"] == 30     # the default of DALET_WRITER_BATCHING_WINDOW_SECONDS
     destination = settings["DestinationConfig"]["OnFailure"]["Destination"]
     assert destination == {"Fn::GetAtt": ["FailedBatchQueue", "Arn"]}
     assert package.cloudformation["Resources"]["FailedBatchQueue"]["Type"] == "AWS::SQS::Queue"
 
 
-def test_the_stream_keeps_a_parked_batch_at_least_a_day_longer_than_the_trigger_retries_it(package):
+def test_the_stream_keeps_a_parked_batch_at_least_18_hours_after_the_trigger_parks_it(package):
     (mapping,) = resources_of_type(package.cloudformation, "AWS::Lambda::EventSourceMapping").values()
     parked_at_age_hours = mapping["Properties"]["MaximumRecordAgeInSeconds"] / 3600
     retention = package.template["Parameters"]["RetentionPeriodHours"]
     stream = package.cloudformation["Resources"]["EventStream"]["Properties"]
 
     assert stream["RetentionPeriodHours"] == {"Ref": "RetentionPeriodHours"}
-    assert retention["MinValue"] >= parked_at_age_hours + 24
-    assert retention["Default"] == 168
+    assert retention["MinValue"] >= parked_at_age_hours + 18
+    assert retention["Default"] == 24          # Kinesis's minimum: no extended-retention charge
 
 
 def role_statements(template: dict[str, Any], function_id: str) -> list[dict[str, Any]]:
@@ -164,7 +150,7 @@ def test_the_track_and_report_function_may_only_put_on_the_stream_and_read_its_k
     assert by_service["kinesis"]["Action"] == ["kinesis:PutRecord", "kinesis:PutRecords"]
     assert by_service["kinesis"]["Resource"] == [STREAM_REF]
     assert by_service["secretsmanager"]["Resource"] == [SECRET_REF]
-    assert by_service["logs"]["Resource"] == own_logs("dalet-prod-api_handler")
+    assert by_service["logs"]["Resource"] == own_logs("dalet-prod")
 
 
 def test_the_writer_may_only_read_the_stream_and_park_batches_in_its_queue(package):
@@ -178,19 +164,29 @@ def test_the_writer_may_only_read_the_stream_and_park_batches_in_its_queue(packa
     assert by_service["logs"]["Resource"] == own_logs("dalet-prod-write_events")
 
 
+def test_the_front_door_function_may_only_put_on_the_stream_and_write_its_logs(package):
+    statements = role_statements(package.cloudformation, "Track")
+    by_service = {statement["Action"][0].split(":")[0]: statement for statement in statements}
+
+    assert set(by_service) == {"kinesis", "logs"}
+    assert by_service["kinesis"]["Action"] == ["kinesis:PutRecord", "kinesis:PutRecords"]
+    assert by_service["kinesis"]["Resource"] == [STREAM_REF]
+    assert by_service["logs"]["Resource"] == own_logs("dalet-prod-track")
+
+
 def test_no_policy_grants_a_wildcard_action_or_resource(package):
     roles = resources_of_type(package.cloudformation, "AWS::IAM::Role")
     statements = [s for role in roles.values() for policy in role["Properties"]["Policies"]
                   for s in policy["PolicyDocument"]["Statement"]]
 
-    assert len(roles) == 2 and statements
+    assert len(roles) == 3 and statements
     for statement in statements:
         assert all("*" not in action for action in statement["Action"])
         for resource in statement["Resource"]:
             text = resource["Fn::Sub"] if isinstance(resource, dict) else resource
             # The one wildcard: the log streams inside the function's own log group.
             assert "*" not in text or (text.endswith(":*") and "*" not in text[:-2]
-                                       and ":log-group:/aws/lambda/dalet-prod-" in text)
+                                       and ":log-group:/aws/lambda/dalet-prod" in text)
 
 
 def test_the_report_api_key_is_generated_into_the_secret_the_functions_read(package):
@@ -215,10 +211,94 @@ def test_functions_are_sized_for_their_jobs(package):
 
 def test_functions_and_roles_are_named_as_chalice_deploy_names_them(package):
     # Google's workload identity pool admits `assumed-role/<role name>`: the same either way.
-    for function_id, role_id, name in (("APIHandler", "ApiHandlerRole", "dalet-prod-api_handler"),
-                                       ("WriteEvents", "WriteEventsRole", "dalet-prod-write_events")):
-        assert package.template["Resources"][function_id]["Properties"]["FunctionName"] == name
-        assert package.template["Resources"][role_id]["Properties"]["RoleName"] == name
+    # Chalice names the REST API's function app-stage, without the -api_handler suffix.
+    for function_id, role_id, function, role in (
+            ("APIHandler", "ApiHandlerRole", "dalet-prod", "dalet-prod-api_handler"),
+            ("Track", "TrackRole", "dalet-prod-track", "dalet-prod-track"),
+            ("WriteEvents", "WriteEventsRole", "dalet-prod-write_events", "dalet-prod-write_events")):
+        assert package.template["Resources"][function_id]["Properties"]["FunctionName"] == function
+        assert package.template["Resources"][role_id]["Properties"]["RoleName"] == role
+
+
+# ---- the front door, abuse bounds, cost defaults, alarms --------------------------
+
+
+def test_the_ingest_routes_have_a_public_function_url_with_cors_on_their_own_function(package):
+    resources = package.cloudformation["Resources"]
+    (url,) = resources_of_type(package.cloudformation, "AWS::Lambda::Url").values()
+    public = sorted((p["Properties"] for p in resources_of_type(package.cloudformation, "AWS::Lambda::Permission").values()
+                     if p["Properties"]["Principal"] == "*"), key=lambda properties: properties["Action"])
+
+    assert url["Properties"]["TargetFunctionArn"] == {"Fn::GetAtt": ["Track", "Arn"]}
+    assert url["Properties"]["AuthType"] == "NONE"
+    assert url["Properties"]["Cors"]["AllowOrigins"] == ["*"]
+    assert {"GET", "POST"} <= set(url["Properties"]["Cors"]["AllowMethods"])
+    assert "content-type" in url["Properties"]["Cors"]["AllowHeaders"]
+    # Since October 2025 a function URL needs both actions; the second only for calls through the URL.
+    assert public == [{"FunctionName": {"Ref": "Track"}, "Action": "lambda:InvokeFunction", "Principal": "*",
+                       "InvokedViaFunctionUrl": True},
+                      {"FunctionName": {"Ref": "Track"}, "Action": "lambda:InvokeFunctionUrl", "Principal": "*",
+                       "FunctionUrlAuthType": "NONE"}]
+    assert resources["Track"]["Properties"]["Handler"] == "app.track_front_door"
+    assert package.template["Outputs"]["TrackURL"]["Value"] == {
+        "Fn::Join": ["", [{"Fn::GetAtt": ["TrackFunctionUrl", "FunctionUrl"]}, "track"]]}
+
+
+def test_the_snippet_on_the_rest_api_points_alephbet_at_the_front_door(package):
+    variables = package.template["Resources"]["APIHandler"]["Properties"]["Environment"]["Variables"]
+
+    assert variables["DALET_TRACK_URL"] == package.template["Outputs"]["TrackURL"]["Value"]
+
+
+def test_a_flood_is_bounded_by_reserved_concurrency_and_api_gateway_throttling(package):
+    track = package.cloudformation["Resources"]["Track"]["Properties"]
+    (stage,) = resources_of_type(package.cloudformation, "AWS::ApiGateway::Stage").values()
+    (settings,) = stage["Properties"]["MethodSettings"]
+
+    assert 1 <= track["ReservedConcurrentExecutions"] <= 100
+    assert (settings["ResourcePath"], settings["HttpMethod"]) == ("/*", "*")
+    assert 0 < settings["ThrottlingRateLimit"] <= settings["ThrottlingBurstLimit"] <= 1000
+
+
+def test_every_function_logs_warnings_only_into_a_group_kept_14_days(package):
+    resources = package.cloudformation["Resources"]
+    groups = resources_of_type(package.cloudformation, "AWS::Logs::LogGroup")
+    functions = resources_of_type(package.cloudformation, "AWS::Lambda::Function")
+
+    assert {group["Properties"]["LogGroupName"]["Fn::Sub"] for group in groups.values()} == {
+        "/aws/lambda/${%s}" % function_id for function_id in functions}
+    assert all(group["Properties"]["RetentionInDays"] == 14 for group in groups.values())
+    for function_id in functions:
+        logging = resources[function_id]["Properties"]["LoggingConfig"]
+        assert logging == {"LogFormat": "JSON", "ApplicationLogLevel": "WARN", "SystemLogLevel": "WARN"}
+
+
+def test_alarms_watch_the_writers_lag_the_parked_batches_and_every_functions_errors(package):
+    alarms = resources_of_type(package.cloudformation, "AWS::CloudWatch::Alarm").values()
+    watched = {(a["Properties"]["MetricName"], json.dumps(a["Properties"]["Dimensions"][0]["Value"])) for a in alarms}
+    (subscription,) = resources_of_type(package.cloudformation, "AWS::SNS::Subscription").values()
+
+    assert {("IteratorAge", '{"Ref": "WriteEvents"}'),
+            ("ApproximateNumberOfMessagesVisible", '{"Fn::GetAtt": ["FailedBatchQueue", "QueueName"]}'),
+            ("Errors", '{"Ref": "APIHandler"}'), ("Errors", '{"Ref": "Track"}'),
+            ("Errors", '{"Ref": "WriteEvents"}')} <= watched
+    assert all(a["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms)
+    assert package.cloudformation["Resources"]["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
+
+
+def test_the_committed_policy_files_are_the_placeholders_setup_replaces():
+    """`chalice package` reads them; setup rewrites them with the account's ARNs for `chalice deploy`."""
+    from dalet_ops import iam_policies
+
+    stage = load_stage("prod")
+    where = iam_policies.AwsLocation("aws", "REGION", "ACCOUNT_ID")
+    documents = iam_policies.policy_documents(stage, iam_policies.StageResources(
+        where, where.arn("kinesis", f"stream/{stage.settings.stream_name}"), where.arn("sqs", stage.failure_queue_name)))
+
+    for function, document in documents.items():
+        assert json.loads(stage.policy_file(function).read_text()) == document, function
 
 
 def test_the_committed_merge_template_is_rendered_from_the_stage_config():
@@ -245,6 +325,18 @@ def test_the_deployment_package_leaves_out_local_and_test_libraries_and_fits_lam
     assert zipped < MAX_ZIPPED_BYTES and unzipped < MAX_UNZIPPED_BYTES
 
 
+def test_the_deployment_package_holds_only_runtime_code_not_the_deploy_tooling_tests_or_benchmarks(package):
+    with zipfile.ZipFile(package.zip_path) as archive:
+        names = archive.namelist()
+    top_level = {name.split("/")[0] for name in names}
+    tooling_modules = {path.stem for path in (PROJECT_DIR / "dalet_ops").glob("*.py")} - {"__init__"}
+    shipped_modules = {Path(name).stem.split(".")[0] for name in names if name.startswith("chalicelib/")}
+
+    assert top_level & set(PROJECT_EXTRAS) == set()            # the package copied had them all
+    assert shipped_modules & tooling_modules == set()
+    assert not [name for name in names if name.startswith(("chalice/cli/", "chalice/deploy/"))]
+
+
 def test_the_lambda_code_imports_from_the_package_alone_without_local_only_modules(package, tmp_path):
     with zipfile.ZipFile(package.zip_path) as archive:
         archive.extractall(tmp_path)
@@ -266,6 +358,44 @@ def test_the_lambda_code_imports_from_the_package_alone_without_local_only_modul
 
     assert finished.returncode == 0, finished.stderr
     assert json.loads(finished.stdout) == []
+
+
+def test_the_first_track_of_a_cold_function_loads_no_s3_report_bigquery_or_local_storage_code(package, tmp_path):
+    task = unzip(package.zip_path, tmp_path / "task")
+    mode, first_track = first_track_request(task)       # through the function URL front door, if there is one
+    event_file = tmp_path / "track.json"
+    event_file.write_text(json.dumps(first_track))
+
+    with moto_kinesis() as kinesis_url:
+        cold = run_cold(task, mode, event_file, lambda_environment(AWS_ENDPOINT_URL_KINESIS=kinesis_url))
+
+    assert cold.answer["statusCode"] == 200
+    assert cold.loaded(NOT_ON_THE_TRACK_PATH) == []
+
+
+def test_dalet_package_ships_bytecode_that_lambda_uses_whatever_the_files_dates(package, tmp_path):
+    project = package.zip_path.parent.parent
+    finished = subprocess.run([sys.executable, "-m", "dalet_ops.cli", "package", "--stage", "prod", "compiled"],
+                              cwd=project, env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"},
+                              capture_output=True, text=True, timeout=900)
+    assert finished.returncode == 0, finished.stderr
+    zip_path = project / "compiled" / "deployment.zip"
+    with zipfile.ZipFile(zip_path) as archive:
+        names = set(archive.namelist())
+        flags = {name: int.from_bytes(archive.read(name)[4:8], "little") for name in names if name.endswith(".pyc")}
+    tag = f"cpython-{sys.version_info.major}{sys.version_info.minor}"
+    expected = {str(Path(name).parent / "__pycache__" / f"{Path(name).stem}.{tag}.pyc").removeprefix("./")
+                for name in names if name.endswith(".py")}
+
+    assert expected <= set(flags)
+    assert set(flags.values()) == {0b01}      # PEP 552: hash-based, source not checked
+    # Lambda unzips with other dates and never looks at the source again: a broken source still imports.
+    task = unzip(zip_path, tmp_path / "task")
+    (task / "chalicelib" / "config.py").write_text("raise SystemExit('compiled from source')\n")
+    probe = "import sys; sys.path.insert(0, '.'); import app; print(app.app.app_name)"
+    imported = subprocess.run([sys.executable, "-I", "-S", "-B", "-c", probe], cwd=task,
+                              env=lambda_environment(), capture_output=True, text=True, timeout=120)
+    assert (imported.returncode, imported.stdout.strip()) == (0, "dalet"), imported.stderr
 
 
 # ---- the writer's answer to Lambda -------------------------------------------------
@@ -311,7 +441,7 @@ def test_the_writer_tells_lambda_which_record_to_retry_from_when_bigquery_takes_
         cloud_writer, bigquery_standin):
     payloads = encoded_events(600)         # two insertAll requests of 500 and 100 rows
     event = kinesis_event(payloads)
-    bigquery_standin.reject_rows(decode_record(payloads[550]).event_id, reason="backendError")
+    bigquery_standin.reject_rows(copy_id(decode_record(payloads[550])), reason="backendError")
 
     answer = cloud_writer(event, None)
 

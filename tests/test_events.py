@@ -28,7 +28,8 @@ from chalicelib.storage.writer import records_from_kinesis_event
 VALID = {"namespace": "shop", "experiment": "checkout", "variant": "A", "event": "participate", "uuid": "u-1"}
 REQUIRED = ("experiment", "variant", "event", "uuid")
 TEXT_FIELDS = ("namespace", "experiment", "variant", "event", "uuid")
-LIMITS = {"namespace": 256, "experiment": 256, "variant": 256, "event": 256, "uuid": 128}
+LIMITS = {"namespace": 256, "experiment": 256, "variant": 256, "event": 256, "uuid": 128, "id": 128}
+CHECKED_TEXT = TEXT_FIELDS + ("id",)   # the fields every text rule applies to (id is optional)
 
 
 def with_field(field: str, value: object) -> dict[str, object]:
@@ -71,12 +72,12 @@ def test_unknown_fields_are_ignored():
     "  leading and trailing spaces  ",
     "a",
 ])
-@pytest.mark.parametrize("field", TEXT_FIELDS)
+@pytest.mark.parametrize("field", CHECKED_TEXT)
 def test_any_printable_text_is_accepted_as_is(field, name):
     assert getattr(parse_event(with_field(field, name)), field) == name
 
 
-@pytest.mark.parametrize("field", TEXT_FIELDS)
+@pytest.mark.parametrize("field", CHECKED_TEXT)
 def test_each_text_field_takes_up_to_its_limit(field):
     longest = "x" * LIMITS[field]
     assert getattr(parse_event(with_field(field, longest)), field) == longest
@@ -105,19 +106,19 @@ def test_every_broken_field_is_named_not_just_the_first():
                                                                 "uuid", "value"}
 
 
-@pytest.mark.parametrize("field", TEXT_FIELDS)
+@pytest.mark.parametrize("field", CHECKED_TEXT)
 def test_each_text_field_rejects_one_character_over_its_limit(field):
     assert broken_fields(with_field(field, "x" * (LIMITS[field] + 1))) == {field}
 
 
 @pytest.mark.parametrize("blank", ["", " ", "\u3000 \t"])
-@pytest.mark.parametrize("field", TEXT_FIELDS)
+@pytest.mark.parametrize("field", CHECKED_TEXT)
 def test_each_text_field_rejects_empty_and_blank_text(field, blank):
     assert broken_fields(with_field(field, blank)) == {field}
 
 
 @pytest.mark.parametrize("control", ["\x00", "\x07", "\t", "\n", "\r", "\x1b", "\x7f", "\x85", "\u2028", "\u2029"])
-@pytest.mark.parametrize("field", TEXT_FIELDS)
+@pytest.mark.parametrize("field", CHECKED_TEXT)
 def test_each_text_field_rejects_control_characters(field, control):
     with pytest.raises(InvalidEvent) as invalid:
         parse_event(with_field(field, f"before{control}after"))
@@ -125,14 +126,14 @@ def test_each_text_field_rejects_control_characters(field, control):
     assert error.field == field and "control character" in error.rule
 
 
-@pytest.mark.parametrize("field", TEXT_FIELDS)
+@pytest.mark.parametrize("field", CHECKED_TEXT)
 def test_each_text_field_rejects_lone_surrogates_and_undecodable_bytes(field):
     assert broken_fields(with_field(field, "half \ud800 a pair")) == {field}
     assert broken_fields(with_field(field, b"bad \xff byte".decode("utf-8", "replace"))) == {field}
 
 
 @pytest.mark.parametrize("not_text", [5, 1.5, True, ["a"], {"a": 1}])
-@pytest.mark.parametrize("field", TEXT_FIELDS)
+@pytest.mark.parametrize("field", CHECKED_TEXT)
 def test_each_text_field_must_be_a_string(field, not_text):
     assert broken_fields(with_field(field, not_text)) == {field}
 
@@ -172,6 +173,32 @@ def test_event_id_has_no_separator_collisions(one, other):
     assert event_id("ns", "exp", "A", *one) != event_id("ns", "exp", "A", *other)
 
 
+def test_an_event_without_an_id_keeps_the_identity_it_always_had():
+    # AlephBet traffic (no id) must dedupe against rows stored before ids existed.
+    assert stamp(parse_event({**VALID, "event": "purchase"}), datetime.now(timezone.utc)).event_id == (
+        "0cb86a4f342c5d921c777cf528a0282b")  # what Dalet stored before ids existed
+
+
+def test_an_event_id_is_stored_as_message_id_and_is_part_of_the_identity():
+    first = stamp(parse_event({**VALID, "event": "purchase", "id": "order-1"}), datetime.now(timezone.utc))
+    second = stamp(parse_event({**VALID, "event": "purchase", "id": "order-2"}), datetime.now(timezone.utc))
+    without = stamp(parse_event({**VALID, "event": "purchase"}), datetime.now(timezone.utc))
+    assert (first.message_id, second.message_id, without.message_id) == ("order-1", "order-2", None)
+    assert len({first.event_id, second.event_id, without.event_id}) == 3
+
+
+def test_a_retried_copy_of_an_event_with_an_id_has_the_same_identity():
+    once = stamp(parse_event({**VALID, "id": "order-1", "value": 5}), datetime(2024, 1, 1, tzinfo=timezone.utc))
+    again = stamp(parse_event({**VALID, "id": "order-1", "value": 5}), datetime(2024, 1, 2, tzinfo=timezone.utc))
+    assert once.event_id == again.event_id == event_id("shop", "checkout", "A", "participate", "u-1", "order-1")
+
+
+def test_an_id_cannot_pose_as_part_of_the_uuid():
+    # Without the length prefix, uuid "u" + id "1:x" and uuid "u1:x" without an id could hash alike.
+    assert event_id("ns", "exp", "A", "goal", "u", "1:x") != event_id("ns", "exp", "A", "goal", "u1:x")
+    assert event_id("ns", "exp", "A", "goal", "u", "") != event_id("ns", "exp", "A", "goal", "u")
+
+
 def test_participate_and_a_goal_of_the_same_uuid_are_different_events():
     # The GimelAdapter sends the same uuid for a user's participate and every goal.
     participate = parse_event(with_field("event", "participate"))
@@ -183,7 +210,8 @@ def test_participate_and_a_goal_of_the_same_uuid_are_different_events():
 identity_text = st.text(min_size=0, max_size=6, alphabet="ab01:|,\"\\ ")  # digits and ':' could fool a length prefix
 
 
-@given(st.tuples(*[identity_text] * 5), st.tuples(*[identity_text] * 5))
+@given(st.tuples(*[identity_text] * 5, st.none() | identity_text),
+       st.tuples(*[identity_text] * 5, st.none() | identity_text))
 def test_event_ids_differ_whenever_identities_differ(one, other):
     assert (event_id(*one) == event_id(*other)) == (one == other)
 
@@ -202,6 +230,7 @@ valid_events = st.builds(
     namespace=name_text(256), experiment=name_text(256), variant=name_text(256), event=name_text(256),
     uuid=name_text(128),
     value=st.none() | st.floats(allow_nan=False, allow_infinity=False),
+    id=st.none() | name_text(128),
 )
 moments = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
                        timezones=st.just(timezone.utc))
@@ -226,7 +255,7 @@ def through_kinesis(data: bytes, sequence_number: str = "49590338271490256608559
 @given(valid_events, moments)
 def test_every_valid_event_round_trips_through_kinesis_unchanged(event, received_at):
     fields = {"namespace": event.namespace, "experiment": event.experiment, "variant": event.variant,
-              "event": event.event, "uuid": event.uuid, "value": event.value}
+              "event": event.event, "uuid": event.uuid, "value": event.value, "id": event.id}
     stored = stamp(parse_event(fields), received_at)
     assert decode_record(through_kinesis(encode_record(stored)).data) == stored
 
@@ -237,6 +266,18 @@ def test_record_data_is_compact_json_of_the_stored_event():
     assert json.loads(data) == {**VALID, "value": 2.0, "event_id": stored.event_id,
                                 "received_at": "2024-05-06T07:08:09.123456Z"}
     assert b", " not in data and b": " not in data
+
+
+def test_record_data_carries_the_event_id_as_message_id():
+    stored = stamp(parse_event({**VALID, "id": "order-7"}), datetime(2024, 5, 6, tzinfo=timezone.utc))
+    assert json.loads(encode_record(stored))["message_id"] == "order-7"
+    assert decode_record(encode_record(stored)) == stored
+
+
+def test_a_record_with_a_bad_message_id_is_refused_naming_it():
+    row = stamp(parse_event(VALID), datetime.now(timezone.utc)).to_row()
+    with pytest.raises(InvalidRecord, match="message_id"):
+        decode_record(json.dumps({**row, "message_id": "x" * 129}).encode())
 
 
 def test_received_at_is_stored_in_utc():
@@ -271,10 +312,10 @@ invalid_text = (
                 st.sampled_from(["\x00", "\x1f", "\x7f", "\n", "\u2028", "\ud800", "\ufffd"]))
     | st.integers() | st.booleans() | st.lists(st.integers(), max_size=2)
 )
-too_long = st.sampled_from(TEXT_FIELDS).map(lambda field: (field, "y" * (LIMITS[field] + 1)))
+too_long = st.sampled_from(CHECKED_TEXT).map(lambda field: (field, "y" * (LIMITS[field] + 1)))
 invalid_value = st.sampled_from(["NaN", "Infinity", "-Infinity", "abc", "", "1,5", True, [], {}])
 invalid_field = (
-    st.tuples(st.sampled_from(TEXT_FIELDS), invalid_text) | too_long | st.tuples(st.just("value"), invalid_value)
+    st.tuples(st.sampled_from(CHECKED_TEXT), invalid_text) | too_long | st.tuples(st.just("value"), invalid_value)
 )
 
 
@@ -302,7 +343,7 @@ tricky_value = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=Tru
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.fixed_dictionaries({}, optional={name: tricky_text for name in
-                                            ("namespace", "experiment", "variant", "event", "uuid")}),
+                                            ("namespace", "experiment", "variant", "event", "uuid", "id")}),
        tricky_value)
 def test_the_fast_path_agrees_with_the_rule_by_rule_check(fields, value):
     fields = {**fields, "value": value}

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from chalicelib import config
-from chalicelib.ingest.local_stream import LocalConsumer, LocalStream, StreamUnavailable
+from chalicelib.ingest.local_stream import (RECLAIM_PAGES, WAL_SIZE_LIMIT, LocalConsumer, LocalStream,
+                                            StreamUnavailable)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -259,3 +260,71 @@ def test_shutdown_stops_a_consumer_caught_inside_the_handler_and_nothing_restart
         runtime.register_stream_handler(app.write_events)
     assert not [t for t in threading.enumerate() if t.name == "dalet-local-consumer" and t.is_alive()]
     assert runtime._state == {}
+
+
+# --- space: the file gives back what the writer consumed ---------------------------------------------
+
+def _stream_bytes(path: Path) -> int:
+    """The stream's footprint on disk: the database and its write-ahead log."""
+    return sum(os.path.getsize(part) for part in (path, Path(f"{path}-wal")) if part.exists())
+
+
+def _burst(stream: LocalStream, records: int, size: int = 1000) -> None:
+    for start in range(0, records, 500):
+        stream.append([(f"k{n}", os.urandom(size)) for n in range(start, min(records, start + 500))])
+
+
+def _consume_all(stream: LocalStream) -> None:
+    consumer = LocalConsumer(stream, Handler())
+    while consumer.deliver_once():
+        pass
+
+
+# What the stream may keep once drained: the free pages below the reclaim threshold, a WAL
+# truncated to its limit, and a page or two of tables.
+DRAINED_BOUND = RECLAIM_PAGES * 4096 + WAL_SIZE_LIMIT + 1024 * 1024
+
+
+def test_the_stream_file_shrinks_after_a_backlog_drains(stream_path):
+    stream = LocalStream(stream_path, "s")
+    _burst(stream, 24_000)                                   # a 24 MB backlog
+    assert _stream_bytes(stream_path) > 24_000_000
+
+    _consume_all(stream)
+
+    assert _stream_bytes(stream_path) < DRAINED_BOUND
+    stream.close()
+
+
+def test_the_stream_file_stays_bounded_across_a_long_run_of_bursts(stream_path):
+    stream = LocalStream(stream_path, "s")
+    sizes = []
+    for burst in range(12):                                  # 60 MB through the stream, in bursts of up to 12 MB
+        _burst(stream, 2000 + 1000 * burst)
+        _consume_all(stream)
+        sizes.append(_stream_bytes(stream_path))
+    stream.close()
+    assert max(sizes) < DRAINED_BOUND, sizes
+
+
+def test_a_stream_file_made_without_auto_vacuum_is_converted_and_shrinks_when_opened(stream_path):
+    import sqlite3
+
+    legacy = sqlite3.connect(stream_path, isolation_level=None)
+    legacy.execute("PRAGMA journal_mode=WAL")
+    legacy.executescript("CREATE TABLE records (sequence INTEGER PRIMARY KEY AUTOINCREMENT, partition_key TEXT NOT NULL,"
+                         " data BLOB NOT NULL, arrived_at REAL NOT NULL);"
+                         "CREATE TABLE checkpoints (consumer TEXT PRIMARY KEY, sequence INTEGER NOT NULL);")
+    legacy.executemany("INSERT INTO records (partition_key, data, arrived_at) VALUES ('k', ?, 0)",
+                       [(os.urandom(1000),) for _ in range(10_000)])
+    legacy.execute("INSERT INTO checkpoints VALUES ('writer', 9990)")
+    legacy.execute("DELETE FROM records WHERE sequence <= 9990")
+    legacy.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    legacy.close()
+    assert os.path.getsize(stream_path) > 10_000_000       # the drained backlog's pages, kept
+
+    stream = LocalStream(stream_path, "s")
+
+    assert _stream_bytes(stream_path) < 1_000_000
+    assert [record.sequence for record in stream.read_after(stream.checkpoint("writer"))] == list(range(9991, 10_001))
+    stream.close()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import statistics
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
 
@@ -97,12 +98,67 @@ def test_user_values_travel_only_as_parameters(hostile, name, target):
         assert hostile in query.params.values() or [hostile, "other"] in query.params.values()
 
 
-@pytest.mark.parametrize("name", list(READS))
+# The counters; the others group by uuid on every warehouse (a uuid may hold several events
+# with client ids): the daily first days, the results' per-uuid sums.
+ROW_COUNTERS = ["all experiments", "scoped experiments", "one experiment", "visible counts", "visible one experiment"]
+
+
+@pytest.mark.parametrize("name", ROW_COUNTERS)
 def test_warehouses_storing_identities_once_count_rows_others_count_distinct_uuids(name):
     distinct = READS[name](BQ, "ns", "x", MAY).sql
-    assert re.search(r"COUNT\(DISTINCT (e\.)?uuid\)", distinct) or "GROUP BY variant, event, uuid" in distinct
+    assert re.search(r"COUNT\(DISTINCT (e\.)?uuid\)", distinct)
     unique = sqlglot.parse_one(READS[name](BQ_UNIQUE, "ns", "x", MAY).sql, read="bigquery")
     assert "uuid" not in {column.name for column in unique.find_all(exp.Column)}    # not even read
+
+
+@pytest.mark.parametrize("name", [name for name in READS if name not in ROW_COUNTERS])
+def test_the_other_reads_count_distinct_uuids_on_every_warehouse(name):
+    for target in (BQ, BQ_UNIQUE):
+        sql = READS[name](target, "ns", "x", MAY).sql
+        assert re.search(r"COUNT\(DISTINCT (e\.)?uuid\)", sql) or "GROUP BY variant, event, uuid" in sql
+
+
+def test_counting_rows_flags_the_groups_holding_events_with_client_ids(warehouse):
+    warehouse.insert_events([stored("checkout", "red", "buy", "u1", at(3), 5.0, client_id="order-1"),
+                             stored("checkout", "red", "buy", "u1", at(3), 6.0, client_id="order-2")])
+    flagged = {row[:3]: row[5] for row in run(warehouse, queries.experiment_counts(DUCK, "alephbet"))}
+    assert {group for group, repeats in flagged.items() if repeats} == {("checkout", "red", "buy")}
+    recount = queries.visible_experiment_counts(DUCK, "alephbet", repeated_uuids=True)
+    assert ("checkout", "red", "buy", 1) in counted(warehouse, recount)
+
+
+def test_the_bigquery_results_query_dedupes_events_then_sums_values_per_uuid():
+    assert queries.decision_counts(BQ, "alephbet", "checkout", queries.ALL_TIME).sql == """\
+WITH deleted AS (
+  SELECT experiment, MAX(deleted_at) AS deleted_at
+  FROM `proj.analytics.deletions`
+  WHERE namespace = @namespace AND experiment = @experiment
+  GROUP BY experiment
+),
+scoped AS (
+  SELECT e.event_id, e.variant, e.event, e.uuid, e.value
+  FROM `proj.analytics.events` AS e
+  LEFT JOIN deleted AS d ON d.experiment = e.experiment
+  WHERE e.namespace = @namespace AND e.experiment = @experiment
+    AND (d.deleted_at IS NULL OR e.received_at > d.deleted_at)
+),
+events_once AS (
+  SELECT variant, event, uuid, MAX(value) AS value FROM scoped
+  GROUP BY event_id, variant, event, uuid
+),
+per_uuid AS (
+  SELECT variant, event, uuid, SUM(value) AS value FROM events_once
+  GROUP BY variant, event, uuid
+),
+deviations AS (
+  SELECT variant, event, value, value - AVG(value) OVER (PARTITION BY variant, event) AS deviation
+  FROM per_uuid
+)
+SELECT variant, event, COUNT(*) AS uuids, COUNT(value) AS valued, SUM(value) AS total,
+  (SUM(deviation * deviation) - SUM(deviation) * SUM(deviation) / COUNT(value))
+    / NULLIF(COUNT(value) - 1, 0) AS variance
+FROM deviations
+GROUP BY variant, event"""
 
 
 def test_the_duckdb_text_is_transpiled_once_per_shape():
@@ -119,8 +175,8 @@ def at(day: int, hour: int = 12) -> datetime:
 
 
 def stored(experiment: str, variant: str, event: str, uuid: str, when: datetime, value: float | None = None,
-           namespace: str = "alephbet"):
-    return stamp(Event(namespace, experiment, variant, event, uuid, value), when)
+           namespace: str = "alephbet", client_id: str | None = None):
+    return stamp(Event(namespace, experiment, variant, event, uuid, value, client_id), when)
 
 
 SEED = [
@@ -188,13 +244,50 @@ def test_the_one_pass_count_flags_the_groups_a_tombstone_hides_rows_of(warehouse
     }
 
 
-def test_results_inputs_carry_value_counts_sums_and_squares(warehouse):
+def test_results_inputs_carry_valued_uuids_their_total_and_variance(warehouse):
     rows = run(warehouse, queries.decision_counts(DUCK, "alephbet", "checkout"))
     assert rows == [
-        ("blue", "buy", 2, 1, 4.0, 16.0), ("blue", "participate", 1, 0, None, None),
+        ("blue", "buy", 2, 1, 4.0, None), ("blue", "participate", 1, 0, None, None),
         ("green", "click", 1, 0, None, None),
-        ("red", "buy", 1, 1, 10.0, 100.0), ("red", "participate", 2, 0, None, None),
+        ("red", "buy", 1, 1, 10.0, None), ("red", "participate", 2, 0, None, None),
     ]
+
+
+PURCHASES = [   # u1 buys twice, u2 once (and retries it), u3 once without an id, u4 buys nothing
+    stored("shop", "red", "buy", "u1", at(1), 10.0, client_id="order-1"),
+    stored("shop", "red", "buy", "u1", at(2), 25.0, client_id="order-2"),
+    stored("shop", "red", "buy", "u2", at(1), 5.0, client_id="order-3"),
+    stored("shop", "red", "buy", "u2", at(3), 5.0, client_id="order-3"),
+    stored("shop", "red", "buy", "u3", at(2), 7.0),
+    stored("shop", "red", "buy", "u4", at(2)),
+]
+
+
+@pytest.mark.parametrize("target", [DUCK, DUCK_DISTINCT], ids=["duckdb", "bigquery rendering"])
+def test_a_users_purchases_are_summed_and_a_retried_one_counts_once(tmp_path, target):
+    store = DuckDBWarehouse(tmp_path / "purchases.duckdb")
+    try:
+        store.insert_events(PURCHASES)
+        ((variant, event, uuids, valued, total, variance),) = run(store, queries.decision_counts(
+            target, "alephbet", "shop"))
+        assert (variant, event, uuids, valued, total) == ("red", "buy", 4, 3, 47.0)
+        assert variance == pytest.approx(statistics.variance([35.0, 5.0, 7.0]), rel=1e-12)
+    finally:
+        store.close()
+
+
+def test_the_bigquery_rendering_counts_a_duplicated_row_of_a_purchase_once(tmp_path):
+    """BigQuery may keep a retried row twice (same event_id); the sum must not double it."""
+    store = DuckDBWarehouse(tmp_path / "purchases.duckdb")
+    try:
+        store.insert_events(PURCHASES)
+        store.execute("CREATE TABLE events_twice AS SELECT * FROM events UNION ALL SELECT * FROM events")
+        twice = Target(queries.DUCKDB, queries.Tables("events_twice", "deletions"), unique_identities=False)
+        assert run(store, queries.decision_counts(twice, "alephbet", "shop")) == \
+            run(store, queries.decision_counts(DUCK, "alephbet", "shop"))
+        assert run(store, queries.decision_counts(twice, "alephbet", "shop"))[0][4] == 47.0
+    finally:
+        store.close()
 
 
 def test_daily_counts_each_uuid_on_its_day(warehouse):

@@ -24,7 +24,13 @@ def get(client, path: str, headers: dict[str, str] | None = None, **query: str):
 
 
 def body(reply) -> Any:
-    return json.loads(reply.body)
+    """The answer without its `freshness`, which is measured per request (pinned in test_freshness.py)."""
+    answer = json.loads(reply.body)
+    if isinstance(answer, dict):
+        answer.pop("freshness", None)
+    elif isinstance(answer, list) and answer and isinstance(answer[0], dict) and "meta" in answer[0]:
+        answer[0]["meta"].pop("freshness", None)
+    return answer
 
 
 def path_of(experiment: str, suffix: str = "") -> str:
@@ -168,13 +174,18 @@ def test_the_results_view_answers_the_contract_fields(report_client):
     assert (buy["goal"], click["goal"]) == ("buy", "click")
     blue, red = click["variants"]
     assert set(blue) == {"label", "trials", "successes", "rate", "rate_ci"}
-    assert set(red) == {"label", "trials", "successes", "rate", "rate_ci", "uplift", "p_value",
-                        "chance_to_beat_control"}
-    assert set(red["uplift"]) == {"absolute", "relative", "relative_ci"}
-    assert red["p_value"] == stats.two_proportion_p_value(stats.Proportion(50, 5), stats.Proportion(40, 10))
+    assert set(red) == {"label", "trials", "successes", "rate", "rate_ci", "uplift", "p_value", "p_value_adjusted",
+                        "sequential", "chance_to_beat_control"}
+    assert set(red["uplift"]) == {"absolute", "relative", "relative_ci", "absolute_ci"}
+    assert set(red["sequential"]) == {"p_value", "p_value_adjusted", "relative_ci", "absolute_ci"}
+    comparison = stats.compare_rates(stats.Proportion(50, 5), stats.Proportion(40, 10), 0.9)
+    assert red["p_value"] == comparison.fixed.p_value
+    assert red["sequential"]["p_value"] == comparison.sequential.p_value
+    assert view["correction"] == "holm"
     assert sum(click["chance_to_be_best"].values()) == pytest.approx(1)
     assert [arm["label"] for arm in buy["value"]["variants"]] == ["blue", "red"]
-    assert set(buy["value"]["variants"][1]) == {"label", "count", "sum", "mean", "p_value", "difference", "ci"}
+    assert set(buy["value"]["variants"][1]) == {"label", "count", "sum", "mean", "p_value", "p_value_adjusted",
+                                                "difference", "ci", "relative_ci", "sequential"}
     assert click["value"] is None
 
 
@@ -210,6 +221,8 @@ def test_the_daily_views_last_day_equals_the_totals(report_client):
     ("/experiments/exp/results", {"weights": "red:1,blue:-1"}, "weights"),
     ("/experiments/exp/results", {"weights": "red:1"}, "weights"),
     ("/experiments/exp/results", {"weights": "red:1,red:2,blue:1"}, "weights"),
+    ("/experiments/exp/results", {"correction": "bonferroni"}, "correction"),
+    ("/experiments/exp/results", {"correction": "holm,bh"}, "correction"),
 ])
 def test_a_bad_parameter_is_a_400_naming_it(report_client, path, query, parameter):
     seed(report_client, *ab("exp", red=1, blue=1))
@@ -342,7 +355,7 @@ def test_extreme_weights_give_a_mismatch_not_an_error(report_client):
     seed(report_client, *ab("exp", red=3, blue=3))
     reply = get(report_client, "/experiments/exp/results", weights="red:1e-320,blue:1")
     assert reply.status_code == 200
-    assert body(reply)["srm"] == {"p_value": 0.0, "mismatch": True}
+    assert body(reply)["srm"] == {"p_value": 0.0, "mismatch": True, "unexpected_variants": []}
 
 
 def test_values_too_large_to_sum_leave_the_value_statistics_empty_not_broken(report_client):
@@ -367,4 +380,43 @@ def test_a_variant_seen_only_in_goals_gets_no_chances_and_is_not_the_default_con
     assert goal["chance_to_be_best"]["blue"] + goal["chance_to_be_best"]["red"] == pytest.approx(1)
     stray = next(v for v in goal["variants"] if v["label"] == "aaa-stray")
     assert stray["chance_to_beat_control"] is None and stray["p_value"] is None
-    assert results["srm"]["mismatch"] is False
+
+
+@pytest.mark.parametrize("correction", ["holm", "bh", "none"])
+def test_the_correction_parameter_chooses_how_p_values_are_adjusted(report_client, correction):
+    seed(report_client, *ab("exp", red=1000, blue=1000, red_goal=60, blue_goal=40))
+    view = body(get(report_client, "/experiments/exp/results", correction=correction))
+    assert view["correction"] == correction
+    red = view["goals"][0]["variants"][1]
+    assert red["p_value_adjusted"] == stats.adjust_p_values([red["p_value"]], correction)[0]
+
+
+def test_a_variant_seen_only_in_goals_is_an_unexpected_variant_and_a_sample_ratio_mismatch(report_client):
+    seed(report_client, *ab("exp", red=1000, blue=1000, red_goal=10, blue_goal=12),
+         event("exp", "aaa-stray", "click", "someone"))
+    srm = body(get(report_client, "/experiments/exp/results"))["srm"]
+    assert srm["unexpected_variants"] == ["aaa-stray"] and srm["mismatch"] is True
+    assert srm["p_value"] == stats.srm({"aaa-stray": 0, "blue": 1000, "red": 1000}).p_value
+
+
+# ---- repeated x-api-key headers ----------------------------------------------------------------------
+
+def _deployed_report_request(keys: list[str]) -> dict[str, Any]:
+    """GET /experiments as API Gateway hands it over: `headers` holds the last of repeated headers."""
+    from tests.lambda_events import api_gateway_event
+    import app as dalet_app
+
+    event = api_gateway_event("GET", "/api/experiments", "/experiments", "api", {"x-api-key": keys[-1]})
+    event["multiValueHeaders"] = {"x-api-key": keys}
+    return dalet_app.app(event, None)
+
+
+def test_differing_repeated_api_keys_are_refused_naming_the_header(report_client):
+    for keys in ([API_KEY, "attacker-guess"], ["attacker-guess", API_KEY]):
+        response = _deployed_report_request(keys)
+        assert response["statusCode"] == 400
+        assert json.loads(response["body"])["header"] == "x-api-key"
+
+
+def test_a_repeated_identical_api_key_is_accepted(report_client):
+    assert _deployed_report_request([API_KEY, API_KEY])["statusCode"] == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
@@ -117,6 +118,30 @@ def test_a_window_counts_the_events_received_on_its_days(warehouse):
     assert reports.experiment_goals(warehouse, NS, "exp", Window(None, date(2024, 5, 5))) == []
 
 
+def repeat_buyers(warehouse) -> None:
+    """red-0 buys twice (two event ids) on days 2 and 3, red-1 once; nobody in blue buys."""
+    warehouse.insert_events(
+        participants("exp", "red", 3) + participants("exp", "blue", 2)
+        + [stamp(Event(NS, "exp", "red", "buy", "red-0", 10.0, "order-1"), at(2)),
+           stamp(Event(NS, "exp", "red", "buy", "red-0", 15.0, "order-2"), at(3)),
+           stamp(Event(NS, "exp", "red", "buy", "red-1", 5.0, "order-3"), at(3))])
+
+
+def test_a_user_buying_twice_is_one_success_in_gimels_counts(warehouse):
+    repeat_buyers(warehouse)
+    (buy,) = reports.experiment_goals(warehouse, NS, "exp")
+    assert buy["results"] == [{"label": "blue", "successes": 0, "trials": 2},
+                              {"label": "red", "successes": 2, "trials": 3}]
+    assert reports.all_experiments(warehouse, NS)[1]["goals"] == [buy]
+
+
+def test_a_user_buying_twice_is_one_success_from_the_first_day_in_the_daily_view(warehouse):
+    repeat_buyers(warehouse)
+    days = reports.experiment_daily(warehouse, NS, "exp")["days"]
+    red_buyers = {day["day"]: day["variants"][1]["successes"]["buy"] for day in days}
+    assert red_buyers == {"2024-05-01": 0, "2024-05-02": 1, "2024-05-03": 2}
+
+
 # ---- the results view ----------------------------------------------------------------------------
 
 @pytest.fixture
@@ -138,27 +163,70 @@ def test_results_report_participants_per_variant_and_the_srm_check(seeded):
     assert view["variants"] == [{"label": "blue", "participants": 210}, {"label": "control", "participants": 200},
                                 {"label": "red", "participants": 180}]
     expected = stats.srm({"blue": 210, "control": 200, "red": 180})
-    assert view["srm"] == {"p_value": expected.p_value, "mismatch": expected.mismatch}
+    assert view["srm"] == {"p_value": expected.p_value, "mismatch": expected.mismatch, "unexpected_variants": []}
 
 
 def test_results_compare_each_variant_to_the_control_with_the_stats_functions(seeded):
-    view = reports.experiment_results(seeded, NS, "exp", confidence=0.9)
+    view = reports.experiment_results(seeded, NS, "exp", confidence=0.9, correction="none")
     assert view["control"] == "control"
     buy = view["goals"][0]
     assert buy["goal"] == "buy"
     control, red = stats.Proportion(200, 20), stats.Proportion(180, 36)
+    comparison = stats.compare_rates(control, red, 0.9)
     by_label = {arm["label"]: arm for arm in buy["variants"]}
     assert by_label["control"] == {"label": "control", "trials": 200, "successes": 20, "rate": 0.1,
                                    "rate_ci": list(stats.rate_ci(control, 0.9))}
     assert by_label["red"] == {
         "label": "red", "trials": 180, "successes": 36, "rate": 0.2, "rate_ci": list(stats.rate_ci(red, 0.9)),
         "uplift": {"absolute": 0.2 - 0.1, "relative": 0.2 / 0.1 - 1,
-                   "relative_ci": list(stats.relative_uplift_ci(control, red, 0.9))},
-        "p_value": stats.two_proportion_p_value(control, red),
+                   "relative_ci": list(comparison.fixed.relative_ci),
+                   "absolute_ci": list(comparison.fixed.absolute_ci)},
+        "p_value": comparison.fixed.p_value,
+        "p_value_adjusted": comparison.fixed.p_value,
+        "sequential": {"p_value": comparison.sequential.p_value, "p_value_adjusted": comparison.sequential.p_value,
+                       "relative_ci": list(comparison.sequential.relative_ci),
+                       "absolute_ci": list(comparison.sequential.absolute_ci)},
         "chance_to_beat_control": stats.chance_to_beat(control, red),
     }
     assert buy["chance_to_be_best"] == stats.chance_to_be_best(
         {"blue": stats.Proportion(210, 25), "control": control, "red": red})
+
+
+@pytest.mark.parametrize("correction", ["holm", "bh"])
+def test_p_values_are_adjusted_across_every_variant_goal_and_value_comparison(seeded, correction):
+    view = reports.experiment_results(seeded, NS, "exp", correction=correction)
+    assert view["correction"] == correction
+    comparisons = [arm for goal in view["goals"] for arm in goal["variants"] if "p_value" in arm]
+    comparisons += [arm for goal in view["goals"] if goal["value"] for arm in goal["value"]["variants"]
+                    if "p_value" in arm]
+    assert len(comparisons) == 2 * 2 + 2  # blue and red under buy and signup, and their values on buy
+    for mode in (lambda arm: arm, lambda arm: arm["sequential"]):
+        raw = [mode(arm)["p_value"] for arm in comparisons]
+        assert [mode(arm)["p_value_adjusted"] for arm in comparisons] == stats.adjust_p_values(raw, correction)
+    assert all(arm["p_value_adjusted"] >= arm["p_value"] for arm in comparisons if arm["p_value"] is not None)
+
+
+def test_the_results_default_to_holms_correction_and_name_the_sequential_method(seeded):
+    view = reports.experiment_results(seeded, NS, "exp")
+    assert view["correction"] == "holm"
+    assert "Waudby-Smith" in view["sequential"]["method"]
+    assert view["sequential"]["tuned_for_participants"] == stats.SEQUENTIAL_TUNING_PARTICIPANTS
+
+
+def test_a_variant_seen_only_in_goals_counts_in_the_srm_check_and_is_named(seeded):
+    seeded.insert_events(goals("exp", "stray", "buy", 3))
+    srm = reports.experiment_results(seeded, NS, "exp")["srm"]
+    expected = stats.srm({"blue": 210, "control": 200, "red": 180, "stray": 0})
+    assert srm == {"p_value": expected.p_value, "mismatch": True, "unexpected_variants": ["stray"]}
+    assert expected.p_value < stats.SRM_THRESHOLD
+
+
+def test_weights_may_leave_out_a_variant_seen_only_in_goals_which_still_flags_a_mismatch(seeded):
+    seeded.insert_events(goals("exp", "stray", "buy", 3))
+    weights = {"blue": 35.0, "control": 33.0, "red": 32.0}
+    srm = reports.experiment_results(seeded, NS, "exp", weights=weights)["srm"]
+    assert srm["p_value"] == stats.srm({"blue": 210, "control": 200, "red": 180}, weights).p_value
+    assert srm["mismatch"] is True and srm["unexpected_variants"] == ["stray"]
 
 
 def test_every_variant_appears_under_every_goal_of_the_results(seeded):
@@ -178,10 +246,35 @@ def test_value_statistics_are_per_participant_counting_those_without_a_value_as_
                                    "mean": pytest.approx(sum(control_values) / 200)}
     assert by_label["blue"]["count"] == 0 and by_label["blue"]["sum"] == 0.0
     welch = scipy_stats.ttest_ind(red_values, control_values, equal_var=False)
-    assert by_label["red"]["p_value"] == pytest.approx(welch.pvalue, rel=1e-6)
-    assert by_label["red"]["difference"] == pytest.approx(sum(red_values) / 180 - sum(control_values) / 200)
-    low, high = by_label["red"]["ci"]
-    assert low < by_label["red"]["difference"] < high
+    red = by_label["red"]
+    assert red["p_value"] == pytest.approx(welch.pvalue, rel=1e-6)
+    assert red["difference"] == pytest.approx(sum(red_values) / 180 - sum(control_values) / 200)
+    assert red["ci"] == pytest.approx(list(welch.confidence_interval(0.95)), rel=1e-6)
+    expected = stats.compare_values(stats.ValueSample(200, float(np.mean(control_values)), float(np.var(control_values, ddof=1))),
+                                    stats.ValueSample(180, float(np.mean(red_values)), float(np.var(red_values, ddof=1))), 0.95)
+    assert red["relative_ci"] == pytest.approx(list(expected.fixed.relative_ci), rel=1e-6)
+    assert red["sequential"]["p_value"] == pytest.approx(expected.sequential.p_value, rel=1e-6)
+    assert red["sequential"]["absolute_ci"] == pytest.approx(list(expected.sequential.absolute_ci), rel=1e-6)
+
+
+def test_value_per_participant_is_what_each_user_spent_in_all_while_successes_stay_users(warehouse):
+    def purchase(variant: str, uuid: str, value: float, order: str):
+        return stamp(Event(NS, "shop", variant, "buy", uuid, value, order), at(2))
+
+    warehouse.insert_events(
+        participants("shop", "control", 4) + participants("shop", "red", 4)
+        + [purchase("control", "control-0", 10.0, "o1"), purchase("control", "control-1", 20.0, "o2")]
+        + [purchase("red", "red-0", 10.0, "o3"), purchase("red", "red-0", 30.0, "o4"),   # one user, two orders
+           purchase("red", "red-0", 30.0, "o4"),                                           # a retried order
+           purchase("red", "red-1", 20.0, "o5"), purchase("red", "red-2", 5.0, "o6")]
+    )
+    buy = reports.experiment_results(warehouse, NS, "shop")["goals"][0]
+    assert [(arm["label"], arm["successes"]) for arm in buy["variants"]] == [("control", 2), ("red", 3)]
+    by_label = {arm["label"]: arm for arm in buy["value"]["variants"]}
+    assert (by_label["red"]["count"], by_label["red"]["sum"], by_label["red"]["mean"]) == (3, 65.0, 65.0 / 4)
+    welch = scipy_stats.ttest_ind([40.0, 20.0, 5.0, 0.0], [10.0, 20.0, 0.0, 0.0], equal_var=False)
+    assert by_label["red"]["p_value"] == pytest.approx(welch.pvalue, rel=1e-9)
+    assert by_label["red"]["difference"] == pytest.approx(65.0 / 4 - 30.0 / 4)
 
 
 @pytest.mark.parametrize(("labels", "expected"), [
@@ -225,7 +318,8 @@ def test_a_goal_with_more_successes_than_participants_has_no_proportion_statisti
     red = view_goal["variants"][1]
     assert (red["trials"], red["successes"], red["rate"]) == (2, 5, 2.5)
     assert red["rate_ci"] is None and red["p_value"] is None and red["chance_to_beat_control"] is None
-    assert red["uplift"] == {"absolute": 2.0, "relative": 4.0, "relative_ci": None}
+    assert red["uplift"] == {"absolute": 2.0, "relative": 4.0, "relative_ci": None, "absolute_ci": None}
+    assert red["sequential"] == {"p_value": None, "p_value_adjusted": None, "relative_ci": None, "absolute_ci": None}
     assert view_goal["chance_to_be_best"] == {"control": None, "red": None}
 
 
@@ -358,9 +452,11 @@ def test_bigquery_reports_run_the_pinned_text_with_typed_parameters(bigquery, bi
     hostile = "'; DROP TABLE events; --"
     bigquery_standin.answer_queries(lambda query: QueryAnswer(
         schema=[("experiment", "STRING"), ("variant", "STRING"), ("event", "STRING"), ("uuids", "INT64"),
-                ("hides_rows", "BOOL")],
-        rows=[{"experiment": hostile, "variant": "red", "event": "participate", "uuids": 4, "hides_rows": False},
-              {"experiment": hostile, "variant": "red", "event": "buy", "uuids": 1, "hides_rows": False}],
+                ("hides_rows", "BOOL"), ("repeats_uuids", "BOOL")],
+        rows=[{"experiment": hostile, "variant": "red", "event": "participate", "uuids": 4, "hides_rows": False,
+               "repeats_uuids": False},
+              {"experiment": hostile, "variant": "red", "event": "buy", "uuids": 1, "hides_rows": False,
+               "repeats_uuids": False}],
     ))
     window = Window(date(2024, 5, 1), date(2024, 5, 2))
     report = reports.all_experiments(bigquery, hostile, scope=f"{hostile},b", window=window)
@@ -388,3 +484,23 @@ def test_bigquery_deletion_streams_a_tombstone_and_tolerates_the_streaming_buffe
     assert tombstone == {"deletion_id": reports.deletion_id(NS, "my a/b test", at(2)), "namespace": NS,
                          "experiment": "my a/b test", "deleted_at": "2024-05-02T12:00:00.000000Z"}
     assert bigquery_standin.queries[-1].parameters["experiment"] == "my a/b test"
+
+
+@pytest.mark.parametrize("offset", [1e8, 1e9])
+def test_value_p_value_keeps_its_precision_at_large_values_through_the_results_view(warehouse, offset):
+    # The issue's case: values offset + N(0, 1), 20,000 per arm. Sums of squares cancel at this scale
+    # (p = 0.37 where the truth is 0.106, or null); the per-user moments must not.
+    rng = np.random.default_rng(7)
+    control_values = offset + rng.normal(0.0, 1.0, 20_000)
+    variant_values = offset + 0.02 + rng.normal(0.0, 1.0, 20_000)
+    rows = participants("big", "control", 20_000) + participants("big", "variant", 20_000)
+    rows += goals("big", "control", "buy", 20_000, value=lambda n: float(control_values[n]))
+    rows += goals("big", "variant", "buy", 20_000, value=lambda n: float(variant_values[n]))
+    warehouse.insert_events(rows)
+
+    view = reports.experiment_results(warehouse, NS, "big", control="control", correction="none")
+
+    (buy,) = [goal for goal in view["goals"] if goal["goal"] == "buy"]
+    (variant,) = [arm for arm in buy["value"]["variants"] if arm["label"] == "variant"]
+    expected = scipy_stats.ttest_ind(variant_values, control_values, equal_var=False).pvalue
+    assert variant["p_value"] == pytest.approx(expected, rel=1e-3)   # was 0.37 vs 0.106 before, or null

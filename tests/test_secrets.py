@@ -72,3 +72,48 @@ def test_no_key_configured_names_both_variables():
 
     message = str(failure.value)
     assert "DALET_API_KEY_SECRET" in message and re.search(r"DALET_API_KEY\b", message)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def accepts(key: str, settings: config.Settings, clock: FakeClock) -> bool:
+    try:
+        auth.check_api_key({"x-api-key": key}, settings, clock)
+    except auth.WrongApiKey:
+        return False
+    return True
+
+
+def test_a_rotated_key_takes_effect_in_a_warm_container_once_the_ttl_runs_out(aws, secret_name):
+    client = boto3.client("secretsmanager")
+    client.create_secret(Name=secret_name, SecretString="first-key")
+    settings, clock = cloud_settings(DALET_API_KEY_SECRET=secret_name), FakeClock()
+    assert accepts("first-key", settings, clock)
+
+    client.put_secret_value(SecretId=secret_name, SecretString="rotated-key")
+    clock.now += auth.API_KEY_TTL_SECONDS - 1
+    assert accepts("first-key", settings, clock) and not accepts("rotated-key", settings, clock)
+
+    clock.now += 1
+    assert accepts("rotated-key", settings, clock) and not accepts("first-key", settings, clock)
+
+
+def test_the_key_read_last_keeps_serving_while_the_secret_cannot_be_read(aws, secret_name, monkeypatch):
+    client = boto3.client("secretsmanager")
+    client.create_secret(Name=secret_name, SecretString="the-key")
+    settings, clock = cloud_settings(DALET_API_KEY_SECRET=secret_name), FakeClock()
+    assert accepts("the-key", settings, clock)
+
+    def unreachable(*_, **__):
+        raise secrets.SecretUnavailable("Secrets Manager is down")
+
+    monkeypatch.setattr(secrets, "fetch_secret", unreachable)
+    clock.now += auth.API_KEY_TTL_SECONDS + 1
+
+    assert accepts("the-key", settings, clock)

@@ -1,12 +1,21 @@
 """`make run` (`python -m dalet_ops.cli serve`): chalice local with the pipeline running from the start."""
 from __future__ import annotations
 
+import json
+import os
+import select
+import signal
+import socket
+import threading
+from typing import Iterator
+
 import duckdb
+import pytest
 
 from chalicelib.ingest.events import encode_record, now, parse_event, stamp
 from chalicelib.ingest.local_stream import LocalConsumer, LocalStream
 from chalicelib.runtime import STREAM_FILE, WAREHOUSE_FILE
-from tests.local_server import LocalServer, wait_until
+from tests.local_server import LOCAL_HOST, LocalServer, wait_until
 
 
 def _leave_a_backlog(data_dir, count: int) -> list[str]:
@@ -40,3 +49,193 @@ def test_serve_answers_track_like_chalice_local(tmp_path):
         reply = server.request("GET", "/track", query={"experiment": "e", "variant": "a",
                                                      "event": "participate", "uuid": "u1"})
         assert reply.status == 200 and reply.json() == {"ok": True, "accepted": 1}
+
+
+# --- the hardened HTTP server (dalet_ops.local_http) --------------------------------------------------
+
+TRACK_QUERY = "/track?experiment=e&variant=a&event=participate&uuid=u1"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> Iterator[LocalServer]:
+    with LocalServer.start(tmp_path_factory.mktemp("serve") / "data", env={"DALET_API_KEY": "k"},
+                           via_make_run=True) as server:
+        yield server
+
+
+def _connect(server: LocalServer, timeout: float = 10.0) -> socket.socket:
+    return socket.create_connection((LOCAL_HOST, server.port), timeout=timeout)
+
+
+def _read_response(connection: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response read off a raw socket: status, lower-cased headers, body."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = connection.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before a whole response: {received!r}")
+        received += chunk
+    head, body = received.split(b"\r\n\r\n", 1)
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in header_lines)}
+    while len(body) < int(headers.get("content-length", 0)):
+        body += connection.recv(65536)
+    return int(status_line.split()[1]), headers, body
+
+
+def _get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+
+
+def test_64_simultaneous_connects_are_all_accepted_while_the_server_is_busy(served):
+    # Stopped, the server accepts nothing: only the kernel's listen queue takes connections.
+    os.kill(served.process.pid, signal.SIGSTOP)
+    try:
+        pending = []
+        for _ in range(64):
+            client = socket.socket()
+            client.setblocking(False)
+            client.connect_ex((LOCAL_HOST, served.port))
+            pending.append(client)
+        _, writable, _ = select.select([], pending, [], 1.0)
+        connected = [client for client in writable if client.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0]
+        assert len(connected) == 64
+    finally:
+        os.kill(served.process.pid, signal.SIGCONT)
+    for client in pending:
+        client.setblocking(True)
+        client.settimeout(10)
+        client.sendall(_get(TRACK_QUERY))
+    statuses = [_read_response(client)[0] for client in pending]
+    for client in pending:
+        client.close()
+    assert statuses == [200] * 64
+
+
+def test_a_response_on_a_kept_alive_connection_leaves_in_one_write(served):
+    # Headers and body written apart wait for the client's delayed ACK (Nagle): ~40 ms a request.
+    with _connect(served) as connection:
+        for _ in range(2):
+            connection.sendall(_get(TRACK_QUERY))
+            assert _read_response(connection)[0] == 200
+        connection.sendall(_get(TRACK_QUERY))
+        first_read = connection.recv(65536)
+    head, _, body = first_read.partition(b"\r\n\r\n")
+    assert json.loads(body) == {"ok": True, "accepted": 1}, first_read
+
+
+def _post_head(length: str, *extra: str) -> bytes:
+    lines = ["POST /track HTTP/1.1", "Host: localhost", "Content-Type: application/json",
+             f"Content-Length: {length}", *extra]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def test_a_body_declared_over_1_mib_is_refused_before_it_is_read(served):
+    with _connect(served) as connection:
+        connection.sendall(_post_head("300000000"))          # and not one byte of the body
+        status, headers, body = _read_response(connection)
+    assert status == 413
+    assert json.loads(body)["header"] == "Content-Length"
+    assert headers["connection"] == "close"
+
+
+def test_a_client_expecting_100_continue_hears_413_instead(served):
+    with _connect(served) as connection:
+        connection.sendall(_post_head("300000000", "Expect: 100-continue"))
+        status, _, body = _read_response(connection)
+    assert status == 413 and "1 MiB" in json.loads(body)["error"]
+
+
+def test_a_small_body_expecting_100_continue_is_invited_and_tracked(served):
+    payload = json.dumps({"experiment": "e", "variant": "a", "event": "participate", "uuid": "u-100"}).encode()
+    with _connect(served) as connection:
+        connection.sendall(_post_head(str(len(payload)), "Expect: 100-continue"))
+        assert connection.recv(65536).startswith(b"HTTP/1.1 100")
+        connection.sendall(payload)
+        status, _, body = _read_response(connection)
+    assert (status, json.loads(body)) == (200, {"ok": True, "accepted": 1})
+
+
+@pytest.mark.parametrize("length", ["abc", "-1", "1e3", "12, 13"])
+def test_a_malformed_content_length_gets_a_400_naming_the_header(served, length):
+    with _connect(served) as connection:
+        connection.sendall(_post_head(length) + b"{}")
+        status, _, body = _read_response(connection)
+    assert status == 400
+    assert json.loads(body)["header"] == "Content-Length" and "Content-Length" in json.loads(body)["error"]
+    assert "Traceback" not in served.log()
+
+
+def _chunked(payload: bytes, chunk_size: int) -> bytes:
+    chunks = [payload[start:start + chunk_size] for start in range(0, len(payload), chunk_size)]
+    return b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks) + b"0\r\n\r\n"
+
+
+def _chunked_head() -> bytes:
+    return (b"POST /track HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+
+
+def test_a_chunked_body_is_read_and_tracked(served):
+    payload = json.dumps([{"experiment": "e", "variant": "a", "event": "participate", "uuid": f"c{n}"}
+                          for n in range(3)]).encode()
+    with _connect(served) as connection:
+        connection.sendall(_chunked_head() + _chunked(payload, 50))
+        status, _, body = _read_response(connection)
+    assert (status, json.loads(body)) == (200, {"ok": True, "accepted": 3})
+
+
+def test_a_chunked_body_is_refused_once_it_passes_1_mib(served):
+    with _connect(served) as connection:
+        connection.sendall(_chunked_head())
+        sent = 0
+        try:
+            while sent <= 2 * 1024 * 1024:      # the server answers and stops reading after 1 MiB
+                connection.sendall(b"10000\r\n" + b"x" * 0x10000 + b"\r\n")
+                sent += 0x10000
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        status, _, body = _read_response(connection)
+    assert status == 413 and json.loads(body)["header"] == "Transfer-Encoding"
+
+
+def test_sigterm_drains_the_stream_and_closes_the_warehouse_leaving_no_wal(tmp_path):
+    # What docker stop, systemd and process managers send.
+    data_dir = tmp_path / "data"
+    wal = data_dir / (WAREHOUSE_FILE + ".wal")
+    server = LocalServer.start(data_dir, via_make_run=True)
+    try:
+        assert server.request("GET", TRACK_QUERY).status == 200
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=30) == 0, server.log()
+    finally:
+        server.kill()
+    assert "stream and warehouse closed" in server.log()
+    assert not wal.exists()
+    with duckdb.connect(str(data_dir / WAREHOUSE_FILE), read_only=True) as db:
+        assert db.execute("SELECT uuid FROM events").fetchall() == [("u1",)]
+
+
+def test_differing_repeated_api_keys_are_refused_by_make_run_too(served):
+    # chalice local alone would pass the first of them on.
+    request = (b"GET /experiments HTTP/1.1\r\nHost: localhost\r\nx-api-key: k\r\nx-api-key: guess\r\n\r\n")
+    with _connect(served) as connection:
+        connection.sendall(request)
+        status, _, body = _read_response(connection)
+    assert status == 400 and json.loads(body)["header"] == "x-api-key"
+    with _connect(served) as connection:
+        connection.sendall(request.replace(b"guess", b"k"))
+        assert _read_response(connection)[0] == 200
+
+
+def test_once_stopping_new_requests_are_refused_and_those_in_flight_are_waited_for():
+    # Else a request on a kept-alive connection, after the shutdown, would reopen the pipeline.
+    from dalet_ops.local_http import InFlight
+
+    tracker = InFlight()
+    assert tracker.begin()
+    finishing = threading.Timer(0.2, tracker.end)
+    finishing.start()
+
+    assert tracker.close_and_wait(timeout=10)
+    assert not tracker.begin()

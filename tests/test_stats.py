@@ -11,21 +11,29 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, special
 from scipy import stats as scipy_stats
-from statsmodels.stats.proportion import proportion_confint, proportions_ztest
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.proportion import (
+    confint_proportions_2indep,
+    proportion_confint,
+    test_proportions_2indep as log_ratio_test,
+)
 
+from chalicelib.reports import stats
 from chalicelib.reports.stats import (
     SRM_THRESHOLD,
     MeanDifference,
     Proportion,
     SrmResult,
     ValueSample,
+    adjust_p_values,
     chance_to_be_best,
     chance_to_beat,
+    compare_rates,
+    compare_values,
     mean_difference,
+    newcombe_difference_ci,
     rate_ci,
-    relative_uplift_ci,
     srm,
-    two_proportion_p_value,
 )
 
 STATS_MODULE = Path(__file__).resolve().parents[1] / "chalicelib" / "reports" / "stats.py"
@@ -47,7 +55,7 @@ class Posterior:
     """Beta(1 + successes, 1 + failures), evaluated with scipy.special (fast for quad)."""
 
     def __init__(self, p: Proportion):
-        self.a, self.b = 1 + p.successes, 1 + p.trials - p.successes
+        self.a, self.b = float(1 + p.successes), float(1 + p.trials - p.successes)
         self.log_norm = special.betaln(self.a, self.b)
         mean, sd = scipy_stats.beta.mean(self.a, self.b), scipy_stats.beta.std(self.a, self.b)
         self.bulk = max(0.0, mean - 15 * sd), min(1.0, mean + 15 * sd)
@@ -83,12 +91,7 @@ def reference_chance_to_be_best(arms: dict[str, Proportion]) -> dict[str, float]
 
 
 def value_sample(values: np.ndarray) -> ValueSample:
-    return ValueSample(
-        participants=len(values),
-        count=int(np.count_nonzero(values)),
-        total=float(values.sum()),
-        total_squares=float((values**2).sum()),
-    )
+    return ValueSample(participants=len(values), mean=float(values.mean()), variance=float(values.var(ddof=1)))
 
 
 def per_participant_values(rng, participants, share_with_value, scale):
@@ -127,78 +130,213 @@ def test_rate_ci_brackets_the_rate_inside_the_unit_interval(p, confidence):
         assert 0.0 <= low <= p.successes / p.trials <= high <= 1.0
 
 
-# --- two_proportion_p_value -----------------------------------------------------------
+# --- compare_rates: one statistic per decision ---------------------------------------
 
 
-@pytest.mark.parametrize(
-    "control,variant",
-    [
-        (Proportion(10, 3), Proportion(12, 5)),
-        (Proportion(1000, 100), Proportion(1000, 120)),
-        (Proportion(1000, 0), Proportion(1000, 1)),
-        (Proportion(500, 500), Proportion(400, 399)),
-        (Proportion(1_000_000, 50_000), Proportion(1_000_000, 50_500)),
-        (Proportion(1_000_000, 50_000), Proportion(1_000_000, 55_000)),
-    ],
-)
-def test_two_proportion_p_value_is_the_pooled_z_test_of_statsmodels(control, variant):
-    _, expected = proportions_ztest(
-        [variant.successes, control.successes], [variant.trials, control.trials]
-    )
-    p_value = two_proportion_p_value(control, variant)
-    assert p_value == pytest.approx(expected, rel=1e-9, abs=1e-300)
+ORDINARY_PAIRS = [
+    (Proportion(5000, 100), Proportion(5000, 77)),
+    (Proportion(1000, 100), Proportion(1000, 120)),
+    (Proportion(10, 3), Proportion(12, 5)),
+    (Proportion(1_000_000, 50_000), Proportion(900_000, 46_000)),
+]
 
 
-def test_two_proportion_p_value_is_none_when_a_side_has_no_trials():
-    assert two_proportion_p_value(Proportion(0, 0), Proportion(10, 1)) is None
-    assert two_proportion_p_value(Proportion(10, 1), Proportion(0, 0)) is None
+def excludes_zero(interval: tuple[float, float]) -> bool:
+    low, high = interval
+    return low > 0 or high < 0
 
 
-def test_two_proportion_p_value_is_one_when_both_sides_are_all_or_nothing():
-    assert two_proportion_p_value(Proportion(10, 0), Proportion(20, 0)) == 1.0
-    assert two_proportion_p_value(Proportion(10, 10), Proportion(20, 20)) == 1.0
-
-
-@FEW_EXAMPLES
-@given(control=proportions(), variant=proportions())
-def test_two_proportion_p_value_is_a_probability(control, variant):
-    p_value = two_proportion_p_value(control, variant)
-    if control.trials == 0 or variant.trials == 0:
-        assert p_value is None
-    else:
-        assert 0.0 <= p_value <= 1.0
-
-
-# --- relative_uplift_ci ------------------------------------------------------------
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+@pytest.mark.parametrize("control,variant", ORDINARY_PAIRS)
+def test_the_fixed_p_value_and_relative_interval_are_statsmodels_log_ratio_test_and_interval(
+    control, variant, confidence
+):
+    fixed = compare_rates(control, variant, confidence).fixed
+    counts = (variant.successes, variant.trials, control.successes, control.trials)
+    expected_p = log_ratio_test(*counts, compare="ratio", method="log").pvalue
+    low, high = confint_proportions_2indep(*counts, compare="ratio", method="log", alpha=1 - confidence)
+    assert fixed.p_value == pytest.approx(expected_p, rel=1e-9)
+    assert fixed.relative_ci == pytest.approx((low - 1, high - 1), rel=1e-9)
 
 
 @pytest.mark.parametrize("confidence", [0.9, 0.95])
 @pytest.mark.parametrize(
     "control,variant",
-    [
-        (Proportion(1000, 100), Proportion(1000, 120)),
-        (Proportion(200, 10), Proportion(180, 0)),
-        (Proportion(1_000_000, 50_000), Proportion(900_000, 46_000)),
-    ],
+    ORDINARY_PAIRS + [(Proportion(50, 5), Proportion(50, 0)), (Proportion(100, 100), Proportion(90, 90)),
+                      (Proportion(50, 0), Proportion(50, 5))],
 )
-def test_relative_uplift_ci_is_the_delta_method_interval_of_the_rate_ratio(
+def test_the_fixed_absolute_interval_is_newcombes_hybrid_score_interval_of_statsmodels(control, variant, confidence):
+    expected = confint_proportions_2indep(variant.successes, variant.trials, control.successes, control.trials,
+                                          compare="diff", method="newcomb", alpha=1 - confidence)
+    assert compare_rates(control, variant, confidence).fixed.absolute_ci == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert newcombe_difference_ci(control, variant, confidence) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+def test_the_issues_disagreeing_pair_100_of_5000_against_77_of_5000_now_agrees():
+    fixed = compare_rates(Proportion(5000, 100), Proportion(5000, 77), 0.95).fixed
+    assert fixed.p_value > 0.05
+    assert not excludes_zero(fixed.relative_ci)
+
+
+@pytest.mark.parametrize("confidence", [0.8, 0.95, 0.99])
+def test_every_pair_of_small_arms_has_p_and_relative_interval_agree_in_both_modes(confidence):
+    alpha = 1 - confidence
+    for control_successes in range(41):
+        for variant_successes in range(0, 37):
+            comparison = compare_rates(Proportion(40, control_successes), Proportion(36, variant_successes), confidence)
+            for decision in (comparison.fixed, comparison.sequential):
+                if decision.relative_ci is not None:
+                    assert (decision.p_value < alpha) == excludes_zero(decision.relative_ci)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    control=proportions(max_trials=1_000_000).filter(lambda p: p.trials > 0),
+    variant=proportions(max_trials=1_000_000).filter(lambda p: p.trials > 0),
+    confidence=st.sampled_from([0.8, 0.9, 0.95, 0.99, 0.999]),
+)
+def test_in_each_mode_p_is_below_one_minus_confidence_exactly_when_the_relative_interval_excludes_zero(
     control, variant, confidence
 ):
-    mean_a, mean_b = control.successes / control.trials, variant.successes / variant.trials
-    var_a = mean_a * (1 - mean_a) / control.trials
-    var_b = mean_b * (1 - mean_b) / variant.trials
-    se = math.sqrt(var_b / mean_a**2 + var_a * mean_b**2 / mean_a**4)
+    comparison = compare_rates(control, variant, confidence)
+    for decision in (comparison.fixed, comparison.sequential):
+        assert 0.0 <= decision.p_value <= 1.0
+        if decision.relative_ci is not None:
+            assert (decision.p_value < 1 - confidence) == excludes_zero(decision.relative_ci)
+            low, high = decision.relative_ci
+            assert -1.0 <= low < high  # never below -100%, never zero-width
+        low, high = decision.absolute_ci
+        assert -1.0 <= low < high <= 1.0
+
+
+def test_all_success_arms_get_intervals_of_real_width_around_zero():
+    comparison = compare_rates(Proportion(100, 100), Proportion(100, 100), 0.95)
+    for decision in (comparison.fixed, comparison.sequential):
+        assert decision.p_value == 1.0
+        for low, high in (decision.relative_ci, decision.absolute_ci):
+            assert low < 0 < high
+
+
+def test_a_variant_without_successes_gets_a_relative_interval_above_minus_100_percent():
+    comparison = compare_rates(Proportion(50, 5), Proportion(50, 0), 0.95)
+    for decision in (comparison.fixed, comparison.sequential):
+        low, high = decision.relative_ci
+        assert -1.0 < low < high
+        assert (decision.p_value < 0.05) == excludes_zero(decision.relative_ci)
+
+
+def test_small_arms_never_get_a_relative_bound_below_minus_100_percent():
+    comparison = compare_rates(Proportion(50, 5), Proportion(50, 9), 0.95)
+    for decision in (comparison.fixed, comparison.sequential):
+        assert decision.relative_ci[0] > -1.0
+
+
+def test_a_control_without_successes_has_no_relative_uplift_but_an_absolute_one():
+    comparison = compare_rates(Proportion(50, 0), Proportion(50, 5), 0.95)
+    for decision in (comparison.fixed, comparison.sequential):
+        assert decision.relative_ci is None
+        low, high = decision.absolute_ci
+        assert low < 0.1 < high
+        assert 0.0 < decision.p_value < 1.0
+
+
+def test_nothing_is_compared_without_trials():
+    empty = stats.Decision(None, None, None)
+    assert compare_rates(Proportion(0, 0), Proportion(10, 1), 0.95) == stats.Comparison(empty, empty)
+    assert compare_rates(Proportion(10, 1), Proportion(0, 0), 0.95) == stats.Comparison(empty, empty)
+
+
+# --- sequential (always-valid) inference ------------------------------------------------
+
+
+def reference_confidence_sequence_margin(participants: int, confidence: float, tuning: int) -> float:
+    """Waudby-Smith et al. (2024)'s unit-variance normal-mixture margin (their R package's
+    std_conjmix_margin), with rho^2 from their closed-form approximation (best_rho2_approx)."""
+    alpha = 1 - confidence
+    rho2 = (-2 * np.log(alpha) + np.log(-2 * np.log(alpha) + 1)) / tuning
+    t = participants
+    return float(np.sqrt(2 * (t * rho2 + 1) / (t**2 * rho2) * np.log(np.sqrt(t * rho2 + 1) / alpha)))
+
+
+@pytest.mark.parametrize("confidence", [0.9, 0.95])
+@pytest.mark.parametrize("control,variant", ORDINARY_PAIRS)
+def test_the_sequential_relative_interval_is_the_asymptotic_confidence_sequence_of_the_log_ratio(
+    control, variant, confidence
+):
+    fixed = compare_rates(control, variant, confidence).fixed
+    sequential = compare_rates(control, variant, confidence).sequential
+    # The fixed interval gives the log ratio and its standard error back.
     z = scipy_stats.norm.ppf(1 - (1 - confidence) / 2)
-    uplift = mean_b / mean_a - 1
-    assert relative_uplift_ci(control, variant, confidence) == pytest.approx(
-        (uplift - z * se, uplift + z * se), rel=1e-9
-    )
+    log_low, log_high = np.log1p(fixed.relative_ci)
+    centre, se = (log_low + log_high) / 2, (log_high - log_low) / (2 * z)
+    participants = control.trials + variant.trials
+    half_width = se * np.sqrt(participants) * reference_confidence_sequence_margin(
+        participants, confidence, stats.SEQUENTIAL_TUNING_PARTICIPANTS)
+    assert sequential.relative_ci == pytest.approx(np.expm1([centre - half_width, centre + half_width]), rel=1e-9)
 
 
-def test_relative_uplift_ci_is_none_without_control_conversions_or_trials():
-    assert relative_uplift_ci(Proportion(100, 0), Proportion(100, 5), 0.95) is None
-    assert relative_uplift_ci(Proportion(0, 0), Proportion(100, 5), 0.95) is None
-    assert relative_uplift_ci(Proportion(100, 5), Proportion(0, 0), 0.95) is None
+@FEW_EXAMPLES
+@given(
+    control=proportions(max_trials=1_000_000).filter(lambda p: p.trials > 0),
+    variant=proportions(max_trials=1_000_000).filter(lambda p: p.trials > 0),
+)
+def test_the_sequential_figures_are_more_cautious_than_the_fixed_ones(control, variant):
+    comparison = compare_rates(control, variant, 0.95)
+    assert comparison.sequential.p_value >= comparison.fixed.p_value
+    fixed, sequential = comparison.fixed.relative_ci, comparison.sequential.relative_ci
+    if fixed is not None:
+        assert sequential[0] <= fixed[0] and fixed[1] <= sequential[1]
+
+
+def stopped_early_share(p_value_of, experiments=300, looks=20, per_look=200, rate=0.1, seed=8):
+    """A/A experiments looked at after every batch, stopped at the first p < 0.05."""
+    rng = np.random.default_rng(seed)
+    control = rng.binomial(per_look, rate, size=(experiments, looks)).cumsum(axis=1)
+    variant = rng.binomial(per_look, rate, size=(experiments, looks)).cumsum(axis=1)
+    stopped = 0
+    for k in range(experiments):
+        for look in range(looks):
+            trials = per_look * (look + 1)
+            comparison = compare_rates(Proportion(trials, int(control[k, look])),
+                                       Proportion(trials, int(variant[k, look])), 0.95)
+            if p_value_of(comparison) < 0.05:
+                stopped += 1
+                break
+    return stopped / experiments
+
+
+def test_peeking_at_the_sequential_p_value_after_every_batch_keeps_false_positives_at_five_percent():
+    # 300 experiments: the Monte-Carlo SE of a 5% rate is 1.3%, so 9% is over three SEs away.
+    assert stopped_early_share(lambda comparison: comparison.sequential.p_value) <= 0.09
+    # The same harness catches a method that is not valid under peeking.
+    assert stopped_early_share(lambda comparison: comparison.fixed.p_value) >= 0.15
+
+
+# --- multiple comparisons ----------------------------------------------------------------
+
+
+@FEW_EXAMPLES
+@given(
+    p_values=st.lists(st.one_of(st.none(), st.floats(0.0, 1.0)), min_size=1, max_size=15),
+    method=st.sampled_from([("holm", "holm"), ("bh", "fdr_bh")]),
+)
+def test_adjusted_p_values_are_statsmodels_multipletests_over_the_present_ones(p_values, method):
+    ours, theirs = method
+    adjusted = adjust_p_values(p_values, ours)
+    present = [p for p in p_values if p is not None]
+    assert [a is None for a in adjusted] == [p is None for p in p_values]
+    if present:
+        expected = multipletests(present, method=theirs)[1]
+        assert [a for a in adjusted if a is not None] == pytest.approx(list(expected), rel=1e-12, abs=1e-15)
+
+
+def test_no_correction_keeps_the_raw_p_values():
+    assert adjust_p_values([0.01, None, 0.5], "none") == [0.01, None, 0.5]
+
+
+def test_an_unknown_correction_is_refused():
+    with pytest.raises(ValueError, match="correction"):
+        adjust_p_values([0.01], "bonferroni")
 
 
 # --- chance_to_beat ------------------------------------------------------------------
@@ -380,10 +518,10 @@ def test_mean_difference_is_welchs_t_test_of_scipy(control_shape, variant_shape,
 
 
 def test_mean_difference_ci_uses_the_student_t_quantile():
-    control = ValueSample(participants=10, count=10, total=50.0, total_squares=300.0)
-    variant = ValueSample(participants=12, count=12, total=84.0, total_squares=700.0)
-    var_a = (300.0 - 50.0**2 / 10) / 9 / 10
-    var_b = (700.0 - 84.0**2 / 12) / 11 / 12
+    control = ValueSample(participants=10, mean=5.0, variance=(300.0 - 50.0**2 / 10) / 9)
+    variant = ValueSample(participants=12, mean=7.0, variance=(700.0 - 84.0**2 / 12) / 11)
+    var_a = control.variance / 10
+    var_b = variant.variance / 12
     df = (var_a + var_b) ** 2 / (var_a**2 / 9 + var_b**2 / 11)
     half_width = scipy_stats.t.ppf(0.975, df) * math.sqrt(var_a + var_b)
 
@@ -394,12 +532,111 @@ def test_mean_difference_ci_uses_the_student_t_quantile():
 
 def test_mean_difference_is_empty_below_two_participants_or_without_variance():
     empty = MeanDifference(p_value=None, difference=None, ci=None)
-    two = ValueSample(participants=2, count=2, total=3.0, total_squares=5.0)
-    one = ValueSample(participants=1, count=1, total=3.0, total_squares=9.0)
-    constant = ValueSample(participants=5, count=0, total=0.0, total_squares=0.0)
+    two = ValueSample(participants=2, mean=1.5, variance=0.5)
+    one = ValueSample(participants=1, mean=3.0, variance=0.0)
+    constant = ValueSample(participants=5, mean=0.0, variance=0.0)
     assert mean_difference(one, two, 0.95) == empty
     assert mean_difference(two, one, 0.95) == empty
     assert mean_difference(constant, constant, 0.95) == empty
+
+
+@pytest.mark.parametrize(("offset", "shift"), [(1e8, 0.016), (1e9, 0.038), (0.0, 0.02)])
+def test_values_far_from_zero_keep_their_variance_and_match_scipys_welch_test(offset, shift):
+    rng = np.random.default_rng(11)
+    control_values = offset + rng.normal(0.0, 1.0, 20_000)
+    variant_values = offset + shift + rng.normal(0.0, 1.0, 20_000)
+    reference = scipy_stats.ttest_ind(variant_values, control_values, equal_var=False)
+
+    comparison = compare_values(value_sample(control_values), value_sample(variant_values), 0.95)
+
+    assert comparison.fixed.p_value == pytest.approx(reference.pvalue, rel=1e-6)
+    assert comparison.fixed.absolute_ci == pytest.approx(tuple(reference.confidence_interval(0.95)), rel=1e-6, abs=1e-9)
+
+
+@FEW_EXAMPLES
+@given(
+    means=st.tuples(st.floats(-100, 100), st.floats(-100, 100)),
+    variances=st.tuples(st.floats(0.01, 1e4), st.floats(0.01, 1e4)),
+    sizes=st.tuples(st.integers(2, 10**7), st.integers(2, 10**7)),
+    confidence=st.sampled_from([0.9, 0.95, 0.99]),
+)
+def test_value_p_values_agree_with_the_absolute_interval_in_both_modes(means, variances, sizes, confidence):
+    control = ValueSample(sizes[0], means[0], variances[0])
+    variant = ValueSample(sizes[1], means[1], variances[1])
+    comparison = compare_values(control, variant, confidence)
+    for decision in (comparison.fixed, comparison.sequential):
+        assert (decision.p_value < 1 - confidence) == excludes_zero(decision.absolute_ci)
+        if decision.relative_ci is not None:
+            assert decision.relative_ci[0] >= -1.0
+    low, high = comparison.fixed.absolute_ci
+    seq_low, seq_high = comparison.sequential.absolute_ci
+    assert seq_low <= low and high <= seq_high
+
+
+def test_value_relative_intervals_need_positive_means():
+    positive, negative = ValueSample(100, 2.0, 1.0), ValueSample(100, -1.0, 1.0)
+    assert compare_values(positive, positive, 0.95).fixed.relative_ci is not None
+    for control, variant in ((positive, negative), (negative, positive)):
+        comparison = compare_values(control, variant, 0.95)
+        assert comparison.fixed.relative_ci is None and comparison.sequential.relative_ci is None
+        assert comparison.fixed.absolute_ci is not None and comparison.sequential.absolute_ci is not None
+
+
+# --- extreme sample sizes ------------------------------------------------------------------
+
+
+def scipy_chance_to_be_best(arms: dict[str, Proportion], name: str) -> float:
+    """scipy's own beta distributions (float parameters), integrated piecewise over the arm's bulk."""
+    posteriors = {label: scipy_stats.beta(1.0 + p.successes, 1.0 + p.trials - p.successes) for label, p in arms.items()}
+    arm = posteriors[name]
+    others = [posterior for label, posterior in posteriors.items() if label != name]
+    mean, sd = arm.mean(), arm.std()
+    points = np.linspace(max(0.0, mean - 15 * sd), min(1.0, mean + 15 * sd), 61)
+    return math.fsum(integrate.quad(lambda x: arm.pdf(x) * math.prod(other.cdf(x) for other in others), lo, hi,
+                                    epsabs=1e-13, epsrel=1e-12, limit=200)[0] for lo, hi in zip(points, points[1:]))
+
+
+def scipy_chance_to_beat(control: Proportion, variant: Proportion) -> float:
+    return scipy_chance_to_be_best({"control": control, "variant": variant}, "variant")
+
+
+@pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
+@pytest.mark.parametrize("control,variant", [
+    (Proportion(10**12, 10**11), Proportion(10**12, 10**11 + 300_000)),
+    (Proportion(10**12, 1_500), Proportion(10**12, 1_600)),
+    (Proportion(10**10, 10**9), Proportion(10**10, 10**9 + 40_000)),
+])
+def test_chance_to_beat_stays_within_a_millionth_of_scipy_up_to_a_trillion_participants(control, variant):
+    assert chance_to_beat(control, variant) == pytest.approx(scipy_chance_to_beat(control, variant), abs=1e-6)
+
+
+def test_chance_to_beat_with_almost_every_participant_converting_at_a_trillion_is_the_gamma_limit():
+    # 3 and 1 failures: the failure shares are Beta(4, n) and Beta(2, n), which for huge n
+    # compare like Gamma(4) and Gamma(2): P = P(Beta(2, 4) < 1/2), to within 1/n.
+    result = chance_to_beat(Proportion(10**12, 10**12 - 3), Proportion(10**12, 10**12 - 1))
+    assert result == pytest.approx(scipy_stats.beta(2, 4).cdf(0.5), abs=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
+def test_chance_to_be_best_stays_within_a_millionth_of_scipy_at_a_trillion_participants():
+    arms = {"a": Proportion(10**12, 10**11), "b": Proportion(10**12, 10**11 + 300_000),
+            "c": Proportion(10**12, 10**11 - 200_000)}
+    best = chance_to_be_best(arms)
+    for name in arms:
+        assert best[name] == pytest.approx(scipy_chance_to_be_best(arms, name), abs=1e-6)
+
+
+@pytest.mark.parametrize("participants", [10, 1_000, 10**5, 10**6, 10**8, 10**10, 10**12])
+@pytest.mark.parametrize("t", [0.3, 2.0, 5.0])
+def test_welch_figures_stay_within_a_millionth_of_scipys_student_t_up_to_a_trillion_participants(participants, t):
+    control = ValueSample(participants, 10.0, 4.0)
+    se = math.sqrt(2 * 4.0 / participants)
+    variant = ValueSample(participants, 10.0 + t * se, 4.0)
+    df = 2 * participants - 2
+    result = mean_difference(control, variant, 0.95)
+    assert result.p_value == pytest.approx(2 * scipy_stats.t.sf(t, df), abs=1e-6)
+    half_width = scipy_stats.t.ppf(0.975, df) * se
+    assert result.ci == pytest.approx((t * se - half_width, t * se + half_width), rel=1e-6)
 
 
 # --- input validation and packaging -------------------------------------------------------
@@ -407,11 +644,11 @@ def test_mean_difference_is_empty_below_two_participants_or_without_variance():
 
 @pytest.mark.parametrize("confidence", [0.0, 1.0, -0.5, 1.5, math.nan])
 def test_confidence_must_lie_strictly_between_zero_and_one(confidence):
-    sample = ValueSample(participants=3, count=3, total=3.0, total_squares=5.0)
+    sample = ValueSample(participants=3, mean=1.0, variance=1.0)
     with pytest.raises(ValueError, match="confidence"):
         rate_ci(Proportion(10, 1), confidence)
     with pytest.raises(ValueError, match="confidence"):
-        relative_uplift_ci(Proportion(10, 1), Proportion(10, 2), confidence)
+        compare_rates(Proportion(10, 1), Proportion(10, 2), confidence)
     with pytest.raises(ValueError, match="confidence"):
         mean_difference(sample, sample, confidence)
 
@@ -422,12 +659,10 @@ def test_proportion_rejects_impossible_counts(trials, successes):
         Proportion(trials=trials, successes=successes)
 
 
-@pytest.mark.parametrize(
-    "participants,count,total_squares", [(-1, 0, 0.0), (5, 6, 1.0), (5, -1, 1.0), (5, 2, -1.0)]
-)
-def test_value_sample_rejects_impossible_counts(participants, count, total_squares):
+@pytest.mark.parametrize("participants,variance", [(-1, 0.0), (5, -1.0), (5, math.nan)])
+def test_value_sample_rejects_impossible_figures(participants, variance):
     with pytest.raises(ValueError):
-        ValueSample(participants=participants, count=count, total=1.0, total_squares=total_squares)
+        ValueSample(participants=participants, mean=1.0, variance=variance)
 
 
 def test_srm_rejects_negative_participant_counts():

@@ -152,6 +152,37 @@ def test_events_from_every_route_land_in_the_warehouse_once(client):
     assert [row["uuid"] for row in rows] == ["b", "g", "i", "p1", "p2"]
 
 
+def test_an_event_id_is_taken_from_a_post_a_query_string_and_a_pixel(client, published):
+    post(client, {**EVENT, "event": "purchase", "id": "order-1"})
+    client.http.get(f"/track?{query(event='purchase', id='order-2')}")
+    client.http.get(f"/track.gif?{query(event='purchase', id='order-3')}", headers={"Accept": BROWSER_IMAGE_ACCEPT})
+    assert [stored.message_id for stored in published] == ["order-1", "order-2", "order-3"]
+
+
+def test_two_purchases_by_one_user_both_land_and_a_retried_one_lands_once(client):
+    purchase = {**EVENT, "event": "purchase", "uuid": "buyer"}
+    post(client, [{**purchase, "id": "order-1", "value": 10}, {**purchase, "id": "order-2", "value": 25}])
+    post(client, {**purchase, "id": "order-1", "value": 10})                 # a retry of the first
+    client.http.get(f"/track?{query(event='purchase', uuid='buyer')}")      # without an id: deduped as always
+    client.http.get(f"/track?{query(event='purchase', uuid='buyer')}")
+    post(client, {**EVENT, "uuid": "sentinel"})   # the stream is read in order: once it lands, all did
+    warehouse_rows("SELECT uuid FROM events WHERE uuid = ?", ["sentinel"], 1)
+    rows = runtime.warehouse().fetch("SELECT message_id, value FROM events WHERE uuid = ? "
+                                     "ORDER BY message_id NULLS LAST", ["buyer"])
+    assert rows == [{"message_id": "order-1", "value": 10.0}, {"message_id": "order-2", "value": 25.0},
+                    {"message_id": None, "value": None}]
+
+
+def test_a_bad_event_id_gets_a_400_naming_id(client, published):
+    response = post(client, [EVENT, {**EVENT, "id": "x" * 129}])
+    assert response.status_code == 400
+    assert body_of(response)["errors"] == [{"field": "id", "rule": "must be at most 128 characters (got 129)",
+                                            "index": 1}]
+    response = client.http.get(f"/track?{query(id='')}")
+    assert body_of(response)["errors"] == [{"field": "id", "rule": "must be 1-128 characters, not blank"}]
+    assert published == []
+
+
 def test_unknown_query_parameters_are_ignored_even_repeated(client, published):
     response = client.http.get(f"/track?{query()}&_=1&_=2&utm_source=x")
     assert response.status_code == 200 and len(published) == 1
@@ -234,6 +265,27 @@ def test_more_than_500_events_in_one_post_are_refused(client, published, count):
     assert published == []
 
 
+DOT_RULE = 'must not be "." or "..": the name is a URL path segment of the report routes'
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_an_experiment_named_dot_or_dot_dot_is_refused_naming_the_rule(client, published, name):
+    # /experiments/./results would reach the experiment "results"; /experiments/.. the list.
+    for response in (client.http.get(f"/track?{query(experiment=name)}"), post(client, {**EVENT, "experiment": name}),
+                     client.http.get(f"/track.gif?{query(experiment=name)}")):
+        assert response.status_code == 400
+        assert body_of(response)["errors"] == [{"field": "experiment", "rule": DOT_RULE}]
+    response = post(client, [EVENT, {**EVENT, "experiment": name}])
+    assert body_of(response)["errors"] == [{"field": "experiment", "rule": DOT_RULE, "index": 1}]
+    assert published == []
+
+
+def test_names_with_dots_that_are_not_whole_segments_are_accepted(client, published):
+    for name in ("...", ".hidden", "v1.2", ". "):
+        assert client.http.get(f"/track?{query(experiment=name)}").status_code == 200
+    assert [stored.experiment for stored in published] == ["...", ".hidden", "v1.2", ". "]
+
+
 def test_a_repeated_event_field_in_the_query_is_refused(client, published):
     response = client.http.get(f"/track?{query()}&variant=B")
     assert response.status_code == 400
@@ -283,16 +335,18 @@ def test_an_unsupported_content_type_gets_a_415_with_a_json_body(client, publish
     lambda client: post(client, [EVENT, {**EVENT, "uuid": "u-2"}]),
     lambda client: client.http.get(f"/track.gif?{query()}", headers={"Accept": BROWSER_IMAGE_ACCEPT}),
 ])
-def test_a_publisher_failure_answers_503_with_a_json_reason(client, monkeypatch, send):
+def test_a_publisher_failure_answers_503_with_a_generic_reason_and_logs_the_cause(client, monkeypatch, send,
+                                                                                 caplog):
     monkeypatch.setattr(runtime, "publisher", FailingPublisher)
     response = send(client)
     assert response.status_code == 503
     assert response.headers["Content-Type"] == "application/json"
     assert body_of(response) == {"error": "the event stream is unavailable; retry later",
-                                 "reason": "Kinesis did not take the events in time: 3 records failed"}
+                                 "reason": "stream_unavailable"}
+    assert "Kinesis did not take the events in time: 3 records failed" in caplog.text
 
 
-def test_a_stream_failure_midway_through_a_batch_appends_none_of_it(client, data_dir):
+def test_a_stream_failure_midway_through_a_batch_appends_none_of_it(client, data_dir, caplog):
     assert post(client, {**EVENT, "uuid": "before"}).status_code == 200     # starts the pipeline
     stream_file = data_dir / runtime.STREAM_FILE
     with sqlite3.connect(stream_file) as db:   # a real SQLite failure on the batch's third record
@@ -301,7 +355,7 @@ def test_a_stream_failure_midway_through_a_batch_appends_none_of_it(client, data
     before = _stream_sequence(stream_file)
     response = post(client, [{**EVENT, "uuid": "u-first"}, {**EVENT, "uuid": "u-second"}, {**EVENT, "uuid": "u-third"}])
     assert response.status_code == 503
-    assert "disk trouble" in body_of(response)["reason"]
+    assert "disk trouble" in caplog.text and "disk trouble" not in response.body.decode()
     assert _stream_sequence(stream_file) == before          # nothing of the batch was appended
     assert post(client, {**EVENT, "uuid": "after"}).status_code == 200
     rows = warehouse_rows("SELECT uuid FROM events ORDER BY uuid", [], 2)
@@ -314,21 +368,29 @@ def _stream_sequence(stream_file: Path) -> int:
     return row[0] if row else 0
 
 
-def test_an_unusable_data_folder_answers_503_naming_dalet_data_dir(client, monkeypatch, tmp_path):
+def test_an_unusable_data_folder_answers_503_and_logs_dalet_data_dir(client, monkeypatch, tmp_path, caplog):
     not_a_folder = tmp_path / "a-file"
     not_a_folder.write_text("")
     monkeypatch.setenv("DALET_DATA_DIR", str(not_a_folder / "data"))
     runtime.shutdown()
     response = client.http.get(f"/track?{query()}")
     assert response.status_code == 503
-    assert "DALET_DATA_DIR" in body_of(response)["reason"]
+    assert "DALET_DATA_DIR" in caplog.text and body_of(response)["reason"] == "stream_unavailable"
 
 
-def test_a_misconfigured_cloud_backend_answers_503_naming_the_missing_variable(client, monkeypatch):
+def test_a_misconfigured_cloud_backend_answers_503_and_logs_the_missing_variable(client, monkeypatch, caplog):
     monkeypatch.setenv("DALET_BACKEND", "aws")
     monkeypatch.setenv("DALET_STREAM_NAME", "events")
     monkeypatch.setenv("DALET_BQ_TABLE", "events")
     runtime.shutdown()
     response = post(client, EVENT)
     assert response.status_code == 503
-    assert "DALET_BQ_DATASET" in body_of(response)["reason"]
+    assert "DALET_BQ_DATASET" in caplog.text and body_of(response)["reason"] == "server_misconfigured"
+
+
+def test_the_readme_documents_every_field_track_accepts():
+    from chalicelib.ingest.track import EVENT_FIELDS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    fields_section = readme[readme.index("\nFields: "):readme.index("| answer | meaning |")]
+    assert {field for field in EVENT_FIELDS if f"`{field}`" not in fields_section} == set()

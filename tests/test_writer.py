@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 import pytest
@@ -98,6 +98,56 @@ def test_a_redelivered_batch_and_later_duplicates_land_once(warehouse, kinesis_b
     write(first, warehouse)                                          # Lambda retried the same batch
     write(kinesis_batch.event(stored("u-2"), stored("u-3")), warehouse)  # the client re-sent u-2
     assert uuids_and_events(warehouse) == [("u-1", "participate"), ("u-2", "participate"), ("u-3", "participate")]
+
+
+def delete_checkout(warehouse: DuckDBWarehouse, deleted_at: datetime) -> None:
+    warehouse.insert_deletion({"deletion_id": "d1", "namespace": "shop", "experiment": "checkout",
+                               "deleted_at": deleted_at.isoformat()})
+
+
+def test_a_copy_tracked_after_a_deletion_lands_when_the_hidden_copy_shares_its_batch(warehouse, kinesis_batch):
+    # The writer's backlog held u-1 from before the deletion when u-1 was tracked again.
+    deleted_at = RECEIVED + timedelta(minutes=1)
+    delete_checkout(warehouse, deleted_at)
+    tracked_again = RECEIVED + timedelta(minutes=2)
+
+    write(kinesis_batch.event(stored("u-1"), stored("u-2"), stored("u-1", received_at=tracked_again)), warehouse)
+
+    assert warehouse.fetch("SELECT uuid, received_at FROM events") == [{"uuid": "u-1", "received_at": tracked_again}]
+
+
+def test_a_copy_tracked_after_a_deletion_lands_when_the_hidden_copy_came_a_batch_earlier(warehouse, kinesis_batch):
+    delete_checkout(warehouse, RECEIVED + timedelta(minutes=1))
+    tracked_again = RECEIVED + timedelta(minutes=2)
+
+    write(kinesis_batch.event(stored("u-1")), warehouse)
+    write(kinesis_batch.event(stored("u-1", received_at=tracked_again)), warehouse)
+
+    assert warehouse.fetch("SELECT uuid, received_at FROM events") == [{"uuid": "u-1", "received_at": tracked_again}]
+
+
+def test_of_several_copies_after_a_deletion_the_first_is_kept(warehouse, kinesis_batch):
+    delete_checkout(warehouse, RECEIVED)
+    first, second = RECEIVED + timedelta(minutes=1), RECEIVED + timedelta(minutes=2)
+
+    write(kinesis_batch.event(stored("u-1"), stored("u-1", received_at=first), stored("u-1", received_at=second)),
+          warehouse)
+
+    assert warehouse.fetch("SELECT uuid, received_at FROM events") == [{"uuid": "u-1", "received_at": first}]
+
+
+def test_a_copy_tracked_after_a_deletion_lands_even_if_the_deletions_purge_failed(tmp_path, kinesis_batch):
+    store = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    write(kinesis_batch.event(stored("u-1")), store)
+    delete_checkout(store, RECEIVED + timedelta(minutes=1))    # the tombstone, but no purge (the disk was full)
+    store.close()
+    store = DuckDBWarehouse(tmp_path / "warehouse.duckdb")      # and the server restarted since
+    tracked_again = RECEIVED + timedelta(minutes=2)
+
+    write(kinesis_batch.event(stored("u-1", received_at=tracked_again)), store)
+
+    assert store.fetch("SELECT uuid, received_at FROM events") == [{"uuid": "u-1", "received_at": tracked_again}]
+    store.close()
 
 
 def test_participate_and_goals_of_one_uuid_are_all_kept(warehouse, kinesis_batch):

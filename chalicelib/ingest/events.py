@@ -1,8 +1,8 @@
 """The tracked event: what a client sends, how it is validated, what Dalet stores.
 
-A client sends `namespace` (optional), `experiment`, `variant`, `event`, `uuid` and an
-optional numeric `value`. Dalet stores that plus `event_id` (the dedup key) and
-`received_at` (server time, UTC).
+A client sends `namespace` (optional), `experiment`, `variant`, `event`, `uuid`, an
+optional numeric `value` and an optional event `id`. Dalet stores that (the `id` in the
+`message_id` column) plus `event_id` (the dedup key) and `received_at` (server time, UTC).
 """
 from __future__ import annotations
 
@@ -22,7 +22,12 @@ DEFAULT_NAMESPACE = "alephbet"
 PARTICIPATE = "participate"
 MAX_TEXT_LENGTH = 256
 MAX_UUID_LENGTH = 128
+MAX_ID_LENGTH = 128
+MAX_BROWSER_LENGTH = 32
 TEXT_FIELDS = ("namespace", "experiment", "variant", "event", "uuid")
+CLIENT_ID_FIELD = "id"            # what a client sends
+RECORD_ID_FIELD = "message_id"    # where the stream record and the tables keep it
+_LIMITS = {"uuid": MAX_UUID_LENGTH, CLIENT_ID_FIELD: MAX_ID_LENGTH, RECORD_ID_FIELD: MAX_ID_LENGTH}
 # Control characters, surrogates and line/paragraph separators are never part of a name.
 _FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 _REPLACEMENT_CHARACTER = "\ufffd"
@@ -59,6 +64,7 @@ class Event(NamedTuple):
     event: str
     uuid: str
     value: float | None = None
+    id: str | None = None   # the client's event id: one user's distinct events of one name (purchases)
 
 
 class StoredEvent(NamedTuple):
@@ -90,15 +96,29 @@ class StoredEvent(NamedTuple):
         return row
 
 
-def event_id(namespace: str, experiment: str, variant: str, event: str, uuid: str) -> str:
+def event_id(namespace: str, experiment: str, variant: str, event: str, uuid: str,
+             client_id: str | None = None) -> str:
     """A deterministic hash of the identity.
 
     Each field is prefixed with its length before hashing (as in a netstring), so no
     choice of names can make two identities collide the way joining them with a
-    separator would.
+    separator would. A client event id is one more length-prefixed field: an identity
+    with it never equals one without, and an event without it keeps the hash it always had.
     """
     identity = (f"{len(namespace)}:{namespace}{len(experiment)}:{experiment}{len(variant)}:{variant}"
                 f"{len(event)}:{event}{len(uuid)}:{uuid}")
+    if client_id is not None:
+        identity += f"{len(client_id)}:{client_id}"
+    return hashlib.blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+def segment_event_id(namespace: str, message_id: str) -> str:
+    """The dedup key of a Segment message: its namespace and messageId.
+
+    The hashed text starts with "segment" and each AlephBet identity with a digit (a
+    length), so a Segment message and an AlephBet event never share an id.
+    """
+    identity = f"segment{len(namespace)}:{namespace}{len(message_id)}:{message_id}"
     return hashlib.blake2b(identity.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
@@ -113,10 +133,11 @@ def parse_timestamp(text: str) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
-def _text_rule_broken(field: str, raw: Any) -> str | None:
+def _text_rule_broken(field: str, raw: Any, limit: int | None = None) -> str | None:
+    """The rule `raw` breaks as a name; `limit` defaults to the AlephBet field's own length limit."""
     if not isinstance(raw, str):
         return "must be a string"
-    limit = MAX_UUID_LENGTH if field == "uuid" else MAX_TEXT_LENGTH
+    limit = limit or _LIMITS.get(field, MAX_TEXT_LENGTH)
     if not raw or raw.isspace():
         return f"must be 1-{limit} characters, not blank"
     if len(raw) > limit:
@@ -158,7 +179,8 @@ def _parse_value(raw: Any) -> tuple[float | None, str | None]:
     return number, None
 
 
-def _plainly_valid(namespace: Any, experiment: Any, variant: Any, event: Any, uuid: Any, value: Any) -> bool:
+def _plainly_valid(namespace: Any, experiment: Any, variant: Any, event: Any, uuid: Any, value: Any,
+                   client_id: Any) -> bool:
     """Whether the fields certainly keep the rules: the common case, decided by C string methods.
 
     Anything this cannot vouch for goes to the rule-by-rule check, which decides and explains.
@@ -171,6 +193,10 @@ def _plainly_valid(namespace: Any, experiment: Any, variant: Any, event: Any, uu
             and 0 < len(uuid) <= MAX_UUID_LENGTH):
         return False
     joined = namespace + experiment + variant + event + uuid
+    if client_id is not None:
+        if not (type(client_id) is str and 0 < len(client_id) <= MAX_ID_LENGTH) or client_id.isspace():
+            return False
+        joined += client_id
     if not joined.isprintable() or _REPLACEMENT_CHARACTER in joined:
         return False
     if namespace.isspace() or experiment.isspace() or variant.isspace() or event.isspace() or uuid.isspace():
@@ -178,20 +204,25 @@ def _plainly_valid(namespace: Any, experiment: Any, variant: Any, event: Any, uu
     return value is None or (type(value) is float and math.isfinite(value)) or (type(value) is int and abs(value) < 1e308)
 
 
-def parse_event(fields: Mapping[str, Any], index: int | None = None) -> Event:
-    """Validate a client's fields into an Event; unknown fields are ignored."""
+def parse_event(fields: Mapping[str, Any], index: int | None = None, id_field: str = CLIENT_ID_FIELD) -> Event:
+    """Validate a client's fields into an Event; unknown fields are ignored.
+
+    `id_field` names where the optional event id is read from (a stream record keeps it
+    in `message_id`), and is the field an error about it names.
+    """
     namespace = fields.get("namespace")
     if namespace is None:
         namespace = DEFAULT_NAMESPACE
     experiment, variant, event, uuid = (fields.get("experiment"), fields.get("variant"),
                                         fields.get("event"), fields.get("uuid"))
-    value = fields.get("value")
-    if _plainly_valid(namespace, experiment, variant, event, uuid, value):
-        return Event(namespace, experiment, variant, event, uuid, None if value is None else float(value))
-    return _parse_event_rule_by_rule(fields, index)
+    value, client_id = fields.get("value"), fields.get(id_field)
+    if _plainly_valid(namespace, experiment, variant, event, uuid, value, client_id):
+        return Event(namespace, experiment, variant, event, uuid, None if value is None else float(value), client_id)
+    return _parse_event_rule_by_rule(fields, index, id_field)
 
 
-def _parse_event_rule_by_rule(fields: Mapping[str, Any], index: int | None) -> Event:
+def _parse_event_rule_by_rule(fields: Mapping[str, Any], index: int | None,
+                              id_field: str = CLIENT_ID_FIELD) -> Event:
     """The authority on the rules: accepts what the fast path could not decide, names what is broken."""
     errors: list[FieldError] = []
     values: dict[str, Any] = {}
@@ -209,9 +240,13 @@ def _parse_event_rule_by_rule(fields: Mapping[str, Any], index: int | None) -> E
     value, rule = _parse_value(fields.get("value"))
     if rule:
         errors.append(FieldError("value", rule, index))
+    client_id = fields.get(id_field)
+    rule = None if client_id is None else _text_rule_broken(id_field, client_id)
+    if rule:
+        errors.append(FieldError(id_field, rule, index))
     if errors:
         raise InvalidEvent(errors)
-    return Event(value=value, **values)
+    return Event(value=value, id=client_id, **values)
 
 
 def parse_events(items: Iterable[Any]) -> list[Event]:
@@ -231,9 +266,11 @@ def parse_events(items: Iterable[Any]) -> list[Event]:
     return events
 
 
-def stamp(event: Event, received_at: datetime) -> StoredEvent:
-    return StoredEvent(event_id(event.namespace, event.experiment, event.variant, event.event, event.uuid),
-                       *event, received_at.astimezone(timezone.utc))
+def stamp(event: Event, received_at: datetime, browser: str | None = None) -> StoredEvent:
+    namespace, experiment, variant, name, uuid, value, client_id = event
+    return StoredEvent(event_id(namespace, experiment, variant, name, uuid, client_id),
+                       namespace, experiment, variant, name, uuid, value, received_at.astimezone(timezone.utc),
+                       message_id=client_id, browser=browser)
 
 
 def now() -> datetime:
@@ -245,7 +282,21 @@ _RECORD_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  #
 
 def encode_record(stored: StoredEvent) -> bytes:
     """Compact JSON of the stored event: the Kinesis record's data."""
+    if stored.type is not None:
+        return _segment().encode_record(stored)
     return _RECORD_ENCODER.encode(stored.to_row()).encode("utf-8")
+
+
+def _segment() -> Any:
+    """chalicelib.ingest.segment, imported on first use: it builds on this module."""
+    if not _SEGMENT:
+        from chalicelib.ingest import segment
+
+        _SEGMENT.append(segment)
+    return _SEGMENT[0]
+
+
+_SEGMENT: list[Any] = []
 
 
 class InvalidRecord(ValueError):
@@ -271,19 +322,26 @@ def decode_record(data: bytes) -> StoredEvent:
         raise InvalidRecord(f"not UTF-8 JSON: {type(error).__name__}: {error}") from None
     if type(fields) is not dict:
         raise InvalidRecord("not a JSON object")
+    if "type" in fields:   # only Segment messages have a type
+        return _segment().decode_record(fields)
     if fields.get("namespace") is None:
         raise InvalidRecord("namespace: is required")
     try:
-        event = parse_event(fields)
+        event = parse_event(fields, id_field=RECORD_ID_FIELD)
     except InvalidEvent as invalid:
         raise InvalidRecord(str(invalid)) from None
     try:
         received_at = parse_timestamp(str(fields["received_at"]))
     except (KeyError, ValueError, OverflowError):
         raise InvalidRecord("received_at: must be an ISO-8601 timestamp with a time zone") from None
-    identity = event_id(event.namespace, event.experiment, event.variant, event.event, event.uuid)
+    namespace, experiment, variant, name, uuid, value, client_id = event
+    identity = event_id(namespace, experiment, variant, name, uuid, client_id)
     if fields.get("event_id") != identity:
         # The identity, not the carried id, is the dedup key: a record from a publisher that
         # computed ids differently (another version, mid-deploy) still lands, deduplicated.
         log.warning("record carried event_id %r; stored under its identity's %s", fields.get("event_id"), identity)
-    return StoredEvent(identity, *event, received_at)
+    browser = fields.get("browser")
+    if browser is not None and (type(browser) is not str or len(browser) > MAX_BROWSER_LENGTH):
+        raise InvalidRecord(f"browser: must be a string of at most {MAX_BROWSER_LENGTH} characters")
+    return StoredEvent(identity, namespace, experiment, variant, name, uuid, value, received_at,
+                       message_id=client_id, browser=browser)

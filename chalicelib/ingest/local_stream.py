@@ -5,6 +5,12 @@ backend the publisher appends records here and a consumer thread in the same pro
 hands them, in the exact event shape Lambda delivers, to the same handler that
 `@app.on_kinesis_record` registers. The consumer checkpoints only after the handler
 returns, so a crash re-delivers (at least once; dedup by event_id makes it exact).
+
+Space: written records are deleted at each checkpoint, and the file gives the freed
+pages back (auto_vacuum=INCREMENTAL, an incremental vacuum once `RECLAIM_PAGES` are
+free; the WAL is truncated to `WAL_SIZE_LIMIT` after each checkpoint), so after a
+backlog drains the stream shrinks instead of keeping its peak size for ever. A file
+made before this (auto_vacuum off) is converted by one VACUUM when opened.
 """
 from __future__ import annotations
 
@@ -23,6 +29,9 @@ log = logging.getLogger("dalet.local_stream")
 SHARD_ID = "shardId-000000000000"
 REGION = "local"
 MAX_BATCH_RECORDS = 500
+RECLAIM_PAGES = 1024          # free pages (4 MiB at SQLite's default page size) worth giving back
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
+_AUTO_VACUUM_INCREMENTAL = 2
 _SEQUENCE_WIDTH = 21   # Kinesis sequence numbers are long decimal strings; pad so they sort as text too
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -69,9 +78,16 @@ class LocalStream:
         # per request, and a connection per thread would be opened (and leaked) per request.
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        # Before any table exists, so a new file is created with it; an older file needs the VACUUM below.
+        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         self._db.executescript(_SCHEMA)
+        if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] != _AUTO_VACUUM_INCREMENTAL:
+            log.info("converting %s to give freed space back (one VACUUM)", self.path)
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()   # VACUUM's copy went to the WAL
 
     def close(self) -> None:
         with self._lock:
@@ -143,11 +159,38 @@ class LocalStream:
             except BaseException:
                 _roll_back(db)
                 raise
+            _reclaim_space(db)
+
+    def oldest_unwritten_arrival(self, consumer: str) -> float | None:
+        """When the oldest record the consumer has not checkpointed arrived (epoch seconds); None if none."""
+        with self._connection() as db:
+            row = db.execute(
+                "SELECT arrived_at FROM records WHERE sequence > "
+                "(SELECT IFNULL(MAX(sequence), 0) FROM checkpoints WHERE consumer = ?) ORDER BY sequence LIMIT 1",
+                (consumer,),
+            ).fetchone()
+        return row[0] if row else None
 
     def pending(self, consumer: str) -> int:
         after = self.checkpoint(consumer)
         with self._connection() as db:
             return db.execute("SELECT COUNT(*) FROM records WHERE sequence > ?", (after,)).fetchone()[0]
+
+
+def _reclaim_space(db: sqlite3.Connection) -> None:
+    """Give the pages of deleted records back to the file system once there are enough of them.
+
+    Under steady ingest the free pages are reused by new records and stay few; after a
+    backlog drains they are many, and the file shrinks to what it still holds. Failing to
+    shrink (e.g. a full disk) loses nothing, so it is only logged.
+    """
+    try:
+        if db.execute("PRAGMA freelist_count").fetchone()[0] >= RECLAIM_PAGES:
+            # executescript steps the pragma to the end; execute() frees one page per step taken.
+            db.executescript("PRAGMA incremental_vacuum;")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    except sqlite3.Error as error:
+        log.warning("could not give the stream's free space back yet: %s", error)
 
 
 def _roll_back(db: sqlite3.Connection) -> None:
@@ -215,6 +258,16 @@ class LocalConsumer(threading.Thread):
         self.idle_poll = idle_poll
         self.max_backoff = max_backoff
         self._stopping = threading.Event()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every record is written (or `timeout` passes); whether the stream is empty."""
+        deadline = time.monotonic() + timeout
+        while self.is_alive() and self.stream.pending(self.CONSUMER) > 0:
+            if time.monotonic() >= deadline:
+                return False
+            self.stream.wake()
+            time.sleep(0.02)
+        return self.stream.pending(self.CONSUMER) == 0
 
     def stop(self, timeout: float = 10) -> None:
         self._stopping.set()

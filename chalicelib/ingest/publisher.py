@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from chalicelib.ingest.events import StoredEvent, encode_record
-from chalicelib.ingest.local_stream import LocalStream, StreamUnavailable
+
+if TYPE_CHECKING:  # the cloud track function never loads the embedded stream (sqlite3)
+    from chalicelib.ingest.local_stream import LocalStream
 
 log = logging.getLogger("dalet.publisher")
 
@@ -146,6 +148,8 @@ class LocalStreamPublisher:
         self.stream = stream
 
     def publish(self, events: Sequence[StoredEvent]) -> None:
+        from chalicelib.ingest.local_stream import StreamUnavailable
+
         try:
             self.stream.append([(partition_key(stored), encode_record(stored)) for stored in events])
         except StreamUnavailable as error:

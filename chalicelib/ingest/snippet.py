@@ -114,10 +114,15 @@ def track_url(headers: Mapping[str, str], context: Mapping[str, Any]) -> str:
     return f"{_scheme(headers)}://{_host(headers)}{_path_prefix(context)}{TRACK_PATH}"
 
 
-def snippet_for_request(namespace: str | None, headers: Mapping[str, str], context: Mapping[str, Any]) -> Snippet:
-    """Raises InvalidEvent for a bad namespace, InvalidRequest for unusable headers."""
+def snippet_for_request(namespace: str | None, headers: Mapping[str, str], context: Mapping[str, Any],
+                        configured_track_url: str | None = None) -> Snippet:
+    """Raises InvalidEvent for a bad namespace, InvalidRequest for unusable headers.
+
+    `configured_track_url` (DALET_TRACK_URL: the front door, a Lambda function URL) wins
+    over the URL rebuilt from the request: events then skip API Gateway's per-request price.
+    """
     chosen = validate_name("namespace", DEFAULT_NAMESPACE if namespace is None else namespace)
-    url = track_url(headers, context)
+    url = configured_track_url or track_url(headers, context)
     return Snippet(namespace=chosen, track_url=url, text=render_snippet(url, chosen))
 
 

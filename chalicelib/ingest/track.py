@@ -4,16 +4,33 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping, Sequence
 
-from chalicelib.ingest.events import (TEXT_FIELDS, Event, FieldError, InvalidEvent, StoredEvent, now, parse_event,
-                               parse_events, stamp)
+from chalicelib.ingest.events import (CLIENT_ID_FIELD, TEXT_FIELDS, Event, FieldError, InvalidEvent, StoredEvent, now,
+                                     parse_event, parse_events, stamp)
 from chalicelib.ingest.publisher import Publisher
+from chalicelib.ingest.useragent import browser_family
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_EVENTS_PER_POST = 500
-EVENT_FIELDS = frozenset(TEXT_FIELDS + ("value",))
+EVENT_FIELDS = frozenset(TEXT_FIELDS + ("value", CLIENT_ID_FIELD))
 
 
 TRACK_MEDIA_TYPES = ("application/json", "text/plain")   # text/plain is what sendBeacon sends
+
+
+# An experiment's name is a segment of /experiments/{experiment}; "." and ".." are resolved
+# away by browsers and HTTP clients (RFC 3986 5.2.4), even percent-encoded, so such an
+# experiment could never be reported on or deleted by its path. Refused here, at /track,
+# not when records are decoded: events acknowledged before the rule still land.
+DOT_SEGMENTS = frozenset({".", ".."})
+DOT_SEGMENT_RULE = 'must not be "." or "..": the name is a URL path segment of the report routes'
+
+
+def refuse_dot_segments(events: Sequence[Event], indexed: bool) -> list[Event]:
+    errors = [FieldError("experiment", DOT_SEGMENT_RULE, index if indexed else None)
+              for index, event in enumerate(events) if event.experiment in DOT_SEGMENTS]
+    if errors:
+        raise InvalidEvent(errors)
+    return list(events)
 
 
 class PayloadTooLarge(ValueError):
@@ -46,7 +63,7 @@ def parse_query(query: Mapping[str, str] | None) -> list[Event]:
             if len(values) > 1:
                 raise InvalidEvent([FieldError(name, "must be given once, not repeated")])
             fields[name] = values[0]
-    return [parse_event(fields)]
+    return refuse_dot_segments([parse_event(fields)], indexed=False)
 
 
 def parse_body(raw_body: bytes | None, content_type: str | None = None) -> list[Event]:
@@ -56,14 +73,14 @@ def parse_body(raw_body: bytes | None, content_type: str | None = None) -> list[
         raise PayloadTooLarge(f"the body is {len(raw_body)} bytes; the limit is {MAX_BODY_BYTES}")
     document = _decode_json(raw_body or b"")
     if isinstance(document, dict):
-        return [parse_event(document)]
+        return refuse_dot_segments([parse_event(document)], indexed=False)
     if not isinstance(document, list):
         raise InvalidEvent([FieldError("body", "must be a JSON object or an array of objects")])
     if not document:
         raise InvalidEvent([FieldError("body", "must hold at least one event")])
     if len(document) > MAX_EVENTS_PER_POST:
         raise InvalidEvent([FieldError("body", f"must hold at most {MAX_EVENTS_PER_POST} events (got {len(document)})")])
-    return parse_events(document)
+    return refuse_dot_segments(parse_events(document), indexed=True)
 
 
 def _decode_json(raw_body: bytes) -> Any:
@@ -83,9 +100,10 @@ def _decode_json(raw_body: bytes) -> Any:
         raise InvalidEvent([FieldError("body", "must be valid JSON (a number has too many digits)")]) from None
 
 
-def accept(events: Sequence[Event], publisher: Publisher) -> list[StoredEvent]:
-    """Stamp with the server's time and hand to the stream; raises PublishError on failure."""
+def accept(events: Sequence[Event], publisher: Publisher, user_agent: str | None = None) -> list[StoredEvent]:
+    """Stamp with the server's time and the browser family, and hand to the stream; raises PublishError on failure."""
     received_at = now()
-    stored = [stamp(event, received_at) for event in events]
+    browser = browser_family(user_agent)
+    stored = [stamp(event, received_at, browser) for event in events]
     publisher.publish(stored)
     return stored

@@ -1,15 +1,16 @@
 """The HTTP side of the report routes: the API key, the query parameters, the error answers.
 
 Every report route is wrapped in `report_route(app)`: it checks `x-api-key` (401 missing,
-403 wrong), runs the view, answers its return value as JSON, and turns a bad parameter
-into 400, an unknown experiment into 404 and an unreachable warehouse into 503.
+403 wrong, 400 repeated with different values), runs the view, answers its return value as JSON (a GET's with the warehouse's
+`freshness`), and turns a bad parameter into 400, an unknown experiment into 404 and an
+unreachable warehouse into 503.
 """
 from __future__ import annotations
 
 import functools
 import math
 from datetime import date
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 from urllib.parse import unquote
 
 from chalice import Chalice, Response
@@ -20,20 +21,49 @@ from chalicelib.reports.analytics_queries import INTERVAL_PARTS, MAX_INTERVALS, 
 from chalicelib.reports.dimensions import JSON_COLUMNS, Dimension, InvalidPath, parse_dimension, parse_json_path
 from chalicelib.reports.queries import Window
 from chalicelib.reports.segment_queries import EXPOSURE_EVENT, SOURCE as SEGMENT_SOURCE
-from chalicelib.reports.views import DEFAULT_CONFIDENCE, BadParameter, UnknownExperiment
-from chalicelib.responses import error_response, json_response
+from chalicelib.responses import WAREHOUSE_UNAVAILABLE, error_response, json_response, unavailable_response
 from chalicelib.storage.writer import TransientWarehouseError
 
+if TYPE_CHECKING:
+    from chalicelib.reports.stats import Correction
+
 View = Callable[..., Any]
+
+# API Gateway hands the function the last of repeated headers and chalice local the first,
+# so which key "wins" would differ between them: a request carrying differing keys is refused.
+CONFLICTING_KEYS = f"{auth.API_KEY_HEADER}: given several times with different values; send it once"
+
+
+class ConflictingHeader(ValueError):
+    def __init__(self, header: str, message: str):
+        super().__init__(message)
+        self.header = header
+
+
+def refuse_conflicting_api_keys(original_event: Mapping[str, Any]) -> None:
+    """400 when the request's `x-api-key` headers differ (identical repeats, as proxies add, are fine)."""
+    repeated = original_event.get("multiValueHeaders") or {}
+    values = {value for name, values in repeated.items() if name.lower() == auth.API_KEY_HEADER
+              for value in values or ()}
+    if len(values) > 1:
+        raise ConflictingHeader(auth.API_KEY_HEADER, CONFLICTING_KEYS)
 
 
 def report_route(app: Chalice) -> Callable[[View], Callable[..., Response]]:
     def decorate(view: View) -> Callable[..., Response]:
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Response:
+            from chalicelib.reports.views import BadParameter, UnknownExperiment, with_freshness
+
             try:
+                refuse_conflicting_api_keys(app.current_request.to_original_event())
                 auth.check_api_key(app.current_request.headers, runtime.settings())
-                return json_response(view(*args, **kwargs))
+                if app.current_request.method != "GET":
+                    return json_response(view(*args, **kwargs))
+                measured = runtime.freshness()          # before the query: as_of is then a promise
+                return json_response(with_freshness(view(*args, **kwargs), measured))
+            except ConflictingHeader as conflicting:
+                return error_response(400, str(conflicting), header=conflicting.header)
             except (auth.MissingApiKey, auth.WrongApiKey) as denied:
                 return error_response(denied.status_code, str(denied))
             except BadParameter as bad:
@@ -41,10 +71,16 @@ def report_route(app: Chalice) -> Callable[[View], Callable[..., Response]]:
             except UnknownExperiment as unknown:
                 return error_response(404, str(unknown), namespace=unknown.namespace, experiment=unknown.experiment)
             except (TransientWarehouseError, runtime.BackendUnavailable, config.ConfigError) as unavailable:
-                app.log.error("report failed: %s", unavailable)
-                return error_response(503, "the warehouse is unavailable; retry later", reason=str(unavailable))
+                return unavailable_response(unavailable, "report", WAREHOUSE_UNAVAILABLE)
         return guarded
     return decorate
+
+
+def bad_parameter(name: str, message: str) -> Exception:
+    # The views (and their statistics) load on the first report request, never on /track's cold start.
+    from chalicelib.reports.views import BadParameter
+
+    return BadParameter(name, message)
 
 
 def single(params: Mapping[str, str] | None, name: str) -> str | None:
@@ -53,7 +89,7 @@ def single(params: Mapping[str, str] | None, name: str) -> str | None:
         return None
     values = params.getlist(name) if hasattr(params, "getlist") else [params[name]]
     if len(values) > 1:
-        raise BadParameter(name, "must be given once, not repeated")
+        raise bad_parameter(name, "must be given once, not repeated")
     return values[0] if values[0].strip() else None
 
 
@@ -69,7 +105,7 @@ def experiment_from_path(raw: str) -> str:
 def required(params: Mapping[str, str] | None, name: str) -> str:
     value = single(params, name)
     if value is None:
-        raise BadParameter(name, "is required")
+        raise bad_parameter(name, "is required")
     return value
 
 
@@ -77,7 +113,7 @@ def window(params: Mapping[str, str] | None) -> Window:
     """`from` and `to`: ISO dates (YYYY-MM-DD, UTC), both days included."""
     first, last = _day(params, "from"), _day(params, "to")
     if first is not None and last is not None and first > last:
-        raise BadParameter("to", f"must not be before from ({first.isoformat()})")
+        raise bad_parameter("to", f"must not be before from ({first.isoformat()})")
     return Window(first, last)
 
 
@@ -88,9 +124,9 @@ def _day(params: Mapping[str, str] | None, name: str) -> date | None:
     try:
         day = date.fromisoformat(text.strip())
     except ValueError:
-        raise BadParameter(name, f"must be an ISO date like 2024-05-31 (got {text!r})") from None
+        raise bad_parameter(name, f"must be an ISO date like 2024-05-31 (got {text!r})") from None
     if not date.min < day < date.max:  # the window reaches a day either side
-        raise BadParameter(name, f"must be a date between 0001-01-02 and 9999-12-30 (got {text!r})")
+        raise bad_parameter(name, f"must be a date between 0001-01-02 and 9999-12-30 (got {text!r})")
     return day
 
 
@@ -102,15 +138,31 @@ MAX_CONFIDENCE = 0.999999
 def confidence(params: Mapping[str, str] | None) -> float:
     text = single(params, "confidence")
     if text is None:
+        from chalicelib.reports.views import DEFAULT_CONFIDENCE
+
         return DEFAULT_CONFIDENCE
     try:
         level = float(text)
     except ValueError:
         level = math.nan
     if not (math.isfinite(level) and MIN_CONFIDENCE <= level <= MAX_CONFIDENCE):
-        raise BadParameter("confidence", f"must be a number from {MIN_CONFIDENCE} to {MAX_CONFIDENCE}, "
+        raise bad_parameter("confidence", f"must be a number from {MIN_CONFIDENCE} to {MAX_CONFIDENCE}, "
                                          f"like 0.95 (got {text!r})")
     return level
+
+
+def correction(params: Mapping[str, str] | None) -> Correction:
+    """`correction=holm|bh|none`: how p-values are adjusted across the experiment's comparisons."""
+    from chalicelib.reports.stats import CORRECTIONS
+    from chalicelib.reports.views import DEFAULT_CORRECTION
+
+    text = single(params, "correction")
+    if text is None:
+        return DEFAULT_CORRECTION
+    for method in CORRECTIONS:
+        if text.strip().lower() == method:
+            return method
+    raise bad_parameter("correction", f"must be one of {', '.join(CORRECTIONS)} (got {text!r})")
 
 
 def weights(params: Mapping[str, str] | None) -> dict[str, float] | None:
@@ -126,10 +178,10 @@ def weights(params: Mapping[str, str] | None) -> dict[str, float] | None:
         except ValueError:
             weight = math.nan
         if not (math.isfinite(weight) and weight > 0):
-            raise BadParameter("weights", f"must be label:weight pairs with positive weights, like red:50,blue:50 "
+            raise bad_parameter("weights", f"must be label:weight pairs with positive weights, like red:50,blue:50 "
                                           f"(got {item!r})")
         if label in parsed:
-            raise BadParameter("weights", f"names {label!r} twice")
+            raise bad_parameter("weights", f"names {label!r} twice")
         parsed[label] = weight
     return parsed
 
@@ -146,11 +198,11 @@ def source(params: Mapping[str, str] | None) -> str:
     """`source=alephbet` (the default: AlephBet's participate/goal events) or `segment`."""
     chosen = single(params, "source") or ALEPHBET
     if chosen not in SOURCES:
-        raise BadParameter("source", f"must be {' or '.join(SOURCES)} (got {chosen!r})")
+        raise bad_parameter("source", f"must be {' or '.join(SOURCES)} (got {chosen!r})")
     if chosen == ALEPHBET:
         for name in SEGMENT_ONLY:
             if single(params, name) is not None:
-                raise BadParameter(name, f"applies only with source={SEGMENT_SOURCE}")
+                raise bad_parameter(name, f"applies only with source={SEGMENT_SOURCE}")
     return chosen
 
 
@@ -161,17 +213,17 @@ def goals(params: Mapping[str, str] | None) -> list[str] | None:
         return None
     names = [name.strip() for name in text.split(",")]
     if len(names) > MAX_GOALS:
-        raise BadParameter("goals", f"must name at most {MAX_GOALS} events (got {len(names)})")
+        raise bad_parameter("goals", f"must name at most {MAX_GOALS} events (got {len(names)})")
     for name in names:
         try:
             validate_name("goals", name)
         except InvalidEvent as invalid:
-            raise BadParameter("goals", f"{invalid.errors[0].rule} (got {name!r})") from None
+            raise bad_parameter("goals", f"{invalid.errors[0].rule} (got {name!r})") from None
         if name in (EXPOSURE_EVENT, PARTICIPATE):
-            raise BadParameter("goals", f"{name!r} marks exposure, it cannot be a goal")
+            raise bad_parameter("goals", f"{name!r} marks exposure, it cannot be a goal")
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise BadParameter("goals", f"names {', '.join(map(repr, duplicates))} more than once")
+        raise bad_parameter("goals", f"names {', '.join(map(repr, duplicates))} more than once")
     return names
 
 
@@ -183,7 +235,7 @@ def value_property(params: Mapping[str, str] | None) -> Dimension | None:
     try:
         return parse_json_path(text, columns=("properties",))
     except InvalidPath as invalid:
-        raise BadParameter("value", str(invalid)) from None
+        raise bad_parameter("value", str(invalid)) from None
 
 
 def dimension(params: Mapping[str, str] | None, chosen_source: str) -> Dimension | None:
@@ -194,7 +246,7 @@ def dimension(params: Mapping[str, str] | None, chosen_source: str) -> Dimension
     try:
         return parse_dimension(text, columns=JSON_COLUMNS if chosen_source == SEGMENT_SOURCE else ())
     except InvalidPath as invalid:
-        raise BadParameter("dimension", str(invalid)) from None
+        raise bad_parameter("dimension", str(invalid)) from None
 
 
 # ---- the event analytics routes -------------------------------------------------------------
@@ -202,7 +254,7 @@ def dimension(params: Mapping[str, str] | None, chosen_source: str) -> Dimension
 def interval(params: Mapping[str, str] | None) -> str:
     chosen = single(params, "interval") or "day"
     if chosen not in INTERVAL_PARTS:
-        raise BadParameter("interval", f"must be {' or '.join(INTERVAL_PARTS)} (got {chosen!r})")
+        raise bad_parameter("interval", f"must be {' or '.join(INTERVAL_PARTS)} (got {chosen!r})")
     return chosen
 
 
@@ -214,7 +266,7 @@ def event_name(params: Mapping[str, str] | None) -> str | None:
     try:
         return validate_name("event", text)
     except InvalidEvent as invalid:
-        raise BadParameter("event", invalid.errors[0].rule) from None
+        raise bad_parameter("event", invalid.errors[0].rule) from None
 
 
 def group_by(params: Mapping[str, str] | None) -> Dimension | None:
@@ -225,13 +277,13 @@ def group_by(params: Mapping[str, str] | None) -> Dimension | None:
     try:
         return parse_dimension(text)
     except InvalidPath as invalid:
-        raise BadParameter("group_by", str(invalid)) from None
+        raise bad_parameter("group_by", str(invalid)) from None
 
 
 def series_window(params: Mapping[str, str] | None, chosen_interval: str) -> SeriesWindow:
     """`from`/`to` as for every report, open ends filled with a default span, at most MAX_INTERVALS intervals."""
     span = span_of(window(params), chosen_interval, today=now().date())
     if span.count > MAX_INTERVALS:
-        raise BadParameter("from", f"the window holds {span.count} {chosen_interval}s; at most "
+        raise bad_parameter("from", f"the window holds {span.count} {chosen_interval}s; at most "
                                    f"{MAX_INTERVALS} fit in one answer (narrow from/to or use a longer interval)")
     return span

@@ -14,10 +14,11 @@ import json
 import logging
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from chalicelib.reports import queries, stats
+from chalicelib.reports.values import value_moments
 from chalicelib.ingest.events import PARTICIPATE, format_timestamp, now
 from chalicelib.reports.dimensions import Dimension
 from chalicelib.reports.queries import ALL_TIME, Query, Target, Window
@@ -26,6 +27,7 @@ log = logging.getLogger("dalet.reports")
 
 CONTROL_NAME = "control"
 DEFAULT_CONFIDENCE = 0.95
+DEFAULT_CORRECTION: stats.Correction = "holm"
 
 
 class BadParameter(ValueError):
@@ -104,13 +106,16 @@ def experiment_goals(warehouse: ReportWarehouse, namespace: str, experiment: str
 def counter_rows(warehouse: ReportWarehouse, namespace: str, window: Window = ALL_TIME,
                  experiment: str | None = None, scope: Sequence[str] | None = None) -> list[Mapping[str, Any]]:
     """Rows of (experiment, variant, event, uuids): one pass, then an exact recount of the
-    experiments whose tombstones still hide rows (rarely any: deletions purge them)."""
+    experiments whose tombstones still hide rows (rarely any: deletions purge them) or whose
+    row counts may count a uuid twice (events with client ids)."""
     target = target_of(warehouse)
     rows = _fetch(warehouse, queries.experiment_counts(target, namespace, window, experiment, scope))
-    hiding = sorted({row["experiment"] for row in rows if row["hides_rows"]})
+    repeating = {row["experiment"] for row in rows if row["repeats_uuids"]}
+    hiding = sorted({row["experiment"] for row in rows if row["hides_rows"]} | repeating)
     if not hiding:
         return rows
-    exact = _fetch(warehouse, queries.visible_experiment_counts(target, namespace, window, scope=hiding))
+    exact = _fetch(warehouse, queries.visible_experiment_counts(target, namespace, window, scope=hiding,
+                                                                repeated_uuids=bool(repeating)))
     return [row for row in rows if row["experiment"] not in hiding] + exact
 
 
@@ -164,22 +169,26 @@ def _require_experiment(warehouse: ReportWarehouse, namespace: str, experiment: 
 
 @dataclass(frozen=True)
 class DecisionRow:
+    """`decision_counts`' answer for one (variant, event): distinct uuids, and over the
+    `valued` uuids that carried a value, the sum and sample variance of their per-uuid totals."""
     variant: str
     event: str
     uuids: int
     valued: int
     total: float
-    total_squares: float
+    variance: float | None
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> "DecisionRow":
+        variance = row["variance"]
         return cls(row["variant"], row["event"], int(row["uuids"]), int(row["valued"] or 0),
-                   float(row["total"] or 0.0), float(row["total_squares"] or 0.0))
+                   float(row["total"] or 0.0), None if variance is None else float(variance))
 
 
 def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: str, *,
                        control: str | None = None, confidence: float = DEFAULT_CONFIDENCE,
                        weights: Mapping[str, float] | None = None, window: Window = ALL_TIME,
+                       correction: stats.Correction = DEFAULT_CORRECTION,
                        dimension: Dimension | None = None) -> dict[str, Any]:
     query = queries.decision_counts(target_of(warehouse), namespace, experiment, window)
     fetched = _fetch(warehouse, query)
@@ -190,29 +199,40 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
         by_segment = queries.decision_counts(target_of(warehouse), namespace, experiment, window, dimension)
         return breakdown.decision_results(namespace, experiment, fetched, _fetch(warehouse, by_segment),
                                           dimension=dimension.name, control=control, confidence=confidence,
-                                          weights=weights)
+                                          weights=weights, correction=correction)
     rows = [DecisionRow.of(row) for row in fetched]
-    return results_view(namespace, experiment, rows, control=control, confidence=confidence, weights=weights)
+    return results_view(namespace, experiment, rows, control=control, confidence=confidence, weights=weights,
+                        correction=correction)
+
+
+SEQUENTIAL_METHOD = ("asymptotic confidence sequences (Waudby-Smith, Arbour, Sinha, Kennedy & Ramdas 2024), "
+                     "valid however often the results are looked at")
 
 
 def results_view(namespace: str, experiment: str, rows: Sequence[DecisionRow], *, control: str | None,
-                 confidence: float, weights: Mapping[str, float] | None) -> dict[str, Any]:
+                 confidence: float, weights: Mapping[str, float] | None,
+                 correction: stats.Correction = DEFAULT_CORRECTION) -> dict[str, Any]:
     counts = Counts.from_rows({"event": row.event, "variant": row.variant, "uuids": row.uuids} for row in rows)
     labels = counts.variants
     participants = {label: counts.participants(label) for label in labels}
     chosen = choose_control(labels, control, participants)
+    goals = [
+        _goal_view(goal, labels, chosen, participants, {row.variant: row for row in rows if row.event == goal},
+                   confidence)
+        for goal in counts.goals
+    ]
+    _adjust_for_multiple_comparisons(goals, correction)
     return {
         "namespace": namespace,
         "experiment": experiment,
         "control": chosen,
         "confidence": confidence,
+        "correction": correction,
+        "sequential": {"method": SEQUENTIAL_METHOD,
+                       "tuned_for_participants": stats.SEQUENTIAL_TUNING_PARTICIPANTS},
         "variants": [{"label": label, "participants": participants[label]} for label in labels],
         "srm": _srm(participants, weights),
-        "goals": [
-            _goal_view(goal, labels, chosen, participants, {row.variant: row for row in rows if row.event == goal},
-                       confidence)
-            for goal in counts.goals
-        ],
+        "goals": goals,
     }
 
 
@@ -231,19 +251,23 @@ def choose_control(labels: Sequence[str], requested: str | None,
 
 
 def _srm(participants: Mapping[str, int], weights: Mapping[str, float] | None) -> dict[str, Any]:
-    """Variants with participants against an equal split, or against `weights`.
+    """Every variant seen against an equal split, or against `weights`.
 
-    Weights may name a planned variant nobody was assigned to (the starkest mismatch), but
-    must cover every variant that has participants.
+    A variant seen only in goal events counts 0 participants: nobody was assigned to it, yet
+    its events arrived, the starkest mismatch of all. It is named in `unexpected_variants` and
+    makes `mismatch` true. Weights may name a planned variant nobody was assigned to, must
+    cover every variant that has participants, and may leave out the unexpected ones.
     """
-    assigned = {label: count for label, count in participants.items() if count > 0}
+    unexpected = sorted(label for label, count in participants.items() if count == 0)
+    tested = dict(participants)
     if weights is not None:
-        missing = sorted(set(assigned) - set(weights))
+        missing = sorted(label for label, count in participants.items() if count > 0 and label not in weights)
         if missing:
             raise BadParameter("weights", f"must name every variant with participants; missing {', '.join(missing)}")
-        assigned = {label: participants.get(label, 0) for label in weights}
-    result = stats.srm(assigned, weights)
-    return {"p_value": _finite(result.p_value), "mismatch": result.mismatch}
+        tested = {label: participants.get(label, 0) for label in weights}
+    result = stats.srm(tested, weights)
+    return {"p_value": _finite(result.p_value), "mismatch": result.mismatch or bool(unexpected),
+            "unexpected_variants": unexpected}
 
 
 def _goal_view(goal: str, labels: Sequence[str], control: str | None, participants: Mapping[str, int],
@@ -283,6 +307,9 @@ class Arm:
         return stats.Proportion(self.trials, self.successes) if 0 < self.trials and self.successes <= self.trials else None
 
 
+_NO_COMPARISON = stats.Comparison(stats.Decision(None, None, None), stats.Decision(None, None, None))
+
+
 def _arm_view(label: str, arms: Mapping[str, Arm], control: str | None, confidence: float) -> dict[str, Any]:
     arm = arms[label]
     proportion = arm.proportion
@@ -298,15 +325,23 @@ def _arm_view(label: str, arms: Mapping[str, Arm], control: str | None, confiden
     base = arms[control]
     base_proportion = base.proportion
     comparable = proportion is not None and base_proportion is not None
+    comparison = stats.compare_rates(base_proportion, proportion, confidence) if comparable else _NO_COMPARISON
     view["uplift"] = {
         "absolute": arm.rate - base.rate if arm.rate is not None and base.rate is not None else None,
         "relative": arm.rate / base.rate - 1 if arm.rate is not None and base.rate else None,
-        "relative_ci": _interval(stats.relative_uplift_ci(base_proportion, proportion, confidence))
-        if comparable else None,
+        "relative_ci": _interval(comparison.fixed.relative_ci),
+        "absolute_ci": _interval(comparison.fixed.absolute_ci),
     }
-    view["p_value"] = _finite(stats.two_proportion_p_value(base_proportion, proportion)) if comparable else None
+    view["p_value"] = _finite(comparison.fixed.p_value)
+    view["p_value_adjusted"] = None  # filled in across the whole experiment
+    view["sequential"] = _sequential_view(comparison.sequential)
     view["chance_to_beat_control"] = _finite(stats.chance_to_beat(base_proportion, proportion)) if comparable else None
     return view
+
+
+def _sequential_view(decision: stats.Decision) -> dict[str, Any]:
+    return {"p_value": _finite(decision.p_value), "p_value_adjusted": None,
+            "relative_ci": _interval(decision.relative_ci), "absolute_ci": _interval(decision.absolute_ci)}
 
 
 def _value_view(labels: Sequence[str], control: str | None, participants: Mapping[str, int],
@@ -317,8 +352,8 @@ def _value_view(labels: Sequence[str], control: str | None, participants: Mappin
     """
     if not any(row.valued for row in row_of.values()):
         return None
-    empty = DecisionRow("", "", 0, 0, 0.0, 0.0)
-    samples = {label: _value_sample(participants[label], row_of.get(label, empty)) for label in labels}
+    empty = DecisionRow("", "", 0, 0, 0.0, None)
+    samples = {label: value_sample(participants[label], row_of.get(label, empty)) for label in labels}
     views = []
     for label in labels:
         row = row_of.get(label, empty)
@@ -330,21 +365,47 @@ def _value_view(labels: Sequence[str], control: str | None, participants: Mappin
         }
         if control is not None and label != control:
             sample, base = samples[label], samples[control]
-            difference = stats.mean_difference(base, sample, confidence) if sample and base else None
+            comparison = stats.compare_values(base, sample, confidence) if sample and base else _NO_COMPARISON
+            fixed = comparison.fixed
+            difference = (_finite(sample.mean - base.mean)
+                          if sample and base and fixed.p_value is not None else None)
             view.update(
-                p_value=_finite(difference.p_value) if difference else None,
-                difference=_finite(difference.difference) if difference else None,
-                ci=_interval(difference.ci) if difference else None,
+                p_value=_finite(fixed.p_value),
+                p_value_adjusted=None,
+                difference=difference,
+                ci=_interval(fixed.absolute_ci),
+                relative_ci=_interval(fixed.relative_ci),
+                sequential=_sequential_view(comparison.sequential),
             )
         views.append(view)
     return {"variants": views}
 
 
-def _value_sample(participants: int, row: DecisionRow) -> stats.ValueSample | None:
-    if row.valued > participants:
+def value_sample(participants: int, row: DecisionRow) -> stats.ValueSample | None:
+    """Per-participant value moments (participants without a value count as 0); None without
+    participants, with more valued uuids than participants (goal uuids that never participated:
+    not a per-participant quantity), or with totals beyond the range of a float."""
+    if participants == 0 or row.valued > participants:
         return None
-    return stats.ValueSample(participants=participants, count=row.valued, total=row.total,
-                             total_squares=row.total_squares)
+    try:
+        moments = value_moments(participants, row.valued, row.total, row.variance)
+    except ValueError:
+        return None
+    return stats.ValueSample(participants=moments.participants, mean=moments.mean, variance=moments.variance)
+
+
+def _adjust_for_multiple_comparisons(goals: Sequence[dict[str, Any]], correction: stats.Correction) -> None:
+    """One family: every variant against the control under every goal, and every value comparison.
+
+    The fixed-horizon p-values are adjusted together, and so are the sequential ones.
+    """
+    comparisons = [arm for goal in goals for arm in goal["variants"] if "p_value" in arm]
+    comparisons += [arm for goal in goals if goal["value"] for arm in goal["value"]["variants"] if "p_value" in arm]
+    fixed = stats.adjust_p_values([arm["p_value"] for arm in comparisons], correction)
+    sequential = stats.adjust_p_values([arm["sequential"]["p_value"] for arm in comparisons], correction)
+    for arm, adjusted, adjusted_sequential in zip(comparisons, fixed, sequential):
+        arm["p_value_adjusted"] = adjusted
+        arm["sequential"]["p_value_adjusted"] = adjusted_sequential
 
 
 def _finite(number: float | None) -> float | None:
@@ -400,6 +461,35 @@ def _as_date(value: Any) -> date:
     if isinstance(value, date):
         return value
     return date.fromisoformat(str(value))
+
+
+# ---------------------------------------------------------------------------
+# Freshness: how far the warehouse is behind the stream
+# ---------------------------------------------------------------------------
+
+def freshness(oldest_unwritten_arrival: float | None, at: float) -> dict[str, Any]:
+    """`lag_seconds`: how long the oldest event not yet written has waited (0 when none waits);
+    `as_of`: every event received before it is in the warehouse. Both measured before the query runs."""
+    caught_up_to = at if oldest_unwritten_arrival is None else min(oldest_unwritten_arrival, at)
+    return {"lag_seconds": round(at - caught_up_to, 3),
+            "as_of": format_timestamp(datetime.fromtimestamp(caught_up_to, timezone.utc))}
+
+
+def freshness_unknown(reason: str) -> dict[str, Any]:
+    return {"lag_seconds": None, "as_of": None, "reason": reason}
+
+
+def with_freshness(report: Any, measured: Mapping[str, Any]) -> Any:
+    """The report carrying `freshness`: at the top of a document, in the `meta` of Gimel's list.
+
+    Gimel's single-experiment answer is a bare list of goals with nowhere to put it; the
+    results and daily views of the same experiment carry it.
+    """
+    if isinstance(report, dict):
+        return {**report, "freshness": dict(measured)}
+    if isinstance(report, list) and report and isinstance(report[0], dict) and "meta" in report[0]:
+        return [{"meta": {**report[0]["meta"], "freshness": dict(measured)}}, *report[1:]]
+    return report
 
 
 # ---------------------------------------------------------------------------

@@ -1,9 +1,16 @@
 """The BigQuery warehouse, with the official client: the writer's streaming inserts
 (insertAll) and the reports' queries, DML and deletion tombstones.
 
-Every streamed row carries an insertId (`event_id` for events, `sequence_number` for
+Every streamed row carries an insertId (`copy_id` for events, `sequence_number` for
 dead letters, `deletion_id` for deletions), so BigQuery's best-effort deduplication
 makes a retried insert harmless.
+
+An event's insertId is its `copy_id` (identity and receipt time), not its bare
+`event_id`: with the bare identity, a copy tracked again after a deletion would share
+the insertId of the copy the deletion hides, and BigQuery's deduplication (about a
+minute) could drop the one that must count. A client re-sending an event thus lands
+as a second row; the reports count distinct uuids (and one value per uuid), so it
+never changes a number.
 """
 from __future__ import annotations
 
@@ -23,7 +30,7 @@ from chalicelib import google_credentials
 from chalicelib.config import Settings
 from chalicelib.ingest.events import StoredEvent
 from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, Table
-from chalicelib.storage.writer import DeadLetter, RowRejection, TransientWarehouseError, dead_letter_row
+from chalicelib.storage.writer import DeadLetter, RowRejection, TransientWarehouseError, copy_id, dead_letter_row
 
 MAX_ROWS_PER_REQUEST = 500
 # BigQuery's insertAll limit is "10 MB" per HTTP request; decimal megabytes keeps us
@@ -68,7 +75,7 @@ class BigQueryWarehouse:
     """The `Warehouse` protocol over BigQuery streaming inserts."""
 
     dialect = "bigquery"            # what chalicelib.reports.queries renders for
-    unique_identities = False       # insertId deduplication is best effort: count distinct uuids
+    unique_identities = False       # a copy per receipt, deduplicated best effort: count distinct uuids
 
     def __init__(
         self,
@@ -116,7 +123,7 @@ class BigQueryWarehouse:
             return []
         with _transient_as_warehouse_error(rows_written=0):
             self.ensure_tables()
-        rows = [_sized(index, stored.event_id, stored.to_row()) for index, stored in enumerate(events)]
+        rows = [_sized(index, copy_id(stored), stored.to_row()) for index, stored in enumerate(events)]
         fitting, too_large = _split_by_fit(rows)
         refused = [(row, _too_large(row)) for row in too_large]
         for chunk in _chunks(fitting):

@@ -52,6 +52,14 @@ def letters_to_arrow(letters: Sequence[DeadLetter]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=_DEAD_LETTERS_SCHEMA)
 
 
+def _first_copy_of_each_identity(events: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
+    """The earliest copy (in stream order) of each event_id: the one that sets its first day."""
+    firsts: dict[str, StoredEvent] = {}
+    for stored in events:
+        firsts.setdefault(stored.event_id, stored)
+    return events if len(firsts) == len(events) else list(firsts.values())
+
+
 class DuckDBWarehouse:
     """Thread-safe: writes are serialised; reads use their own cursor."""
 
@@ -72,6 +80,8 @@ class DuckDBWarehouse:
             (namespace, experiment): deleted_at for namespace, experiment, deleted_at in self._db.execute(
                 f"SELECT namespace, experiment, MAX(deleted_at) FROM {DELETIONS.name} GROUP BY ALL").fetchall()
         }
+        # Tombstoned experiments whose hidden rows may still be stored (see _purge_before_reuse).
+        self._maybe_unpurged: set[tuple[str, str]] = set(self._deleted_until)
 
     def _migrate(self, table: Table) -> None:
         """Bring a table an older Dalet wrote up to today's schema, keeping its rows."""
@@ -87,13 +97,35 @@ class DuckDBWarehouse:
 
     def insert_events(self, events: Sequence[StoredEvent]) -> list[RowRejection]:
         with self._write_lock:
-            # A row that a deletion already hides (acknowledged before the delete, written after)
-            # is not stored: kept, it would hold its identity and swallow the same uuid's event
-            # after the deletion, which must count from zero.
+            # Tombstones first, then one copy per identity (the primary key). A copy that a
+            # deletion already hides (acknowledged before the delete, written after) is not
+            # stored: kept, it would hold its identity and swallow the copy tracked after the
+            # deletion, which must count from zero. Deduping first would do the same harm
+            # when both copies share a batch.
             visible = [stored for stored in events if not self._hidden(stored)] if self._deleted_until else events
-            if visible:
-                self._insert_arrow(EVENTS.name, events_to_arrow(visible))
+            firsts = _first_copy_of_each_identity(visible)
+            if firsts:
+                self._purge_before_reuse(firsts)
+                self._insert_arrow(EVENTS.name, events_to_arrow(firsts))
         return []
+
+    def _purge_before_reuse(self, events: Sequence[StoredEvent]) -> None:
+        """Remove the rows a tombstone hides before its experiment takes new rows.
+
+        Deleting an experiment purges them at once, but if that purge failed (a full disk)
+        a hidden row would hold its identity and swallow the copy tracked after the
+        deletion. Checked once per tombstone; a failure here raises, so the batch is retried.
+        """
+        if not self._maybe_unpurged:
+            return
+        target = queries.Target(self.dialect, queries.DUCKDB_TABLES, self.unique_identities)
+        for key in {(stored.namespace, stored.experiment) for stored in events} & self._maybe_unpurged:
+            purge = queries.purge_deleted(target, *key, self._deleted_until[key])
+            try:
+                self.execute(purge.sql, purge.params)
+            except (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.TransactionException) as error:
+                raise TransientWarehouseError(f"DuckDB could not purge deleted rows: {error}") from error
+            self._maybe_unpurged.discard(key)
 
     def _hidden(self, stored: StoredEvent) -> bool:
         deleted_at = self._deleted_until.get((stored.namespace, stored.experiment))
@@ -108,6 +140,7 @@ class DuckDBWarehouse:
         with self._write_lock:
             self.execute(record.sql, record.params)
             self._deleted_until[key] = max(deleted_at, self._deleted_until.get(key, deleted_at))
+            self._maybe_unpurged.add(key)
 
     def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         if letters:
@@ -117,8 +150,8 @@ class DuckDBWarehouse:
         """Insert, skipping rows whose key is already stored.
 
         A plain INSERT is tried first: DuckDB's INSERT OR IGNORE costs several times as
-        much once the table is large, and most batches hold no stored key (the writer
-        already drops duplicates within a batch). A key conflict rolls the statement
+        much once the table is large, and most batches hold no stored key (`insert_events`
+        already keeps one copy per identity within a batch). A key conflict rolls the statement
         back, and the rows go in again with INSERT OR IGNORE.
         """
         with self._write_lock:

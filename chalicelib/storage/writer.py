@@ -3,7 +3,19 @@
 One record's failure never poisons a batch: a record that cannot be decoded or that
 the warehouse rejects goes to the `dead_letters` table with its reason, and the rest
 of the batch lands. Only a transient warehouse failure is retried, and retrying is
-safe because every write is idempotent by `event_id`.
+safe because every write is idempotent.
+
+Identity across deletions. An event's identity (`event_id`) is what reports count once,
+but a deletion splits an identity's history: a copy received before the tombstone is
+hidden, a copy received after it must count from zero. The writer therefore never
+collapses two copies received at different times: within a batch it drops only exact
+copies (the same `copy_id`: identity and receipt time, i.e. a redelivered record or a
+publisher retry) and hands the warehouse every distinct receipt, in order. Each
+warehouse then applies its tombstones before it keeps one copy per identity (DuckDB),
+or stores each receipt under its own insertId (BigQuery, whose reports count distinct
+uuids, so a re-sent copy never changes a count). Keeping only the first copy of an
+identity instead would keep the pre-deletion one, which the tombstone hides, and lose
+the copy acknowledged after the deletion.
 """
 from __future__ import annotations
 
@@ -11,7 +23,7 @@ import base64
 import binascii
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, NamedTuple, Protocol, Sequence
 
 from chalicelib.ingest.events import InvalidRecord, StoredEvent, decode_record, format_timestamp, now
@@ -39,7 +51,7 @@ class DeadLetter:
 @dataclass(frozen=True)
 class RowRejection:
     """The warehouse refused one row for good (not a transient failure)."""
-    event_id: str
+    copy_id: str          # `copy_id(stored)` of the refused row
     reason: str
 
 
@@ -56,10 +68,33 @@ class TransientWarehouseError(RuntimeError):
 
 class Warehouse(Protocol):
     def insert_events(self, events: Sequence[StoredEvent]) -> list[RowRejection]:
-        """Insert idempotently by event_id; return the rows refused for good."""
+        """Insert idempotently by `copy_id`, honouring tombstones before any per-identity
+        dedupe (see the module docstring); return the rows refused for good."""
 
     def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         """Insert idempotently by sequence_number."""
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def copy_id(stored: StoredEvent) -> str:
+    """One received copy of an event: its identity and its receipt time in microseconds.
+
+    A redelivered record carries the same receipt time (stamped once, at /track), so a
+    retry is still idempotent; a copy received later, such as one tracked again after a
+    deletion, is a different copy and is never mistaken for the first.
+    """
+    return f"{stored.event_id}-{(stored.received_at - _EPOCH) // _MICROSECOND}"
+
+
+CopyKey = tuple[str, datetime]
+
+
+def _copy_key(stored: StoredEvent) -> CopyKey:
+    """`copy_id` as a tuple: what it says, without formatting a string per record on the hot path."""
+    return stored.event_id, stored.received_at
 
 
 def records_from_kinesis_event(event: Any) -> list[StreamRecord]:
@@ -86,7 +121,7 @@ def write_batch(records: Iterable[StreamRecord], warehouse: Warehouse) -> dict[s
         rejections = warehouse.insert_events(unique)
     except TransientWarehouseError as error:
         return _retry_from(error, unique, record_of)
-    _park(warehouse, _rejected_letters(rejections, record_of), len(ordered))
+    _park(warehouse, _rejected_letters(rejections, unique, record_of), len(ordered))
     return {"batchItemFailures": []}
 
 
@@ -96,37 +131,46 @@ def _park(warehouse: Warehouse, letters: list[DeadLetter], batch_size: int) -> N
         log.warning("dead-lettered %d of %d records: %s", len(letters), batch_size, letters[0].reason)
 
 
-def _decode(records: list[StreamRecord]) -> tuple[list[StoredEvent], list[DeadLetter], dict[str, StreamRecord]]:
-    """The first event of each identity, in order; dead letters; the record each event came from."""
+def _decode(records: list[StreamRecord]) -> tuple[list[StoredEvent], list[DeadLetter], dict[CopyKey, StreamRecord]]:
+    """Each distinct copy (by `copy_id`), in order; dead letters; the record each copy came from.
+
+    Copies of one identity received at different times are all kept: which of them counts
+    depends on the tombstones, which only the warehouse knows.
+    """
     unique: list[StoredEvent] = []
     letters: list[DeadLetter] = []
-    record_of: dict[str, StreamRecord] = {}
+    record_of: dict[CopyKey, StreamRecord] = {}
     for record in records:
         try:
             stored = decode_record(record.data)
         except InvalidRecord as invalid:
             letters.append(dead_letter(record, str(invalid)))
             continue
-        if stored.event_id not in record_of:
-            record_of[stored.event_id] = record
+        key = _copy_key(stored)
+        if key not in record_of:
+            record_of[key] = record
             unique.append(stored)
     return unique, letters, record_of
 
 
-def _rejected_letters(rejections: list[RowRejection], record_of: dict[str, StreamRecord]) -> list[DeadLetter]:
+def _rejected_letters(rejections: list[RowRejection], unique: list[StoredEvent],
+                      record_of: dict[CopyKey, StreamRecord]) -> list[DeadLetter]:
+    if not rejections:
+        return []
+    record_of_copy = {copy_id(stored): record_of[_copy_key(stored)] for stored in unique}
     return [
-        dead_letter(record_of[rejection.event_id], f"warehouse rejected the row: {rejection.reason}")
+        dead_letter(record_of_copy[rejection.copy_id], f"warehouse rejected the row: {rejection.reason}")
         for rejection in rejections
     ]
 
 
 def _retry_from(
-    error: TransientWarehouseError, unique: list[StoredEvent], record_of: dict[str, StreamRecord]
+    error: TransientWarehouseError, unique: list[StoredEvent], record_of: dict[CopyKey, StreamRecord]
 ) -> dict[str, list[dict[str, str]]]:
     """Nothing written: raise so the whole batch is retried; some written: retry from the first unwritten."""
     if error.rows_written <= 0:
         raise error
-    first_unwritten = record_of[unique[error.rows_written].event_id]
+    first_unwritten = record_of[_copy_key(unique[error.rows_written])]
     log.warning("warehouse failed after %d rows (%s); retrying from sequence %s",
                 error.rows_written, error, first_unwritten.sequence_number)
     return {"batchItemFailures": [{"itemIdentifier": first_unwritten.sequence_number}]}

@@ -1,0 +1,478 @@
+"""Segment's HTTP Tracking API: requests in, stored events on the same stream as /track.
+
+The calls (`track`, `page`, `screen`, `identify`, `group`, `alias`, and `batch` holding
+any of them) follow https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/:
+the write key as the Basic-auth user name (empty password) or `writeKey` in the body; JSON,
+optionally gzip-encoded; at most 32 KB per event and 500 KB per batch request (400 beyond);
+`userId` and/or `anonymousId` required; `event` required on track; `messageId` the dedupe key
+(one is made up when absent); `timestamp` corrected for the client's clock by
+`receivedAt - sentAt`. analytics.js posts to the one-letter paths (`/v1/t`, `/v1/p`, ...,
+`/v1/b`), which are the same calls.
+
+A Segment row leaves experiment, variant and uuid null. `event` holds the track event's
+name (page/screen: their `name`); `properties`, `traits` and `context` are kept as JSON text.
+An alias keeps its `previousId`, and a group its `groupId`, in `properties`.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import uuid
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping, Sequence
+
+from chalicelib.ingest.events import (_REPLACEMENT_CHARACTER, MAX_BROWSER_LENGTH, MAX_TEXT_LENGTH, FieldError, InvalidEvent, InvalidRecord, StoredEvent,
+                                      _text_rule_broken, now, parse_timestamp, segment_event_id)
+from chalicelib.ingest.track import UnsupportedMediaType, check_media_type
+from chalicelib.ingest.useragent import browser_family
+
+TRACK, PAGE, SCREEN, IDENTIFY, GROUP, ALIAS = "track", "page", "screen", "identify", "group", "alias"
+TYPES = (TRACK, PAGE, SCREEN, IDENTIFY, GROUP, ALIAS)
+BATCH = "batch"
+# Path names (after /v1/) and the call each one is; analytics.js uses the first letter.
+CALLS = {**{name: name for name in TYPES + (BATCH,)}, **{name[0]: name for name in TYPES + (BATCH,)}}
+MAX_EVENT_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+JSON_FIELDS = ("properties", "traits", "context")
+GZIP_MAGIC = b"\x1f\x8b"
+# BigQuery's JSON type nests at most 500 levels (https://cloud.google.com/bigquery/docs/json-data#limitations);
+# deeper objects are refused here rather than acknowledged and then refused by the warehouse.
+MAX_JSON_DEPTH = 500
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+INT64_MIN, UINT64_MAX = -(2 ** 63), 2 ** 64 - 1
+
+
+class Unauthorized(PermissionError):
+    """No write key, or one this deployment does not know (401)."""
+
+
+class RequestTooLarge(ValueError):
+    """Over Segment's size limits; Segment answers 400, and so does Dalet."""
+
+
+class UnknownCall(LookupError):
+    """A path under /v1/ that is not one of the calls (404)."""
+
+
+@dataclass(frozen=True)
+class SegmentRequest:
+    call: str                      # the path after /v1/, e.g. "track", "t" or "batch"
+    body: bytes | None
+    headers: Mapping[str, str]     # case-insensitive, as Chalice gives them
+
+
+def call_of(path_name: str) -> str:
+    """The call a /v1/ path names (`t` is `track`, `b` is `batch`); UnknownCall otherwise."""
+    call = CALLS.get(path_name)
+    if call is None:
+        raise UnknownCall(f"/v1/{path_name} is not a Segment call; use one of "
+                          f"{', '.join('/v1/' + name for name in TYPES + (BATCH,))}")
+    return call
+
+
+def accept(request: SegmentRequest, namespace_for: Callable[[str | None], str | None],
+           publish: Callable[[Sequence[StoredEvent]], None]) -> list[StoredEvent]:
+    """Authenticate, parse and validate every message, then hand them all to the stream (or none)."""
+    call = call_of(request.call)
+    check_media_type(request.headers.get("content-type"))
+    header_key = basic_auth_user(request.headers.get("authorization"))
+    if header_key is not None and namespace_for(header_key) is None:
+        raise Unauthorized("the write key in the Authorization header is not known to this deployment")
+    limit = MAX_BATCH_BYTES if call == BATCH else MAX_EVENT_BYTES
+    document = parse_json(read_body(request.body, request.headers.get("content-encoding"), limit))
+    if not isinstance(document, dict):
+        raise InvalidEvent([FieldError("body", "must be a JSON object")])
+    namespace = namespace_for(header_key) if header_key is not None else _body_key_namespace(document, namespace_for)
+    received_at = now()
+    stored = parse_messages(document, call, namespace, received_at, request.headers.get("user-agent"))
+    publish(stored)
+    return stored
+
+
+def _body_key_namespace(document: Mapping[str, Any], namespace_for: Callable[[str | None], str | None]) -> str:
+    key = document.get("writeKey")
+    if not isinstance(key, str) or not key:
+        raise Unauthorized("a write key is required: the Basic-auth user name (empty password) or `writeKey` in the body")
+    namespace = namespace_for(key)
+    if namespace is None:
+        raise Unauthorized("the writeKey is not known to this deployment")
+    return namespace
+
+
+def basic_auth_user(authorization: str | None) -> str | None:
+    """The user name of a Basic Authorization header (Segment's write key), or None if there is none."""
+    if not authorization:
+        return None
+    scheme, _, credentials = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        raise Unauthorized("the Authorization header must be Basic, with the write key as the user name")
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthorized("the Authorization header is not valid Basic credentials (base64 of key:)") from None
+    return decoded.partition(":")[0] or None
+
+
+def read_body(body: bytes | None, content_encoding: str | None, limit: int) -> bytes:
+    """The body, gunzipped if so encoded, refused beyond `limit` bytes either way.
+
+    Decompression stops one byte past the limit, so a small body that inflates to
+    gigabytes (a zip bomb) costs no more than a body at the limit. A body labelled gzip
+    that is not (a gateway already inflated it) is read as it is.
+    """
+    raw = body or b""
+    if len(raw) > limit:
+        raise RequestTooLarge(f"the body is {len(raw)} bytes; the limit is {limit}")
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding in ("identity", ""):
+        return raw
+    if encoding not in ("gzip", "x-gzip"):
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send gzip or none")
+    if not raw.startswith(GZIP_MAGIC):
+        return raw
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        inflated = inflater.decompress(raw, limit + 1)
+    except zlib.error as error:
+        raise InvalidEvent([FieldError("body", f"is not valid gzip ({error})")]) from None
+    if len(inflated) > limit:
+        raise RequestTooLarge(f"the body inflates to more than {limit} bytes, the limit")
+    if not inflater.eof:
+        raise InvalidEvent([FieldError("body", "is truncated gzip")])
+    return inflated
+
+
+class _NumberOutOfRange(ValueError):
+    pass
+
+
+def _bounded_int(text: str) -> int:
+    # Stored as JSON, numbers must survive BigQuery: integers up to 64 bits, floats finite.
+    if len(text) > 21:
+        raise _NumberOutOfRange(text)
+    number = int(text)
+    if not INT64_MIN <= number <= UINT64_MAX:
+        raise _NumberOutOfRange(text)
+    return number
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise _NumberOutOfRange(text)
+    return number
+
+
+def _no_constants(text: str) -> Any:
+    raise _NumberOutOfRange(text)     # NaN, Infinity, -Infinity: not JSON
+
+
+_DECODER = json.JSONDecoder(parse_int=_bounded_int, parse_float=_finite_float, parse_constant=_no_constants)
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidEvent([FieldError("body", f"must be UTF-8 encoded (invalid byte at position {error.start})")]) from None
+    if not text.strip():
+        raise InvalidEvent([FieldError("body", "must not be empty")])
+    try:
+        return _DECODER.decode(text)
+    except _NumberOutOfRange as number:
+        raise InvalidEvent([FieldError("body", f"numbers must be finite and integers fit in 64 bits (got {str(number)[:40]})")]) from None
+    except json.JSONDecodeError as error:
+        raise InvalidEvent([FieldError("body", f"must be valid JSON ({error.msg} at position {error.pos})")]) from None
+    except RecursionError:
+        raise InvalidEvent([FieldError("body", "is nested too deeply")]) from None
+
+
+def parse_messages(document: Mapping[str, Any], call: str, namespace: str, received_at: datetime,
+                   user_agent: str | None) -> list[StoredEvent]:
+    """Every message of the request, validated; InvalidEvent naming each bad field (and index) otherwise."""
+    if call != BATCH:
+        return [_message(document, call, None, namespace, received_at, _sent_at(document, None), user_agent)]
+    batch = document.get(BATCH)
+    if not isinstance(batch, list) or not batch:
+        raise InvalidEvent([FieldError(BATCH, "must be a non-empty array of messages")])
+    batch_sent_at, shared_context = _sent_at(document, None), document.get("context")
+    stored: list[StoredEvent] = []
+    errors: list[FieldError] = []
+    for index, message in enumerate(batch):
+        try:
+            if type(message) is not dict:
+                raise InvalidEvent([FieldError("message", "must be a JSON object", index)])
+            if isinstance(shared_context, dict):
+                message = {**message, "context": {**shared_context, **(message.get("context") or {})}}
+            sent_at = _sent_at(message, index) if "sentAt" in message else batch_sent_at
+            stored.append(_message(message, message.get("type"), index, namespace, received_at, sent_at, user_agent))
+        except InvalidEvent as invalid:
+            errors.extend(invalid.errors)
+    if errors:
+        raise InvalidEvent(errors)
+    return stored
+
+
+def _sent_at(holder: Mapping[str, Any], index: int | None) -> datetime | None:
+    try:
+        return _optional_time(holder.get("sentAt"))
+    except ValueError as broken:
+        raise InvalidEvent([FieldError("sentAt", str(broken), index)]) from None
+
+
+def _plain(text: Any) -> bool:
+    """Whether `text` certainly keeps the rules of ids and names; decided by C string methods (the common case)."""
+    return (type(text) is str and 0 < len(text) <= MAX_TEXT_LENGTH and text.isprintable()
+            and not text.isspace() and _REPLACEMENT_CHARACTER not in text)
+
+
+def _message(message: Mapping[str, Any], call: Any, index: int | None, namespace: str, received_at: datetime,
+             sent_at: datetime | None, user_agent: str | None) -> StoredEvent:
+    if call not in TYPES:
+        raise InvalidEvent([FieldError("type", f"must be one of {', '.join(TYPES)}", index)])
+    errors: list[FieldError] = []
+
+    def checked(field: str, check: Callable[[Any], Any]) -> Any:
+        try:
+            return check(message.get(field))
+        except ValueError as broken:
+            errors.append(FieldError(field, str(broken), index))
+            return None
+
+    user_id, anonymous_id, message_id = message.get("userId"), message.get("anonymousId"), message.get("messageId")
+    if not (_plain(user_id) or user_id is None) or not (_plain(anonymous_id) or anonymous_id is None):
+        user_id, anonymous_id = checked("userId", _optional_id), checked("anonymousId", _optional_id)
+    if user_id is None and anonymous_id is None and not errors:
+        errors.append(FieldError("userId", "userId or anonymousId is required", index))
+    if not _plain(message_id):
+        message_id = checked("messageId", _optional_id) or f"dalet-{uuid.uuid4()}"
+    event = None
+    if call == TRACK:
+        event = message.get("event")
+        if not _plain(event):
+            event = checked("event", _required_name)
+    elif call in (PAGE, SCREEN):
+        event = checked("name", _optional_name)
+    properties, traits, context = (checked("properties", _json_object_text), checked("traits", _json_object_text),
+                                   checked("context", _json_object_text))
+    if call in (ALIAS, GROUP):
+        properties = _with_call_ids(message, call, properties, user_id, index, errors)
+    timestamp = checked("timestamp", _optional_time)
+    if errors:
+        raise InvalidEvent(errors)
+    size = _size_in_bytes([properties, traits, context, event, message_id, user_id, anonymous_id])
+    if size > MAX_EVENT_BYTES:
+        raise InvalidEvent([FieldError("message", f"must be at most {MAX_EVENT_BYTES} bytes of JSON (got {size})", index)])
+    try:
+        corrected = corrected_timestamp(timestamp, sent_at, received_at)
+    except OverflowError:
+        raise InvalidEvent([FieldError("timestamp", "is out of range once corrected for the clock skew", index)]) from None
+    return StoredEvent(
+        segment_event_id(namespace, message_id), namespace, None, None, event, None, None, received_at,
+        call, user_id, anonymous_id, message_id, corrected, properties, traits, context,
+        browser_family(_context_user_agent(message.get("context")) or user_agent),
+    )
+
+
+def _size_in_bytes(texts: list[str | None]) -> int:
+    characters = sum(len(text) for text in texts if text)
+    if characters * 4 <= MAX_EVENT_BYTES:     # a character is at most 4 bytes of UTF-8: certainly small enough
+        return characters
+    return sum(len(text.encode("utf-8")) for text in texts if text)
+
+
+def corrected_timestamp(timestamp: datetime | None, sent_at: datetime | None, received_at: datetime) -> datetime:
+    """Segment's clock-skew correction: timestamp + (receivedAt - sentAt) when both are given.
+
+    The client's clock may be off, but by the same amount for `timestamp` and `sentAt`;
+    the server's `receivedAt` puts the event on the server's clock.
+    """
+    if timestamp is None:
+        return received_at
+    if sent_at is None:
+        return timestamp
+    return timestamp + (received_at - sent_at)
+
+
+def _with_call_ids(message: Mapping[str, Any], call: str, properties: str | None, user_id: str | None,
+                   index: int | None, errors: list[FieldError]) -> str | None:
+    """What alias (previousId, and a userId) and group (groupId) require; the id is kept in properties."""
+    field = "previousId" if call == ALIAS else "groupId"
+    if call == ALIAS and user_id is None:
+        errors.append(FieldError("userId", "is required on alias", index))
+    try:
+        value = _optional_id(message.get(field))
+    except ValueError as broken:
+        errors.append(FieldError(field, str(broken), index))
+        return properties
+    if value is None:
+        errors.append(FieldError(field, f"is required on {call}", index))
+        return properties
+    return _ENCODER.encode({**(json.loads(properties) if properties else {}), field: value})
+
+
+def _optional_id(raw: Any) -> str | None:
+    """A user id, anonymous id or message id: a string (numbers are taken as their digits)."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return str(raw)
+    rule = _text_rule_broken("id", raw, MAX_TEXT_LENGTH)   # Segment ids: 256, not AlephBet's 128
+    if rule:
+        raise ValueError(rule)
+    return raw
+
+
+def _required_name(raw: Any) -> str:
+    if raw is None:
+        raise ValueError("is required on track")
+    rule = _text_rule_broken("event", raw)
+    if rule:
+        raise ValueError(rule)
+    return raw
+
+
+def _optional_name(raw: Any) -> str | None:
+    return None if raw is None or raw == "" else _required_name(raw)
+
+
+def _json_object_text(raw: Any) -> str | None:
+    """Compact JSON text of an object, exactly as given (keys with quotes, `$` or dots included)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ValueError("must be a JSON object")
+    try:
+        text = _ENCODER.encode(raw)
+        if not text.isascii():
+            text.encode("utf-8")     # refuses unpaired surrogates
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (holds an unpaired UTF-16 surrogate escape such as \\ud800)") from None
+    except RecursionError:
+        raise ValueError(f"must nest at most {MAX_JSON_DEPTH} levels deep") from None
+    if text.count("{") + text.count("[") > MAX_JSON_DEPTH and json_depth(raw) > MAX_JSON_DEPTH:
+        raise ValueError(f"must nest at most {MAX_JSON_DEPTH} levels deep")
+    return text
+
+
+def json_depth(value: Any) -> int:
+    """Levels of objects and arrays: {} is 1, {"a": []} is 2. Iterative, so any depth is measured."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        current, depth = pending.pop()
+        children = current.values() if isinstance(current, dict) else current if isinstance(current, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _optional_time(raw: Any) -> datetime | None:
+    """An ISO-8601 date-time; one without a time zone is UTC, as Segment reads it."""
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str) or len(raw) > 64:
+        raise ValueError("must be an ISO-8601 date-time string")
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ValueError("must be an ISO-8601 date-time") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+
+
+def _context_user_agent(context: Any) -> str | None:
+    agent = context.get("userAgent") if isinstance(context, dict) else None
+    return agent if isinstance(agent, str) else None
+
+
+# The stream record of a Segment row. The JSON columns travel as JSON objects spliced in
+# as they are (not as escaped strings), and the event id is left out (the writer derives
+# it from namespace and messageId): Kinesis bills by the byte.
+_RECORD_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def encode_record(stored: StoredEvent) -> bytes:
+    # Timestamps as isoformat(): they are UTC already, and it is several times cheaper than strftime.
+    row = {"namespace": stored.namespace, "type": stored.type, "message_id": stored.message_id,
+           "received_at": stored.received_at.isoformat()}
+    if stored.event is not None:
+        row["event"] = stored.event
+    if stored.user_id is not None:
+        row["user_id"] = stored.user_id
+    if stored.anonymous_id is not None:
+        row["anonymous_id"] = stored.anonymous_id
+    if stored.browser is not None:
+        row["browser"] = stored.browser
+    if stored.timestamp is not None:
+        row["timestamp"] = stored.timestamp.isoformat()
+    text = _RECORD_ENCODER.encode(row)[:-1]
+    if stored.properties is not None:
+        text += ',"properties":' + stored.properties
+    if stored.traits is not None:
+        text += ',"traits":' + stored.traits
+    if stored.context is not None:
+        text += ',"context":' + stored.context
+    return (text + "}").encode("utf-8")
+
+
+def decode_record(fields: Mapping[str, Any]) -> StoredEvent:
+    """A Segment record (a decoded JSON object with a `type`) as a row; InvalidRecord says why not."""
+    problems = [f"{name}: {rule}" for name, rule in _record_problems(fields)]
+    if problems:
+        raise InvalidRecord("; ".join(problems))
+    try:
+        received_at = parse_timestamp(fields["received_at"])
+        timestamp = parse_timestamp(fields["timestamp"]) if fields.get("timestamp") is not None else None
+    except (KeyError, ValueError, OverflowError, TypeError):
+        raise InvalidRecord("received_at/timestamp: must be ISO-8601 timestamps with a time zone") from None
+    texts = []
+    for name in JSON_FIELDS:
+        value = fields.get(name)
+        try:
+            texts.append(None if value is None else _ENCODER.encode(value))
+        except (ValueError, RecursionError) as error:
+            raise InvalidRecord(f"{name}: cannot be stored as JSON ({error})") from None
+    namespace, message_id = fields["namespace"], fields["message_id"]
+    return StoredEvent(segment_event_id(namespace, message_id), namespace, None, None, fields.get("event"), None, None,
+                       received_at, fields["type"], fields.get("user_id"), fields.get("anonymous_id"), message_id,
+                       timestamp, *texts, fields.get("browser"))
+
+
+def _record_problems(fields: Mapping[str, Any]) -> list[tuple[str, str]]:
+    problems = []
+    if fields.get("type") not in TYPES:
+        problems.append(("type", f"must be one of {', '.join(TYPES)}"))
+    for name in ("namespace", "message_id"):
+        rule = (_text_rule_broken(name, fields.get(name), MAX_TEXT_LENGTH) if fields.get(name) is not None
+                else "is required")
+        if rule:
+            problems.append((name, rule))
+    for name in ("event", "user_id", "anonymous_id"):
+        value = fields.get(name)
+        rule = None if value is None else _text_rule_broken(name, value, MAX_TEXT_LENGTH)
+        if rule:
+            problems.append((name, rule))
+    if fields.get("user_id") is None and fields.get("anonymous_id") is None:
+        problems.append(("user_id", "user_id or anonymous_id is required"))
+    browser = fields.get("browser")
+    if browser is not None and (not isinstance(browser, str) or len(browser) > MAX_BROWSER_LENGTH):
+        problems.append(("browser", f"must be a string of at most {MAX_BROWSER_LENGTH} characters"))
+    for name in JSON_FIELDS:
+        if fields.get(name) is not None and not isinstance(fields[name], dict):
+            problems.append((name, "must be a JSON object"))
+    return problems
+
+
+__all__ = ["BATCH", "CALLS", "MAX_BATCH_BYTES", "MAX_EVENT_BYTES", "TYPES", "RequestTooLarge", "SegmentRequest",
+           "Unauthorized", "UnknownCall", "UnsupportedMediaType", "accept", "basic_auth_user", "call_of",
+           "corrected_timestamp", "decode_record", "encode_record", "parse_json", "parse_messages", "read_body"]

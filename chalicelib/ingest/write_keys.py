@@ -1,0 +1,65 @@
+"""Segment write keys: which key may send events, and into which namespace.
+
+DALET_WRITE_KEYS (`key=namespace,...`) if set; else, in the cloud, the secret named by
+DALET_WRITE_KEYS_SECRET; else, locally, one key for namespace `default`, generated once
+into the data folder. A write key is no password (analytics.js puts it in every page); it
+only routes events to a namespace and keeps strangers' traffic out.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from pathlib import Path
+
+from chalicelib.config import Settings
+
+LOCAL_KEY_FILE = "write_key"
+LOCAL_NAMESPACE = "default"
+_cache: dict[tuple, dict[str, str]] = {}
+_lock = threading.Lock()
+
+
+def local_write_key(data_dir: Path) -> str:
+    """Generated once and kept in the data folder, readable only by its owner."""
+    path = data_dir / LOCAL_KEY_FILE
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(24)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:     # another process wrote it first: use theirs
+        return path.read_text().strip()
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(key + "\n")
+    return key
+
+
+def write_keys(settings: Settings) -> dict[str, str]:
+    """Each write key and its namespace, read once per settings and then served from memory."""
+    cache_key = (settings.backend, settings.data_dir, settings.write_keys_secret, settings.write_keys)
+    known = _cache.get(cache_key)   # read without the lock on the hot path
+    if known is not None:
+        return known
+    with _lock:
+        if cache_key not in _cache:
+            _cache[cache_key] = _load(settings)
+        return _cache[cache_key]
+
+
+def _load(settings: Settings) -> dict[str, str]:
+    if settings.write_keys:
+        return dict(settings.write_keys)
+    if settings.is_local and not settings.write_keys_secret:
+        return {local_write_key(settings.data_dir): LOCAL_NAMESPACE}
+    from chalicelib.secrets import read_write_keys_secret
+
+    return read_write_keys_secret(settings)
+
+
+def namespace_for(key: str | None, settings: Settings) -> str | None:
+    """The namespace `key` writes to, or None for a missing or unknown key."""
+    if not key:
+        return None
+    return write_keys(settings).get(key)
