@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from chalicelib.ingest import segment
 from chalicelib.ingest.events import encode_record, now
 from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
-from chalicelib.storage.writer import StreamRecord, write_batch
+from chalicelib.storage.writer import StreamRecord, copy_id, write_batch
 from tests.bigquery_standin import BigQueryStandIn, bigquery_standin  # noqa: F401
 from tests.helpers import stored_row_count, wait_until_written
 from tests.segment_helpers import answer, post, rows, segment_client  # noqa: F401
@@ -155,7 +155,7 @@ def test_the_stand_in_refuses_json_bigquery_refuses(bigquery_standin, properties
     stored = segment.parse_messages({"userId": "u", "event": "E", "messageId": "m"}, "track", "web", now(), None)[0]
 
     [rejection] = warehouse.insert_events([stored._replace(properties=text)])
-    assert rejection.event_id == stored.event_id
+    assert rejection.copy_id == copy_id(stored)
 
 
 # ---- anything at all ---------------------------------------------------------------------------
