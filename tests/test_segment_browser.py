@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ANALYTICS_NEXT = ROOT / "tests" / "browser" / "node_modules" / "@segment" / "analytics-next" / "dist" / "umd"
 WRITE_KEY = "browser-write-key"
 NAMESPACE = "site"
+REPORT_KEY = "browser-report-key"
 
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><script src="analytics-next.js"></script></head>
@@ -88,7 +89,8 @@ def chromium():
 
 @pytest.fixture
 def dalet(tmp_path: Path) -> Iterator[LocalServer]:
-    with LocalServer.start(tmp_path / "dalet-data", env={"DALET_WRITE_KEYS": f"{WRITE_KEY}={NAMESPACE}"}) as server:
+    with LocalServer.start(tmp_path / "dalet-data", env={"DALET_WRITE_KEYS": f"{WRITE_KEY}={NAMESPACE}",
+                                                         "DALET_API_KEY": REPORT_KEY}) as server:
         yield server
 
 
@@ -107,7 +109,7 @@ def _offline(context: Any, analytics_next: Path, refused: list[str]) -> None:
     context.route("**/*", route)
 
 
-def _stored_rows(server: LocalServer) -> list[dict[str, Any]]:
+def _wait_until_written(server: LocalServer) -> None:
     stream = server.data_dir / STREAM_FILE
 
     def drained() -> bool:
@@ -115,6 +117,17 @@ def _stored_rows(server: LocalServer) -> list[dict[str, Any]]:
             return db.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 0
 
     wait_until(drained, timeout=20, message="the writer to drain the stream")
+
+
+def _experiment_results(server: LocalServer) -> dict[str, Any]:
+    reply = server.request("GET", "/experiments/checkout/results", headers={"x-api-key": REPORT_KEY},
+                           query={"namespace": NAMESPACE, "source": "segment", "goals": "Order Completed",
+                                  "value": "properties.revenue", "correction": "none"})
+    assert reply.status == 200, reply.body
+    return json.loads(reply.body)
+
+
+def _stored_rows(server: LocalServer) -> list[dict[str, Any]]:
     server.terminate()      # DuckDB has one writer: read once the server is gone
     with duckdb.connect(str(server.data_dir / WAREHOUSE_FILE), read_only=True) as db:
         cursor = db.execute("SELECT * FROM events ORDER BY timestamp")
@@ -122,7 +135,7 @@ def _stored_rows(server: LocalServer) -> list[dict[str, Any]]:
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
-def test_an_exposure_and_a_later_goal_from_another_origin_land_as_rows(chromium, page_origin, dalet, analytics_next):
+def test_an_exposure_and_a_later_goal_from_another_origin_land_and_the_results_route_computes_them(chromium, page_origin, dalet, analytics_next):
     context = chromium.new_context()
     refused: list[str] = []
     _offline(context, analytics_next, refused)
@@ -138,6 +151,13 @@ def test_an_exposure_and_a_later_goal_from_another_origin_land_as_rows(chromium,
         context.close()
 
     assert exposure["delivered"] and goal["delivered"], (exposure, goal, dalet.log()[-2000:])
+    _wait_until_written(dalet)
+    results = _experiment_results(dalet)
+    (order,) = results["goals"]
+    (red,) = order["variants"]
+    assert (order["goal"], red["label"], red["trials"], red["successes"]) == ("Order Completed", "red", 1, 1)
+    assert results["variants"] == [{"label": "red", "participants": 1}]
+    assert order["value"]["variants"][0]["sum"] == 42.5
     rows = _stored_rows(dalet)
     assert [(row["type"], row["event"], row["namespace"], row["anonymous_id"], row["message_id"]) for row in rows] == [
         ("track", "Experiment Viewed", NAMESPACE, anonymous_id, exposure["messageId"]),
