@@ -16,7 +16,6 @@ An alias keeps its `previousId`, and a group its `groupId`, in `properties`.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import math
 import uuid
@@ -44,6 +43,9 @@ GZIP_MAGIC = b"\x1f\x8b"
 MAX_JSON_DEPTH = 500
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 INT64_MIN, UINT64_MAX = -(2 ** 63), 2 ** 64 - 1
+# A refused batch names at most this many errors: 500 KB of `{}` is 100,000 bad messages, whose
+# every error would make a 10 MB answer (over Lambda's 6 MB response limit, so a 502).
+MAX_REPORTED_ERRORS = 100
 
 
 class Unauthorized(PermissionError):
@@ -112,7 +114,7 @@ def basic_auth_user(authorization: str | None) -> str | None:
         raise Unauthorized("the Authorization header must be Basic, with the write key as the user name")
     try:
         decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:   # not base64 (binascii.Error), not ASCII, or not UTF-8 once decoded
         raise Unauthorized("the Authorization header is not valid Basic credentials (base64 of key:)") from None
     return decoded.partition(":")[0] or None
 
@@ -134,16 +136,27 @@ def read_body(body: bytes | None, content_encoding: str | None, limit: int) -> b
         raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send gzip or none")
     if not raw.startswith(GZIP_MAGIC):
         return raw
+    inflated = b""
+    while raw:    # a gzip body is a series of members (RFC 1952 2.2), each read in turn
+        if not raw.startswith(GZIP_MAGIC):
+            raise InvalidEvent([FieldError("body", "has data after its gzip stream")])
+        member, raw = _inflate_member(raw, limit - len(inflated), limit)
+        inflated += member
+    return inflated
+
+
+def _inflate_member(raw: bytes, room: int, limit: int) -> tuple[bytes, bytes]:
+    """The first gzip member of `raw` inflated (RequestTooLarge beyond `room` bytes), and what follows it."""
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
-        inflated = inflater.decompress(raw, limit + 1)
+        inflated = inflater.decompress(raw, room + 1)
     except zlib.error as error:
         raise InvalidEvent([FieldError("body", f"is not valid gzip ({error})")]) from None
-    if len(inflated) > limit:
+    if len(inflated) > room:
         raise RequestTooLarge(f"the body inflates to more than {limit} bytes, the limit")
     if not inflater.eof:
         raise InvalidEvent([FieldError("body", "is truncated gzip")])
-    return inflated
+    return inflated, inflater.unused_data
 
 
 class _NumberOutOfRange(ValueError):
@@ -206,12 +219,15 @@ def parse_messages(document: Mapping[str, Any], call: str, namespace: str, recei
         try:
             if type(message) is not dict:
                 raise InvalidEvent([FieldError("message", "must be a JSON object", index)])
-            if isinstance(shared_context, dict):
-                message = {**message, "context": {**shared_context, **(message.get("context") or {})}}
+            own_context = message.get("context")
+            if isinstance(shared_context, dict) and (own_context is None or isinstance(own_context, dict)):
+                message = {**message, "context": {**shared_context, **(own_context or {})}}
             sent_at = _sent_at(message, index) if "sentAt" in message else batch_sent_at
             stored.append(_message(message, message.get("type"), index, namespace, received_at, sent_at, user_agent))
         except InvalidEvent as invalid:
             errors.extend(invalid.errors)
+            if len(errors) >= MAX_REPORTED_ERRORS:   # the batch is refused already; name the first ones only
+                raise InvalidEvent(errors[:MAX_REPORTED_ERRORS]) from None
     if errors:
         raise InvalidEvent(errors)
     return stored
