@@ -28,6 +28,10 @@ from chalicelib.ingest.track import MAX_BODY_BYTES
 from chalicelib.reports.api import CONFLICTING_KEYS
 
 LISTEN_BACKLOG = 1024        # the kernel caps it at net.core.somaxconn (4096 on current Linux)
+# How long a connection may stay silent (between requests, or in the middle of headers or a body)
+# before it is closed. Without it a client that opens connections and sends nothing (slowloris)
+# holds one thread each, forever. Generous for a slow phone; bounded for the server.
+IDLE_TIMEOUT_SECONDS = 20.0
 _MAX_CHUNK_LINE = 1024
 _DIGITS = re.compile(r"[0-9]+")
 _HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
@@ -117,11 +121,16 @@ def _chunk_size(line: bytes) -> int:
     return int(text, 16)
 
 
+def _body_header(headers: Any) -> str:
+    return "Transfer-Encoding" if headers.get("Transfer-Encoding") is not None else "Content-Length"
+
+
 class DaletRequestHandler(ChaliceRequestHandler):
     """chalice local's handler with a bounded body and one write per response."""
 
     disable_nagle_algorithm = True  # TCP_NODELAY on every accepted connection
     wbufsize = -1                   # a buffered wfile: headers and body leave together at the flush
+    timeout = IDLE_TIMEOUT_SECONDS  # socket timeout of every read: the idle and slow-body bound
 
     def handle_expect_100(self) -> bool:
         """Refuse an oversized or malformed body before the client sends it, else invite it."""
@@ -141,6 +150,10 @@ class DaletRequestHandler(ChaliceRequestHandler):
         try:
             refuse_conflicting_api_keys(self.headers)
             self._body = read_body(self.headers, self.rfile)
+        except TimeoutError:
+            refused = RefusedRequest(408, f"the body stopped arriving for {self.timeout:g} s", _body_header(self.headers))
+            self._refuse(refused)
+            return
         except RefusedRequest as refused:
             self._refuse(refused)
             return

@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import socket
+import threading
 
 import pytest
 
@@ -63,3 +65,64 @@ def test_a_gzip_body_followed_by_anything_else_gets_400(segment_client):
     reply = post(segment_client, "/v1/track", None, raw=body, headers={"content-encoding": "gzip"})
     assert reply.status_code == 400, reply.body
     assert answer(reply)["errors"][0]["field"] == "body"
+
+
+# --- make run's HTTP server (dalet_ops/local_http.py) ---------------------------------------
+
+@pytest.fixture
+def impatient_server(monkeypatch):
+    """make run's server (its handler and server classes) on a free port, in this process, around a
+    one-route app, with the idle timeout cut to half a second so a stalled client is seen in seconds."""
+    from chalice import Chalice
+    from chalice.config import Config
+
+    from dalet_ops import local_http
+
+    monkeypatch.setattr(local_http.DaletRequestHandler, "timeout", 0.5)
+    tiny = Chalice(app_name="tiny")
+
+    @tiny.route("/echo", methods=["POST"], content_types=["*/*"])
+    def echo():
+        return {"bytes": len(tiny.current_request.raw_body or b"")}
+
+    server = local_http.local_server(tiny, Config.create(chalice_app=tiny), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server.server_address[1]
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def _everything_until_closed(connection: socket.socket) -> bytes:
+    received = b""
+    while chunk := connection.recv(65536):
+        received += chunk
+    return received
+
+
+def test_a_body_that_stops_arriving_gets_408_and_frees_its_thread(impatient_server):
+    # Slowloris: a declared body that never comes held a server thread (and its connection) forever.
+    with socket.create_connection(("127.0.0.1", impatient_server), timeout=10) as connection:
+        connection.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        reply = _everything_until_closed(connection)
+    assert reply.startswith(b"HTTP/1.1 408"), reply
+    assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["header"] == "Content-Length"
+
+
+def test_an_idle_connection_is_closed(impatient_server):
+    with socket.create_connection(("127.0.0.1", impatient_server), timeout=10) as connection:
+        assert _everything_until_closed(connection) == b""
+
+
+def test_a_kept_alive_connection_serves_requests_until_it_goes_idle(impatient_server):
+    with socket.create_connection(("127.0.0.1", impatient_server), timeout=10) as connection:
+        for _ in range(3):
+            connection.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+            assert connection.recv(65536).startswith(b"HTTP/1.1 200")
+        assert _everything_until_closed(connection) == b""
+
+
+def test_make_run_bounds_how_long_a_silent_client_may_hold_a_connection():
+    from dalet_ops.local_http import DaletRequestHandler
+
+    assert DaletRequestHandler.timeout is not None and 0 < DaletRequestHandler.timeout <= 60
