@@ -65,7 +65,10 @@ def declared_length(values: list[str]) -> int | None:
     if not _DIGITS.fullmatch(text):
         raise RefusedRequest(400, f"Content-Length: must be a whole number of bytes (got {text[:40]!r})",
                              "Content-Length")
-    return int(text)
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_BODY_BYTES)):   # certainly over the limit; and int() refuses 4,300+ digits
+        raise _TooLarge("Content-Length")
+    return int(digits)
 
 
 def refuse_conflicting_api_keys(headers: Any) -> None:

@@ -126,3 +126,19 @@ def test_make_run_bounds_how_long_a_silent_client_may_hold_a_connection():
     from dalet_ops.local_http import DaletRequestHandler
 
     assert DaletRequestHandler.timeout is not None and 0 < DaletRequestHandler.timeout <= 60
+
+
+def _exchange(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request)
+        return _everything_until_closed(connection)
+
+
+def test_a_content_length_of_thousands_of_digits_is_answered_not_dropped(impatient_server):
+    # int() refuses strings of more than 4,300 digits with a ValueError: the connection was dropped unanswered.
+    huge = _exchange(impatient_server, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n{}")
+    assert huge.startswith(b"HTTP/1.1 413"), huge
+    assert json.loads(huge.split(b"\r\n\r\n", 1)[1])["header"] == "Content-Length"
+    padded = _exchange(impatient_server, b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: "
+                       + b"0" * 5000 + b"2\r\n\r\n{}")
+    assert padded.startswith(b"HTTP/1.1 200") and padded.endswith(b'{"bytes":2}'), padded
