@@ -10,11 +10,15 @@ import gzip
 import json
 import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 
+import duckdb
 import pytest
 
 from chalicelib.ingest import segment
 from tests.helpers import wait_until_written
+from tests.local_server import LocalServer
 from tests.segment_helpers import WRITE_KEY, answer, basic_auth, post, rows, segment_client  # noqa: F401
 
 
@@ -142,3 +146,33 @@ def test_a_content_length_of_thousands_of_digits_is_answered_not_dropped(impatie
     padded = _exchange(impatient_server, b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: "
                        + b"0" * 5000 + b"2\r\n\r\n{}")
     assert padded.startswith(b"HTTP/1.1 200") and padded.endswith(b'{"bytes":2}'), padded
+
+
+# --- races, against make run's server -------------------------------------------------------
+
+def test_the_same_batches_sent_at_once_from_eight_clients_are_stored_once_each(tmp_path):
+    # Retries that overlap (a client timing out and resending while the first send is in flight).
+    from tests.test_end_to_end import wait_until_written as wait_until_drained
+
+    data_dir = tmp_path / "data"
+    segment_batch = {"batch": [{"type": "track", "userId": f"u{n}", "event": "Bought", "messageId": f"m{n}"}
+                               for n in range(20)]}
+    alephbet_events = [{"experiment": "race", "variant": "red", "event": event, "uuid": f"u{n}", "id": f"order-{n}"}
+                       for n in range(20) for event in ("participate", "buy")]
+
+    def send_both(_: int) -> tuple[int, int]:
+        segment_reply = server.request("POST", "/v1/batch", json=segment_batch,
+                                       headers={"Authorization": basic_auth(WRITE_KEY)})
+        track_reply = server.request("POST", "/track", json=alephbet_events)
+        return segment_reply.status, track_reply.status
+
+    with LocalServer.start(data_dir, env={"DALET_API_KEY": "k", "DALET_WRITE_KEYS": f"{WRITE_KEY}=web"},
+                           via_make_run=True) as server:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(send_both, range(24)))
+        assert set(statuses) == {(200, 200)}
+        wait_until_drained(data_dir)
+    with closing(duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True)) as db:
+        counts = db.execute("SELECT namespace, COUNT(*), COUNT(DISTINCT event_id) FROM events GROUP BY namespace "
+                            "ORDER BY namespace").fetchall()
+    assert counts == [("alephbet", 40, 40), ("web", 20, 20)]
