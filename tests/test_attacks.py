@@ -176,3 +176,32 @@ def test_the_same_batches_sent_at_once_from_eight_clients_are_stored_once_each(t
         counts = db.execute("SELECT namespace, COUNT(*), COUNT(DISTINCT event_id) FROM events GROUP BY namespace "
                             "ORDER BY namespace").fetchall()
     assert counts == [("alephbet", 40, 40), ("web", 20, 20)]
+
+
+def test_a_batch_context_merged_into_thousands_of_messages_cannot_multiply_the_request(segment_client):
+    # 450 KB of request: a 31 KB shared context and 7,000 tiny messages made 217 MB of events.
+    body = {"context": {"blob": "x" * 31_000},
+            "batch": [{"type": "track", "userId": "u", "event": "e", "messageId": f"m{n}"} for n in range(7_000)]}
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    assert len(raw) < segment.MAX_BATCH_BYTES
+    reply = post(segment_client, "/v1/batch", None, raw=raw)
+    assert reply.status_code == 400, reply.body
+    assert answer(reply)["code"] == "too_large"
+    assert rows() == []
+
+
+def test_a_batch_context_merged_into_a_hundred_messages_is_stored_with_each(segment_client):
+    body = {"context": {"app": {"name": "shop"}, "blob": "x" * 20_000},
+            "batch": [{"type": "track", "userId": "u", "event": "e", "messageId": f"m{n:03}"} for n in range(100)]}
+    assert post(segment_client, "/v1/batch", body).status_code == 200
+    wait_until_written()
+    stored = rows()
+    assert len(stored) == 100 and all(row["context"]["app"] == {"name": "shop"} for row in stored)
+
+
+@pytest.mark.parametrize("context", ["a string", [1, 2], 0])
+def test_a_batch_context_that_is_not_an_object_gets_400_naming_it(segment_client, context):
+    reply = post(segment_client, "/v1/batch", {"context": context,
+                                               "batch": [{"type": "track", "userId": "u", "event": "e"}]})
+    assert reply.status_code == 400, reply.body
+    assert answer(reply)["errors"] == [{"field": "context", "rule": "must be a JSON object"}]

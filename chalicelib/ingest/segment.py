@@ -46,6 +46,10 @@ INT64_MIN, UINT64_MAX = -(2 ** 63), 2 ** 64 - 1
 # A refused batch names at most this many errors: 500 KB of `{}` is 100,000 bad messages, whose
 # every error would make a 10 MB answer (over Lambda's 6 MB response limit, so a 502).
 MAX_REPORTED_ERRORS = 100
+# The batch's `context` is merged into every message, so 500 KB of request could become hundreds
+# of MB of events (a 31 KB context times 9,500 tiny messages: 295 MB). Once merged, a batch's
+# messages may hold at most what one Kinesis PutRecords call takes.
+MAX_MERGED_BATCH_BYTES = 5 * 1024 * 1024
 
 
 class Unauthorized(PermissionError):
@@ -213,8 +217,11 @@ def parse_messages(document: Mapping[str, Any], call: str, namespace: str, recei
     if not isinstance(batch, list) or not batch:
         raise InvalidEvent([FieldError(BATCH, "must be a non-empty array of messages")])
     batch_sent_at, shared_context = _sent_at(document, None), document.get("context")
+    if shared_context is not None and not isinstance(shared_context, dict):
+        raise InvalidEvent([FieldError("context", "must be a JSON object")])
     stored: list[StoredEvent] = []
     errors: list[FieldError] = []
+    merged_size = 0
     for index, message in enumerate(batch):
         try:
             if type(message) is not dict:
@@ -224,6 +231,10 @@ def parse_messages(document: Mapping[str, Any], call: str, namespace: str, recei
                 message = {**message, "context": {**shared_context, **(own_context or {})}}
             sent_at = _sent_at(message, index) if "sentAt" in message else batch_sent_at
             stored.append(_message(message, message.get("type"), index, namespace, received_at, sent_at, user_agent))
+            merged_size += _stored_size(stored[-1])
+            if merged_size > MAX_MERGED_BATCH_BYTES:
+                raise RequestTooLarge(f"the batch's messages, with its context merged into each, are over "
+                                      f"{MAX_MERGED_BATCH_BYTES} bytes; send a smaller context or fewer messages")
         except InvalidEvent as invalid:
             errors.extend(invalid.errors)
             if len(errors) >= MAX_REPORTED_ERRORS:   # the batch is refused already; name the first ones only
@@ -292,6 +303,11 @@ def _message(message: Mapping[str, Any], call: Any, index: int | None, namespace
         call, user_id, anonymous_id, message_id, corrected, properties, traits, context,
         browser_family(_context_user_agent(message.get("context")) or user_agent),
     )
+
+
+def _stored_size(stored: StoredEvent) -> int:
+    return _size_in_bytes([stored.properties, stored.traits, stored.context, stored.event, stored.message_id,
+                           stored.user_id, stored.anonymous_id])
 
 
 def _size_in_bytes(texts: list[str | None]) -> int:
