@@ -169,6 +169,13 @@ class DaletRequestHandler(ChaliceRequestHandler):
         finally:
             tracker.end()
 
+    def _send_http_response_with_body(self, code: int, headers: Any, body: str | bytes) -> None:
+        if self.command == "HEAD":   # headers only (RFC 9110 9.3.2), else the body is read as the next answer
+            self.send_response(code)
+            self._send_headers({**headers, "Content-Length": str(len(body.encode() if isinstance(body, str) else body))})
+            return
+        super()._send_http_response_with_body(code, headers, body)
+
     def _refuse(self, refused: RefusedRequest) -> None:
         self.close_connection = True            # an unread body would be taken for the next request
         self._send_http_response(refused.status, {"Content-Type": "application/json",

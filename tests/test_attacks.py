@@ -205,3 +205,15 @@ def test_a_batch_context_that_is_not_an_object_gets_400_naming_it(segment_client
                                                "batch": [{"type": "track", "userId": "u", "event": "e"}]})
     assert reply.status_code == 400, reply.body
     assert answer(reply)["errors"] == [{"field": "context", "rule": "must be a JSON object"}]
+
+
+def test_a_head_answer_carries_no_body_so_the_next_answer_on_the_connection_is_read_right(impatient_server):
+    # RFC 9110 9.3.2: HEAD is answered without content. chalice local wrote the 405's JSON body anyway,
+    # and a client reusing the connection read those bytes as the start of its next answer.
+    with socket.create_connection(("127.0.0.1", impatient_server), timeout=10) as connection:
+        connection.sendall(b"HEAD /echo HTTP/1.1\r\nHost: x\r\n\r\n"
+                           b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        received = _everything_until_closed(connection)
+    head_answer, rest = received.split(b"\r\n\r\n", 1)
+    assert head_answer.startswith(b"HTTP/1.1 405")
+    assert rest.startswith(b"HTTP/1.1 200"), rest
