@@ -15,9 +15,12 @@ from contextlib import closing
 
 import duckdb
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from chalicelib.ingest import segment
 from tests.helpers import wait_until_written
+from tests.lambda_events import function_url_event
 from tests.local_server import LocalServer
 from tests.segment_helpers import WRITE_KEY, answer, basic_auth, post, rows, segment_client  # noqa: F401
 
@@ -217,3 +220,40 @@ def test_a_head_answer_carries_no_body_so_the_next_answer_on_the_connection_is_r
     head_answer, rest = received.split(b"\r\n\r\n", 1)
     assert head_answer.startswith(b"HTTP/1.1 405")
     assert rest.startswith(b"HTTP/1.1 200"), rest
+
+
+# --- the function URL front door, any request it can be handed ----------------------------
+
+_TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(["type", "userId", "event", "context", "batch", "properties", "writeKey", "experiment",
+                         "variant", "uuid", "messageId", "timestamp", "sentAt"]) | _TEXT, inner, max_size=5),
+    max_leaves=15)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(method=st.sampled_from(["GET", "POST", "OPTIONS", "HEAD", "PUT", "DELETE"]),
+       path=st.sampled_from(["/track", "/track.gif", "/v1/track", "/v1/b", "/v1/", "/v1/t/", "/track/", "/"])
+       | _TEXT.map(lambda text: "/v1/" + text),
+       query=st.lists(st.tuples(st.sampled_from(["experiment", "variant", "event", "uuid", "value", "id", "%65vent"]),
+                                _TEXT), max_size=6).map(lambda pairs: "&".join(f"{k}={v}" for k, v in pairs)),
+       authorization=st.none() | st.sampled_from([basic_auth(WRITE_KEY), "Basic", "Bearer x", "Basic é",
+                                                   f"{basic_auth(WRITE_KEY)},{basic_auth('other')}"]) | _TEXT,
+       content_type=st.none() | st.sampled_from(["application/json", "text/plain", "image/gif",
+                                                 "application/json,text/plain"]) | _TEXT,
+       content_encoding=st.none() | st.sampled_from(["gzip", "br", "identity", "gzip, gzip"]),
+       body=st.none() | st.binary(max_size=200) | _JSON.map(lambda value: json.dumps(value).encode()),
+       base64_flag=st.booleans(), cookies=st.lists(_TEXT, max_size=2))
+def test_any_request_a_function_url_can_deliver_gets_an_answer_below_500(
+        segment_client, method, path, query, authorization, content_type, content_encoding, body, base64_flag, cookies):
+    import app
+
+    headers = {name: value for name, value in (("authorization", authorization), ("content-type", content_type),
+                                                ("content-encoding", content_encoding)) if value is not None}
+    encoded = body is not None and (base64_flag or not body.isascii())
+    text = None if body is None else base64.b64encode(body).decode() if encoded else body.decode()
+    event = function_url_event(method, path, headers, query_string=query, body=text, base64_encoded=encoded,
+                               cookies=cookies or None)
+    assert app.track_front_door(event, None)["statusCode"] < 500
