@@ -32,6 +32,12 @@ LISTEN_BACKLOG = 1024        # the kernel caps it at net.core.somaxconn (4096 on
 # before it is closed. Without it a client that opens connections and sends nothing (slowloris)
 # holds one thread each, forever. Generous for a slow phone; bounded for the server.
 IDLE_TIMEOUT_SECONDS = 20.0
+# Connections handled at once (a thread each, and each may buffer a body of up to 1 MiB); more are
+# answered 503 at once. Without a cap, clients stalling just short of 1 MiB could hold gigabytes.
+MAX_CONNECTIONS = 256
+_CROWDED = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+            b"Access-Control-Allow-Origin: *\r\nConnection: close\r\nContent-Length: 57\r\n\r\n"
+            b'{"error": "too many connections at once; retry shortly"}\n')
 _MAX_CHUNK_LINE = 1024
 _DIGITS = re.compile(r"[0-9]+")
 _HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
@@ -218,10 +224,33 @@ class InFlight:
 
 class DaletHTTPServer(ThreadedHTTPServer):
     request_queue_size = LISTEN_BACKLOG
+    max_connections = MAX_CONNECTIONS
 
     def __init__(self, *args: Any, **kwargs: Any):
         self.tracker = InFlight()
+        self._places = threading.BoundedSemaphore(self.max_connections)
         super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread for the connection if there is a place for it; else 503 and close, without reading."""
+        if not self._places.acquire(blocking=False):
+            try:
+                request.sendall(_CROWDED)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._places.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._places.release()
 
 
 def local_server(app: Any, config: Any, host: str, port: int) -> LocalDevServer:

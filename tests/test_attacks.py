@@ -151,6 +151,38 @@ def test_a_content_length_of_thousands_of_digits_is_answered_not_dropped(impatie
     assert padded.startswith(b"HTTP/1.1 200") and padded.endswith(b'{"bytes":2}'), padded
 
 
+
+@pytest.fixture
+def two_connection_server(monkeypatch, request):
+    """The impatient server, allowed two connections at once and a 3 s idle timeout."""
+    from dalet_ops import local_http
+
+    monkeypatch.setattr(local_http.DaletHTTPServer, "max_connections", 2)
+    port = request.getfixturevalue("impatient_server")
+    monkeypatch.setattr(local_http.DaletRequestHandler, "timeout", 3.0)
+    return port
+
+
+def test_connections_beyond_the_limit_get_503_at_once_so_stalled_bodies_cannot_pile_up(two_connection_server):
+    # Each connection may buffer a body of up to 1 MiB in its own thread: without a cap, thousands of
+    # clients stalling just short of 1 MiB held gigabytes.
+    stalled = [socket.create_connection(("127.0.0.1", two_connection_server), timeout=10) for _ in range(2)]
+    for connection in stalled:
+        connection.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+    try:
+        crowded = _exchange(two_connection_server, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+        assert crowded.startswith(b"HTTP/1.1 503"), crowded
+        assert b"Retry-After: 1" in crowded
+        for connection in stalled:                    # the idle timeout frees their places
+            assert _everything_until_closed(connection).startswith(b"HTTP/1.1 408")
+    finally:
+        for connection in stalled:
+            connection.close()
+    served = _exchange(two_connection_server, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                                               b"Connection: close\r\n\r\n{}")
+    assert served.startswith(b"HTTP/1.1 200"), served
+
+
 # --- races, against make run's server -------------------------------------------------------
 
 def test_the_same_batches_sent_at_once_from_eight_clients_are_stored_once_each(tmp_path):
