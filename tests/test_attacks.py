@@ -74,6 +74,33 @@ def test_a_gzip_body_followed_by_anything_else_gets_400(segment_client):
     assert answer(reply)["errors"][0]["field"] == "body"
 
 
+
+def _padded_to(size: int, document: dict) -> bytes:
+    """`document` as JSON, padded with whitespace to exactly `size` bytes."""
+    text = json.dumps(document).encode()
+    return text[:-1] + b" " * (size - len(text)) + b"}"
+
+
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gzip"])
+@pytest.mark.parametrize("path, limit, document", [
+    ("/v1/track", segment.MAX_EVENT_BYTES, {"userId": "u", "event": "e", "messageId": "edge"}),
+    ("/v1/batch", segment.MAX_BATCH_BYTES, {"batch": [{"type": "track", "userId": "u", "event": "e",
+                                                        "messageId": "edge"}]}),
+])
+def test_a_body_of_exactly_the_limit_is_accepted_and_one_byte_more_is_400(segment_client, path, limit, document,
+                                                                          gzipped):
+    def send(size: int):
+        raw = _padded_to(size, document)
+        return post(segment_client, path, None, raw=gzip.compress(raw) if gzipped else raw,
+                    headers={"content-encoding": "gzip"} if gzipped else None)
+
+    over = send(limit + 1)
+    assert over.status_code == 400 and answer(over)["code"] == "too_large"
+    assert send(limit).status_code == 200
+    wait_until_written()
+    assert [row["message_id"] for row in rows()] == ["edge"]
+
+
 # --- make run's HTTP server (dalet_ops/local_http.py) ---------------------------------------
 
 @pytest.fixture
