@@ -316,3 +316,15 @@ def test_any_request_a_function_url_can_deliver_gets_an_answer_below_500(
     event = function_url_event(method, path, headers, query_string=query, body=text, base64_encoded=encoded,
                                cookies=cookies or None)
     assert app.track_front_door(event, None)["statusCode"] < 500
+
+
+def test_a_500_kb_batch_of_thousands_of_tiny_messages_lands_whole(segment_client):
+    messages = [{"type": "identify", "userId": "u", "messageId": f"m{n:05}"} for n in range(8_000)]
+    raw = json.dumps({"batch": messages}, separators=(",", ":")).encode()
+    assert len(raw) <= segment.MAX_BATCH_BYTES
+
+    assert post(segment_client, "/v1/batch", None, raw=raw).status_code == 200
+    wait_until_written()
+    from tests.helpers import stored_row_count
+
+    assert stored_row_count() == 8_000
