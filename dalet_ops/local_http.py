@@ -13,6 +13,10 @@ Lambda event conversion) but replaces the parts that hurt a server left running:
   naming the header instead of a dropped connection and a traceback;
 - repeated headers: chalice local passes on the first, API Gateway the last; differing
   `x-api-key` headers are refused (400) as the report routes refuse them on AWS.
+- silent clients: every read times out after `IDLE_TIMEOUT_SECONDS` (an idle connection is
+  closed, a stalled body gets 408), and at most `MAX_CONNECTIONS` are handled at once (more get
+  503 at once), so slowloris-style clients cannot hold threads or buffered bodies without bound;
+- HEAD: answered with headers only (chalice local wrote the body too).
 """
 from __future__ import annotations
 
@@ -160,8 +164,8 @@ class DaletRequestHandler(ChaliceRequestHandler):
             refuse_conflicting_api_keys(self.headers)
             self._body = read_body(self.headers, self.rfile)
         except TimeoutError:
-            refused = RefusedRequest(408, f"the body stopped arriving for {self.timeout:g} s", _body_header(self.headers))
-            self._refuse(refused)
+            self._refuse(RefusedRequest(408, f"the body stopped arriving for {self.timeout:g} s",
+                                        _body_header(self.headers)))
             return
         except RefusedRequest as refused:
             self._refuse(refused)
@@ -178,7 +182,8 @@ class DaletRequestHandler(ChaliceRequestHandler):
     def _send_http_response_with_body(self, code: int, headers: Any, body: str | bytes) -> None:
         if self.command == "HEAD":   # headers only (RFC 9110 9.3.2), else the body is read as the next answer
             self.send_response(code)
-            self._send_headers({**headers, "Content-Length": str(len(body.encode() if isinstance(body, str) else body))})
+            length = len(body.encode("utf-8") if isinstance(body, str) else body)
+            self._send_headers({**headers, "Content-Length": str(length)})
             return
         super()._send_http_response_with_body(code, headers, body)
 

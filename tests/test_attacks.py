@@ -170,7 +170,8 @@ def _exchange(port: int, request: bytes) -> bytes:
 
 def test_a_content_length_of_thousands_of_digits_is_answered_not_dropped(impatient_server):
     # int() refuses strings of more than 4,300 digits with a ValueError: the connection was dropped unanswered.
-    huge = _exchange(impatient_server, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n{}")
+    huge = _exchange(impatient_server,
+                     b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n{}")
     assert huge.startswith(b"HTTP/1.1 413"), huge
     assert json.loads(huge.split(b"\r\n\r\n", 1)[1])["header"] == "Content-Length"
     padded = _exchange(impatient_server, b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: "
