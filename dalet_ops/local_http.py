@@ -13,6 +13,10 @@ Lambda event conversion) but replaces the parts that hurt a server left running:
   naming the header instead of a dropped connection and a traceback;
 - repeated headers: chalice local passes on the first, API Gateway the last; differing
   `x-api-key` headers are refused (400) as the report routes refuse them on AWS.
+- silent clients: every read times out after `IDLE_TIMEOUT_SECONDS` (an idle connection is
+  closed, a stalled body gets 408), and at most `MAX_CONNECTIONS` are handled at once (more get
+  503 at once), so slowloris-style clients cannot hold threads or buffered bodies without bound;
+- HEAD: answered with headers only (chalice local wrote the body too).
 """
 from __future__ import annotations
 
@@ -28,6 +32,16 @@ from chalicelib.ingest.track import MAX_BODY_BYTES
 from chalicelib.reports.api import CONFLICTING_KEYS
 
 LISTEN_BACKLOG = 1024        # the kernel caps it at net.core.somaxconn (4096 on current Linux)
+# How long a connection may stay silent (between requests, or in the middle of headers or a body)
+# before it is closed. Without it a client that opens connections and sends nothing (slowloris)
+# holds one thread each, forever. Generous for a slow phone; bounded for the server.
+IDLE_TIMEOUT_SECONDS = 20.0
+# Connections handled at once (a thread each, and each may buffer a body of up to 1 MiB); more are
+# answered 503 at once. Without a cap, clients stalling just short of 1 MiB could hold gigabytes.
+MAX_CONNECTIONS = 256
+_CROWDED = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+            b"Access-Control-Allow-Origin: *\r\nConnection: close\r\nContent-Length: 57\r\n\r\n"
+            b'{"error": "too many connections at once; retry shortly"}\n')
 _MAX_CHUNK_LINE = 1024
 _DIGITS = re.compile(r"[0-9]+")
 _HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
@@ -61,7 +75,10 @@ def declared_length(values: list[str]) -> int | None:
     if not _DIGITS.fullmatch(text):
         raise RefusedRequest(400, f"Content-Length: must be a whole number of bytes (got {text[:40]!r})",
                              "Content-Length")
-    return int(text)
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_BODY_BYTES)):   # certainly over the limit; and int() refuses 4,300+ digits
+        raise _TooLarge("Content-Length")
+    return int(digits)
 
 
 def refuse_conflicting_api_keys(headers: Any) -> None:
@@ -117,11 +134,16 @@ def _chunk_size(line: bytes) -> int:
     return int(text, 16)
 
 
+def _body_header(headers: Any) -> str:
+    return "Transfer-Encoding" if headers.get("Transfer-Encoding") is not None else "Content-Length"
+
+
 class DaletRequestHandler(ChaliceRequestHandler):
     """chalice local's handler with a bounded body and one write per response."""
 
     disable_nagle_algorithm = True  # TCP_NODELAY on every accepted connection
     wbufsize = -1                   # a buffered wfile: headers and body leave together at the flush
+    timeout = IDLE_TIMEOUT_SECONDS  # socket timeout of every read: the idle and slow-body bound
 
     def handle_expect_100(self) -> bool:
         """Refuse an oversized or malformed body before the client sends it, else invite it."""
@@ -141,6 +163,10 @@ class DaletRequestHandler(ChaliceRequestHandler):
         try:
             refuse_conflicting_api_keys(self.headers)
             self._body = read_body(self.headers, self.rfile)
+        except TimeoutError:
+            self._refuse(RefusedRequest(408, f"the body stopped arriving for {self.timeout:g} s",
+                                        _body_header(self.headers)))
+            return
         except RefusedRequest as refused:
             self._refuse(refused)
             return
@@ -152,6 +178,14 @@ class DaletRequestHandler(ChaliceRequestHandler):
             super()._generic_handle()
         finally:
             tracker.end()
+
+    def _send_http_response_with_body(self, code: int, headers: Any, body: str | bytes) -> None:
+        if self.command == "HEAD":   # headers only (RFC 9110 9.3.2), else the body is read as the next answer
+            self.send_response(code)
+            length = len(body.encode("utf-8") if isinstance(body, str) else body)
+            self._send_headers({**headers, "Content-Length": str(length)})
+            return
+        super()._send_http_response_with_body(code, headers, body)
 
     def _refuse(self, refused: RefusedRequest) -> None:
         self.close_connection = True            # an unread body would be taken for the next request
@@ -195,10 +229,33 @@ class InFlight:
 
 class DaletHTTPServer(ThreadedHTTPServer):
     request_queue_size = LISTEN_BACKLOG
+    max_connections = MAX_CONNECTIONS
 
     def __init__(self, *args: Any, **kwargs: Any):
         self.tracker = InFlight()
+        self._places = threading.BoundedSemaphore(self.max_connections)
         super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread for the connection if there is a place for it; else 503 and close, without reading."""
+        if not self._places.acquire(blocking=False):
+            try:
+                request.sendall(_CROWDED)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._places.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._places.release()
 
 
 def local_server(app: Any, config: Any, host: str, port: int) -> LocalDevServer:

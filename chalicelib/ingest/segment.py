@@ -16,7 +16,6 @@ An alias keeps its `previousId`, and a group its `groupId`, in `properties`.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import math
 import uuid
@@ -44,6 +43,13 @@ GZIP_MAGIC = b"\x1f\x8b"
 MAX_JSON_DEPTH = 500
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 INT64_MIN, UINT64_MAX = -(2 ** 63), 2 ** 64 - 1
+# A refused batch names at most this many errors: 500 KB of `{}` is 100,000 bad messages, whose
+# every error would make a 10 MB answer (over Lambda's 6 MB response limit, so a 502).
+MAX_REPORTED_ERRORS = 100
+# The batch's `context` is merged into every message, so 500 KB of request could become hundreds
+# of MB of events (a 31 KB context times 9,500 tiny messages: 295 MB). Once merged, a batch's
+# messages may hold at most what one Kinesis PutRecords call takes.
+MAX_MERGED_BATCH_BYTES = 5 * 1024 * 1024
 
 
 class Unauthorized(PermissionError):
@@ -112,7 +118,7 @@ def basic_auth_user(authorization: str | None) -> str | None:
         raise Unauthorized("the Authorization header must be Basic, with the write key as the user name")
     try:
         decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:   # not base64 (binascii.Error), not ASCII, or not UTF-8 once decoded
         raise Unauthorized("the Authorization header is not valid Basic credentials (base64 of key:)") from None
     return decoded.partition(":")[0] or None
 
@@ -134,16 +140,27 @@ def read_body(body: bytes | None, content_encoding: str | None, limit: int) -> b
         raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send gzip or none")
     if not raw.startswith(GZIP_MAGIC):
         return raw
+    inflated = b""
+    while raw:    # a gzip body is a series of members (RFC 1952 2.2), each read in turn
+        if not raw.startswith(GZIP_MAGIC):
+            raise InvalidEvent([FieldError("body", "has data after its gzip stream")])
+        member, raw = _inflate_member(raw, limit - len(inflated), limit)
+        inflated += member
+    return inflated
+
+
+def _inflate_member(raw: bytes, room: int, limit: int) -> tuple[bytes, bytes]:
+    """The first gzip member of `raw` inflated (RequestTooLarge beyond `room` bytes), and what follows it."""
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
-        inflated = inflater.decompress(raw, limit + 1)
+        inflated = inflater.decompress(raw, room + 1)
     except zlib.error as error:
         raise InvalidEvent([FieldError("body", f"is not valid gzip ({error})")]) from None
-    if len(inflated) > limit:
+    if len(inflated) > room:
         raise RequestTooLarge(f"the body inflates to more than {limit} bytes, the limit")
     if not inflater.eof:
         raise InvalidEvent([FieldError("body", "is truncated gzip")])
-    return inflated
+    return inflated, inflater.unused_data
 
 
 class _NumberOutOfRange(ValueError):
@@ -200,18 +217,28 @@ def parse_messages(document: Mapping[str, Any], call: str, namespace: str, recei
     if not isinstance(batch, list) or not batch:
         raise InvalidEvent([FieldError(BATCH, "must be a non-empty array of messages")])
     batch_sent_at, shared_context = _sent_at(document, None), document.get("context")
+    if shared_context is not None and not isinstance(shared_context, dict):
+        raise InvalidEvent([FieldError("context", "must be a JSON object")])
     stored: list[StoredEvent] = []
     errors: list[FieldError] = []
+    merged_size = 0
     for index, message in enumerate(batch):
         try:
             if type(message) is not dict:
                 raise InvalidEvent([FieldError("message", "must be a JSON object", index)])
-            if isinstance(shared_context, dict):
-                message = {**message, "context": {**shared_context, **(message.get("context") or {})}}
+            own_context = message.get("context")
+            if isinstance(shared_context, dict) and (own_context is None or isinstance(own_context, dict)):
+                message = {**message, "context": {**shared_context, **(own_context or {})}}
             sent_at = _sent_at(message, index) if "sentAt" in message else batch_sent_at
             stored.append(_message(message, message.get("type"), index, namespace, received_at, sent_at, user_agent))
+            merged_size += _stored_size(stored[-1])
+            if merged_size > MAX_MERGED_BATCH_BYTES:
+                raise RequestTooLarge(f"the batch's messages, with its context merged into each, are over "
+                                      f"{MAX_MERGED_BATCH_BYTES} bytes; send a smaller context or fewer messages")
         except InvalidEvent as invalid:
             errors.extend(invalid.errors)
+            if len(errors) >= MAX_REPORTED_ERRORS:   # the batch is refused already; name the first ones only
+                raise InvalidEvent(errors[:MAX_REPORTED_ERRORS]) from None
     if errors:
         raise InvalidEvent(errors)
     return stored
@@ -276,6 +303,11 @@ def _message(message: Mapping[str, Any], call: Any, index: int | None, namespace
         call, user_id, anonymous_id, message_id, corrected, properties, traits, context,
         browser_family(_context_user_agent(message.get("context")) or user_agent),
     )
+
+
+def _stored_size(stored: StoredEvent) -> int:
+    return _size_in_bytes([stored.properties, stored.traits, stored.context, stored.event, stored.message_id,
+                           stored.user_id, stored.anonymous_id])
 
 
 def _size_in_bytes(texts: list[str | None]) -> int:
