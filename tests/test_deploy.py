@@ -130,6 +130,15 @@ def test_the_stream_keeps_a_parked_batch_at_least_18_hours_after_the_trigger_par
     assert retention["Default"] == 24          # Kinesis's minimum: no extended-retention charge
 
 
+def test_the_writer_parks_records_in_its_failure_queue_which_keeps_them_14_days(package):
+    resources = package.cloudformation["Resources"]
+    variables = resources["WriteEvents"]["Properties"]["Environment"]["Variables"]
+
+    assert variables["DALET_FAILURE_QUEUE_URL"] == {"Ref": "FailedBatchQueue"}
+    assert variables["DALET_BACKEND"] == "aws"          # merged into the stage's variables, not replacing them
+    assert resources["FailedBatchQueue"]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+
+
 def role_statements(template: dict[str, Any], function_id: str) -> list[dict[str, Any]]:
     function = template["Resources"][function_id]["Properties"]
     role = template["Resources"][function["Role"]["Fn::GetAtt"][0]]["Properties"]
