@@ -148,6 +148,17 @@ def test_once_bigquery_is_back_replay_writes_the_parked_records_each_exactly_onc
     assert replay_queue(bigquery_standin, queue_url).records == 0
 
 
+def test_a_lasting_refusal_past_the_threshold_is_parked_too_not_left_for_the_stream_to_forget(
+        cloud_writer, bigquery_standin, queue_url):
+    # e.g. the writer's Google identity lost its BigQuery role: not transient, and it lasts until someone acts
+    bigquery_standin.fail_inserts(403, reason="accessDenied", times=None)
+
+    assert cloud_writer(kinesis_event([stored("user-1")], age_seconds=2 * HOUR), None) == {"batchItemFailures": []}
+
+    (body,) = queue_bodies(queue_url)
+    assert "Forbidden" in parking.parked_records(body).reason
+
+
 def test_a_batch_younger_than_the_threshold_is_retried_by_lambda_as_before(cloud_writer, bigquery_standin, queue_url):
     bigquery_down(bigquery_standin)
 
@@ -235,6 +246,13 @@ def test_a_batch_too_large_for_one_message_is_split_into_messages_sqs_accepts():
     read = [parking.parked_records(body) for body in bodies]
     assert [(message.part, message.parts) for message in read] == [(n, len(bodies)) for n in range(1, len(bodies) + 1)]
     assert [record for message in read for record in message.records] == records
+
+
+def test_a_long_reason_is_cut_so_the_records_still_fit():
+    bodies = parking.message_bodies(_records(100, 2_000), "x" * 300_000)
+
+    assert all(len(body.encode()) <= 256 * 1024 for body in bodies)
+    assert len(parking.parked_records(bodies[0]).reason) == parking.MAX_REASON_CHARACTERS
 
 
 def test_lambdas_pointer_note_is_not_mistaken_for_parked_records():

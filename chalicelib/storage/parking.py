@@ -33,6 +33,7 @@ PARKED_KIND = "dalet.parked-records"
 PARKED_VERSION = 1
 # SQS takes at most 256 KiB (262,144 bytes) per message; the margin covers the envelope.
 MAX_MESSAGE_BYTES = 250_000
+MAX_REASON_CHARACTERS = 1000     # an error message can be long; the records must fit beside it
 # Sending runs inside the writer's 120 s timeout: a few quick attempts, then Lambda retries the batch.
 SQS_CLIENT_SETTINGS = {"connect_timeout": 2, "read_timeout": 5, "retries": {"total_max_attempts": 3}}
 
@@ -101,6 +102,7 @@ def parking_for(settings: Settings) -> Parking | None:
 
 def message_bodies(records: Sequence[StreamRecord], reason: str) -> list[str]:
     """The records as JSON message bodies, each within MAX_MESSAGE_BYTES, in sequence order."""
+    reason = reason[:MAX_REASON_CHARACTERS]
     entries = [json.dumps(_entry(record), separators=(",", ":")) for record in records]
     groups: list[list[str]] = []
     header_bytes = len(_body(reason, 999, 999, [])) + 8      # room for the part numbers

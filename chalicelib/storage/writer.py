@@ -18,8 +18,8 @@ identity instead would keep the pre-deletion one, which the tombstone hides, and
 the copy acknowledged after the deletion.
 
 Parking. Given a `Parking` (chalicelib/storage/parking.py; the cloud writer has one), a
-batch whose warehouse write fails transiently once its oldest record has waited long
-enough is not retried: its unwritten records go to the failure queue, where they outlive
+batch whose warehouse write fails (for any reason) once its oldest record has waited
+long enough is not retried: its unwritten records go to the failure queue, where they outlive
 the stream's retention, and the batch is reported as handled. If the queue cannot take
 them, the batch fails as before and Lambda retries it.
 """
@@ -126,20 +126,24 @@ def write_batch(records: Iterable[StreamRecord], warehouse: Warehouse,
     """Write one Kinesis batch; the return value is Lambda's partial batch response."""
     ordered = sorted(records, key=lambda r: int(r.sequence_number))
     unique, letters, record_of = _decode(ordered)
+    # Any warehouse failure may be parked, not only a transient one: a refusal that lasts
+    # (credentials revoked, a dataset deleted) would otherwise outlast the stream's retention too.
     try:
         # Undecodable records are dead-lettered first, so a retry "from sequence N" never skips one.
         _dead_letter(warehouse, letters, len(ordered))
-    except TransientWarehouseError as error:
+    except Exception as error:
         return _park_or(parking, ordered, ordered, error, _raise(error))
     try:
         rejections = warehouse.insert_events(unique)
     except TransientWarehouseError as error:
         unwritten = [record_of[_copy_key(stored)] for stored in unique[max(error.rows_written, 0):]]
         return _park_or(parking, ordered, unwritten, error, lambda: _retry_from(error, unique, record_of))
+    except Exception as error:
+        return _park_or(parking, ordered, [record_of[_copy_key(stored)] for stored in unique], error, _raise(error))
     rejected = _rejected_letters(rejections, unique, record_of)
     try:
         _dead_letter(warehouse, rejected, len(ordered))
-    except TransientWarehouseError as error:
+    except Exception as error:
         # Replay writes the accepted copies again (idempotently) and dead-letters the refused ones.
         return _park_or(parking, ordered, [_record_of_letter(letter, ordered) for letter in rejected], error,
                         _raise(error))
@@ -147,11 +151,11 @@ def write_batch(records: Iterable[StreamRecord], warehouse: Warehouse,
 
 
 def _park_or(parking: Parking | None, batch: list[StreamRecord], unwritten: list[StreamRecord],
-             error: TransientWarehouseError, otherwise: Callable[[], BatchResponse]) -> BatchResponse:
+             error: Exception, otherwise: Callable[[], BatchResponse]) -> BatchResponse:
     """Park the unwritten records if the batch has waited long enough, else fail as `otherwise` does."""
     if parking is None or not parking.due(batch):
         return otherwise()
-    parking.park(unwritten, f"the warehouse kept failing: {error}")
+    parking.park(unwritten, f"the warehouse kept failing: {type(error).__name__}: {error}")
     return {"batchItemFailures": []}
 
 
