@@ -36,12 +36,17 @@ MAX_STREAM_RETENTION_HOURS = 8760                 # Kinesis's maximum
 STREAM_ENCRYPTION_KEY = "alias/aws/kinesis"      # the AWS-managed key needs no IAM permission
 # SQS's maximum: records the writer parks there are safe this long, whatever the stream's retention.
 FAILURE_QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
-# The writer's trigger: report partial failures, split failing batches, give up on a
-# batch after bounded retries or MAX_RECORD_AGE_HOURS, and park it in SQS.
+# The writer's trigger: report partial failures, split failing batches, retry a failing
+# batch until its records are MAX_RECORD_AGE_HOURS old, then send SQS a pointer to it.
+# Retries are bounded by that age, not by a count: the writer parks a failing batch's
+# records itself once they are DALET_PARK_AFTER_SECONDS (1 h) old, and a count (20 was
+# used) can run out within minutes when each attempt fails fast, leaving only the pointer
+# into a stream that forgets the records at 24 h.
+UNTIL_RECORD_AGE = -1
 TRIGGER_SETTINGS: dict[str, Any] = {
     "FunctionResponseTypes": ["ReportBatchItemFailures"],
     "BisectBatchOnFunctionError": True,
-    "MaximumRetryAttempts": 20,
+    "MaximumRetryAttempts": UNTIL_RECORD_AGE,
     "MaximumRecordAgeInSeconds": MAX_RECORD_AGE_HOURS * 3600,
 }
 

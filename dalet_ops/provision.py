@@ -549,8 +549,8 @@ def configure_trigger(lambda_client: Any, function_name: str, stream_arn: str, q
                 raise SetupError("the writer's trigger is still being created or updated; run setup again "
                                  "in a minute") from None
             time.sleep(TRIGGER_SETTLE_SECONDS)
-    say(f"writer trigger {mapping['UUID']}: updated (partial batch responses, bisect on error, "
-        f"{wanted['MaximumRetryAttempts']} retries, failed batches to the queue)")
+    say(f"writer trigger {mapping['UUID']}: updated (partial batch responses, bisect on error, retries until "
+        f"the records are {infrastructure.MAX_RECORD_AGE_HOURS} h old, failed batches to the queue)")
 
 
 def writer_trigger(lambda_client: Any, function_name: str, stream_arn: str) -> dict[str, Any] | None:

@@ -21,7 +21,7 @@ from unittest import mock
 
 import pytest
 
-from chalicelib import runtime
+from chalicelib import config, runtime
 from chalicelib.ingest.events import Event, decode_record, encode_record, stamp
 from chalicelib.storage.writer import copy_id
 from dalet_ops.stage import PROJECT_DIR, load_stage
@@ -110,7 +110,9 @@ def test_the_writer_trigger_reports_partial_failures_bisects_and_parks_failing_b
     assert settings["FunctionName"] == {"Ref": "WriteEvents"}
     assert settings["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert settings["BisectBatchOnFunctionError"] is True
-    assert 0 <= settings["MaximumRetryAttempts"] <= 100
+    # retried until 6 h old, not a count of times: the writer parks the records at 1 h (DALET_PARK_AFTER_SECONDS)
+    assert settings["MaximumRetryAttempts"] == -1
+    assert settings["MaximumRecordAgeInSeconds"] > config.MAX_PARK_AFTER_SECONDS
     assert 60 <= settings["MaximumRecordAgeInSeconds"] <= 7 * 24 * 3600
     assert (settings["StartingPosition"], settings["BatchSize"]) == ("TRIM_HORIZON", 500)
     assert settings["MaximumBatchingWindowInSeconds"] == 30     # the default of DALET_WRITER_BATCHING_WINDOW_SECONDS
