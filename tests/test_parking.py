@@ -210,6 +210,26 @@ def test_undecodable_records_are_parked_too_when_even_dead_letters_cannot_be_wri
     assert base64.b64decode(letter["data"]) == b"\xff not json"
 
 
+def test_a_refused_row_whose_dead_letter_cannot_be_written_is_parked_and_dead_lettered_by_replay(
+        cloud_writer, bigquery_standin, queue_url):
+    from chalicelib.storage.writer import copy_id
+
+    refused = stored("refused")
+    bigquery_standin.reject_rows(copy_id(refused), message="no such field: colour.")
+    bigquery_standin.fail_inserts(403, reason="quotaExceeded", times=None, table="dead_letters")
+    batch = kinesis_event([stored("user-1"), refused], age_seconds=2 * HOUR)
+
+    assert cloud_writer(batch, None) == {"batchItemFailures": []}
+    (body,) = queue_bodies(queue_url)
+    assert [record.data for record in parking.parked_records(body).records] == [encode_record(refused)]
+
+    bigquery_standin.clear_failures()
+    replay_queue(bigquery_standin, queue_url)
+    assert landed_uuids(bigquery_standin) == ["user-1"]
+    (letter,) = bigquery_standin.rows("dalet.dead_letters")
+    assert "no such field: colour." in letter["reason"]
+
+
 def test_replay_leaves_parked_records_on_the_queue_while_bigquery_still_fails(cloud_writer, bigquery_standin,
                                                                               queue_url):
     bigquery_down(bigquery_standin)
