@@ -3,9 +3,10 @@
 The queue holds two kinds of message:
 - parked records (chalicelib/storage/parking.py): the writer, failing for longer than
   DALET_PARK_AFTER_SECONDS, sent the records themselves. Replay writes them as they are.
-- Lambda's pointer note: the trigger gave up on a batch (its records reached 6 hours
-  of age, the writer could not park it) and sent the shard and the first and last sequence numbers, not the records. They
-  stay in the stream for its retention period; replay reads them back.
+- Lambda's pointer note: the trigger gave up on a batch the writer could not park (its
+  records reached 6 hours of age) and sent the shard and the first and last sequence
+  numbers, not the records. They stay in the stream for its retention period; replay
+  reads them back.
 Either way the records go through the same `write_batch` the writer uses, and a message
 is deleted only after all its records are written, so replaying twice is harmless
 (writes are idempotent by event_id).
