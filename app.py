@@ -4,7 +4,7 @@ from chalice import Chalice
 from chalicelib import config, front_door, runtime
 from chalicelib.reports import api as report_api, dashboard
 from chalicelib.ingest import segment, snippet, track
-from chalicelib.storage import writer
+from chalicelib.storage import parking, writer
 from chalicelib.ingest.events import InvalidEvent
 from chalicelib.reports.api import report_route
 from chalicelib.responses import (CORS, PIXEL_MEDIA_TYPES, SEGMENT_CORS, accepts_gif, error_response, json_response,
@@ -209,7 +209,8 @@ def track_front_door(event, context):
     maximum_batching_window_in_seconds=config.writer_batching_window_seconds(),
 )
 def write_events(event):
-    return writer.write_batch(writer.records_from_kinesis_event(event), runtime.warehouse())
+    return writer.write_batch(writer.records_from_kinesis_event(event), runtime.warehouse(),
+                              parking.parking_for(runtime.settings()))
 
 
 runtime.register_stream_handler(write_events)

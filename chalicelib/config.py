@@ -28,6 +28,13 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # than 5 s, and events reach the warehouse up to 30 s later.
 DEFAULT_WRITER_BATCHING_WINDOW_SECONDS = 30
 MAX_WRITER_BATCHING_WINDOW_SECONDS = 300
+# Cloud: once a batch the warehouse keeps refusing has waited this long, the writer parks
+# its records themselves in the failure queue (14 days) instead of letting the trigger give
+# up at 6 h with a pointer into a stream that forgets them at 24 h (chalicelib/storage/parking.py).
+DEFAULT_PARK_AFTER_SECONDS = 3600
+# Below the trigger's MaximumRecordAgeInSeconds (6 h, dalet_ops/infrastructure.py), with an
+# hour to spare for the trigger's retries, or the trigger would give up before the writer parks.
+MAX_PARK_AFTER_SECONDS = 5 * 3600
 
 
 class ConfigError(RuntimeError):
@@ -50,6 +57,8 @@ class Settings:
     write_keys_secret: str | None = None
     track_url: str | None = None      # the front door's /track URL, for /snippet (the template sets it)
     log_level: str = DEFAULT_LOG_LEVEL
+    failure_queue_url: str | None = None    # cloud: the SQS queue the writer parks records in
+    park_after_seconds: int = DEFAULT_PARK_AFTER_SECONDS
 
     @property
     def is_local(self) -> bool:
@@ -93,6 +102,24 @@ def _track_url(env: Mapping[str, str]) -> str | None:
     return url
 
 
+def _failure_queue_url(env: Mapping[str, str]) -> str | None:
+    url = _get(env, "DALET_FAILURE_QUEUE_URL")
+    if url is not None and not url.startswith("https://"):
+        raise ConfigError(f"DALET_FAILURE_QUEUE_URL must be the failure queue's https:// URL (SQS QueueUrl), "
+                          f"got {url!r}")
+    return url
+
+
+def _park_after_seconds(env: Mapping[str, str]) -> int:
+    value = _get(env, "DALET_PARK_AFTER_SECONDS")
+    if value is None:
+        return DEFAULT_PARK_AFTER_SECONDS
+    if not value.isdigit() or int(value) > MAX_PARK_AFTER_SECONDS:
+        raise ConfigError(f"DALET_PARK_AFTER_SECONDS must be a whole number of seconds from 0 to "
+                          f"{MAX_PARK_AFTER_SECONDS} (the writer's trigger gives up on a batch at 6 h), got {value!r}")
+    return int(value)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     backend = (_get(env, "DALET_BACKEND") or BACKEND_LOCAL).lower()
@@ -115,6 +142,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         write_keys_secret=_get(env, "DALET_WRITE_KEYS_SECRET"),
         track_url=_track_url(env),
         log_level=_log_level(env),
+        failure_queue_url=_failure_queue_url(env),
+        park_after_seconds=_park_after_seconds(env),
     )
     if backend == BACKEND_AWS:
         _require_aws_settings(env)

@@ -22,8 +22,10 @@ DEFAULT_SHARDS = 1
 # The writer's trigger gives up on a batch whose records are this old (or after its retries)
 # and parks it (its shard and sequence numbers) in SQS; the batches-parked alarm fires.
 MAX_RECORD_AGE_HOURS = 6
-# A parked batch is replayed from the stream (`python -m dalet_ops.cli replay`), so the
-# stream must keep records this long after they are parked.
+# A batch the trigger gives up on is replayed from the stream (`python -m dalet_ops.cli
+# replay`), so the stream must keep records this long after that. The writer itself parks
+# a failing batch's records in the queue well before (DALET_PARK_AFTER_SECONDS, 1 h), so
+# the trigger's pointer is the fallback, not the rule.
 REPLAY_WINDOW_HOURS = 18
 MIN_STREAM_RETENTION_HOURS = MAX_RECORD_AGE_HOURS + REPLAY_WINDOW_HOURS
 # Kinesis's own minimum, which costs nothing extra; every hour beyond 24 is billed
@@ -32,13 +34,19 @@ MIN_STREAM_RETENTION_HOURS = MAX_RECORD_AGE_HOURS + REPLAY_WINDOW_HOURS
 STREAM_RETENTION_HOURS = 24
 MAX_STREAM_RETENTION_HOURS = 8760                 # Kinesis's maximum
 STREAM_ENCRYPTION_KEY = "alias/aws/kinesis"      # the AWS-managed key needs no IAM permission
-FAILURE_QUEUE_RETENTION_SECONDS = 14 * 24 * 3600  # SQS's maximum
-# The writer's trigger: report partial failures, split failing batches, give up on a
-# batch after bounded retries or MAX_RECORD_AGE_HOURS, and park it in SQS.
+# SQS's maximum: records the writer parks there are safe this long, whatever the stream's retention.
+FAILURE_QUEUE_RETENTION_SECONDS = 14 * 24 * 3600
+# The writer's trigger: report partial failures, split failing batches, retry a failing
+# batch until its records are MAX_RECORD_AGE_HOURS old, then send SQS a pointer to it.
+# Retries are bounded by that age, not by a count: the writer parks a failing batch's
+# records itself once they are DALET_PARK_AFTER_SECONDS (1 h) old, and a count (20 was
+# used) can run out within minutes when each attempt fails fast, leaving only the pointer
+# into a stream that forgets the records at 24 h.
+UNTIL_RECORD_AGE = -1
 TRIGGER_SETTINGS: dict[str, Any] = {
     "FunctionResponseTypes": ["ReportBatchItemFailures"],
     "BisectBatchOnFunctionError": True,
-    "MaximumRetryAttempts": 20,
+    "MaximumRetryAttempts": UNTIL_RECORD_AGE,
     "MaximumRecordAgeInSeconds": MAX_RECORD_AGE_HOURS * 3600,
 }
 
@@ -84,6 +92,7 @@ STREAM_ID = "EventStream"
 QUEUE_ID = "FailedBatchQueue"
 API_KEY_SECRET_ID = "ReportApiKeySecret"
 API_KEY_LENGTH = 43
+FAILURE_QUEUE_URL_VARIABLE = "DALET_FAILURE_QUEUE_URL"
 
 
 @dataclass(frozen=True)
@@ -195,6 +204,9 @@ def merge_template(stage: Stage) -> dict[str, Any]:
         "ThrottlingRateLimit": REST_API_RATE_LIMIT, "ThrottlingBurstLimit": REST_API_BURST_LIMIT}]}}
     resources.update(_alarms(stage))
     writer_id = CHALICE_IDS[WRITER][0]
+    # Where the writer parks the records of a batch the warehouse keeps refusing (Ref: the queue's URL).
+    resources[writer_id]["Properties"]["Environment"] = {"Variables": {
+        FAILURE_QUEUE_URL_VARIABLE: {"Ref": QUEUE_ID}}}
     resources[writer_id]["Properties"]["Events"] = {WRITER_EVENT_SOURCE_ID: {"Properties": {
         "Stream": {"Fn::Sub": f"${{{STREAM_ID}.Arn}}"},
         **TRIGGER_SETTINGS,

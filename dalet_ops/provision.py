@@ -118,13 +118,14 @@ def run_setup(stage: Stage, session: Any, say: Printer, stream: StreamOptions = 
     identity = aws_identity(session)
     say(f"AWS account {identity.account}, region {identity.region}, as {identity.principal}")
     stream_arn = ensure_stream(session.client("kinesis"), settings.stream_name, stream, say)
-    queue_arn = ensure_failure_queue(session.client("sqs"), stage.failure_queue_name, say)
+    queue_arn, queue_url = ensure_failure_queue(session.client("sqs"), stage.failure_queue_name, say)
     api_key_arn = ensure_api_key_secret(session, settings, show_key, say)
     google_arn = find_google_secret(session, settings, say)
     resources = iam_policies.StageResources(identity.location, stream_arn, queue_arn, api_key_arn, google_arn)
     write_policy_files(stage, resources, say)
     lambda_client = session.client("lambda")
     deployment = find_deployment(lambda_client, stage)
+    advise_failure_queue_variable(stage, queue_url, deployment, say)
     steps: list[tuple[str, Callable[[], None]]] = [
         ("writer trigger", lambda: configure_trigger(lambda_client, stage.function_name(WRITER), stream_arn,
                                                      queue_arn, say)),
@@ -325,19 +326,38 @@ def _wait_active(kinesis: Any, name: str) -> dict[str, Any]:
     return kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
 
 
-def ensure_failure_queue(sqs: Any, name: str, say: Printer) -> str:
+def ensure_failure_queue(sqs: Any, name: str, say: Printer) -> tuple[str, str]:
+    """The failed-batch queue (its ARN and URL), created or brought to 14 days' retention.
+
+    The writer parks records there that the stream may already have forgotten: a queue
+    keeping them less (SQS's default is 4 days) would lose them on a long weekend.
+    """
+    retention = str(infrastructure.FAILURE_QUEUE_RETENTION_SECONDS)
     try:
         url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
         status = "found"
     except sqs.exceptions.QueueDoesNotExist:
         url = sqs.create_queue(QueueName=name, Attributes={
-            "MessageRetentionPeriod": str(infrastructure.FAILURE_QUEUE_RETENTION_SECONDS),
+            "MessageRetentionPeriod": retention,
             "SqsManagedSseEnabled": "true",
         })["QueueUrl"]
         status = "created"
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    say(f"failed-batch queue {name}: {status} ({url})")
-    return arn
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn", "MessageRetentionPeriod"])
+    if attributes["Attributes"]["MessageRetentionPeriod"] != retention:
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"MessageRetentionPeriod": retention})
+        status += (f"; retention raised from {int(attributes['Attributes']['MessageRetentionPeriod']) // 3600} h "
+                   "to 14 days")
+    say(f"failed-batch queue {name}: {status} ({url}), keeps messages 14 days")
+    return attributes["Attributes"]["QueueArn"], url
+
+
+def advise_failure_queue_variable(stage: Stage, queue_url: str, deployment: Deployment, say: Printer) -> None:
+    """With `chalice deploy`, the writer learns where to park records only from the stage's configuration."""
+    if deployment.by_cloudformation or stage.environment.get(infrastructure.FAILURE_QUEUE_URL_VARIABLE) == queue_url:
+        return
+    say(f"  so that the writer parks failing batches' records in the queue (they outlive the stream): add "
+        f"\"{infrastructure.FAILURE_QUEUE_URL_VARIABLE}\": \"{queue_url}\" to the {stage.name} stage's "
+        "environment_variables in .chalice/config.json, then chalice deploy")
 
 
 def ensure_api_key_secret(session: Any, settings: Settings, show_key: bool, say: Printer) -> str | None:
@@ -529,8 +549,8 @@ def configure_trigger(lambda_client: Any, function_name: str, stream_arn: str, q
                 raise SetupError("the writer's trigger is still being created or updated; run setup again "
                                  "in a minute") from None
             time.sleep(TRIGGER_SETTLE_SECONDS)
-    say(f"writer trigger {mapping['UUID']}: updated (partial batch responses, bisect on error, "
-        f"{wanted['MaximumRetryAttempts']} retries, failed batches to the queue)")
+    say(f"writer trigger {mapping['UUID']}: updated (partial batch responses, bisect on error, retries until "
+        f"the records are {infrastructure.MAX_RECORD_AGE_HOURS} h old, failed batches to the queue)")
 
 
 def writer_trigger(lambda_client: Any, function_name: str, stream_arn: str) -> dict[str, Any] | None:

@@ -1,11 +1,15 @@
-"""`replay`: write the batches the writer's trigger gave up on, then take them off the queue.
+"""`replay`: write the batches parked in the failure queue, then take them off the queue.
 
-When a batch keeps failing (BigQuery down for longer than the retries last), Lambda
-sends the queue a note naming the shard and the first and last sequence numbers, not
-the records. The records stay in the stream for its retention period; replay reads
-them back and hands them to the same `write_batch` the writer uses. A note is deleted
-only after its whole batch is written, so replaying twice is harmless (writes are
-idempotent by event_id).
+The queue holds two kinds of message:
+- parked records (chalicelib/storage/parking.py): the writer, failing for longer than
+  DALET_PARK_AFTER_SECONDS, sent the records themselves. Replay writes them as they are.
+- Lambda's pointer note: the trigger gave up on a batch the writer could not park (its
+  records reached 6 hours of age) and sent the shard and the first and last sequence
+  numbers, not the records. They stay in the stream for its retention period; replay
+  reads them back.
+Either way the records go through the same `write_batch` the writer uses, and a message
+is deleted only after all its records are written, so replaying twice is harmless
+(writes are idempotent by event_id).
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timezone
 from typing import Any, Callable, Iterator
 
+from chalicelib.storage.parking import ParkedRecords, parked_records
 from chalicelib.storage.writer import StreamRecord, Warehouse, write_batch
 
 Printer = Callable[[str], None]
@@ -33,8 +38,8 @@ class ParkedBatch:
 
 @dataclass
 class ReplaySummary:
-    written: int = 0        # batches written and removed from the queue
-    kept: int = 0           # messages left on the queue (failed again, expired, or not a failure note)
+    written: int = 0        # messages (pointer notes or parked records) written and removed from the queue
+    kept: int = 0           # messages left on the queue (failed again, expired, or not a failure message)
     records: int = 0
 
 
@@ -76,9 +81,16 @@ def received_messages(sqs: Any, queue_url: str) -> Iterator[dict[str, Any]]:
 def _replay_one(message: dict[str, Any], kinesis: Any, stream_name: str, stream_arn: str,
                 warehouse: Warehouse, say: Printer) -> int | None:
     """The number of records written, or None if the message must stay on the queue."""
+    try:
+        parked = parked_records(message["Body"])
+    except ValueError as unreadable:
+        say(f"message {message['MessageId']}: {unreadable}; left on the queue")
+        return None
+    if parked is not None:
+        return _write_parked(message["MessageId"], parked, warehouse, say)
     batch = _parse(message)
     if batch is None:
-        say(f"message {message['MessageId']}: not a Kinesis failure note; left on the queue")
+        say(f"message {message['MessageId']}: neither parked records nor a Kinesis failure note; left on the queue")
         return None
     if batch.stream_arn != stream_arn:
         say(f"batch {batch.message_id}: from {batch.stream_arn}, not this stage's stream; left on the queue")
@@ -97,6 +109,18 @@ def _replay_one(message: dict[str, Any], kinesis: Any, stream_name: str, stream_
         return None
     say(f"batch {batch.message_id}: {len(records)} records from {batch.shard_id} written")
     return len(records)
+
+
+def _write_parked(message_id: str, parked: ParkedRecords, warehouse: Warehouse, say: Printer) -> int | None:
+    """Records the writer parked, written straight through (the stream may have forgotten them)."""
+    failures = write_batch(parked.records, warehouse)["batchItemFailures"]
+    if failures:
+        say(f"parked records {message_id}: written up to sequence {failures[0]['itemIdentifier']} only; "
+            "left on the queue, run replay again")
+        return None
+    say(f"parked records {message_id} (part {parked.part} of {parked.parts}, parked because {parked.reason}): "
+        f"{len(parked.records)} records written")
+    return len(parked.records)
 
 
 def _parse(message: dict[str, Any]) -> ParkedBatch | None:

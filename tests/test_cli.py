@@ -187,6 +187,30 @@ def test_setup_writes_policy_files_that_name_this_accounts_stream_and_nothing_wi
     assert all(ACCOUNT in arn and "*" not in arn.split(":")[:5] for arn in every_resource)
 
 
+def test_setup_brings_an_existing_failure_queue_to_14_days_retention(aws, bigquery, project, capsys):
+    sqs = boto3.client("sqs")
+    queue_url = sqs.create_queue(QueueName=QUEUE)["QueueUrl"]      # SQS's default: 4 days
+
+    code, output = setup(capsys, project)
+
+    retention = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["MessageRetentionPeriod"])
+    assert code == 0 and retention["Attributes"]["MessageRetentionPeriod"] == str(14 * 24 * 3600)
+    assert f"queue {QUEUE}: found; retention raised from 96 h to 14 days" in output
+
+
+def test_setup_says_which_queue_url_the_writer_needs_until_the_stage_has_it(aws, bigquery, project, capsys):
+    _, output = setup(capsys, project)
+    queue_url = boto3.client("sqs").get_queue_url(QueueName=QUEUE)["QueueUrl"]
+    assert f'"DALET_FAILURE_QUEUE_URL": "{queue_url}"' in output
+
+    config_file = project / ".chalice" / "config.json"
+    chalice_config = json.loads(config_file.read_text())
+    chalice_config["stages"]["prod"]["environment_variables"]["DALET_FAILURE_QUEUE_URL"] = queue_url
+    config_file.write_text(json.dumps(chalice_config))
+    _, output = setup(capsys, project)
+    assert "DALET_FAILURE_QUEUE_URL" not in output
+
+
 def test_setup_can_create_a_bigger_provisioned_stream(aws, bigquery, project, capsys):
     code, output = setup(capsys, project, "--stream-mode", "PROVISIONED", "--shards", "2")
 
@@ -223,7 +247,7 @@ def test_setup_after_deploy_makes_the_writer_trigger_report_partial_failures_and
     mapping = boto3.client("lambda").get_event_source_mapping(UUID=mapping_id)
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BisectBatchOnFunctionError"] is True
-    assert 0 <= mapping["MaximumRetryAttempts"] <= 100
+    assert mapping["MaximumRetryAttempts"] == -1      # retried until 6 h old; the writer parks the records at 1 h
     assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == f"arn:aws:sqs:{REGION}:{ACCOUNT}:{QUEUE}"
 
 
@@ -480,6 +504,31 @@ def test_replay_writes_exactly_the_parked_batch_and_removes_it_from_the_queue(aw
     assert sorted(row["uuid"] for row in bigquery.rows("dalet.events")) == ["user-1", "user-2", "user-3"]
     assert queued_messages() == 0
     assert "1 batch(es), 3 record(s) written; 0 left on the queue" in output
+
+
+def test_replay_writes_parked_records_and_pointer_notes_in_one_run(aws, bigquery, project, capsys):
+    from datetime import timedelta
+
+    from chalicelib.storage.parking import Parking
+    from chalicelib.storage.writer import StreamRecord
+
+    setup(capsys, project)
+    sequence_numbers = put_events(2)
+    park(sequence_numbers[0], sequence_numbers[1])
+    queue_url = boto3.client("sqs").get_queue_url(QueueName=QUEUE)["QueueUrl"]
+    received = datetime(2024, 5, 1, tzinfo=timezone.utc)
+    parked = [StreamRecord(str(9000 + n), f"key-{n}", encode_record(stamp(
+        Event("alephbet", "button color", "red", "participate", f"parked-{n}"), received)), received)
+        for n in range(3)]
+    Parking(queue_url, timedelta(hours=1)).park(parked, "BigQuery was down")
+
+    code, output = run(capsys, "replay", "--stage", "prod", "--project-dir", str(project))
+
+    assert code == 0, output
+    assert sorted(row["uuid"] for row in bigquery.rows("dalet.events")) == [
+        "parked-0", "parked-1", "parked-2", "user-0", "user-1"]
+    assert queued_messages() == 0
+    assert "parked because BigQuery was down): 3 records written" in output
 
 
 def test_replay_leaves_a_batch_on_the_queue_while_bigquery_still_fails(aws, bigquery, project, capsys):

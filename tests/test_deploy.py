@@ -21,7 +21,7 @@ from unittest import mock
 
 import pytest
 
-from chalicelib import runtime
+from chalicelib import config, runtime
 from chalicelib.ingest.events import Event, decode_record, encode_record, stamp
 from chalicelib.storage.writer import copy_id
 from dalet_ops.stage import PROJECT_DIR, load_stage
@@ -110,7 +110,9 @@ def test_the_writer_trigger_reports_partial_failures_bisects_and_parks_failing_b
     assert settings["FunctionName"] == {"Ref": "WriteEvents"}
     assert settings["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert settings["BisectBatchOnFunctionError"] is True
-    assert 0 <= settings["MaximumRetryAttempts"] <= 100
+    # retried until 6 h old, not a count of times: the writer parks the records at 1 h (DALET_PARK_AFTER_SECONDS)
+    assert settings["MaximumRetryAttempts"] == -1
+    assert settings["MaximumRecordAgeInSeconds"] > config.MAX_PARK_AFTER_SECONDS
     assert 60 <= settings["MaximumRecordAgeInSeconds"] <= 7 * 24 * 3600
     assert (settings["StartingPosition"], settings["BatchSize"]) == ("TRIM_HORIZON", 500)
     assert settings["MaximumBatchingWindowInSeconds"] == 30     # the default of DALET_WRITER_BATCHING_WINDOW_SECONDS
@@ -128,6 +130,15 @@ def test_the_stream_keeps_a_parked_batch_at_least_18_hours_after_the_trigger_par
     assert stream["RetentionPeriodHours"] == {"Ref": "RetentionPeriodHours"}
     assert retention["MinValue"] >= parked_at_age_hours + 18
     assert retention["Default"] == 24          # Kinesis's minimum: no extended-retention charge
+
+
+def test_the_writer_parks_records_in_its_failure_queue_which_keeps_them_14_days(package):
+    resources = package.cloudformation["Resources"]
+    variables = resources["WriteEvents"]["Properties"]["Environment"]["Variables"]
+
+    assert variables["DALET_FAILURE_QUEUE_URL"] == {"Ref": "FailedBatchQueue"}
+    assert variables["DALET_BACKEND"] == "aws"          # merged into the stage's variables, not replacing them
+    assert resources["FailedBatchQueue"]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
 
 
 def role_statements(template: dict[str, Any], function_id: str) -> list[dict[str, Any]]:

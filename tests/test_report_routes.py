@@ -305,9 +305,9 @@ def held_back_writer(monkeypatch):
     gate.set()
     write_batch = writer.write_batch
 
-    def held_back(records, warehouse):
+    def held_back(records, warehouse, *rest):
         gate.wait(10)
-        return write_batch(records, warehouse)
+        return write_batch(records, warehouse, *rest)
 
     monkeypatch.setattr(writer, "write_batch", held_back)
     yield gate

@@ -16,6 +16,12 @@ or stores each receipt under its own insertId (BigQuery, whose reports count dis
 uuids, so a re-sent copy never changes a count). Keeping only the first copy of an
 identity instead would keep the pre-deletion one, which the tombstone hides, and lose
 the copy acknowledged after the deletion.
+
+Parking. Given a `Parking` (chalicelib/storage/parking.py; the cloud writer has one), a
+batch whose warehouse write fails (for any reason) once its oldest record has waited
+long enough is not retried: its unwritten records go to the failure queue, where they outlive
+the stream's retention, and the batch is reported as handled. If the queue cannot take
+them, the batch fails as before and Lambda retries it.
 """
 from __future__ import annotations
 
@@ -24,11 +30,15 @@ import binascii
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, NamedTuple, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Protocol, Sequence
 
 from chalicelib.ingest.events import InvalidRecord, StoredEvent, decode_record, format_timestamp, now
 
+if TYPE_CHECKING:
+    from chalicelib.storage.parking import Parking
+
 log = logging.getLogger("dalet.writer")
+BatchResponse = dict[str, list[dict[str, str]]]
 
 
 class StreamRecord(NamedTuple):  # one per record on the writer's hot path: cheap to build
@@ -111,21 +121,55 @@ def _stream_record(kinesis: dict[str, Any]) -> StreamRecord:
                         datetime.fromtimestamp(kinesis["approximateArrivalTimestamp"], timezone.utc))
 
 
-def write_batch(records: Iterable[StreamRecord], warehouse: Warehouse) -> dict[str, list[dict[str, str]]]:
+def write_batch(records: Iterable[StreamRecord], warehouse: Warehouse,
+                parking: Parking | None = None) -> BatchResponse:
     """Write one Kinesis batch; the return value is Lambda's partial batch response."""
     ordered = sorted(records, key=lambda r: int(r.sequence_number))
     unique, letters, record_of = _decode(ordered)
-    # Undecodable records are parked first, so a retry "from sequence N" never skips one.
-    _park(warehouse, letters, len(ordered))
+    # Any warehouse failure may be parked, not only a transient one: a refusal that lasts
+    # (credentials revoked, a dataset deleted) would otherwise outlast the stream's retention too.
+    try:
+        # Undecodable records are dead-lettered first, so a retry "from sequence N" never skips one.
+        _dead_letter(warehouse, letters, len(ordered))
+    except Exception as error:
+        return _park_or(parking, ordered, ordered, error, _raise(error))
     try:
         rejections = warehouse.insert_events(unique)
     except TransientWarehouseError as error:
-        return _retry_from(error, unique, record_of)
-    _park(warehouse, _rejected_letters(rejections, unique, record_of), len(ordered))
+        unwritten = [record_of[_copy_key(stored)] for stored in unique[max(error.rows_written, 0):]]
+        return _park_or(parking, ordered, unwritten, error, lambda: _retry_from(error, unique, record_of))
+    except Exception as error:
+        return _park_or(parking, ordered, [record_of[_copy_key(stored)] for stored in unique], error, _raise(error))
+    rejected = _rejected_letters(rejections, unique, record_of)
+    try:
+        _dead_letter(warehouse, rejected, len(ordered))
+    except Exception as error:
+        # Replay writes the accepted copies again (idempotently) and dead-letters the refused ones.
+        return _park_or(parking, ordered, [_record_of_letter(letter, ordered) for letter in rejected], error,
+                        _raise(error))
     return {"batchItemFailures": []}
 
 
-def _park(warehouse: Warehouse, letters: list[DeadLetter], batch_size: int) -> None:
+def _park_or(parking: Parking | None, batch: list[StreamRecord], unwritten: list[StreamRecord],
+             error: Exception, otherwise: Callable[[], BatchResponse]) -> BatchResponse:
+    """Park the unwritten records if the batch has waited long enough, else fail as `otherwise` does."""
+    if parking is None or not parking.due(batch):
+        return otherwise()
+    parking.park(unwritten, f"the warehouse kept failing: {type(error).__name__}: {error}")
+    return {"batchItemFailures": []}
+
+
+def _raise(error: Exception) -> Callable[[], BatchResponse]:
+    def fail() -> BatchResponse:
+        raise error
+    return fail
+
+
+def _record_of_letter(letter: DeadLetter, records: list[StreamRecord]) -> StreamRecord:
+    return next(record for record in records if record.sequence_number == letter.sequence_number)
+
+
+def _dead_letter(warehouse: Warehouse, letters: list[DeadLetter], batch_size: int) -> None:
     if letters:
         warehouse.insert_dead_letters(letters)
         log.warning("dead-lettered %d of %d records: %s", len(letters), batch_size, letters[0].reason)
@@ -166,7 +210,7 @@ def _rejected_letters(rejections: list[RowRejection], unique: list[StoredEvent],
 
 def _retry_from(
     error: TransientWarehouseError, unique: list[StoredEvent], record_of: dict[CopyKey, StreamRecord]
-) -> dict[str, list[dict[str, str]]]:
+) -> BatchResponse:
     """Nothing written: raise so the whole batch is retried; some written: retry from the first unwritten."""
     if error.rows_written <= 0:
         raise error
