@@ -171,7 +171,15 @@ def _check_trigger(lambda_client: Any, stage: Stage, stream_arn: str, queue_arn:
     if problems:
         return Check(label, False, "; ".join(problems), setup_fix)
     return Check(label, True, f"{mapping.get('State', 'Enabled')}, partial batch responses, bisect on error, "
-                              f"{mapping['MaximumRetryAttempts']} retries, failed batches to the queue")
+                              f"{_retries(mapping)}, failed batches to the queue")
+
+
+def _retries(mapping: dict[str, Any]) -> str:
+    """How long the trigger retries a failing batch, in words (-1 attempts means: until the age limit)."""
+    attempts, age = mapping.get("MaximumRetryAttempts"), mapping.get("MaximumRecordAgeInSeconds")
+    until_age = f"retried until its records are {age // 3600} h old" if isinstance(age, int) and age > 0 else \
+        "retried until its records expire"
+    return until_age if attempts in (None, -1) else f"{attempts} retries"
 
 
 def _deploy_fix(stage: Stage) -> str:

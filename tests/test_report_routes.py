@@ -420,3 +420,12 @@ def test_differing_repeated_api_keys_are_refused_naming_the_header(report_client
 
 def test_a_repeated_identical_api_key_is_accepted(report_client):
     assert _deployed_report_request([API_KEY, API_KEY])["statusCode"] == 200
+
+
+@pytest.mark.parametrize("namespace, rule", [("n" * 257, "at most 256"), ("tab\there", "control characters")])
+def test_a_namespace_track_would_refuse_is_a_400_naming_it_not_a_404(report_client, namespace, rule):
+    seed(report_client, *ab("exp", red=2, blue=1, red_goal=1))
+    for path in ("/experiments", "/experiments/exp", "/experiments/exp/results", "/experiments/exp/daily"):
+        answer = get(report_client, path, namespace=namespace)
+        assert answer.status_code == 400, path
+        assert json.loads(answer.body)["parameter"] == "namespace" and rule in json.loads(answer.body)["error"]

@@ -94,7 +94,12 @@ def single(params: Mapping[str, str] | None, name: str) -> str | None:
 
 
 def namespace(params: Mapping[str, str] | None) -> str:
-    return single(params, "namespace") or DEFAULT_NAMESPACE
+    """`namespace`, by the rules /track names follow (a name /track would refuse is a 400, not a 404)."""
+    name = single(params, "namespace") or DEFAULT_NAMESPACE
+    try:
+        return validate_name("namespace", name)
+    except InvalidEvent as invalid:
+        raise bad_parameter("namespace", invalid.errors[0].rule) from None
 
 
 def experiment_from_path(raw: str) -> str:
