@@ -40,7 +40,6 @@ import time
 import uuid
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 

@@ -37,13 +37,19 @@ class WrongApiKey(PermissionError):
 
 
 def local_api_key(data_dir: Path) -> str:
-    """Generated once and kept in the data folder, readable only by its owner."""
-    path = data_dir / LOCAL_KEY_FILE
+    return local_key(data_dir / LOCAL_KEY_FILE, 32)
+
+
+def local_key(path: Path, random_bytes: int) -> str:
+    """A key generated once and kept in the data folder, readable only by its owner."""
     if path.exists():
         return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(32)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(random_bytes)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:     # another process wrote it first: use theirs
+        return path.read_text().strip()
     with os.fdopen(descriptor, "w") as handle:
         handle.write(key + "\n")
     return key

@@ -79,12 +79,17 @@ def stream_name(environ: Mapping[str, str] | None = None) -> str:
 def writer_batching_window_seconds(environ: Mapping[str, str] | None = None) -> int:
     """DALET_WRITER_BATCHING_WINDOW_SECONDS, read when `chalice deploy`/`package` imports app.py."""
     env = os.environ if environ is None else environ
-    value = _get(env, "DALET_WRITER_BATCHING_WINDOW_SECONDS")
+    return _whole_seconds(env, "DALET_WRITER_BATCHING_WINDOW_SECONDS", DEFAULT_WRITER_BATCHING_WINDOW_SECONDS,
+                          MAX_WRITER_BATCHING_WINDOW_SECONDS, "Lambda's limit")
+
+
+def _whole_seconds(env: Mapping[str, str], name: str, default: int, maximum: int, why_maximum: str) -> int:
+    value = _get(env, name)
     if value is None:
-        return DEFAULT_WRITER_BATCHING_WINDOW_SECONDS
-    if not value.isdigit() or int(value) > MAX_WRITER_BATCHING_WINDOW_SECONDS:
-        raise ConfigError(f"DALET_WRITER_BATCHING_WINDOW_SECONDS must be a whole number of seconds from 0 to "
-                          f"{MAX_WRITER_BATCHING_WINDOW_SECONDS} (Lambda's limit), got {value!r}")
+        return default
+    if not value.isdigit() or int(value) > maximum:
+        raise ConfigError(f"{name} must be a whole number of seconds from 0 to {maximum} ({why_maximum}), "
+                          f"got {value!r}")
     return int(value)
 
 
@@ -111,13 +116,8 @@ def _failure_queue_url(env: Mapping[str, str]) -> str | None:
 
 
 def _park_after_seconds(env: Mapping[str, str]) -> int:
-    value = _get(env, "DALET_PARK_AFTER_SECONDS")
-    if value is None:
-        return DEFAULT_PARK_AFTER_SECONDS
-    if not value.isdigit() or int(value) > MAX_PARK_AFTER_SECONDS:
-        raise ConfigError(f"DALET_PARK_AFTER_SECONDS must be a whole number of seconds from 0 to "
-                          f"{MAX_PARK_AFTER_SECONDS} (the writer's trigger gives up on a batch at 6 h), got {value!r}")
-    return int(value)
+    return _whole_seconds(env, "DALET_PARK_AFTER_SECONDS", DEFAULT_PARK_AFTER_SECONDS, MAX_PARK_AFTER_SECONDS,
+                          "the writer's trigger gives up on a batch at 6 h")
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

@@ -6,7 +6,6 @@ fix it, and the other checks still run.
 """
 from __future__ import annotations
 
-import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass

@@ -448,8 +448,6 @@ def warehouse_tables(settings: Settings) -> list[tuple[str, schema.Table]]:
 
 
 def ensure_bigquery_tables(settings: Settings, say: Printer) -> None:
-    from google.api_core import exceptions as google_errors
-
     from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
 
     source = google_credentials.source_label(settings)

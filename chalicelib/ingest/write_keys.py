@@ -7,11 +7,10 @@ only routes events to a namespace and keeps strangers' traffic out.
 """
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 from pathlib import Path
 
+from chalicelib.auth import local_key
 from chalicelib.config import Settings
 
 LOCAL_KEY_FILE = "write_key"
@@ -21,19 +20,7 @@ _lock = threading.Lock()
 
 
 def local_write_key(data_dir: Path) -> str:
-    """Generated once and kept in the data folder, readable only by its owner."""
-    path = data_dir / LOCAL_KEY_FILE
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(24)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:     # another process wrote it first: use theirs
-        return path.read_text().strip()
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(key + "\n")
-    return key
+    return local_key(data_dir / LOCAL_KEY_FILE, 24)
 
 
 def write_keys(settings: Settings) -> dict[str, str]:

@@ -137,7 +137,8 @@ def write_batch(records: Iterable[StreamRecord], warehouse: Warehouse,
         rejections = warehouse.insert_events(unique)
     except TransientWarehouseError as error:
         unwritten = [record_of[_copy_key(stored)] for stored in unique[max(error.rows_written, 0):]]
-        return _park_or(parking, ordered, unwritten, error, lambda: _retry_from(error, unique, record_of))
+        return _park_or(parking, ordered, unwritten, error,
+                        lambda failed=error: _retry_from(failed, unique, record_of))
     except Exception as error:
         return _park_or(parking, ordered, [record_of[_copy_key(stored)] for stored in unique], error, _raise(error))
     rejected = _rejected_letters(rejections, unique, record_of)
