@@ -245,6 +245,15 @@ def test_seeded_results_show_the_same_numbers_as_the_api(dashboard, server):
                 variant["chance_to_beat_control"], 1)
 
 
+def test_a_report_without_a_breakdown_shows_no_stray_null_between_its_sections(dashboard, server):
+    dashboard.open().enter_key().choose(BUTTON)
+
+    stray = dashboard.page.evaluate(
+        "() => [...document.getElementById('detail').childNodes].filter((n) => n.nodeType === Node.TEXT_NODE)"
+        ".map((n) => n.textContent)")
+    assert stray == []
+
+
 def test_goals_with_values_show_the_same_mean_per_participant_as_the_api(dashboard, server):
     purchase = next(g for g in results_of(server, BUTTON)["goals"] if g["goal"] == "purchase")
 
