@@ -6,22 +6,18 @@ in a temporary project, never in the checkout.
 """
 from __future__ import annotations
 
-import io
 import json
-import shutil
-import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import boto3
 import pytest
 
-from dalet_ops import cli, infrastructure
-from chalicelib import google_credentials
+from dalet_ops import infrastructure
 from chalicelib.ingest.events import Event, encode_record, stamp
-from dalet_ops.stage import PROJECT_DIR
 from tests.aws_moto import ACCOUNT, REGION, aws, deploy_like_chalice, front_door_probe  # noqa: F401
 from tests.bigquery_standin import bigquery_standin  # noqa: F401
+from tests.stage_fixtures import bigquery, project, run  # noqa: F401
 
 STREAM = "dalet-events"
 STREAM_ARN = f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{STREAM}"
@@ -33,26 +29,6 @@ WRITER = "dalet-prod-write_events"
 @pytest.fixture(autouse=True)
 def _front_door_answers(front_door_probe) -> None:
     """Every preflight here probes the front door through the real handler."""
-
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    (tmp_path / ".chalice").mkdir()
-    shutil.copy(PROJECT_DIR / ".chalice" / "config.json", tmp_path / ".chalice" / "config.json")
-    return tmp_path
-
-
-@pytest.fixture
-def bigquery(bigquery_standin, monkeypatch):
-    """The stage's BigQuery client is the stand-in's (credential loading is tested on its own)."""
-    monkeypatch.setattr(google_credentials, "bigquery_client", lambda settings: bigquery_standin.client)
-    return bigquery_standin
-
-
-def run(capsys, *arguments: str) -> tuple[int, str]:
-    code = cli.main(list(arguments))
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
 
 
 def setup(capsys, project: Path, *extra: str) -> tuple[int, str]:

@@ -16,31 +16,10 @@ import boto3
 import pytest
 
 from chalicelib import config
-from dalet_ops import cli
 from dalet_ops.stage import PROJECT_DIR
 from tests.aws_moto import ACCOUNT, REGION, aws, deploy_like_chalice, front_door_probe  # noqa: F401
 from tests.bigquery_standin import bigquery_standin  # noqa: F401
-
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    (tmp_path / ".chalice").mkdir()
-    shutil.copy(PROJECT_DIR / ".chalice" / "config.json", tmp_path / ".chalice" / "config.json")
-    return tmp_path
-
-
-@pytest.fixture
-def bigquery(bigquery_standin, monkeypatch):
-    from chalicelib import google_credentials
-
-    monkeypatch.setattr(google_credentials, "bigquery_client", lambda settings: bigquery_standin.client)
-    return bigquery_standin
-
-
-def run(capsys, *arguments: str) -> tuple[int, str]:
-    code = cli.main(list(arguments))
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
+from tests.stage_fixtures import bigquery, project, run  # noqa: F401
 
 
 def chalice_deploy_functions(project: Path) -> Iterator[Any]:

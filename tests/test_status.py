@@ -2,11 +2,9 @@
 for a deployed stage (moto + the BigQuery stand-in) and for the embedded default (the real stream and DuckDB)."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import boto3
 import pytest
@@ -16,9 +14,9 @@ from chalicelib.reports import queries
 from chalicelib.reports.queries import Target
 from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
 from dalet_ops import cli
-from dalet_ops.stage import PROJECT_DIR
 from tests.aws_moto import aws  # noqa: F401
 from tests.bigquery_standin import Query, QueryAnswer, bigquery_standin  # noqa: F401
+from tests.stage_fixtures import project  # noqa: F401
 from tests.helpers import event, track, wait_until_written
 
 BQ = Target(queries.BIGQUERY, queries.bigquery_tables("proj", "analytics", "events"), unique_identities=False)
@@ -61,13 +59,6 @@ def test_the_newest_event_reads_only_the_partitions_since_the_lookback():
 
 
 # ---- a deployed stage --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def project(tmp_path) -> Path:
-    (tmp_path / ".chalice").mkdir()
-    shutil.copy(PROJECT_DIR / ".chalice" / "config.json", tmp_path / ".chalice" / "config.json")
-    return tmp_path
 
 
 @pytest.fixture
