@@ -135,3 +135,20 @@ def proxy_event(method: str, path: str, query: dict[str, str] | None = None, bod
     if content_type:
         headers["Content-Type"] = content_type
     return api_gateway_event(method, f"/api{path}", path, "api", headers, query, body)
+
+
+def generate_in_chunks(warehouse: Any, generate_sql: str, params: dict[str, Any], total: int, chunk: int,
+                       what: str) -> None:
+    """Run a generating INSERT over [first, last) slices of `total` rows, with progress, then CHECKPOINT."""
+    from tqdm import tqdm
+
+    print(f"generating {what} into {warehouse.path}", flush=True)
+    started = time.perf_counter()
+    with tqdm(total=total, unit="event", unit_scale=True, file=sys.stderr, mininterval=2) as progress:
+        for first in range(0, total, chunk):
+            last = min(first + chunk, total)
+            warehouse.execute(generate_sql, {**params, "total": total, "first": first, "last": last})
+            progress.update(last - first)
+    warehouse.execute("CHECKPOINT")
+    print(f"generated in {time.perf_counter() - started:.0f} s; "
+          f"file size {os.path.getsize(warehouse.path) / 1e6:,.0f} MB", flush=True)

@@ -24,15 +24,13 @@ app's own schema (primary key included), then times side by side, alternating:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import clear_dalet_environment, emit, interleaved_medians
+from _common import clear_dalet_environment, emit, generate_in_chunks, interleaved_medians
 from tqdm import tqdm
 
 GOAL_RATIO = 1.5
@@ -90,18 +88,8 @@ def _event_count(warehouse) -> int:
 def _generate(warehouse, total: int) -> None:
     warehouse.execute("DELETE FROM events")
     warehouse.execute("DELETE FROM deletions")
-    print(f"generating {total:,} events ({EXPERIMENTS} experiments x 3 variants x 3 events) into {warehouse.path}",
-          flush=True)
-    started = time.perf_counter()
-    with tqdm(total=total, unit="event", unit_scale=True, file=sys.stderr, mininterval=2) as progress:
-        for first in range(0, total, CHUNK):
-            last = min(first + CHUNK, total)
-            warehouse.execute(GENERATE, {"namespace": NAMESPACE, "start": START, "total": total,
-                                         "first": first, "last": last})
-            progress.update(last - first)
-    warehouse.execute("CHECKPOINT")
-    print(f"generated in {time.perf_counter() - started:.0f} s; "
-          f"file size {os.path.getsize(warehouse.path) / 1e6:,.0f} MB", flush=True)
+    generate_in_chunks(warehouse, GENERATE, {"namespace": NAMESPACE, "start": START}, total, CHUNK,
+                       f"{total:,} events ({EXPERIMENTS} experiments x 3 variants x 3 events)")
 
 
 def _measure(warehouse, total: int, rounds: int) -> int:

@@ -21,15 +21,13 @@ event before the exposure, and goals after it (`Product Viewed`, `Added to Cart`
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import clear_dalet_environment, emit, interleaved_medians
+from _common import clear_dalet_environment, emit, generate_in_chunks, interleaved_medians
 from tqdm import tqdm
 
 GOAL_RATIO = 1.5
@@ -112,18 +110,8 @@ def main() -> int:
 
 def _generate(warehouse, total: int) -> None:
     warehouse.execute("DELETE FROM events")
-    print(f"generating {total:,} Segment events for {total // EVENTS_PER_USER:,} users into {warehouse.path}",
-          flush=True)
-    started = time.perf_counter()
-    with tqdm(total=total, unit="event", unit_scale=True, file=sys.stderr, mininterval=2) as progress:
-        for first in range(0, total, CHUNK):
-            last = min(first + CHUNK, total)
-            warehouse.execute(GENERATE, {"namespace": NAMESPACE, "start": START, "total": total,
-                                         "first": first, "last": last})
-            progress.update(last - first)
-    warehouse.execute("CHECKPOINT")
-    print(f"generated in {time.perf_counter() - started:.0f} s; "
-          f"file size {os.path.getsize(warehouse.path) / 1e6:,.0f} MB", flush=True)
+    generate_in_chunks(warehouse, GENERATE, {"namespace": NAMESPACE, "start": START}, total, CHUNK,
+                       f"{total:,} Segment events for {total // EVENTS_PER_USER:,} users")
 
 
 def _measure(warehouse, total: int, rounds: int) -> int:
