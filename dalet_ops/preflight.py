@@ -80,6 +80,7 @@ def _aws_checks(stage: Stage, session: Any, location: AwsLocation, setup_fix: st
                                    "`aws secretsmanager create-secret --secret-string file://key.json`")
     if not (stream_missing or queue_missing):     # else setup comes first, and its line says so
         yield _check_trigger(session.client("lambda"), stage, stream_arn, queue_arn, location, setup_fix)
+        yield _check_writer_parks(session.client("lambda"), stage, location, setup_fix)
     lambda_client = session.client("lambda")
     api_check, deployment = _check_api_function(lambda_client, stage, location)
     yield api_check
@@ -184,6 +185,26 @@ def _retries(mapping: dict[str, Any]) -> str:
 def _deploy_fix(stage: Stage) -> str:
     return (f"chalice deploy --stage {stage.name}, then python -m dalet_ops.cli setup --stage {stage.name} "
             "(or deploy the packaged CloudFormation template: docs/deploy.md, section 4b)")
+
+
+def _check_writer_parks(lambda_client: Any, stage: Stage, location: AwsLocation, setup_fix: str) -> Check:
+    """The writer knows the failure queue: else a batch failing past the stream's retention is lost."""
+    name = stage.function_name(WRITER)
+    label = f"writer parking ({name})"
+    try:
+        environment = lambda_client.get_function_configuration(FunctionName=name).get("Environment") or {}
+    except lambda_client.exceptions.ResourceNotFoundException:
+        return Check(label, False, "the writer is not deployed", _deploy_fix(stage))
+    except AWS_ERRORS as error:
+        return aws_failure(label, error, "lambda", location.arn("lambda", f"function:{name}"), location.region)
+    queue_url = (environment.get("Variables") or {}).get(infrastructure.FAILURE_QUEUE_URL_VARIABLE)
+    if not queue_url or not queue_url.endswith("/" + stage.failure_queue_name):
+        found = f"{infrastructure.FAILURE_QUEUE_URL_VARIABLE} is {queue_url!r}" if queue_url else \
+            f"{infrastructure.FAILURE_QUEUE_URL_VARIABLE} is not set"
+        return Check(label, False, f"{found}: a batch the warehouse keeps refusing is lost when the stream "
+                                   f"expires it", f"{setup_fix} prints the line to add to .chalice/config.json; "
+                                                  "then chalice deploy")
+    return Check(label, True, f"failing batches' records are parked in {stage.failure_queue_name}")
 
 
 def _check_api_function(lambda_client: Any, stage: Stage,

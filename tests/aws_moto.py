@@ -28,10 +28,11 @@ def aws(monkeypatch) -> Iterator[None]:
 
 
 def deploy_like_chalice(app_name: str = "dalet", stage: str = "prod", stream: str = "dalet-events",
-                        tags: dict[str, str] | None = None) -> str:
+                        tags: dict[str, str] | None = None, writer_parks: bool = True) -> str:
     """What `chalice deploy --stage prod` leaves in the account: the three functions (the API's named
     app-stage), the writer's plain Kinesis trigger, and the REST API with its `api` stage.
     The writer trigger's UUID. `tags` mark a CloudFormation deployment (aws:cloudformation:stack-name).
+    `writer_parks`: the stage's config names the failure queue's URL (the line setup prints).
     """
     import io
     import json
@@ -49,8 +50,12 @@ def deploy_like_chalice(app_name: str = "dalet", stage: str = "prod", stream: st
         role = boto3.client("iam").create_role(RoleName=f"{app_name}-{stage}-{function}", AssumeRolePolicyDocument=json.dumps({
             "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                     "Principal": {"Service": "lambda.amazonaws.com"}}]}))
+        environment = {"DALET_FAILURE_QUEUE_URL": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/"
+                                                  f"{app_name}-{stage}-failed-batches"} \
+            if function == "write_events" and writer_parks else {}
         lambda_client.create_function(FunctionName=name, Runtime="python3.11", Role=role["Role"]["Arn"],
-                                      Handler="app.handler", Code={"ZipFile": code.getvalue()}, Tags=tags or {})
+                                      Handler="app.handler", Code={"ZipFile": code.getvalue()}, Tags=tags or {},
+                                      Environment={"Variables": environment})
     # chalice deploy applies .chalice/config.json's reserved_concurrency
     lambda_client.put_function_concurrency(FunctionName=names["track"], ReservedConcurrentExecutions=25)
     apigateway = boto3.client("apigateway")

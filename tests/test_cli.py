@@ -277,6 +277,20 @@ def test_preflight_notices_a_writer_trigger_that_would_lose_partial_failures(aws
     assert line.endswith("fix: python -m dalet_ops.cli setup --stage prod")
 
 
+def test_preflight_fails_a_writer_that_does_not_know_where_to_park_records(aws, bigquery, project, capsys):
+    # chalice deploy without the DALET_FAILURE_QUEUE_URL line setup prints: a batch BigQuery keeps
+    # refusing would be lost when the stream (24 h) expires it, instead of being parked for 14 days.
+    setup(capsys, project)
+    deploy_like_chalice(writer_parks=False)
+    setup(capsys, project)
+
+    code, output = preflight(capsys, project)
+
+    line = next(line for line in output.splitlines() if "writer parking" in line)
+    assert code == 1 and line.startswith("FAIL") and "DALET_FAILURE_QUEUE_URL is not set" in line
+    assert "fix: python -m dalet_ops.cli setup --stage prod prints the line" in line
+
+
 def test_preflight_reports_a_table_whose_schema_differs(aws, bigquery, project, capsys):
     from google.cloud import bigquery as bq
 
@@ -349,7 +363,7 @@ def test_preflight_reports_an_aws_permission_it_lacks_and_runs_every_other_check
     assert line.startswith(f"FAIL  {check}: {operation} answered AccessDeniedException")
     assert line.endswith(f"fix: {fix}")
     # credentials, stream, queue, key, trigger, API function, REST API, front door, alarms, Google, 3 tables
-    assert len(checked_lines(output)) == 13
+    assert len(checked_lines(output)) == 14
 
 
 def test_preflight_reports_a_function_it_may_not_look_at_and_runs_every_other_check(
@@ -360,7 +374,7 @@ def test_preflight_reports_a_function_it_may_not_look_at_and_runs_every_other_ch
     code, output = preflight(capsys, project)
 
     failures = failed_lines(output)
-    assert code == 1 and len(checked_lines(output)) == 10   # no deployment seen: no REST API, front door, alarms
+    assert code == 1 and len(checked_lines(output)) == 11   # no deployment seen: no REST API, front door, alarms
     assert failures[0].startswith(f"FAIL  writer trigger ({WRITER}): GetFunction answered AccessDeniedException")
     assert failures[0].endswith(f"fix: give your identity lambda:GetFunction on {WRITER_ARN}")
     assert failures[1].startswith("FAIL  API function dalet-prod: GetFunction answered AccessDeniedException")
@@ -410,7 +424,7 @@ def test_preflight_reports_bigquery_refusing_access_with_the_roles_to_grant(aws,
     code, output = preflight(capsys, project)
 
     failures = failed_lines(output)
-    assert code == 1 and len(failures) == 3 and len(checked_lines(output)) == 13
+    assert code == 1 and len(failures) == 3 and len(checked_lines(output)) == 14
     for line, table in zip(failures, ("events", "dead_letters", "deletions")):
         assert line.startswith(f"FAIL  BigQuery table test-project.dalet.{table}: BigQuery refused access (403")
         assert line.endswith("fix: grant the identity of Application Default Credentials the BigQuery Data Editor "
