@@ -152,3 +152,18 @@ def generate_in_chunks(warehouse: Any, generate_sql: str, params: dict[str, Any]
     warehouse.execute("CHECKPOINT")
     print(f"generated in {time.perf_counter() - started:.0f} s; "
           f"file size {os.path.getsize(warehouse.path) / 1e6:,.0f} MB", flush=True)
+
+
+def time_against(name: str, ours: Callable[[], None], baseline: Callable[[], None], goal: float | None, total: int,
+                 rounds: int, baseline_label: str) -> tuple[str, float, float, Any]:
+    """Warm both, time them interleaved (medians), print the ratio against the goal; (name, ours, baseline, goal)."""
+    from tqdm import tqdm
+
+    ours(), baseline()      # warm the caches alike
+    with tqdm(total=rounds, desc=name, unit="round", file=sys.stdout, leave=False) as progress:
+        ours_time, baseline_time, _ = interleaved_medians(ours, baseline, rounds, 1, progress)
+    ratio = ours_time / baseline_time
+    verdict = "informational" if goal is None else f"{'meets' if ratio <= goal else 'MISSES'} the <= {goal}x goal"
+    print(f"{name:38s} ours {ours_time * 1000:8.1f} ms   {baseline_label} {baseline_time * 1000:8.1f} ms   "
+          f"ratio {ratio:.2f}x ({verdict}) over {total:,} events", flush=True)
+    return name, ours_time, baseline_time, goal

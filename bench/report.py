@@ -30,8 +30,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from _common import clear_dalet_environment, emit, generate_in_chunks, interleaved_medians
-from tqdm import tqdm
+from _common import clear_dalet_environment, emit, generate_in_chunks, time_against
 
 GOAL_RATIO = 1.5
 NAMESPACE = "alephbet"
@@ -141,14 +140,7 @@ def _check_same_counts(warehouse, hidden: tuple[str, Any] | None = None) -> None
 
 
 def _time(name: str, ours, baseline, goal: float | None, total: int, rounds: int) -> tuple[str, float, float, Any]:
-    ours(), baseline()      # warm the caches alike
-    with tqdm(total=rounds, desc=name, unit="round", file=sys.stdout, leave=False) as progress:
-        ours_time, baseline_time, _ = interleaved_medians(ours, baseline, rounds, 1, progress)
-    ratio = ours_time / baseline_time
-    verdict = "informational" if goal is None else f"{'meets' if ratio <= goal else 'MISSES'} the <= {goal}x goal"
-    print(f"{name:38s} ours {ours_time * 1000:8.1f} ms   bare GROUP BY {baseline_time * 1000:8.1f} ms   "
-          f"ratio {ratio:.2f}x ({verdict}) over {total:,} events", flush=True)
-    return name, ours_time, baseline_time, goal
+    return time_against(name, ours, baseline, goal, total, rounds, "bare GROUP BY")
 
 
 def _add_tombstones(warehouse, reused: str) -> None:
