@@ -181,6 +181,11 @@ def dashboard_page():
     return text_response(dashboard.page(), "text/html; charset=utf-8", dashboard.headers())
 
 
+@app.route("/dashboard.js", methods=["GET"])
+def dashboard_script():
+    return text_response(dashboard.script(), dashboard.SCRIPT_MEDIA_TYPE, dashboard.script_headers())
+
+
 @app.route("/snippet", methods=["GET"], cors=CORS)
 def snippet_for_namespace():
     request = app.current_request

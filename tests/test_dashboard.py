@@ -5,13 +5,14 @@ page displays it.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import zipfile
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -135,9 +136,11 @@ class Dashboard:
         self.server = server
         self.dialogs: list[str] = []
         self.requested: list[str] = []
+        self.console: list[str] = []
         self.confirm_answer = True
         page.on("dialog", self._answer)
         page.on("request", lambda request: self.requested.append(request.url))
+        page.on("console", lambda message: self.console.append(message.text))
 
     def _answer(self, dialog) -> None:
         self.dialogs.append(f"{dialog.type}: {dialog.message}")
@@ -193,13 +196,56 @@ def dashboard(browser, server) -> Iterator[Dashboard]:
 
 # ---------- the page and its package ----------
 
-def test_the_dashboard_is_one_self_contained_html_page(server):
-    reply = server.request("GET", "/dashboard")
+def script_source(page_html: str) -> str:
+    """The src of the page's one script element, which must carry no inline code."""
+    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", page_html, re.DOTALL)
+    assert len(scripts) == 1 and scripts[0][1] == "", scripts
+    return re.fullmatch(r'\s*src="([^"]+)"', scripts[0][0]).group(1)
 
-    assert reply.status == 200
+
+def get_relative_to_the_page(server: LocalServer, source: str):
+    parts = urlsplit(source)
+    return server.request("GET", "/" + parts.path, query=dict(parse_qsl(parts.query)))
+
+
+def test_the_dashboard_is_one_html_page_and_its_script_loading_nothing_from_elsewhere(server):
+    reply = server.request("GET", "/dashboard")
+    script = get_relative_to_the_page(server, script_source(reply.text))
+
+    assert reply.status == 200 and script.status == 200
     assert reply.headers["content-type"] == "text/html; charset=utf-8"
-    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", reply.text)
-    assert "@import" not in reply.text
+    for text in (reply.text, script.text):
+        assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)
+        assert "@import" not in text
+
+
+def test_the_page_may_run_only_scripts_of_its_own_origin_and_loads_its_one_script_from_there(server):
+    reply = server.request("GET", "/dashboard")
+    policy = dict(directive.strip().split(" ", 1) for directive in reply.headers["content-security-policy"].split(";"))
+    script = get_relative_to_the_page(server, script_source(reply.text))
+
+    assert policy["script-src"] == "'self'"
+    assert policy["default-src"] == "'none'"
+    assert script.status == 200
+    assert script.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert script.headers["x-content-type-options"] == "nosniff"   # run only because it is labelled JavaScript
+    assert script.body == (ROOT / "chalicelib" / "reports" / "dashboard.js").read_bytes()
+
+
+def test_the_script_is_kept_by_browsers_under_a_url_that_names_its_content(server):
+    source = script_source(server.request("GET", "/dashboard").text)
+    version = dict(parse_qsl(urlsplit(source).query))["v"]
+    script = get_relative_to_the_page(server, source)
+
+    assert "max-age=31536000" in script.headers["cache-control"]
+    assert len(version) >= 16 and hashlib.sha256(script.body).hexdigest().startswith(version)
+
+
+def test_the_page_runs_under_its_policy_without_a_violation(dashboard, server):
+    dashboard.open().enter_key().choose(BUTTON)
+
+    assert dashboard.page.locator("#daily-chart polyline.daily-line").count() > 0
+    assert [message for message in dashboard.console if "Content Security Policy" in message] == []
 
 
 def test_the_dashboard_ships_inside_the_lambda_deployment_package():
@@ -211,7 +257,7 @@ def test_the_dashboard_ships_inside_the_lambda_deployment_package():
         LambdaDeploymentPackager(OSUtils(), None, UI())._add_app_files(package, str(ROOT))
         shipped = package.namelist()
 
-    assert "chalicelib/reports/dashboard.html" in shipped
+    assert {"chalicelib/reports/dashboard.html", "chalicelib/reports/dashboard.js"} <= set(shipped)
 
 
 # ---------- reading results ----------

@@ -113,7 +113,7 @@ def test_a_bad_event_gets_the_same_400_naming_the_field(handler):
     assert {"field": "uuid", "rule": "is required"}.items() <= json.loads(answer["body"])["errors"][0].items()
 
 
-@pytest.mark.parametrize("path", ["/experiments", "/dashboard", "/snippet", "/delete", "/", "/track/extra"])
+@pytest.mark.parametrize("path", ["/experiments", "/dashboard", "/dashboard.js", "/snippet", "/delete", "/", "/track/extra"])
 def test_the_url_serves_only_the_ingest_routes(handler, path):
     answer = call(handler, function_url_event("GET", path, {"x-api-key": "anything"}, "namespace=alephbet"))
 

@@ -1,0 +1,63 @@
+"""Statistics for experiment reports.
+
+Pure functions over frozen dataclasses, standard library only (this package
+ships inside the Lambda package, so no numpy/scipy; see `distributions`).
+
+Conventions:
+- one decision statistic per mode. A variant's rate is compared with the
+  control's on the log scale of the rate ratio (an unpooled Wald statistic):
+  the fixed-horizon p-value and relative interval are that statistic and its
+  inversion, and so are the sequential (always-valid) p-value and confidence
+  sequence. At confidence c, p < 1 - c exactly when the interval excludes 0;
+- the absolute difference of rates gets Newcombe's hybrid score interval
+  (fixed horizon) and an asymptotic confidence sequence (sequential);
+- the Bayesian figures use independent Beta(1 + successes, 1 + failures)
+  posteriors (a flat prior);
+- per-participant values are compared with Welch's t-test (fixed horizon)
+  and an asymptotic confidence sequence for the difference of means;
+- many comparisons are corrected with Holm's step-down or the
+  Benjamini-Hochberg step-up procedure;
+- sample ratio mismatch is a chi-square goodness-of-fit test.
+
+Modules: `rates` (frequentist conversion rates), `bayes` (chance to beat / be
+best), `values` (per-participant values), `sequential` (confidence sequences),
+`srm`, `corrections`, `estimates` (the shared estimate/decision types) and
+`distributions` (the special functions). Callers import from this package.
+"""
+
+from chalicelib.reports.stats.bayes import chance_to_be_best, chance_to_beat
+from chalicelib.reports.stats.corrections import CORRECTIONS, Correction, adjust_p_values
+from chalicelib.reports.stats.estimates import Comparison, Decision, Estimate
+from chalicelib.reports.stats.rates import Proportion, compare_rates, newcombe_difference_ci, rate_ci
+from chalicelib.reports.stats.sequential import (
+    SEQUENTIAL_TUNING_PARTICIPANTS,
+    sequential_p_value,
+    sequential_rho_squared,
+)
+from chalicelib.reports.stats.srm import SRM_THRESHOLD, SrmResult, srm
+from chalicelib.reports.stats.values import MeanDifference, ValueSample, compare_values, mean_difference
+
+__all__ = [
+    "CORRECTIONS",
+    "SEQUENTIAL_TUNING_PARTICIPANTS",
+    "SRM_THRESHOLD",
+    "Comparison",
+    "Correction",
+    "Decision",
+    "Estimate",
+    "MeanDifference",
+    "Proportion",
+    "SrmResult",
+    "ValueSample",
+    "adjust_p_values",
+    "chance_to_be_best",
+    "chance_to_beat",
+    "compare_rates",
+    "compare_values",
+    "mean_difference",
+    "newcombe_difference_ci",
+    "rate_ci",
+    "sequential_p_value",
+    "sequential_rho_squared",
+    "srm",
+]
