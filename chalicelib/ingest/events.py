@@ -11,10 +11,11 @@ import json
 import logging
 import math
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, NamedTuple
+
+from chalicelib.ingest.text_rules import REPLACEMENT_CHARACTER, text_rule_broken
 
 log = logging.getLogger("dalet.events")
 
@@ -28,9 +29,6 @@ TEXT_FIELDS = ("namespace", "experiment", "variant", "event", "uuid")
 CLIENT_ID_FIELD = "id"            # what a client sends
 RECORD_ID_FIELD = "message_id"    # where the stream record and the tables keep it
 _LIMITS = {"uuid": MAX_UUID_LENGTH, CLIENT_ID_FIELD: MAX_ID_LENGTH, RECORD_ID_FIELD: MAX_ID_LENGTH}
-# Control characters, surrogates and line/paragraph separators are never part of a name.
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
-_REPLACEMENT_CHARACTER = "\ufffd"
 _DECIMAL_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
@@ -133,28 +131,14 @@ def parse_timestamp(text: str) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
-def _text_rule_broken(field: str, raw: Any, limit: int | None = None) -> str | None:
-    """The rule `raw` breaks as a name; `limit` defaults to the AlephBet field's own length limit."""
-    if not isinstance(raw, str):
-        return "must be a string"
-    limit = limit or _LIMITS.get(field, MAX_TEXT_LENGTH)
-    if not raw or raw.isspace():
-        return f"must be 1-{limit} characters, not blank"
-    if len(raw) > limit:
-        return f"must be at most {limit} characters (got {len(raw)})"
-    if _REPLACEMENT_CHARACTER in raw:
-        return "must be valid UTF-8 (found an undecodable byte sequence)"
-    if raw.isprintable():  # the common case, checked in C: no forbidden category can be present
-        return None
-    for character in raw:
-        if unicodedata.category(character) in _FORBIDDEN_CATEGORIES:
-            return f"must not contain control characters (found U+{ord(character):04X})"
-    return None
+def _rule_broken(field: str, raw: Any) -> str | None:
+    """The rule `raw` breaks as the AlephBet field `field`, within that field's own length limit."""
+    return text_rule_broken(raw, _LIMITS.get(field, MAX_TEXT_LENGTH))
 
 
 def validate_name(field: str, raw: Any) -> str:
     """One name checked alone, by the rules events follow (e.g. a route's `namespace` parameter)."""
-    rule = _text_rule_broken(field, raw)
+    rule = _rule_broken(field, raw)
     if rule:
         raise InvalidEvent([FieldError(field, rule)])
     return raw
@@ -197,7 +181,7 @@ def _plainly_valid(namespace: Any, experiment: Any, variant: Any, event: Any, uu
         if not (type(client_id) is str and 0 < len(client_id) <= MAX_ID_LENGTH) or client_id.isspace():
             return False
         joined += client_id
-    if not joined.isprintable() or _REPLACEMENT_CHARACTER in joined:
+    if not joined.isprintable() or REPLACEMENT_CHARACTER in joined:
         return False
     if namespace.isspace() or experiment.isspace() or variant.isspace() or event.isspace() or uuid.isspace():
         return False
@@ -233,7 +217,7 @@ def _parse_event_rule_by_rule(fields: Mapping[str, Any], index: int | None,
         if raw is None:
             errors.append(FieldError(field, "is required", index))
             continue
-        rule = _text_rule_broken(field, raw)
+        rule = _rule_broken(field, raw)
         if rule:
             errors.append(FieldError(field, rule, index))
         values[field] = raw
@@ -241,7 +225,7 @@ def _parse_event_rule_by_rule(fields: Mapping[str, Any], index: int | None,
     if rule:
         errors.append(FieldError("value", rule, index))
     client_id = fields.get(id_field)
-    rule = None if client_id is None else _text_rule_broken(id_field, client_id)
+    rule = None if client_id is None else _rule_broken(id_field, client_id)
     if rule:
         errors.append(FieldError(id_field, rule, index))
     if errors:

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Sequence
 
-from chalicelib.ingest.events import (_REPLACEMENT_CHARACTER, MAX_BROWSER_LENGTH, MAX_TEXT_LENGTH, FieldError, InvalidEvent, InvalidRecord, StoredEvent,
-                                      _text_rule_broken, now, parse_timestamp, segment_event_id)
+from chalicelib.ingest.events import (MAX_BROWSER_LENGTH, MAX_TEXT_LENGTH, FieldError, InvalidEvent, InvalidRecord, StoredEvent, now,
+                                      parse_timestamp, segment_event_id)
+from chalicelib.ingest.text_rules import REPLACEMENT_CHARACTER, text_rule_broken
 from chalicelib.ingest.track import UnsupportedMediaType, check_media_type
 from chalicelib.ingest.useragent import browser_family
 
@@ -254,7 +255,7 @@ def _sent_at(holder: Mapping[str, Any], index: int | None) -> datetime | None:
 def _plain(text: Any) -> bool:
     """Whether `text` certainly keeps the rules of ids and names; decided by C string methods (the common case)."""
     return (type(text) is str and 0 < len(text) <= MAX_TEXT_LENGTH and text.isprintable()
-            and not text.isspace() and _REPLACEMENT_CHARACTER not in text)
+            and not text.isspace() and REPLACEMENT_CHARACTER not in text)
 
 
 def _message(message: Mapping[str, Any], call: Any, index: int | None, namespace: str, received_at: datetime,
@@ -353,7 +354,7 @@ def _optional_id(raw: Any) -> str | None:
         return None
     if isinstance(raw, int) and not isinstance(raw, bool):
         return str(raw)
-    rule = _text_rule_broken("id", raw, MAX_TEXT_LENGTH)   # Segment ids: 256, not AlephBet's 128
+    rule = text_rule_broken(raw, MAX_TEXT_LENGTH)   # Segment ids: 256, not AlephBet's 128
     if rule:
         raise ValueError(rule)
     return raw
@@ -362,7 +363,7 @@ def _optional_id(raw: Any) -> str | None:
 def _required_name(raw: Any) -> str:
     if raw is None:
         raise ValueError("is required on track")
-    rule = _text_rule_broken("event", raw)
+    rule = text_rule_broken(raw, MAX_TEXT_LENGTH)
     if rule:
         raise ValueError(rule)
     return raw
@@ -485,13 +486,13 @@ def _record_problems(fields: Mapping[str, Any]) -> list[tuple[str, str]]:
     if fields.get("type") not in TYPES:
         problems.append(("type", f"must be one of {', '.join(TYPES)}"))
     for name in ("namespace", "message_id"):
-        rule = (_text_rule_broken(name, fields.get(name), MAX_TEXT_LENGTH) if fields.get(name) is not None
+        rule = (text_rule_broken(fields.get(name), MAX_TEXT_LENGTH) if fields.get(name) is not None
                 else "is required")
         if rule:
             problems.append((name, rule))
     for name in ("event", "user_id", "anonymous_id"):
         value = fields.get(name)
-        rule = None if value is None else _text_rule_broken(name, value, MAX_TEXT_LENGTH)
+        rule = None if value is None else text_rule_broken(value, MAX_TEXT_LENGTH)
         if rule:
             problems.append((name, rule))
     if fields.get("user_id") is None and fields.get("anonymous_id") is None:
