@@ -7,8 +7,6 @@ optional numeric `value` and an optional event `id`. Dalet stores that (the `id`
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
 import math
 import re
 from dataclasses import dataclass
@@ -16,8 +14,6 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, NamedTuple
 
 from chalicelib.ingest.text_rules import REPLACEMENT_CHARACTER, text_rule_broken
-
-log = logging.getLogger("dalet.events")
 
 DEFAULT_NAMESPACE = "alephbet"
 PARTICIPATE = "participate"
@@ -259,73 +255,3 @@ def stamp(event: Event, received_at: datetime, browser: str | None = None) -> St
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-_RECORD_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once: /track's hot path
-
-
-def encode_record(stored: StoredEvent) -> bytes:
-    """Compact JSON of the stored event: the Kinesis record's data."""
-    if stored.type is not None:
-        return _segment().encode_record(stored)
-    return _RECORD_ENCODER.encode(stored.to_row()).encode("utf-8")
-
-
-def _segment() -> Any:
-    """chalicelib.ingest.segment, imported on first use: it builds on this module."""
-    if not _SEGMENT:
-        from chalicelib.ingest import segment
-
-        _SEGMENT.append(segment)
-    return _SEGMENT[0]
-
-
-_SEGMENT: list[Any] = []
-
-
-class InvalidRecord(ValueError):
-    """A stream record that cannot become a stored event; the message is the reason."""
-
-
-_JSON_DECODER = json.JSONDecoder()
-
-
-def _json_document(data: bytes) -> Any:
-    """json.loads without its per-call overhead (it shows at 500 records a batch)."""
-    text = data.decode("utf-8").strip()
-    document, end = _JSON_DECODER.raw_decode(text)
-    if end != len(text):
-        raise ValueError(f"extra data after the JSON document at position {end}")
-    return document
-
-
-def decode_record(data: bytes) -> StoredEvent:
-    try:
-        fields = _json_document(data)
-    except (ValueError, RecursionError) as error:  # bad UTF-8, bad JSON, a 5,000-digit number, deep nesting
-        raise InvalidRecord(f"not UTF-8 JSON: {type(error).__name__}: {error}") from None
-    if type(fields) is not dict:
-        raise InvalidRecord("not a JSON object")
-    if "type" in fields:   # only Segment messages have a type
-        return _segment().decode_record(fields)
-    if fields.get("namespace") is None:
-        raise InvalidRecord("namespace: is required")
-    try:
-        event = parse_event(fields, id_field=RECORD_ID_FIELD)
-    except InvalidEvent as invalid:
-        raise InvalidRecord(str(invalid)) from None
-    try:
-        received_at = parse_timestamp(str(fields["received_at"]))
-    except (KeyError, ValueError, OverflowError):
-        raise InvalidRecord("received_at: must be an ISO-8601 timestamp with a time zone") from None
-    namespace, experiment, variant, name, uuid, value, client_id = event
-    identity = event_id(namespace, experiment, variant, name, uuid, client_id)
-    if fields.get("event_id") != identity:
-        # The identity, not the carried id, is the dedup key: a record from a publisher that
-        # computed ids differently (another version, mid-deploy) still lands, deduplicated.
-        log.warning("record carried event_id %r; stored under its identity's %s", fields.get("event_id"), identity)
-    browser = fields.get("browser")
-    if browser is not None and (type(browser) is not str or len(browser) > MAX_BROWSER_LENGTH):
-        raise InvalidRecord(f"browser: must be a string of at most {MAX_BROWSER_LENGTH} characters")
-    return StoredEvent(identity, namespace, experiment, variant, name, uuid, value, received_at,
-                       message_id=client_id, browser=browser)

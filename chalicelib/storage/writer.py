@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Protocol, Sequence
 
-from chalicelib.ingest.events import InvalidRecord, StoredEvent, decode_record, format_timestamp, now
+from chalicelib.ingest.events import StoredEvent, format_timestamp, now
+from chalicelib.ingest.records import InvalidRecord, decode_record
 
 if TYPE_CHECKING:
     from chalicelib.storage.parking import Parking
