@@ -22,7 +22,9 @@ def segment_row(*, namespace: str, type: str, message_id: str, received_at: date
                 properties: str | None = None, traits: str | None = None, context: str | None = None,
                 browser: str | None = None) -> StoredEvent:
     """The stored row of one Segment message; `properties`, `traits` and `context` are JSON text."""
-    return StoredEvent(event_id=segment_event_id(namespace, message_id), namespace=namespace, experiment=None,
-                       variant=None, event=event, uuid=None, value=None, received_at=received_at, type=type,
-                       user_id=user_id, anonymous_id=anonymous_id, message_id=message_id, timestamp=timestamp,
-                       properties=properties, traits=traits, context=context, browser=browser)
+    # Positional, in StoredEvent's column order, only here: building the NamedTuple by keyword
+    # costs about 1 µs more a row, on the Segment request's hot path.
+    return StoredEvent(segment_event_id(namespace, message_id), namespace,
+                       None, None, event, None, None,    # experiment, variant, event, uuid, value
+                       received_at, type, user_id, anonymous_id, message_id, timestamp,
+                       properties, traits, context, browser)
