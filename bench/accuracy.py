@@ -242,8 +242,9 @@ class DaletPipeline:
     def flush(self) -> None:
         if not self.batch:
             return
-        from chalicelib.ingest.events import encode_record, now, parse_event, stamp
+        from chalicelib.ingest.events import now, parse_event, stamp
         from chalicelib.ingest.local_stream import LocalContext, StoredRecord, kinesis_event
+        from chalicelib.ingest.records import encode_record
 
         received_at = now()
         records = []

@@ -36,7 +36,7 @@ class EncodingMemoryPublisher:
         self.record_bytes = 0
 
     def publish(self, events: Sequence[Any]) -> None:
-        from chalicelib.ingest.events import encode_record
+        from chalicelib.ingest.records import encode_record
 
         self.published += len(events)
         self.record_bytes += sum(len(encode_record(stored)) for stored in events)

@@ -54,8 +54,8 @@ class BatchMaker:
         return made
 
     def kinesis_event(self, stored: list[Any]) -> dict[str, Any]:
-        from chalicelib.ingest.events import encode_record
         from chalicelib.ingest.local_stream import StoredRecord, kinesis_event
+        from chalicelib.ingest.records import encode_record
 
         arrived_at = time.time()
         records = []

@@ -149,7 +149,8 @@ def first_track_request(package_dir: Path) -> tuple[str, dict[str, Any]]:
 
 def kinesis_batch(count: int, prefix: str) -> dict[str, Any]:
     """A Kinesis event as Lambda delivers it: `count` distinct events."""
-    from chalicelib.ingest.events import Event, encode_record, stamp
+    from chalicelib.ingest.events import Event, stamp
+    from chalicelib.ingest.records import encode_record
 
     arrival = datetime.now(timezone.utc)
     records = []

@@ -16,7 +16,8 @@ from chalicelib.storage.bigquery_warehouse import (
     BigQueryWarehouse,
     DeadLetterRejected,
 )
-from chalicelib.ingest.events import StoredEvent, encode_record, now, parse_event, stamp
+from chalicelib.ingest.events import StoredEvent, now, parse_event, stamp
+from chalicelib.ingest.records import encode_record
 from chalicelib.storage.schema import DEAD_LETTERS, EVENTS
 from chalicelib.storage.writer import (DeadLetter, RowRejection, StreamRecord, TransientWarehouseError, copy_id,
                                       write_batch)

@@ -14,7 +14,8 @@ import boto3
 import pytest
 
 from dalet_ops import infrastructure
-from chalicelib.ingest.events import Event, encode_record, stamp
+from chalicelib.ingest.events import Event, stamp
+from chalicelib.ingest.records import encode_record
 from tests.aws_moto import ACCOUNT, REGION, aws, deploy_like_chalice, front_door_probe  # noqa: F401
 from tests.bigquery_standin import bigquery_standin  # noqa: F401
 from tests.stage_fixtures import bigquery, project, run  # noqa: F401

@@ -22,7 +22,8 @@ from unittest import mock
 import pytest
 
 from chalicelib import config, runtime
-from chalicelib.ingest.events import Event, decode_record, encode_record, stamp
+from chalicelib.ingest.events import Event, stamp
+from chalicelib.ingest.records import decode_record, encode_record
 from chalicelib.storage.writer import copy_id
 from dalet_ops.stage import PROJECT_DIR, load_stage
 from tests.bigquery_standin import bigquery_standin  # noqa: F401

@@ -16,13 +16,11 @@ from chalicelib.ingest.events import (
     DEFAULT_NAMESPACE,
     Event,
     InvalidEvent,
-    InvalidRecord,
-    decode_record,
-    encode_record,
     event_id,
     parse_event,
     stamp,
 )
+from chalicelib.ingest.records import InvalidRecord, decode_record, encode_record
 from chalicelib.storage.writer import records_from_kinesis_event
 
 VALID = {"namespace": "shop", "experiment": "checkout", "variant": "A", "event": "participate", "uuid": "u-1"}

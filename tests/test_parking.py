@@ -16,7 +16,8 @@ import boto3
 import pytest
 
 from chalicelib import config, google_credentials, runtime
-from chalicelib.ingest.events import Event, StoredEvent, encode_record, stamp
+from chalicelib.ingest.events import Event, StoredEvent, stamp
+from chalicelib.ingest.records import encode_record
 from chalicelib.storage import parking
 from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
 from chalicelib.storage.writer import StreamRecord, TransientWarehouseError

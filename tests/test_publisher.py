@@ -15,7 +15,7 @@ from botocore.config import Config
 from moto import mock_aws
 
 from chalicelib import runtime
-from chalicelib.ingest.events import StoredEvent, encode_record, parse_event, stamp
+from chalicelib.ingest.events import StoredEvent, parse_event, stamp
 from chalicelib.ingest.publisher import (
     KINESIS_CLIENT_SETTINGS,
     MAX_BYTES_PER_PUT,
@@ -23,6 +23,7 @@ from chalicelib.ingest.publisher import (
     PublishError,
     chunk_entries,
 )
+from chalicelib.ingest.records import encode_record
 
 STREAM = "dalet-test-events"
 THROTTLED = "ProvisionedThroughputExceededException"

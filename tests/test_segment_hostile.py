@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.ingest import segment
-from chalicelib.ingest.events import encode_record, now
+from chalicelib.ingest.events import now
+from chalicelib.ingest.records import encode_record
 from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
 from chalicelib.storage.writer import StreamRecord, copy_id, write_batch
 from tests.bigquery_standin import BigQueryStandIn, bigquery_standin  # noqa: F401

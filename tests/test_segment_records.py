@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chalicelib.ingest import segment
-from chalicelib.ingest.events import (InvalidRecord, decode_record, encode_record, event_id, parse_event,
-                                      segment_event_id, stamp)
+from chalicelib.ingest.events import event_id, parse_event, segment_event_id, stamp
+from chalicelib.ingest.records import InvalidRecord, decode_record, encode_record
 from tests.test_writer import KinesisBatch, kinesis_batch, warehouse, write  # noqa: F401
 
 RECEIVED = datetime(2026, 5, 1, 9, 30, tzinfo=timezone.utc)

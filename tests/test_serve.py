@@ -12,8 +12,9 @@ from typing import Iterator
 import duckdb
 import pytest
 
-from chalicelib.ingest.events import encode_record, now, parse_event, stamp
+from chalicelib.ingest.events import now, parse_event, stamp
 from chalicelib.ingest.local_stream import LocalConsumer, LocalStream
+from chalicelib.ingest.records import encode_record
 from chalicelib.runtime import STREAM_FILE, WAREHOUSE_FILE
 from tests.local_server import LOCAL_HOST, LocalServer, wait_until
 

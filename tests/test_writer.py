@@ -11,7 +11,8 @@ from chalice.app import KinesisEvent
 
 from chalicelib import runtime
 from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
-from chalicelib.ingest.events import StoredEvent, encode_record, parse_event, stamp
+from chalicelib.ingest.events import StoredEvent, parse_event, stamp
+from chalicelib.ingest.records import encode_record
 from chalicelib.storage.writer import records_from_kinesis_event, write_batch
 
 RECEIVED = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)

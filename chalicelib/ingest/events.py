@@ -7,16 +7,13 @@ optional numeric `value` and an optional event `id`. Dalet stores that (the `id`
 from __future__ import annotations
 
 import hashlib
-import json
-import logging
 import math
 import re
-import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping, NamedTuple
 
-log = logging.getLogger("dalet.events")
+from chalicelib.ingest.text_rules import REPLACEMENT_CHARACTER, text_rule_broken
 
 DEFAULT_NAMESPACE = "alephbet"
 PARTICIPATE = "participate"
@@ -28,9 +25,6 @@ TEXT_FIELDS = ("namespace", "experiment", "variant", "event", "uuid")
 CLIENT_ID_FIELD = "id"            # what a client sends
 RECORD_ID_FIELD = "message_id"    # where the stream record and the tables keep it
 _LIMITS = {"uuid": MAX_UUID_LENGTH, CLIENT_ID_FIELD: MAX_ID_LENGTH, RECORD_ID_FIELD: MAX_ID_LENGTH}
-# Control characters, surrogates and line/paragraph separators are never part of a name.
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
-_REPLACEMENT_CHARACTER = "\ufffd"
 _DECIMAL_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
@@ -133,28 +127,14 @@ def parse_timestamp(text: str) -> datetime:
     return moment.astimezone(timezone.utc)
 
 
-def _text_rule_broken(field: str, raw: Any, limit: int | None = None) -> str | None:
-    """The rule `raw` breaks as a name; `limit` defaults to the AlephBet field's own length limit."""
-    if not isinstance(raw, str):
-        return "must be a string"
-    limit = limit or _LIMITS.get(field, MAX_TEXT_LENGTH)
-    if not raw or raw.isspace():
-        return f"must be 1-{limit} characters, not blank"
-    if len(raw) > limit:
-        return f"must be at most {limit} characters (got {len(raw)})"
-    if _REPLACEMENT_CHARACTER in raw:
-        return "must be valid UTF-8 (found an undecodable byte sequence)"
-    if raw.isprintable():  # the common case, checked in C: no forbidden category can be present
-        return None
-    for character in raw:
-        if unicodedata.category(character) in _FORBIDDEN_CATEGORIES:
-            return f"must not contain control characters (found U+{ord(character):04X})"
-    return None
+def _rule_broken(field: str, raw: Any) -> str | None:
+    """The rule `raw` breaks as the AlephBet field `field`, within that field's own length limit."""
+    return text_rule_broken(raw, _LIMITS.get(field, MAX_TEXT_LENGTH))
 
 
 def validate_name(field: str, raw: Any) -> str:
     """One name checked alone, by the rules events follow (e.g. a route's `namespace` parameter)."""
-    rule = _text_rule_broken(field, raw)
+    rule = _rule_broken(field, raw)
     if rule:
         raise InvalidEvent([FieldError(field, rule)])
     return raw
@@ -197,7 +177,7 @@ def _plainly_valid(namespace: Any, experiment: Any, variant: Any, event: Any, uu
         if not (type(client_id) is str and 0 < len(client_id) <= MAX_ID_LENGTH) or client_id.isspace():
             return False
         joined += client_id
-    if not joined.isprintable() or _REPLACEMENT_CHARACTER in joined:
+    if not joined.isprintable() or REPLACEMENT_CHARACTER in joined:
         return False
     if namespace.isspace() or experiment.isspace() or variant.isspace() or event.isspace() or uuid.isspace():
         return False
@@ -233,7 +213,7 @@ def _parse_event_rule_by_rule(fields: Mapping[str, Any], index: int | None,
         if raw is None:
             errors.append(FieldError(field, "is required", index))
             continue
-        rule = _text_rule_broken(field, raw)
+        rule = _rule_broken(field, raw)
         if rule:
             errors.append(FieldError(field, rule, index))
         values[field] = raw
@@ -241,7 +221,7 @@ def _parse_event_rule_by_rule(fields: Mapping[str, Any], index: int | None,
     if rule:
         errors.append(FieldError("value", rule, index))
     client_id = fields.get(id_field)
-    rule = None if client_id is None else _text_rule_broken(id_field, client_id)
+    rule = None if client_id is None else _rule_broken(id_field, client_id)
     if rule:
         errors.append(FieldError(id_field, rule, index))
     if errors:
@@ -275,73 +255,3 @@ def stamp(event: Event, received_at: datetime, browser: str | None = None) -> St
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-_RECORD_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once: /track's hot path
-
-
-def encode_record(stored: StoredEvent) -> bytes:
-    """Compact JSON of the stored event: the Kinesis record's data."""
-    if stored.type is not None:
-        return _segment().encode_record(stored)
-    return _RECORD_ENCODER.encode(stored.to_row()).encode("utf-8")
-
-
-def _segment() -> Any:
-    """chalicelib.ingest.segment, imported on first use: it builds on this module."""
-    if not _SEGMENT:
-        from chalicelib.ingest import segment
-
-        _SEGMENT.append(segment)
-    return _SEGMENT[0]
-
-
-_SEGMENT: list[Any] = []
-
-
-class InvalidRecord(ValueError):
-    """A stream record that cannot become a stored event; the message is the reason."""
-
-
-_JSON_DECODER = json.JSONDecoder()
-
-
-def _json_document(data: bytes) -> Any:
-    """json.loads without its per-call overhead (it shows at 500 records a batch)."""
-    text = data.decode("utf-8").strip()
-    document, end = _JSON_DECODER.raw_decode(text)
-    if end != len(text):
-        raise ValueError(f"extra data after the JSON document at position {end}")
-    return document
-
-
-def decode_record(data: bytes) -> StoredEvent:
-    try:
-        fields = _json_document(data)
-    except (ValueError, RecursionError) as error:  # bad UTF-8, bad JSON, a 5,000-digit number, deep nesting
-        raise InvalidRecord(f"not UTF-8 JSON: {type(error).__name__}: {error}") from None
-    if type(fields) is not dict:
-        raise InvalidRecord("not a JSON object")
-    if "type" in fields:   # only Segment messages have a type
-        return _segment().decode_record(fields)
-    if fields.get("namespace") is None:
-        raise InvalidRecord("namespace: is required")
-    try:
-        event = parse_event(fields, id_field=RECORD_ID_FIELD)
-    except InvalidEvent as invalid:
-        raise InvalidRecord(str(invalid)) from None
-    try:
-        received_at = parse_timestamp(str(fields["received_at"]))
-    except (KeyError, ValueError, OverflowError):
-        raise InvalidRecord("received_at: must be an ISO-8601 timestamp with a time zone") from None
-    namespace, experiment, variant, name, uuid, value, client_id = event
-    identity = event_id(namespace, experiment, variant, name, uuid, client_id)
-    if fields.get("event_id") != identity:
-        # The identity, not the carried id, is the dedup key: a record from a publisher that
-        # computed ids differently (another version, mid-deploy) still lands, deduplicated.
-        log.warning("record carried event_id %r; stored under its identity's %s", fields.get("event_id"), identity)
-    browser = fields.get("browser")
-    if browser is not None and (type(browser) is not str or len(browser) > MAX_BROWSER_LENGTH):
-        raise InvalidRecord(f"browser: must be a string of at most {MAX_BROWSER_LENGTH} characters")
-    return StoredEvent(identity, namespace, experiment, variant, name, uuid, value, received_at,
-                       message_id=client_id, browser=browser)

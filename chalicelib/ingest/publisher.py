@@ -10,7 +10,8 @@ import random
 import time
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
-from chalicelib.ingest.events import StoredEvent, encode_record
+from chalicelib.ingest.events import StoredEvent
+from chalicelib.ingest.records import encode_record
 
 if TYPE_CHECKING:  # the cloud track function never loads the embedded stream (sqlite3)
     from chalicelib.ingest.local_stream import LocalStream

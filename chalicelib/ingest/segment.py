@@ -24,24 +24,22 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Sequence
 
-from chalicelib.ingest.events import (_REPLACEMENT_CHARACTER, MAX_BROWSER_LENGTH, MAX_TEXT_LENGTH, FieldError, InvalidEvent, InvalidRecord, StoredEvent,
-                                      _text_rule_broken, now, parse_timestamp, segment_event_id)
+from chalicelib.ingest.events import MAX_TEXT_LENGTH, FieldError, InvalidEvent, StoredEvent, now
+from chalicelib.ingest.segment_rows import (ALIAS, GROUP, JSON_COLUMN_ENCODER, PAGE, SCREEN, TRACK, TYPES,
+                                            segment_row)
+from chalicelib.ingest.text_rules import REPLACEMENT_CHARACTER, text_rule_broken
 from chalicelib.ingest.track import UnsupportedMediaType, check_media_type
 from chalicelib.ingest.useragent import browser_family
 
-TRACK, PAGE, SCREEN, IDENTIFY, GROUP, ALIAS = "track", "page", "screen", "identify", "group", "alias"
-TYPES = (TRACK, PAGE, SCREEN, IDENTIFY, GROUP, ALIAS)
 BATCH = "batch"
 # Path names (after /v1/) and the call each one is; analytics.js uses the first letter.
 CALLS = {**{name: name for name in TYPES + (BATCH,)}, **{name[0]: name for name in TYPES + (BATCH,)}}
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
-JSON_FIELDS = ("properties", "traits", "context")
 GZIP_MAGIC = b"\x1f\x8b"
 # BigQuery's JSON type nests at most 500 levels (https://cloud.google.com/bigquery/docs/json-data#limitations);
 # deeper objects are refused here rather than acknowledged and then refused by the warehouse.
 MAX_JSON_DEPTH = 500
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 INT64_MIN, UINT64_MAX = -(2 ** 63), 2 ** 64 - 1
 # A refused batch names at most this many errors: 500 KB of `{}` is 100,000 bad messages, whose
 # every error would make a 10 MB answer (over Lambda's 6 MB response limit, so a 502).
@@ -254,7 +252,7 @@ def _sent_at(holder: Mapping[str, Any], index: int | None) -> datetime | None:
 def _plain(text: Any) -> bool:
     """Whether `text` certainly keeps the rules of ids and names; decided by C string methods (the common case)."""
     return (type(text) is str and 0 < len(text) <= MAX_TEXT_LENGTH and text.isprintable()
-            and not text.isspace() and _REPLACEMENT_CHARACTER not in text)
+            and not text.isspace() and REPLACEMENT_CHARACTER not in text)
 
 
 def _message(message: Mapping[str, Any], call: Any, index: int | None, namespace: str, received_at: datetime,
@@ -298,11 +296,10 @@ def _message(message: Mapping[str, Any], call: Any, index: int | None, namespace
         corrected = corrected_timestamp(timestamp, sent_at, received_at)
     except OverflowError:
         raise InvalidEvent([FieldError("timestamp", "is out of range once corrected for the clock skew", index)]) from None
-    return StoredEvent(
-        segment_event_id(namespace, message_id), namespace, None, None, event, None, None, received_at,
-        call, user_id, anonymous_id, message_id, corrected, properties, traits, context,
-        browser_family(_context_user_agent(message.get("context")) or user_agent),
-    )
+    return segment_row(namespace=namespace, type=call, message_id=message_id, received_at=received_at, event=event,
+                       user_id=user_id, anonymous_id=anonymous_id, timestamp=corrected, properties=properties,
+                       traits=traits, context=context,
+                       browser=browser_family(_context_user_agent(message.get("context")) or user_agent))
 
 
 def _stored_size(stored: StoredEvent) -> int:
@@ -344,7 +341,7 @@ def _with_call_ids(message: Mapping[str, Any], call: str, properties: str | None
     if value is None:
         errors.append(FieldError(field, f"is required on {call}", index))
         return properties
-    return _ENCODER.encode({**(json.loads(properties) if properties else {}), field: value})
+    return JSON_COLUMN_ENCODER.encode({**(json.loads(properties) if properties else {}), field: value})
 
 
 def _optional_id(raw: Any) -> str | None:
@@ -353,7 +350,7 @@ def _optional_id(raw: Any) -> str | None:
         return None
     if isinstance(raw, int) and not isinstance(raw, bool):
         return str(raw)
-    rule = _text_rule_broken("id", raw, MAX_TEXT_LENGTH)   # Segment ids: 256, not AlephBet's 128
+    rule = text_rule_broken(raw, MAX_TEXT_LENGTH)   # Segment ids: 256, not AlephBet's 128
     if rule:
         raise ValueError(rule)
     return raw
@@ -362,7 +359,7 @@ def _optional_id(raw: Any) -> str | None:
 def _required_name(raw: Any) -> str:
     if raw is None:
         raise ValueError("is required on track")
-    rule = _text_rule_broken("event", raw)
+    rule = text_rule_broken(raw, MAX_TEXT_LENGTH)
     if rule:
         raise ValueError(rule)
     return raw
@@ -379,7 +376,7 @@ def _json_object_text(raw: Any) -> str | None:
     if not isinstance(raw, dict):
         raise ValueError("must be a JSON object")
     try:
-        text = _ENCODER.encode(raw)
+        text = JSON_COLUMN_ENCODER.encode(raw)
         if not text.isascii():
             text.encode("utf-8")     # refuses unpaired surrogates
     except UnicodeEncodeError:
@@ -427,84 +424,6 @@ def _context_user_agent(context: Any) -> str | None:
     return agent if isinstance(agent, str) else None
 
 
-# The stream record of a Segment row. The JSON columns travel as JSON objects spliced in
-# as they are (not as escaped strings), and the event id is left out (the writer derives
-# it from namespace and messageId): Kinesis bills by the byte.
-_RECORD_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
-def encode_record(stored: StoredEvent) -> bytes:
-    # Timestamps as isoformat(): they are UTC already, and it is several times cheaper than strftime.
-    row = {"namespace": stored.namespace, "type": stored.type, "message_id": stored.message_id,
-           "received_at": stored.received_at.isoformat()}
-    if stored.event is not None:
-        row["event"] = stored.event
-    if stored.user_id is not None:
-        row["user_id"] = stored.user_id
-    if stored.anonymous_id is not None:
-        row["anonymous_id"] = stored.anonymous_id
-    if stored.browser is not None:
-        row["browser"] = stored.browser
-    if stored.timestamp is not None:
-        row["timestamp"] = stored.timestamp.isoformat()
-    text = _RECORD_ENCODER.encode(row)[:-1]
-    if stored.properties is not None:
-        text += ',"properties":' + stored.properties
-    if stored.traits is not None:
-        text += ',"traits":' + stored.traits
-    if stored.context is not None:
-        text += ',"context":' + stored.context
-    return (text + "}").encode("utf-8")
-
-
-def decode_record(fields: Mapping[str, Any]) -> StoredEvent:
-    """A Segment record (a decoded JSON object with a `type`) as a row; InvalidRecord says why not."""
-    problems = [f"{name}: {rule}" for name, rule in _record_problems(fields)]
-    if problems:
-        raise InvalidRecord("; ".join(problems))
-    try:
-        received_at = parse_timestamp(fields["received_at"])
-        timestamp = parse_timestamp(fields["timestamp"]) if fields.get("timestamp") is not None else None
-    except (KeyError, ValueError, OverflowError, TypeError):
-        raise InvalidRecord("received_at/timestamp: must be ISO-8601 timestamps with a time zone") from None
-    texts = []
-    for name in JSON_FIELDS:
-        value = fields.get(name)
-        try:
-            texts.append(None if value is None else _ENCODER.encode(value))
-        except (ValueError, RecursionError) as error:
-            raise InvalidRecord(f"{name}: cannot be stored as JSON ({error})") from None
-    namespace, message_id = fields["namespace"], fields["message_id"]
-    return StoredEvent(segment_event_id(namespace, message_id), namespace, None, None, fields.get("event"), None, None,
-                       received_at, fields["type"], fields.get("user_id"), fields.get("anonymous_id"), message_id,
-                       timestamp, *texts, fields.get("browser"))
-
-
-def _record_problems(fields: Mapping[str, Any]) -> list[tuple[str, str]]:
-    problems = []
-    if fields.get("type") not in TYPES:
-        problems.append(("type", f"must be one of {', '.join(TYPES)}"))
-    for name in ("namespace", "message_id"):
-        rule = (_text_rule_broken(name, fields.get(name), MAX_TEXT_LENGTH) if fields.get(name) is not None
-                else "is required")
-        if rule:
-            problems.append((name, rule))
-    for name in ("event", "user_id", "anonymous_id"):
-        value = fields.get(name)
-        rule = None if value is None else _text_rule_broken(name, value, MAX_TEXT_LENGTH)
-        if rule:
-            problems.append((name, rule))
-    if fields.get("user_id") is None and fields.get("anonymous_id") is None:
-        problems.append(("user_id", "user_id or anonymous_id is required"))
-    browser = fields.get("browser")
-    if browser is not None and (not isinstance(browser, str) or len(browser) > MAX_BROWSER_LENGTH):
-        problems.append(("browser", f"must be a string of at most {MAX_BROWSER_LENGTH} characters"))
-    for name in JSON_FIELDS:
-        if fields.get(name) is not None and not isinstance(fields[name], dict):
-            problems.append((name, "must be a JSON object"))
-    return problems
-
-
 __all__ = ["BATCH", "CALLS", "MAX_BATCH_BYTES", "MAX_EVENT_BYTES", "TYPES", "RequestTooLarge", "SegmentRequest",
            "Unauthorized", "UnknownCall", "UnsupportedMediaType", "accept", "basic_auth_user", "call_of",
-           "corrected_timestamp", "decode_record", "encode_record", "parse_json", "parse_messages", "read_body"]
+           "corrected_timestamp", "parse_json", "parse_messages", "read_body"]

@@ -30,12 +30,10 @@ import binascii
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Protocol, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence
 
-from chalicelib.ingest.events import InvalidRecord, StoredEvent, decode_record, format_timestamp, now
-
-if TYPE_CHECKING:
-    from chalicelib.storage.parking import Parking
+from chalicelib.ingest.events import StoredEvent, format_timestamp, now
+from chalicelib.ingest.records import InvalidRecord, decode_record
 
 log = logging.getLogger("dalet.writer")
 BatchResponse = dict[str, list[dict[str, str]]]
@@ -74,6 +72,16 @@ class TransientWarehouseError(RuntimeError):
     def __init__(self, message: str, rows_written: int = 0):
         super().__init__(message)
         self.rows_written = rows_written
+
+
+class Parking(Protocol):
+    """Where a batch the warehouse keeps refusing goes (chalicelib.storage.parking.Parking; it builds on this module)."""
+
+    def due(self, records: Sequence[StreamRecord], at: datetime | None = None) -> bool:
+        """Whether the batch has waited long enough to be parked rather than retried."""
+
+    def park(self, records: Sequence[StreamRecord], reason: str) -> int:
+        """Park the records, or raise if they cannot be parked; the number of messages sent."""
 
 
 class Warehouse(Protocol):
