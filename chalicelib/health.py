@@ -37,7 +37,7 @@ class WarehouseCheck:
     reachable: bool
     checked_at: float                # on the monotonic clock
     reason: str | None = None
-    checked: Any = None              # the warehouse object checked (a new one, after a restart, is checked anew)
+    settings: Any = None             # the settings checked with (new ones, after a restart, are checked anew)
 
     def to_json(self, now: float) -> dict[str, Any]:
         answer: dict[str, Any] = {"reachable": self.reachable,
@@ -72,35 +72,29 @@ def stream_state() -> tuple[dict[str, Any], bool]:
 
 
 def warehouse_check(clock: Clock) -> WarehouseCheck:
-    """The last check if it is fresh and of the same warehouse; else a new one, one at a time."""
+    """The last check if it is fresh and made with the current settings; else a new one, one at a time."""
     with _lock:
         try:
-            warehouse = runtime.warehouse()
-        except Exception as error:  # noqa: BLE001 - a warehouse that cannot be built is not reachable either
-            return _remembered(None, clock) or _failed(None, error, clock)
-        remembered = _remembered(warehouse, clock)
-        if remembered is not None:
-            return remembered
+            settings = runtime.settings()
+        except config.ConfigError as error:
+            return _failed(None, error, clock)
+        if _last and _last[0].settings is settings and clock() - _last[0].checked_at < WAREHOUSE_CHECK_TTL_SECONDS:
+            return _last[0]
         try:
-            within(WAREHOUSE_DEADLINE_SECONDS, lambda: warehouse.check_reachable(WAREHOUSE_DEADLINE_SECONDS))
+            # Building the warehouse is within the deadline too: deployed, it may read a secret first.
+            within(WAREHOUSE_DEADLINE_SECONDS, lambda: runtime.warehouse().check_reachable(WAREHOUSE_DEADLINE_SECONDS))
         except Exception as error:  # noqa: BLE001 - whatever it is, the answer is "not reachable"
-            return _failed(warehouse, error, clock)
-        return _remember(WarehouseCheck(True, clock(), checked=warehouse))
+            return _failed(settings, error, clock)
+        return _remember(WarehouseCheck(True, clock(), settings=settings))
 
 
-def _remembered(warehouse: Any, clock: Clock) -> WarehouseCheck | None:
-    if _last and _last[0].checked is warehouse and clock() - _last[0].checked_at < WAREHOUSE_CHECK_TTL_SECONDS:
-        return _last[0]
-    return None
-
-
-def _failed(warehouse: Any, error: BaseException, clock: Clock) -> WarehouseCheck:
+def _failed(settings: Any, error: BaseException, clock: Clock) -> WarehouseCheck:
     log.error("/health: the warehouse check failed: %s: %s", type(error).__name__, error)
     if isinstance(error, TimeoutError):
         reason = f"no answer within {WAREHOUSE_DEADLINE_SECONDS:g} s"
     else:
         reason = MISCONFIGURED if isinstance(error, config.ConfigError) else UNREACHABLE
-    return _remember(WarehouseCheck(False, clock(), reason, checked=warehouse))
+    return _remember(WarehouseCheck(False, clock(), reason, settings=settings))
 
 
 def _remember(result: WarehouseCheck) -> WarehouseCheck:

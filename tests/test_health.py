@@ -102,10 +102,15 @@ def test_unreachable_bigquery_answers_503_without_internals(cloud, monkeypatch, 
     assert "Connection" in caplog.text
 
 
-def test_a_warehouse_that_does_not_answer_in_time_is_reported_unreachable(cloud, monkeypatch):
+@pytest.mark.parametrize("hangs", ["while built (e.g. reading its credentials' secret)", "while checked"])
+def test_a_warehouse_that_does_not_answer_in_time_is_reported_unreachable(cloud, monkeypatch, hangs):
     released = threading.Event()
 
     class Hanging:
+        def __init__(self) -> None:
+            if hangs.startswith("while built"):
+                released.wait(30)
+
         def check_reachable(self, timeout: float) -> None:
             released.wait(30)
 
