@@ -1,7 +1,7 @@
 """Dalet: the routes and the Kinesis writer. Each is a few lines calling chalicelib."""
 from chalice import Chalice
 
-from chalicelib import config, front_door, runtime
+from chalicelib import config, front_door, health, landing, runtime
 from chalicelib.reports import api as report_api, dashboard
 from chalicelib.ingest import segment, snippet, track
 from chalicelib.storage import parking, writer
@@ -184,6 +184,23 @@ def dashboard_page():
 @app.route("/dashboard.js", methods=["GET"])
 def dashboard_script():
     return text_response(dashboard.script(), dashboard.SCRIPT_MEDIA_TYPE, dashboard.script_headers())
+
+
+@app.route("/health", methods=["GET"], cors=CORS)
+def health_check():
+    """No key, no internals: see chalicelib/health.py."""
+    status, document = health.check()
+    return json_response(document, status)
+
+
+@app.route("/", methods=["GET"])
+def front_page():
+    return landing.to_dashboard(app.current_request.context)
+
+
+@app.route("/favicon.ico", methods=["GET"])
+def favicon():
+    return landing.no_favicon()
 
 
 @app.route("/snippet", methods=["GET"], cors=CORS)

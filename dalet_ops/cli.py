@@ -49,12 +49,14 @@ def serve(arguments: argparse.Namespace) -> int:
     from chalice.cli.factory import CLIFactory
 
     from chalicelib import runtime
+    from dalet_ops import running_server
     from dalet_ops.local_http import local_server
 
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
     # As the chalice command does: the stage's environment variables go into os.environ.
     factory = CLIFactory(project_dir=str(Path(__file__).resolve().parent.parent), environ=os.environ)
     chalice_config = factory.create_config_obj(chalice_stage_name=arguments.stage)   # imports app.py
+    running_server.add_status_route(chalice_config.chalice_app)
     validate_routes(chalice_config.chalice_app.routes)
     status = local_info(arguments)
     if status:
@@ -66,6 +68,9 @@ def serve(arguments: argparse.Namespace) -> int:
         server.server.server_close()
         print(f"dalet: {error}", file=sys.stderr)
         return 2
+    data_dir = runtime.settings().data_dir
+    url = announce(server, arguments.host)
+    running_server.record(data_dir, url)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.serve_forever()
@@ -73,8 +78,18 @@ def serve(arguments: argparse.Namespace) -> int:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        running_server.forget(data_dir)
         _stop(server, runtime)
     return 0
+
+
+def announce(server: Any, host: str) -> str:
+    """Print the way in (dashboard, a first curl); the URL this machine reaches the server at."""
+    from dalet_ops.startup import banner, browsable_url
+
+    url = browsable_url(host, server.server.server_address[1])    # the bound port, should --port be 0
+    print(banner(url), flush=True)
+    return url
 
 
 REQUEST_GRACE_SECONDS = 2.0    # requests in flight; then the writer drains the stream for at most
@@ -97,20 +112,27 @@ def _stop(server: Any, runtime: Any) -> None:
     print("dalet: stopped; stream and warehouse closed")
 
 
+PURGE_NOT_NEEDED = ("dalet: purge is not needed on the embedded default: DuckDB removes a deleted experiment's rows "
+                    "when it is deleted (and before the experiment takes new rows, should that have failed). "
+                    "It is for BigQuery, which refuses to delete rows still in its streaming buffer (recently "
+                    "streamed ones): run it with DALET_BACKEND=aws and the stage's settings")
+
+
 def purge(_: argparse.Namespace) -> int:
     """Remove the rows of deleted experiments; BigQuery allows it once they leave the streaming buffer."""
+    try:
+        settings = config.load_settings()
+    except config.ConfigError as error:
+        print(f"dalet: {error}", file=sys.stderr)
+        return 2
+    if settings.is_local:
+        print(PURGE_NOT_NEEDED)
+        return 0
     from chalicelib.reports import views as reports
     from chalicelib import runtime
 
     try:
-        settings = config.load_settings()
-        if settings.is_local:
-            from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
-
-            warehouse = DuckDBWarehouse(settings.data_dir / runtime.WAREHOUSE_FILE)
-        else:
-            warehouse = runtime.warehouse()
-        reports.purge_all(warehouse)
+        reports.purge_all(runtime.warehouse())
     except Exception as error:  # noqa: BLE001 - the tombstones keep deleted experiments hidden meanwhile
         print(f"dalet: purge failed, rerun it later (deleted experiments stay hidden meanwhile): {error}",
               file=sys.stderr)
@@ -122,8 +144,10 @@ def purge(_: argparse.Namespace) -> int:
 def status(arguments: argparse.Namespace) -> int:
     """The pipeline's state: a deployed stage's with --stage, else the embedded default's."""
     from datetime import datetime, timezone
+    from functools import partial
 
     from dalet_ops import status as pipeline
+    from dalet_ops.running_server import readings_from_running_server
 
     now = datetime.now(timezone.utc)
     try:
@@ -133,7 +157,7 @@ def status(arguments: argparse.Namespace) -> int:
                 print(f"dalet: DALET_BACKEND={settings.backend}: name the deployed stage with --stage", file=sys.stderr)
                 return 2
             return pipeline.print_readings(f"Dalet local pipeline ({settings.data_dir}):",
-                                           pipeline.local_status(settings, now))
+                                           pipeline.local_status(settings, now, partial(readings_from_running_server, settings)))
         stage, session, bigquery = _deployed_stage(arguments)
     except config.ConfigError as error:
         print(f"dalet: {error}", file=sys.stderr)
@@ -182,35 +206,58 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("local-info", help="print the local data folder, the report API key and the Segment write keys").set_defaults(run=local_info)
     local = commands.add_parser("serve", help="run the local backend: chalice local with the pipeline started")
-    local.add_argument("--host", default="127.0.0.1")
-    local.add_argument("--port", type=int, default=8000)
-    local.add_argument("--stage", default="dev")
+    local.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
+    local.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0 picks a free one)")
+    local.add_argument("--stage", default="dev",
+                       help="the .chalice/config.json stage whose environment variables apply (default dev)")
     local.set_defaults(run=serve)
     deploy_commands.add_commands(commands)
-    commands.add_parser("purge", help="remove the rows of deleted experiments from the warehouse").set_defaults(run=purge)
+    commands.add_parser("purge", help="remove the rows of deleted experiments from BigQuery (DALET_BACKEND=aws); "
+                                      "not needed locally").set_defaults(run=purge)
     state = commands.add_parser("status", help="the pipeline's state: stream lag, parked batches, dead letters "
-                                                "in the last day, newest event (the embedded default, or --stage)")
+                                                "in the last day, newest event (the embedded default, asking the running "
+                                                "server if it holds the warehouse; or --stage)")
     state.add_argument("--stage", help="a deployed stage of .chalice/config.json, e.g. prod (default: the local "
                                        "embedded pipeline)")
-    state.add_argument("--project-dir", type=Path, default=Path(__file__).resolve().parent.parent)
+    state.add_argument("--project-dir", type=Path, default=Path(__file__).resolve().parent.parent,
+                       help="the folder holding app.py and .chalice/ (default: this checkout)")
     state.add_argument("--region", help="AWS region (default: your AWS configuration)")
     state.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or the default profile)")
     state.add_argument("--adc", action="store_true", help=deploy_commands.ADC_HELP)
     state.set_defaults(run=status)
     packaged = commands.add_parser("package", help="chalice package, with bytecode compiled into deployment.zip "
                                                    "(faster cold starts)")
-    packaged.add_argument("--stage", required=True)
+    packaged.add_argument("--stage", required=True, help="a stage of .chalice/config.json, e.g. prod")
     packaged.add_argument("--merge-template", type=Path,
                           help="default: .chalice/merge-template-STAGE.json when it exists")
-    packaged.add_argument("--project-dir", type=Path, default=Path(__file__).resolve().parent.parent)
+    packaged.add_argument("--project-dir", type=Path, default=Path(__file__).resolve().parent.parent,
+                          help="the folder holding app.py and .chalice/ (default: this checkout)")
     packaged.add_argument("out", type=Path, help="folder for deployment.zip and sam.json")
     packaged.set_defaults(run=package)
     return parser
 
 
+PIPE_CLOSED_STATUS = 141     # 128 + SIGPIPE: what `yes | head` leaves for `yes`
+
+
 def main(argv: list[str] | None = None) -> int:
-    arguments = build_parser().parse_args(argv)
-    return arguments.run(arguments)
+    try:
+        try:
+            arguments = build_parser().parse_args(argv)
+            return arguments.run(arguments)
+        finally:
+            sys.stdout.flush()      # now, while a reader gone away (`snippet ... | head`) can still be handled
+    except BrokenPipeError:
+        _stdout_to_nowhere()
+        return PIPE_CLOSED_STATUS
+
+
+def _stdout_to_nowhere() -> None:
+    """Python flushes stdout once more at exit; pointed at /dev/null, that flush cannot fail and print a traceback.
+    (The recipe of https://docs.python.org/3/library/signal.html#note-on-sigpipe.)"""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 if __name__ == "__main__":

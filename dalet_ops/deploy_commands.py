@@ -51,7 +51,7 @@ def add_commands(commands: Any) -> None:
     where.add_argument("--url", help="the API's URL (https://.../api/) or its /track URL")
     where.add_argument("--stage", help="this stage's front door (DALET_TRACK_URL, or the track function's URL), "
                                        "else the REST API URL `chalice deploy` recorded")
-    paste.add_argument("--namespace", default=DEFAULT_NAMESPACE, help=f"(default {DEFAULT_NAMESPACE})")
+    paste.add_argument("--namespace", default=DEFAULT_NAMESPACE, help=f"the namespace the snippet's events go to (default {DEFAULT_NAMESPACE})")
     paste.add_argument("--region", help="AWS region (default: your AWS configuration)")
     paste.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or the default profile)")
     _project_option(paste)
@@ -59,13 +59,13 @@ def add_commands(commands: Any) -> None:
 
     template = commands.add_parser("template", help="write .chalice/merge-template-STAGE.json for "
                                                     "`chalice package --merge-template`")
-    template.add_argument("--stage", required=True)
+    template.add_argument("--stage", required=True, help="a stage of .chalice/config.json, e.g. prod")
     template.add_argument("--check", action="store_true", help="only check the file is up to date (exit 1 if not)")
     _project_option(template)
     template.set_defaults(run=run_template)
 
     teardown = commands.add_parser("teardown", help="print the commands that remove a stage (runs nothing)")
-    teardown.add_argument("--stage", required=True)
+    teardown.add_argument("--stage", required=True, help="a stage of .chalice/config.json, e.g. prod")
     _project_option(teardown)
     teardown.set_defaults(run=run_teardown)
 

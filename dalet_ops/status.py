@@ -6,7 +6,9 @@
 - parked batches: batches the writer gave up on, waiting for `replay` (deployed: the
   failure queue's messages; locally there is no queue: the consumer retries until written);
 - dead letters in the last day (the dead_letters table);
-- the newest event in the warehouse (its received_at).
+- the newest event in the warehouse (its received_at);
+- locally, the server: DuckDB lets one process open the warehouse file, so while `make run`
+  holds it the two warehouse readings are asked of that server (dalet_ops/running_server.py).
 
 Each reading is taken on its own: one that cannot be taken says why, and the others are
 still printed. Nothing is created or changed.
@@ -141,7 +143,17 @@ def parked_batches(sqs: Any, stage: Stage) -> Reading:
 # ---- the embedded default --------------------------------------------------------------------
 
 
-def local_status(settings: Settings, now: datetime) -> list[Reading]:
+class ServerUnavailable(RuntimeError):
+    """No running server could be asked for the readings of the warehouse it holds."""
+
+
+AskServer = Callable[[], list[Reading]]
+# The server holds the warehouse file while it runs, so a file status could open means none runs.
+NO_SERVER = Reading("server", "none running on this data folder (make run starts one)")
+
+
+def local_status(settings: Settings, now: datetime, ask_server: AskServer | None = None) -> list[Reading]:
+    """`ask_server`: the warehouse readings from the running server, asked when it holds the file."""
     from chalicelib.runtime import STREAM_FILE, WAREHOUSE_FILE
 
     stream_file, warehouse_file = settings.data_dir / STREAM_FILE, settings.data_dir / WAREHOUSE_FILE
@@ -149,14 +161,13 @@ def local_status(settings: Settings, now: datetime) -> list[Reading]:
                 Reading("parked batches", "none: the embedded consumer retries a failing batch until it is written")]
     if not warehouse_file.exists():
         missing = f"no warehouse yet ({warehouse_file}): nothing written"
-        return readings + [Reading("dead letters", missing), Reading("newest event", missing)]
+        return readings + [Reading("dead letters", missing), Reading("newest event", missing), NO_SERVER]
     try:
         warehouse = open_local_warehouse(warehouse_file)
     except WarehouseInUse as in_use:
-        return readings + [Reading("dead letters", str(in_use), failed=True),
-                           Reading("newest event", str(in_use), failed=True)]
+        return readings + readings_from_server(in_use, ask_server)
     try:
-        return readings + warehouse_readings(warehouse, now)
+        return readings + warehouse_readings(warehouse, now) + [NO_SERVER]
     finally:
         warehouse.close()
 
@@ -185,6 +196,17 @@ class WarehouseInUse(RuntimeError):
     """DuckDB lets one process open the file, and another (the running server) has it."""
 
 
+def readings_from_server(in_use: WarehouseInUse, ask_server: AskServer | None) -> list[Reading]:
+    """The server's readings, and a `server` line; if it cannot be asked, why, on each line."""
+    try:
+        if ask_server is None:
+            raise ServerUnavailable("no server to ask")
+        return ask_server()
+    except ServerUnavailable as unavailable:
+        return [Reading("dead letters", str(in_use), failed=True), Reading("newest event", str(in_use), failed=True),
+                Reading("server", str(unavailable), failed=True)]
+
+
 def open_local_warehouse(path: Path) -> Any:
     import duckdb
 
@@ -193,9 +215,8 @@ def open_local_warehouse(path: Path) -> Any:
     try:
         return DuckDBWarehouse(path)
     except duckdb.IOException as error:
-        raise WarehouseInUse(f"the warehouse {path} is open in another process, likely the running server "
-                             f"(DuckDB allows one): stop it to read this, or query the reports through its "
-                             f"routes ({str(error).splitlines()[0]})") from None
+        raise WarehouseInUse(f"the warehouse {path} is open in another process (DuckDB allows one; "
+                             f"{str(error).splitlines()[0]})") from None
 
 
 def print_readings(title: str, readings: list[Reading], say: Callable[[str], None] = print) -> int:

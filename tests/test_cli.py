@@ -598,3 +598,54 @@ def test_the_merge_template_in_the_checkout_matches_the_stage_config(capsys):
     code, output = run(capsys, "template", "--stage", "prod", "--check")
 
     assert code == 0, output
+
+
+# ---- a command line that explains itself -------------------------------------------------------
+
+
+def test_purge_on_the_embedded_default_says_it_is_not_needed_and_why(data_dir, capsys):
+    code, output = run(capsys, "purge")
+
+    assert code == 0
+    assert "not needed" in output and "when it is deleted" in output and "DALET_BACKEND=aws" in output
+    assert not data_dir.exists()            # nothing opened
+
+
+@pytest.mark.parametrize("arguments, status", [
+    (["snippet", "--url", "http://127.0.0.1:8000"], 141), (["teardown", "--stage", "prod"], 141),
+    (["--help"], 0),        # argparse itself stops writing help nobody reads
+])
+def test_a_reader_that_went_away_ends_the_command_quietly(arguments, status):
+    # `... | head` closes the pipe early; here it is closed before the command writes at all.
+    import os
+    import subprocess
+    import sys
+
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        finished = subprocess.run([sys.executable, "-m", "dalet_ops.cli", *arguments], stdout=writer,
+                                  stderr=subprocess.PIPE, text=True, timeout=120, cwd=Path(__file__).parent.parent)
+    finally:
+        os.close(writer)
+
+    assert finished.stderr == "" and finished.returncode == status      # 141: as if killed by SIGPIPE
+
+
+def _every_option():
+    import argparse
+
+    from dalet_ops import cli
+
+    parser = cli.build_parser()
+    (commands,) = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    for name, command in commands.choices.items():
+        for action in command._actions:
+            if action.option_strings and not isinstance(action, argparse._HelpAction):
+                yield name, action
+
+
+@pytest.mark.parametrize("command, option", [(name, action) for name, action in _every_option()],
+                         ids=lambda value: value if isinstance(value, str) else "/".join(value.option_strings))
+def test_every_option_of_every_command_has_help_text(command, option):
+    assert option.help and option.help.strip(), f"{command} {'/'.join(option.option_strings)} has no help"

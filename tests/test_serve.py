@@ -52,6 +52,45 @@ def test_serve_answers_track_like_chalice_local(tmp_path):
         assert reply.status == 200 and reply.json() == {"ok": True, "accepted": 1}
 
 
+# --- the start-up banner ---------------------------------------------------------------------------
+
+
+def test_the_banner_names_the_dashboard_the_key_to_paste_and_a_first_curl():
+    from dalet_ops.startup import banner
+
+    text = banner("http://127.0.0.1:8001")
+
+    assert "Dashboard: http://127.0.0.1:8001/dashboard  (paste the report API key printed above)" in text
+    assert "curl 'http://127.0.0.1:8001/track?experiment=hello&variant=a&event=participate&uuid=newcomer-1'" in text
+
+
+@pytest.mark.parametrize("host, url", [("127.0.0.1", "http://127.0.0.1:8000"), ("0.0.0.0", "http://127.0.0.1:8000"),
+                                       ("::", "http://[::1]:8000"), ("example.internal", "http://example.internal:8000")])
+def test_the_banner_shows_an_address_a_browser_on_this_machine_opens(host, url):
+    from dalet_ops.startup import browsable_url
+
+    assert browsable_url(host, 8000) == url
+
+
+def test_make_run_prints_a_first_curl_that_tracks_and_records_its_url_for_status(tmp_path):
+    import shlex
+    import urllib.request
+
+    from dalet_ops.running_server import SERVER_FILE
+
+    data_dir = tmp_path / "data"
+    with LocalServer.start(data_dir, env={"DALET_API_KEY": "k"}, via_make_run=True) as server:
+        log = server.log()
+        assert f"Dashboard: {server.base_url}/dashboard" in log
+        (curl,) = [line.split("curl ", 1)[1] for line in log.splitlines() if "curl " in line]
+        with urllib.request.urlopen(shlex.split(curl)[0], timeout=10) as answer:
+            assert json.loads(answer.read()) == {"ok": True, "accepted": 1}
+        assert json.loads((data_dir / SERVER_FILE).read_text())["url"] == server.base_url
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=30) == 0, server.log()
+    assert not (data_dir / SERVER_FILE).exists()
+
+
 # --- the hardened HTTP server (dalet_ops.local_http) --------------------------------------------------
 
 TRACK_QUERY = "/track?experiment=e&variant=a&event=participate&uuid=u1"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Iterator
 
 import boto3
 import pytest
@@ -18,6 +21,7 @@ from tests.aws_moto import aws  # noqa: F401
 from tests.bigquery_standin import Query, QueryAnswer, bigquery_standin  # noqa: F401
 from tests.stage_fixtures import project  # noqa: F401
 from tests.helpers import event, track, wait_until_written
+from tests.local_server import LocalServer, free_port, wait_until
 
 BQ = Target(queries.BIGQUERY, queries.bigquery_tables("proj", "analytics", "events"), unique_identities=False)
 MOMENT = datetime(2024, 5, 2, 12, tzinfo=timezone.utc)
@@ -31,7 +35,7 @@ def run(capsys, *arguments: str) -> tuple[int, dict[str, str]]:
     output = capsys.readouterr()
     lines = {}
     for line in (output.out + output.err).splitlines():
-        for name in ("stream lag", "parked batches", "dead letters", "newest event"):
+        for name in ("stream lag", "parked batches", "dead letters", "newest event", "server"):
             if line[4:].startswith(name):
                 lines[name] = line
     return code, lines
@@ -179,25 +183,76 @@ def _stream():
     return LocalStream(settings.data_dir / runtime.STREAM_FILE, settings.stream_name)
 
 
-def test_while_the_server_holds_the_warehouse_status_says_so_and_still_reads_the_stream(client, capsys):
-    track(client, event("checkout", "red", "participate", "u1"))
-    wait_until_written()
-    warehouse_file = runtime.settings().data_dir / runtime.WAREHOUSE_FILE
-    runtime.shutdown()
+@contextmanager
+def held_by_another_process(warehouse_file: Path) -> Iterator[None]:
     holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; held = duckdb.connect(sys.argv[1]); "
                                "print('held', flush=True); time.sleep(60)", str(warehouse_file)],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        code, lines = run(capsys, "status")
+        yield
     finally:
         holder.kill()
         holder.wait()
 
+
+def test_while_the_server_holds_the_warehouse_status_says_so_and_still_reads_the_stream(client, capsys):
+    track(client, event("checkout", "red", "participate", "u1"))
+    wait_until_written()
+    runtime.shutdown()
+    with held_by_another_process(runtime.settings().data_dir / runtime.WAREHOUSE_FILE):
+        code, lines = run(capsys, "status")
+
     assert code == 1
     assert "0 records waiting" in lines["stream lag"]
     assert lines["dead letters"].startswith("??") and "open in another process" in lines["dead letters"]
-    assert "stop it" in lines["newest event"]
+    assert lines["newest event"].startswith("??")
+    assert lines["server"].startswith("??") and "no running Dalet server" in lines["server"] and "stop it" in lines["server"]
+
+
+def test_status_while_make_run_runs_asks_it_for_the_warehouse_readings(tmp_path, monkeypatch, capsys):
+    data_dir = tmp_path / "data"
+    with LocalServer.start(data_dir, env={"DALET_API_KEY": "k"}, via_make_run=True) as server:
+        assert server.request("GET", "/track", query={"experiment": "e", "variant": "a", "event": "participate",
+                                                     "uuid": "u1"}).status == 200
+        monkeypatch.setenv("DALET_DATA_DIR", str(data_dir))
+        monkeypatch.setenv("DALET_API_KEY", "k")
+
+        def written() -> tuple[int, dict[str, str]] | None:
+            code, lines = run(capsys, "status")
+            return (code, lines) if "received" in lines.get("newest event", "") else None
+
+        code, lines = wait_until(written, timeout=30, interval=0.5, message="the event never reached the warehouse")
+
+    assert code == 0
+    assert lines["dead letters"].startswith("ok") and "none in the last 24 h" in lines["dead letters"]
+    assert lines["newest event"].startswith("ok")
+    assert lines["server"].startswith("ok") and f"running at {server.base_url}" in lines["server"]
+
+
+def test_a_server_recorded_but_gone_is_said_to_not_answer(client, capsys):
+    from dalet_ops.running_server import record
+
+    track(client, event("checkout", "red", "participate", "u1"))
+    wait_until_written()
+    runtime.shutdown()
+    data_dir = runtime.settings().data_dir
+    record(data_dir, f"http://127.0.0.1:{free_port()}")      # left by a server that crashed
+
+    with held_by_another_process(data_dir / runtime.WAREHOUSE_FILE):
+        code, lines = run(capsys, "status")
+
+    assert code == 1 and "does not answer" in lines["server"]
+
+
+def test_status_says_when_no_server_runs(client, capsys):
+    track(client, event("checkout", "red", "participate", "u1"))
+    wait_until_written()
+    runtime.shutdown()
+
+    code, lines = run(capsys, "status")
+
+    assert code == 0 and "none running" in lines["server"]
 
 
 def test_a_fresh_data_folder_reads_nothing_tracked_yet(data_dir, capsys):

@@ -188,6 +188,13 @@ class BigQueryWarehouse:
         if errors:
             raise TransientWarehouseError(f"BigQuery did not record the deletion: {_describe(errors[0]['errors'])}")
 
+    def check_reachable(self, timeout: float) -> None:
+        """Raise unless BigQuery answers for the events table within `timeout` (GET /health).
+
+        A metadata read: no query runs, so no bytes are billed, and it proves the credentials too.
+        """
+        self._client.get_table(self._events, retry=None, timeout=timeout)
+
     def _query(self, sql: str, params: Mapping[str, Any] | None) -> bigquery.QueryJob:
         self.ensure_report_tables()
         config = bigquery.QueryJobConfig(query_parameters=query_parameters(params or {}))

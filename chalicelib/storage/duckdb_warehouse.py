@@ -177,6 +177,10 @@ class DuckDBWarehouse:
             finally:
                 cursor.close()
 
+    def check_reachable(self, timeout: float) -> None:
+        """Raise if the file cannot be queried (GET /health). `timeout`: the caller bounds the wait."""
+        self.fetch("SELECT 1")
+
     def fetch(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> list[dict[str, Any]]:
         """Run a read-only query; rows as dicts."""
         cursor = self._db.cursor()
