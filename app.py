@@ -88,25 +88,37 @@ def _query():
     return app.current_request.query_params
 
 
-def _reports():
-    """The report views, imported on the first report request: a cold /track never loads them."""
-    from chalicelib.reports import views
+def _experiments():
+    """The report modules are imported on the first request that needs them: a cold /track never loads them."""
+    from chalicelib.reports import experiments
 
-    return views
+    return experiments
+
+
+def _daily():
+    from chalicelib.reports import daily
+
+    return daily
+
+
+def _deletion():
+    from chalicelib.reports import deletion
+
+    return deletion
 
 
 @app.route("/experiments", methods=["GET"], cors=CORS)
 @report_route(app)
 def experiments_all():
-    return _reports().all_experiments(runtime.warehouse(), report_api.namespace(_query()),
-                                   report_api.single(_query(), "scope"), report_api.window(_query()))
+    return _experiments().all_experiments(runtime.warehouse(), report_api.namespace(_query()),
+                                          report_api.single(_query(), "scope"), report_api.window(_query()))
 
 
 @app.route("/experiments/{experiment}", methods=["GET"], cors=CORS)
 @report_route(app)
 def experiment_goals(experiment):
-    return _reports().experiment_goals(runtime.warehouse(), report_api.namespace(_query()),
-                                    report_api.experiment_from_path(experiment), report_api.window(_query()))
+    return _experiments().experiment_goals(runtime.warehouse(), report_api.namespace(_query()),
+                                           report_api.experiment_from_path(experiment), report_api.window(_query()))
 
 
 @app.route("/experiments/{experiment}/results", methods=["GET"], cors=CORS)
@@ -122,33 +134,32 @@ def experiment_results(experiment):
         return _segment_results().experiment_results(runtime.warehouse(), namespace, name,
                                                      goals=report_api.goals(query),
                                                      value=report_api.value_property(query), **common)
-    return _reports().experiment_results(runtime.warehouse(), namespace, name, **common)
+    return _experiments().experiment_results(runtime.warehouse(), namespace, name, **common)
 
 
 @app.route("/experiments/{experiment}/daily", methods=["GET"], cors=CORS)
 @report_route(app)
 def experiment_daily(experiment):
-    return _reports().experiment_daily(runtime.warehouse(), report_api.namespace(_query()),
-                                    report_api.experiment_from_path(experiment), report_api.window(_query()))
+    return _daily().experiment_daily(runtime.warehouse(), report_api.namespace(_query()),
+                                     report_api.experiment_from_path(experiment), report_api.window(_query()))
 
 
 @app.route("/experiments/{experiment}", methods=["DELETE"], cors=CORS)
 @report_route(app)
 def experiment_delete(experiment):
-    return _reports().delete_experiment(runtime.warehouse(), report_api.namespace(_query()),
-                                     report_api.experiment_from_path(experiment))
+    return _deletion().delete_experiment(runtime.warehouse(), report_api.namespace(_query()),
+                                         report_api.experiment_from_path(experiment))
 
 
 @app.route("/delete", methods=["DELETE"], cors=CORS)
 @report_route(app)
 def gimel_delete():
     """Gimel's deployed delete: DELETE /delete?namespace=&experiment=."""
-    return _reports().delete_experiment(runtime.warehouse(), report_api.namespace(_query()),
-                                     report_api.required(_query(), "experiment"))
+    return _deletion().delete_experiment(runtime.warehouse(), report_api.namespace(_query()),
+                                         report_api.required(_query(), "experiment"))
 
 
 def _segment_results():
-    """Imported on the first request that needs it, like every report module: a cold /track never loads them."""
     from chalicelib.reports import segment_results
 
     return segment_results

@@ -99,7 +99,7 @@ def _stop(server: Any, runtime: Any) -> None:
 
 def purge(_: argparse.Namespace) -> int:
     """Remove the rows of deleted experiments; BigQuery allows it once they leave the streaming buffer."""
-    from chalicelib.reports import views as reports
+    from chalicelib.reports import deletion
     from chalicelib import runtime
 
     try:
@@ -110,7 +110,7 @@ def purge(_: argparse.Namespace) -> int:
             warehouse = DuckDBWarehouse(settings.data_dir / runtime.WAREHOUSE_FILE)
         else:
             warehouse = runtime.warehouse()
-        reports.purge_all(warehouse)
+        deletion.purge_all(warehouse)
     except Exception as error:  # noqa: BLE001 - the tombstones keep deleted experiments hidden meanwhile
         print(f"dalet: purge failed, rerun it later (deleted experiments stay hidden meanwhile): {error}",
               file=sys.stderr)

@@ -18,7 +18,10 @@ from chalice import Chalice, Response
 from chalicelib import auth, config, runtime
 from chalicelib.ingest.events import DEFAULT_NAMESPACE, PARTICIPATE, InvalidEvent, now, validate_name
 from chalicelib.reports.analytics_queries import INTERVAL_PARTS, MAX_INTERVALS, SeriesWindow, series_window as span_of
+from chalicelib.reports.defaults import DEFAULT_CONFIDENCE, DEFAULT_CORRECTION
 from chalicelib.reports.dimensions import JSON_COLUMNS, Dimension, InvalidPath, parse_dimension, parse_json_path
+from chalicelib.reports.errors import BadParameter, ConflictingHeader, UnknownExperiment
+from chalicelib.reports.freshness import with_freshness
 from chalicelib.reports.queries import Window
 from chalicelib.reports.segment_queries import EXPOSURE_EVENT, SOURCE as SEGMENT_SOURCE
 from chalicelib.responses import WAREHOUSE_UNAVAILABLE, error_response, json_response, unavailable_response
@@ -34,12 +37,6 @@ View = Callable[..., Any]
 CONFLICTING_KEYS = f"{auth.API_KEY_HEADER}: given several times with different values; send it once"
 
 
-class ConflictingHeader(ValueError):
-    def __init__(self, header: str, message: str):
-        super().__init__(message)
-        self.header = header
-
-
 def refuse_conflicting_api_keys(original_event: Mapping[str, Any]) -> None:
     """400 when the request's `x-api-key` headers differ (identical repeats, as proxies add, are fine)."""
     repeated = original_event.get("multiValueHeaders") or {}
@@ -53,8 +50,6 @@ def report_route(app: Chalice) -> Callable[[View], Callable[..., Response]]:
     def decorate(view: View) -> Callable[..., Response]:
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Response:
-            from chalicelib.reports.views import BadParameter, UnknownExperiment, with_freshness
-
             try:
                 refuse_conflicting_api_keys(app.current_request.to_original_event())
                 auth.check_api_key(app.current_request.headers, runtime.settings())
@@ -77,9 +72,6 @@ def report_route(app: Chalice) -> Callable[[View], Callable[..., Response]]:
 
 
 def bad_parameter(name: str, message: str) -> Exception:
-    # The views (and their statistics) load on the first report request, never on /track's cold start.
-    from chalicelib.reports.views import BadParameter
-
     return BadParameter(name, message)
 
 
@@ -143,8 +135,6 @@ MAX_CONFIDENCE = 0.999999
 def confidence(params: Mapping[str, str] | None) -> float:
     text = single(params, "confidence")
     if text is None:
-        from chalicelib.reports.views import DEFAULT_CONFIDENCE
-
         return DEFAULT_CONFIDENCE
     try:
         level = float(text)
@@ -158,8 +148,8 @@ def confidence(params: Mapping[str, str] | None) -> float:
 
 def correction(params: Mapping[str, str] | None) -> Correction:
     """`correction=holm|bh|none`: how p-values are adjusted across the experiment's comparisons."""
+    # The statistics load on the first report request, never on /track's cold start (app.py imports this module).
     from chalicelib.reports.stats import CORRECTIONS
-    from chalicelib.reports.views import DEFAULT_CORRECTION
 
     text = single(params, "correction")
     if text is None:
