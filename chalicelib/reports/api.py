@@ -2,8 +2,8 @@
 
 Every report route is wrapped in `report_route(app)`: it checks `x-api-key` (401 missing,
 403 wrong, 400 repeated with different values), runs the view, answers its return value as JSON (a GET's with the warehouse's
-`freshness`), and turns a bad parameter into 400, an unknown experiment into 404 and an
-unreachable warehouse into 503.
+`freshness`), and answers errors by `error_answers.REPORT` (a bad parameter 400, an unknown
+experiment 404, an unreachable warehouse 503).
 """
 from __future__ import annotations
 
@@ -15,17 +15,16 @@ from urllib.parse import unquote
 
 from chalice import Chalice, Response
 
-from chalicelib import auth, config, runtime
+from chalicelib import auth, error_answers, runtime
 from chalicelib.ingest.events import DEFAULT_NAMESPACE, PARTICIPATE, InvalidEvent, now, validate_name
 from chalicelib.reports.analytics_queries import INTERVAL_PARTS, MAX_INTERVALS, SeriesWindow, series_window as span_of
 from chalicelib.reports.defaults import DEFAULT_CONFIDENCE, DEFAULT_CORRECTION
 from chalicelib.reports.dimensions import JSON_COLUMNS, Dimension, InvalidPath, parse_dimension, parse_json_path
-from chalicelib.reports.errors import BadParameter, ConflictingHeader, UnknownExperiment
+from chalicelib.reports.errors import BadParameter, ConflictingHeader
 from chalicelib.reports.freshness import with_freshness
 from chalicelib.reports.queries import Window
 from chalicelib.reports.segment_queries import EXPOSURE_EVENT, SOURCE as SEGMENT_SOURCE
-from chalicelib.responses import WAREHOUSE_UNAVAILABLE, error_response, json_response, unavailable_response
-from chalicelib.storage.writer import TransientWarehouseError
+from chalicelib.responses import json_response
 
 if TYPE_CHECKING:
     from chalicelib.reports.stats import Correction
@@ -48,25 +47,15 @@ def refuse_conflicting_api_keys(original_event: Mapping[str, Any]) -> None:
 
 def report_route(app: Chalice) -> Callable[[View], Callable[..., Response]]:
     def decorate(view: View) -> Callable[..., Response]:
+        @error_answers.answering(error_answers.REPORT, "report")
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Response:
-            try:
-                refuse_conflicting_api_keys(app.current_request.to_original_event())
-                auth.check_api_key(app.current_request.headers, runtime.settings())
-                if app.current_request.method != "GET":
-                    return json_response(view(*args, **kwargs))
-                measured = runtime.freshness()          # before the query: as_of is then a promise
-                return json_response(with_freshness(view(*args, **kwargs), measured))
-            except ConflictingHeader as conflicting:
-                return error_response(400, str(conflicting), header=conflicting.header)
-            except (auth.MissingApiKey, auth.WrongApiKey) as denied:
-                return error_response(denied.status_code, str(denied))
-            except BadParameter as bad:
-                return error_response(400, str(bad), parameter=bad.parameter)
-            except UnknownExperiment as unknown:
-                return error_response(404, str(unknown), namespace=unknown.namespace, experiment=unknown.experiment)
-            except (TransientWarehouseError, runtime.BackendUnavailable, config.ConfigError) as unavailable:
-                return unavailable_response(unavailable, "report", WAREHOUSE_UNAVAILABLE)
+            refuse_conflicting_api_keys(app.current_request.to_original_event())
+            auth.check_api_key(app.current_request.headers, runtime.settings())
+            if app.current_request.method != "GET":
+                return json_response(view(*args, **kwargs))
+            measured = runtime.freshness()          # before the query: as_of is then a promise
+            return json_response(with_freshness(view(*args, **kwargs), measured))
         return guarded
     return decorate
 
