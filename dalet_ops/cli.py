@@ -151,11 +151,11 @@ def status(arguments: argparse.Namespace) -> int:
 
 def _deployed_stage(arguments: argparse.Namespace) -> tuple[Any, Any, config.Settings]:
     """The stage, an AWS session (--region, --profile) and the settings BigQuery is reached with (--adc)."""
-    from dalet_ops.deploy_commands import _bigquery_settings, _session
+    from dalet_ops.deploy_commands import aws_session, bigquery_settings
     from dalet_ops.stage import load_stage
 
     stage = load_stage(arguments.stage, arguments.project_dir)
-    return stage, _session(arguments), _bigquery_settings(stage, arguments)
+    return stage, aws_session(arguments), bigquery_settings(stage, arguments)
 
 
 def package(arguments: argparse.Namespace) -> int:
