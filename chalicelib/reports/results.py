@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports import stats
-from chalicelib.reports.defaults import CONTROL_NAME, DEFAULT_CONFIDENCE, DEFAULT_CORRECTION
+from chalicelib.reports.defaults import CONTROL_NAME, DEFAULT_CORRECTION
 from chalicelib.reports.errors import BadParameter
 from chalicelib.reports.values import value_moments
 
