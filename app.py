@@ -1,15 +1,14 @@
 """Dalet: the routes and the Kinesis writer. Each is a few lines calling chalicelib."""
 from chalice import Chalice
 
-from chalicelib import config, front_door, health, landing, runtime
+from chalicelib import config, error_answers, front_door, health, landing, runtime
 from chalicelib.reports import api as report_api, dashboard
 from chalicelib.ingest import segment, snippet, track
 from chalicelib.storage import parking, writer
-from chalicelib.ingest.events import InvalidEvent
+from chalicelib.error_answers import answering
 from chalicelib.reports.api import report_route
-from chalicelib.responses import (CORS, PIXEL_MEDIA_TYPES, SEGMENT_CORS, accepts_gif, error_response, json_response,
-                                  pixel_response, segment_error, text_response, unavailable_reason,
-                                  unavailable_response)
+from chalicelib.responses import (CORS, PIXEL_MEDIA_TYPES, SEGMENT_CORS, accepts_gif, json_response, pixel_response,
+                                  text_response)
 
 # Read (not acted on) at import: a misconfigured stage fails at start, naming the variable,
 # in `chalice deploy`/`package` and in Lambda's cold start alike. Nothing is opened or started.
@@ -26,32 +25,26 @@ def _accepted(stored):
 
 def _track(events_from_request, answer=_accepted):
     """Parse, hand to the stream, answer: 200 only once the stream has every event."""
-    try:
-        stored = track.accept(events_from_request(), runtime.publisher(), app.current_request.headers.get("user-agent"))
-    except InvalidEvent as invalid:
-        return error_response(400, "invalid event", errors=[e.to_json() for e in invalid.errors])
-    except track.PayloadTooLarge as too_large:
-        return error_response(413, str(too_large))
-    except track.UnsupportedMediaType as unsupported:
-        return error_response(415, str(unsupported))
-    except (runtime.PublishError, runtime.BackendUnavailable, config.ConfigError) as unavailable:
-        return unavailable_response(unavailable, "track")
+    stored = track.accept(events_from_request(), runtime.publisher(), app.current_request.headers.get("user-agent"))
     return answer(stored)
 
 
 @app.route("/track", methods=["GET"], cors=CORS)
+@answering(error_answers.TRACK, "track")
 def track_get():
     return _track(lambda: track.parse_query(app.current_request.query_params))
 
 
 # Chalice would refuse other content types with a body of its own; the check is ours, for a clear 415.
 @app.route("/track", methods=["POST"], cors=CORS, content_types=["*/*"])
+@answering(error_answers.TRACK, "track")
 def track_post():
     request = app.current_request
     return _track(lambda: track.parse_body(request.raw_body, request.headers.get("content-type")))
 
 
 @app.route("/track.gif", methods=["GET"], cors=CORS)
+@answering(error_answers.TRACK, "track")
 def track_pixel():
     # Chalice sends a binary body only if Accept admits it; otherwise the event still counts.
     wants_gif = accepts_gif(app.current_request.headers.get("accept"))
@@ -62,25 +55,11 @@ def track_pixel():
 # Segment's HTTP Tracking API: /v1/track, /page, /screen, /identify, /group, /alias, /batch,
 # and analytics.js's one-letter names for them (/v1/t, /v1/p, ..., /v1/b).
 @app.route("/v1/{call}", methods=["POST"], cors=SEGMENT_CORS, content_types=["*/*"])
+@answering(error_answers.SEGMENT, "segment {call}")
 def segment_call(call):
     request = app.current_request
-    try:
-        segment.accept(segment.SegmentRequest(call, request.raw_body, request.headers),
-                       runtime.write_key_namespace, runtime.publisher().publish)
-    except segment.UnknownCall as unknown:
-        return segment_error(404, str(unknown), "not_found")
-    except segment.Unauthorized as unauthorized:
-        return segment_error(401, str(unauthorized), "unauthorized")
-    except segment.RequestTooLarge as too_large:
-        return segment_error(400, str(too_large), "too_large")
-    except InvalidEvent as invalid:
-        return segment_error(400, f"invalid message: {invalid}"[:1000], "invalid_request",
-                             errors=[e.to_json() for e in invalid.errors])
-    except segment.UnsupportedMediaType as unsupported:
-        return segment_error(415, str(unsupported), "unsupported_media_type")
-    except (runtime.PublishError, runtime.BackendUnavailable, config.ConfigError) as unavailable:
-        return segment_error(503, "the event stream is unavailable; retry later", "unavailable",
-                             reason=unavailable_reason(unavailable, f"segment {call}"))
+    segment.accept(segment.SegmentRequest(call, request.raw_body, request.headers),
+                   runtime.write_key_namespace, runtime.publisher().publish)
     return json_response({"success": True})
 
 
@@ -88,25 +67,37 @@ def _query():
     return app.current_request.query_params
 
 
-def _reports():
-    """The report views, imported on the first report request: a cold /track never loads them."""
-    from chalicelib.reports import views
+def _experiments():
+    """The report modules are imported on the first request that needs them: a cold /track never loads them."""
+    from chalicelib.reports import experiments
 
-    return views
+    return experiments
+
+
+def _daily():
+    from chalicelib.reports import daily
+
+    return daily
+
+
+def _deletion():
+    from chalicelib.reports import deletion
+
+    return deletion
 
 
 @app.route("/experiments", methods=["GET"], cors=CORS)
 @report_route(app)
 def experiments_all():
-    return _reports().all_experiments(runtime.warehouse(), report_api.namespace(_query()),
-                                   report_api.single(_query(), "scope"), report_api.window(_query()))
+    return _experiments().all_experiments(runtime.warehouse(), report_api.namespace(_query()),
+                                          report_api.single(_query(), "scope"), report_api.window(_query()))
 
 
 @app.route("/experiments/{experiment}", methods=["GET"], cors=CORS)
 @report_route(app)
 def experiment_goals(experiment):
-    return _reports().experiment_goals(runtime.warehouse(), report_api.namespace(_query()),
-                                    report_api.experiment_from_path(experiment), report_api.window(_query()))
+    return _experiments().experiment_goals(runtime.warehouse(), report_api.namespace(_query()),
+                                           report_api.experiment_from_path(experiment), report_api.window(_query()))
 
 
 @app.route("/experiments/{experiment}/results", methods=["GET"], cors=CORS)
@@ -122,33 +113,32 @@ def experiment_results(experiment):
         return _segment_results().experiment_results(runtime.warehouse(), namespace, name,
                                                      goals=report_api.goals(query),
                                                      value=report_api.value_property(query), **common)
-    return _reports().experiment_results(runtime.warehouse(), namespace, name, **common)
+    return _experiments().experiment_results(runtime.warehouse(), namespace, name, **common)
 
 
 @app.route("/experiments/{experiment}/daily", methods=["GET"], cors=CORS)
 @report_route(app)
 def experiment_daily(experiment):
-    return _reports().experiment_daily(runtime.warehouse(), report_api.namespace(_query()),
-                                    report_api.experiment_from_path(experiment), report_api.window(_query()))
+    return _daily().experiment_daily(runtime.warehouse(), report_api.namespace(_query()),
+                                     report_api.experiment_from_path(experiment), report_api.window(_query()))
 
 
 @app.route("/experiments/{experiment}", methods=["DELETE"], cors=CORS)
 @report_route(app)
 def experiment_delete(experiment):
-    return _reports().delete_experiment(runtime.warehouse(), report_api.namespace(_query()),
-                                     report_api.experiment_from_path(experiment))
+    return _deletion().delete_experiment(runtime.warehouse(), report_api.namespace(_query()),
+                                         report_api.experiment_from_path(experiment))
 
 
 @app.route("/delete", methods=["DELETE"], cors=CORS)
 @report_route(app)
 def gimel_delete():
     """Gimel's deployed delete: DELETE /delete?namespace=&experiment=."""
-    return _reports().delete_experiment(runtime.warehouse(), report_api.namespace(_query()),
-                                     report_api.required(_query(), "experiment"))
+    return _deletion().delete_experiment(runtime.warehouse(), report_api.namespace(_query()),
+                                         report_api.required(_query(), "experiment"))
 
 
 def _segment_results():
-    """Imported on the first request that needs it, like every report module: a cold /track never loads them."""
     from chalicelib.reports import segment_results
 
     return segment_results
@@ -204,15 +194,11 @@ def favicon():
 
 
 @app.route("/snippet", methods=["GET"], cors=CORS)
+@answering(error_answers.SNIPPET, "snippet")
 def snippet_for_namespace():
     request = app.current_request
-    try:
-        pasted = snippet.snippet_for_request((request.query_params or {}).get("namespace"), request.headers,
-                                             request.context, runtime.settings().track_url)
-    except InvalidEvent as invalid:
-        return error_response(400, "invalid namespace", errors=[e.to_json() for e in invalid.errors])
-    except snippet.InvalidRequest as bad_header:
-        return error_response(400, str(bad_header), header=bad_header.header)
+    pasted = snippet.snippet_for_request((request.query_params or {}).get("namespace"), request.headers,
+                                         request.context, runtime.settings().track_url)
     if snippet.wants_json(request.headers.get("accept")):
         return json_response(pasted.to_json())
     return text_response(pasted.text)

@@ -15,7 +15,7 @@ experiments, variants and goals, as the GimelAdapter sends it:
     namespace:counters:experiment:event:variant uuid` per event (pipelined), then PFCOUNT.
 (b) Dalet, embedded default: Kinesis-shaped batches of 500 records through the real
     writer handler (`app.write_events`) into DuckDB, then the report query behind
-    GET /experiments (chalicelib.reports.views.all_experiments).
+    GET /experiments (chalicelib.reports.experiments.all_experiments).
 Truth: the number of distinct uuids per cell, which is what both claim to count.
 Prints the per-cell table and a summary; exits non-zero unless Dalet is exact.
 
@@ -262,10 +262,10 @@ class DaletPipeline:
     def counts(self) -> dict[Cell, int]:
         """Cells as GET /experiments reports them: trials per variant, successes per goal and variant."""
         self.flush()
-        from chalicelib.reports import views as reports
+        from chalicelib.reports import experiments
 
         counts: dict[Cell, int] = {}
-        for entry in reports.all_experiments(self.warehouse, NAMESPACE)[1:]:
+        for entry in experiments.all_experiments(self.warehouse, NAMESPACE)[1:]:
             for goal in entry["goals"]:
                 for result in goal["results"]:
                     counts[(entry["experiment"], PARTICIPATE, result["label"])] = result["trials"]

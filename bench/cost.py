@@ -363,7 +363,8 @@ def dashboard_queries(data_dir: Path) -> list[dict[str, Any]]:
     from sqlglot import exp
 
     from chalicelib.ingest.events import Event, now, stamp
-    from chalicelib.reports import views
+    from chalicelib.reports import daily, experiments
+    from chalicelib.reports.queries import ALL_TIME
     from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
     from chalicelib.storage.schema import EVENTS
 
@@ -372,9 +373,9 @@ def dashboard_queries(data_dir: Path) -> list[dict[str, Any]]:
     store.insert_events([stamp(Event("alephbet", "checkout flow", variant, event, f"u{n}"), received)
                          for n in range(200) for variant, event in (("red", "participate"), ("blue", "purchase"))])
     recorder = RecordingWarehouse(store)
-    views.all_experiments(recorder, "alephbet", None, views.ALL_TIME)
-    views.experiment_results(recorder, "alephbet", "checkout flow")
-    views.experiment_daily(recorder, "alephbet", "checkout flow")
+    experiments.all_experiments(recorder, "alephbet", None, ALL_TIME)
+    experiments.experiment_results(recorder, "alephbet", "checkout flow")
+    daily.experiment_daily(recorder, "alephbet", "checkout flow")
     store.close()
     found = []
     for sql in recorder.queries:

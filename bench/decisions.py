@@ -2,7 +2,7 @@
 
 Simulates experiments day by day (numpy draws the counts) and asks, at every daily look,
 the same statistics functions the /results route calls (`stats.compare_rates`,
-`stats.adjust_p_values`); a check at the start confirms that `views.results_view` gives the
+`stats.adjust_p_values`); a check at the start confirms that `results.results_view` gives the
 very same figures for a simulated experiment.
 
 - A/A: two arms, no difference, baseline rate 1%-20%, 30 daily looks, stopped at the first
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit  # noqa: E402
 
 from chalicelib.ingest.events import PARTICIPATE  # noqa: E402
-from chalicelib.reports import stats, views  # noqa: E402
+from chalicelib.reports import results, stats  # noqa: E402
 from chalicelib.reports.stats import Proportion  # noqa: E402
 
 CONFIDENCE = 0.95
@@ -152,13 +152,13 @@ def run_family(rng: np.random.Generator, experiments: int, variants: int = 4, go
 
 
 def check_same_figures_as_results_view(rng: np.random.Generator) -> None:
-    """The simulation's figures are the /results view's: one simulated experiment through views.results_view."""
+    """The simulation's figures are the /results view's: one simulated experiment through results.results_view."""
     control, variant = cumulative_successes(rng, np.array([0.05]), 1), cumulative_successes(rng, np.array([0.055]), 1)
     n = trials_at(LOOKS - 1)
-    rows = [views.DecisionRow("control", PARTICIPATE, n, 0, 0.0, 0.0), views.DecisionRow("variant", PARTICIPATE, n, 0, 0.0, 0.0),
-            views.DecisionRow("control", "buy", int(control[0, -1]), 0, 0.0, 0.0),
-            views.DecisionRow("variant", "buy", int(variant[0, -1]), 0, 0.0, 0.0)]
-    shown = views.results_view("ns", "exp", rows, control="control", confidence=CONFIDENCE, weights=None)
+    rows = [results.DecisionRow("control", PARTICIPATE, n, 0, 0.0, 0.0), results.DecisionRow("variant", PARTICIPATE, n, 0, 0.0, 0.0),
+            results.DecisionRow("control", "buy", int(control[0, -1]), 0, 0.0, 0.0),
+            results.DecisionRow("variant", "buy", int(variant[0, -1]), 0, 0.0, 0.0)]
+    shown = results.results_view("ns", "exp", rows, control="control", confidence=CONFIDENCE, weights=None)
     arm = shown["goals"][0]["variants"][1]
     simulated = stats.compare_rates(Proportion(n, int(control[0, -1])), Proportion(n, int(variant[0, -1])), CONFIDENCE)
     assert arm["sequential"]["p_value"] == simulated.sequential.p_value
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     check_same_figures_as_results_view(rng)
     print(f"{LOOKS} daily looks, {DAILY_PER_ARM:,} new participants per arm per day, confidence {CONFIDENCE:.0%}; "
-          f"sequential: {views.SEQUENTIAL_METHOD}, tuned for {stats.SEQUENTIAL_TUNING_PARTICIPANTS:,} participants")
+          f"sequential: {results.SEQUENTIAL_METHOD}, tuned for {stats.SEQUENTIAL_TUNING_PARTICIPANTS:,} participants")
 
     aa_runs = sizes.aa
     aa = run_two_arms(rng, aa_runs, rng.uniform(0.01, 0.20, aa_runs), 0.0)

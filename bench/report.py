@@ -92,13 +92,13 @@ def _generate(warehouse, total: int) -> None:
 
 
 def _measure(warehouse, total: int, rounds: int) -> int:
-    from chalicelib.reports import views as reports
+    from chalicelib.reports import experiments
 
     one = "experiment-07"
     metrics = [
-        ("all experiments", lambda: reports.all_experiments(warehouse, NAMESPACE),
+        ("all experiments", lambda: experiments.all_experiments(warehouse, NAMESPACE),
          lambda: warehouse.fetch(BASELINE_ALL), GOAL_RATIO),
-        ("one experiment", lambda: reports.experiment_goals(warehouse, NAMESPACE, one),
+        ("one experiment", lambda: experiments.experiment_goals(warehouse, NAMESPACE, one),
          lambda: warehouse.fetch(BASELINE_ONE, {"experiment": one}), GOAL_RATIO),
     ]
     warehouse.execute("DELETE FROM deletions")      # a reused file may hold a previous run's
@@ -123,9 +123,9 @@ def _check_same_counts(warehouse, hidden: tuple[str, Any] | None = None) -> None
 
     `hidden`: (experiment, deleted_at) whose rows up to deleted_at the report must leave out.
     """
-    from chalicelib.reports import views as reports
+    from chalicelib.reports import experiments
 
-    report = reports.all_experiments(warehouse, NAMESPACE)
+    report = experiments.all_experiments(warehouse, NAMESPACE)
     ours = {(entry["experiment"], goal["goal"], result["label"]): result["successes"]
             for entry in report[1:] for goal in entry["goals"] for result in goal["results"]}
     ours.update({(entry["experiment"], "participate", result["label"]): result["trials"]
@@ -144,13 +144,13 @@ def _time(name: str, ours, baseline, goal: float | None, total: int, rounds: int
 
 
 def _add_tombstones(warehouse, reused: str) -> None:
-    from chalicelib.reports import queries, views as reports
+    from chalicelib.reports import deletion, fetch, queries
 
-    target = reports.target_of(warehouse)
+    target = fetch.target_of(warehouse)
     deleted = [(f"old-experiment-{n}", START - timedelta(days=n + 1)) for n in range(10)]
     deleted.append((reused, START - timedelta(hours=1)))
     for name, deleted_at in deleted:
-        record = queries.record_deletion(target, reports.deletion_id(NAMESPACE, name, deleted_at), NAMESPACE,
+        record = queries.record_deletion(target, deletion.deletion_id(NAMESPACE, name, deleted_at), NAMESPACE,
                                          name, deleted_at)
         warehouse.execute(record.sql, record.params)
 
@@ -158,11 +158,11 @@ def _add_tombstones(warehouse, reused: str) -> None:
 def _add_unpurged_deletion(warehouse, experiment: str) -> Any:
     """A tombstone hiding half of a live experiment's rows, not purged: BigQuery's state until DML
     is allowed; on DuckDB only events acknowledged before a deletion but written after it."""
-    from chalicelib.reports import queries, views as reports
+    from chalicelib.reports import deletion, fetch, queries
 
     deleted_at = START + timedelta(seconds=SPREAD_SECONDS // 2)
-    record = queries.record_deletion(reports.target_of(warehouse),
-                                     reports.deletion_id(NAMESPACE, experiment, deleted_at),
+    record = queries.record_deletion(fetch.target_of(warehouse),
+                                     deletion.deletion_id(NAMESPACE, experiment, deleted_at),
                                      NAMESPACE, experiment, deleted_at)
     warehouse.execute(record.sql, record.params)
     return deleted_at

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from chalicelib import config
 from chalicelib.ingest.publisher import (KINESIS_CLIENT_SETTINGS, KinesisPublisher, LocalStreamPublisher, Publisher,
                                   PublishError)
+from chalicelib.reports.freshness import freshness as freshness_view, freshness_unknown
 
 log = logging.getLogger("dalet.runtime")
 
@@ -107,9 +108,7 @@ FRESHNESS_NOT_MEASURED = ("not measured on AWS: the writer's lag is the Iterator
 
 
 def freshness() -> dict[str, Any]:
-    """How far the warehouse is behind the stream, as the reports carry it (see reports.views.freshness)."""
-    from chalicelib.reports.views import freshness as freshness_view, freshness_unknown
-
+    """How far the warehouse is behind the stream, as the reports carry it (see reports.freshness)."""
     if not settings().is_local:
         return freshness_unknown(FRESHNESS_NOT_MEASURED)
     start_local_pipeline()

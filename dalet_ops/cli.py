@@ -128,11 +128,11 @@ def purge(_: argparse.Namespace) -> int:
     if settings.is_local:
         print(PURGE_NOT_NEEDED)
         return 0
-    from chalicelib.reports import views as reports
+    from chalicelib.reports import deletion
     from chalicelib import runtime
 
     try:
-        reports.purge_all(runtime.warehouse())
+        deletion.purge_all(runtime.warehouse())
     except Exception as error:  # noqa: BLE001 - the tombstones keep deleted experiments hidden meanwhile
         print(f"dalet: purge failed, rerun it later (deleted experiments stay hidden meanwhile): {error}",
               file=sys.stderr)
@@ -175,11 +175,11 @@ def status(arguments: argparse.Namespace) -> int:
 
 def _deployed_stage(arguments: argparse.Namespace) -> tuple[Any, Any, config.Settings]:
     """The stage, an AWS session (--region, --profile) and the settings BigQuery is reached with (--adc)."""
-    from dalet_ops.deploy_commands import _bigquery_settings, _session
+    from dalet_ops.deploy_commands import aws_session, bigquery_settings
     from dalet_ops.stage import load_stage
 
     stage = load_stage(arguments.stage, arguments.project_dir)
-    return stage, _session(arguments), _bigquery_settings(stage, arguments)
+    return stage, aws_session(arguments), bigquery_settings(stage, arguments)
 
 
 def package(arguments: argparse.Namespace) -> int:

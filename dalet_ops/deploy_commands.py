@@ -92,13 +92,15 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _session(arguments: argparse.Namespace) -> Any:
+def aws_session(arguments: argparse.Namespace) -> Any:
+    """The boto3 session of `--profile` and `--region`."""
     import boto3
 
     return boto3.session.Session(profile_name=arguments.profile, region_name=arguments.region)
 
 
-def _bigquery_settings(stage: Stage, arguments: argparse.Namespace) -> config.Settings:
+def bigquery_settings(stage: Stage, arguments: argparse.Namespace) -> config.Settings:
+    """The settings BigQuery is reached with: the stage's, or Application Default Credentials with `--adc`."""
     settings = stage.settings
     return provision.without_stage_google_credentials(settings) if arguments.adc else settings
 
@@ -107,8 +109,8 @@ def run_setup(arguments: argparse.Namespace) -> int:
     try:
         stage = _load(arguments)
         options = provision.StreamOptions(arguments.stream_mode, arguments.shards, arguments.retention_hours)
-        outcome = provision.run_setup(stage, _session(arguments), print, options, arguments.show_key,
-                                      _bigquery_settings(stage, arguments), arguments.alarm_email)
+        outcome = provision.run_setup(stage, aws_session(arguments), print, options, arguments.show_key,
+                                      bigquery_settings(stage, arguments), arguments.alarm_email)
     except (provision.SetupError, config.ConfigError) as error:
         return _fail(str(error))
     except Exception as error:
@@ -132,7 +134,7 @@ def next_step(stage: Stage, deployment: provision.Deployment) -> str:
 def run_preflight(arguments: argparse.Namespace) -> int:
     try:
         stage = _load(arguments)
-        checks = preflight.run_preflight(stage, _session(arguments), _bigquery_settings(stage, arguments))
+        checks = preflight.run_preflight(stage, aws_session(arguments), bigquery_settings(stage, arguments))
         failed = 0
         for check in checks:
             print(check.line())
@@ -150,10 +152,10 @@ def run_replay(arguments: argparse.Namespace) -> int:
 
     try:
         stage = _load(arguments)
-        session = _session(arguments)
+        session = aws_session(arguments)
         provision.aws_identity(session)
         sqs, kinesis = session.client("sqs"), session.client("kinesis")
-        settings = _bigquery_settings(stage, arguments)
+        settings = bigquery_settings(stage, arguments)
         warehouse = BigQueryWarehouse.from_settings(settings)
         queue_url = sqs.get_queue_url(QueueName=stage.failure_queue_name)["QueueUrl"]
         stream_arn = kinesis.describe_stream_summary(
@@ -199,7 +201,7 @@ def stage_track_url(stage: Stage, arguments: argparse.Namespace) -> str:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        session = _session(arguments)
+        session = aws_session(arguments)
         answer = session.client("lambda").get_function_url_config(FunctionName=stage.function_name(TRACK))
         return provision.front_door_track_url(answer["FunctionUrl"])
     except (BotoCoreError, ClientError) as error:

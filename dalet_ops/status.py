@@ -72,7 +72,7 @@ def warehouse_readings(warehouse: Any, now: datetime) -> list[Reading]:
 
 def dead_letters(warehouse: Any, now: datetime) -> Reading:
     from chalicelib.reports import queries
-    from chalicelib.reports.views import target_of
+    from chalicelib.reports.fetch import target_of
 
     query = queries.dead_letters_since(target_of(warehouse), now - DEAD_LETTER_WINDOW)
     (row,) = warehouse.fetch(query.sql, query.params)
@@ -86,7 +86,7 @@ def dead_letters(warehouse: Any, now: datetime) -> Reading:
 
 def newest_event(warehouse: Any, now: datetime) -> Reading:
     from chalicelib.reports import queries
-    from chalicelib.reports.views import target_of
+    from chalicelib.reports.fetch import target_of
 
     query = queries.newest_event(target_of(warehouse), now - NEWEST_EVENT_LOOKBACK)
     (row,) = warehouse.fetch(query.sql, query.params)

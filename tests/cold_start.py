@@ -34,7 +34,9 @@ from typing import Any, Iterator
 STREAM = "dalet-events"
 REGION = "us-east-1"
 # Modules the first /track must not load: S3 helpers, the report and BigQuery code, the embedded storage.
-NOT_ON_THE_TRACK_PATH = ("s3transfer", "boto3", "google", "chalicelib.reports.views", "chalicelib.reports.stats",
+NOT_ON_THE_TRACK_PATH = ("s3transfer", "boto3", "google", "chalicelib.reports.experiments", "chalicelib.reports.results",
+                         "chalicelib.reports.daily", "chalicelib.reports.deletion", "chalicelib.reports.breakdown",
+                         "chalicelib.reports.segment_results", "chalicelib.reports.analytics", "chalicelib.reports.stats",
                          "chalicelib.storage.bigquery_warehouse", "chalicelib.ingest.local_stream", "sqlite3")
 
 PROBE = """

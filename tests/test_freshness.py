@@ -8,7 +8,7 @@ from typing import Any
 
 from chalicelib import runtime
 from chalicelib.ingest.events import parse_timestamp
-from chalicelib.reports import views
+from chalicelib.reports import freshness
 from tests.helpers import KEY_HEADER, event, report_client, track, writer_gate, wait_until_written  # noqa: F401
 from tests.local_server import wait_until
 
@@ -66,9 +66,9 @@ def test_gimels_single_experiment_list_keeps_its_shape(report_client):
 
 
 def test_lag_is_how_long_the_oldest_unwritten_event_has_waited():
-    assert views.freshness(1_700_000_000.0, at=1_700_000_055.5) == {
+    assert freshness.freshness(1_700_000_000.0, at=1_700_000_055.5) == {
         "lag_seconds": 55.5, "as_of": "2023-11-14T22:13:20.000000Z"}
-    assert views.freshness(None, at=1_700_000_055.5) == {
+    assert freshness.freshness(None, at=1_700_000_055.5) == {
         "lag_seconds": 0.0, "as_of": "2023-11-14T22:14:15.500000Z"}
 
 

@@ -9,7 +9,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from chalicelib.reports import stats, views as reports
+from chalicelib.reports import experiments, stats
 from chalicelib import runtime
 from chalicelib.storage import writer
 from tests.helpers import API_KEY, KEY_HEADER, event, report_client, track, wait_for_rows, wait_until_written  # noqa: F401
@@ -192,7 +192,7 @@ def test_the_results_view_answers_the_contract_fields(report_client):
 def test_the_results_view_is_the_reports_module_answer(report_client):
     seed(report_client, *ab("exp", red=7, blue=9, red_goal=3, blue_goal=2))
     over_http = body(get(report_client, path_of("exp", "/results")))
-    assert over_http == json.loads(json.dumps(reports.experiment_results(runtime.warehouse(), "alephbet", "exp")))
+    assert over_http == json.loads(json.dumps(experiments.experiment_results(runtime.warehouse(), "alephbet", "exp")))
 
 
 def test_the_daily_views_last_day_equals_the_totals(report_client):

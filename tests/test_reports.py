@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from chalicelib.reports import queries, stats, views as reports
+from chalicelib.reports import daily, deletion, experiments, queries, stats
 from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
 from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
 from chalicelib.ingest.events import Event, stamp
 from chalicelib.reports.queries import Window
-from chalicelib.reports.views import BadParameter, UnknownExperiment
+from chalicelib.reports.errors import BadParameter, UnknownExperiment
 from tests.bigquery_standin import BigQueryStandIn, HttpError, QueryAnswer, bigquery_standin  # noqa: F401
 
 NS = "alephbet"
@@ -49,7 +49,7 @@ def goals(experiment: str, variant: str, goal: str, count: int, when: datetime |
 def test_every_variant_seen_appears_under_every_goal_with_zero_where_nothing_was_seen(warehouse):
     warehouse.insert_events(participants("exp", "red", 3) + participants("exp", "blue", 2)
                             + goals("exp", "red", "click", 1) + goals("exp", "green", "buy", 1))
-    assert reports.experiment_goals(warehouse, NS, "exp") == [
+    assert experiments.experiment_goals(warehouse, NS, "exp") == [
         {"goal": "buy", "results": [{"label": "blue", "successes": 0, "trials": 2},
                                     {"label": "green", "successes": 1, "trials": 0},
                                     {"label": "red", "successes": 0, "trials": 3}]},
@@ -61,13 +61,13 @@ def test_every_variant_seen_appears_under_every_goal_with_zero_where_nothing_was
 
 def test_an_experiment_with_participants_only_has_no_goals(warehouse):
     warehouse.insert_events(participants("exp", "red", 3))
-    assert reports.experiment_goals(warehouse, NS, "exp") == []
+    assert experiments.experiment_goals(warehouse, NS, "exp") == []
 
 
 def test_all_experiments_starts_with_the_meta_and_lists_every_experiment_sorted(warehouse):
     warehouse.insert_events(participants("b", "red", 1) + goals("b", "red", "click", 1) + participants("a", "x", 2)
                             + [stored("c", "x", "participate", "u1", namespace="elsewhere")])
-    report = reports.all_experiments(warehouse, NS)
+    report = experiments.all_experiments(warehouse, NS)
     assert report == [
         {"meta": {"scope": None}},
         {"experiment": "a", "goals": []},
@@ -77,7 +77,7 @@ def test_all_experiments_starts_with_the_meta_and_lists_every_experiment_sorted(
 
 def test_a_scope_lists_the_named_experiments_in_its_order_even_those_without_events(warehouse):
     warehouse.insert_events(participants("a", "x", 1) + participants("b", "x", 1) + participants("c", "x", 1))
-    report = reports.all_experiments(warehouse, NS, scope="c,missing,a")
+    report = experiments.all_experiments(warehouse, NS, scope="c,missing,a")
     assert report[0] == {"meta": {"scope": "c,missing,a"}}
     assert [entry["experiment"] for entry in report[1:]] == ["c", "missing", "a"]
     assert report[2]["goals"] == []
@@ -85,15 +85,15 @@ def test_a_scope_lists_the_named_experiments_in_its_order_even_those_without_eve
 
 def test_a_blank_scope_means_every_experiment(warehouse):
     warehouse.insert_events(participants("a", "x", 1))
-    assert reports.all_experiments(warehouse, NS, scope=" ") == [{"meta": {"scope": None}},
+    assert experiments.all_experiments(warehouse, NS, scope=" ") == [{"meta": {"scope": None}},
                                                                 {"experiment": "a", "goals": []}]
 
 
 @pytest.mark.parametrize("report", [
-    lambda w: reports.experiment_goals(w, NS, "missing"),
-    lambda w: reports.experiment_results(w, NS, "missing"),
-    lambda w: reports.experiment_daily(w, NS, "missing"),
-    lambda w: reports.delete_experiment(w, NS, "missing"),
+    lambda w: experiments.experiment_goals(w, NS, "missing"),
+    lambda w: experiments.experiment_results(w, NS, "missing"),
+    lambda w: daily.experiment_daily(w, NS, "missing"),
+    lambda w: deletion.delete_experiment(w, NS, "missing"),
 ], ids=["goals", "results", "daily", "delete"])
 def test_an_experiment_without_events_is_unknown(warehouse, report):
     warehouse.insert_events(participants("exp", "red", 1) + [stored("missing", "red", "participate", "u1",
@@ -105,17 +105,17 @@ def test_an_experiment_without_events_is_unknown(warehouse, report):
 def test_an_empty_date_window_on_a_known_experiment_is_an_empty_report_not_an_unknown_one(warehouse):
     warehouse.insert_events(participants("exp", "red", 2, when=at(3)) + goals("exp", "red", "buy", 1, when=at(3)))
     june = Window(date(2024, 6, 1), date(2024, 6, 30))
-    assert reports.experiment_goals(warehouse, NS, "exp", june) == []
-    assert reports.experiment_daily(warehouse, NS, "exp", june)["days"] == []
-    assert reports.experiment_results(warehouse, NS, "exp", window=june)["variants"] == []
+    assert experiments.experiment_goals(warehouse, NS, "exp", june) == []
+    assert daily.experiment_daily(warehouse, NS, "exp", june)["days"] == []
+    assert experiments.experiment_results(warehouse, NS, "exp", window=june)["variants"] == []
 
 
 def test_a_window_counts_the_events_received_on_its_days(warehouse):
     warehouse.insert_events(participants("exp", "red", 2, when=at(1)) + participants("exp", "red", 3, first=2, when=at(5))
                             + goals("exp", "red", "buy", 1, when=at(6)))
-    goals_in_window = reports.experiment_goals(warehouse, NS, "exp", Window(date(2024, 5, 5), None))
+    goals_in_window = experiments.experiment_goals(warehouse, NS, "exp", Window(date(2024, 5, 5), None))
     assert goals_in_window == [{"goal": "buy", "results": [{"label": "red", "successes": 1, "trials": 3}]}]
-    assert reports.experiment_goals(warehouse, NS, "exp", Window(None, date(2024, 5, 5))) == []
+    assert experiments.experiment_goals(warehouse, NS, "exp", Window(None, date(2024, 5, 5))) == []
 
 
 def repeat_buyers(warehouse) -> None:
@@ -129,15 +129,15 @@ def repeat_buyers(warehouse) -> None:
 
 def test_a_user_buying_twice_is_one_success_in_gimels_counts(warehouse):
     repeat_buyers(warehouse)
-    (buy,) = reports.experiment_goals(warehouse, NS, "exp")
+    (buy,) = experiments.experiment_goals(warehouse, NS, "exp")
     assert buy["results"] == [{"label": "blue", "successes": 0, "trials": 2},
                               {"label": "red", "successes": 2, "trials": 3}]
-    assert reports.all_experiments(warehouse, NS)[1]["goals"] == [buy]
+    assert experiments.all_experiments(warehouse, NS)[1]["goals"] == [buy]
 
 
 def test_a_user_buying_twice_is_one_success_from_the_first_day_in_the_daily_view(warehouse):
     repeat_buyers(warehouse)
-    days = reports.experiment_daily(warehouse, NS, "exp")["days"]
+    days = daily.experiment_daily(warehouse, NS, "exp")["days"]
     red_buyers = {day["day"]: day["variants"][1]["successes"]["buy"] for day in days}
     assert red_buyers == {"2024-05-01": 0, "2024-05-02": 1, "2024-05-03": 2}
 
@@ -158,7 +158,7 @@ def seeded(warehouse):
 
 
 def test_results_report_participants_per_variant_and_the_srm_check(seeded):
-    view = reports.experiment_results(seeded, NS, "exp")
+    view = experiments.experiment_results(seeded, NS, "exp")
     assert view["namespace"] == NS and view["experiment"] == "exp" and view["confidence"] == 0.95
     assert view["variants"] == [{"label": "blue", "participants": 210}, {"label": "control", "participants": 200},
                                 {"label": "red", "participants": 180}]
@@ -167,7 +167,7 @@ def test_results_report_participants_per_variant_and_the_srm_check(seeded):
 
 
 def test_results_compare_each_variant_to_the_control_with_the_stats_functions(seeded):
-    view = reports.experiment_results(seeded, NS, "exp", confidence=0.9, correction="none")
+    view = experiments.experiment_results(seeded, NS, "exp", confidence=0.9, correction="none")
     assert view["control"] == "control"
     buy = view["goals"][0]
     assert buy["goal"] == "buy"
@@ -194,7 +194,7 @@ def test_results_compare_each_variant_to_the_control_with_the_stats_functions(se
 
 @pytest.mark.parametrize("correction", ["holm", "bh"])
 def test_p_values_are_adjusted_across_every_variant_goal_and_value_comparison(seeded, correction):
-    view = reports.experiment_results(seeded, NS, "exp", correction=correction)
+    view = experiments.experiment_results(seeded, NS, "exp", correction=correction)
     assert view["correction"] == correction
     comparisons = [arm for goal in view["goals"] for arm in goal["variants"] if "p_value" in arm]
     comparisons += [arm for goal in view["goals"] if goal["value"] for arm in goal["value"]["variants"]
@@ -207,7 +207,7 @@ def test_p_values_are_adjusted_across_every_variant_goal_and_value_comparison(se
 
 
 def test_the_results_default_to_holms_correction_and_name_the_sequential_method(seeded):
-    view = reports.experiment_results(seeded, NS, "exp")
+    view = experiments.experiment_results(seeded, NS, "exp")
     assert view["correction"] == "holm"
     assert "Waudby-Smith" in view["sequential"]["method"]
     assert view["sequential"]["tuned_for_participants"] == stats.SEQUENTIAL_TUNING_PARTICIPANTS
@@ -215,7 +215,7 @@ def test_the_results_default_to_holms_correction_and_name_the_sequential_method(
 
 def test_a_variant_seen_only_in_goals_counts_in_the_srm_check_and_is_named(seeded):
     seeded.insert_events(goals("exp", "stray", "buy", 3))
-    srm = reports.experiment_results(seeded, NS, "exp")["srm"]
+    srm = experiments.experiment_results(seeded, NS, "exp")["srm"]
     expected = stats.srm({"blue": 210, "control": 200, "red": 180, "stray": 0})
     assert srm == {"p_value": expected.p_value, "mismatch": True, "unexpected_variants": ["stray"]}
     assert expected.p_value < stats.SRM_THRESHOLD
@@ -224,13 +224,13 @@ def test_a_variant_seen_only_in_goals_counts_in_the_srm_check_and_is_named(seede
 def test_weights_may_leave_out_a_variant_seen_only_in_goals_which_still_flags_a_mismatch(seeded):
     seeded.insert_events(goals("exp", "stray", "buy", 3))
     weights = {"blue": 35.0, "control": 33.0, "red": 32.0}
-    srm = reports.experiment_results(seeded, NS, "exp", weights=weights)["srm"]
+    srm = experiments.experiment_results(seeded, NS, "exp", weights=weights)["srm"]
     assert srm["p_value"] == stats.srm({"blue": 210, "control": 200, "red": 180}, weights).p_value
     assert srm["mismatch"] is True and srm["unexpected_variants"] == ["stray"]
 
 
 def test_every_variant_appears_under_every_goal_of_the_results(seeded):
-    signup = reports.experiment_results(seeded, NS, "exp")["goals"][1]
+    signup = experiments.experiment_results(seeded, NS, "exp")["goals"][1]
     assert signup["goal"] == "signup"
     assert [(arm["label"], arm["trials"], arm["successes"]) for arm in signup["variants"]] == [
         ("blue", 210, 0), ("control", 200, 0), ("red", 180, 3)]
@@ -238,7 +238,7 @@ def test_every_variant_appears_under_every_goal_of_the_results(seeded):
 
 
 def test_value_statistics_are_per_participant_counting_those_without_a_value_as_zero(seeded):
-    value = reports.experiment_results(seeded, NS, "exp")["goals"][0]["value"]
+    value = experiments.experiment_results(seeded, NS, "exp")["goals"][0]["value"]
     control_values = [10.0 + n for n in range(20)] + [0.0] * 180
     red_values = [12.0 + n % 7 for n in range(36)] + [0.0] * 144
     by_label = {arm["label"]: arm for arm in value["variants"]}
@@ -268,7 +268,7 @@ def test_value_per_participant_is_what_each_user_spent_in_all_while_successes_st
            purchase("red", "red-0", 30.0, "o4"),                                           # a retried order
            purchase("red", "red-1", 20.0, "o5"), purchase("red", "red-2", 5.0, "o6")]
     )
-    buy = reports.experiment_results(warehouse, NS, "shop")["goals"][0]
+    buy = experiments.experiment_results(warehouse, NS, "shop")["goals"][0]
     assert [(arm["label"], arm["successes"]) for arm in buy["variants"]] == [("control", 2), ("red", 3)]
     by_label = {arm["label"]: arm for arm in buy["value"]["variants"]}
     assert (by_label["red"]["count"], by_label["red"]["sum"], by_label["red"]["mean"]) == (3, 65.0, 65.0 / 4)
@@ -283,30 +283,30 @@ def test_value_per_participant_is_what_each_user_spent_in_all_while_successes_st
 ])
 def test_the_control_defaults_to_the_variant_named_control_else_the_first_in_sort_order(warehouse, labels, expected):
     warehouse.insert_events([stored("exp", label, "participate", label) for label in labels])
-    assert reports.experiment_results(warehouse, NS, "exp")["control"] == expected
+    assert experiments.experiment_results(warehouse, NS, "exp")["control"] == expected
 
 
 def test_a_chosen_control_is_the_one_every_variant_is_compared_to(seeded):
-    view = reports.experiment_results(seeded, NS, "exp", control="red")
+    view = experiments.experiment_results(seeded, NS, "exp", control="red")
     assert view["control"] == "red"
     assert [("uplift" in arm) for arm in view["goals"][0]["variants"]] == [True, True, False]
 
 
 def test_a_control_that_is_no_variant_is_a_bad_parameter(seeded):
     with pytest.raises(BadParameter) as raised:
-        reports.experiment_results(seeded, NS, "exp", control="purple")
+        experiments.experiment_results(seeded, NS, "exp", control="purple")
     assert raised.value.parameter == "control"
 
 
 def test_weights_set_the_expected_split_of_the_srm_check(seeded):
     weights = {"blue": 35.0, "control": 33.0, "red": 32.0}
-    view = reports.experiment_results(seeded, NS, "exp", weights=weights)
+    view = experiments.experiment_results(seeded, NS, "exp", weights=weights)
     assert view["srm"]["p_value"] == stats.srm({"blue": 210, "control": 200, "red": 180}, weights).p_value
 
 
 def test_weights_must_name_exactly_the_variants(seeded):
     with pytest.raises(BadParameter) as raised:
-        reports.experiment_results(seeded, NS, "exp", weights={"control": 1.0, "red": 1.0})
+        experiments.experiment_results(seeded, NS, "exp", weights={"control": 1.0, "red": 1.0})
     assert raised.value.parameter == "weights"
 
 
@@ -314,7 +314,7 @@ def test_a_goal_with_more_successes_than_participants_has_no_proportion_statisti
     """AlephBet sends a fresh uuid for each completion of a non-unique goal."""
     warehouse.insert_events(participants("exp", "control", 2) + participants("exp", "red", 2)
                             + goals("exp", "red", "view", 5) + goals("exp", "control", "view", 1))
-    view_goal = reports.experiment_results(warehouse, NS, "exp")["goals"][0]
+    view_goal = experiments.experiment_results(warehouse, NS, "exp")["goals"][0]
     red = view_goal["variants"][1]
     assert (red["trials"], red["successes"], red["rate"]) == (2, 5, 2.5)
     assert red["rate_ci"] is None and red["p_value"] is None and red["chance_to_beat_control"] is None
@@ -325,7 +325,7 @@ def test_a_goal_with_more_successes_than_participants_has_no_proportion_statisti
 
 def test_a_variant_without_participants_has_no_rate(warehouse):
     warehouse.insert_events(participants("exp", "control", 2) + goals("exp", "stray", "buy", 1))
-    stray = reports.experiment_results(warehouse, NS, "exp")["goals"][0]["variants"][1]
+    stray = experiments.experiment_results(warehouse, NS, "exp")["goals"][0]["variants"][1]
     assert stray["label"] == "stray" and stray["rate"] is None and stray["rate_ci"] is None
     assert stray["uplift"]["absolute"] is None and stray["p_value"] is None
 
@@ -335,10 +335,10 @@ def test_a_variant_without_participants_has_no_rate(warehouse):
 def test_daily_is_cumulative_and_carries_quiet_days_forward(warehouse):
     warehouse.insert_events(participants("exp", "red", 2, when=at(1)) + participants("exp", "blue", 1, when=at(1))
                             + participants("exp", "red", 1, first=2, when=at(3)) + goals("exp", "red", "buy", 1, when=at(3)))
-    daily = reports.experiment_daily(warehouse, NS, "exp")
-    assert daily["variants"] == ["blue", "red"] and daily["goals"] == ["buy"]
+    view = daily.experiment_daily(warehouse, NS, "exp")
+    assert view["variants"] == ["blue", "red"] and view["goals"] == ["buy"]
     assert [(day["day"], [(v["label"], v["participants"], v["successes"]["buy"]) for v in day["variants"]])
-            for day in daily["days"]] == [
+            for day in view["days"]] == [
         ("2024-05-01", [("blue", 1, 0), ("red", 2, 0)]),
         ("2024-05-02", [("blue", 1, 0), ("red", 2, 0)]),
         ("2024-05-03", [("blue", 1, 0), ("red", 3, 1)]),
@@ -350,8 +350,8 @@ def test_the_last_day_equals_the_totals(warehouse):
         [stored("exp", ["a", "b"][n % 2], "participate", f"u{n}", at(1 + n % 9, n % 24)) for n in range(60)]
         + [stored("exp", ["a", "b"][n % 2], ["buy", "click"][n % 3 % 2], f"u{n}", at(2 + n % 7)) for n in range(0, 60, 2)]
     )
-    last = reports.experiment_daily(warehouse, NS, "exp")["days"][-1]
-    totals = reports.experiment_goals(warehouse, NS, "exp")
+    last = daily.experiment_daily(warehouse, NS, "exp")["days"][-1]
+    totals = experiments.experiment_goals(warehouse, NS, "exp")
     for goal in totals:
         for result in goal["results"]:
             arm = next(v for v in last["variants"] if v["label"] == result["label"])
@@ -362,7 +362,7 @@ def test_daily_rows_are_turned_into_running_totals_from_first_seen_days():
     rows = [{"day": date(2024, 5, 1), "variant": "a", "event": "participate", "uuids": 2},
             {"day": date(2024, 5, 4), "variant": "a", "event": "participate", "uuids": 1},
             {"day": date(2024, 5, 4), "variant": "a", "event": "go", "uuids": 1}]
-    view = reports.daily_view(rows)
+    view = daily.daily_view(rows)
     assert [day["day"] for day in view["days"]] == ["2024-05-01", "2024-05-02", "2024-05-03", "2024-05-04"]
     assert [day["variants"][0]["participants"] for day in view["days"]] == [2, 2, 2, 3]
     assert view["days"][-1]["variants"][0]["successes"] == {"go": 1}
@@ -372,28 +372,28 @@ def test_daily_rows_are_turned_into_running_totals_from_first_seen_days():
 
 def test_a_deleted_experiment_is_unknown_and_gone_from_the_list(warehouse):
     warehouse.insert_events(participants("exp", "red", 2) + participants("kept", "red", 1))
-    answer = reports.delete_experiment(warehouse, NS, "exp", deleted_at=at(2))
+    answer = deletion.delete_experiment(warehouse, NS, "exp", deleted_at=at(2))
     assert answer == {"deleted": True, "namespace": NS, "experiment": "exp",
                       "deleted_at": "2024-05-02T12:00:00.000000Z", "purged": True}
     with pytest.raises(UnknownExperiment):
-        reports.experiment_goals(warehouse, NS, "exp")
-    assert [entry.get("experiment") for entry in reports.all_experiments(warehouse, NS)] == [None, "kept"]
+        experiments.experiment_goals(warehouse, NS, "exp")
+    assert [entry.get("experiment") for entry in experiments.all_experiments(warehouse, NS)] == [None, "kept"]
     assert warehouse.fetch("SELECT COUNT(*) AS n FROM events WHERE experiment = 'exp'")[0]["n"] == 0
 
 
 def test_events_after_a_deletion_start_from_zero(warehouse):
     warehouse.insert_events(participants("exp", "red", 5, when=at(1)))
-    reports.delete_experiment(warehouse, NS, "exp", deleted_at=at(2))
+    deletion.delete_experiment(warehouse, NS, "exp", deleted_at=at(2))
     warehouse.insert_events(participants("exp", "red", 1, first=10, when=at(3)))
-    assert reports.experiment_results(warehouse, NS, "exp")["variants"] == [{"label": "red", "participants": 1}]
+    assert experiments.experiment_results(warehouse, NS, "exp")["variants"] == [{"label": "red", "participants": 1}]
 
 
 def test_events_received_before_a_deletion_but_written_after_it_stay_hidden(warehouse):
     warehouse.insert_events(participants("exp", "red", 1, when=at(1)))
-    reports.delete_experiment(warehouse, NS, "exp", deleted_at=at(2))
+    deletion.delete_experiment(warehouse, NS, "exp", deleted_at=at(2))
     warehouse.insert_events(participants("exp", "red", 3, first=1, when=at(2) - timedelta(microseconds=1)))
     with pytest.raises(UnknownExperiment):
-        reports.experiment_daily(warehouse, NS, "exp")
+        daily.experiment_daily(warehouse, NS, "exp")
 
 
 class RefusingDml:
@@ -418,24 +418,24 @@ class RefusingDml:
 def test_a_deletion_holds_even_when_its_rows_cannot_be_purged_yet(warehouse):
     warehouse.insert_events(participants("exp", "red", 2))
     refusing = RefusingDml(warehouse)
-    assert reports.delete_experiment(refusing, NS, "exp")["purged"] is False
+    assert deletion.delete_experiment(refusing, NS, "exp")["purged"] is False
     with pytest.raises(UnknownExperiment):
-        reports.experiment_goals(refusing, NS, "exp")
+        experiments.experiment_goals(refusing, NS, "exp")
     assert warehouse.fetch("SELECT COUNT(*) AS n FROM events")[0]["n"] == 2
-    reports.purge_all(warehouse)
+    deletion.purge_all(warehouse)
     assert warehouse.fetch("SELECT COUNT(*) AS n FROM events")[0]["n"] == 0
 
 
 def test_counts_stay_exact_while_a_deletions_rows_await_their_purge(warehouse):
     warehouse.insert_events(participants("exp", "red", 3, when=at(1)) + participants("kept", "red", 2, when=at(1)))
     refusing = RefusingDml(warehouse)
-    reports.delete_experiment(refusing, NS, "exp", deleted_at=at(2))
+    deletion.delete_experiment(refusing, NS, "exp", deleted_at=at(2))
     warehouse.insert_events(participants("exp", "blue", 1, when=at(3)) + goals("exp", "blue", "buy", 1, when=at(3)))
     fresh = [{"goal": "buy", "results": [{"label": "blue", "successes": 1, "trials": 1}]}]
-    assert reports.experiment_goals(refusing, NS, "exp") == fresh
-    assert reports.all_experiments(refusing, NS)[1:] == [{"experiment": "exp", "goals": fresh},
+    assert experiments.experiment_goals(refusing, NS, "exp") == fresh
+    assert experiments.all_experiments(refusing, NS)[1:] == [{"experiment": "exp", "goals": fresh},
                                                          {"experiment": "kept", "goals": []}]
-    assert reports.all_experiments(refusing, NS, scope="exp")[1:] == [{"experiment": "exp", "goals": fresh}]
+    assert experiments.all_experiments(refusing, NS, scope="exp")[1:] == [{"experiment": "exp", "goals": fresh}]
 
 
 # ---- BigQuery: the same reports through the real client -------------------------------------------
@@ -459,7 +459,7 @@ def test_bigquery_reports_run_the_pinned_text_with_typed_parameters(bigquery, bi
                "repeats_uuids": False}],
     ))
     window = Window(date(2024, 5, 1), date(2024, 5, 2))
-    report = reports.all_experiments(bigquery, hostile, scope=f"{hostile},b", window=window)
+    report = experiments.all_experiments(bigquery, hostile, scope=f"{hostile},b", window=window)
     assert report[1] == {"experiment": hostile, "goals": [
         {"goal": "buy", "results": [{"label": "red", "successes": 1, "trials": 4}]}]}
     sent = bigquery_standin.queries[-1]
@@ -478,10 +478,10 @@ def test_bigquery_deletion_streams_a_tombstone_and_tolerates_the_streaming_buffe
         return QueryAnswer(schema=[("found", "INT64")], rows=[{"found": 1}])
 
     bigquery_standin.answer_queries(answer)
-    answer_ = reports.delete_experiment(bigquery, NS, "my a/b test", deleted_at=at(2))
+    answer_ = deletion.delete_experiment(bigquery, NS, "my a/b test", deleted_at=at(2))
     assert answer_["purged"] is False
     [tombstone] = bigquery_standin.rows("analytics.deletions")
-    assert tombstone == {"deletion_id": reports.deletion_id(NS, "my a/b test", at(2)), "namespace": NS,
+    assert tombstone == {"deletion_id": deletion.deletion_id(NS, "my a/b test", at(2)), "namespace": NS,
                          "experiment": "my a/b test", "deleted_at": "2024-05-02T12:00:00.000000Z"}
     assert bigquery_standin.queries[-1].parameters["experiment"] == "my a/b test"
 
@@ -498,7 +498,7 @@ def test_value_p_value_keeps_its_precision_at_large_values_through_the_results_v
     rows += goals("big", "variant", "buy", 20_000, value=lambda n: float(variant_values[n]))
     warehouse.insert_events(rows)
 
-    view = reports.experiment_results(warehouse, NS, "big", control="control", correction="none")
+    view = experiments.experiment_results(warehouse, NS, "big", control="control", correction="none")
 
     (buy,) = [goal for goal in view["goals"] if goal["goal"] == "buy"]
     (variant,) = [arm for arm in buy["value"]["variants"] if arm["label"] == "variant"]

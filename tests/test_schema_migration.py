@@ -8,7 +8,7 @@ import pytest
 from google.cloud import bigquery
 
 from chalicelib.ingest.events import StoredEvent, event_id
-from chalicelib.reports import views as reports
+from chalicelib.reports import experiments
 from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
 from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
 from chalicelib.storage.schema import EVENTS
@@ -48,7 +48,7 @@ def first_landing_data_folder(tmp_path):
 def test_a_data_folder_from_the_first_landing_keeps_its_rows_and_reports(first_landing_data_folder):
     warehouse = DuckDBWarehouse(first_landing_data_folder)
     try:
-        (experiment,) = [e for e in reports.all_experiments(warehouse, "alephbet") if "experiment" in e]
+        (experiment,) = [e for e in experiments.all_experiments(warehouse, "alephbet") if "experiment" in e]
         (goal,) = experiment["goals"]
         assert goal["goal"] == "buy" and goal["results"] == [{"label": "red", "successes": 1, "trials": 2}]
         columns = [row["column_name"] for row in warehouse.fetch(

@@ -11,10 +11,10 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from chalicelib.ingest.events import Event, stamp
-from chalicelib.reports import queries, segment_queries, segment_results, views
+from chalicelib.reports import experiments, fetch, queries, segment_queries, segment_results
 from chalicelib.reports.dimensions import parse_dimension, parse_json_path
 from chalicelib.reports.queries import Window
-from chalicelib.reports.views import UnknownExperiment
+from chalicelib.reports.errors import UnknownExperiment
 from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
 from tests.helpers import KEY_HEADER, report_client  # noqa: F401
 from tests.bigquery_standin import bigquery_standin  # noqa: F401
@@ -151,7 +151,7 @@ def test_the_decision_view_equals_alephbets_for_the_same_behaviour(warehouse, tm
                 alephbet_rows.append(stamp(Event("alephbet", "exp", variant, "Buy", user, value * (n + 1)), at(2)))
     warehouse.insert_events(segment_rows + alephbet_rows)
     ours = results(warehouse, goals=["Buy"], value=parse_json_path("properties.revenue"), confidence=0.9)
-    theirs = views.experiment_results(warehouse, "alephbet", "exp", confidence=0.9)
+    theirs = experiments.experiment_results(warehouse, "alephbet", "exp", confidence=0.9)
     shared = {key: value for key, value in theirs.items() if key != "namespace"}
     assert {key: ours[key] for key in shared} == shared
     assert shared["goals"][0]["value"] is not None
@@ -202,7 +202,7 @@ def test_the_rows_carry_the_sample_variance_of_each_users_summed_value(warehouse
     rows += [track("Buy", user, at(2, hour), properties={"revenue": amount})
              for user, amounts in per_user.items() for hour, amount in enumerate(amounts, start=1)]
     warehouse.insert_events(rows)
-    query = segment_queries.experiment_decision_counts(views.target_of(warehouse), NS, "exp", goals=["Buy"],
+    query = segment_queries.experiment_decision_counts(fetch.target_of(warehouse), NS, "exp", goals=["Buy"],
                                                        value=parse_json_path("properties.revenue"))
     [bought] = [row for row in warehouse.fetch(query.sql, query.params) if row["event"] == "Buy"]
     assert bought["variance"] == pytest.approx(statistics.variance([sum(v) for v in per_user.values()]), rel=1e-9)
@@ -281,7 +281,7 @@ def test_alephbet_results_break_down_by_browser(warehouse):
     warehouse.insert_events([row("a", "participate", "u1", "Chrome"), row("a", "participate", "u2", "Safari"),
                              row("b", "participate", "u3", "Chrome"), row("a", "click", "u1", "Chrome"),
                              row("b", "click", "u3", "Chrome")])
-    view = views.experiment_results(warehouse, "alephbet", "exp", dimension=parse_dimension("browser", columns=()))
+    view = experiments.experiment_results(warehouse, "alephbet", "exp", dimension=parse_dimension("browser", columns=()))
     assert segments(view) == {
         ("Chrome", False): {"participants": {"a": 1, "b": 1}, "click": {"a": 1, "b": 1}},
         ("Safari", False): {"participants": {"a": 1, "b": 0}, "click": {"a": 0, "b": 0}},

@@ -13,7 +13,7 @@ from chalicelib.reports import analytics_queries
 from chalicelib.reports.analytics_queries import SeriesWindow
 from chalicelib.reports.dimensions import Dimension
 from chalicelib.reports.queries import Window
-from chalicelib.reports.views import ReportWarehouse, _fetch, target_of
+from chalicelib.reports.fetch import ReportWarehouse, fetch, target_of
 
 OTHER_LABEL = "(other)"
 
@@ -22,7 +22,7 @@ def event_series(warehouse: ReportWarehouse, namespace: str, span: SeriesWindow,
                  group: Dimension | None = None) -> dict[str, Any]:
     query = analytics_queries.event_series(target_of(warehouse), namespace, span.start, span.end, span.interval,
                                            event, group)
-    return series_view(namespace, span, event, group, _fetch(warehouse, query))
+    return series_view(namespace, span, event, group, fetch(warehouse, query))
 
 
 def series_view(namespace: str, span: SeriesWindow, event: str | None, group: Dimension | None,
@@ -54,7 +54,7 @@ def _utc(moment: datetime) -> datetime:
 
 
 def event_names(warehouse: ReportWarehouse, namespace: str, window: Window) -> dict[str, Any]:
-    rows = _fetch(warehouse, analytics_queries.event_names(target_of(warehouse), namespace, window))
+    rows = fetch(warehouse, analytics_queries.event_names(target_of(warehouse), namespace, window))
     return {"namespace": namespace, "names": [
         {"name": row["name"], "events": int(row["events"]), "users": int(row["users"])} for row in rows
     ]}

@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 from chalicelib.reports.dimensions import Dimension
-from chalicelib.reports.queries import Query, Target, Window, _render, _window_filter
+from chalicelib.reports.queries import Query, Target, Window, render, window_filter
 
 # The interval names users choose from, and BigQuery's date parts for them (never user text).
 INTERVAL_PARTS = {"day": "DAY", "hour": "HOUR"}
@@ -131,18 +131,18 @@ def event_series(target: Target, namespace: str, start: datetime, end: datetime,
         params["event"] = event
     if group is not None:
         params.update(group.params("group_path"))
-    return _render(target, sql, params)
+    return render(target, sql, params)
 
 
 def event_names(target: Target, namespace: str, window: Window) -> Query:
     """Every event name of the namespace with its events and distinct users, the most frequent first."""
     columns = f"e.event, {_USER} AS user_key" + ("" if target.unique_identities else ", e.event_id")
     sql = (
-        _visible(columns, False, _window_filter(window))
+        _visible(columns, False, window_filter(window))
         + f"SELECT event AS name, {_events_counted(target)} AS events, COUNT(DISTINCT user_key) AS users\n"
         "FROM picked\n"
         "GROUP BY event\n"
         "ORDER BY events DESC, name\n"
         f"LIMIT {MAX_NAMES}"
     )
-    return _render(target, sql, {"namespace": namespace, **window.params()})
+    return render(target, sql, {"namespace": namespace, **window.params()})

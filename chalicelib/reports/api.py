@@ -2,8 +2,8 @@
 
 Every report route is wrapped in `report_route(app)`: it checks `x-api-key` (401 missing,
 403 wrong, 400 repeated with different values), runs the view, answers its return value as JSON (a GET's with the warehouse's
-`freshness`), and turns a bad parameter into 400, an unknown experiment into 404 and an
-unreachable warehouse into 503.
+`freshness`), and answers errors by `error_answers.REPORT` (a bad parameter 400, an unknown
+experiment 404, an unreachable warehouse 503).
 """
 from __future__ import annotations
 
@@ -15,14 +15,16 @@ from urllib.parse import unquote
 
 from chalice import Chalice, Response
 
-from chalicelib import auth, config, runtime
+from chalicelib import auth, error_answers, runtime
 from chalicelib.ingest.events import DEFAULT_NAMESPACE, PARTICIPATE, InvalidEvent, now, validate_name
 from chalicelib.reports.analytics_queries import INTERVAL_PARTS, MAX_INTERVALS, SeriesWindow, series_window as span_of
+from chalicelib.reports.defaults import DEFAULT_CONFIDENCE, DEFAULT_CORRECTION
 from chalicelib.reports.dimensions import JSON_COLUMNS, Dimension, InvalidPath, parse_dimension, parse_json_path
+from chalicelib.reports.errors import BadParameter, ConflictingHeader
+from chalicelib.reports.freshness import with_freshness
 from chalicelib.reports.queries import Window
 from chalicelib.reports.segment_queries import EXPOSURE_EVENT, SOURCE as SEGMENT_SOURCE
-from chalicelib.responses import WAREHOUSE_UNAVAILABLE, error_response, json_response, unavailable_response
-from chalicelib.storage.writer import TransientWarehouseError
+from chalicelib.responses import json_response
 
 if TYPE_CHECKING:
     from chalicelib.reports.stats import Correction
@@ -32,12 +34,6 @@ View = Callable[..., Any]
 # API Gateway hands the function the last of repeated headers and chalice local the first,
 # so which key "wins" would differ between them: a request carrying differing keys is refused.
 CONFLICTING_KEYS = f"{auth.API_KEY_HEADER}: given several times with different values; send it once"
-
-
-class ConflictingHeader(ValueError):
-    def __init__(self, header: str, message: str):
-        super().__init__(message)
-        self.header = header
 
 
 def refuse_conflicting_api_keys(original_event: Mapping[str, Any]) -> None:
@@ -51,35 +47,20 @@ def refuse_conflicting_api_keys(original_event: Mapping[str, Any]) -> None:
 
 def report_route(app: Chalice) -> Callable[[View], Callable[..., Response]]:
     def decorate(view: View) -> Callable[..., Response]:
+        @error_answers.answering(error_answers.REPORT, "report")
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Response:
-            from chalicelib.reports.views import BadParameter, UnknownExperiment, with_freshness
-
-            try:
-                refuse_conflicting_api_keys(app.current_request.to_original_event())
-                auth.check_api_key(app.current_request.headers, runtime.settings())
-                if app.current_request.method != "GET":
-                    return json_response(view(*args, **kwargs))
-                measured = runtime.freshness()          # before the query: as_of is then a promise
-                return json_response(with_freshness(view(*args, **kwargs), measured))
-            except ConflictingHeader as conflicting:
-                return error_response(400, str(conflicting), header=conflicting.header)
-            except (auth.MissingApiKey, auth.WrongApiKey) as denied:
-                return error_response(denied.status_code, str(denied))
-            except BadParameter as bad:
-                return error_response(400, str(bad), parameter=bad.parameter)
-            except UnknownExperiment as unknown:
-                return error_response(404, str(unknown), namespace=unknown.namespace, experiment=unknown.experiment)
-            except (TransientWarehouseError, runtime.BackendUnavailable, config.ConfigError) as unavailable:
-                return unavailable_response(unavailable, "report", WAREHOUSE_UNAVAILABLE)
+            refuse_conflicting_api_keys(app.current_request.to_original_event())
+            auth.check_api_key(app.current_request.headers, runtime.settings())
+            if app.current_request.method != "GET":
+                return json_response(view(*args, **kwargs))
+            measured = runtime.freshness()          # before the query: as_of is then a promise
+            return json_response(with_freshness(view(*args, **kwargs), measured))
         return guarded
     return decorate
 
 
 def bad_parameter(name: str, message: str) -> Exception:
-    # The views (and their statistics) load on the first report request, never on /track's cold start.
-    from chalicelib.reports.views import BadParameter
-
     return BadParameter(name, message)
 
 
@@ -143,8 +124,6 @@ MAX_CONFIDENCE = 0.999999
 def confidence(params: Mapping[str, str] | None) -> float:
     text = single(params, "confidence")
     if text is None:
-        from chalicelib.reports.views import DEFAULT_CONFIDENCE
-
         return DEFAULT_CONFIDENCE
     try:
         level = float(text)
@@ -158,8 +137,8 @@ def confidence(params: Mapping[str, str] | None) -> float:
 
 def correction(params: Mapping[str, str] | None) -> Correction:
     """`correction=holm|bh|none`: how p-values are adjusted across the experiment's comparisons."""
+    # The statistics load on the first report request, never on /track's cold start (app.py imports this module).
     from chalicelib.reports.stats import CORRECTIONS
-    from chalicelib.reports.views import DEFAULT_CORRECTION
 
     text = single(params, "correction")
     if text is None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from chalicelib.ingest.events import PARTICIPATE
-from chalicelib.reports.views import DecisionRow, results_view
+from chalicelib.reports.results import DecisionRow, results_view
 
 OTHER_LABEL = "(other)"
 # The results view's figures that belong to the whole experiment, not repeated per segment.

@@ -113,7 +113,7 @@ def experiment_counts(target: Target, namespace: str, window: Window = ALL_TIME,
         f"  SELECT e.experiment, e.variant, e.event, {_distinct_uuids(target, 'e.')} AS uuids,\n"
         f"    MIN(e.received_at) AS first_at{with_ids}\n"
         "  FROM {events} AS e\n"
-        f"  WHERE e.namespace = @namespace{selection}{_window_filter(window)}\n"
+        f"  WHERE e.namespace = @namespace{selection}{window_filter(window)}\n"
         "  GROUP BY e.experiment, e.variant, e.event\n"
         ")\n"
         "SELECT t.experiment, t.variant, t.event, t.uuids, IFNULL(t.first_at <= d.deleted_at, FALSE) AS hides_rows,\n"
@@ -121,7 +121,7 @@ def experiment_counts(target: Target, namespace: str, window: Window = ALL_TIME,
         "FROM totals AS t\n"
         "LEFT JOIN deleted AS d ON d.experiment = t.experiment"
     )
-    return _render(target, sql, _selection_params(namespace, window, experiment, scope))
+    return render(target, sql, _selection_params(namespace, window, experiment, scope))
 
 
 def visible_experiment_counts(target: Target, namespace: str, window: Window = ALL_TIME,
@@ -140,7 +140,7 @@ def visible_experiment_counts(target: Target, namespace: str, window: Window = A
         "FROM scoped\n"
         "GROUP BY experiment, variant, event"
     )
-    return _render(target, sql, _selection_params(namespace, window, experiment, scope))
+    return render(target, sql, _selection_params(namespace, window, experiment, scope))
 
 
 def _selection_params(namespace: str, window: Window, experiment: str | None,
@@ -156,7 +156,7 @@ def _selection_params(namespace: str, window: Window, experiment: str | None,
 def experiment_exists(target: Target, namespace: str, experiment: str) -> Query:
     """One row if the experiment has any event not hidden by a deletion, at any time."""
     sql = _scoped("e.experiment", experiment=True, scope=False, window=ALL_TIME) + "SELECT 1 AS found FROM scoped LIMIT 1"
-    return _render(target, sql, {"namespace": namespace, "experiment": experiment})
+    return render(target, sql, {"namespace": namespace, "experiment": experiment})
 
 
 def decision_counts(target: Target, namespace: str, experiment: str, window: Window = ALL_TIME,
@@ -170,11 +170,7 @@ def decision_counts(target: Target, namespace: str, experiment: str, window: Win
     random uuid per event unless the page sets a user id, so successes are not matched
     against participants.
 
-    The variance is the corrected two-pass formula of Chan, Golub & LeVeque, "Algorithms
-    for computing the sample variance: analysis and recommendations", The American
-    Statistician 37(3), 1983, eq. 1.7: S = sum(d^2) - (sum d)^2 / k with d = x - mean.
-    Deviations from the group mean keep values like 1e9 + noise exact, where the sum of
-    squares cancels away; DuckDB's one-pass VAR_SAMP is 1e-8 off there.
+    The variance is `SAMPLE_VARIANCE`'s two-pass formula over `deviations_cte`.
 
     With a `dimension` (a column such as `browser`), the counts are split by its value as each
     identity was stored: the top values by participants, the rest folded into `other` (`folded_segments`).
@@ -203,21 +199,38 @@ def decision_counts(target: Target, namespace: str, experiment: str, window: Win
         "  GROUP BY variant, event, uuid\n"
         "),\n"
         + fold
-        + "deviations AS (\n"
-        f"  SELECT {by}variant, event, value, value - AVG(value) OVER (PARTITION BY {by}variant, event) AS deviation\n"
-        f"  FROM {users}\n"
-        ")\n"
+        + deviations_cte(users, by)
     )
     sql = (
         _scoped(columns, experiment=True, scope=False, window=window, more_ctes=per_uuid)
         + f"SELECT {by}variant, event, COUNT(*) AS uuids, COUNT(value) AS valued, SUM(value) AS total,\n"
-        "  (SUM(deviation * deviation) - SUM(deviation) * SUM(deviation) / COUNT(value))\n"
-        "    / NULLIF(COUNT(value) - 1, 0) AS variance\n"
-        "FROM deviations\n"
+        + SAMPLE_VARIANCE
+        + "FROM deviations\n"
         f"GROUP BY {by}variant, event"
     )
     params = {"namespace": namespace, "experiment": experiment, **window.params()}
-    return _render(target, sql, {**params, **(dimension.params("dimension_path") if dimension else {})})
+    return render(target, sql, {**params, **(dimension.params("dimension_path") if dimension else {})})
+
+
+# The sample variance of `value` per group, over the `deviations` CTE (`deviations_cte`): the corrected
+# two-pass formula of Chan, Golub & LeVeque, "Algorithms for computing the sample variance: analysis and
+# recommendations", The American Statistician 37(3), 1983, eq. 1.7: S = sum(d^2) - (sum d)^2 / k with
+# d = x - mean, divided by k - 1 (null below two values). Deviations from the group mean keep values like
+# 1e9 + noise exact, where the sum of squares cancels away; DuckDB's one-pass VAR_SAMP is 1e-8 off there.
+SAMPLE_VARIANCE = ("  (SUM(deviation * deviation) - SUM(deviation) * SUM(deviation) / COUNT(value))\n"
+                   "    / NULLIF(COUNT(value) - 1, 0) AS variance\n")
+
+
+def deviations_cte(source: str, by: str, columns: str = "") -> str:
+    """The `deviations` CTE: each `value` of `source` less its (`by`, variant, event) group's mean.
+
+    `columns` are carried along (default: the group's own, and `value`); `by` is empty or ends in ", ".
+    """
+    carried = columns or f"{by}variant, event, value"
+    return ("deviations AS (\n"
+            f"  SELECT {carried}, value - AVG(value) OVER (PARTITION BY {by}variant, event) AS deviation\n"
+            f"  FROM {source}\n"
+            ")\n")
 
 
 def daily_first_seen(target: Target, namespace: str, experiment: str, window: Window = ALL_TIME) -> Query:
@@ -236,7 +249,7 @@ def daily_first_seen(target: Target, namespace: str, experiment: str, window: Wi
         "FROM firsts\n"
         "GROUP BY day, variant, event"
     )
-    return _render(target, sql, {"namespace": namespace, "experiment": experiment, **window.params()})
+    return render(target, sql, {"namespace": namespace, "experiment": experiment, **window.params()})
 
 
 def record_deletion(target: Target, deletion_id: str, namespace: str, experiment: str, deleted_at: datetime) -> Query:
@@ -245,7 +258,7 @@ def record_deletion(target: Target, deletion_id: str, namespace: str, experiment
         f"INSERT INTO {target.tables.deletions} (deletion_id, namespace, experiment, deleted_at)\n"
         "VALUES (@deletion_id, @namespace, @experiment, @deleted_at)"
     )
-    return _render(target, sql, {"deletion_id": deletion_id, "namespace": namespace,
+    return render(target, sql, {"deletion_id": deletion_id, "namespace": namespace,
                                  "experiment": experiment, "deleted_at": deleted_at})
 
 
@@ -255,7 +268,7 @@ def purge_deleted(target: Target, namespace: str, experiment: str, deleted_at: d
         f"DELETE FROM {target.tables.events}\n"
         "WHERE namespace = @namespace AND experiment = @experiment AND received_at <= @deleted_at"
     )
-    return _render(target, sql, {"namespace": namespace, "experiment": experiment, "deleted_at": deleted_at})
+    return render(target, sql, {"namespace": namespace, "experiment": experiment, "deleted_at": deleted_at})
 
 
 def purge_all_deleted(target: Target) -> Query:
@@ -267,7 +280,7 @@ def purge_all_deleted(target: Target) -> Query:
         "  WHERE d.namespace = e.namespace AND d.experiment = e.experiment AND e.received_at <= d.deleted_at\n"
         ")"
     )
-    return _render(target, sql, {})
+    return render(target, sql, {})
 
 
 def dead_letters_since(target: Target, since: datetime) -> Query:
@@ -277,7 +290,7 @@ def dead_letters_since(target: Target, since: datetime) -> Query:
         "FROM {dead_letters}\n"
         "WHERE dead_lettered_at >= @since"
     )
-    return _render(target, sql, {"since": since})
+    return render(target, sql, {"since": since})
 
 
 def newest_event(target: Target, since: datetime) -> Query:
@@ -287,7 +300,7 @@ def newest_event(target: Target, since: datetime) -> Query:
         "FROM {events}\n"
         "WHERE received_at >= @since"
     )
-    return _render(target, sql, {"since": since})
+    return render(target, sql, {"since": since})
 
 
 # ---------------------------------------------------------------------------
@@ -305,7 +318,8 @@ def _selection(alias: str, experiment: bool, scope: bool) -> str:
     return f" AND {alias}experiment IN UNNEST(@scope)" if scope else f" AND {alias}experiment IS NOT NULL"
 
 
-def _window_filter(window: Window) -> str:
+def window_filter(window: Window) -> str:
+    """The `received_at` conditions of a window, on events aliased `e` (nothing for an open end)."""
     text = ""
     if window.first_day is not None:
         text += "\n    AND e.received_at >= @from_ts"
@@ -334,7 +348,7 @@ def _scoped(columns: str, *, experiment: bool, scope: bool, window: Window, more
         f"  SELECT {columns}\n"
         "  FROM {events} AS e\n"
         "  LEFT JOIN deleted AS d ON d.experiment = e.experiment\n"
-        f"  WHERE e.namespace = @namespace{_selection('e.', experiment, scope)}{_window_filter(window)}\n"
+        f"  WHERE e.namespace = @namespace{_selection('e.', experiment, scope)}{window_filter(window)}\n"
         "    AND (d.deleted_at IS NULL OR e.received_at > d.deleted_at)\n"
         ")"
         + (",\n" + more_ctes if more_ctes else "\n")
@@ -371,7 +385,8 @@ def folded_segments(source: str, columns: str, participants: str = "COUNT(*)") -
     )
 
 
-def _render(target: Target, bigquery_sql: str, params: dict[str, Any]) -> Query:
+def render(target: Target, bigquery_sql: str, params: dict[str, Any]) -> Query:
+    """BigQuery SQL with the target's tables, in the target's dialect."""
     sql = (bigquery_sql.replace("{events}", target.tables.events).replace("{deletions}", target.tables.deletions)
            .replace("{dead_letters}", target.tables.dead_letters))
     if target.dialect == BIGQUERY:

@@ -17,7 +17,8 @@ from typing import Any, Sequence
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports.dimensions import Dimension
-from chalicelib.reports.queries import ALL_TIME, Query, Target, Window, _render, _window_filter, folded_segments
+from chalicelib.reports.queries import (ALL_TIME, SAMPLE_VARIANCE, Query, Target, Window, deviations_cte,
+                                        folded_segments, render, window_filter)
 
 SOURCE = "segment"          # the results route's `source=` for these experiments
 EXPOSURE_EVENT = "Experiment Viewed"
@@ -33,10 +34,8 @@ def experiment_decision_counts(target: Target, namespace: str, experiment: str, 
 
     Columns: [segment, other,] variant, event, uuids, multiple, valued, total, total_squares,
     variance. `total` sums each user's summed value; `total_squares` sums their squares and
-    `variance` is their sample variance (null below two), by the corrected two-pass formula of
-    Chan, Golub & LeVeque, "Algorithms for computing the sample variance: analysis and
-    recommendations", The American Statistician 37(3), 1983, eq. 1.7: S = sum(d^2) - (sum d)^2 / k
-    with d = x - mean. With a dimension, users of all but the TOP_SEGMENTS values with the most
+    `variance` is their sample variance (null below two, `queries.SAMPLE_VARIANCE`'s two-pass
+    formula). With a dimension, users of all but the TOP_SEGMENTS values with the most
     participants are folded into `other` (`queries.folded_segments`).
     """
     if goals is not None and not goals:
@@ -53,7 +52,7 @@ def experiment_decision_counts(target: Target, namespace: str, experiment: str, 
         f"    COALESCE(e.timestamp, e.received_at) AS seen_at{segment}\n"
         "  FROM {events} AS e\n"
         f"  WHERE e.namespace = @namespace AND e.type = 'track' AND e.event = '{EXPOSURE_EVENT}'\n"
-        f"    AND JSON_VALUE(e.properties, '$.experiment_id') = @experiment{_window_filter(window)}\n"
+        f"    AND JSON_VALUE(e.properties, '$.experiment_id') = @experiment{window_filter(window)}\n"
         "),\n"
         "assigned AS (\n"
         f"  SELECT user_key, MIN(seen_at) AS first_at, MIN_BY(variant, seen_at) AS variant{first_segment},\n"
@@ -87,7 +86,7 @@ def experiment_decision_counts(target: Target, namespace: str, experiment: str, 
         params.update(value.params("value_path"))
     if dimension is not None:
         params.update(dimension.params("dimension_path"))
-    return _render(target, sql, params)
+    return render(target, sql, params)
 
 
 def _per_user_figures(by: str, valued: bool) -> str:
@@ -99,14 +98,10 @@ def _per_user_figures(by: str, valued: bool) -> str:
                 "FROM per_user\n"
                 f"GROUP BY {by}variant, event")
     return (
-        ",\ndeviations AS (\n"
-        f"  SELECT p.*, p.value - AVG(p.value) OVER (PARTITION BY {by}p.variant, p.event) AS deviation\n"
-        "  FROM per_user AS p\n"
-        ")\n"
-        f"{figures}"
-        "  (SUM(deviation * deviation) - SUM(deviation) * SUM(deviation) / COUNT(value))\n"
-        "    / NULLIF(COUNT(value) - 1, 0) AS variance\n"
-        "FROM deviations\n"
+        ",\n" + deviations_cte("per_user", by, columns="*")
+        + f"{figures}"
+        + SAMPLE_VARIANCE
+        + "FROM deviations\n"
         f"GROUP BY {by}variant, event"
     )
 
@@ -129,7 +124,7 @@ def _goal_events(target: Target, goals: Sequence[str] | None, value: Dimension |
         f"  SELECT {key}COALESCE(e.user_id, e.anonymous_id) AS user_key, e.event,\n"
         f"    COALESCE(e.timestamp, e.received_at) AS seen_at, {number} AS value\n"
         "  FROM {events} AS e\n"
-        f"  WHERE e.namespace = @namespace AND e.type = 'track' AND {chosen}{_window_filter(window)}\n"
+        f"  WHERE e.namespace = @namespace AND e.type = 'track' AND {chosen}{window_filter(window)}\n"
     )
     if target.unique_identities:
         return "goal_events AS (\n" + source + "),\n"
@@ -165,4 +160,4 @@ def experiment_seen(target: Target, namespace: str, experiment: str) -> Query:
         "  AND JSON_VALUE(e.properties, '$.experiment_id') = @experiment\n"
         "LIMIT 1"
     )
-    return _render(target, sql, {"namespace": namespace, "experiment": experiment})
+    return render(target, sql, {"namespace": namespace, "experiment": experiment})

@@ -155,7 +155,7 @@ class BigQueryWarehouse:
                     f"BigQuery refused {len(failures)} dead letter(s), first {row.row_id}: {_describe(errors)}"
                 )
 
-    # ---- reports (chalicelib.reports.views): queries, DML and deletion tombstones ----
+    # ---- reports (chalicelib.reports: fetch, deletion): queries, DML and deletion tombstones ----
 
     @property
     def project(self) -> str:

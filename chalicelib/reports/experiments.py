@@ -1,0 +1,104 @@
+"""AlephBet experiments read from the warehouse: Gimel's list and goals shapes, and the rows the
+results view shapes (overall, or broken down by a dimension).
+
+Shapes (Gimel's): `[{"meta": {"scope": ...}}, {"experiment": ..., "goals": [...]}, ...]` for every
+experiment, and the `goals` list alone for one experiment. Labels and goals are always sorted, so
+the same data gives the same document.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Sequence
+
+from chalicelib.reports import breakdown, queries, stats
+from chalicelib.reports.defaults import DEFAULT_CONFIDENCE, DEFAULT_CORRECTION
+from chalicelib.reports.dimensions import Dimension
+from chalicelib.reports.errors import UnknownExperiment
+from chalicelib.reports.fetch import ReportWarehouse, fetch, target_of
+from chalicelib.reports.queries import ALL_TIME, Window
+from chalicelib.reports.results import Counts, DecisionRow, results_view
+
+
+def all_experiments(warehouse: ReportWarehouse, namespace: str, scope: str | None = None,
+                    window: Window = ALL_TIME) -> list[dict[str, Any]]:
+    """Every experiment of the namespace (sorted), or those named in `scope` in its order.
+
+    As in Gimel, a scoped experiment with no events is listed with no goals.
+    """
+    names = scope_names(scope)
+    rows_of: dict[str, list[Mapping[str, Any]]] = {}
+    for row in counter_rows(warehouse, namespace, window, scope=names):
+        rows_of.setdefault(row["experiment"], []).append(row)
+    listed = names if names is not None else sorted(rows_of)
+    return [{"meta": {"scope": scope if names is not None else None}}] + [
+        {"experiment": name, "goals": gimel_goals(rows_of.get(name, []))} for name in listed
+    ]
+
+
+def scope_names(scope: str | None) -> list[str] | None:
+    """Gimel's comma-separated scope; None when absent or blank."""
+    if scope is None or not scope.strip():
+        return None
+    return list(dict.fromkeys(name for name in scope.split(",") if name))
+
+
+def experiment_goals(warehouse: ReportWarehouse, namespace: str, experiment: str,
+                     window: Window = ALL_TIME) -> list[dict[str, Any]]:
+    """Gimel's single-experiment answer: the goals list."""
+    rows = counter_rows(warehouse, namespace, window, experiment=experiment)
+    require_experiment(warehouse, namespace, experiment, window, found=bool(rows))
+    return gimel_goals(rows)
+
+
+def counter_rows(warehouse: ReportWarehouse, namespace: str, window: Window = ALL_TIME,
+                 experiment: str | None = None, scope: Sequence[str] | None = None) -> list[Mapping[str, Any]]:
+    """Rows of (experiment, variant, event, uuids): one pass, then an exact recount of the
+    experiments whose tombstones still hide rows (rarely any: deletions purge them) or whose
+    row counts may count a uuid twice (events with client ids)."""
+    target = target_of(warehouse)
+    rows = fetch(warehouse, queries.experiment_counts(target, namespace, window, experiment, scope))
+    repeating = {row["experiment"] for row in rows if row["repeats_uuids"]}
+    hiding = sorted({row["experiment"] for row in rows if row["hides_rows"]} | repeating)
+    if not hiding:
+        return rows
+    exact = fetch(warehouse, queries.visible_experiment_counts(target, namespace, window, scope=hiding,
+                                                               repeated_uuids=bool(repeating)))
+    return [row for row in rows if row["experiment"] not in hiding] + exact
+
+
+def gimel_goals(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every variant seen under every goal; trials are participants, 0 where nothing was seen."""
+    counts = Counts.from_rows(rows)
+    return [
+        {"goal": goal, "results": [
+            {"label": label, "successes": counts.count(goal, label), "trials": counts.participants(label)}
+            for label in counts.variants
+        ]}
+        for goal in counts.goals
+    ]
+
+
+def require_experiment(warehouse: ReportWarehouse, namespace: str, experiment: str,
+                       window: Window, found: bool) -> None:
+    """404 unless the experiment has events; an empty date window alone is not a 404."""
+    if found:
+        return
+    if window == ALL_TIME or not fetch(warehouse, queries.experiment_exists(target_of(warehouse), namespace, experiment)):
+        raise UnknownExperiment(namespace, experiment)
+
+
+def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: str, *,
+                       control: str | None = None, confidence: float = DEFAULT_CONFIDENCE,
+                       weights: Mapping[str, float] | None = None, window: Window = ALL_TIME,
+                       correction: stats.Correction = DEFAULT_CORRECTION,
+                       dimension: Dimension | None = None) -> dict[str, Any]:
+    query = queries.decision_counts(target_of(warehouse), namespace, experiment, window)
+    fetched = fetch(warehouse, query)
+    require_experiment(warehouse, namespace, experiment, window, found=bool(fetched))
+    if dimension is not None:
+        by_segment = queries.decision_counts(target_of(warehouse), namespace, experiment, window, dimension)
+        return breakdown.decision_results(namespace, experiment, fetched, fetch(warehouse, by_segment),
+                                          dimension=dimension.name, control=control, confidence=confidence,
+                                          weights=weights, correction=correction)
+    rows = [DecisionRow.of(row) for row in fetched]
+    return results_view(namespace, experiment, rows, control=control, confidence=confidence, weights=weights,
+                        correction=correction)
