@@ -6,7 +6,6 @@ import os
 import select
 import signal
 import socket
-import threading
 from typing import Iterator
 
 import duckdb
@@ -228,14 +227,15 @@ def test_differing_repeated_api_keys_are_refused_by_make_run_too(served):
         assert _read_response(connection)[0] == 200
 
 
-def test_once_stopping_new_requests_are_refused_and_those_in_flight_are_waited_for():
-    # Else a request on a kept-alive connection, after the shutdown, would reopen the pipeline.
-    from dalet_ops.local_http import InFlight
-
-    tracker = InFlight()
-    assert tracker.begin()
-    finishing = threading.Timer(0.2, tracker.end)
-    finishing.start()
-
-    assert tracker.close_and_wait(timeout=10)
-    assert not tracker.begin()
+def test_at_a_stop_a_kept_alive_connection_is_closed_so_no_request_reopens_the_pipeline(tmp_path):
+    server = LocalServer.start(tmp_path / "data", via_make_run=True)
+    try:
+        with _connect(server) as connection:
+            connection.sendall(_get(TRACK_QUERY))
+            assert _read_response(connection)[0] == 200
+            server.process.send_signal(signal.SIGTERM)
+            assert connection.recv(65536) == b""          # closed by the server, no answer pending
+        assert server.process.wait(timeout=30) == 0, server.log()
+    finally:
+        server.kill()
+    assert "stream and warehouse closed" in server.log()
