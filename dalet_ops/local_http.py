@@ -40,6 +40,7 @@ LISTEN_BACKLOG = 1024        # the kernel caps it at net.core.somaxconn (4096 on
 MAX_HEAD_BYTES = 64 * 1024   # request line and headers; past it 414 (the line alone) or 431
 REQUEST_THREADS = 16         # Chalice routes run here; a slow client holds none of them
 REQUEST_GRACE_SECONDS = 2    # at a stop, requests in flight get this long to finish
+LINGER_SECONDS = 1.0         # after refusing, what the client still sends is read and dropped this long
 
 log = logging.getLogger("dalet.server")
 
@@ -174,6 +175,7 @@ class GuardedH11Protocol(H11Protocol):
         self.tally = config.tally
         self.conn = StrictConnection(h11.SERVER, config.h11_max_incomplete_event_size or MAX_HEAD_BYTES)
         self.head_deadline: asyncio.TimerHandle | None = None
+        self.refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -196,7 +198,7 @@ class GuardedH11Protocol(H11Protocol):
         return None
 
     def data_received(self, data: bytes) -> None:
-        if self.transport.is_closing():       # refused: what it sends now is not read
+        if self.refused or self.transport.is_closing():    # refused: what it sends now is dropped
             return
         if self.head_deadline is None and self.conn.their_state is h11.IDLE:
             self.head_deadline = self.loop.call_later(self.limits.head_seconds, self._head_too_slow)
@@ -219,10 +221,19 @@ class GuardedH11Protocol(H11Protocol):
         self.refuse(self.conn.refusal or Refusal(400, msg))
 
     def refuse(self, refusal: Refusal) -> None:
+        """Answer and close. Closing with the client's bytes unread would reset the connection, and a
+        reset can discard the answer before the client reads it: so half-close, read and drop what
+        still comes for a moment, then close (a "lingering close", as Apache and nginx do)."""
         self.tally.count(refusal.status)
         self._cancel_head_deadline()
+        self._unset_keepalive_if_required()
+        self.refused = True
         self.transport.write(refusal.raw_response())
-        self.transport.close()
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        else:
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_deadline()
@@ -252,6 +263,10 @@ class OneSendPerTurn:
     def close(self) -> None:
         self.flush()
         self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
