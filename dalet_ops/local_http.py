@@ -228,6 +228,7 @@ class GuardedH11Protocol(H11Protocol):
         self._cancel_head_deadline()
         self._unset_keepalive_if_required()
         self.refused = True
+        self.connections.discard(self)        # its place is free at once, not after the lingering
         self.transport.write(refusal.raw_response())
         if self.transport.can_write_eof():
             self.transport.write_eof()

@@ -6,6 +6,7 @@ import os
 import select
 import signal
 import socket
+import time
 from typing import Iterator
 
 import duckdb
@@ -239,3 +240,68 @@ def test_at_a_stop_a_kept_alive_connection_is_closed_so_no_request_reopens_the_p
     finally:
         server.kill()
     assert "stream and warehouse closed" in server.log()
+
+
+# --- one address cannot starve the others -----------------------------------------------------
+
+ATTACKER = "127.0.0.2"      # loopback is all of 127.0.0.0/8: a second source address on one machine
+
+
+class Trickler:
+    """Connections from one address, each sending a request's headers one byte per round, never finishing;
+    a connection the server closes is opened again, as an attacker would."""
+
+    HEAD = b"GET /track HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 10_000
+
+    def __init__(self, port: int, connections: int):
+        self.port, self.wanted = port, connections
+        self.open: dict[socket.socket, int] = {}        # connection -> bytes sent
+        self.answers: list[int] = []                    # statuses the server answered them with
+
+    def round(self) -> None:
+        while len(self.open) < self.wanted:
+            connection = socket.socket()
+            connection.bind((ATTACKER, 0))
+            connection.connect((LOCAL_HOST, self.port))
+            connection.setblocking(False)
+            self.open[connection] = 0
+        for connection, sent in list(self.open.items()):
+            try:
+                answer = connection.recv(65536)
+            except BlockingIOError:
+                answer = None
+            except OSError:
+                answer = b""
+            if answer is None:
+                try:
+                    self.open[connection] = sent + connection.send(self.HEAD[sent:sent + 1])
+                    continue
+                except OSError:
+                    answer = b""
+            if answer.startswith(b"HTTP/1.1 "):
+                self.answers.append(int(answer.split()[1]))
+            connection.close()
+            del self.open[connection]
+
+    def close(self) -> None:
+        for connection in self.open:
+            connection.close()
+
+
+def test_a_client_trickling_headers_from_many_connections_cannot_starve_another_address(tmp_path):
+    # The finding: one address trickling a header byte every 15 s held all 256 places; everyone else got 503.
+    # Here 40 places, 20 per address, headers due 3 s after their first byte; the attacker wants 60.
+    limits = {"DALET_MAX_CONNECTIONS": "40", "DALET_MAX_CONNECTIONS_PER_ADDRESS": "20", "DALET_HEAD_SECONDS": "3"}
+    with LocalServer.start(tmp_path / "data", env=limits, via_make_run=True) as server:
+        attacker = Trickler(server.port, connections=60)
+        statuses = []
+        try:
+            for _ in range(8):
+                attacker.round()
+                statuses += [server.request("GET", TRACK_QUERY).status for _ in range(3)]
+                time.sleep(1)
+        finally:
+            attacker.close()
+    assert statuses == [200] * len(statuses)
+    assert 503 in attacker.answers          # the places beyond its 20
+    assert 408 in attacker.answers          # the headers that never finished
