@@ -95,11 +95,15 @@ _LINE_END = re.compile(rb"\r?\n")
 
 
 def _check_head(buffered: bytes, limit: int) -> None:
+    """Refuse an oversized or folded request head; h11 bounds only a head still incomplete."""
     end = _END_OF_HEAD.search(buffered)
+    head_length = len(buffered) if end is None else end.start()
+    line_end = buffered.find(b"\n", 0, head_length)
+    if (line_end if line_end >= 0 else head_length) > limit:
+        raise Refusal(414, f"the request line is over {limit} bytes")
+    if head_length > limit:
+        raise Refusal(431, f"the request's headers are over {limit} bytes")
     if end is None:
-        if len(buffered) > limit:
-            raise (Refusal(414, f"the request line is over {limit} bytes") if b"\n" not in buffered
-                   else Refusal(431, f"the request's headers are over {limit} bytes"))
         return
     lines = _LINE_END.split(buffered[:end.start()])
     for previous, line in zip(lines[1:], lines[2:]):
