@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from concurrent.futures import Executor
 from typing import Any, Awaitable, Callable
 
@@ -27,6 +28,8 @@ from chalice.local import LocalGateway, LocalGatewayException, RouteMatcher
 from chalicelib.auth import API_KEY_HEADER
 from chalicelib.ingest.track import MAX_BODY_BYTES
 from chalicelib.reports.api import CONFLICTING_KEYS
+
+log = logging.getLogger("dalet.server")
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -62,7 +65,7 @@ class Refusal(Exception):
                 ("Access-Control-Allow-Origin", "*"), ("Connection", "close"), *retry]
 
 
-_REASONS = {400: "Bad Request", 404: "Not Found", 408: "Request Timeout", 413: "Content Too Large",
+_REASONS = {500: "Internal Server Error", 400: "Bad Request", 404: "Not Found", 408: "Request Timeout", 413: "Content Too Large",
             414: "URI Too Long", 431: "Request Header Fields Too Large", 501: "Not Implemented",
             503: "Service Unavailable", 505: "HTTP Version Not Supported"}
 
@@ -95,8 +98,13 @@ class ChaliceASGI:
         except ConnectionResetError:      # the client left while sending its body
             return
         loop = asyncio.get_running_loop()
-        status, answer_headers, answer = await loop.run_in_executor(
-            self._executor, self._answer, method, target, headers, body)
+        try:
+            status, answer_headers, answer = await loop.run_in_executor(
+                self._executor, self._answer, method, target, headers, body)
+        except Exception:     # Chalice answers its routes' errors itself; this is the adapter failing
+            log.exception("the request could not be handed to the app: %s %s", method, target[:200])
+            failed = Refusal(500, "the server failed to handle the request; its log says why")
+            status, answer_headers, answer = failed.status, failed.headers(len(failed.body())), failed.body()
         await _send(send, status, answer_headers, answer)
 
     def _routed(self, scope: dict[str, Any]) -> tuple[str, str, dict[str, str]]:

@@ -52,7 +52,8 @@ class PortInUse(RuntimeError):
 def listen(host: str, port: int) -> socket.socket:
     """The listening socket, bound before anything else starts so a taken port fails first and clearly."""
     try:
-        return socket.create_server((host, port), backlog=LISTEN_BACKLOG)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
             raise PortInUse(f"port {port} on {host} is already in use (another `make run`?); pick another "
