@@ -74,11 +74,21 @@ class StrictConnection(h11.Connection):
         super().__init__(our_role, max_head_bytes)
         self.max_head_bytes = max_head_bytes
         self.refusal: Refusal | None = None
+        self.head = HeadWatch(max_head_bytes)
+
+    def receive_data(self, data: bytes) -> None:
+        if self.their_state is h11.IDLE:
+            self.head.add(data)
+        super().receive_data(data)
+
+    def start_next_cycle(self) -> None:
+        super().start_next_cycle()
+        self.head = HeadWatch(self.max_head_bytes, self.trailing_data[0])   # a pipelined head's start
 
     def next_event(self) -> Any:
         try:
             if self.their_state is h11.IDLE:
-                _check_head(self.trailing_data[0], self.max_head_bytes)
+                self.head.check()
             event = super().next_event()
             if isinstance(event, h11.Request):
                 _check_request(event)
@@ -95,18 +105,39 @@ _END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
 _LINE_END = re.compile(rb"\r?\n")
 
 
-def _check_head(buffered: bytes, limit: int) -> None:
-    """Refuse an oversized or folded request head; h11 bounds only a head still incomplete."""
-    end = _END_OF_HEAD.search(buffered)
-    head_length = len(buffered) if end is None else end.start()
-    line_end = buffered.find(b"\n", 0, head_length)
-    if (line_end if line_end >= 0 else head_length) > limit:
-        raise Refusal(414, f"the request line is over {limit} bytes")
-    if head_length > limit:
-        raise Refusal(431, f"the request's headers are over {limit} bytes")
-    if end is None:
-        return
-    lines = _LINE_END.split(buffered[:end.start()])
+class HeadWatch:
+    """A request head as it arrives, refused if oversized (h11 bounds only a head still incomplete)
+    or folded; each byte is searched once, so a head trickled a byte at a time costs linear time."""
+
+    def __init__(self, limit: int, start: bytes = b""):
+        self.limit = limit
+        self.data = bytearray()
+        self.searched = 0
+        self.line_end = -1
+        self.done = False
+        self.add(start)
+
+    def add(self, data: bytes) -> None:
+        self.data += data[:max(0, self.limit + 4 - len(self.data))]   # past the limit, only "too long" matters
+
+    def check(self) -> None:
+        if self.done:
+            return
+        start = max(0, self.searched - 3)
+        if self.line_end < 0:
+            self.line_end = self.data.find(b"\n", start)
+        end = _END_OF_HEAD.search(self.data, start)
+        self.searched = len(self.data)
+        if (self.line_end if self.line_end >= 0 else len(self.data)) > self.limit:
+            raise Refusal(414, f"the request line is over {self.limit} bytes")
+        if (end.start() if end else len(self.data)) > self.limit:
+            raise Refusal(431, f"the request's headers are over {self.limit} bytes")
+        if end is not None:
+            self.done = True
+            _refuse_folding(_LINE_END.split(bytes(self.data[:end.start()])))
+
+
+def _refuse_folding(lines: list[bytes]) -> None:
     for previous, line in zip(lines[1:], lines[2:]):
         if line[:1] in (b" ", b"\t"):    # obs-fold: h11 would join it to the line before
             name = previous.split(b":", 1)[0].decode("latin-1").strip()[:60]
