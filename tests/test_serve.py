@@ -379,21 +379,35 @@ def test_a_client_trickling_headers_from_many_connections_cannot_starve_another_
 
 # --- start-up and logs ---------------------------------------------------------------------------
 
-def test_a_port_in_use_is_one_line_naming_it_and_how_to_pick_another(tmp_path):
+def _serve_and_fail(tmp_path, port: int, **env: str) -> "subprocess.CompletedProcess[str]":
     import subprocess
     import sys
 
     from tests.local_server import PROJECT_DIR
 
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("DALET_")}
+    return subprocess.run([sys.executable, "-m", "dalet_ops.cli", "serve", "--host", LOCAL_HOST, "--port", str(port)],
+                          cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60,
+                          env={**environment, "DALET_DATA_DIR": str(tmp_path / "data"), **env})
+
+
+def test_a_port_in_use_is_one_line_naming_it_and_how_to_pick_another(tmp_path):
     with socket.create_server((LOCAL_HOST, 0)) as taken:
         port = taken.getsockname()[1]
-        finished = subprocess.run([sys.executable, "-m", "dalet_ops.cli", "serve", "--host", LOCAL_HOST,
-                                   "--port", str(port)], cwd=PROJECT_DIR, capture_output=True, text=True,
-                                  timeout=60, env={**os.environ, "DALET_DATA_DIR": str(tmp_path / "data")})
+        finished = _serve_and_fail(tmp_path, port)
     assert finished.returncode != 0
     assert finished.stdout == ""                       # not even the keys: the port is checked first
     (line,) = finished.stderr.splitlines()
     assert f"port {port}" in line and f"make run PORT={port + 1}" in line
+
+
+@pytest.mark.parametrize("variable, value", [("DALET_HEAD_SECONDS", "-1"), ("DALET_MAX_CONNECTIONS", "many"),
+                                             ("DALET_ACCESS_LOG", "maybe")])
+def test_a_bad_server_setting_is_one_line_naming_the_variable(tmp_path, variable, value):
+    finished = _serve_and_fail(tmp_path, 1, **{variable: value})
+    assert finished.returncode != 0
+    (line,) = finished.stderr.splitlines()
+    assert variable in line and repr(value) in line
 
 
 def _summed(log: str, pattern: str) -> int:
