@@ -54,7 +54,7 @@ def serve(arguments: argparse.Namespace) -> int:
     try:
         limits = config.local_server_settings(access_log=arguments.access_log)
         listening = local_http.listen(arguments.host, arguments.port)   # first: a taken port fails at once
-    except (config.ConfigError, local_http.PortInUse) as error:
+    except (config.ConfigError, local_http.CannotListen) as error:
         print(f"dalet: {error}", file=sys.stderr)
         return 1
     with listening:
@@ -70,10 +70,8 @@ def serve(arguments: argparse.Namespace) -> int:
         except runtime.BackendUnavailable as error:
             print(f"dalet: {error}", file=sys.stderr)
             return 2
-        try:
-            local_http.serve(chalice_config.chalice_app, chalice_config, listening, limits, _summary(runtime))
-        finally:
-            _stop(runtime)
+        local_http.serve(chalice_config.chalice_app, chalice_config, listening, limits, _summary(runtime),
+                         on_stop=lambda: _stop(runtime))
     return 0
 
 

@@ -3,7 +3,9 @@ dalet_ops/lambda_asgi.py.
 
 Why uvicorn with h11: maintained (Encode), pure Python with no compiled part (h11 is the HTTP/1.1
 parser httpx and hypercorn use too), and one event loop for every connection, so a slow or silent
-client costs a socket and a few kilobytes, not a thread. It does for us what the hand-written server
+client costs a socket and a few kilobytes, not a thread. (waitress is WSGI and also caps connections
+only by refusing to accept them; hypercorn lacks the same deadlines; uvicorn's h11 protocol is the
+smallest to extend with them.) It does for us what the hand-written server
 on http.server did: request parsing and framing (Content-Length and chunked, pipelining), `Expect:
 100-continue` (sent only when the app first reads the body), keep-alive with an idle timeout, HEAD
 without a body, TCP_NODELAY (asyncio sets it), graceful shutdown on SIGINT/SIGTERM that lets requests
@@ -13,7 +15,7 @@ in flight finish. The subclass below adds what it lacks, each a promise of `make
 - a cap on connections in all and from one address, answered with 503 at once (uvicorn's
   `limit_concurrency` answers only once a request's headers are in, which a trickling client never sends);
 - JSON bodies naming the header to blame for every error the server answers itself (uvicorn's are text);
-- refusal of what h11 accepts but RFC 9112 lets a server refuse, as API Gateway would: an obs-fold
+- refusal of what h11 accepts but RFC 9112 lets a server refuse: an obs-fold
   header line (h11 unfolds it), Transfer-Encoding with Content-Length, repeated Transfer-Encoding,
   HTTP versions other than 1.0 and 1.1 (505), and 414/431 for an oversized request line or headers.
 """
@@ -22,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import signal
 import re
+import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,8 +47,8 @@ LINGER_SECONDS = 1.0         # after refusing, what the client still sends is re
 log = logging.getLogger("dalet.server")
 
 
-class PortInUse(RuntimeError):
-    """Another process listens on the address; the message says how to pick another port."""
+class CannotListen(RuntimeError):
+    """The port is taken (or the address not ours); the message says how to pick another."""
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -56,9 +58,9 @@ def listen(host: str, port: int) -> socket.socket:
         return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
-            raise PortInUse(f"port {port} on {host} is already in use (another `make run`?); pick another "
+            raise CannotListen(f"port {port} on {host} is already in use (another `make run`?); pick another "
                             f"with `make run PORT={port + 1}` (or `serve --port {port + 1}`)") from None
-        raise PortInUse(f"cannot listen on {host}:{port}: {error.strerror or error}; choose another "
+        raise CannotListen(f"cannot listen on {host}:{port}: {error.strerror or error}; choose another "
                         "with `make run HOST=... PORT=...`") from None
 
 
@@ -368,26 +370,31 @@ def build_server(chalice_app: Any, chalice_config: Any, limits: LocalServerSetti
 
 
 def serve(chalice_app: Any, chalice_config: Any, listening: socket.socket, limits: LocalServerSettings,
-          summary: Callable[[Tally], Any] | None = None) -> None:
-    """Serve until SIGINT or SIGTERM, then stop taking connections and let requests in flight finish
-    (up to REQUEST_GRACE_SECONDS). Returns normally in both cases; the caller stops the pipeline."""
-    server, executor = build_server(chalice_app, chalice_config, limits, summary)
-    host, port = listening.getsockname()[:2]
-    print(f"Serving on http://{host}:{port}", flush=True)
-    # uvicorn re-raises the signal it stopped for once it is done: these handlers take it (and a
-    # second Ctrl-C during the drain that follows) instead of a KeyboardInterrupt or a kill.
+          summary: Callable[[Tally], Any] | None = None, on_stop: Callable[[], None] = lambda: None) -> None:
+    """Serve until SIGINT or SIGTERM, then stop taking connections, let requests in flight finish (up to
+    REQUEST_GRACE_SECONDS) and call `on_stop` (the pipeline's drain). Returns normally in both cases."""
+    # uvicorn re-raises the signal it stopped for once it is done: these handlers take it, and a
+    # second Ctrl-C or SIGTERM during `on_stop`, instead of a KeyboardInterrupt or a kill mid-drain.
     previous = {number: signal.signal(number, _noted) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.run(sockets=[listening])
+        server, executor = build_server(chalice_app, chalice_config, limits, summary)
+        host, port = listening.getsockname()[:2]
+        print(f"Serving on http://{host}:{port}", flush=True)
+        try:
+            server.run(sockets=[listening])
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        executor.shutdown(wait=True, cancel_futures=True)
+        try:
+            on_stop()
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
 
 def _noted(signal_number: int, _frame: Any) -> None:
     log.info("signal %d: already stopping", signal_number)
 
 
-__all__ = ["GuardedH11Protocol", "PortInUse", "StrictConnection", "Summary", "Tally", "build_server", "listen",
+__all__ = ["GuardedH11Protocol", "CannotListen", "StrictConnection", "Summary", "Tally", "build_server", "listen",
            "refusal_for", "serve"]
