@@ -65,6 +65,7 @@ def track_pixel():
 def segment_call(call):
     request = app.current_request
     try:
+        segment.refuse_differing_authorizations(request.to_original_event().get("multiValueHeaders"))
         segment.accept(segment.SegmentRequest(call, request.raw_body, request.headers),
                        runtime.write_key_namespace, runtime.publisher().publish)
     except segment.UnknownCall as unknown:

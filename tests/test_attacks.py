@@ -102,6 +102,29 @@ def test_a_body_of_exactly_the_limit_is_accepted_and_one_byte_more_is_400(segmen
     assert [row["message_id"] for row in rows()] == ["edge"]
 
 
+def _deployed_segment_track(authorizations: list[str]) -> dict:
+    """POST /v1/track as API Gateway hands it over: `headers` holds the last of repeated headers."""
+    import app as dalet_app
+    from tests.lambda_events import api_gateway_event
+
+    event = api_gateway_event("POST", "/api/v1/track", "/v1/{call}", "api",
+                              {"authorization": authorizations[-1], "content-type": "application/json"},
+                              body=json.dumps({"userId": "u", "event": "e"}))
+    event["pathParameters"] = {"call": "track"}
+    event["multiValueHeaders"]["authorization"] = authorizations
+    return dalet_app.app(event, None)
+
+
+def test_differing_repeated_authorization_headers_are_refused_naming_the_header_on_aws_too(segment_client):
+    from tests.segment_helpers import OTHER_KEY
+
+    for keys in ([WRITE_KEY, OTHER_KEY], [OTHER_KEY, WRITE_KEY]):
+        response = _deployed_segment_track([basic_auth(key) for key in keys])
+        assert response["statusCode"] == 400, response
+        assert json.loads(response["body"])["errors"][0]["field"] == "authorization"
+    assert _deployed_segment_track([basic_auth(WRITE_KEY)] * 2)["statusCode"] == 200
+
+
 # --- make run's HTTP server (dalet_ops/local_http.py) ---------------------------------------
 
 def _in_process_server(**limits: float) -> Iterator[int]:
