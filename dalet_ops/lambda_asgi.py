@@ -21,6 +21,7 @@ import base64
 import json
 import logging
 from concurrent.futures import Executor
+from http import HTTPStatus
 from typing import Any, Awaitable, Callable
 
 from chalice.local import LocalGateway, LocalGatewayException, RouteMatcher
@@ -55,7 +56,7 @@ class Refusal(Exception):
     def raw_response(self) -> bytes:
         """The whole answer as bytes, for the connection layer to write before it closes."""
         body = self.body()
-        head = [f"HTTP/1.1 {self.status} {_REASONS.get(self.status, 'Error')}",
+        head = [f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}",
                 *(f"{name}: {value}" for name, value in self.headers(len(body)))]
         return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
@@ -63,11 +64,6 @@ class Refusal(Exception):
         retry = [("Retry-After", "1")] if self.status == 503 else []
         return [("Content-Type", "application/json"), ("Content-Length", str(length)),
                 ("Access-Control-Allow-Origin", "*"), ("Connection", "close"), *retry]
-
-
-_REASONS = {500: "Internal Server Error", 400: "Bad Request", 404: "Not Found", 408: "Request Timeout", 413: "Content Too Large",
-            414: "URI Too Long", 431: "Request Header Fields Too Large", 501: "Not Implemented",
-            503: "Service Unavailable", 505: "HTTP Version Not Supported"}
 
 
 def too_large(header: str) -> Refusal:
