@@ -178,11 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("local-info", help="print the local data folder, the report API key and the Segment write keys").set_defaults(run=local_info)
     local = commands.add_parser("serve", help="run the local backend: the app on uvicorn, the pipeline started")
-    local.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 "
-                                                          "for every interface, e.g. in a container)")
-    local.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
-    local.add_argument("--stage", default="dev", help="the .chalice/config.json stage whose environment "
-                                                     "variables apply (default dev)")
+    local.add_argument("--host", default="127.0.0.1")
+    local.add_argument("--port", type=int, default=8000)
+    local.add_argument("--stage", default="dev")
     local.add_argument("--access-log", action="store_true", help="a log line per request (also DALET_ACCESS_LOG=1); "
                                                                 "by default errors and a summary every 60 s")
     local.set_defaults(run=serve)
