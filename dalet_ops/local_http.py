@@ -166,12 +166,19 @@ def refusal_for(error: h11.RemoteProtocolError) -> Refusal:
     if "Transfer-Encoding" in reason:
         return Refusal(501, "Transfer-Encoding: only chunked is supported", "Transfer-Encoding")
     if "chunk" in reason:
-        return Refusal(400, f"Transfer-Encoding: the chunked body is malformed ({reason})", "Transfer-Encoding")
+        return Refusal(400, f"Transfer-Encoding: the chunked body is malformed ({_plain(reason)})", "Transfer-Encoding")
     if "Host" in reason:
         return Refusal(400, "Host: an HTTP/1.1 request must name the host once", "Host")
     if error.error_status_hint == 431:
         return Refusal(431, f"the request's headers are over {MAX_HEAD_BYTES} bytes")
-    return Refusal(400, f"not a valid HTTP/1.1 request ({reason[:200]})")
+    if "request line" in reason:
+        return Refusal(400, "the request line must be METHOD TARGET HTTP/1.1, in ASCII")
+    return Refusal(400, f"not a valid HTTP/1.1 request ({_plain(reason)})")
+
+
+def _plain(reason: str) -> str:
+    """h11's reason without the bytes it quotes (its repr of them, and whatever the client sent)."""
+    return reason.split(":", 1)[0][:200]
 
 
 @dataclass
@@ -365,7 +372,9 @@ def build_server(chalice_app: Any, chalice_config: Any, limits: LocalServerSetti
         server_header=False, timeout_keep_alive=limits.idle_seconds,
         timeout_graceful_shutdown=REQUEST_GRACE_SECONDS, h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         callback_notify=summary(tally) if summary else None, timeout_notify=limits.summary_seconds)
-    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)   # start/stop chatter; errors still shown
+    # Not its start/stop chatter, nor a warning per malformed request (the summary counts those):
+    # its errors (an exception in a request) still show.
+    logging.getLogger("uvicorn.error").setLevel(logging.ERROR)
     return uvicorn.Server(config), executor
 
 
