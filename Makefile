@@ -2,6 +2,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: install run test bench clean
@@ -20,7 +21,7 @@ tests/browser/node_modules/.installed: tests/browser/package.json
 install: $(VENV)/.installed
 
 run: install
-	$(PY) -m dalet_ops.cli serve --port $(PORT)
+	$(PY) -m dalet_ops.cli serve --host $(HOST) --port $(PORT)
 
 test: install tests/browser/node_modules/.installed
 	$(PY) -m pytest -q

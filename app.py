@@ -58,6 +58,7 @@ def track_pixel():
 @answering(error_answers.SEGMENT, "segment {call}")
 def segment_call(call):
     request = app.current_request
+    segment.refuse_differing_authorizations(request.to_original_event().get("multiValueHeaders"))
     segment.accept(segment.SegmentRequest(call, request.raw_body, request.headers),
                    runtime.write_key_namespace, runtime.publisher().publish)
     return json_response({"success": True})

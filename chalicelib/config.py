@@ -65,6 +65,54 @@ class Settings:
         return self.backend == BACKEND_LOCAL
 
 
+
+# `make run`'s HTTP server (dalet_ops/local_http.py); nothing in AWS reads these.
+@dataclass(frozen=True)
+class LocalServerSettings:
+    access_log: bool = False               # DALET_ACCESS_LOG=1: a line per request (else errors and a summary)
+    idle_seconds: float = 20.0             # DALET_IDLE_SECONDS: a connection silent this long is closed
+    head_seconds: float = 10.0             # DALET_HEAD_SECONDS: a request's headers, from its first byte
+    body_seconds: float = 30.0             # DALET_BODY_SECONDS: its body (up to 1 MiB), after the headers
+    max_connections: int = 256             # DALET_MAX_CONNECTIONS: more get 503 at once
+    max_connections_per_address: int = 128   # DALET_MAX_CONNECTIONS_PER_ADDRESS: so one address cannot take all
+    summary_seconds: float = 60.0          # DALET_SUMMARY_SECONDS: the summary line, when anything happened
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def local_server_settings(environ: Mapping[str, str] | None = None, access_log: bool = False) -> LocalServerSettings:
+    """`make run`'s server limits; `access_log` (serve --access-log) turns the access log on whatever the env says."""
+    env = os.environ if environ is None else environ
+    flag = (_get(env, "DALET_ACCESS_LOG") or "0").lower()
+    if flag not in _TRUE + _FALSE:
+        raise ConfigError(f"DALET_ACCESS_LOG must be 1 (a log line per request) or 0, got {flag!r}")
+    defaults = LocalServerSettings()
+    return LocalServerSettings(
+        access_log=access_log or flag in _TRUE,
+        idle_seconds=_positive(env, "DALET_IDLE_SECONDS", defaults.idle_seconds),
+        head_seconds=_positive(env, "DALET_HEAD_SECONDS", defaults.head_seconds),
+        body_seconds=_positive(env, "DALET_BODY_SECONDS", defaults.body_seconds),
+        max_connections=int(_positive(env, "DALET_MAX_CONNECTIONS", defaults.max_connections, whole=True)),
+        max_connections_per_address=int(_positive(env, "DALET_MAX_CONNECTIONS_PER_ADDRESS",
+                                                  defaults.max_connections_per_address, whole=True)),
+        summary_seconds=_positive(env, "DALET_SUMMARY_SECONDS", defaults.summary_seconds),
+    )
+
+
+def _positive(env: Mapping[str, str], name: str, default: float, whole: bool = False) -> float:
+    value = _get(env, name)
+    if value is None:
+        return default
+    try:
+        number = int(value) if whole else float(value)
+    except ValueError:
+        number = 0
+    if not number > 0 or number == float("inf"):
+        raise ConfigError(f"{name} must be a positive {'whole ' if whole else ''}number, got {value!r}")
+    return number
+
 def _get(environ: Mapping[str, str], name: str) -> str | None:
     value = environ.get(name, "").strip()
     return value or None

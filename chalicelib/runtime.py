@@ -121,6 +121,12 @@ def freshness() -> dict[str, Any]:
     return freshness_view(oldest, time.time())
 
 
+def local_events_accepted() -> int:
+    """Records the embedded stream took since this process opened it; 0 before (or after) it runs."""
+    stream = _state.get("local_stream")
+    return 0 if stream is None else stream.appended
+
+
 def start_local_pipeline() -> None:
     """Open the embedded stream and warehouse and start the consumer, once per process."""
     with _lock:
@@ -166,5 +172,5 @@ def shutdown(drain_seconds: float = 0.0) -> None:
         _state.clear()
 
 
-__all__ = ["BackendUnavailable", "PublishError", "freshness", "publisher", "register_stream_handler",
+__all__ = ["BackendUnavailable", "PublishError", "freshness", "local_events_accepted", "publisher", "register_stream_handler",
            "settings", "shutdown", "start_local_pipeline", "warehouse", "write_key_namespace"]

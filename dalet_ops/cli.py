@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,74 +41,72 @@ def local_info(_: argparse.Namespace) -> int:
 
 
 def serve(arguments: argparse.Namespace) -> int:
-    """`chalice local`, hardened (dalet_ops.local_http), with the embedded pipeline started at once
+    """The Chalice app on uvicorn (dalet_ops.local_http), with the embedded pipeline started at once
     rather than on the first request, so a backlog left by a crash drains as soon as the server is
     back. SIGTERM (docker stop, systemd) stops it as cleanly as Ctrl-C."""
     from chalice.cli import validate_routes
     from chalice.cli.factory import CLIFactory
 
     from chalicelib import runtime
-    from dalet_ops import running_server
-    from dalet_ops.local_http import local_server
+    from dalet_ops import local_http, running_server
 
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
-    # As the chalice command does: the stage's environment variables go into os.environ.
-    factory = CLIFactory(project_dir=str(Path(__file__).resolve().parent.parent), environ=os.environ)
-    chalice_config = factory.create_config_obj(chalice_stage_name=arguments.stage)   # imports app.py
-    running_server.add_status_route(chalice_config.chalice_app)
-    validate_routes(chalice_config.chalice_app.routes)
-    status = local_info(arguments)
-    if status:
-        return status
-    server = local_server(chalice_config.chalice_app, chalice_config, arguments.host, arguments.port)
     try:
-        runtime.start_local_pipeline()
-    except runtime.BackendUnavailable as error:
-        server.server.server_close()
+        limits = config.local_server_settings(access_log=arguments.access_log)
+        listening = local_http.listen(arguments.host, arguments.port)   # first: a taken port fails at once
+    except (config.ConfigError, local_http.CannotListen) as error:
         print(f"dalet: {error}", file=sys.stderr)
-        return 2
-    data_dir = runtime.settings().data_dir
-    url = announce(server, arguments.host)
-    running_server.record(data_dir, url)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        running_server.forget(data_dir)
-        _stop(server, runtime)
+        return 1
+    with listening:
+        # As the chalice command does: the stage's environment variables go into os.environ.
+        factory = CLIFactory(project_dir=str(Path(__file__).resolve().parent.parent), environ=os.environ)
+        chalice_config = factory.create_config_obj(chalice_stage_name=arguments.stage)   # imports app.py
+        running_server.add_status_route(chalice_config.chalice_app)
+        validate_routes(chalice_config.chalice_app.routes)
+        status = local_info(arguments)
+        if status:
+            return status
+        try:
+            runtime.start_local_pipeline()
+        except runtime.BackendUnavailable as error:
+            print(f"dalet: {error}", file=sys.stderr)
+            return 2
+        data_dir = runtime.settings().data_dir
+        url = announce(listening, arguments.host)
+        running_server.record(data_dir, url)
+        try:
+            local_http.serve(chalice_config.chalice_app, chalice_config, listening, limits, _summary(runtime),
+                             on_stop=lambda: _stop(runtime))
+        finally:
+            running_server.forget(data_dir)
     return 0
 
 
-def announce(server: Any, host: str) -> str:
+def announce(listening: Any, host: str) -> str:
     """Print the way in (dashboard, a first curl); the URL this machine reaches the server at."""
     from dalet_ops.startup import banner, browsable_url
 
-    url = browsable_url(host, server.server.server_address[1])    # the bound port, should --port be 0
+    url = browsable_url(host, listening.getsockname()[1])    # the bound port, should --port be 0
     print(banner(url), flush=True)
     return url
 
 
-REQUEST_GRACE_SECONDS = 2.0    # requests in flight; then the writer drains the stream for at most
-DRAIN_SECONDS = 5.0            # this long, within `docker stop`'s 10 s before its SIGKILL
+DRAIN_SECONDS = 5.0    # the writer drains the stream this long at most, within `docker stop`'s 10 s
 
 
-def _interrupt(signal_number: int, _frame: Any) -> None:
-    """SIGTERM takes Ctrl-C's way out of serve_forever, into the clean shutdown."""
-    raise KeyboardInterrupt(f"signal {signal_number}")
+def _summary(runtime: Any) -> Any:
+    from dalet_ops.local_http import Summary
+
+    return lambda tally: Summary(tally, runtime.local_events_accepted,
+                                 lambda: runtime.freshness().get("lag_seconds"))
 
 
-def _stop(server: Any, runtime: Any) -> None:
-    """Stop taking connections and requests (kept-alive connections get 503), let requests in flight
-    finish, let the writer drain the stream, then close the files (DuckDB checkpoints its WAL on close)."""
-    print("dalet: stopping: draining the stream into the warehouse")
-    server.server.server_close()
-    if not server.server.tracker.close_and_wait(REQUEST_GRACE_SECONDS):
-        print("dalet: requests still running after the grace period; stopping anyway", file=sys.stderr)
+def _stop(runtime: Any) -> None:
+    """After the server stopped (requests in flight finished): let the writer drain the stream, then
+    close the files (DuckDB checkpoints its WAL on close)."""
+    print("dalet: stopping: draining the stream into the warehouse", flush=True)
     runtime.shutdown(drain_seconds=DRAIN_SECONDS)
-    print("dalet: stopped; stream and warehouse closed")
+    print("dalet: stopped; stream and warehouse closed", flush=True)
 
 
 PURGE_NOT_NEEDED = ("dalet: purge is not needed on the embedded default: DuckDB removes a deleted experiment's rows "
@@ -205,12 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dalet_ops.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("local-info", help="print the local data folder, the report API key and the Segment write keys").set_defaults(run=local_info)
-    local = commands.add_parser("serve", help="run the local backend: chalice local with the pipeline started")
+    local = commands.add_parser("serve", help="run the local backend: the app on uvicorn, the pipeline started")
     local.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
     local.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0 picks a free one)")
     local.add_argument("--stage", default="dev",
                        help="the .chalice/config.json stage whose environment variables apply (default dev)")
+    local.add_argument("--access-log", action="store_true", help="a log line per request (also DALET_ACCESS_LOG=1); "
+                                                                "by default errors and a summary every 60 s")
     local.set_defaults(run=serve)
     deploy_commands.add_commands(commands)
     commands.add_parser("purge", help="remove the rows of deleted experiments from BigQuery (DALET_BACKEND=aws); "

@@ -1,267 +1,409 @@
-"""The HTTP server behind `make run`: chalice local's request handler, hardened for a long-running install.
+"""The HTTP server behind `make run`: uvicorn (HTTP/1.1 by h11) serving the Chalice app through
+dalet_ops/lambda_asgi.py.
 
-Chalice's local server is a development tool; `make run` keeps it (same routing and
-Lambda event conversion) but replaces the parts that hurt a server left running:
-- the listen backlog: socketserver's default of 5 made simultaneous connects wait for
-  SYN retransmits (1 s, 3 s, ...); here it is `LISTEN_BACKLOG`;
-- response writes: headers and body left in two writes, and Nagle's algorithm held the
-  second until the client's delayed ACK (about 40 ms per request on a kept-alive
-  connection). Here the socket has TCP_NODELAY and the response leaves in one write;
-- the request body: read whole before any size check (a 300 MB POST was buffered).
-  Here a Content-Length over `MAX_BODY_BYTES` is refused (413) before reading, a
-  chunked body is read only up to the limit, and a malformed length gets a 400
-  naming the header instead of a dropped connection and a traceback;
-- repeated headers: chalice local passes on the first, API Gateway the last; differing
-  `x-api-key` headers are refused (400) as the report routes refuse them on AWS.
-- silent clients: every read times out after `IDLE_TIMEOUT_SECONDS` (an idle connection is
-  closed, a stalled body gets 408), and at most `MAX_CONNECTIONS` are handled at once (more get
-  503 at once), so slowloris-style clients cannot hold threads or buffered bodies without bound;
-- HEAD: answered with headers only (chalice local wrote the body too).
+Why uvicorn with h11: maintained (Encode), pure Python with no compiled part (h11 is the HTTP/1.1
+parser httpx and hypercorn use too), and one event loop for every connection, so a slow or silent
+client costs a socket and a few kilobytes, not a thread. (waitress is WSGI and also caps connections
+only by refusing to accept them; hypercorn lacks the same deadlines; uvicorn's h11 protocol is the
+smallest to extend with them.) It does for us what the hand-written server
+on http.server did: request parsing and framing (Content-Length and chunked, pipelining), `Expect:
+100-continue` (sent only when the app first reads the body), keep-alive with an idle timeout, HEAD
+without a body, TCP_NODELAY (asyncio sets it), graceful shutdown on SIGINT/SIGTERM that lets requests
+in flight finish. The subclass below adds what it lacks, each a promise of `make run`:
+- an absolute deadline for a request's headers, from its first byte (uvicorn has none: a client sending
+  one byte every few seconds kept a connection for ever), and, in the adapter, one for its body;
+- a cap on connections in all and from one address, answered with 503 at once (uvicorn's
+  `limit_concurrency` answers only once a request's headers are in, which a trickling client never sends);
+- JSON bodies naming the header to blame for every error the server answers itself (uvicorn's are text);
+- refusal of what h11 accepts but RFC 9112 lets a server refuse: an obs-fold
+  header line (h11 unfolds it), Transfer-Encoding with Content-Length, repeated Transfer-Encoding,
+  HTTP versions other than 1.0 and 1.1 (505), and 414/431 for an oversized request line or headers.
 """
 from __future__ import annotations
 
-import json
+import asyncio
+import errno
+import logging
 import re
-import threading
-from typing import Any, BinaryIO
+import signal
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
-from chalice.local import ChaliceRequestHandler, LocalDevServer, ThreadedHTTPServer
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from chalicelib.auth import API_KEY_HEADER
-from chalicelib.ingest.track import MAX_BODY_BYTES
-from chalicelib.reports.api import CONFLICTING_KEYS
+from chalicelib.config import LocalServerSettings
+from dalet_ops.lambda_asgi import ChaliceASGI, Refusal, Receive, Send
 
 LISTEN_BACKLOG = 1024        # the kernel caps it at net.core.somaxconn (4096 on current Linux)
-# How long a connection may stay silent (between requests, or in the middle of headers or a body)
-# before it is closed. Without it a client that opens connections and sends nothing (slowloris)
-# holds one thread each, forever. Generous for a slow phone; bounded for the server.
-IDLE_TIMEOUT_SECONDS = 20.0
-# Connections handled at once (a thread each, and each may buffer a body of up to 1 MiB); more are
-# answered 503 at once. Without a cap, clients stalling just short of 1 MiB could hold gigabytes.
-MAX_CONNECTIONS = 256
-_CROWDED = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-            b"Access-Control-Allow-Origin: *\r\nConnection: close\r\nContent-Length: 57\r\n\r\n"
-            b'{"error": "too many connections at once; retry shortly"}\n')
-_MAX_CHUNK_LINE = 1024
-_DIGITS = re.compile(r"[0-9]+")
-_HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]+")
+MAX_HEAD_BYTES = 64 * 1024   # request line and headers; past it 414 (the line alone) or 431
+REQUEST_THREADS = 16         # Chalice routes run here; a slow client holds none of them
+REQUEST_GRACE_SECONDS = 2    # at a stop, requests in flight get this long to finish
+LINGER_SECONDS = 1.0         # after refusing, what the client still sends is read and dropped this long
+
+log = logging.getLogger("dalet.server")
 
 
-class RefusedRequest(Exception):
-    """The request cannot be read as sent; answered with `status` and a body naming `header`."""
-
-    def __init__(self, status: int, message: str, header: str):
-        super().__init__(message)
-        self.status = status
-        self.header = header
-
-    def body(self) -> bytes:
-        return json.dumps({"error": str(self), "header": self.header}).encode("utf-8")
+class CannotListen(RuntimeError):
+    """The port is taken (or the address not ours); the message says how to pick another."""
 
 
-class _TooLarge(RefusedRequest):
-    def __init__(self, header: str):
-        super().__init__(413, f"body over {MAX_BODY_BYTES} bytes (1 MiB)", header)
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else starts so a taken port fails first and clearly."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise CannotListen(f"port {port} on {host} is already in use (another `make run`?); pick another "
+                            f"with `make run PORT={port + 1}` (or `serve --port {port + 1}`)") from None
+        raise CannotListen(f"cannot listen on {host}:{port}: {error.strerror or error}; choose another "
+                        "with `make run HOST=... PORT=...`") from None
 
 
-def declared_length(values: list[str]) -> int | None:
-    """The Content-Length header's value; None when absent. Several copies must agree (RFC 9110 8.6)."""
-    if not values:
-        return None
-    distinct = {value.strip() for value in values}
-    if len(distinct) > 1:
-        raise RefusedRequest(400, "Content-Length: given several times with different values", "Content-Length")
-    (text,) = distinct
-    if not _DIGITS.fullmatch(text):
-        raise RefusedRequest(400, f"Content-Length: must be a whole number of bytes (got {text[:40]!r})",
-                             "Content-Length")
-    digits = text.lstrip("0") or "0"
-    if len(digits) > len(str(MAX_BODY_BYTES)):   # certainly over the limit; and int() refuses 4,300+ digits
-        raise _TooLarge("Content-Length")
-    return int(digits)
+# ---------------------------------------------------------------------------------------------
+# The connection layer: h11 made strict, uvicorn's protocol given deadlines, caps and JSON errors
+# ---------------------------------------------------------------------------------------------
 
+class StrictConnection(h11.Connection):
+    """h11, refusing framing it would accept but RFC 9112 lets a server refuse; the last refusal is
+    kept in `refusal` for the JSON answer (uvicorn's handler is told only that the request was bad)."""
 
-def refuse_conflicting_api_keys(headers: Any) -> None:
-    """chalice local would pass on the first of repeated headers; differing report keys are refused
-    here as the report routes refuse them on API Gateway (chalicelib.reports.api)."""
-    if len({value.strip() for value in headers.get_all(API_KEY_HEADER) or []}) > 1:
-        raise RefusedRequest(400, CONFLICTING_KEYS, API_KEY_HEADER)
+    def __init__(self, our_role: Any, max_head_bytes: int):
+        super().__init__(our_role, max_head_bytes)
+        self.max_head_bytes = max_head_bytes
+        self.refusal: Refusal | None = None
+        self.head = HeadWatch(max_head_bytes)
 
+    def receive_data(self, data: bytes) -> None:
+        if self.their_state is h11.IDLE:
+            self.head.add(data)
+        super().receive_data(data)
 
-def read_body(headers: Any, rfile: BinaryIO, limit: int = MAX_BODY_BYTES) -> bytes | None:
-    """The request body, never reading more than `limit` bytes of it; RefusedRequest otherwise."""
-    length = declared_length(headers.get_all("Content-Length") or [])
-    coding = headers.get("Transfer-Encoding")
-    if coding is not None:
-        if length is not None:   # both: a request smuggling vector, refused as RFC 9112 6.3 allows
-            raise RefusedRequest(400, "Transfer-Encoding: not allowed together with Content-Length",
-                                 "Transfer-Encoding")
-        if coding.strip().lower() != "chunked":
-            raise RefusedRequest(501, f"Transfer-Encoding: only chunked is supported (got {coding[:40]!r})",
-                                 "Transfer-Encoding")
-        return read_chunked(rfile, limit)
-    if not length:
-        return None
-    if length > limit:
-        raise _TooLarge("Content-Length")
-    return rfile.read(length)
+    def start_next_cycle(self) -> None:
+        super().start_next_cycle()
+        self.head = HeadWatch(self.max_head_bytes, self.trailing_data[0])   # a pipelined head's start
 
-
-def read_chunked(rfile: BinaryIO, limit: int) -> bytes:
-    """A chunked body (RFC 9112 7.1), refused with 413 as soon as it passes `limit`."""
-    body = bytearray()
-    while True:
-        size = _chunk_size(rfile.readline(_MAX_CHUNK_LINE + 1))
-        if size == 0:
-            break
-        if len(body) + size > limit:
-            raise _TooLarge("Transfer-Encoding")
-        chunk = rfile.read(size)
-        if len(chunk) < size or rfile.readline(3).rstrip(b"\r\n") != b"":
-            raise RefusedRequest(400, "Transfer-Encoding: a chunk is cut short or not followed by CRLF",
-                                 "Transfer-Encoding")
-        body += chunk
-    while rfile.readline(_MAX_CHUNK_LINE + 1) not in (b"\r\n", b"\n", b""):
-        pass   # trailer fields: none of them matter here
-    return bytes(body)
-
-
-def _chunk_size(line: bytes) -> int:
-    text = line.split(b";", 1)[0].strip()
-    if len(line) > _MAX_CHUNK_LINE or not _HEX_DIGITS.fullmatch(text) or len(text) > 16:
-        raise RefusedRequest(400, "Transfer-Encoding: a chunk size is not a hexadecimal number",
-                             "Transfer-Encoding")
-    return int(text, 16)
-
-
-def _body_header(headers: Any) -> str:
-    return "Transfer-Encoding" if headers.get("Transfer-Encoding") is not None else "Content-Length"
-
-
-class DaletRequestHandler(ChaliceRequestHandler):
-    """chalice local's handler with a bounded body and one write per response."""
-
-    disable_nagle_algorithm = True  # TCP_NODELAY on every accepted connection
-    wbufsize = -1                   # a buffered wfile: headers and body leave together at the flush
-    timeout = IDLE_TIMEOUT_SECONDS  # socket timeout of every read: the idle and slow-body bound
-
-    def handle_expect_100(self) -> bool:
-        """Refuse an oversized or malformed body before the client sends it, else invite it."""
+    def next_event(self) -> Any:
         try:
-            length = declared_length(self.headers.get_all("Content-Length") or [])
-            if length is not None and length > MAX_BODY_BYTES:
-                raise _TooLarge("Content-Length")
-        except RefusedRequest as refused:
-            self._refuse(refused)
-            return False
-        self.send_response_only(100)
-        self.end_headers()
-        self.wfile.flush()                      # the buffered wfile would otherwise hold it back
-        return True
-
-    def _generic_handle(self) -> None:
-        try:
-            refuse_conflicting_api_keys(self.headers)
-            self._body = read_body(self.headers, self.rfile)
-        except TimeoutError:
-            self._refuse(RefusedRequest(408, f"the body stopped arriving for {self.timeout:g} s",
-                                        _body_header(self.headers)))
-            return
-        except RefusedRequest as refused:
-            self._refuse(refused)
-            return
-        tracker: InFlight = self.server.tracker  # type: ignore[attr-defined]
-        if not tracker.begin():
-            self._refuse(RefusedRequest(503, "the server is stopping; retry shortly", "Connection"))
-            return
-        try:
-            super()._generic_handle()
-        finally:
-            tracker.end()
-
-    def _send_http_response_with_body(self, code: int, headers: Any, body: str | bytes) -> None:
-        if self.command == "HEAD":   # headers only (RFC 9110 9.3.2), else the body is read as the next answer
-            self.send_response(code)
-            length = len(body.encode("utf-8") if isinstance(body, str) else body)
-            self._send_headers({**headers, "Content-Length": str(length)})
-            return
-        super()._send_http_response_with_body(code, headers, body)
-
-    def _refuse(self, refused: RefusedRequest) -> None:
-        self.close_connection = True            # an unread body would be taken for the next request
-        self._send_http_response(refused.status, {"Content-Type": "application/json",
-                                                  "Access-Control-Allow-Origin": "*",
-                                                  "Connection": "close"}, refused.body())
-
-    def _parse_payload(self) -> tuple[dict[str, str], bytes | None]:
-        return dict(self.headers), self._body
-
-    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
-
-
-class InFlight:
-    """Counts requests being handled, so a shutdown can refuse new ones and let these finish."""
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._closing = False
-        self._idle = threading.Condition()
-
-    def begin(self) -> bool:
-        """Count a request in; False once closing (a kept-alive connection must not reopen the pipeline)."""
-        with self._idle:
-            if self._closing:
-                return False
-            self._count += 1
-            return True
-
-    def end(self) -> None:
-        with self._idle:
-            self._count -= 1
-            self._idle.notify_all()
-
-    def close_and_wait(self, timeout: float) -> bool:
-        """Refuse new requests; whether those in flight finished within `timeout`."""
-        with self._idle:
-            self._closing = True
-            return self._idle.wait_for(lambda: self._count == 0, timeout)
-
-
-class DaletHTTPServer(ThreadedHTTPServer):
-    request_queue_size = LISTEN_BACKLOG
-    max_connections = MAX_CONNECTIONS
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        self.tracker = InFlight()
-        self._places = threading.BoundedSemaphore(self.max_connections)
-        super().__init__(*args, **kwargs)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """A thread for the connection if there is a place for it; else 503 and close, without reading."""
-        if not self._places.acquire(blocking=False):
-            try:
-                request.sendall(_CROWDED)
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._places.release()
+            if self.their_state is h11.IDLE:
+                self.head.check()
+            event = super().next_event()
+            if isinstance(event, h11.Request):
+                _check_request(event)
+            return event
+        except Refusal as refusal:
+            self.refusal = refusal
+            raise h11.RemoteProtocolError(refusal.message, refusal.status) from None
+        except h11.RemoteProtocolError as error:
+            self.refusal = refusal_for(error)
             raise
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._places.release()
+
+_END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
+_LINE_END = re.compile(rb"\r?\n")
 
 
-def local_server(app: Any, config: Any, host: str, port: int) -> LocalDevServer:
-    """What `chalice local` builds (its routing, its Lambda events), on the hardened server."""
+class HeadWatch:
+    """A request head as it arrives, refused if oversized (h11 bounds only a head still incomplete)
+    or folded; each byte is searched once, so a head trickled a byte at a time costs linear time."""
+
+    def __init__(self, limit: int, start: bytes = b""):
+        self.limit = limit
+        self.data = bytearray()
+        self.searched = 0
+        self.line_end = -1
+        self.done = False
+        self.add(start)
+
+    def add(self, data: bytes) -> None:
+        self.data += data[:max(0, self.limit + 4 - len(self.data))]   # past the limit, only "too long" matters
+
+    def check(self) -> None:
+        if self.done:
+            return
+        start = max(0, self.searched - 3)
+        if self.line_end < 0:
+            self.line_end = self.data.find(b"\n", start)
+        end = _END_OF_HEAD.search(self.data, start)
+        self.searched = len(self.data)
+        if (self.line_end if self.line_end >= 0 else len(self.data)) > self.limit:
+            raise Refusal(414, f"the request line is over {self.limit} bytes")
+        if (end.start() if end else len(self.data)) > self.limit:
+            raise Refusal(431, f"the request's headers are over {self.limit} bytes")
+        if end is not None:
+            self.done = True
+            _refuse_folding(_LINE_END.split(bytes(self.data[:end.start()])))
+
+
+def _refuse_folding(lines: list[bytes]) -> None:
+    for previous, line in zip(lines[1:], lines[2:]):
+        if line[:1] in (b" ", b"\t"):    # obs-fold: h11 would join it to the line before
+            name = previous.split(b":", 1)[0].decode("latin-1").strip()[:60]
+            raise Refusal(400, f"{name}: a header continued on the next line (obs-fold) is not accepted "
+                               "(RFC 9112 5.2); send it on one line", name)
+
+
+def _check_request(request: h11.Request) -> None:
+    if request.http_version not in (b"1.0", b"1.1"):
+        raise Refusal(505, f"HTTP/{request.http_version.decode()} is not supported; send HTTP/1.1")
+    names = {name for name, _ in request.headers}
+    if b"transfer-encoding" in names and b"content-length" in names:   # a request-smuggling vector
+        raise Refusal(400, "Transfer-Encoding: not allowed together with Content-Length (RFC 9112 6.3)",
+                      "Transfer-Encoding")
+
+
+def refusal_for(error: h11.RemoteProtocolError) -> Refusal:
+    """h11's terse reasons as JSON refusals naming the header to blame."""
+    reason = str(error)
+    if "Content-Length" in reason:
+        return Refusal(400, f"Content-Length: must be one whole number of bytes ({reason})", "Content-Length")
+    if "multiple Transfer-Encoding" in reason:
+        return Refusal(400, "Transfer-Encoding: given more than once; send it once", "Transfer-Encoding")
+    if "Transfer-Encoding" in reason:
+        return Refusal(501, "Transfer-Encoding: only chunked is supported", "Transfer-Encoding")
+    if "chunk" in reason:
+        return Refusal(400, f"Transfer-Encoding: the chunked body is malformed ({_plain(reason)})", "Transfer-Encoding")
+    if "Host" in reason:
+        return Refusal(400, "Host: an HTTP/1.1 request must name the host once", "Host")
+    if error.error_status_hint == 431:
+        return Refusal(431, f"the request's headers are over {MAX_HEAD_BYTES} bytes")
+    if "request line" in reason:
+        return Refusal(400, "the request line must be METHOD TARGET HTTP/1.1, in ASCII")
+    return Refusal(400, f"not a valid HTTP/1.1 request ({_plain(reason)})")
+
+
+def _plain(reason: str) -> str:
+    """h11's reason without the bytes it quotes (its repr of them, and whatever the client sent)."""
+    return reason.split(":", 1)[0][:200]
+
+
+@dataclass
+class Tally:
+    """What the server did since the last summary line."""
+
+    requests: int = 0
+    refused: int = 0            # answered 4xx
+    failed: int = 0             # answered 5xx
+    connections_refused: int = 0
+
+    def count(self, status: int) -> None:
+        self.requests += 1
+        self.refused += 400 <= status < 500
+        self.failed += status >= 500
+
+    def take(self) -> "Tally":
+        taken = Tally(self.requests, self.refused, self.failed, self.connections_refused)
+        self.requests = self.refused = self.failed = self.connections_refused = 0
+        return taken
+
+
+class DaletConfig(uvicorn.Config):
+    """uvicorn's configuration carrying ours to each connection's protocol."""
+
+    def __init__(self, app: Any, limits: LocalServerSettings, tally: Tally, **options: Any):
+        super().__init__(app, **options)
+        self.limits = limits
+        self.tally = tally
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 connection with a header deadline, connection caps and JSON errors."""
+
+    def __init__(self, config: DaletConfig, server_state: Any, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None):
+        super().__init__(config, server_state, app_state, _loop)
+        self.limits = config.limits
+        self.tally = config.tally
+        self.conn = StrictConnection(h11.SERVER, config.h11_max_incomplete_event_size or MAX_HEAD_BYTES)
+        self.head_deadline: asyncio.TimerHandle | None = None
+        self.refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.transport = OneSendPerTurn(transport, self.loop)   # type: ignore[assignment]
+        crowded = self._crowded()
+        if crowded is not None:
+            self.tally.connections_refused += 1
+            self.refuse(crowded)
+            return
+        # uvicorn arms its idle timer only after a first answer; a client that never sends is idle too.
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def _crowded(self) -> Refusal | None:
+        if len(self.connections) > self.limits.max_connections:
+            return Refusal(503, "too many connections at once; retry shortly")
+        address = self.client[0] if self.client else None
+        from_there = sum(1 for other in self.connections if other.client and other.client[0] == address)
+        if from_there > self.limits.max_connections_per_address:
+            return Refusal(503, f"too many connections from {address} at once; retry shortly")
+        return None
+
+    def data_received(self, data: bytes) -> None:
+        if self.refused or self.transport.is_closing():    # refused: what it sends now is dropped
+            return
+        if self.head_deadline is None and self.conn.their_state is h11.IDLE:
+            self.head_deadline = self.loop.call_later(self.limits.head_seconds, self._head_too_slow)
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._cancel_head_deadline()
+
+    def _head_too_slow(self) -> None:
+        self.head_deadline = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.refuse(Refusal(408, f"the request's headers did not arrive within {self.limits.head_seconds:g} s"))
+
+    def _cancel_head_deadline(self) -> None:
+        if self.head_deadline is not None:
+            self.head_deadline.cancel()
+            self.head_deadline = None
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request h11 could not read, as JSON naming what is wrong."""
+        self.refuse(self.conn.refusal or Refusal(400, msg))
+
+    def refuse(self, refusal: Refusal) -> None:
+        """Answer and close. Closing with the client's bytes unread would reset the connection, and a
+        reset can discard the answer before the client reads it: so half-close, read and drop what
+        still comes for a moment, then close (a "lingering close", as Apache and nginx do)."""
+        self.tally.count(refusal.status)
+        self._cancel_head_deadline()
+        self._unset_keepalive_if_required()
+        self.refused = True
+        self.connections.discard(self)        # its place is free at once, not after the lingering
+        self.transport.write(refusal.raw_response())
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(LINGER_SECONDS, self.transport.close)
+        else:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_deadline()
+        super().connection_lost(exc)
+
+
+class OneSendPerTurn:
+    """A transport whose writes of one event-loop turn leave in one send. uvicorn writes an answer's
+    head and body apart; two segments let a client read the head alone and wait for the rest."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(data)
+
+    def flush(self) -> None:
+        if self._pending:
+            data = b"".join(self._pending)
+            self._pending.clear()
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Running it
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Summary:
+    """The periodic line that replaces per-request logging: what happened since the last one."""
+
+    tally: Tally
+    accepted: Callable[[], int]                 # events accepted into the stream since start
+    lag: Callable[[], float | None]             # seconds the oldest unwritten event has waited
+    say: Callable[[str], None] = print
+    _accepted_before: int = field(default=0)
+
+    async def __call__(self) -> None:
+        taken = self.tally.take()
+        accepted = self.accepted()
+        new_events, self._accepted_before = accepted - self._accepted_before, accepted
+        if not (taken.requests or taken.connections_refused or new_events):
+            return
+        lag = await asyncio.to_thread(self.lag)
+        refused = f", {taken.connections_refused} connections refused (503)" if taken.connections_refused else ""
+        self.say(f"dalet: {taken.requests} requests ({taken.refused} answered 4xx, {taken.failed} 5xx){refused}, "
+                 f"{new_events} events accepted; writer lag {'unknown' if lag is None else f'{lag:.1f} s'}")
+
+
+def counting(app: Any, tally: Tally) -> Any:
+    """The ASGI app, counting the status of every answer it gives."""
+    async def counted(scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        async def send_counted(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                tally.count(message["status"])
+            await send(message)
+        await app(scope, receive, send_counted)
+    return counted
+
+
+def build_server(chalice_app: Any, chalice_config: Any, limits: LocalServerSettings,
+                 summary: Callable[[Tally], Any] | None = None) -> tuple[uvicorn.Server, ThreadPoolExecutor]:
+    """A uvicorn server around the Chalice app (`chalice local`'s routing and Lambda events), not yet running."""
     from chalice.local import CustomLocalChalice, LocalChalice
 
-    CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)   # as chalice.local.create_local_server does
-    app.__class__ = CustomLocalChalice
-    return LocalDevServer(app, config, host, port, handler_cls=DaletRequestHandler, server_cls=DaletHTTPServer)
+    # As chalice.local.create_local_server does: current_request per thread, as routes run on several.
+    CustomLocalChalice.__bases__ = (LocalChalice, chalice_app.__class__)
+    chalice_app.__class__ = CustomLocalChalice
+    executor = ThreadPoolExecutor(REQUEST_THREADS, thread_name_prefix="dalet-request")
+    tally = Tally()
+    app = counting(ChaliceASGI(chalice_app, chalice_config, executor, limits.body_seconds), tally)
+    config = DaletConfig(
+        app, limits, tally, http=GuardedH11Protocol, loop="asyncio", lifespan="off", ws="none",
+        interface="asgi3", log_config=None, access_log=limits.access_log, proxy_headers=False,
+        server_header=False, timeout_keep_alive=limits.idle_seconds,
+        timeout_graceful_shutdown=REQUEST_GRACE_SECONDS, h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        callback_notify=summary(tally) if summary else None, timeout_notify=limits.summary_seconds)
+    # Not its start/stop chatter, nor a warning per malformed request (the summary counts those):
+    # its errors (an exception in a request) still show.
+    logging.getLogger("uvicorn.error").setLevel(logging.ERROR)
+    return uvicorn.Server(config), executor
+
+
+def serve(chalice_app: Any, chalice_config: Any, listening: socket.socket, limits: LocalServerSettings,
+          summary: Callable[[Tally], Any] | None = None, on_stop: Callable[[], None] = lambda: None) -> None:
+    """Serve until SIGINT or SIGTERM, then stop taking connections, let requests in flight finish (up to
+    REQUEST_GRACE_SECONDS) and call `on_stop` (the pipeline's drain). Returns normally in both cases."""
+    # uvicorn re-raises the signal it stopped for once it is done: these handlers take it, and a
+    # second Ctrl-C or SIGTERM during `on_stop`, instead of a KeyboardInterrupt or a kill mid-drain.
+    previous = {number: signal.signal(number, _noted) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server, executor = build_server(chalice_app, chalice_config, limits, summary)
+        host, port = listening.getsockname()[:2]
+        print(f"Serving on http://{host}:{port}", flush=True)
+        try:
+            server.run(sockets=[listening])
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+    finally:
+        try:
+            on_stop()
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+
+def _noted(signal_number: int, _frame: Any) -> None:
+    log.info("signal %d: already stopping", signal_number)
+
+
+__all__ = ["GuardedH11Protocol", "CannotListen", "StrictConnection", "Summary", "Tally", "build_server", "listen",
+           "refusal_for", "serve"]

@@ -12,6 +12,7 @@ import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
+from typing import Iterator
 
 import duckdb
 import pytest
@@ -101,30 +102,60 @@ def test_a_body_of_exactly_the_limit_is_accepted_and_one_byte_more_is_400(segmen
     assert [row["message_id"] for row in rows()] == ["edge"]
 
 
+def _deployed_segment_track(authorizations: list[str]) -> dict:
+    """POST /v1/track as API Gateway hands it over: `headers` holds the last of repeated headers."""
+    import app as dalet_app
+    from tests.lambda_events import api_gateway_event
+
+    event = api_gateway_event("POST", "/api/v1/track", "/v1/{call}", "api",
+                              {"authorization": authorizations[-1], "content-type": "application/json"},
+                              body=json.dumps({"userId": "u", "event": "e"}))
+    event["pathParameters"] = {"call": "track"}
+    event["multiValueHeaders"]["authorization"] = authorizations
+    return dalet_app.app(event, None)
+
+
+def test_differing_repeated_authorization_headers_are_refused_naming_the_header_on_aws_too(segment_client):
+    from tests.segment_helpers import OTHER_KEY
+
+    for keys in ([WRITE_KEY, OTHER_KEY], [OTHER_KEY, WRITE_KEY]):
+        response = _deployed_segment_track([basic_auth(key) for key in keys])
+        assert response["statusCode"] == 400, response
+        assert json.loads(response["body"])["errors"][0]["field"] == "authorization"
+    assert _deployed_segment_track([basic_auth(WRITE_KEY)] * 2)["statusCode"] == 200
+
+
 # --- make run's HTTP server (dalet_ops/local_http.py) ---------------------------------------
 
-@pytest.fixture
-def impatient_server(monkeypatch):
-    """make run's server (its handler and server classes) on a free port, in this process, around a
-    one-route app, with the idle timeout cut to half a second so a stalled client is seen in seconds."""
+def _in_process_server(**limits: float) -> Iterator[int]:
+    """make run's server (uvicorn, the guarded protocol, the Chalice adapter) on a free port, in this
+    process, around a one-route app, with short deadlines so a stalled client is seen in seconds."""
     from chalice import Chalice
     from chalice.config import Config
 
+    from chalicelib.config import LocalServerSettings
     from dalet_ops import local_http
 
-    monkeypatch.setattr(local_http.DaletRequestHandler, "timeout", 0.5)
     tiny = Chalice(app_name="tiny")
 
     @tiny.route("/echo", methods=["POST"], content_types=["*/*"])
     def echo():
         return {"bytes": len(tiny.current_request.raw_body or b"")}
 
-    server = local_http.local_server(tiny, Config.create(chalice_app=tiny), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    settings = LocalServerSettings(**{"idle_seconds": 0.5, "head_seconds": 1.0, "body_seconds": 0.5, **limits})
+    server, executor = local_http.build_server(tiny, Config.create(chalice_app=tiny), settings)
+    listening = local_http.listen("127.0.0.1", 0)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]}, daemon=True)
     thread.start()
-    yield server.server.server_address[1]
-    server.server.shutdown()
-    server.server.server_close()
+    yield listening.getsockname()[1]
+    server.should_exit = True
+    thread.join(timeout=10)
+    executor.shutdown()
+
+
+@pytest.fixture
+def impatient_server() -> Iterator[int]:
+    yield from _in_process_server()
 
 
 def _everything_until_closed(connection: socket.socket) -> bytes:
@@ -134,13 +165,49 @@ def _everything_until_closed(connection: socket.socket) -> bytes:
     return received
 
 
-def test_a_body_that_stops_arriving_gets_408_and_frees_its_thread(impatient_server):
+def _json_body(answer: bytes) -> dict:
+    return json.loads(answer.split(b"\r\n\r\n", 1)[1])
+
+
+def test_a_body_that_stops_arriving_gets_408_and_its_connection_closed(impatient_server):
     # Slowloris: a declared body that never comes held a server thread (and its connection) forever.
     with socket.create_connection(("127.0.0.1", impatient_server), timeout=10) as connection:
         connection.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
         reply = _everything_until_closed(connection)
     assert reply.startswith(b"HTTP/1.1 408"), reply
-    assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["header"] == "Content-Length"
+    assert _json_body(reply)["header"] == "Content-Length"
+
+
+def _trickle(connection: socket.socket, data: bytes, pause: float) -> bytes:
+    """Send `data` a byte at a time, `pause` seconds apart, until the server answers; its answer."""
+    connection.settimeout(pause)
+    for byte in data:
+        try:
+            connection.sendall(bytes([byte]))
+            if answer := connection.recv(65536):
+                connection.settimeout(10)
+                return answer + _everything_until_closed(connection)
+        except TimeoutError:
+            continue
+        except (BrokenPipeError, ConnectionResetError):
+            break
+    return b""
+
+
+def test_headers_trickled_a_byte_at_a_time_meet_an_absolute_deadline(impatient_server):
+    # The idle timeout is per read: a byte every 0.3 s never trips a 0.5 s one. Headers get 1 s in all.
+    with socket.create_connection(("127.0.0.1", impatient_server), timeout=10) as connection:
+        answer = _trickle(connection, b"POST /echo HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: y\r\n" * 40, 0.3)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert "headers" in _json_body(answer)["error"]
+
+
+def test_a_body_trickled_a_byte_at_a_time_meets_an_absolute_deadline(impatient_server):
+    with socket.create_connection(("127.0.0.1", impatient_server), timeout=10) as connection:
+        connection.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 200\r\n\r\n")
+        answer = _trickle(connection, b"{" * 200, 0.2)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert _json_body(answer)["header"] == "Content-Length"
 
 
 def test_an_idle_connection_is_closed(impatient_server):
@@ -156,10 +223,12 @@ def test_a_kept_alive_connection_serves_requests_until_it_goes_idle(impatient_se
         assert _everything_until_closed(connection) == b""
 
 
-def test_make_run_bounds_how_long_a_silent_client_may_hold_a_connection():
-    from dalet_ops.local_http import DaletRequestHandler
+def test_make_run_bounds_how_long_a_client_may_hold_a_connection_by_default():
+    from chalicelib.config import local_server_settings
 
-    assert DaletRequestHandler.timeout is not None and 0 < DaletRequestHandler.timeout <= 60
+    defaults = local_server_settings({})
+    assert 0 < defaults.idle_seconds <= 60 and 0 < defaults.head_seconds <= 60 and 0 < defaults.body_seconds <= 60
+    assert defaults.max_connections_per_address < defaults.max_connections
 
 
 def _exchange(port: int, request: bytes) -> bytes:
@@ -170,38 +239,31 @@ def _exchange(port: int, request: bytes) -> bytes:
 
 def test_a_content_length_of_thousands_of_digits_is_answered_not_dropped(impatient_server):
     # int() refuses strings of more than 4,300 digits with a ValueError: the connection was dropped unanswered.
-    huge = _exchange(impatient_server,
-                     b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n{}")
-    assert huge.startswith(b"HTTP/1.1 413"), huge
-    assert json.loads(huge.split(b"\r\n\r\n", 1)[1])["header"] == "Content-Length"
-    padded = _exchange(impatient_server, b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: "
-                       + b"0" * 5000 + b"2\r\n\r\n{}")
-    assert padded.startswith(b"HTTP/1.1 200") and padded.endswith(b'{"bytes":2}'), padded
-
+    # h11 takes at most 20 digits: both are a 400 naming the header (before: 413, and 200 for the padded one).
+    for digits in (b"9" * 5000, b"0" * 5000 + b"2"):
+        answer = _exchange(impatient_server, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: " + digits
+                           + b"\r\n\r\n{}")
+        assert answer.startswith(b"HTTP/1.1 400"), answer
+        assert _json_body(answer)["header"] == "Content-Length"
 
 
 @pytest.fixture
-def two_connection_server(monkeypatch, request):
-    """The impatient server, allowed two connections at once and a 3 s idle timeout."""
-    from dalet_ops import local_http
-
-    monkeypatch.setattr(local_http.DaletHTTPServer, "max_connections", 2)
-    port = request.getfixturevalue("impatient_server")
-    monkeypatch.setattr(local_http.DaletRequestHandler, "timeout", 3.0)
-    return port
+def two_connection_server() -> Iterator[int]:
+    """The impatient server, allowed two connections at once and 3 s for a body."""
+    yield from _in_process_server(max_connections=2, body_seconds=3.0, idle_seconds=3.0)
 
 
 def test_connections_beyond_the_limit_get_503_at_once_so_stalled_bodies_cannot_pile_up(two_connection_server):
-    # Each connection may buffer a body of up to 1 MiB in its own thread: without a cap, thousands of
-    # clients stalling just short of 1 MiB held gigabytes.
+    # Each connection may buffer a body of up to 1 MiB: without a cap, thousands of clients stalling just
+    # short of 1 MiB held gigabytes.
     stalled = [socket.create_connection(("127.0.0.1", two_connection_server), timeout=10) for _ in range(2)]
     for connection in stalled:
         connection.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
     try:
         crowded = _exchange(two_connection_server, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
         assert crowded.startswith(b"HTTP/1.1 503"), crowded
-        assert b"Retry-After: 1" in crowded
-        for connection in stalled:                    # the idle timeout frees their places
+        assert b"Retry-After: 1" in crowded and "too many connections" in _json_body(crowded)["error"]
+        for connection in stalled:                    # the body deadline frees their places
             assert _everything_until_closed(connection).startswith(b"HTTP/1.1 408")
     finally:
         for connection in stalled:

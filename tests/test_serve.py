@@ -6,7 +6,7 @@ import os
 import select
 import signal
 import socket
-import threading
+import time
 from typing import Iterator
 
 import duckdb
@@ -17,6 +17,7 @@ from chalicelib.ingest.local_stream import LocalConsumer, LocalStream
 from chalicelib.ingest.records import encode_record
 from chalicelib.runtime import STREAM_FILE, WAREHOUSE_FILE
 from tests.local_server import LOCAL_HOST, LocalServer, wait_until
+from tests.segment_helpers import WRITE_KEY, basic_auth
 
 
 def _leave_a_backlog(data_dir, count: int) -> list[str]:
@@ -98,7 +99,8 @@ TRACK_QUERY = "/track?experiment=e&variant=a&event=participate&uuid=u1"
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory) -> Iterator[LocalServer]:
-    with LocalServer.start(tmp_path_factory.mktemp("serve") / "data", env={"DALET_API_KEY": "k"},
+    with LocalServer.start(tmp_path_factory.mktemp("serve") / "data",
+                           env={"DALET_API_KEY": "k", "DALET_WRITE_KEYS": f"{WRITE_KEY}=web"},
                            via_make_run=True) as server:
         yield server
 
@@ -107,8 +109,8 @@ def _connect(server: LocalServer, timeout: float = 10.0) -> socket.socket:
     return socket.create_connection((LOCAL_HOST, server.port), timeout=timeout)
 
 
-def _read_response(connection: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP/1.1 response read off a raw socket: status, lower-cased headers, body."""
+def _read_response(connection: socket.socket, to_head: bool = False) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response read off a raw socket: status, lower-cased headers, body (none `to_head`)."""
     received = b""
     while b"\r\n\r\n" not in received:
         chunk = connection.recv(65536)
@@ -118,7 +120,7 @@ def _read_response(connection: socket.socket) -> tuple[int, dict[str, str], byte
     head, body = received.split(b"\r\n\r\n", 1)
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     headers = {name.lower(): value.strip() for name, value in (line.split(":", 1) for line in header_lines)}
-    while len(body) < int(headers.get("content-length", 0)):
+    while len(body) < int(headers.get("content-length", 0)) and not to_head:
         body += connection.recv(65536)
     return int(status_line.split()[1]), headers, body
 
@@ -268,14 +270,204 @@ def test_differing_repeated_api_keys_are_refused_by_make_run_too(served):
         assert _read_response(connection)[0] == 200
 
 
-def test_once_stopping_new_requests_are_refused_and_those_in_flight_are_waited_for():
-    # Else a request on a kept-alive connection, after the shutdown, would reopen the pipeline.
-    from dalet_ops.local_http import InFlight
+def test_at_a_stop_a_kept_alive_connection_is_closed_so_no_request_reopens_the_pipeline(tmp_path):
+    server = LocalServer.start(tmp_path / "data", via_make_run=True)
+    try:
+        with _connect(server) as connection:
+            connection.sendall(_get(TRACK_QUERY))
+            assert _read_response(connection)[0] == 200
+            server.process.send_signal(signal.SIGTERM)
+            assert connection.recv(65536) == b""          # closed by the server, no answer pending
+        assert server.process.wait(timeout=30) == 0, server.log()
+    finally:
+        server.kill()
+    assert "stream and warehouse closed" in server.log()
 
-    tracker = InFlight()
-    assert tracker.begin()
-    finishing = threading.Timer(0.2, tracker.end)
-    finishing.start()
 
-    assert tracker.close_and_wait(timeout=10)
-    assert not tracker.begin()
+
+# --- HTTP edges: every answer the server gives itself is JSON -----------------------------------
+
+def _exchange(server: LocalServer, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    with _connect(server) as connection:
+        connection.sendall(request)
+        return _read_response(connection)
+
+
+SEGMENT_TRACK = json.dumps({"userId": "u", "event": "Viewed"}).encode()
+
+
+@pytest.mark.parametrize("request_bytes, status, header", [
+    pytest.param(b"GET /track?" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, None, id="414-long-line"),
+    pytest.param(b"GET /track HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 70_000 + b"\r\n\r\n", 431, None,
+                 id="431-long-headers"),
+    pytest.param(b"BREW /track HTTP/1.1\r\nHost: x\r\n\r\n", 501, None, id="501-method"),
+    pytest.param(b"POST /track HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "Transfer-Encoding",
+                 id="501-coding"),
+    pytest.param(b"GET /track HTTP/2.0\r\nHost: x\r\n\r\n", 505, None, id="505-version"),
+    pytest.param(b"GET /track HTTP/1.1\r\n\r\n", 400, "Host", id="400-no-host"),
+    pytest.param(b"POST /track HTTP/1.1\r\nHost: x\r\nTransfer-Encoding:\r\n chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+                 400, "Transfer-Encoding", id="400-folded-transfer-encoding"),
+    pytest.param(b"POST /track HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"2\r\n{}\r\n0\r\n\r\n", 400, "Transfer-Encoding", id="400-two-transfer-encodings"),
+    pytest.param(b"POST /track HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n"
+                 b"2\r\n{}\r\n0\r\n\r\n", 400, "Transfer-Encoding", id="400-transfer-encoding-and-length"),
+    pytest.param(b"POST /v1/track HTTP/1.1\r\nHost: x\r\nAuthorization: " + basic_auth(WRITE_KEY).encode()
+                 + b"\r\nAuthorization: " + basic_auth("other").encode() + b"\r\nContent-Length: "
+                 + str(len(SEGMENT_TRACK)).encode() + b"\r\n\r\n" + SEGMENT_TRACK, 400, "Authorization",
+                 id="400-two-authorizations"),
+])
+def test_what_the_server_refuses_itself_is_answered_in_json_naming_the_cause(served, request_bytes, status, header):
+    answered, headers, body = _exchange(served, request_bytes)
+    assert answered == status, body
+    assert headers["content-type"] == "application/json"
+    document = json.loads(body)
+    assert document["error"] and document.get("header") == header
+
+
+def test_identical_repeated_authorization_headers_are_one(served):
+    auth = b"Authorization: " + basic_auth(WRITE_KEY).encode() + b"\r\n"
+    answered, _, body = _exchange(served, b"POST /v1/track HTTP/1.1\r\nHost: x\r\n" + auth + auth
+                                  + b"Content-Length: " + str(len(SEGMENT_TRACK)).encode() + b"\r\n\r\n" + SEGMENT_TRACK)
+    assert answered == 200, body
+
+
+@pytest.mark.parametrize("path, headers", [("/favicon.ico", {}), ("/v1/", {"Authorization": "Basic eDo="}),
+                                           ("/no/such/route", {})])
+def test_an_unknown_path_is_a_json_404(served, path, headers):
+    # chalice local answered 403 "Missing Authentication Token", or a SigV4 message given an Authorization.
+    reply = served.request("GET", path, headers=headers)
+    assert reply.status == 404 and reply.headers["content-type"] == "application/json"
+    assert path in reply.json()["error"]
+
+
+def test_head_on_a_get_route_is_the_get_without_its_body(served):
+    get_status, get_headers, get_body = _exchange(served, _get("/dashboard"))
+    with _connect(served) as connection:
+        connection.sendall(b"HEAD /dashboard HTTP/1.1\r\nHost: x\r\n\r\n" + _get(TRACK_QUERY))
+        head_status, head_headers, rest = _read_response(connection, to_head=True)
+        # No body: else the next answer would be read off the wrong bytes.
+        assert rest == b"" or rest.startswith(b"HTTP/1.1 200")
+        assert rest or connection.recv(65536).startswith(b"HTTP/1.1 200")
+    assert (head_status, head_headers["content-length"], head_headers["content-type"]) == \
+        (get_status, str(len(get_body)), get_headers["content-type"]) == (200, str(len(get_body)), "text/html; charset=utf-8")
+
+
+# --- one address cannot starve the others -----------------------------------------------------
+
+ATTACKER = "127.0.0.2"      # loopback is all of 127.0.0.0/8: a second source address on one machine
+
+
+class Trickler:
+    """Connections from one address, each sending a request's headers one byte per round, never finishing;
+    a connection the server closes is opened again, as an attacker would."""
+
+    HEAD = b"GET /track HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 10_000
+
+    def __init__(self, port: int, connections: int):
+        self.port, self.wanted = port, connections
+        self.open: dict[socket.socket, int] = {}        # connection -> bytes sent
+        self.answers: list[int] = []                    # statuses the server answered them with
+
+    def round(self) -> None:
+        while len(self.open) < self.wanted:
+            connection = socket.socket()
+            connection.bind((ATTACKER, 0))
+            connection.connect((LOCAL_HOST, self.port))
+            connection.setblocking(False)
+            self.open[connection] = 0
+        for connection, sent in list(self.open.items()):
+            try:
+                answer = connection.recv(65536)
+            except BlockingIOError:
+                answer = None
+            except OSError:
+                answer = b""
+            if answer is None:
+                try:
+                    self.open[connection] = sent + connection.send(self.HEAD[sent:sent + 1])
+                    continue
+                except OSError:
+                    answer = b""
+            if answer.startswith(b"HTTP/1.1 "):
+                self.answers.append(int(answer.split()[1]))
+            connection.close()
+            del self.open[connection]
+
+    def close(self) -> None:
+        for connection in self.open:
+            connection.close()
+
+
+def test_a_client_trickling_headers_from_many_connections_cannot_starve_another_address(tmp_path):
+    # The finding: one address trickling a header byte every 15 s held all 256 places; everyone else got 503.
+    # Here 40 places, 20 per address, headers due 3 s after their first byte; the attacker wants 60.
+    limits = {"DALET_MAX_CONNECTIONS": "40", "DALET_MAX_CONNECTIONS_PER_ADDRESS": "20", "DALET_HEAD_SECONDS": "3"}
+    with LocalServer.start(tmp_path / "data", env=limits, via_make_run=True) as server:
+        attacker = Trickler(server.port, connections=60)
+        statuses = []
+        try:
+            for _ in range(8):
+                attacker.round()
+                statuses += [server.request("GET", TRACK_QUERY).status for _ in range(3)]
+                time.sleep(1)
+        finally:
+            attacker.close()
+    assert statuses == [200] * len(statuses)
+    assert 503 in attacker.answers          # the places beyond its 20
+    assert 408 in attacker.answers          # the headers that never finished
+
+
+# --- start-up and logs ---------------------------------------------------------------------------
+
+def _serve_and_fail(tmp_path, port: int, **env: str) -> "subprocess.CompletedProcess[str]":
+    import subprocess
+    import sys
+
+    from tests.local_server import PROJECT_DIR
+
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("DALET_")}
+    return subprocess.run([sys.executable, "-m", "dalet_ops.cli", "serve", "--host", LOCAL_HOST, "--port", str(port)],
+                          cwd=PROJECT_DIR, capture_output=True, text=True, timeout=60,
+                          env={**environment, "DALET_DATA_DIR": str(tmp_path / "data"), **env})
+
+
+def test_a_port_in_use_is_one_line_naming_it_and_how_to_pick_another(tmp_path):
+    with socket.create_server((LOCAL_HOST, 0)) as taken:
+        port = taken.getsockname()[1]
+        finished = _serve_and_fail(tmp_path, port)
+    assert finished.returncode != 0
+    assert finished.stdout == ""                       # not even the keys: the port is checked first
+    (line,) = finished.stderr.splitlines()
+    assert f"port {port}" in line and f"make run PORT={port + 1}" in line
+
+
+@pytest.mark.parametrize("variable, value", [("DALET_HEAD_SECONDS", "-1"), ("DALET_MAX_CONNECTIONS", "many"),
+                                             ("DALET_ACCESS_LOG", "maybe")])
+def test_a_bad_server_setting_is_one_line_naming_the_variable(tmp_path, variable, value):
+    finished = _serve_and_fail(tmp_path, 1, **{variable: value})
+    assert finished.returncode != 0
+    (line,) = finished.stderr.splitlines()
+    assert variable in line and repr(value) in line
+
+
+def _summed(log: str, pattern: str) -> int:
+    import re
+
+    return sum(int(number) for number in re.findall(pattern, log))
+
+
+def test_by_default_no_line_per_request_but_a_summary_of_what_happened(tmp_path):
+    with LocalServer.start(tmp_path / "data", env={"DALET_SUMMARY_SECONDS": "1"}, via_make_run=True) as server:
+        for _ in range(3):
+            assert server.request("GET", TRACK_QUERY).status == 200
+        assert server.request("GET", "/no/such/route").status == 404
+        wait_until(lambda: _summed(server.log(), r"(\d+) events accepted") == 3, timeout=30, message=server.log())
+        log = server.log()
+    assert _summed(log, r"(\d+) requests") >= 4 and _summed(log, r"(\d+) answered 4xx") >= 1, log
+    assert "writer lag" in log and "GET /track" not in log
+
+
+def test_the_access_log_is_there_when_asked_for(tmp_path):
+    with LocalServer.start(tmp_path / "data", env={"DALET_ACCESS_LOG": "1"}, via_make_run=True) as server:
+        assert server.request("GET", TRACK_QUERY).status == 200
+        wait_until(lambda: "GET /track" in server.log(), timeout=10, message=server.log())

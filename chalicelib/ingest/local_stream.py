@@ -77,6 +77,7 @@ class LocalStream:
         # One connection for every thread, used under a lock: `chalice local` starts a thread
         # per request, and a connection per thread would be opened (and leaked) per request.
         self._lock = threading.Lock()
+        self.appended = 0     # records this object committed: the server's periodic summary reads it
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         # Before any table exists, so a new file is created with it; an older file needs the VACUUM below.
         self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
@@ -116,6 +117,7 @@ class LocalStream:
                 except BaseException:
                     _roll_back(db)
                     raise
+                self.appended += len(sequences)
         except sqlite3.Error as error:
             raise StreamUnavailable(f"the local stream at {self.path} cannot take records: {error}") from error
         self.wake()

@@ -107,6 +107,15 @@ def _body_key_namespace(document: Mapping[str, Any], namespace_for: Callable[[st
     return namespace
 
 
+def refuse_differing_authorizations(multi_value_headers: Mapping[str, Sequence[str] | None] | None) -> None:
+    """API Gateway hands the function the last of repeated headers (chalice local the first): a request
+    whose `Authorization` headers differ is refused rather than credited to one of its write keys."""
+    values = {value.strip() for name, repeated in (multi_value_headers or {}).items() if name.lower() == "authorization"
+              for value in repeated or ()}
+    if len(values) > 1:
+        raise InvalidEvent([FieldError("authorization", "given several times with different values; send it once")])
+
+
 def basic_auth_user(authorization: str | None) -> str | None:
     """The user name of a Basic Authorization header (Segment's write key), or None if there is none."""
     if not authorization:
