@@ -160,16 +160,22 @@ def _check_trigger(lambda_client: Any, stage: Stage, stream_arn: str, queue_arn:
     function_name = stage.function_name(WRITER)
     label = f"writer trigger ({function_name})"
     try:
-        mapping = provision.writer_trigger(lambda_client, function_name, stream_arn)
+        deployed = provision.function_deployed(lambda_client, function_name)
+        mapping = provision.writer_trigger(lambda_client, function_name, stream_arn) if deployed else None
     except AWS_ERRORS as error:
         return aws_failure(label, error, "lambda", location.arn("lambda", f"function:{function_name}"),
                            location.region)
+    if not deployed:
+        return Check(label, False, "the writer is not deployed", _deploy_fix(stage))
     if mapping is None:
-        return Check(label, False, "the writer is not deployed or has no trigger on the stream",
-                     f"chalice deploy --stage {stage.name}, then {setup_fix}")
+        return Check(label, False, f"the writer has no trigger on the stream {stream_arn}: nothing writes the "
+                                   "events to BigQuery", provision.missing_trigger_fix(function_name))
     problems = provision.trigger_problems(mapping, queue_arn)
     if problems:
         return Check(label, False, "; ".join(problems), setup_fix)
+    if mapping.get("State") in provision.DISABLED_TRIGGER_STATES:
+        return Check(label, False, f"{mapping['State']}: nothing reads the stream, which forgets what it holds "
+                                   "after its retention", provision.enable_trigger_command(mapping))
     return Check(label, True, f"{mapping.get('State', 'Enabled')}, partial batch responses, bisect on error, "
                               f"{_retries(mapping)}, failed batches to the queue")
 

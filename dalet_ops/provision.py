@@ -436,7 +436,8 @@ def write_policy_files(stage: Stage, resources: iam_policies.StageResources, say
     for function in FUNCTIONS:
         stage.policy_file(function).write_text(json.dumps(documents[function], indent=2) + "\n")
     names = ", ".join(str(stage.policy_file(f).relative_to(stage.project_dir)) for f in FUNCTIONS)
-    say(f"IAM policies for {stage.function_name(API_HANDLER)} and {stage.function_name(WRITER)}: wrote {names}")
+    functions = ", ".join(stage.function_name(f) for f in FUNCTIONS)
+    say(f"IAM policies for {functions}: wrote {names}")
 
 
 def warehouse_tables(settings: Settings) -> list[tuple[str, schema.Table]]:
@@ -529,14 +530,19 @@ def _layout(table: schema.Table) -> str:
 def configure_trigger(lambda_client: Any, function_name: str, stream_arn: str, queue_arn: str,
                       say: Printer) -> None:
     """Give the deployed writer's Kinesis trigger the settings `chalice deploy` cannot set."""
-    mapping = writer_trigger(lambda_client, function_name, stream_arn)
-    if mapping is None:
+    if not function_deployed(lambda_client, function_name):
         say(f"writer trigger: {function_name} is not deployed yet; after `chalice deploy`, run setup "
             "again to make it report partial failures and park failing batches")
         return
+    mapping = writer_trigger(lambda_client, function_name, stream_arn)
+    if mapping is None:
+        raise SetupError(f"{function_name} is deployed but has no trigger on the stream {stream_arn}, so nothing "
+                         "writes the events to BigQuery", missing_trigger_fix(function_name))
     wanted = trigger_update(queue_arn)
     if trigger_problems(mapping, queue_arn) == []:
-        say(f"writer trigger {mapping['UUID']}: found, already reporting partial failures to the queue")
+        say(f"writer trigger {mapping['UUID']}: found, already reporting partial failures to the queue"
+            + (f"; but it is {mapping['State']}: {enable_trigger_command(mapping)}"
+               if mapping.get("State") in DISABLED_TRIGGER_STATES else ""))
         return
     for attempt in range(TRIGGER_SETTLE_ATTEMPTS):
         try:
@@ -551,15 +557,32 @@ def configure_trigger(lambda_client: Any, function_name: str, stream_arn: str, q
         f"the records are {infrastructure.MAX_RECORD_AGE_HOURS} h old, failed batches to the queue)")
 
 
-def writer_trigger(lambda_client: Any, function_name: str, stream_arn: str) -> dict[str, Any] | None:
-    """The deployed writer's event source mapping on the stream, or None if it is not deployed."""
+# A mapping in these states reads nothing: the stream fills up and then forgets.
+DISABLED_TRIGGER_STATES = ("Disabled", "Disabling")
+
+
+def function_deployed(lambda_client: Any, function_name: str) -> bool:
     try:
         lambda_client.get_function(FunctionName=function_name)
     except lambda_client.exceptions.ResourceNotFoundException:
-        return None
+        return False
+    return True
+
+
+def writer_trigger(lambda_client: Any, function_name: str, stream_arn: str) -> dict[str, Any] | None:
+    """The deployed writer's event source mapping on the stream, or None if there is none."""
     mappings = lambda_client.list_event_source_mappings(FunctionName=function_name,
                                                         EventSourceArn=stream_arn)["EventSourceMappings"]
     return mappings[0] if mappings else None
+
+
+def missing_trigger_fix(function_name: str) -> str:
+    return (f"`chalice deploy` creates it (app.py's on_kinesis_record for {function_name}); "
+            "or redeploy the CloudFormation stack; then run setup again")
+
+
+def enable_trigger_command(mapping: dict[str, Any]) -> str:
+    return f"aws lambda update-event-source-mapping --uuid {mapping['UUID']} --enabled"
 
 
 def trigger_update(queue_arn: str) -> dict[str, Any]:

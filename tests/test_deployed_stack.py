@@ -369,3 +369,83 @@ def test_the_app_logs_warnings_and_above_by_default(data_dir):
     assert app.app.log.getEffectiveLevel() == logging.WARNING
     assert not logging.getLogger("dalet.publisher").isEnabledFor(logging.INFO)    # per-retry lines
     assert logging.getLogger("dalet.writer").isEnabledFor(logging.WARNING)        # dead letters
+
+
+# ---- what the tools say ------------------------------------------------------------------------
+
+
+def test_setup_says_the_writer_has_no_trigger_rather_than_that_it_is_not_deployed(aws, bigquery, project, capsys):
+    setup(capsys, project)
+    mapping_id = deploy_like_chalice()
+    boto3.client("lambda").delete_event_source_mapping(UUID=mapping_id)
+
+    code, output = setup(capsys, project)
+
+    line = next(line for line in output.splitlines() if line.startswith("FAILED writer trigger"))
+    assert code == 1 and "not deployed yet" not in output
+    assert "dalet-prod-write_events is deployed but has no trigger on the stream" in line
+    assert "chalice deploy" in line
+
+
+def test_preflight_says_the_writer_has_no_trigger_and_how_to_get_one(aws, bigquery, project, capsys,
+                                                                    front_door_probe):
+    setup(capsys, project)
+    mapping_id = deploy_like_chalice()
+    setup(capsys, project)
+    boto3.client("lambda").delete_event_source_mapping(UUID=mapping_id)
+
+    code, output = preflight(capsys, project)
+
+    line = next(line for line in failed_lines(output) if "writer trigger" in line)
+    assert code == 1 and "not deployed" not in line and "has no trigger on the stream" in line
+    assert "chalice deploy creates it" in line.replace("`", "")
+
+
+def test_preflight_fails_a_disabled_writer_trigger_with_the_command_that_enables_it(
+        aws, bigquery, project, capsys, front_door_probe):
+    setup(capsys, project)
+    mapping_id = deploy_like_chalice()
+    setup(capsys, project)
+    boto3.client("lambda").update_event_source_mapping(UUID=mapping_id, Enabled=False)
+
+    code, output = preflight(capsys, project)
+
+    (line,) = failed_lines(output)
+    assert code == 1 and line.startswith("FAIL  writer trigger (dalet-prod-write_events): Disabled")
+    assert line.endswith(f"fix: aws lambda update-event-source-mapping --uuid {mapping_id} --enabled")
+
+
+def test_setup_names_every_function_whose_iam_policy_it_wrote(aws, bigquery, project, capsys):
+    code, output = setup(capsys, project)
+
+    line = next(line for line in output.splitlines() if line.startswith("IAM policies"))
+    assert code == 0
+    for function in ("dalet-prod", "dalet-prod-track", "dalet-prod-write_events"):
+        assert f"{function}," in line or f"{function}:" in line, function
+
+
+LOCAL_QUEUE_URL = "http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/dalet-prod-failed-batches"
+
+
+@pytest.mark.parametrize("url", [LOCAL_QUEUE_URL, "http://localhost:4566/000000000000/dalet-prod-failed-batches",
+                                 "http://127.0.0.1:5000/123456789012/dalet-prod-failed-batches"])
+def test_an_http_failure_queue_on_this_machine_is_accepted(url):
+    assert config.load_settings({"DALET_FAILURE_QUEUE_URL": url}).failure_queue_url == url
+
+
+def test_an_http_failure_queue_elsewhere_is_refused_saying_what_is_accepted():
+    with pytest.raises(config.ConfigError, match="DALET_FAILURE_QUEUE_URL must be .*https://.*http:// only for a "
+                                                 "stand-in on this machine"):
+        config.load_settings({"DALET_FAILURE_QUEUE_URL": "http://sqs.example.com/123/dalet-prod-failed-batches"})
+
+
+def test_a_local_stand_in_queue_url_blocks_no_command(project, capsys):
+    path = project / ".chalice" / "config.json"
+    chalice_config = json.loads(path.read_text())
+    chalice_config["stages"]["prod"]["environment_variables"]["DALET_FAILURE_QUEUE_URL"] = LOCAL_QUEUE_URL
+    path.write_text(json.dumps(chalice_config))
+
+    code, output = run(capsys, "teardown", "--stage", "prod", "--project-dir", str(project))
+
+    assert code == 0, output
+    assert "chalice delete --stage prod" in output
