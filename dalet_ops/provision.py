@@ -3,7 +3,7 @@
 Order matters: the stream, queue and secrets must exist before the policy files can
 name their ARNs, and the policy files before `chalice deploy` creates the roles. What
 belongs to the deployed functions (the writer's trigger settings, the front door's
-function URL, the REST API's throttling, log levels, alarms) can only be set once
+function URL, the REST API's throttling, log levels, log groups, alarms) can only be set once
 `chalice deploy` has created them, so running `setup` again after the first deploy
 finishes the job. On the CloudFormation path the template sets all of those, and
 `setup` only checks the trigger and reports the front door.
@@ -132,11 +132,13 @@ def run_setup(stage: Stage, session: Any, say: Printer, stream: StreamOptions = 
         ("front door", lambda: ensure_front_door(lambda_client, stage, deployment, say)),
     ]
     if deployment.by_cloudformation:
-        say(f"REST API throttling, function log levels and alarms: set by CloudFormation stack {deployment.stack}")
+        say(f"REST API throttling, function log levels, log groups and alarms: set by CloudFormation stack "
+            f"{deployment.stack}")
     elif deployment.deployed:
         steps += [
             ("REST API throttling", lambda: ensure_rest_api_throttling(session.client("apigateway"), stage, say)),
             ("function log levels", lambda: ensure_function_logging(lambda_client, stage, say)),
+            ("log groups", lambda: ensure_log_groups(session.client("logs"), stage, say)),
             ("alarms", lambda: ensure_alarms(session.client("sns"), session.client("cloudwatch"), stage,
                                              alarm_email, say)),
         ]
@@ -261,6 +263,42 @@ def ensure_function_logging(lambda_client: Any, stage: Stage, say: Printer) -> N
                 FunctionName=name, LoggingConfig=dict(infrastructure.LOGGING_CONFIG)), lambda_client)
     say(f"function log levels: {', '.join(stage.function_name(f) for f in FUNCTIONS)} log JSON at "
         f"{infrastructure.LOGGING_CONFIG['ApplicationLogLevel']} (application and platform lines)")
+
+
+def log_group_retention(logs: Any, group: str) -> tuple[bool, int | None]:
+    """Whether the log group exists, and how many days it keeps (None: forever)."""
+    for found in logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]:
+        if found["logGroupName"] == group:
+            return True, found.get("retentionInDays")
+    return False, None
+
+
+def ensure_log_groups(logs: Any, stage: Stage, say: Printer) -> None:
+    """Every function's real log group, with the stage's retention and its metric filters.
+
+    `chalice deploy` gives the API function's retention to `/aws/lambda/app-stage-api_handler`,
+    a group the function (named `app-stage`) never writes to; Lambda then creates the real one
+    itself on the first call, keeping logs forever. So the groups are made here, by the
+    functions' real names.
+    """
+    days = infrastructure.log_retention_days(stage)
+    for function in FUNCTIONS:
+        group = infrastructure.log_group_name(stage, function)
+        exists, retention = log_group_retention(logs, group)
+        if not exists:
+            logs.create_log_group(logGroupName=group)
+        if retention != days:
+            logs.put_retention_policy(logGroupName=group, retentionInDays=days)
+        counted = [metric for metric in infrastructure.LOG_METRICS if function in metric.functions]
+        for metric in counted:
+            logs.put_metric_filter(**infrastructure.metric_filter_settings(stage, metric, group))
+        status = "created" if not exists else "found" if retention == days else \
+            f"found keeping {retention_words(retention)}, changed"
+        say(f"log group {group}: {status}; keeps {days} days" + (f"; counts {', '.join(m.name for m in counted)}" if counted else ""))
+
+
+def retention_words(days: int | None) -> str:
+    return f"{days} days" if days else "logs forever"
 
 
 def _while_settling(update: Callable[[], Any], lambda_client: Any) -> None:

@@ -37,7 +37,11 @@ from chalicelib.ingest.events import InvalidRecord, StoredEvent, decode_record, 
 if TYPE_CHECKING:
     from chalicelib.storage.parking import Parking
 
-log = logging.getLogger("dalet.writer")
+# Not under the "dalet" logger: Chalice prints that one as plain text, which Lambda's JSON log
+# format files as INFO and drops at the functions' WARN level; this one reaches the log group.
+log = logging.getLogger(__name__)
+# The words every dead-lettering logs: the deployed stage counts them (a log metric filter) and alarms.
+DEAD_LETTER_LOG_MARK = "dead-lettered"
 BatchResponse = dict[str, list[dict[str, str]]]
 
 
@@ -173,7 +177,7 @@ def _record_of_letter(letter: DeadLetter, records: list[StreamRecord]) -> Stream
 def _dead_letter(warehouse: Warehouse, letters: list[DeadLetter], batch_size: int) -> None:
     if letters:
         warehouse.insert_dead_letters(letters)
-        log.warning("dead-lettered %d of %d records: %s", len(letters), batch_size, letters[0].reason)
+        log.warning("%s %d of %d records: %s", DEAD_LETTER_LOG_MARK, len(letters), batch_size, letters[0].reason)
 
 
 def _decode(records: list[StreamRecord]) -> tuple[list[StoredEvent], list[DeadLetter], dict[CopyKey, StreamRecord]]:
