@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
 BACKEND_LOCAL = "local"
 BACKEND_AWS = "aws"
@@ -155,12 +156,26 @@ def _track_url(env: Mapping[str, str]) -> str | None:
     return url
 
 
+# Hosts an http:// queue URL may name: an SQS stand-in on this machine (LocalStack, moto's server).
+# LocalStack's queue URLs name *.localhost.localstack.cloud, which resolves to 127.0.0.1.
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+_LOOPBACK_SUFFIXES = (".localhost", ".localhost.localstack.cloud")
+
+
+def _loopback(host: str) -> bool:
+    host = host.lower()
+    return host in _LOOPBACK_HOSTS or host.startswith("127.") or host.endswith(_LOOPBACK_SUFFIXES)
+
+
 def _failure_queue_url(env: Mapping[str, str]) -> str | None:
     url = _get(env, "DALET_FAILURE_QUEUE_URL")
-    if url is not None and not url.startswith("https://"):
-        raise ConfigError(f"DALET_FAILURE_QUEUE_URL must be the failure queue's https:// URL (SQS QueueUrl), "
-                          f"got {url!r}")
-    return url
+    if url is None or url.startswith("https://"):
+        return url
+    parts = urlsplit(url)
+    if parts.scheme == "http" and _loopback(parts.hostname or ""):
+        return url
+    raise ConfigError(f"DALET_FAILURE_QUEUE_URL must be the failure queue's https:// URL (SQS QueueUrl; http:// "
+                      f"only for a stand-in on this machine, e.g. http://localhost:4566/...), got {url!r}")
 
 
 def _park_after_seconds(env: Mapping[str, str]) -> int:

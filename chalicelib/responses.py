@@ -66,9 +66,14 @@ def unavailable_response(cause: Exception, what: str, unavailable: str = STREAM_
     return error_response(503, _UNAVAILABLE[unavailable], reason=unavailable_reason(cause, what, unavailable))
 
 
+def refusal_log_mark(unavailable: str) -> str:
+    """The words every such 503 logs: the deployed stage counts them (a log metric filter) and alarms."""
+    return f"answered 503 {unavailable}"
+
+
 def unavailable_reason(cause: Exception, what: str, unavailable: str = STREAM_UNAVAILABLE) -> str:
     """Log the cause; the generic reason a public answer may carry instead."""
-    log.error("%s failed: %s: %s", what, type(cause).__name__, cause)
+    log.error("%s %s: %s: %s", what, refusal_log_mark(unavailable), type(cause).__name__, cause)
     return MISCONFIGURED if isinstance(cause, ConfigError) else unavailable
 
 

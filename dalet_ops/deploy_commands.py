@@ -13,7 +13,7 @@ from dalet_ops import infrastructure, preflight, provision, replay
 from chalicelib.ingest import snippet
 from chalicelib.ingest.events import DEFAULT_NAMESPACE, InvalidEvent, validate_name
 from chalicelib.secrets import SSM, parse_reference
-from dalet_ops.stage import PROJECT_DIR, TRACK, Stage, load_stage
+from dalet_ops.stage import API_HANDLER, FUNCTIONS, PROJECT_DIR, TRACK, Stage, load_stage
 
 ADC_HELP = ("use your own Application Default Credentials for BigQuery instead of the stage's "
             "(workload identity federation admits only the Lambda roles)")
@@ -127,7 +127,8 @@ def next_step(stage: Stage, deployment: provision.Deployment) -> str:
     if deployment.deployed:
         return f"Next: {preflight_command}"
     return (f"Next: chalice deploy --stage {stage.name}, then setup again (it then tunes the writer's trigger, "
-            f"opens the front door, throttles the REST API and creates the alarms), then {preflight_command}. "
+            f"opens the front door, throttles the REST API, gives the log groups their retention and creates the "
+            f"alarms), then {preflight_command}. "
             "(Or deploy the packaged CloudFormation template, docs/deploy.md section 4b, then run setup once more.)")
 
 
@@ -259,30 +260,40 @@ def run_teardown(arguments: argparse.Namespace) -> int:
 
 def teardown_commands(stage: Stage) -> str:
     settings = stage.settings
+    groups = [infrastructure.log_group_name(stage, function) for function in FUNCTIONS]
     lines = [
         "# Dalet teardown: nothing is run for you. Review, then run what applies.",
-        "# 1. Functions (the front door's URL goes with its function), roles, log groups and the API:",
+        "# 1. Functions (the front door's URL goes with its function), roles and the API:",
         f"chalice delete --stage {stage.name}",
         "#    (or, if you deployed the packaged template: aws cloudformation delete-stack --stack-name STACK;",
-        "#     that also deletes the stream, the queue, the API key secret and the alarms, so skip step 2)",
+        "#     that also deletes the stream, the queue, the API key secret, the log groups and the alarms, so skip",
+        "#     step 2; then empty and remove the bucket you gave `aws cloudformation package --s3-bucket`, which",
+        "#     holds the packaged deployment.zip: aws s3 rm s3://YOUR_BUCKET --recursive && aws s3 rb s3://YOUR_BUCKET)",
         "# 2. What setup created:",
         "aws cloudwatch delete-alarms --alarm-names "
         + " ".join(infrastructure.alarm_name(stage, alarm) for alarm in infrastructure.ALARMS),
         f"aws sns delete-topic --topic-arn \"$(aws sns create-topic --name {infrastructure.alarm_topic_name(stage)} "
         "--query TopicArn --output text)\"",
+        f"#    the functions' log groups and their metric filters (`chalice delete` removes the groups it made, but "
+        f"not {infrastructure.log_group_name(stage, API_HANDLER)}; a group already gone answers ResourceNotFound):",
+        *(f"aws logs delete-log-group --log-group-name {group}" for group in groups),
         f"aws kinesis delete-stream --stream-name {settings.stream_name} --enforce-consumer-deletion",
         f"aws sqs delete-queue --queue-url \"$(aws sqs get-queue-url --queue-name {stage.failure_queue_name} "
         "--query QueueUrl --output text)\"",
     ]
-    if settings.api_key_secret:
-        reference = parse_reference(settings.api_key_secret, "DALET_API_KEY_SECRET")
-        if reference.store == SSM:
-            lines.append(f"aws ssm delete-parameter --name {reference.name}")
-        else:
-            lines.append(f"aws secretsmanager delete-secret --secret-id {reference.name} --recovery-window-in-days 7")
+    lines += [_delete_secret(value, variable) for value, variable in (
+        (settings.api_key_secret, "DALET_API_KEY_SECRET"), (settings.write_keys_secret, "DALET_WRITE_KEYS_SECRET"))
+        if value]
     project = settings.bq_project or "PROJECT"
     lines += [
         "# 3. The data (irreversible: every event and result is gone):",
         f"bq rm -r -f --dataset {project}:{settings.bq_dataset}",
     ]
     return "\n".join(lines)
+
+
+def _delete_secret(value: str, variable: str) -> str:
+    reference = parse_reference(value, variable)
+    if reference.store == SSM:
+        return f"aws ssm delete-parameter --name {reference.name}"
+    return f"aws secretsmanager delete-secret --secret-id {reference.name} --recovery-window-in-days 7"

@@ -1,11 +1,13 @@
 """The IAM policy of each Lambda function, least privilege, rendered from one definition.
 
 Chalice puts every route in one function (`api_handler`), so the routes share a
-policy: put records on the one stream, read the report API key and, when a key is
-used for Google, that secret. The function behind the function URL (`track`) serves
-only the ingest routes: it may put records on the stream, nothing else. The writer (`write_events`) may read the one stream
-as Lambda's event source does, park failed batches in the one queue and read the
-Google secret. Each function may write only its own log group.
+policy: put records on the one stream, read the report API key, the Segment write
+keys and, when a key is used for Google, that secret. The function behind the
+function URL (`track`) serves only the ingest routes (/v1/* included): it may put
+records on the stream and read the Segment write keys, nothing else. The writer
+(`write_events`) may read the one stream as Lambda's event source does, park failed
+batches in the one queue and read the Google secret. Each function may write only
+its own log group.
 
 The same definition renders concrete ARNs for `chalice deploy` (the policy files
 that `setup` writes) and `${...}` substitutions for the CloudFormation merge template.

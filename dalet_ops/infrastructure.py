@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from dalet_ops import iam_policies
+from chalicelib.responses import STREAM_UNAVAILABLE, refusal_log_mark
 from chalicelib.secrets import SECRETS_MANAGER, parse_reference
+from chalicelib.storage.writer import DEAD_LETTER_LOG_MARK
 from dalet_ops.stage import API_HANDLER, TRACK, WRITER, Stage
 
 STREAM_MODES = ("ON_DEMAND", "PROVISIONED")
@@ -75,12 +77,18 @@ REST_API_BURST_LIMIT = 100
 # platform's START/END/REPORT lines too (CloudWatch's Lambda metrics still count every call).
 LOGGING_CONFIG: dict[str, str] = {"LogFormat": "JSON", "ApplicationLogLevel": "WARN", "SystemLogLevel": "WARN"}
 
+# Every function's log group keeps this many days unless the stage's `log_retention_in_days` says
+# otherwise (`chalice package` applies that setting; on the `chalice deploy` path `setup` does, as
+# Chalice gives the API function's group a name the function never writes to).
+DEFAULT_LOG_RETENTION_DAYS = 14
+
 # Logical IDs Chalice gives its resources in `chalice package` output.
 CHALICE_IDS = {
     API_HANDLER: ("APIHandler", "ApiHandlerRole"),
     TRACK: ("Track", "TrackRole"),
     WRITER: ("WriteEvents", "WriteEventsRole"),
 }
+CHALICE_LOG_GROUP_IDS = {API_HANDLER: "ApiHandlerLogGroup", TRACK: "TrackLogGroup", WRITER: "WriteEventsLogGroup"}
 WRITER_EVENT_SOURCE_ID = "WriteEventsKinesisEventSource"
 REST_API_ID = "RestAPI"
 FRONT_DOOR_URL_ID = "TrackFunctionUrl"
@@ -95,30 +103,110 @@ API_KEY_LENGTH = 43
 FAILURE_QUEUE_URL_VARIABLE = "DALET_FAILURE_QUEUE_URL"
 
 
+def log_group_name(stage: Stage, function: str) -> str:
+    """Where Lambda writes the function's logs (for the API function: `/aws/lambda/app-stage`)."""
+    return f"/aws/lambda/{stage.function_name(function)}"
+
+
+def log_retention_days(stage: Stage) -> int:
+    return stage.log_retention_days or DEFAULT_LOG_RETENTION_DAYS
+
+
+def log_metric_namespace(stage: Stage) -> str:
+    """The CloudWatch namespace of the metrics the stage's log metric filters publish."""
+    return f"Dalet/{stage.name}"
+
+
+@dataclass(frozen=True)
+class LogMetric:
+    """A metric counted from log lines (a CloudWatch Logs metric filter on each function's log group).
+
+    A filter publishes only when a line matches, so a quiet month costs nothing.
+    """
+    name: str                    # the metric's name, and the filter's suffix
+    pattern: str                 # a CloudWatch Logs filter pattern: one quoted phrase
+    functions: tuple[str, ...]   # whose log groups carry the line
+
+
+LOG_METRICS = (
+    # Both doors serve /track and /v1/*: every ingest 503 logs `... answered 503 stream_unavailable: ...`.
+    LogMetric("IngestRefusals", f'"{refusal_log_mark(STREAM_UNAVAILABLE)}"', (API_HANDLER, TRACK)),
+    LogMetric("DeadLetters", f'"{DEAD_LETTER_LOG_MARK}"', (WRITER,)),
+)
+
+
+def metric_filter_name(stage: Stage, metric: LogMetric) -> str:
+    return f"{stage.app_name}-{stage.name}-{metric.name}"
+
+
+def metric_filter_settings(stage: Stage, metric: LogMetric, group: str) -> dict[str, Any]:
+    """The filter as CloudWatch Logs' PutMetricFilter takes it (and CloudFormation, but for the group)."""
+    return {
+        "logGroupName": group,
+        "filterName": metric_filter_name(stage, metric),
+        "filterPattern": metric.pattern,
+        "metricTransformations": [{"metricName": metric.name, "metricNamespace": log_metric_namespace(stage),
+                                   "metricValue": "1"}],
+    }
+
+
+# What missing data means to an alarm: most metrics are only published when something happens
+# (an error, a throttle, a matching log line), so no data is good news; the stream's reads are
+# published whenever anything reads it, so no data means nothing does.
+NOT_BREACHING = "notBreaching"
+BREACHING = "breaching"
+
+
 @dataclass(frozen=True)
 class Alarm:
-    """A CloudWatch alarm on one metric of one function or the queue, rendered for both paths."""
+    """A CloudWatch alarm on one metric, rendered for both paths."""
     logical_id: str
     suffix: str                  # the alarm's name is `app-stage-suffix`
     description: str
-    namespace: str
+    namespace: str               # LOG_METRIC_TARGET's alarms: the stage's log_metric_namespace
     metric: str
-    dimension: str               # FunctionName or QueueName
-    target: str                  # a function (stage.py's name for it) or QUEUE_TARGET
+    dimension: str | None        # FunctionName, QueueName, StreamName; None for a log metric
+    target: str                  # a function (stage.py's name for it), QUEUE_TARGET, STREAM_TARGET, LOG_METRIC_TARGET
     statistic: str
     threshold: float
     period_seconds: int = 300
     evaluation_periods: int = 1
+    treat_missing_data: str = NOT_BREACHING
 
 
 QUEUE_TARGET = "failed-batch queue"
+STREAM_TARGET = "stream"
+LOG_METRIC_TARGET = "log metric"
+TEN_MINUTES_MS = 600_000
 ALARMS = (
+    # Lambda reads every shard about once a second while the trigger is on, idle stream or not, so
+    # this metric always has data then (0 when caught up): none means nothing reads the stream (the
+    # trigger is disabled or deleted), which must page, not silence the alarm.
     Alarm("WriterIteratorAgeAlarm", "writer-behind",
-          "The writer is more than 10 minutes behind the stream (BigQuery failing or too slow)",
-          "AWS/Lambda", "IteratorAge", "FunctionName", WRITER, "Maximum", 600_000, evaluation_periods=2),
+          "Nothing has read the stream for 10 minutes, or what is read is over 10 minutes old: the writer's "
+          "trigger is off, or the writer is behind (BigQuery failing or too slow)",
+          "AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds", "StreamName", STREAM_TARGET, "Maximum",
+          TEN_MINUTES_MS, evaluation_periods=2, treat_missing_data=BREACHING),
+    # Lambda publishes IteratorAge only when it calls the writer: no data is an idle stream (a quiet
+    # night), which writer-behind tells apart from a trigger that is off.
+    Alarm("WriterRetryingAlarm", "writer-retrying",
+          "The writer's batches are over 10 minutes old when it gets them: it keeps retrying a failing batch "
+          "(see its log group), or is too slow",
+          "AWS/Lambda", "IteratorAge", "FunctionName", WRITER, "Maximum", TEN_MINUTES_MS, evaluation_periods=2),
     Alarm("FailedBatchesAlarm", "batches-parked",
           "Batches were parked in the failed-batch queue: fix the cause, then run `replay`",
           "AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", QUEUE_TARGET, "Maximum", 1),
+    Alarm("DeadLettersAlarm", "dead-letters",
+          "The writer put records in the dead_letters table (undecodable, or refused by BigQuery for good): "
+          "see the table's reasons",
+          "", "DeadLetters", None, LOG_METRIC_TARGET, "Sum", 1),
+    Alarm("IngestRefusedAlarm", "ingest-refused",
+          "/track or /v1/* answered 503 (the stream throttled, unreachable or not writable by the function): "
+          "clients retry, but see the function's log group",
+          "", "IngestRefusals", None, LOG_METRIC_TARGET, "Sum", 1),
+    Alarm("StreamThrottledAlarm", "stream-throttled",
+          "Kinesis refused writes beyond the stream's capacity: add shards (--shards, ShardCount) or use ON_DEMAND",
+          "AWS/Kinesis", "WriteProvisionedThroughputExceeded", "StreamName", STREAM_TARGET, "Sum", 1),
     Alarm("ApiErrorsAlarm", "api-errors", "The REST API's function failed (see its log group)",
           "AWS/Lambda", "Errors", "FunctionName", API_HANDLER, "Sum", 1),
     Alarm("TrackErrorsAlarm", "track-errors", "The front door's function failed (see its log group)",
@@ -140,23 +228,33 @@ def alarm_topic_name(stage: Stage) -> str:
 
 
 def alarm_target_name(stage: Stage, alarm: Alarm) -> str:
-    return stage.failure_queue_name if alarm.target == QUEUE_TARGET else stage.function_name(alarm.target)
+    if alarm.target == QUEUE_TARGET:
+        return stage.failure_queue_name
+    if alarm.target == STREAM_TARGET:
+        return stage.settings.stream_name
+    return stage.function_name(alarm.target)
+
+
+def alarm_namespace(stage: Stage, alarm: Alarm) -> str:
+    return log_metric_namespace(stage) if alarm.target == LOG_METRIC_TARGET else alarm.namespace
 
 
 def alarm_settings(stage: Stage, alarm: Alarm) -> dict[str, Any]:
     """The alarm as CloudWatch's PutMetricAlarm takes it (and CloudFormation, but for the topic)."""
+    dimensions = [] if alarm.dimension is None else [{"Name": alarm.dimension,
+                                                       "Value": alarm_target_name(stage, alarm)}]
     return {
         "AlarmName": alarm_name(stage, alarm),
         "AlarmDescription": f"Dalet {stage.name}: {alarm.description}",
-        "Namespace": alarm.namespace,
+        "Namespace": alarm_namespace(stage, alarm),
         "MetricName": alarm.metric,
-        "Dimensions": [{"Name": alarm.dimension, "Value": alarm_target_name(stage, alarm)}],
+        "Dimensions": dimensions,
         "Statistic": alarm.statistic,
         "Period": alarm.period_seconds,
         "EvaluationPeriods": alarm.evaluation_periods,
         "Threshold": alarm.threshold,
         "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-        "TreatMissingData": "notBreaching",
+        "TreatMissingData": alarm.treat_missing_data,
     }
 
 
@@ -194,7 +292,7 @@ def merge_template(stage: Stage) -> dict[str, Any]:
             "PolicyDocument": iam_policies.with_substitutions(policies[function]),
         }]}}
     # Chalice names the API's log group after `ApiHandler`, a resource it renames to APIHandler.
-    resources["ApiHandlerLogGroup"] = {"Properties": {"LogGroupName": {
+    resources[CHALICE_LOG_GROUP_IDS[API_HANDLER]] = {"Properties": {"LogGroupName": {
         "Fn::Sub": f"/aws/lambda/${{{CHALICE_IDS[API_HANDLER][0]}}}"}}}
     resources.update(_front_door())
     resources[CHALICE_IDS[API_HANDLER][0]]["Properties"]["Environment"] = {"Variables": {
@@ -203,6 +301,7 @@ def merge_template(stage: Stage) -> dict[str, Any]:
         "ResourcePath": "/*", "HttpMethod": "*",
         "ThrottlingRateLimit": REST_API_RATE_LIMIT, "ThrottlingBurstLimit": REST_API_BURST_LIMIT}]}}
     resources.update(_alarms(stage))
+    resources.update(_metric_filters(stage))
     writer_id = CHALICE_IDS[WRITER][0]
     # Where the writer parks the records of a batch the warehouse keeps refusing (Ref: the queue's URL).
     resources[writer_id]["Properties"]["Environment"] = {"Variables": {
@@ -316,12 +415,38 @@ def _alarms(stage: Stage) -> dict[str, Any]:
     }
     for alarm in ALARMS:
         properties = alarm_settings(stage, alarm)
-        if alarm.target != QUEUE_TARGET:      # by reference, so the alarm follows the function
-            properties["Dimensions"] = [{"Name": alarm.dimension, "Value": {"Ref": CHALICE_IDS[alarm.target][0]}}]
-        else:
-            properties["Dimensions"] = [{"Name": alarm.dimension, "Value": {"Fn::GetAtt": [QUEUE_ID, "QueueName"]}}]
+        if alarm.dimension is not None:       # by reference, so the alarm follows its resource
+            properties["Dimensions"] = [{"Name": alarm.dimension, "Value": _dimension_reference(alarm)}]
         properties["AlarmActions"] = [{"Ref": ALARM_TOPIC_ID}]
         resources[alarm.logical_id] = {"Type": "AWS::CloudWatch::Alarm", "Properties": properties}
+    return resources
+
+
+def _dimension_reference(alarm: Alarm) -> dict[str, Any]:
+    if alarm.target == QUEUE_TARGET:
+        return {"Fn::GetAtt": [QUEUE_ID, "QueueName"]}
+    if alarm.target == STREAM_TARGET:
+        return {"Ref": STREAM_ID}
+    return {"Ref": CHALICE_IDS[alarm.target][0]}
+
+
+def _metric_filters(stage: Stage) -> dict[str, Any]:
+    """The log metric filters, on the log groups `chalice package` creates (Ref: the group's name)."""
+    resources: dict[str, Any] = {}
+    for metric in LOG_METRICS:
+        for function in metric.functions:
+            settings = metric_filter_settings(stage, metric, group="")
+            (transformation,) = settings["metricTransformations"]
+            resources[f"{CHALICE_IDS[function][0]}{metric.name}Filter"] = {
+                "Type": "AWS::Logs::MetricFilter",
+                "Properties": {
+                    "LogGroupName": {"Ref": CHALICE_LOG_GROUP_IDS[function]},
+                    "FilterName": settings["filterName"],
+                    "FilterPattern": settings["filterPattern"],
+                    "MetricTransformations": [{key[0].upper() + key[1:]: value
+                                               for key, value in transformation.items()}],
+                },
+            }
     return resources
 
 

@@ -19,7 +19,7 @@ from chalicelib.storage import schema
 from chalicelib.config import ConfigError, Settings
 from dalet_ops.iam_policies import AwsLocation
 from chalicelib.secrets import NOT_FOUND_CODES, parse_reference
-from dalet_ops.stage import API_HANDLER, TRACK, WRITER, Stage
+from dalet_ops.stage import API_HANDLER, FUNCTIONS, TRACK, WRITER, Stage
 
 AWS_ERRORS = (ClientError, BotoCoreError)
 _EXPIRED_CREDENTIAL_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId",
@@ -87,7 +87,42 @@ def _aws_checks(stage: Stage, session: Any, location: AwsLocation, setup_fix: st
     if deployment is not None and deployment.deployed:
         yield _check_rest_api(session, stage, deployment, location, setup_fix)
         yield _check_front_door(lambda_client, stage, location, setup_fix)
-        yield _check_alarms(session.client("cloudwatch"), session.client("sns"), stage, location, setup_fix)
+        fix = _stack_fix(deployment) if deployment.by_cloudformation else setup_fix
+        yield from _check_log_groups(session.client("logs"), stage, location, fix)
+        yield _check_alarms(session.client("cloudwatch"), session.client("sns"), stage, location, fix)
+
+
+def _stack_fix(deployment: provision.Deployment) -> str:
+    return (f"deploy the template `python -m dalet_ops.cli package` writes to stack {deployment.stack} "
+            "(docs/deploy.md, section 4b)")
+
+
+def _check_log_groups(logs: Any, stage: Stage, location: AwsLocation, fix: str) -> Iterator[Check]:
+    """Each function's real log group keeps the stage's retention and carries its metric filters."""
+    days = infrastructure.log_retention_days(stage)
+    for function in FUNCTIONS:
+        group = infrastructure.log_group_name(stage, function)
+        label = f"log group {group}"
+        wanted = {infrastructure.metric_filter_name(stage, metric)
+                  for metric in infrastructure.LOG_METRICS if function in metric.functions}
+        try:
+            exists, retention = provision.log_group_retention(logs, group)
+            filters = {found["filterName"] for found in
+                       logs.describe_metric_filters(logGroupName=group)["metricFilters"]} if exists else set()
+        except AWS_ERRORS as error:
+            yield aws_failure(label, error, "logs", location.arn("logs", f"log-group:{group}"), location.region)
+            continue
+        if not exists:
+            yield Check(label, False, "does not exist: Lambda will create it on the first call and keep the logs "
+                                      "forever", fix)
+        elif retention != days:
+            yield Check(label, False, f"keeps {provision.retention_words(retention)}, not {days} days", fix)
+        elif wanted - filters:
+            yield Check(label, False, f"no metric filter {', '.join(sorted(wanted - filters))}: its alarm cannot "
+                                      "fire", fix)
+        else:
+            counts = f"; counted by {', '.join(sorted(wanted))}" if wanted else ""
+            yield Check(label, True, f"keeps {days} days{counts}")
 
 
 def _check_stream(kinesis: Any, name: str, arn: str, region: str, setup_fix: str) -> tuple[bool, Check]:
@@ -160,16 +195,22 @@ def _check_trigger(lambda_client: Any, stage: Stage, stream_arn: str, queue_arn:
     function_name = stage.function_name(WRITER)
     label = f"writer trigger ({function_name})"
     try:
-        mapping = provision.writer_trigger(lambda_client, function_name, stream_arn)
+        deployed = provision.function_deployed(lambda_client, function_name)
+        mapping = provision.writer_trigger(lambda_client, function_name, stream_arn) if deployed else None
     except AWS_ERRORS as error:
         return aws_failure(label, error, "lambda", location.arn("lambda", f"function:{function_name}"),
                            location.region)
+    if not deployed:
+        return Check(label, False, "the writer is not deployed", _deploy_fix(stage))
     if mapping is None:
-        return Check(label, False, "the writer is not deployed or has no trigger on the stream",
-                     f"chalice deploy --stage {stage.name}, then {setup_fix}")
+        return Check(label, False, f"the writer has no trigger on the stream {stream_arn}: nothing writes the "
+                                   "events to BigQuery", provision.missing_trigger_fix(function_name))
     problems = provision.trigger_problems(mapping, queue_arn)
     if problems:
         return Check(label, False, "; ".join(problems), setup_fix)
+    if mapping.get("State") in provision.DISABLED_TRIGGER_STATES:
+        return Check(label, False, f"{mapping['State']}: nothing reads the stream, which forgets what it holds "
+                                   "after its retention", provision.enable_trigger_command(mapping))
     return Check(label, True, f"{mapping.get('State', 'Enabled')}, partial batch responses, bisect on error, "
                               f"{_retries(mapping)}, failed batches to the queue")
 
@@ -302,12 +343,23 @@ def _check_alarms(cloudwatch: Any, sns: Any, stage: Stage, location: AwsLocation
         return aws_failure(label, error, "cloudwatch", location.arn("cloudwatch", "alarm:*"), location.region)
     missing = sorted(wanted - {alarm["AlarmName"] for alarm in found})
     silent = sorted(alarm["AlarmName"] for alarm in found if not alarm.get("AlarmActions"))
-    if missing or silent:
+    stale = sorted(alarm["AlarmName"] for alarm in found if _alarm_differs(stage, alarm))
+    if missing or silent or stale:
         return Check(label, False, f"missing: {', '.join(missing) or 'none'}; notifying no one: "
-                                   f"{', '.join(silent) or 'none'}", setup_fix)
+                                   f"{', '.join(silent) or 'none'}; watching another metric or treating missing "
+                                   f"data otherwise than Dalet's: {', '.join(stale) or 'none'}", setup_fix)
     note = f"{subscribers} subscriber(s)" if subscribers else \
         "no subscribers yet: setup --alarm-email, or aws sns subscribe"
     return Check(label, True, f"{len(found)} alarms notify {', '.join(sorted(topics))} ({note})")
+
+
+def _alarm_differs(stage: Stage, found: dict[str, Any]) -> bool:
+    """Whether an alarm of Dalet's name watches another metric than Dalet's, or reads missing data otherwise."""
+    for alarm in infrastructure.ALARMS:
+        if infrastructure.alarm_name(stage, alarm) == found["AlarmName"]:
+            wanted = infrastructure.alarm_settings(stage, alarm)
+            return any(found.get(key) != wanted[key] for key in ("Namespace", "MetricName", "TreatMissingData"))
+    return False
 
 
 def _bigquery_checks(settings: Settings, setup_fix: str) -> Iterator[Check]:

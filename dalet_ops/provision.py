@@ -3,7 +3,7 @@
 Order matters: the stream, queue and secrets must exist before the policy files can
 name their ARNs, and the policy files before `chalice deploy` creates the roles. What
 belongs to the deployed functions (the writer's trigger settings, the front door's
-function URL, the REST API's throttling, log levels, alarms) can only be set once
+function URL, the REST API's throttling, log levels, log groups, alarms) can only be set once
 `chalice deploy` has created them, so running `setup` again after the first deploy
 finishes the job. On the CloudFormation path the template sets all of those, and
 `setup` only checks the trigger and reports the front door.
@@ -132,11 +132,13 @@ def run_setup(stage: Stage, session: Any, say: Printer, stream: StreamOptions = 
         ("front door", lambda: ensure_front_door(lambda_client, stage, deployment, say)),
     ]
     if deployment.by_cloudformation:
-        say(f"REST API throttling, function log levels and alarms: set by CloudFormation stack {deployment.stack}")
+        say(f"REST API throttling, function log levels, log groups and alarms: set by CloudFormation stack "
+            f"{deployment.stack}")
     elif deployment.deployed:
         steps += [
             ("REST API throttling", lambda: ensure_rest_api_throttling(session.client("apigateway"), stage, say)),
             ("function log levels", lambda: ensure_function_logging(lambda_client, stage, say)),
+            ("log groups", lambda: ensure_log_groups(session.client("logs"), stage, say)),
             ("alarms", lambda: ensure_alarms(session.client("sns"), session.client("cloudwatch"), stage,
                                              alarm_email, say)),
         ]
@@ -261,6 +263,42 @@ def ensure_function_logging(lambda_client: Any, stage: Stage, say: Printer) -> N
                 FunctionName=name, LoggingConfig=dict(infrastructure.LOGGING_CONFIG)), lambda_client)
     say(f"function log levels: {', '.join(stage.function_name(f) for f in FUNCTIONS)} log JSON at "
         f"{infrastructure.LOGGING_CONFIG['ApplicationLogLevel']} (application and platform lines)")
+
+
+def log_group_retention(logs: Any, group: str) -> tuple[bool, int | None]:
+    """Whether the log group exists, and how many days it keeps (None: forever)."""
+    for found in logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]:
+        if found["logGroupName"] == group:
+            return True, found.get("retentionInDays")
+    return False, None
+
+
+def ensure_log_groups(logs: Any, stage: Stage, say: Printer) -> None:
+    """Every function's real log group, with the stage's retention and its metric filters.
+
+    `chalice deploy` gives the API function's retention to `/aws/lambda/app-stage-api_handler`,
+    a group the function (named `app-stage`) never writes to; Lambda then creates the real one
+    itself on the first call, keeping logs forever. So the groups are made here, by the
+    functions' real names.
+    """
+    days = infrastructure.log_retention_days(stage)
+    for function in FUNCTIONS:
+        group = infrastructure.log_group_name(stage, function)
+        exists, retention = log_group_retention(logs, group)
+        if not exists:
+            logs.create_log_group(logGroupName=group)
+        if retention != days:
+            logs.put_retention_policy(logGroupName=group, retentionInDays=days)
+        counted = [metric for metric in infrastructure.LOG_METRICS if function in metric.functions]
+        for metric in counted:
+            logs.put_metric_filter(**infrastructure.metric_filter_settings(stage, metric, group))
+        status = "created" if not exists else "found" if retention == days else \
+            f"found keeping {retention_words(retention)}, changed"
+        say(f"log group {group}: {status}; keeps {days} days" + (f"; counts {', '.join(m.name for m in counted)}" if counted else ""))
+
+
+def retention_words(days: int | None) -> str:
+    return f"{days} days" if days else "logs forever"
 
 
 def _while_settling(update: Callable[[], Any], lambda_client: Any) -> None:
@@ -436,7 +474,8 @@ def write_policy_files(stage: Stage, resources: iam_policies.StageResources, say
     for function in FUNCTIONS:
         stage.policy_file(function).write_text(json.dumps(documents[function], indent=2) + "\n")
     names = ", ".join(str(stage.policy_file(f).relative_to(stage.project_dir)) for f in FUNCTIONS)
-    say(f"IAM policies for {stage.function_name(API_HANDLER)} and {stage.function_name(WRITER)}: wrote {names}")
+    functions = ", ".join(stage.function_name(f) for f in FUNCTIONS)
+    say(f"IAM policies for {functions}: wrote {names}")
 
 
 def warehouse_tables(settings: Settings) -> list[tuple[str, schema.Table]]:
@@ -529,14 +568,19 @@ def _layout(table: schema.Table) -> str:
 def configure_trigger(lambda_client: Any, function_name: str, stream_arn: str, queue_arn: str,
                       say: Printer) -> None:
     """Give the deployed writer's Kinesis trigger the settings `chalice deploy` cannot set."""
-    mapping = writer_trigger(lambda_client, function_name, stream_arn)
-    if mapping is None:
+    if not function_deployed(lambda_client, function_name):
         say(f"writer trigger: {function_name} is not deployed yet; after `chalice deploy`, run setup "
             "again to make it report partial failures and park failing batches")
         return
+    mapping = writer_trigger(lambda_client, function_name, stream_arn)
+    if mapping is None:
+        raise SetupError(f"{function_name} is deployed but has no trigger on the stream {stream_arn}, so nothing "
+                         "writes the events to BigQuery", missing_trigger_fix(function_name))
     wanted = trigger_update(queue_arn)
     if trigger_problems(mapping, queue_arn) == []:
-        say(f"writer trigger {mapping['UUID']}: found, already reporting partial failures to the queue")
+        say(f"writer trigger {mapping['UUID']}: found, already reporting partial failures to the queue"
+            + (f"; but it is {mapping['State']}: {enable_trigger_command(mapping)}"
+               if mapping.get("State") in DISABLED_TRIGGER_STATES else ""))
         return
     for attempt in range(TRIGGER_SETTLE_ATTEMPTS):
         try:
@@ -551,15 +595,32 @@ def configure_trigger(lambda_client: Any, function_name: str, stream_arn: str, q
         f"the records are {infrastructure.MAX_RECORD_AGE_HOURS} h old, failed batches to the queue)")
 
 
-def writer_trigger(lambda_client: Any, function_name: str, stream_arn: str) -> dict[str, Any] | None:
-    """The deployed writer's event source mapping on the stream, or None if it is not deployed."""
+# A mapping in these states reads nothing: the stream fills up and then forgets.
+DISABLED_TRIGGER_STATES = ("Disabled", "Disabling")
+
+
+def function_deployed(lambda_client: Any, function_name: str) -> bool:
     try:
         lambda_client.get_function(FunctionName=function_name)
     except lambda_client.exceptions.ResourceNotFoundException:
-        return None
+        return False
+    return True
+
+
+def writer_trigger(lambda_client: Any, function_name: str, stream_arn: str) -> dict[str, Any] | None:
+    """The deployed writer's event source mapping on the stream, or None if there is none."""
     mappings = lambda_client.list_event_source_mappings(FunctionName=function_name,
                                                         EventSourceArn=stream_arn)["EventSourceMappings"]
     return mappings[0] if mappings else None
+
+
+def missing_trigger_fix(function_name: str) -> str:
+    return (f"`chalice deploy` creates it (app.py's on_kinesis_record for {function_name}); "
+            "or redeploy the CloudFormation stack; then run setup again")
+
+
+def enable_trigger_command(mapping: dict[str, Any]) -> str:
+    return f"aws lambda update-event-source-mapping --uuid {mapping['UUID']} --enabled"
 
 
 def trigger_update(queue_arn: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ class Stage:
     project_dir: Path
     environment: dict[str, str]
     api_gateway_stage: str = "api"
+    log_retention_days: int | None = None     # the stage's `log_retention_in_days`, if any
 
     @property
     def settings(self) -> config.Settings:
@@ -89,4 +90,5 @@ def load_stage(name: str, project_dir: Path = PROJECT_DIR) -> Stage:
         project_dir=project_dir,
         environment={key: str(value) for key, value in environment.items()},
         api_gateway_stage=stages[name].get("api_gateway_stage", chalice_config.get("api_gateway_stage", "api")),
+        log_retention_days=stages[name].get("log_retention_in_days", chalice_config.get("log_retention_in_days")),
     )

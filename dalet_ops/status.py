@@ -117,10 +117,10 @@ def iterator_age(cloudwatch: Any, stage: Stage, now: datetime) -> Reading:
         Namespace="AWS/Lambda", MetricName="IteratorAge", Dimensions=[{"Name": "FunctionName", "Value": function}],
         StartTime=now - ITERATOR_AGE_LOOKBACK, EndTime=now, Period=60, Statistics=["Maximum"], Unit="Milliseconds")
     points = sorted(answer.get("Datapoints", []), key=lambda point: point["Timestamp"])
-    if not points:
+    if not points:       # not "ok": a trigger that is off reads nothing either
         return Reading("stream lag", f"no batches read by {function} in the last "
                                      f"{int(ITERATOR_AGE_LOOKBACK.total_seconds() // 60)} min (an idle stream, "
-                                     "or the writer's trigger is off: run preflight)")
+                                     "or the writer's trigger is off: run preflight)", attention=True)
     latest = points[-1]
     age = timedelta(milliseconds=latest["Maximum"])
     return Reading("stream lag", f"{age.total_seconds():.1f} s: the newest batch {function} read was that old "

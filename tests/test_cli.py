@@ -363,8 +363,9 @@ def test_preflight_reports_an_aws_permission_it_lacks_and_runs_every_other_check
     assert code == 1 and output.strip().endswith("1 check(s) failed")
     assert line.startswith(f"FAIL  {check}: {operation} answered AccessDeniedException")
     assert line.endswith(f"fix: {fix}")
-    # credentials, stream, queue, key, trigger, API function, REST API, front door, alarms, Google, 3 tables
-    assert len(checked_lines(output)) == 14
+    # credentials, stream, queue, key, trigger, parking, API function, REST API, front door, 3 log groups,
+    # alarms, Google, 3 tables
+    assert len(checked_lines(output)) == 17
 
 
 def test_preflight_reports_a_function_it_may_not_look_at_and_runs_every_other_check(
@@ -425,7 +426,7 @@ def test_preflight_reports_bigquery_refusing_access_with_the_roles_to_grant(aws,
     code, output = preflight(capsys, project)
 
     failures = failed_lines(output)
-    assert code == 1 and len(failures) == 3 and len(checked_lines(output)) == 14
+    assert code == 1 and len(failures) == 3 and len(checked_lines(output)) == 17
     for line, table in zip(failures, ("events", "dead_letters", "deletions")):
         assert line.startswith(f"FAIL  BigQuery table test-project.dalet.{table}: BigQuery refused access (403")
         assert line.endswith("fix: grant the identity of Application Default Credentials the BigQuery Data Editor "

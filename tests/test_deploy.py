@@ -287,7 +287,8 @@ def test_every_function_logs_warnings_only_into_a_group_kept_14_days(package):
 
 def test_alarms_watch_the_writers_lag_the_parked_batches_and_every_functions_errors(package):
     alarms = resources_of_type(package.cloudformation, "AWS::CloudWatch::Alarm").values()
-    watched = {(a["Properties"]["MetricName"], json.dumps(a["Properties"]["Dimensions"][0]["Value"])) for a in alarms}
+    watched = {(a["Properties"]["MetricName"], json.dumps(a["Properties"]["Dimensions"][0]["Value"]))
+               for a in alarms if a["Properties"]["Dimensions"]}
     (subscription,) = resources_of_type(package.cloudformation, "AWS::SNS::Subscription").values()
 
     assert {("IteratorAge", '{"Ref": "WriteEvents"}'),
@@ -298,6 +299,35 @@ def test_alarms_watch_the_writers_lag_the_parked_batches_and_every_functions_err
     assert package.cloudformation["Resources"]["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
     assert subscription["Condition"] == "HasAlarmEmail"
     assert subscription["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
+
+
+def test_writer_behind_reads_the_streams_iterator_age_and_pages_when_nothing_reads_it(package):
+    alarm = package.cloudformation["Resources"]["WriterIteratorAgeAlarm"]["Properties"]
+
+    assert (alarm["AlarmName"], alarm["Namespace"]) == ("dalet-prod-writer-behind", "AWS/Kinesis")
+    assert alarm["MetricName"] == "GetRecords.IteratorAgeMilliseconds"
+    assert alarm["Dimensions"] == [{"Name": "StreamName", "Value": {"Ref": "EventStream"}}]
+    assert alarm["TreatMissingData"] == "breaching"      # a disabled trigger reads nothing: no data
+
+
+def test_the_template_counts_ingest_503s_and_dead_letters_in_the_function_log_groups_and_alarms_on_them(package):
+    resources = package.cloudformation["Resources"]
+    filters = resources_of_type(package.cloudformation, "AWS::Logs::MetricFilter").values()
+    alarms = {a["Properties"]["AlarmName"]: a["Properties"]
+              for a in resources_of_type(package.cloudformation, "AWS::CloudWatch::Alarm").values()}
+    counted = {(f["Properties"]["LogGroupName"]["Ref"], t["MetricNamespace"], t["MetricName"])
+               for f in filters for t in f["Properties"]["MetricTransformations"]}
+
+    for alarm_name, groups in (("dalet-prod-ingest-refused", {"ApiHandlerLogGroup", "TrackLogGroup"}),
+                               ("dalet-prod-dead-letters", {"WriteEventsLogGroup"})):
+        alarm = alarms[alarm_name]
+        assert {group for group, namespace, metric in counted
+                if (namespace, metric) == (alarm["Namespace"], alarm["MetricName"])} == groups
+        assert resources[next(iter(groups))]["Type"] == "AWS::Logs::LogGroup"
+        assert alarm["TreatMissingData"] == "notBreaching"
+    throttled = alarms["dalet-prod-stream-throttled"]
+    assert (throttled["MetricName"], throttled["Dimensions"]) == (
+        "WriteProvisionedThroughputExceeded", [{"Name": "StreamName", "Value": {"Ref": "EventStream"}}])
 
 
 def test_the_committed_policy_files_are_the_placeholders_setup_replaces():
@@ -468,3 +498,24 @@ def test_the_writer_tells_lambda_a_fully_written_batch_has_no_failures(cloud_wri
 
     assert answer == {"batchItemFailures": []}
     assert len(bigquery_standin.rows("dalet.events")) == 3
+
+
+def test_a_dead_letter_logs_the_line_the_dead_letter_filter_counts_where_lambda_keeps_it(cloud_writer, caplog):
+    import logging
+
+    from dalet_ops import infrastructure
+
+    (metric,) = [m for m in infrastructure.LOG_METRICS if m.name == "DeadLetters"]
+    caplog.set_level(logging.WARNING)
+
+    answer = cloud_writer(kinesis_event([b"not a record", *encoded_events(2)]), None)
+
+    assert answer == {"batchItemFailures": []}
+    (record,) = [r for r in caplog.records if metric.pattern.strip('"') in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    # Chalice prints its own "dalet" logger as plain text, which Lambda's JSON log format files as
+    # INFO and drops at WARN; the line must reach the root logger, whose handler Lambda formats.
+    logger: logging.Logger | None = logging.getLogger(record.name)
+    while logger is not None and logger.propagate:
+        logger = logger.parent
+    assert logger is None or logger is logging.getLogger()

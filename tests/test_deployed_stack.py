@@ -16,6 +16,7 @@ import boto3
 import pytest
 
 from chalicelib import config
+from dalet_ops import infrastructure
 from dalet_ops.stage import PROJECT_DIR
 from tests.aws_moto import ACCOUNT, REGION, aws, deploy_like_chalice, front_door_probe  # noqa: F401
 from tests.bigquery_standin import bigquery_standin  # noqa: F401
@@ -201,7 +202,7 @@ def test_setup_after_chalice_deploy_opens_the_front_door_throttles_the_api_and_c
 
     topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:dalet-prod-alarms"
     alarms = boto3.client("cloudwatch").describe_alarms(AlarmNamePrefix="dalet-prod-")["MetricAlarms"]
-    watched = {(a["MetricName"], a["Dimensions"][0]["Value"]) for a in alarms}
+    watched = {(a["MetricName"], a["Dimensions"][0]["Value"]) for a in alarms if a["Dimensions"]}
     assert {("IteratorAge", "dalet-prod-write_events"), ("ApproximateNumberOfMessagesVisible",
             "dalet-prod-failed-batches"), ("Errors", "dalet-prod"), ("Errors", "dalet-prod-track"),
             ("Errors", "dalet-prod-write_events")} <= watched
@@ -276,7 +277,7 @@ def test_preflight_passes_a_deployed_stage_and_shows_the_front_door_answering(
     url = boto3.client("lambda").get_function_url_config(FunctionName="dalet-prod-track")["FunctionUrl"]
     assert f"ok    front door dalet-prod-track: {url.rstrip('/')}/track answers; reserved concurrency 25" in output
     assert "ok    REST API (stage api): " in output and "throttled to 50 requests/s, bursts of 100" in output
-    assert "ok    alarms: 6 alarms notify" in output
+    assert f"ok    alarms: {len(infrastructure.ALARMS)} alarms notify" in output
 
 
 def test_preflight_fails_a_front_door_that_does_not_answer_as_dalet(aws, bigquery, project, capsys, monkeypatch):
@@ -368,4 +369,284 @@ def test_the_app_logs_warnings_and_above_by_default(data_dir):
 
     assert app.app.log.getEffectiveLevel() == logging.WARNING
     assert not logging.getLogger("dalet.publisher").isEnabledFor(logging.INFO)    # per-retry lines
-    assert logging.getLogger("dalet.writer").isEnabledFor(logging.WARNING)        # dead letters
+    assert logging.getLogger("chalicelib.storage.writer").isEnabledFor(logging.WARNING)    # dead letters
+
+
+# ---- alarms for every silent failure -----------------------------------------------------
+
+
+def alarms_by_suffix() -> dict[str, dict[str, Any]]:
+    alarms = boto3.client("cloudwatch").describe_alarms(AlarmNamePrefix="dalet-prod-")["MetricAlarms"]
+    return {alarm["AlarmName"].removeprefix("dalet-prod-"): alarm for alarm in alarms}
+
+
+def test_writer_behind_watches_the_streams_reads_and_treats_no_reads_as_breaching(aws, bigquery, project, capsys):
+    """A disabled trigger reads nothing: the metric goes missing, and that must page rather than silence."""
+    setup(capsys, project)
+    deploy_like_chalice()
+
+    code, output = setup(capsys, project)
+
+    assert code == 0, output
+    behind = alarms_by_suffix()["writer-behind"]
+    assert (behind["Namespace"], behind["MetricName"]) == ("AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds")
+    assert behind["Dimensions"] == [{"Name": "StreamName", "Value": "dalet-events"}]
+    assert behind["TreatMissingData"] == "breaching"
+    assert (behind["Statistic"], behind["Threshold"]) == ("Maximum", 600_000)
+    # Lambda's IteratorAge exists only while the writer is called: missing there is an idle stream.
+    retrying = alarms_by_suffix()["writer-retrying"]
+    assert (retrying["MetricName"], retrying["Dimensions"][0]["Value"]) == ("IteratorAge", "dalet-prod-write_events")
+    assert retrying["TreatMissingData"] == "notBreaching"
+
+
+def test_setup_alarms_on_ingest_refusals_stream_throttling_and_dead_letters(aws, bigquery, project, capsys):
+    setup(capsys, project)
+    deploy_like_chalice()
+
+    code, output = setup(capsys, project)
+
+    assert code == 0, output
+    alarms = alarms_by_suffix()
+    throttled = alarms["stream-throttled"]
+    assert (throttled["Namespace"], throttled["MetricName"]) == ("AWS/Kinesis", "WriteProvisionedThroughputExceeded")
+    assert throttled["Dimensions"] == [{"Name": "StreamName", "Value": "dalet-events"}]
+    logs = boto3.client("logs")
+    for suffix, groups in (("ingest-refused", ["/aws/lambda/dalet-prod", "/aws/lambda/dalet-prod-track"]),
+                           ("dead-letters", ["/aws/lambda/dalet-prod-write_events"])):
+        alarm = alarms[suffix]
+        assert alarm["TreatMissingData"] == "notBreaching" and alarm["Threshold"] == 1
+        for group in groups:       # a metric filter on each function's log group publishes the alarm's metric
+            published = [(t["metricNamespace"], t["metricName"])
+                         for f in logs.describe_metric_filters(logGroupName=group)["metricFilters"]
+                         for t in f["metricTransformations"]]
+            assert (alarm["Namespace"], alarm["MetricName"]) in published, (suffix, group)
+
+
+def filter_phrase(metric_name: str) -> str:
+    """The quoted phrase a log metric filter counts (CloudWatch Logs: one quoted term matches lines holding it)."""
+    (metric,) = [metric for metric in infrastructure.LOG_METRICS if metric.name == metric_name]
+    assert metric.pattern.startswith('"') and metric.pattern.endswith('"') and metric.pattern.count('"') == 2
+    return metric.pattern[1:-1]
+
+
+def as_lambda_logs_it(record: Any) -> list[str]:
+    """The record as it lands in the log group: Lambda's text format, and its JSON format."""
+    message = record.getMessage()
+    return [f"[{record.levelname}]\t2026-01-01T00:00:00.000Z\trequest-id\t{message}",
+            json.dumps({"timestamp": "2026-01-01T00:00:00Z", "level": record.levelname, "message": message,
+                        "logger": record.name, "requestId": "request-id"})]
+
+
+def reaches_lambdas_handler(logger_name: str) -> bool:
+    """Whether records propagate to the root logger, where Lambda's runtime formats them (with their level)."""
+    import logging
+
+    logger: logging.Logger | None = logging.getLogger(logger_name)
+    while logger is not None and logger.propagate:
+        logger = logger.parent
+    return logger is None or logger is logging.getLogger()
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("GET", "/track?experiment=e&variant=a&event=participate&uuid=u", None),
+    ("POST", "/v1/track", json.dumps({"userId": "u-1", "event": "Signed Up"})),
+])
+def test_every_ingest_503_logs_the_line_the_refusal_filter_counts(aws, monkeypatch, caplog, method, path, body):
+    import base64
+    import logging
+
+    from chalice.test import Client
+
+    from chalicelib import runtime
+
+    for name, value in {"DALET_BACKEND": "aws", "DALET_STREAM_NAME": "missing-stream", "DALET_BQ_DATASET": "dalet",
+                        "DALET_BQ_TABLE": "events", "DALET_WRITE_KEYS": "wk1=web"}.items():
+        monkeypatch.setenv(name, value)
+    runtime.shutdown()
+    import app
+
+    caplog.set_level(logging.WARNING)
+    with Client(app.app) as client:
+        headers = {"authorization": "Basic " + base64.b64encode(b"wk1:").decode(), "content-type": "application/json"}
+        response = client.http.request(method, path, headers=headers, body=body or b"")
+    runtime.shutdown()
+
+    assert response.status_code == 503
+    phrase = filter_phrase("IngestRefusals")
+    counted = [record for record in caplog.records if any(phrase in line for line in as_lambda_logs_it(record))]
+    assert len(counted) == 1 and counted[0].levelname == "ERROR"
+    assert all(phrase in line for line in as_lambda_logs_it(counted[0]))
+    assert reaches_lambdas_handler(counted[0].name)      # not dropped as an unlevelled line at WARN
+
+
+def test_a_report_503_is_not_counted_as_an_ingest_refusal(aws, monkeypatch, caplog):
+    from chalice.test import Client
+
+    from chalicelib import runtime
+
+    for name, value in {"DALET_BACKEND": "aws", "DALET_STREAM_NAME": "dalet-events", "DALET_BQ_DATASET": "dalet",
+                        "DALET_BQ_TABLE": "events", "DALET_API_KEY_SECRET": "internal/secret-name"}.items():
+        monkeypatch.setenv(name, value)
+    runtime.shutdown()
+    import app
+
+    with Client(app.app) as client:
+        response = client.http.get("/experiments", headers={"x-api-key": "a guess"})
+    runtime.shutdown()
+
+    assert response.status_code == 503
+    assert "answered 503" in caplog.text and filter_phrase("IngestRefusals") not in caplog.text
+
+
+def test_preflight_fails_an_alarm_left_as_an_older_setup_made_it(aws, bigquery, project, capsys, front_door_probe):
+    setup(capsys, project)
+    deploy_like_chalice()
+    setup(capsys, project)
+    old = {**alarms_by_suffix()["writer-behind"]}
+    boto3.client("cloudwatch").put_metric_alarm(
+        AlarmName=old["AlarmName"], Namespace="AWS/Lambda", MetricName="IteratorAge",
+        Dimensions=[{"Name": "FunctionName", "Value": "dalet-prod-write_events"}], Statistic="Maximum", Period=300,
+        EvaluationPeriods=2, Threshold=600_000, ComparisonOperator="GreaterThanOrEqualToThreshold",
+        TreatMissingData="notBreaching", AlarmActions=old["AlarmActions"])
+
+    code, output = preflight(capsys, project)
+
+    (line,) = failed_lines(output)
+    assert code == 1 and line.startswith("FAIL  alarms: ") and "treating missing data otherwise" in line
+    assert "dalet-prod-writer-behind" in line and line.endswith("fix: python -m dalet_ops.cli setup --stage prod")
+
+
+# ---- log retention on the `chalice deploy` path ---------------------------------------------------
+
+
+def retention(group: str) -> int | None:
+    (found,) = boto3.client("logs").describe_log_groups(logGroupNamePrefix=group)["logGroups"][:1]
+    assert found["logGroupName"] == group
+    return found.get("retentionInDays")
+
+
+def test_setup_gives_the_api_functions_real_log_group_and_every_other_14_days(aws, bigquery, project, capsys):
+    setup(capsys, project)
+    deploy_like_chalice()
+    # What Lambda does on the API function's first call: the group chalice deploy did not make, kept forever.
+    boto3.client("logs").create_log_group(logGroupName="/aws/lambda/dalet-prod")
+
+    code, output = setup(capsys, project)
+
+    assert code == 0, output
+    for group in ("/aws/lambda/dalet-prod", "/aws/lambda/dalet-prod-track", "/aws/lambda/dalet-prod-write_events"):
+        assert retention(group) == 14, group
+    assert "log group /aws/lambda/dalet-prod: found keeping logs forever, changed; keeps 14 days" in output
+    assert "log group /aws/lambda/dalet-prod-track: created; keeps 14 days" in output
+
+
+def test_preflight_fails_a_function_log_group_that_keeps_logs_forever_naming_setup(
+        aws, bigquery, project, capsys, front_door_probe):
+    setup(capsys, project)
+    deploy_like_chalice()
+    setup(capsys, project)
+    boto3.client("logs").delete_retention_policy(logGroupName="/aws/lambda/dalet-prod")
+
+    code, output = preflight(capsys, project)
+
+    (line,) = failed_lines(output)
+    assert code == 1
+    assert line == ("FAIL  log group /aws/lambda/dalet-prod: keeps logs forever, not 14 days -- fix: "
+                    "python -m dalet_ops.cli setup --stage prod")
+    assert "ok    log group /aws/lambda/dalet-prod-write_events: keeps 14 days; counted by dalet-prod-DeadLetters" \
+        in output
+
+
+def test_teardown_lists_the_real_log_groups_the_template_bucket_and_the_write_keys_secret(project, capsys):
+    path = project / ".chalice" / "config.json"
+    chalice_config = json.loads(path.read_text())
+    chalice_config["stages"]["prod"]["environment_variables"]["DALET_WRITE_KEYS_SECRET"] = "dalet/prod/write-keys"
+    path.write_text(json.dumps(chalice_config))
+
+    code, output = run(capsys, "teardown", "--stage", "prod", "--project-dir", str(project))
+
+    assert code == 0
+    for group in ("/aws/lambda/dalet-prod", "/aws/lambda/dalet-prod-track", "/aws/lambda/dalet-prod-write_events"):
+        assert f"aws logs delete-log-group --log-group-name {group}\n" in output
+    assert "aws s3 rm s3://YOUR_BUCKET --recursive" in output and "--s3-bucket" in output
+    assert "aws secretsmanager delete-secret --secret-id dalet/prod/write-keys" in output
+
+
+# ---- what the tools say ------------------------------------------------------------------------
+
+
+def test_setup_says_the_writer_has_no_trigger_rather_than_that_it_is_not_deployed(aws, bigquery, project, capsys):
+    setup(capsys, project)
+    mapping_id = deploy_like_chalice()
+    boto3.client("lambda").delete_event_source_mapping(UUID=mapping_id)
+
+    code, output = setup(capsys, project)
+
+    line = next(line for line in output.splitlines() if line.startswith("FAILED writer trigger"))
+    assert code == 1 and "not deployed yet" not in output
+    assert "dalet-prod-write_events is deployed but has no trigger on the stream" in line
+    assert "chalice deploy" in line
+
+
+def test_preflight_says_the_writer_has_no_trigger_and_how_to_get_one(aws, bigquery, project, capsys,
+                                                                    front_door_probe):
+    setup(capsys, project)
+    mapping_id = deploy_like_chalice()
+    setup(capsys, project)
+    boto3.client("lambda").delete_event_source_mapping(UUID=mapping_id)
+
+    code, output = preflight(capsys, project)
+
+    line = next(line for line in failed_lines(output) if "writer trigger" in line)
+    assert code == 1 and "not deployed" not in line and "has no trigger on the stream" in line
+    assert "chalice deploy creates it" in line.replace("`", "")
+
+
+def test_preflight_fails_a_disabled_writer_trigger_with_the_command_that_enables_it(
+        aws, bigquery, project, capsys, front_door_probe):
+    setup(capsys, project)
+    mapping_id = deploy_like_chalice()
+    setup(capsys, project)
+    boto3.client("lambda").update_event_source_mapping(UUID=mapping_id, Enabled=False)
+
+    code, output = preflight(capsys, project)
+
+    (line,) = failed_lines(output)
+    assert code == 1 and line.startswith("FAIL  writer trigger (dalet-prod-write_events): Disabled")
+    assert line.endswith(f"fix: aws lambda update-event-source-mapping --uuid {mapping_id} --enabled")
+
+
+def test_setup_names_every_function_whose_iam_policy_it_wrote(aws, bigquery, project, capsys):
+    code, output = setup(capsys, project)
+
+    line = next(line for line in output.splitlines() if line.startswith("IAM policies"))
+    assert code == 0
+    for function in ("dalet-prod", "dalet-prod-track", "dalet-prod-write_events"):
+        assert f"{function}," in line or f"{function}:" in line, function
+
+
+LOCAL_QUEUE_URL = "http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/dalet-prod-failed-batches"
+
+
+@pytest.mark.parametrize("url", [LOCAL_QUEUE_URL, "http://localhost:4566/000000000000/dalet-prod-failed-batches",
+                                 "http://127.0.0.1:5000/123456789012/dalet-prod-failed-batches"])
+def test_an_http_failure_queue_on_this_machine_is_accepted(url):
+    assert config.load_settings({"DALET_FAILURE_QUEUE_URL": url}).failure_queue_url == url
+
+
+def test_an_http_failure_queue_elsewhere_is_refused_saying_what_is_accepted():
+    with pytest.raises(config.ConfigError, match="DALET_FAILURE_QUEUE_URL must be .*https://.*http:// only for a "
+                                                 "stand-in on this machine"):
+        config.load_settings({"DALET_FAILURE_QUEUE_URL": "http://sqs.example.com/123/dalet-prod-failed-batches"})
+
+
+def test_a_local_stand_in_queue_url_blocks_no_command(project, capsys):
+    path = project / ".chalice" / "config.json"
+    chalice_config = json.loads(path.read_text())
+    chalice_config["stages"]["prod"]["environment_variables"]["DALET_FAILURE_QUEUE_URL"] = LOCAL_QUEUE_URL
+    path.write_text(json.dumps(chalice_config))
+
+    code, output = run(capsys, "teardown", "--stage", "prod", "--project-dir", str(project))
+
+    assert code == 0, output
+    assert "chalice delete --stage prod" in output

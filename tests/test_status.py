@@ -122,11 +122,13 @@ def test_a_lagging_writer_parked_batches_and_dead_letters_are_flagged(deployed, 
     assert lines["dead letters"].startswith("!!") and "3 in the last 24 h" in lines["dead letters"]
 
 
-def test_an_idle_writer_and_an_empty_warehouse_say_so(deployed, project, capsys):
+def test_an_idle_writer_is_flagged_not_ok_since_a_trigger_that_is_off_reads_nothing_either(
+        deployed, project, capsys):
     code, lines = run(capsys, "status", "--stage", "prod", "--project-dir", str(project))
 
     assert code == 0
-    assert "no batches read" in lines["stream lag"] and "preflight" in lines["stream lag"]
+    assert lines["stream lag"].startswith("!!") and "no batches read" in lines["stream lag"]
+    assert "trigger is off" in lines["stream lag"] and "preflight" in lines["stream lag"]
     assert "none received in the last 7 days" in lines["newest event"]
 
 

@@ -35,7 +35,11 @@ from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence
 from chalicelib.ingest.events import StoredEvent, format_timestamp, now
 from chalicelib.ingest.records import InvalidRecord, decode_record
 
-log = logging.getLogger("dalet.writer")
+# Not under the "dalet" logger: Chalice prints that one as plain text, which Lambda's JSON log
+# format files as INFO and drops at the functions' WARN level; this one reaches the log group.
+log = logging.getLogger(__name__)
+# The words every dead-lettering logs: the deployed stage counts them (a log metric filter) and alarms.
+DEAD_LETTER_LOG_MARK = "dead-lettered"
 BatchResponse = dict[str, list[dict[str, str]]]
 
 
@@ -181,7 +185,7 @@ def _record_of_letter(letter: DeadLetter, records: list[StreamRecord]) -> Stream
 def _dead_letter(warehouse: Warehouse, letters: list[DeadLetter], batch_size: int) -> None:
     if letters:
         warehouse.insert_dead_letters(letters)
-        log.warning("dead-lettered %d of %d records: %s", len(letters), batch_size, letters[0].reason)
+        log.warning("%s %d of %d records: %s", DEAD_LETTER_LOG_MARK, len(letters), batch_size, letters[0].reason)
 
 
 def _decode(records: list[StreamRecord]) -> tuple[list[StoredEvent], list[DeadLetter], dict[CopyKey, StreamRecord]]:
