@@ -331,7 +331,7 @@ def test_identical_repeated_authorization_headers_are_one(served):
     assert answered == 200, body
 
 
-@pytest.mark.parametrize("path, headers", [("/favicon.ico", {}), ("/v1/", {"Authorization": "Basic eDo="}),
+@pytest.mark.parametrize("path, headers", [("/robots.txt", {}), ("/v1/", {"Authorization": "Basic eDo="}),
                                            ("/no/such/route", {})])
 def test_an_unknown_path_is_a_json_404(served, path, headers):
     # chalice local answered 403 "Missing Authentication Token", or a SigV4 message given an Authorization.
