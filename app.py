@@ -1,11 +1,11 @@
 """Dalet: the routes and the Kinesis writer. Each is a few lines calling chalicelib."""
 from chalice import Chalice
 
-from chalicelib import config, front_door, runtime
+from chalicelib import auth, config, front_door, runtime
 from chalicelib.reports import api as report_api, dashboard
-from chalicelib.ingest import segment, snippet, track
+from chalicelib.ingest import segment, snippet, track, write_keys
 from chalicelib.storage import parking, writer
-from chalicelib.ingest.events import InvalidEvent
+from chalicelib.ingest.events import InvalidEvent, validate_name
 from chalicelib.reports.api import report_route
 from chalicelib.responses import (CORS, PIXEL_MEDIA_TYPES, SEGMENT_CORS, accepts_gif, error_response, json_response,
                                   pixel_response, segment_error, text_response, unavailable_reason,
@@ -183,17 +183,36 @@ def dashboard_page():
 
 @app.route("/snippet", methods=["GET"], cors=CORS)
 def snippet_for_namespace():
-    request = app.current_request
+    request, query = app.current_request, app.current_request.query_params or {}
     try:
-        pasted = snippet.snippet_for_request((request.query_params or {}).get("namespace"), request.headers,
-                                             request.context, runtime.settings().track_url)
+        if snippet.chosen_kind(query.get("kind")) == "segment":
+            pasted = _segment_snippet(query.get("namespace", write_keys.LOCAL_NAMESPACE), request)
+        else:
+            pasted = snippet.snippet_for_request(query.get("namespace"), request.headers, request.context,
+                                                 runtime.settings().track_url)
+    except snippet.UnknownKind as unknown:
+        return error_response(400, str(unknown), parameter="kind")
     except InvalidEvent as invalid:
         return error_response(400, "invalid namespace", errors=[e.to_json() for e in invalid.errors])
     except snippet.InvalidRequest as bad_header:
         return error_response(400, str(bad_header), header=bad_header.header)
+    except (auth.MissingApiKey, auth.WrongApiKey) as denied:
+        return error_response(denied.status_code, str(denied))
+    except write_keys.NoWriteKey as missing:
+        return error_response(404, str(missing), parameter="namespace")
+    except config.ConfigError as unavailable:     # the write keys' secret could not be read
+        return error_response(503, "the write keys could not be read; retry later",
+                              reason=unavailable_reason(unavailable, "snippet"))
     if snippet.wants_json(request.headers.get("accept")):
         return json_response(pasted.to_json())
     return text_response(pasted.text)
+
+
+def _segment_snippet(namespace, request):
+    settings = runtime.settings()
+    namespace = validate_name("namespace", namespace)
+    return snippet.segment_snippet_for_request(namespace, request.headers, request.context, settings.track_url,
+                                               write_keys.disclosed_write_key(namespace, request.headers, settings))
 
 
 @app.lambda_function(name="track")
