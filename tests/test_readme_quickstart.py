@@ -152,8 +152,6 @@ def test_the_quick_start_as_pasted_tracks_an_experiment_the_dashboard_shows(term
     outputs = run_section(terminal, "Quick start: ")
     tracked = [answer for command, answer in outputs if "/track" in command]
     assert tracked == [{"ok": True, "accepted": 7}]
-    dashboard = make_run.request("GET", "/dashboard")
-    assert dashboard.status == 200 and "text/html" in dashboard.headers["content-type"]
 
     def results() -> Any:
         reply = make_run.request("GET", "/experiments/checkout/results",
@@ -162,6 +160,32 @@ def test_the_quick_start_as_pasted_tracks_an_experiment_the_dashboard_shows(term
 
     participants = {variant["label"]: variant["participants"] for variant in wait_until(results)["variants"]}
     assert participants == {"control": 2, "red": 2}
+    assert dashboard_lists(terminal.adapt(dashboard_url()), terminal.printed["KEY"]) == ["checkout"]
+
+
+def dashboard_url() -> str:
+    (url,) = set(re.findall(r"http://localhost:8000/dashboard\b", readme_section("Quick start: ")))
+    return url
+
+
+def dashboard_lists(url: str, key: str) -> list[str]:
+    """The experiments the dashboard at `url` lists once the key is pasted, in headless Chromium."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_alephbet_browser import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.fill("#api-key", key)
+            page.click("#key-form button[type=submit]")
+            page.wait_for_selector("#experiments button.experiment-link")
+            return page.locator("#experiments button.experiment-link").evaluate_all(
+                "buttons => buttons.map(b => b.getAttribute('data-experiment'))")
+        finally:
+            browser.close()
 
 
 def test_the_segment_quick_start_as_pasted_reports_the_experiment(terminal):
