@@ -3,9 +3,10 @@ from chalice import Chalice
 
 from chalicelib import config, error_answers, front_door, health, landing, runtime
 from chalicelib.reports import api as report_api, dashboard
-from chalicelib.ingest import segment, snippet, track
+from chalicelib.ingest import segment, snippet, track, write_keys
 from chalicelib.storage import parking, writer
 from chalicelib.error_answers import answering
+from chalicelib.ingest.events import validate_name
 from chalicelib.reports.api import report_route
 from chalicelib.responses import (CORS, PIXEL_MEDIA_TYPES, SEGMENT_CORS, accepts_gif, json_response, pixel_response,
                                   text_response)
@@ -197,12 +198,22 @@ def favicon():
 @app.route("/snippet", methods=["GET"], cors=CORS)
 @answering(error_answers.SNIPPET, "snippet")
 def snippet_for_namespace():
-    request = app.current_request
-    pasted = snippet.snippet_for_request((request.query_params or {}).get("namespace"), request.headers,
-                                         request.context, runtime.settings().track_url)
+    request, query = app.current_request, app.current_request.query_params or {}
+    if snippet.chosen_kind(query.get("kind")) == "segment":
+        pasted = _segment_snippet(query.get("namespace", write_keys.LOCAL_NAMESPACE), request)
+    else:
+        pasted = snippet.snippet_for_request(query.get("namespace"), request.headers, request.context,
+                                             runtime.settings().track_url)
     if snippet.wants_json(request.headers.get("accept")):
         return json_response(pasted.to_json())
     return text_response(pasted.text)
+
+
+def _segment_snippet(namespace, request):
+    settings = runtime.settings()
+    namespace = validate_name("namespace", namespace)
+    return snippet.segment_snippet_for_request(namespace, request.headers, request.context, settings.track_url,
+                                               write_keys.disclosed_write_key(namespace, request.headers, settings))
 
 
 @app.lambda_function(name="track")

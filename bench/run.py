@@ -43,8 +43,11 @@ PLAN: dict[str, tuple[list[str], list[str]]] = {
 }
 
 
+NOT_BENCHMARKS = {"run.py", "screenshots.py"}    # screenshots.py makes the README's dashboard images
+
+
 def scripts(only: set[str] | None) -> list[Path]:
-    found = {path.name: path for path in BENCH.glob("*.py") if not path.name.startswith("_") and path.name != "run.py"}
+    found = {path.name: path for path in BENCH.glob("*.py") if not path.name.startswith("_") and path.name not in NOT_BENCHMARKS}
     ordered = [found.pop(name) for name in PLAN if name in found] + [found[name] for name in sorted(found)]
     if only:
         ordered = [path for path in ordered if path.stem in only or path.name in only]

@@ -13,7 +13,7 @@ from chalice import Response
 
 from chalicelib import auth
 from chalicelib.config import ConfigError
-from chalicelib.ingest import segment, snippet, track
+from chalicelib.ingest import segment, snippet, track, write_keys
 from chalicelib.ingest.events import InvalidEvent
 from chalicelib.ingest.publisher import PublishError
 from chalicelib.reports.errors import BadParameter, ConflictingHeader, UnknownExperiment
@@ -59,10 +59,16 @@ SEGMENT: ErrorTable = {
     **dict.fromkeys(STREAM_DOWN, _segment_unavailable),
 }
 
-# /snippet
+# /snippet (the Segment kind discloses a write key to the report key's holder only)
 SNIPPET: ErrorTable = {
+    snippet.UnknownKind: lambda unknown, _: error_response(400, str(unknown), parameter="kind"),
     InvalidEvent: lambda invalid, _: error_response(400, "invalid namespace", errors=_field_errors(invalid)),
     snippet.InvalidRequest: lambda bad_header, _: error_response(400, str(bad_header), header=bad_header.header),
+    **dict.fromkeys((auth.MissingApiKey, auth.WrongApiKey),
+                    lambda denied, _: error_response(denied.status_code, str(denied))),
+    write_keys.NoWriteKey: lambda missing, _: error_response(404, str(missing), parameter="namespace"),
+    ConfigError: lambda down, what: error_response(503, "the write keys could not be read; retry later",
+                                                   reason=unavailable_reason(down, what)),
 }
 
 # The report routes (reports/api.py's `report_route`): the API key, the parameters, the experiment.

@@ -10,8 +10,10 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import re
 import sqlite3
 import threading
+import time
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterator
@@ -169,3 +171,49 @@ def test_an_exposure_and_a_later_goal_from_another_origin_land_and_the_results_r
     assert json.loads(viewed["context"])["page"]["url"] == f"{page_origin}/index.html"
     assert viewed["browser"] == "Bot"          # headless Chromium says HeadlessChrome: automation, not a person
     assert refused == []          # no settings fetched, nothing sent beyond loopback
+
+
+# ---------- the snippets as pasted: /snippet?kind=segment and the README's script tag ----------
+
+def _snippet_from_the_route(dalet: LocalServer) -> str:
+    reply = dalet.request("GET", "/snippet", query={"kind": "segment", "namespace": NAMESPACE},
+                          headers={"x-api-key": REPORT_KEY})
+    assert reply.status == 200, reply.text
+    # The snippet leaves the tracking to the page; a page that shows variant red tracks its exposure:
+    return reply.text + '<script>analytics.track("Experiment Viewed", {experiment_id: "checkout", variation_id: "red"});</script>\n'
+
+
+def _snippet_from_the_readme(dalet: LocalServer) -> str:
+    from tests.test_readme_quickstart import README_HOST, readme_section
+
+    (html,) = re.findall(r"^```html\n(.*?)^```", readme_section("Quick start with Segment"), flags=re.MULTILINE | re.DOTALL)
+    return html.replace('"WRITE_KEY"', json.dumps(WRITE_KEY)).replace(README_HOST, f"127.0.0.1:{dalet.port}")
+
+
+def _exposures(dalet: LocalServer) -> list[dict[str, Any]] | None:
+    reply = dalet.request("GET", "/experiments/checkout/results", headers={"x-api-key": REPORT_KEY},
+                          query={"namespace": NAMESPACE, "source": "segment"})
+    return reply.json()["variants"] if reply.status == 200 else None
+
+
+@pytest.mark.parametrize("pasted", [_snippet_from_the_route, _snippet_from_the_readme], ids=["route", "readme"])
+def test_the_segment_script_tag_snippet_pasted_into_a_page_delivers_its_exposure(pasted, chromium, page_origin, dalet,
+                                                                                 analytics_next, tmp_path):
+    snippet = pasted(dalet)
+    assert '<script src="/js/analytics-next/index.js"></script>' in snippet
+    # The one edit both ask for: the src where the site serves analytics-next's build.
+    page = snippet.replace('src="/js/analytics-next/index.js"', 'src="analytics-next.js"')
+    (tmp_path / "site" / "pasted.html").write_text(f"<!doctype html>\n<meta charset='utf-8'>\n{page}", encoding="utf-8")
+    context = chromium.new_context()
+    refused: list[str] = []
+    _offline(context, analytics_next, refused)
+    try:
+        browser_page = context.new_page()
+        browser_page.goto(f"{page_origin}/pasted.html")
+        deadline = time.monotonic() + 20
+        while _exposures(dalet) != [{"label": "red", "participants": 1}]:
+            assert time.monotonic() < deadline, f"the pasted snippet's exposure never reached the results:\n{dalet.log()[-2000:]}"
+            browser_page.wait_for_timeout(200)    # (not time.sleep: Playwright serves the page's requests meanwhile)
+    finally:
+        context.close()
+    assert refused == []

@@ -167,3 +167,111 @@ def test_under_chalice_local_the_track_url_has_no_stage_prefix_and_accepts_event
 
     assert track_url == f"http://127.0.0.1:{server.port}/track"
     assert tracked.status == 200
+
+
+# ---------- kind=segment: Segment's analytics.js (analytics-next) ----------
+
+SEGMENT_SETTINGS = re.compile(r'var writeKey = (".*?(?<!\\)");\n\s*var apiHost = (".*?(?<!\\)"), protocol = (".*?(?<!\\)");')
+WRITE_KEY = "snippet-write-key"
+REPORT_KEY = "snippet-report-key"
+
+
+def segment_settings(snippet: str) -> tuple[str, str, str]:
+    """The write key, apiHost and protocol as JavaScript will see them."""
+    match = SEGMENT_SETTINGS.search(snippet)
+    assert match, snippet
+    return json.loads(match.group(1)), json.loads(match.group(2)), json.loads(match.group(3))
+
+
+@pytest.fixture
+def keyed(monkeypatch, client):
+    monkeypatch.setenv("DALET_WRITE_KEYS", f"{WRITE_KEY}=web,other-key=ios")
+    monkeypatch.setenv("DALET_API_KEY", REPORT_KEY)
+    from chalicelib import runtime
+
+    runtime.shutdown()       # settings are read again with the keys
+    return client
+
+
+def test_the_segment_snippet_points_analytics_next_at_this_hosts_v1_over_plain_http_locally(keyed):
+    response = keyed.http.get("/snippet?kind=segment&namespace=web", headers={"host": "localhost:8000"})
+
+    assert response.status_code == 200
+    snippet = response.body.decode()
+    assert segment_settings(snippet) == ("WRITE_KEY", "localhost:8000/v1", "http")
+    assert "npm install @segment/analytics-next@" in snippet
+    assert snippet.index('<script src="') < snippet.index("AnalyticsNext.AnalyticsBrowser.load(")
+
+
+def test_without_the_report_key_the_segment_snippet_holds_a_placeholder_not_the_write_key(keyed):
+    snippet = keyed.http.get("/snippet?kind=segment&namespace=web", headers={"host": "ab.example.com"}).body.decode()
+
+    assert WRITE_KEY not in snippet
+    assert "Replace WRITE_KEY" in snippet
+
+
+def test_with_the_report_key_the_segment_snippet_carries_the_namespaces_write_key(keyed):
+    response = keyed.http.get("/snippet?kind=segment&namespace=web",
+                              headers={"host": "ab.example.com", "x-api-key": REPORT_KEY, "accept": "application/json"})
+
+    body = json.loads(response.body)
+    assert (body["kind"], body["namespace"], body["api_host"], body["protocol"], body["write_key_included"]) == (
+        "segment", "web", "ab.example.com/v1", "http", True)
+    assert segment_settings(body["snippet"])[0] == WRITE_KEY
+
+
+def test_a_wrong_report_key_is_403_and_a_namespace_without_a_write_key_is_404_naming_it(keyed):
+    wrong = keyed.http.get("/snippet?kind=segment&namespace=web", headers={"host": "ab.example.com", "x-api-key": "nope"})
+    keyless = keyed.http.get("/snippet?kind=segment&namespace=shop",
+                             headers={"host": "ab.example.com", "x-api-key": REPORT_KEY})
+
+    assert wrong.status_code == 403
+    assert keyless.status_code == 404
+    assert json.loads(keyless.body)["parameter"] == "namespace"
+    assert "'shop'" in json.loads(keyless.body)["error"]
+
+
+def test_the_segment_snippets_namespace_defaults_to_the_local_write_keys(client):
+    response = client.http.get("/snippet?kind=segment", headers={"host": "localhost:8000", "accept": "application/json"})
+
+    assert json.loads(response.body)["namespace"] == "default"
+
+
+def test_an_unknown_kind_is_a_400_naming_kind(client):
+    response = client.http.get("/snippet?kind=gtm", headers={"host": "ab.example.com"})
+
+    assert response.status_code == 400
+    assert json.loads(response.body)["parameter"] == "kind"
+
+
+def test_deployed_the_segment_snippet_uses_https_and_the_stage_prefix():
+    event = api_gateway_event("GET", "/api/snippet", "/snippet", "api",
+                              {"Host": "abc123.execute-api.eu-west-1.amazonaws.com", "X-Forwarded-Proto": "https"},
+                              {"namespace": "web", "kind": "segment"})
+
+    response = invoke_deployed(event)
+
+    assert response["statusCode"] == 200
+    assert segment_settings(response["body"])[1:] == ("abc123.execute-api.eu-west-1.amazonaws.com/api/v1", "https")
+
+
+def test_with_a_front_door_the_segment_snippet_sends_to_its_v1(monkeypatch, client):
+    monkeypatch.setenv("DALET_TRACK_URL", "https://xyz.lambda-url.eu-west-1.on.aws/track")
+    from chalicelib import runtime
+
+    runtime.shutdown()
+    response = client.http.get("/snippet?kind=segment", headers={"host": "ab.example.com"})
+
+    assert segment_settings(response.body.decode())[1:] == ("xyz.lambda-url.eu-west-1.on.aws/v1", "https")
+
+
+def test_a_hostile_namespace_cannot_close_the_segment_snippets_comment_or_script():
+    from chalicelib.ingest.snippet import render_segment_snippet
+
+    hostile = '--> "); alert(1); //</script><script>alert(2)</script>'
+
+    snippet = render_segment_snippet("ab.example.com/v1", "https", hostile, None)
+
+    assert snippet.count("-->") == 1
+    assert len(scripts_in(snippet)) == 2
+    assert segment_settings(scripts_in(snippet)[1]) == ("WRITE_KEY", "ab.example.com/v1", "https")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Mapping
 
-from chalicelib.auth import local_key
+from chalicelib.auth import API_KEY_HEADER, check_api_key, local_key
 from chalicelib.config import Settings
 
 LOCAL_KEY_FILE = "write_key"
@@ -50,3 +51,27 @@ def namespace_for(key: str | None, settings: Settings) -> str | None:
     if not key:
         return None
     return write_keys(settings).get(key)
+
+
+class NoWriteKey(LookupError):
+    """No write key sends to the namespace asked for."""
+
+
+def key_for_namespace(namespace: str, settings: Settings) -> str:
+    """A write key that sends to `namespace` (the first configured); NoWriteKey if there is none."""
+    for key, key_namespace in write_keys(settings).items():
+        if key_namespace == namespace:
+            return key
+    raise NoWriteKey(f"no write key sends to namespace {namespace!r} (DALET_WRITE_KEYS names them)")
+
+
+def disclosed_write_key(namespace: str, headers: Mapping[str, str], settings: Settings) -> str | None:
+    """For /snippet: the namespace's write key to a caller holding the report API key, None to anyone else.
+
+    Any page can read a write key, but a namespace sent to only from servers keeps its key private:
+    an anonymous caller gets a placeholder. A wrong key raises auth.WrongApiKey (403), as on reports.
+    """
+    if not headers.get(API_KEY_HEADER):
+        return None
+    check_api_key(headers, settings)
+    return key_for_namespace(namespace, settings)
