@@ -2,6 +2,7 @@
 reopened, reopened no sooner than its backoff allows, and nothing it had committed lost."""
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -117,8 +118,8 @@ def test_the_fault_note_holds_a_running_servers_fault_until_it_recovers(tmp_path
 def test_a_fault_noted_by_a_server_that_is_gone_is_not_read(tmp_path):
     finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     gone = int(finished.stdout)
-    (tmp_path / "warehouse.fault").write_text(
-        f'{{"pid": {gone}, "since": "{FAULT.since.isoformat()}", "cause": "x", "retry_at": "{FAULT.retry_at.isoformat()}"}}')
+    (tmp_path / "warehouse.fault").write_text(json.dumps(
+        {"pid": gone, "since": FAULT.since.isoformat(), "cause": "x", "retry_at": FAULT.retry_at.isoformat()}))
     assert read_fault_note(tmp_path / "warehouse.fault") is None
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from chalicelib.config import DEFAULT_WAREHOUSE_REOPEN_FIRST_SECONDS, DEFAULT_WAREHOUSE_REOPEN_LONGEST_SECONDS
 from chalicelib.storage.writer import TransientWarehouseError
 
 log = logging.getLogger("dalet.warehouse")
@@ -30,8 +31,8 @@ MAX_CAUSE_CHARACTERS = 500     # escaped, it still fits NOTE_BYTES
 @dataclass(frozen=True)
 class Backoff:
     """The delay before the n-th reopening attempt: `first`, doubled per failure, at most `longest` seconds."""
-    first: float = 1.0
-    longest: float = 15.0
+    first: float = DEFAULT_WAREHOUSE_REOPEN_FIRST_SECONDS
+    longest: float = DEFAULT_WAREHOUSE_REOPEN_LONGEST_SECONDS
 
     def delay(self, failures: int) -> float:
         return min(self.first * 2 ** max(failures - 1, 0), self.longest)
@@ -109,7 +110,8 @@ def read_fault_note(path: Path) -> WarehouseFault | None:
     note = json.loads(text)
     if not _running(int(note["pid"])):
         return None
-    return WarehouseFault(datetime.fromisoformat(note["since"]), note["cause"], datetime.fromisoformat(note["retry_at"]))
+    return WarehouseFault(datetime.fromisoformat(note["since"]), note["cause"],
+                          datetime.fromisoformat(note["retry_at"]))
 
 
 def _running(pid: int) -> bool:
