@@ -36,6 +36,17 @@ DEFAULT_PARK_AFTER_SECONDS = 3600
 # Below the trigger's MaximumRecordAgeInSeconds (6 h, dalet_ops/infrastructure.py), with an
 # hour to spare for the trigger's retries, or the trigger would give up before the writer parks.
 MAX_PARK_AFTER_SECONDS = 5 * 3600
+# Locally, after a fatal DuckDB error (a checkpoint that met a full disk) the warehouse is reopened
+# first after this many seconds, the delay doubling per failed attempt up to the longest. The longest
+# is capped so that the warehouse is back within a minute of the cause going away.
+DEFAULT_WAREHOUSE_REOPEN_FIRST_SECONDS = 1
+DEFAULT_WAREHOUSE_REOPEN_LONGEST_SECONDS = 15
+MAX_WAREHOUSE_REOPEN_SECONDS = 45
+# DuckDB folds its write-ahead log into the warehouse file once the log reaches this size (its
+# checkpoint_threshold, 16 MiB by default); the fold needs about that much free disk. A fold that
+# fails takes the warehouse down until it is reopened; on a small disk, a smaller size needs less room.
+DEFAULT_WAREHOUSE_CHECKPOINT_MB = 16
+MAX_WAREHOUSE_CHECKPOINT_MB = 1024
 
 
 class ConfigError(RuntimeError):
@@ -60,6 +71,9 @@ class Settings:
     log_level: str = DEFAULT_LOG_LEVEL
     failure_queue_url: str | None = None    # cloud: the SQS queue the writer parks records in
     park_after_seconds: int = DEFAULT_PARK_AFTER_SECONDS
+    warehouse_reopen_first_seconds: int = DEFAULT_WAREHOUSE_REOPEN_FIRST_SECONDS     # local only
+    warehouse_reopen_longest_seconds: int = DEFAULT_WAREHOUSE_REOPEN_LONGEST_SECONDS
+    warehouse_checkpoint_mb: int = DEFAULT_WAREHOUSE_CHECKPOINT_MB
 
     @property
     def is_local(self) -> bool:
@@ -183,6 +197,28 @@ def _park_after_seconds(env: Mapping[str, str]) -> int:
                           "the writer's trigger gives up on a batch at 6 h")
 
 
+def _warehouse_reopen_seconds(env: Mapping[str, str]) -> tuple[int, int]:
+    why = "the warehouse must be back within a minute of the cause going away"
+    first = _whole_seconds(env, "DALET_WAREHOUSE_REOPEN_FIRST_SECONDS", DEFAULT_WAREHOUSE_REOPEN_FIRST_SECONDS,
+                           MAX_WAREHOUSE_REOPEN_SECONDS, why)
+    longest = _whole_seconds(env, "DALET_WAREHOUSE_REOPEN_LONGEST_SECONDS", DEFAULT_WAREHOUSE_REOPEN_LONGEST_SECONDS,
+                             MAX_WAREHOUSE_REOPEN_SECONDS, why)
+    if first > longest:
+        raise ConfigError(f"DALET_WAREHOUSE_REOPEN_FIRST_SECONDS ({first}) must not exceed "
+                          f"DALET_WAREHOUSE_REOPEN_LONGEST_SECONDS ({longest})")
+    return first, longest
+
+
+def _warehouse_checkpoint_mb(env: Mapping[str, str]) -> int:
+    value = _get(env, "DALET_WAREHOUSE_CHECKPOINT_MB")
+    if value is None:
+        return DEFAULT_WAREHOUSE_CHECKPOINT_MB
+    if not value.isdigit() or not 1 <= int(value) <= MAX_WAREHOUSE_CHECKPOINT_MB:
+        raise ConfigError(f"DALET_WAREHOUSE_CHECKPOINT_MB must be a whole number of MiB from 1 to "
+                          f"{MAX_WAREHOUSE_CHECKPOINT_MB}, got {value!r}")
+    return int(value)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     backend = (_get(env, "DALET_BACKEND") or BACKEND_LOCAL).lower()
@@ -190,6 +226,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(
             f"DALET_BACKEND must be one of {', '.join(BACKENDS)}, got {backend!r}"
         )
+    reopen_first, reopen_longest = _warehouse_reopen_seconds(env)
     settings = Settings(
         backend=backend,
         data_dir=Path(_get(env, "DALET_DATA_DIR") or DEFAULT_DATA_DIR).absolute(),
@@ -207,6 +244,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=_log_level(env),
         failure_queue_url=_failure_queue_url(env),
         park_after_seconds=_park_after_seconds(env),
+        warehouse_reopen_first_seconds=reopen_first,
+        warehouse_reopen_longest_seconds=reopen_longest,
+        warehouse_checkpoint_mb=_warehouse_checkpoint_mb(env),
     )
     if backend == BACKEND_AWS:
         _require_aws_settings(env)

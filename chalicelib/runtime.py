@@ -23,6 +23,7 @@ _stream_handler: list[Callable[[dict[str, Any], Any], Any]] = []
 
 STREAM_FILE = "stream.sqlite3"
 WAREHOUSE_FILE = "warehouse.duckdb"
+WAREHOUSE_FAULT_FILE = "warehouse.fault"     # the running server's note of a warehouse fault, for `status`
 
 
 class BackendUnavailable(RuntimeError):
@@ -132,14 +133,15 @@ def start_local_pipeline() -> None:
     with _lock:
         if "consumer" in _state:
             return
-        from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
         from chalicelib.ingest.local_stream import LocalConsumer, LocalStream
+        from chalicelib.storage.warehouse_health import FaultNote
 
         current = settings()
         try:
             current.data_dir.mkdir(parents=True, exist_ok=True)
             stream = LocalStream(current.data_dir / STREAM_FILE, current.stream_name)
-            store = DuckDBWarehouse(current.data_dir / WAREHOUSE_FILE)
+            fault_note = FaultNote(current.data_dir / WAREHOUSE_FAULT_FILE)
+            store = _local_warehouse(current, fault_note)
         except Exception as error:
             raise BackendUnavailable(
                 f"cannot open the local data folder {current.data_dir} (DALET_DATA_DIR): {error}"
@@ -147,9 +149,20 @@ def start_local_pipeline() -> None:
         if not _stream_handler:
             raise BackendUnavailable("no Kinesis handler registered: import app.py first")
         consumer = LocalConsumer(stream, _stream_handler[0])
-        _state.update(local_stream=stream, warehouse=store, consumer=consumer)
+        _state.update(local_stream=stream, warehouse=store, consumer=consumer, fault_note=fault_note)
         consumer.start()
         log.info("local pipeline started in %s", current.data_dir)
+
+
+def _local_warehouse(current: config.Settings, fault_note: Any) -> Any:
+    """The DuckDB warehouse, reopened after a fatal error as the settings pace it, its faults noted for `status`."""
+    from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
+    from chalicelib.storage.warehouse_health import Backoff
+
+    return DuckDBWarehouse(current.data_dir / WAREHOUSE_FILE,
+                           reopen=Backoff(current.warehouse_reopen_first_seconds,
+                                          current.warehouse_reopen_longest_seconds),
+                           checkpoint_mb=current.warehouse_checkpoint_mb, on_fault=fault_note.record)
 
 
 def shutdown(drain_seconds: float = 0.0) -> None:
@@ -166,7 +179,7 @@ def shutdown(drain_seconds: float = 0.0) -> None:
         # Outside the lock: the consumer may be inside the handler, waiting for runtime.warehouse().
         consumer.stop()
     with _lock:
-        for opened in (_state.get("warehouse"), _state.get("local_stream")):
+        for opened in (_state.get("warehouse"), _state.get("local_stream"), _state.get("fault_note")):
             if opened is not None and hasattr(opened, "close"):
                 opened.close()
         _state.clear()

@@ -9,6 +9,7 @@
 - the newest event in the warehouse (its received_at);
 - locally, the server: DuckDB lets one process open the warehouse file, so while `make run`
   holds it the two warehouse readings are asked of that server (dalet_ops/running_server.py).
+- locally, while the running server's warehouse is down: since when, why, and when it is reopened.
 
 Each reading is taken on its own: one that cannot be taken says why, and the others are
 still printed. Nothing is created or changed.
@@ -154,11 +155,17 @@ NO_SERVER = Reading("server", "none running on this data folder (make run starts
 
 def local_status(settings: Settings, now: datetime, ask_server: AskServer | None = None) -> list[Reading]:
     """`ask_server`: the warehouse readings from the running server, asked when it holds the file."""
-    from chalicelib.runtime import STREAM_FILE, WAREHOUSE_FILE
+    from chalicelib.runtime import STREAM_FILE, WAREHOUSE_FAULT_FILE, WAREHOUSE_FILE
+    from chalicelib.storage.warehouse_health import read_fault_note
 
     stream_file, warehouse_file = settings.data_dir / STREAM_FILE, settings.data_dir / WAREHOUSE_FILE
     readings = [_taken("stream lag", lambda: local_backlog(stream_file, settings.stream_name, now)),
                 Reading("parked batches", "none: the embedded consumer retries a failing batch until it is written")]
+    fault = read_fault_note(settings.data_dir / WAREHOUSE_FAULT_FILE)
+    if fault is not None:     # the running server's warehouse is down: leave the file to its reopening
+        down = "not read: the server's warehouse is down (see above)"
+        return readings + [Reading("warehouse", f"{fault.describe()} (the server retries by itself)", attention=True),
+                           Reading("dead letters", down, failed=True), Reading("newest event", down, failed=True)]
     if not warehouse_file.exists():
         missing = f"no warehouse yet ({warehouse_file}): nothing written"
         return readings + [Reading("dead letters", missing), Reading("newest event", missing), NO_SERVER]

@@ -11,8 +11,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+# Settings of the test run itself, not of the app (see tests/tmpfs.py).
+TEST_RUN_SETTINGS = {"DALET_ALLOW_NO_TMPFS"}
 for _name in list(os.environ):
-    if _name.startswith("DALET_"):
+    if _name.startswith("DALET_") and _name not in TEST_RUN_SETTINGS:
         del os.environ[_name]
 
 

@@ -23,6 +23,7 @@ import duckdb
 import pytest
 
 from tests.local_server import PROJECT_DIR, LocalServer, local_servers, wait_until  # noqa: F401
+from tests.tmpfs import fill_up, mounted_tmpfs
 
 EVENT = {"namespace": "e2e", "experiment": "my a/b test", "variant": "A", "event": "participate"}
 API_KEY = "end-to-end-key"
@@ -246,28 +247,9 @@ def test_track_answers_503_and_logs_dalet_data_dir_when_the_folder_is_unusable(l
 
 @pytest.fixture
 def tiny_disk(tmp_path) -> Iterator[Path]:
-    """A 4 MiB tmpfs, so the data folder can really run out of space (needs mount rights)."""
-    mount_point = tmp_path / "data"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    """A 4 MiB tmpfs, so the data folder can really run out of space (see tests/tmpfs.py)."""
+    with mounted_tmpfs(tmp_path / "data", "4m") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def fill_up(path: Path) -> None:
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT)
-    try:
-        while True:
-            os.write(descriptor, b"\0" * 65536)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def test_a_full_disk_answers_503_and_loses_nothing_it_acknowledged(local_servers, tiny_disk):

@@ -16,6 +16,7 @@ from chalicelib import google_credentials, runtime
 from chalicelib.reports import queries
 from chalicelib.reports.queries import Target
 from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
+from chalicelib.storage.warehouse_health import WarehouseFault
 from dalet_ops import cli
 from tests.aws_moto import aws  # noqa: F401
 from tests.bigquery_standin import Query, QueryAnswer, bigquery_standin  # noqa: F401
@@ -35,7 +36,7 @@ def run(capsys, *arguments: str) -> tuple[int, dict[str, str]]:
     output = capsys.readouterr()
     lines = {}
     for line in (output.out + output.err).splitlines():
-        for name in ("stream lag", "parked batches", "dead letters", "newest event", "server"):
+        for name in ("stream lag", "parked batches", "dead letters", "newest event", "server", "warehouse"):
             if line[4:].startswith(name):
                 lines[name] = line
     return code, lines
@@ -255,6 +256,25 @@ def test_status_says_when_no_server_runs(client, capsys):
     code, lines = run(capsys, "status")
 
     assert code == 0 and "none running" in lines["server"]
+
+
+def test_while_the_servers_warehouse_is_down_status_shows_the_fault_and_leaves_the_file_alone(client, capsys):
+    track(client, event("checkout", "red", "participate", "u1"))
+    wait_until_written()
+    since = datetime.now(timezone.utc)
+    runtime._state["fault_note"].record(WarehouseFault(since, "FatalException: No space left on device",
+                                                       since + timedelta(seconds=4)))
+
+    code, lines = run(capsys, "status")
+
+    assert code == 1
+    assert lines["warehouse"].startswith("!!") and "down since" in lines["warehouse"]
+    assert "No space left on device" in lines["warehouse"]
+    assert f"next reopening attempt at {since + timedelta(seconds=4):%H:%M:%S} UTC" in lines["warehouse"]
+    assert lines["dead letters"].startswith("??") and "warehouse is down" in lines["dead letters"]
+    runtime._state["fault_note"].record(None)          # recovered: no fault line any more
+    code, lines = run(capsys, "status")
+    assert "warehouse" not in lines
 
 
 def test_a_fresh_data_folder_reads_nothing_tracked_yet(data_dir, capsys):

@@ -5,10 +5,13 @@ backend, never by the Lambda package.
 """
 from __future__ import annotations
 
+import logging
 import threading
-from datetime import datetime
+import time
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -16,7 +19,17 @@ import pyarrow as pa
 from chalicelib.reports import queries
 from chalicelib.ingest.events import StoredEvent, parse_timestamp
 from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, TABLES, Table, duckdb_ddl, duckdb_migration
+from chalicelib.storage.warehouse_health import Backoff, WarehouseDown, WarehouseFault
 from chalicelib.storage.writer import DeadLetter, RowRejection, TransientWarehouseError
+
+log = logging.getLogger("dalet.warehouse")
+
+# DuckDB invalidates the whole database after these (a failed checkpoint, an internal error): the
+# connection is useless until reopened. ConnectionException: another thread closed it for that reason.
+FATAL_ERRORS = (duckdb.FatalException, duckdb.InternalException, duckdb.ConnectionException)
+# A statement failed but the database is intact (a full disk refusing a commit or a spill).
+PASSING_ERRORS = (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.TransactionException)
+DUCKDB_CHECKPOINT_MB = 16    # DuckDB's own default checkpoint_threshold
 
 _ARROW_TYPES = {
     "STRING": pa.string(),
@@ -67,33 +80,120 @@ class DuckDBWarehouse:
     # The primary key stores each identity once, so COUNT(*) equals COUNT(DISTINCT uuid).
     unique_identities = True
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, reopen: Backoff = Backoff(), checkpoint_mb: int = DUCKDB_CHECKPOINT_MB,
+                 on_fault: Callable[[WarehouseFault | None], None] | None = None):
+        """Open the file (an error here is raised as is); `reopen` paces reopening after a fatal error,
+        `on_fault` hears each fault and the recovery (None)."""
         self.path = str(path)
-        self._db = duckdb.connect(self.path)
-        self._db.execute("SET TimeZone='UTC'")
-        self._write_lock = threading.RLock()
-        for table in TABLES:
-            self._db.execute(duckdb_ddl(table))
-            self._migrate(table)
-        # This process is the file's only writer, so it can keep the tombstones in memory.
-        self._deleted_until: dict[tuple[str, str], datetime] = {
-            (namespace, experiment): deleted_at for namespace, experiment, deleted_at in self._db.execute(
-                f"SELECT namespace, experiment, MAX(deleted_at) FROM {DELETIONS.name} GROUP BY ALL").fetchall()
-        }
+        self._reopen = reopen
+        self._checkpoint_mb = checkpoint_mb
+        self._on_fault = on_fault
+        self._write_lock = threading.RLock()    # also held to take the connection down and to reopen it
+        self._fault: WarehouseFault | None = None
+        self._failures = 0                       # faults since the last successful write
+        self._next_attempt = 0.0                 # time.monotonic() of the next reopening attempt
+        self._closed = False
+        self._db = self._open()
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        db = duckdb.connect(self.path)
+        try:
+            db.execute("SET TimeZone='UTC'")
+            db.execute(f"SET checkpoint_threshold='{int(self._checkpoint_mb)}MiB'")
+            for table in TABLES:
+                db.execute(duckdb_ddl(table))
+                self._migrate(db, table)
+            # This process is the file's only writer, so it can keep the tombstones in memory.
+            self._deleted_until: dict[tuple[str, str], datetime] = {
+                (namespace, experiment): deleted_at for namespace, experiment, deleted_at in db.execute(
+                    f"SELECT namespace, experiment, MAX(deleted_at) FROM {DELETIONS.name} GROUP BY ALL").fetchall()
+            }
+        except BaseException:
+            db.close()
+            raise
         # Tombstoned experiments whose hidden rows may still be stored (see _purge_before_reuse).
         self._maybe_unpurged: set[tuple[str, str]] = set(self._deleted_until)
+        return db
 
-    def _migrate(self, table: Table) -> None:
+    @property
+    def fault(self) -> WarehouseFault | None:
+        """Why the warehouse is down, or None while it is up."""
+        return self._fault
+
+    def _connection(self) -> duckdb.DuckDBPyConnection:
+        """The open connection; while down, reopen it if the backoff allows, else raise WarehouseDown."""
+        db = self._db
+        if db is not None:
+            return db
+        with self._write_lock:
+            if self._db is None:
+                self._db = self._reopened()
+            return self._db
+
+    def _reopened(self) -> duckdb.DuckDBPyConnection:
+        if self._closed or self._fault is None:     # no fault: closed, not taken down
+            raise WarehouseDown(WarehouseFault(_utc_now(), "the warehouse is closed", _utc_now()))
+        if time.monotonic() < self._next_attempt:
+            raise WarehouseDown(self._fault)
+        try:
+            db = self._open()
+        except Exception as error:  # noqa: BLE001 - whatever stops the reopening, retry later
+            log.warning("could not reopen the warehouse %s: %s", self.path, _cause(error))
+            raise self._failed(self._fault.since, error) from error
+        log.warning("reopened the warehouse %s, down since %s", self.path, f"{self._fault.since:%H:%M:%S} UTC")
+        self._fault = None
+        if self._on_fault is not None:
+            self._on_fault(None)
+        return db
+
+    def _take_down(self, db: duckdb.DuckDBPyConnection, error: Exception) -> WarehouseDown:
+        """Close the connection `error` came from (once, if it is still the current one); the error to raise."""
+        with self._write_lock:
+            if self._db is not db:     # another thread took it down already, or reopened it since
+                return WarehouseDown(self._fault or WarehouseFault(_utc_now(), _cause(error), _utc_now()))
+            self._db = None
+            try:
+                db.close()
+            except duckdb.Error:
+                pass
+            down = self._failed(_utc_now(), error)
+            log.error("the warehouse %s failed and is closed until reopened: %s", self.path, down)
+            return down
+
+    def _failed(self, since: datetime, error: Exception) -> WarehouseDown:
+        """Count a failure and schedule the next reopening attempt; the WarehouseDown to raise."""
+        self._failures += 1
+        delay = self._reopen.delay(self._failures)
+        self._next_attempt = time.monotonic() + delay
+        self._fault = WarehouseFault(since, _cause(error), _utc_now() + timedelta(seconds=delay))
+        if self._on_fault is not None:
+            self._on_fault(self._fault)
+        return WarehouseDown(self._fault)
+
+    @contextmanager
+    def _guarded(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection; a fatal error under it takes the connection down and is raised as WarehouseDown."""
+        db = self._connection()
+        try:
+            yield db
+        except FATAL_ERRORS as error:
+            raise self._take_down(db, error) from error
+
+    @staticmethod
+    def _migrate(db: duckdb.DuckDBPyConnection, table: Table) -> None:
         """Bring a table an older Dalet wrote up to today's schema, keeping its rows."""
-        existing = {name: nullable == "YES" for name, nullable in self._db.execute(
+        existing = {name: nullable == "YES" for name, nullable in db.execute(
             "SELECT column_name, is_nullable FROM information_schema.columns WHERE table_name = ?",
             [table.name]).fetchall()}
         for statement in duckdb_migration(table, existing):
-            self._db.execute(statement)
+            db.execute(statement)
 
     def close(self) -> None:
         with self._write_lock:
-            self._db.close()
+            self._closed = True
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     def insert_events(self, events: Sequence[StoredEvent]) -> list[RowRejection]:
         with self._write_lock:
@@ -154,28 +254,30 @@ class DuckDBWarehouse:
         already keeps one copy per identity within a batch). A key conflict rolls the statement
         back, and the rows go in again with INSERT OR IGNORE.
         """
-        with self._write_lock:
-            cursor = self._db.cursor()
+        with self._write_lock, self._guarded() as db:
+            cursor = db.cursor()
             try:
                 cursor.register("incoming_rows", rows)
                 try:
                     cursor.execute(f"INSERT INTO {table_name} BY NAME SELECT * FROM incoming_rows")
                 except duckdb.ConstraintException:
                     cursor.execute(f"INSERT OR IGNORE INTO {table_name} BY NAME SELECT * FROM incoming_rows")
-            except (duckdb.IOException, duckdb.OutOfMemoryException, duckdb.TransactionException) as error:
+            except PASSING_ERRORS as error:
                 # TransactionException: the commit failed, e.g. "No space left on device" writing the WAL.
                 raise TransientWarehouseError(f"DuckDB could not write: {error}") from error
             finally:
                 cursor.close()
+            self._failures = 0
 
     def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> None:
         """Run a statement that changes data (serialised with the writer)."""
-        with self._write_lock:
-            cursor = self._db.cursor()
+        with self._write_lock, self._guarded() as db:
+            cursor = db.cursor()
             try:
                 cursor.execute(sql, params)
             finally:
                 cursor.close()
+            self._failures = 0
 
     def check_reachable(self, timeout: float) -> None:
         """Raise if the file cannot be queried (GET /health). `timeout`: the caller bounds the wait."""
@@ -183,11 +285,24 @@ class DuckDBWarehouse:
 
     def fetch(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> list[dict[str, Any]]:
         """Run a read-only query; rows as dicts."""
-        cursor = self._db.cursor()
-        try:
-            cursor.execute("SET TimeZone='UTC'")
-            result = cursor.execute(sql, params)
-            names = [column[0] for column in result.description]
-            return [dict(zip(names, row)) for row in result.fetchall()]
-        finally:
-            cursor.close()
+        with self._guarded() as db:
+            cursor = db.cursor()
+            try:
+                cursor.execute("SET TimeZone='UTC'")
+                result = cursor.execute(sql, params)
+                names = [column[0] for column in result.description]
+                return [dict(zip(names, row)) for row in result.fetchall()]
+            except PASSING_ERRORS as error:
+                # e.g. a large query spilling to a full disk; the next one may well work.
+                raise TransientWarehouseError(f"DuckDB could not read: {error}") from error
+            finally:
+                cursor.close()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _cause(error: BaseException) -> str:
+    """The first line of a DuckDB error (the rest repeats the original error at length)."""
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
