@@ -116,6 +116,18 @@ def experiment_results(experiment):
     return _experiments().experiment_results(runtime.warehouse(), namespace, name, **common)
 
 
+def _plans():
+    from chalicelib.reports import plans
+
+    return plans
+
+
+@app.route("/plan", methods=["GET"], cors=CORS)
+@report_route(app)
+def experiment_plan():
+    return _plans().plan_answer(**report_api.plan_parameters(_query()))
+
+
 @app.route("/experiments/{experiment}/daily", methods=["GET"], cors=CORS)
 @report_route(app)
 def experiment_daily(experiment):
