@@ -109,11 +109,20 @@ def experiment_results(experiment):
                   weights=report_api.weights(query), window=report_api.window(query),
                   correction=report_api.correction(query), dimension=report_api.dimension(query, source))
     name, namespace = report_api.experiment_from_path(experiment), report_api.namespace(query)
+    verdict_options = report_api.verdict_options(query)
     if source == report_api.SEGMENT_SOURCE:
-        return _segment_results().experiment_results(runtime.warehouse(), namespace, name,
+        view = _segment_results().experiment_results(runtime.warehouse(), namespace, name,
                                                      goals=report_api.goals(query),
                                                      value=report_api.value_property(query), **common)
-    return _experiments().experiment_results(runtime.warehouse(), namespace, name, **common)
+    else:
+        view = _experiments().experiment_results(runtime.warehouse(), namespace, name, **common)
+    return _verdict().with_verdict(runtime.warehouse(), view, window=common["window"], **verdict_options)
+
+
+def _verdict():
+    from chalicelib.reports import verdict
+
+    return verdict
 
 
 def _plans():

@@ -347,3 +347,49 @@ def single_or_none(params: Mapping[str, str] | None, name: str) -> str | None:
         return single(params, name)
     except BadParameter:
         return "repeated"
+
+
+# ---- the verdict's parameters (results) ------------------------------------------------------
+
+VERDICT_MODES = ("sequential", "fixed")
+
+
+def mode(params: Mapping[str, str] | None) -> str:
+    """`mode=sequential|fixed`: which figures the decision reads (default sequential)."""
+    chosen = (single(params, "mode") or VERDICT_MODES[0]).strip().lower()
+    if chosen not in VERDICT_MODES:
+        raise bad_parameter("mode", f"must be {' or '.join(VERDICT_MODES)} (got {single(params, 'mode')!r})")
+    return chosen
+
+
+def guardrails(params: Mapping[str, str] | None) -> list[str]:
+    """`guardrails=Order Completed,Refund`: goal names, each once (checked against the goals by the verdict)."""
+    text = single(params, "guardrails")
+    if text is None:
+        return []
+    names = [name.strip() for name in text.split(",")]
+    if any(not name for name in names):
+        raise bad_parameter("guardrails", f"must be comma-separated goal names (got {text!r})")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise bad_parameter("guardrails", f"names {', '.join(map(repr, duplicates))} more than once")
+    return names
+
+
+def minimum_detectable_effect(params: Mapping[str, str] | None) -> float | None:
+    """`mde=0.1`: the smallest relative change the keep-running estimate plans for (default 10%)."""
+    problems: dict[str, str] = {}
+    effect = _number(params, "mde", "a positive relative change, like 0.1 for 10%", lambda x: 0 < x < 100, problems)
+    if problems:
+        raise bad_parameter("mde", problems["mde"])
+    return effect
+
+
+def verdict_options(params: Mapping[str, str] | None) -> dict[str, Any]:
+    """The verdict's parameters: `primary=`, `guardrails=`, `mode=`, `mde=`."""
+    options: dict[str, Any] = {"primary": single(params, "primary"), "guardrails": guardrails(params),
+                               "mode": mode(params)}
+    effect = minimum_detectable_effect(params)
+    if effect is not None:
+        options["minimum_detectable_effect"] = effect
+    return options
