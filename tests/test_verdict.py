@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
 
-from chalicelib.reports import decision, stats
+from chalicelib.reports import decision, segment_results, stats, verdict
+from chalicelib.reports.queries import ALL_TIME
 from chalicelib.reports.stats.planning import Baseline, PlanRequest, plan
+from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
 from tests.helpers import KEY_HEADER, event, report_client, track, wait_until_written  # noqa: F401
+from tests.segment_rows import exposure, track as segment_track
 
 
 def experiment(name: str, arms: dict[str, tuple[int, dict[str, int]]]) -> list[dict[str, Any]]:
@@ -173,3 +177,27 @@ def test_no_participants_and_no_goals_are_no_data():
     empty = {**view_of(SIGNIFICANT), "variants": [], "goals": []}
     assert decision.decide(empty, primary=None)["verdict"] == "no_data"
     assert decision.decide({**view_of(SIGNIFICANT), "goals": []}, primary=None)["reasons"][0]["code"] == "no_goals"
+
+
+# ---- today's traffic, and Segment's multiple exposures --------------------------------------------
+
+def test_segment_traffic_runs_from_the_first_to_the_last_exposure_and_many_multiple_exposures_mean_dont_trust(
+        tmp_path):
+    def at(day: int) -> datetime:
+        return datetime(2024, 5, day, 12, tzinfo=timezone.utc)
+
+    store = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    try:
+        rows = [exposure("exp", variant, f"{variant}{n}", at(1 + n % 5)) for variant in ("a", "b") for n in range(50)]
+        rows += [segment_track("Buy", f"a{n}", at(6)) for n in range(5)]
+        store.insert_events(rows)
+        view = segment_results.experiment_results(store, "default", "exp", goals=["Buy"])
+        assert verdict.participants_per_day(store, view, ALL_TIME) == 100 / 4   # May 1 to May 5
+        assert verdict.with_verdict(store, view)["decision"]["verdict"] == "keep_running"
+        store.insert_events([exposure("exp", "b", "a0", at(2)), exposure("exp", "b", "a1", at(2))])   # 2% saw both
+        view = segment_results.experiment_results(store, "default", "exp", goals=["Buy"])
+        assert view["multiple_exposures"] == 2
+        assert verdict.with_verdict(store, view)["decision"]["reasons"] == [
+            {"code": "multiple_exposures", "text": "2.0% of participants saw more than one variant (above 1%)"}]
+    finally:
+        store.close()
