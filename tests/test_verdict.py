@@ -201,3 +201,36 @@ def test_segment_traffic_runs_from_the_first_to_the_last_exposure_and_many_multi
             {"code": "multiple_exposures", "text": "2.0% of participants saw more than one variant (above 1%)"}]
     finally:
         store.close()
+
+
+def test_breakdown_segments_carry_uplift_interval_and_p_corrected_across_segments(tmp_path):
+    from chalicelib.reports.dimensions import parse_dimension
+
+    def at(day: int) -> datetime:
+        return datetime(2024, 5, day, 12, tzinfo=timezone.utc)
+
+    store = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+    try:
+        rows, reached = [], {("free", "a"): 5, ("free", "b"): 15, ("pro", "a"): 10, ("pro", "b"): 11,
+                             ("team", "a"): 3, ("team", "b"): 2}
+        for (plan_name, variant), converted in reached.items():
+            for n in range(40):
+                user = f"{plan_name}-{variant}-{n}"
+                rows.append(exposure("exp", variant, user, at(1), properties={"plan": plan_name}))
+                if n < converted:
+                    rows.append(segment_track("Buy", user, at(2)))
+        store.insert_events(rows)
+        view = segment_results.experiment_results(store, "default", "exp", goals=["Buy"], correction="holm",
+                                                  dimension=parse_dimension("properties.plan"))
+        view = verdict.with_verdict(store, view, guardrails=())
+        segments = view["breakdown"]["segments"]
+        arms = [segment["goals"][0]["variants"][1] for segment in segments]
+        assert [segment["goals"][0]["variants"][0]["label"] for segment in segments] == ["a", "a", "a"]
+        assert all(arm["uplift"]["relative_ci"] is not None and arm["p_value"] is not None for arm in arms)
+        assert [arm["segments_p_value_adjusted"] for arm in arms] == stats.adjust_p_values(
+            [arm["p_value"] for arm in arms], "holm")
+        assert [arm["sequential"]["segments_p_value_adjusted"] for arm in arms] == stats.adjust_p_values(
+            [arm["sequential"]["p_value"] for arm in arms], "holm")
+        assert arms[0]["segments_p_value_adjusted"] > arms[0]["p_value"]
+    finally:
+        store.close()
