@@ -140,8 +140,17 @@ def experiment_plan():
 @app.route("/experiments/{experiment}/daily", methods=["GET"], cors=CORS)
 @report_route(app)
 def experiment_daily(experiment):
-    return _daily().experiment_daily(runtime.warehouse(), report_api.namespace(_query()),
-                                     report_api.experiment_from_path(experiment), report_api.window(_query()))
+    query = _query()
+    uplift_options = report_api.uplift_options(query)
+    daily = _daily().experiment_daily(runtime.warehouse(), report_api.namespace(query),
+                                      report_api.experiment_from_path(experiment), report_api.window(query))
+    return _daily_uplift().with_uplift(daily, **uplift_options)
+
+
+def _daily_uplift():
+    from chalicelib.reports import daily_uplift
+
+    return daily_uplift
 
 
 @app.route("/experiments/{experiment}", methods=["DELETE"], cors=CORS)

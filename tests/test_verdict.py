@@ -234,3 +234,45 @@ def test_breakdown_segments_carry_uplift_interval_and_p_corrected_across_segment
         assert arms[0]["segments_p_value_adjusted"] > arms[0]["p_value"]
     finally:
         store.close()
+
+
+# ---- /daily's cumulative uplift ---------------------------------------------------------------------
+
+def daily(client, name: str, **query: str) -> tuple[int, dict[str, Any]]:
+    reply = client.http.get(f"/experiments/{quote(name, safe='')}/daily?{urlencode(query)}", headers=KEY_HEADER)
+    return reply.status_code, json.loads(reply.body)
+
+
+def test_daily_carries_the_primary_goals_uplift_with_the_modes_interval(report_client):
+    track(report_client, *experiment("trend", {"control": (100, {"signup": 10, "buy": 1}),
+                                               "blue": (100, {"signup": 20, "buy": 2})}))
+    wait_until_written()
+    status, answer = daily(report_client, "trend")
+    assert status == 200, answer
+    comparison = stats.compare_rates(stats.Proportion(100, 10), stats.Proportion(100, 20), 0.95)
+    (day,) = answer["days"]
+    assert answer["uplift"] == {"goal": "signup", "control": "control", "mode": "sequential", "confidence": 0.95,
+                                "days": [{"day": day["day"], "variants": [
+                                    {"label": "blue", "relative": pytest.approx(1.0),
+                                     "relative_ci": list(comparison.sequential.relative_ci)}]}]}
+    fixed = daily(report_client, "trend", mode="fixed", primary="buy", confidence="0.9")[1]["uplift"]
+    buy = stats.compare_rates(stats.Proportion(100, 1), stats.Proportion(100, 2), 0.9)
+    assert fixed["goal"] == "buy" and fixed["days"][0]["variants"][0]["relative_ci"] == list(buy.fixed.relative_ci)
+    assert daily(report_client, "trend", primary="nope")[1]["parameter"] == "primary"
+    assert daily(report_client, "trend", mode="bayes")[1]["parameter"] == "mode"
+
+
+def test_the_daily_uplift_is_cumulative_and_null_while_control_has_no_successes():
+    from chalicelib.reports.daily_uplift import with_uplift
+
+    def day(name: str, control: tuple[int, int], blue: tuple[int, int]) -> dict[str, Any]:
+        return {"day": name, "variants": [
+            {"label": "blue", "participants": blue[0], "successes": {"signup": blue[1]}},
+            {"label": "control", "participants": control[0], "successes": {"signup": control[1]}}]}
+
+    view = {"variants": ["blue", "control"], "goals": ["signup"],
+            "days": [day("2024-05-01", (10, 0), (10, 1)), day("2024-05-02", (30, 3), (30, 6))]}
+    first, second = with_uplift(view, confidence=0.95)["uplift"]["days"]
+    assert first["variants"] == [{"label": "blue", "relative": None, "relative_ci": None}]
+    expected = stats.compare_rates(stats.Proportion(30, 3), stats.Proportion(30, 6), 0.95).sequential.relative_ci
+    assert second["variants"] == [{"label": "blue", "relative": pytest.approx(1.0), "relative_ci": list(expected)}]

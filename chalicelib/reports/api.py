@@ -393,3 +393,9 @@ def verdict_options(params: Mapping[str, str] | None) -> dict[str, Any]:
     if effect is not None:
         options["minimum_detectable_effect"] = effect
     return options
+
+
+def uplift_options(params: Mapping[str, str] | None) -> dict[str, Any]:
+    """/daily's uplift parameters: `primary=`, `mode=`, `confidence=`, `control=`."""
+    return {"primary": single(params, "primary"), "mode": mode(params), "confidence": confidence(params),
+            "control": single(params, "control")}
