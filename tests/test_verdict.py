@@ -276,3 +276,11 @@ def test_the_daily_uplift_is_cumulative_and_null_while_control_has_no_successes(
     assert first["variants"] == [{"label": "blue", "relative": None, "relative_ci": None}]
     expected = stats.compare_rates(stats.Proportion(30, 3), stats.Proportion(30, 6), 0.95).sequential.relative_ci
     assert second["variants"] == [{"label": "blue", "relative": pytest.approx(1.0), "relative_ci": list(expected)}]
+
+
+def test_the_default_primary_goal_is_the_non_guardrail_with_most_successes(report_client):
+    view = seeded(report_client, "guarded", {"control": (100, {"signup": 10, "order": 30}),
+                                             "blue": (100, {"signup": 11, "order": 29})}, guardrails="order")
+    assert (view["primary_goal"], view["guardrails"]) == ("signup", ["order"])
+    status, answer = results(report_client, "guarded", guardrails="order,signup")
+    assert status == 400 and answer["parameter"] == "guardrails"

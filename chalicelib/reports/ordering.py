@@ -15,16 +15,19 @@ def goal_successes(goal: Mapping[str, Any]) -> int:
     return sum(int(arm.get("successes") or 0) for arm in goal["variants"])
 
 
-def choose_primary(goals: Sequence[Mapping[str, Any]], requested: str | None) -> str | None:
-    """The requested goal; else the goal with the most successes (ties: the first name); None without goals."""
+def choose_primary(goals: Sequence[Mapping[str, Any]], requested: str | None,
+                   guardrails: Sequence[str] = ()) -> str | None:
+    """The requested goal; else the goal with the most successes that is not a guardrail (ties: the first
+    name); None without such a goal."""
     names = [goal["goal"] for goal in goals]
     if requested is not None:
         if requested not in names:
             raise BadParameter("primary", f"no goal named {requested!r} (goals: {', '.join(sorted(names)) or 'none'})")
         return requested
-    if not goals:
+    candidates = [goal for goal in goals if goal["goal"] not in guardrails]
+    if not candidates:
         return None
-    return min(goals, key=lambda goal: (-goal_successes(goal), goal["goal"]))["goal"]
+    return min(candidates, key=lambda goal: (-goal_successes(goal), goal["goal"]))["goal"]
 
 
 def check_guardrails(goals: Sequence[Mapping[str, Any]], guardrails: Sequence[str], primary: str | None) -> None:
@@ -35,6 +38,8 @@ def check_guardrails(goals: Sequence[Mapping[str, Any]], guardrails: Sequence[st
                                          f"(goals: {', '.join(sorted(names)) or 'none'})")
     if primary in guardrails:
         raise BadParameter("guardrails", f"{primary!r} is the primary goal; a guardrail is another goal")
+    if primary is None and guardrails:
+        raise BadParameter("guardrails", "names every goal: name the primary goal with primary=, or fewer guardrails")
 
 
 def order_view(view: dict[str, Any], primary: str | None, guardrails: Sequence[str]) -> None:

@@ -35,9 +35,11 @@ def plan_answer(*, baseline_rate: float | None, baseline_mean: float | None, bas
 
 
 def plan_json(answer: Plan) -> dict[str, Any]:
-    return {"alpha_per_comparison": answer.alpha_per_comparison,
+    tuning = answer.tuning_participants
+    return {"alpha_per_comparison": round(answer.alpha_per_comparison, 12),
             "fixed": horizon_json(answer.fixed),
-            "sequential": {**horizon_json(answer.sequential), "tuned_for_participants": answer.tuning_participants}}
+            "sequential": {**horizon_json(answer.sequential),
+                           "tuned_for_participants": int(tuning) if tuning == int(tuning) else tuning}}
 
 
 def horizon_json(horizon: Horizon) -> dict[str, Any]:

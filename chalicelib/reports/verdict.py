@@ -19,7 +19,7 @@ def with_verdict(warehouse: ReportWarehouse, view: dict[str, Any], *, window: Wi
                  primary: str | None = None, guardrails: Sequence[str] = (),
                  mode: decision.Mode = decision.DEFAULT_MODE,
                  minimum_detectable_effect: float = decision.DEFAULT_MINIMUM_DETECTABLE_EFFECT) -> dict[str, Any]:
-    chosen = ordering.choose_primary(view["goals"], primary)
+    chosen = ordering.choose_primary(view["goals"], primary, guardrails)
     ordering.check_guardrails(view["goals"], guardrails, chosen)
     ordering.order_view(view, chosen, guardrails)
     per_day = participants_per_day(warehouse, view, window)
