@@ -284,3 +284,30 @@ def test_the_default_primary_goal_is_the_non_guardrail_with_most_successes(repor
     assert (view["primary_goal"], view["guardrails"]) == ("signup", ["order"])
     status, answer = results(report_client, "guarded", guardrails="order,signup")
     assert status == 400 and answer["parameter"] == "guardrails"
+
+
+def test_a_variant_significantly_worse_on_the_primary_goal_is_stopped():
+    worse = {"uplift": {"relative": -0.2, "absolute": -0.02, "relative_ci": [-0.4, -0.05],
+                        "absolute_ci": [-0.04, -0.005]},
+             "p_value_adjusted": 0.01,
+             "sequential": {"p_value_adjusted": 0.2, "relative_ci": [-0.5, 0.1], "absolute_ci": [-0.05, 0.01]}}
+    fixed = decision.decide(view_of(worse), primary="signup", mode="fixed")
+    assert (fixed["verdict"], fixed["variant"]) == ("stop", "blue")
+    assert fixed["sentence"] == ("Stop blue: it lowers signup (the primary goal) by 20.0% "
+                                 "(95% interval -40.0% to -5.0%), checked at a fixed horizon.")
+    assert decision.decide(view_of(worse), primary="signup")["verdict"] == "keep_running"
+
+
+def test_keep_running_says_when_the_plans_participants_are_already_in_or_control_gives_nothing_to_plan_from():
+    neutral = {"uplift": {"relative": 0.01, "absolute": 0.001, "relative_ci": [-0.1, 0.1],
+                          "absolute_ci": [-0.01, 0.01]},
+               "p_value_adjusted": 0.9, "sequential": {"p_value_adjusted": 1.0, "relative_ci": [-0.2, 0.2]}}
+    view = view_of(neutral)
+    view["variants"] = [{"label": "control", "participants": 10**7}, {"label": "blue", "participants": 10**7}]
+    enough = decision.decide(view, primary="signup", participants_per_day=1000.0)
+    assert enough["remaining"]["participants"] == 0 and enough["remaining"]["days"] == 0
+    assert enough["sentence"] == ("Keep running: no variant differs from control on signup yet, though there are "
+                                  "enough participants to detect a 10% change: any difference is likely smaller.")
+    view["goals"][0]["variants"][0].update(successes=0, rate=0.0)
+    nothing = decision.decide(view, primary="signup")
+    assert nothing["remaining"]["participants"] is None and nothing["reasons"][-1]["code"] == "no_baseline"

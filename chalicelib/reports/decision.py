@@ -74,8 +74,8 @@ def finding(goal: str, arm: Mapping[str, Any], mode: Mode, alpha: float) -> Find
 
 def _direction(relative_ci: Sequence[float | None] | None, absolute_ci: Sequence[float | None] | None,
                relative: float | None, absolute: float | None) -> str | None:
-    interval = relative_ci if relative_ci and None not in relative_ci else absolute_ci
-    if interval and None not in interval:
+    interval = _bounds(relative_ci) or _bounds(absolute_ci)
+    if interval is not None:
         low, high = interval
         if low > 0:
             return "better"
@@ -159,12 +159,11 @@ class _Judge:
 
     def interval(self, item: Finding) -> str:
         level = f"{self.confidence * 100:g}% interval"
-        if item.relative_ci and None not in item.relative_ci:
-            low, high = item.relative_ci
-            return f"{level} {low * 100:+.1f}% to {high * 100:+.1f}%"
-        if item.absolute_ci and None not in item.absolute_ci:
-            low, high = item.absolute_ci
-            return f"{level} {low * 100:+.1f} to {high * 100:+.1f} points"
+        relative, absolute = _bounds(item.relative_ci), _bounds(item.absolute_ci)
+        if relative is not None:
+            return f"{level} {relative[0] * 100:+.1f}% to {relative[1] * 100:+.1f}%"
+        if absolute is not None:
+            return f"{level} {absolute[0] * 100:+.1f} to {absolute[1] * 100:+.1f} points"
         return f"{level} not defined"
 
     def keep_running(self, goal: Mapping[str, Any], effect: float) -> dict[str, Any]:
@@ -212,6 +211,14 @@ class _Judge:
                 "reasons": [{"code": code, "text": text} for code, text in reasons], "remaining": self.remaining}
 
 
+def _bounds(interval: Sequence[float | None] | None) -> tuple[float, float] | None:
+    """Both ends of an interval, or None where it (or an end of it) is undefined."""
+    if not interval or len(interval) != 2:
+        return None
+    low, high = interval
+    return None if low is None or high is None else (low, high)
+
+
 def _distrust(view: Mapping[str, Any], total: int) -> list[tuple[str, str]]:
     reasons = []
     srm = view.get("srm") or {}
@@ -238,7 +245,7 @@ def _about(count: int) -> str:
     if count < 100:
         return f"{count:,}"
     digits = int(math.floor(math.log10(count))) - 1
-    return f"{int(round(count, -digits)):,}"
+    return f"{round(count, -digits):,}"
 
 
 def _days_text(days: float) -> str:
