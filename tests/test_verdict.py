@@ -311,3 +311,15 @@ def test_keep_running_says_when_the_plans_participants_are_already_in_or_control
     view["goals"][0]["variants"][0].update(successes=0, rate=0.0)
     nothing = decision.decide(view, primary="signup")
     assert nothing["remaining"]["participants"] is None and nothing["reasons"][-1]["code"] == "no_baseline"
+
+
+def test_the_segment_exposure_span_is_bigquery_sql_with_values_as_parameters():
+    import sqlglot
+
+    from chalicelib.reports import queries, segment_queries
+
+    target = queries.Target(queries.BIGQUERY, queries.bigquery_tables("proj", "analytics", "events"), False)
+    hostile = "'; DROP TABLE events; --"
+    query = segment_queries.exposure_span(target, hostile, hostile, queries.Window(None, None))
+    sqlglot.parse_one(query.sql, read="bigquery")
+    assert hostile not in query.sql and query.params == {"namespace": hostile, "experiment": hostile}

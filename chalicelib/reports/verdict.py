@@ -38,7 +38,7 @@ def participants_per_day(warehouse: ReportWarehouse, view: dict[str, Any], windo
         return None
     spans = segment_queries.exposure_span if view.get("source") == segment_queries.SOURCE else queries.exposure_span
     rows = fetch(warehouse, spans(target_of(warehouse), view["namespace"], view["experiment"], window))
-    first, last = (rows[0]["first_at"], rows[0]["last_at"]) if rows else (None, None)
+    first, last = (rows[0].get("first_at"), rows[0].get("last_at")) if rows else (None, None)
     days = _days_between(first, last) if isinstance(first, datetime) and isinstance(last, datetime) else 0.0
     return total / max(1.0, days)
 
