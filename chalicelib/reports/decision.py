@@ -24,8 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping, Sequence
 
-from chalicelib.reports.stats.planning import Baseline, PlanRequest, plan
-from chalicelib.reports.stats.sequential import SEQUENTIAL_TUNING_PARTICIPANTS
+from chalicelib.reports import stats
 
 Mode = Literal["sequential", "fixed"]
 MODES: tuple[Mode, ...] = ("sequential", "fixed")
@@ -200,9 +199,10 @@ class _Judge:
         variants = sum(1 for variant in self.view.get("variants", []) if variant["participants"] > 0)
         if rate is None or not 0 < rate < 1 or not 0 < rate * (1 + effect) < 1:
             return None
-        tuning = (self.view.get("sequential") or {}).get("tuned_for_participants") or SEQUENTIAL_TUNING_PARTICIPANTS
-        planned = plan(PlanRequest(Baseline.of_rate(rate), effect, None, self.confidence, PLANNING_POWER,
-                                   max(2, variants), tuning_participants=tuning))
+        tuning = ((self.view.get("sequential") or {}).get("tuned_for_participants")
+                  or stats.SEQUENTIAL_TUNING_PARTICIPANTS)
+        planned = stats.plan(stats.PlanRequest(stats.Baseline.of_rate(rate), effect, None, self.confidence,
+                                               PLANNING_POWER, max(2, variants), tuning_participants=tuning))
         return (planned.sequential if self.mode == "sequential" else planned.fixed).participants
 
     def verdict(self, verdict: str, variant: str | None, goal: str | None, sentence: str,

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.reports.errors import BadParameter
-from chalicelib.reports.stats.planning import Baseline, Horizon, Plan, PlanRequest, plan
+from chalicelib.reports.stats import Baseline, Horizon, Plan, PlanRequest, plan
 
 METHOD = ("per variant n = (critical + z_power)^2 (var_control + var_variant) / delta^2 for the difference of "
           "means (Chow, Shao & Wang 2008, 4.2 and 3.2.1); critical = z_(1-alpha/2) at a fixed horizon, the "
