@@ -54,12 +54,11 @@ def test_a_won_experiment_says_ship_the_winner_with_its_sequential_interval(repo
     blue = arm(view, "signup", "blue")
     assert blue["sequential"]["p_value_adjusted"] < 0.05
     assert view["mode"] == "sequential" and view["primary_goal"] == "signup" and view["guardrails"] == []
+    interval = percent_interval(blue["sequential"]["relative_ci"])
     assert view["decision"] == {
         "verdict": "ship", "variant": "blue", "goal": "signup",
-        "sentence": f"Ship blue: 100.0% more signup than control ({percent_interval(blue['sequential']['relative_ci'])}),"
-                    " checked sequentially.",
-        "reasons": [{"code": "significant",
-                     "text": f"blue: 100.0% more signup than control, {percent_interval(blue['sequential']['relative_ci'])}"}],
+        "sentence": f"Ship blue: 100.0% more signup than control ({interval}), checked sequentially.",
+        "reasons": [{"code": "significant", "text": f"blue: 100.0% more signup than control, {interval}"}],
         "remaining": None}
 
 
