@@ -111,18 +111,48 @@ def experiment_results(experiment):
                   weights=report_api.weights(query), window=report_api.window(query),
                   correction=report_api.correction(query), dimension=report_api.dimension(query, source))
     name, namespace = report_api.experiment_from_path(experiment), report_api.namespace(query)
+    verdict_options = report_api.verdict_options(query)
     if source == report_api.SEGMENT_SOURCE:
-        return _segment_results().experiment_results(runtime.warehouse(), namespace, name,
+        view = _segment_results().experiment_results(runtime.warehouse(), namespace, name,
                                                      goals=report_api.goals(query),
                                                      value=report_api.value_property(query), **common)
-    return _experiments().experiment_results(runtime.warehouse(), namespace, name, **common)
+    else:
+        view = _experiments().experiment_results(runtime.warehouse(), namespace, name, **common)
+    return _verdict().with_verdict(runtime.warehouse(), view, window=common["window"], **verdict_options)
+
+
+def _verdict():
+    from chalicelib.reports import verdict
+
+    return verdict
+
+
+def _plans():
+    from chalicelib.reports import plans
+
+    return plans
+
+
+@app.route("/plan", methods=["GET"], cors=CORS)
+@report_route(app)
+def experiment_plan():
+    return _plans().plan_answer(**report_api.plan_parameters(_query()))
 
 
 @app.route("/experiments/{experiment}/daily", methods=["GET"], cors=CORS)
 @report_route(app)
 def experiment_daily(experiment):
-    return _daily().experiment_daily(runtime.warehouse(), report_api.namespace(_query()),
-                                     report_api.experiment_from_path(experiment), report_api.window(_query()))
+    query = _query()
+    uplift_options = report_api.uplift_options(query)
+    daily = _daily().experiment_daily(runtime.warehouse(), report_api.namespace(query),
+                                      report_api.experiment_from_path(experiment), report_api.window(query))
+    return _daily_uplift().with_uplift(daily, **uplift_options)
+
+
+def _daily_uplift():
+    from chalicelib.reports import daily_uplift
+
+    return daily_uplift
 
 
 @app.route("/experiments/{experiment}", methods=["DELETE"], cors=CORS)

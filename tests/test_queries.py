@@ -39,7 +39,8 @@ WRITES: dict[str, Builder] = {
     "purge one": lambda t, ns, ex, w: queries.purge_deleted(t, ns, ex, MOMENT),
     "purge all": lambda t, ns, ex, w: queries.purge_all_deleted(t),
 }
-EVERY = {**READS, **WRITES}
+SPANS: dict[str, Builder] = {"exposure span": lambda t, ns, ex, w: queries.exposure_span(t, ns, ex, w)}
+EVERY = {**READS, **WRITES, **SPANS}
 ROW_FILTERED = ["visible counts", "visible one experiment", "results", "daily"]
 
 
@@ -288,6 +289,12 @@ def test_the_bigquery_rendering_counts_a_duplicated_row_of_a_purchase_once(tmp_p
         assert run(store, queries.decision_counts(twice, "alephbet", "shop"))[0][4] == 47.0
     finally:
         store.close()
+
+
+def test_the_exposure_span_is_the_first_and_last_participation(warehouse):
+    assert run(warehouse, queries.exposure_span(DUCK, "alephbet", "checkout")) == [(at(1), at(2))]
+    assert run(warehouse, queries.exposure_span(DUCK, "alephbet", "checkout", Window(date(2024, 5, 2)))) == [
+        (at(2), at(2))]
 
 
 def test_daily_counts_each_uuid_on_its_day(warehouse):

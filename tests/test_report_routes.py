@@ -9,7 +9,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from chalicelib.reports import experiments, stats
+from chalicelib.reports import experiments, stats, verdict
 from chalicelib import runtime
 from chalicelib.storage import writer
 from tests.helpers import API_KEY, KEY_HEADER, event, report_client, track, wait_for_rows, wait_until_written  # noqa: F401
@@ -170,8 +170,8 @@ def test_the_results_view_answers_the_contract_fields(report_client):
         "namespace": "alephbet", "experiment": "exp", "control": "blue", "confidence": 0.9}
     assert view["variants"] == [{"label": "blue", "participants": 50}, {"label": "red", "participants": 40}]
     assert view["srm"]["p_value"] == stats.srm({"blue": 50, "red": 40}, {"blue": 55.0, "red": 45.0}).p_value
-    buy, click = view["goals"]
-    assert (buy["goal"], click["goal"]) == ("buy", "click")
+    click, buy = view["goals"]   # the primary goal (most successes) first
+    assert (view["primary_goal"], click["goal"], buy["goal"]) == ("click", "click", "buy")
     blue, red = click["variants"]
     assert set(blue) == {"label", "trials", "successes", "rate", "rate_ci"}
     assert set(red) == {"label", "trials", "successes", "rate", "rate_ci", "uplift", "p_value", "p_value_adjusted",
@@ -192,7 +192,8 @@ def test_the_results_view_answers_the_contract_fields(report_client):
 def test_the_results_view_is_the_reports_module_answer(report_client):
     seed(report_client, *ab("exp", red=7, blue=9, red_goal=3, blue_goal=2))
     over_http = body(get(report_client, path_of("exp", "/results")))
-    assert over_http == json.loads(json.dumps(experiments.experiment_results(runtime.warehouse(), "alephbet", "exp")))
+    view = verdict.with_verdict(runtime.warehouse(), experiments.experiment_results(runtime.warehouse(), "alephbet", "exp"))
+    assert over_http == json.loads(json.dumps(view))
 
 
 def test_the_daily_views_last_day_equals_the_totals(report_client):

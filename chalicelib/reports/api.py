@@ -271,3 +271,131 @@ def series_window(params: Mapping[str, str] | None, chosen_interval: str) -> Ser
         raise bad_parameter("from", f"the window holds {span.count} {chosen_interval}s; at most "
                                    f"{MAX_INTERVALS} fit in one answer (narrow from/to or use a longer interval)")
     return span
+
+
+# ---- the planning route -----------------------------------------------------------------------
+
+DEFAULT_POWER = 0.8
+MAX_VARIANTS = 100
+
+
+def _number(params: Mapping[str, str] | None, name: str, rule: str, valid: Callable[[float], bool],
+            problems: dict[str, str], default: float | None = None) -> float | None:
+    """A number passing `valid`, else `default` when absent; a bad one is recorded in `problems`."""
+    try:
+        text = single(params, name)
+    except BadParameter as repeated:
+        problems[name] = str(repeated).split(": ", 1)[1]
+        return None
+    if text is None:
+        return default
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not (math.isfinite(number) and valid(number)):
+        problems[name] = f"must be {rule} (got {text!r})"
+        return None
+    return number
+
+
+def plan_parameters(params: Mapping[str, str] | None) -> dict[str, Any]:
+    """/plan's parameters: `baseline_rate` (or `baseline_mean` and `baseline_variance`), `effect`,
+    `per_day`, `confidence`, `power`, `variants`, `planned_participants`. Every bad one is named at once."""
+    problems: dict[str, str] = {}
+    rate = _number(params, "baseline_rate", "a rate between 0 and 1 (exclusive), like 0.05",
+                   lambda x: 0 < x < 1, problems)
+    mean = _number(params, "baseline_mean", "a nonzero number, like 12.5", lambda x: x != 0, problems)
+    variance = _number(params, "baseline_variance", "a positive number, like 400", lambda x: x > 0, problems)
+    given = {name for name in ("baseline_rate", "baseline_mean", "baseline_variance")
+             if single_or_none(params, name) is not None}
+    if not given:
+        problems["baseline_rate"] = "is required (or baseline_mean and baseline_variance)"
+    elif "baseline_rate" in given and given - {"baseline_rate"}:
+        problems["baseline_rate"] = "give either baseline_rate or baseline_mean and baseline_variance, not both"
+    elif "baseline_rate" not in given:
+        for name in ("baseline_mean", "baseline_variance"):
+            if name not in given:
+                problems[name] = "is required with " + ({"baseline_mean", "baseline_variance"} - {name}).pop()
+    effect = _number(params, "effect", "a nonzero relative change above -1, like 0.1 for +10%",
+                     lambda x: x != 0 and x > -1, problems)
+    if single_or_none(params, "effect") is None:
+        problems["effect"] = "is required: the smallest relative change worth detecting, like 0.1 for +10%"
+    per_day = _number(params, "per_day", "a positive number of participants per day (all variants), like 2000",
+                      lambda x: x > 0, problems)
+    power = _number(params, "power", "a number between 0 and 1 (exclusive), like 0.8", lambda x: 0 < x < 1,
+                    problems, DEFAULT_POWER)
+    variants = _number(params, "variants", f"a whole number from 2 to {MAX_VARIANTS}, control included",
+                       lambda x: x == int(x) and 2 <= x <= MAX_VARIANTS, problems, 2)
+    planned = _number(params, "planned_participants", "a positive number of participants, like 50000",
+                      lambda x: x >= 1, problems)
+    try:
+        level = confidence(params)
+    except BadParameter as bad:
+        problems["confidence"] = str(bad).split(": ", 1)[1]
+        level = DEFAULT_CONFIDENCE
+    if problems:
+        raise bad_parameter(", ".join(problems), "; ".join(f"{name} {rule}" for name, rule in problems.items()))
+    return {"baseline_rate": rate, "baseline_mean": mean, "baseline_variance": variance, "effect": effect,
+            "per_day": per_day, "confidence": level, "power": power, "variants": int(variants or 2),
+            "planned_participants": planned}
+
+
+def single_or_none(params: Mapping[str, str] | None, name: str) -> str | None:
+    """`single`, with a repeated parameter counted as given (its error is reported elsewhere)."""
+    try:
+        return single(params, name)
+    except BadParameter:
+        return "repeated"
+
+
+# ---- the verdict's parameters (results) ------------------------------------------------------
+
+VERDICT_MODES = ("sequential", "fixed")
+
+
+def mode(params: Mapping[str, str] | None) -> str:
+    """`mode=sequential|fixed`: which figures the decision reads (default sequential)."""
+    chosen = (single(params, "mode") or VERDICT_MODES[0]).strip().lower()
+    if chosen not in VERDICT_MODES:
+        raise bad_parameter("mode", f"must be {' or '.join(VERDICT_MODES)} (got {single(params, 'mode')!r})")
+    return chosen
+
+
+def guardrails(params: Mapping[str, str] | None) -> list[str]:
+    """`guardrails=Order Completed,Refund`: goal names, each once (checked against the goals by the verdict)."""
+    text = single(params, "guardrails")
+    if text is None:
+        return []
+    names = [name.strip() for name in text.split(",")]
+    if any(not name for name in names):
+        raise bad_parameter("guardrails", f"must be comma-separated goal names (got {text!r})")
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise bad_parameter("guardrails", f"names {', '.join(map(repr, duplicates))} more than once")
+    return names
+
+
+def minimum_detectable_effect(params: Mapping[str, str] | None) -> float | None:
+    """`mde=0.1`: the smallest relative change the keep-running estimate plans for (default 10%)."""
+    problems: dict[str, str] = {}
+    effect = _number(params, "mde", "a positive relative change, like 0.1 for 10%", lambda x: 0 < x < 100, problems)
+    if problems:
+        raise bad_parameter("mde", problems["mde"])
+    return effect
+
+
+def verdict_options(params: Mapping[str, str] | None) -> dict[str, Any]:
+    """The verdict's parameters: `primary=`, `guardrails=`, `mode=`, `mde=`."""
+    options: dict[str, Any] = {"primary": single(params, "primary"), "guardrails": guardrails(params),
+                               "mode": mode(params)}
+    effect = minimum_detectable_effect(params)
+    if effect is not None:
+        options["minimum_detectable_effect"] = effect
+    return options
+
+
+def uplift_options(params: Mapping[str, str] | None) -> dict[str, Any]:
+    """/daily's uplift parameters: `primary=`, `mode=`, `confidence=`, `control=`."""
+    return {"primary": single(params, "primary"), "mode": mode(params), "confidence": confidence(params),
+            "control": single(params, "control")}

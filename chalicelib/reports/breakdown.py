@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 from chalicelib.ingest.events import PARTICIPATE
+from chalicelib.reports import stats
+from chalicelib.reports.defaults import DEFAULT_CORRECTION
 from chalicelib.reports.results import DecisionRow, results_view
 
 OTHER_LABEL = "(other)"
@@ -85,4 +87,26 @@ def decision_results(namespace: str, experiment: str, whole: Rows, by_segment: R
             if name not in _WHOLE_ONLY}}
         for key in ordered
     ]}
+    adjust_across_segments(view["breakdown"]["segments"], options.get("correction", DEFAULT_CORRECTION))
     return view
+
+
+def adjust_across_segments(segments: Sequence[dict[str, Any]], correction: stats.Correction) -> None:
+    """`segments_p_value_adjusted` (and `sequential.segments_p_value_adjusted`) on every segment's comparison:
+    its p-value adjusted, by the request's correction (Holm by default), across the segments for the same
+    goal, variant and figure (rate or value). A breakdown asks "in which segments does this variant differ
+    on this goal?": one family per such question, so twenty segments do not make twenty chances of a false find.
+    """
+    families: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for segment in segments:
+        for goal in segment["goals"]:
+            for figure, arms in (("rate", goal["variants"]), ("value", (goal["value"] or {}).get("variants", []))):
+                for arm in arms:
+                    if "p_value" in arm:
+                        families.setdefault((goal["goal"], arm["label"], figure), []).append(arm)
+    for arms in families.values():
+        fixed = stats.adjust_p_values([arm["p_value"] for arm in arms], correction)
+        sequential = stats.adjust_p_values([arm["sequential"]["p_value"] for arm in arms], correction)
+        for arm, adjusted, adjusted_sequential in zip(arms, fixed, sequential):
+            arm["segments_p_value_adjusted"] = adjusted
+            arm["sequential"]["segments_p_value_adjusted"] = adjusted_sequential

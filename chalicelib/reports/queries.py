@@ -252,6 +252,17 @@ def daily_first_seen(target: Target, namespace: str, experiment: str, window: Wi
     return render(target, sql, {"namespace": namespace, "experiment": experiment, **window.params()})
 
 
+def exposure_span(target: Target, namespace: str, experiment: str, window: Window = ALL_TIME) -> Query:
+    """The first and the last participation's time (`first_at`, `last_at`), for the traffic a plan assumes."""
+    sql = (
+        _scoped("e.event, e.received_at", experiment=True, scope=False, window=window)
+        + "SELECT MIN(received_at) AS first_at, MAX(received_at) AS last_at\n"
+        "FROM scoped\n"
+        f"WHERE event = '{PARTICIPATE}'"
+    )
+    return render(target, sql, {"namespace": namespace, "experiment": experiment, **window.params()})
+
+
 def record_deletion(target: Target, deletion_id: str, namespace: str, experiment: str, deleted_at: datetime) -> Query:
     """The tombstone (BigQuery records it by a streaming insert instead, visible at once)."""
     sql = (

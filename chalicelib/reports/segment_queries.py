@@ -161,3 +161,15 @@ def experiment_seen(target: Target, namespace: str, experiment: str) -> Query:
         "LIMIT 1"
     )
     return render(target, sql, {"namespace": namespace, "experiment": experiment})
+
+
+def exposure_span(target: Target, namespace: str, experiment: str, window: Window = ALL_TIME) -> Query:
+    """The first and the last exposure's time (`first_at`, `last_at`), for the traffic a plan assumes."""
+    sql = (
+        "SELECT MIN(COALESCE(e.timestamp, e.received_at)) AS first_at,\n"
+        "  MAX(COALESCE(e.timestamp, e.received_at)) AS last_at\n"
+        "FROM {events} AS e\n"
+        f"WHERE e.namespace = @namespace AND e.type = 'track' AND e.event = '{EXPOSURE_EVENT}'\n"
+        f"  AND JSON_VALUE(e.properties, '$.experiment_id') = @experiment{window_filter(window)}"
+    )
+    return render(target, sql, {"namespace": namespace, "experiment": experiment, **window.params()})

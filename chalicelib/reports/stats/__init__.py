@@ -21,13 +21,15 @@ Conventions:
 
 Modules: `rates` (frequentist conversion rates), `bayes` (chance to beat / be
 best), `values` (per-participant values), `sequential` (confidence sequences),
-`srm`, `corrections`, `estimates` (the shared estimate/decision types) and
-`distributions` (the special functions). Callers import from this package.
+`srm`, `corrections`, `planning` (participants and days to detect an effect),
+`estimates` (the shared estimate/decision types) and `distributions` (the
+special functions). Callers import from this package.
 """
 
 from chalicelib.reports.stats.bayes import chance_to_be_best, chance_to_beat
 from chalicelib.reports.stats.corrections import CORRECTIONS, Correction, adjust_p_values
 from chalicelib.reports.stats.estimates import Comparison, Decision, Estimate
+from chalicelib.reports.stats.planning import Baseline, Horizon, Plan, PlanRequest, plan
 from chalicelib.reports.stats.rates import Proportion, compare_rates, newcombe_difference_ci, rate_ci
 from chalicelib.reports.stats.sequential import (
     SEQUENTIAL_TUNING_PARTICIPANTS,
@@ -41,11 +43,15 @@ __all__ = [
     "CORRECTIONS",
     "SEQUENTIAL_TUNING_PARTICIPANTS",
     "SRM_THRESHOLD",
+    "Baseline",
     "Comparison",
     "Correction",
     "Decision",
     "Estimate",
+    "Horizon",
     "MeanDifference",
+    "Plan",
+    "PlanRequest",
     "Proportion",
     "SrmResult",
     "ValueSample",
@@ -56,6 +62,7 @@ __all__ = [
     "compare_values",
     "mean_difference",
     "newcombe_difference_ci",
+    "plan",
     "rate_ci",
     "sequential_p_value",
     "sequential_rho_squared",
