@@ -156,6 +156,26 @@ def confidence(params: Mapping[str, str] | None) -> float:
     return level
 
 
+MIN_PLANNED_PARTICIPANTS = 2
+MAX_PLANNED_PARTICIPANTS = 10**12
+
+
+def planned_participants(params: Mapping[str, str] | None) -> int:
+    """`planned_participants=60000`: the participants (all variants together) the experiment plans to reach;
+    the sequential figures are tightest there. Default 5,000."""
+    text = single(params, "planned_participants")
+    if text is None:
+        from chalicelib.reports.stats import SEQUENTIAL_TUNING_PARTICIPANTS
+
+        return SEQUENTIAL_TUNING_PARTICIPANTS
+    cleaned = text.strip().replace("_", "")
+    if not (cleaned.isdigit() and MIN_PLANNED_PARTICIPANTS <= int(cleaned) <= MAX_PLANNED_PARTICIPANTS):
+        raise bad_parameter("planned_participants", f"must be a whole number of participants from "
+                                                    f"{MIN_PLANNED_PARTICIPANTS} to {MAX_PLANNED_PARTICIPANTS:,}, "
+                                                    f"like 60000 (got {text!r})")
+    return int(cleaned)
+
+
 def correction(params: Mapping[str, str] | None) -> Correction:
     """`correction=holm|bh|none`: how p-values are adjusted across the experiment's comparisons."""
     from chalicelib.reports.stats import CORRECTIONS

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from chalicelib.reports.stats import anytime, score
+from chalicelib.reports.stats.anytime import concentration, ratio_sequence
+from chalicelib.reports.stats.anytime import p_value as anytime_p_value
+from chalicelib.reports.stats.score import Table, difference_interval, ratio_interval, score_p_value
 from chalicelib.reports.stats.distributions import two_sided_z
 from chalicelib.reports.stats.estimates import Comparison, Decision, check_confidence
 from chalicelib.reports.stats.sequential import SEQUENTIAL_TUNING_PARTICIPANTS, sequence_boundary
@@ -81,20 +83,20 @@ def compare_rates(control: Proportion, variant: Proportion, confidence: float,
     if control.trials == 0 or variant.trials == 0:
         empty = Decision(None, None, None)
         return Comparison(empty, empty)
-    table = score.Table(control.successes, control.trials, variant.successes, variant.trials)
+    table = Table(control.successes, control.trials, variant.successes, variant.trials)
     alpha = 1 - confidence
     z = two_sided_z(confidence)
-    fixed_ratio = score.ratio_interval(table, z)
+    fixed_ratio = ratio_interval(table, z)
     fixed = Decision(
-        p_value=score.score_p_value(table),
+        p_value=score_p_value(table),
         relative_ci=_uplift(fixed_ratio),
-        absolute_ci=score.difference_interval(table, z),
+        absolute_ci=difference_interval(table, z),
     )
     share, kappa = _mixture(control, variant, confidence, planned_participants)
-    sequential_p = max(fixed.p_value, anytime.p_value(variant.successes, control.successes, share, kappa))
-    sequence = anytime.ratio_sequence(variant.successes, control.successes, share, kappa, confidence)
+    sequential_p = max(fixed.p_value, anytime_p_value(variant.successes, control.successes, share, kappa))
+    sequence = ratio_sequence(variant.successes, control.successes, share, kappa, confidence)
     boundary = max(z, sequence_boundary(table.participants, confidence, planned_participants))
-    sequential_absolute = _hull(score.difference_interval(table, boundary), fixed.absolute_ci)
+    sequential_absolute = _hull(difference_interval(table, boundary), fixed.absolute_ci)
     if sequential_p >= alpha:
         sequential_absolute = _hull(sequential_absolute, (0.0, 0.0))
     sequential = Decision(
@@ -110,9 +112,9 @@ def rate_p_values(control: Proportion, variant: Proportion, confidence: float,
     """(fixed, sequential) p-values of `compare_rates` alone, without the intervals (for exhaustive checks)."""
     if control.trials == 0 or variant.trials == 0:
         raise ValueError("both arms need trials")
-    fixed = score.score_p_value(score.Table(control.successes, control.trials, variant.successes, variant.trials))
+    fixed = score_p_value(Table(control.successes, control.trials, variant.successes, variant.trials))
     share, kappa = _mixture(control, variant, confidence, planned_participants)
-    return fixed, max(fixed, anytime.p_value(variant.successes, control.successes, share, kappa))
+    return fixed, max(fixed, anytime_p_value(variant.successes, control.successes, share, kappa))
 
 
 def _mixture(control: Proportion, variant: Proportion, confidence: float,
@@ -120,7 +122,7 @@ def _mixture(control: Proportion, variant: Proportion, confidence: float,
     """(pi0, kappa): the variant's share of participants and the mixture's tuned concentration."""
     participants = control.trials + variant.trials
     pooled_rate = (control.successes + variant.successes) / participants
-    return variant.trials / participants, anytime.concentration(planned_participants, pooled_rate, confidence)
+    return variant.trials / participants, concentration(planned_participants, pooled_rate, confidence)
 
 
 def _direction(sign: int) -> str | None:
