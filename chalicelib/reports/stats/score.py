@@ -104,41 +104,60 @@ def _corrected_z(contrast: float, correction: float, variance: float, participan
 
 
 def _restricted_for_ratio(table: Table, theta: float) -> tuple[float, float]:
-    """Koopman (1984) / Miettinen & Nurminen (1985) eq. for the ratio: the restricted MLE (p_c, p_v = theta p_c),
-    the smaller root of  N theta p^2 - (n_v theta + x_v + n_c + x_c theta) p + (x_v + x_c) = 0."""
+    """Koopman (1984) / Miettinen & Nurminen (1985), Section 3: the restricted MLE (p_c, p_v = theta p_c),
+    a root of  N theta p^2 - (n_v theta + x_v + n_c + x_c theta) p + (x_v + x_c) = 0."""
     x_c, n_c, x_v, n_v = table.control_successes, table.control_trials, table.variant_successes, table.variant_trials
     a = (n_c + n_v) * theta
     b = -(n_v * theta + x_v + n_c + x_c * theta)
     c = x_v + x_c
-    discriminant = max(0.0, b * b - 4 * a * c)
-    # The smaller root, written so that it does not cancel: 2c / (-b + sqrt(disc)).
-    p_c = 2 * c / (-b + math.sqrt(discriminant)) if c else 0.0
-    p_c = min(1.0, max(0.0, p_c))
-    return p_c, min(1.0, theta * p_c)
+    root = math.sqrt(max(0.0, b * b - 4 * a * c))
+    # Both roots, the smaller written so that it does not cancel; the likelier feasible one wins.
+    roots = [2 * c / (-b + root) if c else 0.0, (-b + root) / (2 * a)]
+    p_v, p_c = _likeliest(table, [(theta * p, p) for p in roots + [0.0, min(1.0, 1 / theta)]])
+    return p_c, p_v
 
 
 def _restricted_for_difference(table: Table, delta: float) -> tuple[float, float]:
-    """Miettinen & Nurminen (1985) Appendix (as written out by Farrington & Manning (1990), Statistics in
-    Medicine 9:1447-1454, eq. 5): the restricted MLE (p_v, p_c = p_v - delta), the root of a cubic."""
-    n_v, n_c = table.variant_trials, table.control_trials
-    r_v, r_c = table.variant_rate, table.control_rate
-    ratio = n_c / n_v
-    a = 1 + ratio
-    b = -(1 + ratio + r_v + ratio * r_c + delta * (ratio + 2))
-    c = delta * delta + delta * (2 * r_v + ratio + 1) + r_v + ratio * r_c
-    d = -r_v * delta * (1 + delta)
-    v = b**3 / (3 * a) ** 3 - b * c / (6 * a * a) + d / (2 * a)
-    u_squared = b * b / (3 * a) ** 2 - c / (3 * a)
-    u = math.copysign(math.sqrt(max(0.0, u_squared)), v)
-    if u == 0:
-        p_v = -b / (3 * a)
+    """Miettinen & Nurminen (1985), Appendix: the restricted MLE (p_v = p_c + delta, p_c), a root of the
+    cubic L3 p^3 + L2 p^2 + L1 p + L0 in p_c, solved in closed form (trigonometric)."""
+    x_c, n_c, n_v = table.control_successes, table.control_trials, table.variant_trials
+    total, successes = n_c + n_v, table.control_successes + table.variant_successes
+    l3 = total
+    l2 = (n_v + 2 * n_c) * delta - total - successes
+    l1 = (n_c * delta - total - 2 * x_c) * delta + successes
+    l0 = x_c * delta * (1 - delta)
+    q = (l2 / (3 * l3)) ** 3 - l1 * l2 / (6 * l3 * l3) + l0 / (2 * l3)
+    p = math.copysign(math.sqrt(max(0.0, (l2 / (3 * l3)) ** 2 - l1 / (3 * l3))), q)
+    shift = -l2 / (3 * l3)
+    if p == 0:
+        roots = [shift]
     else:
-        cosine = max(-1.0, min(1.0, v / u**3))
-        w = (math.pi + math.acos(cosine)) / 3
-        p_v = 2 * u * math.cos(w) - b / (3 * a)
-    low, high = max(0.0, delta), min(1.0, 1 + delta)
-    p_v = min(high, max(low, p_v))
-    return p_v, min(1.0, max(0.0, p_v - delta))
+        # MN's root is the first; the cubic's other two follow from the same angle. With no successes
+        # (or no failures) in an arm a spurious root sits on the boundary, so the likeliest feasible wins.
+        angle = math.acos(max(-1.0, min(1.0, q / p**3)))
+        roots = [2 * p * math.cos((math.pi + angle + 2 * math.pi * k) / 3) + shift for k in range(3)]
+    low, high = max(0.0, -delta), min(1.0, 1 - delta)
+    p_v, p_c = _likeliest(table, [(p_c + delta, p_c) for p_c in roots + [low, high]])
+    return p_v, p_c
+
+
+def _likeliest(table: Table, candidates: list[tuple[float, float]]) -> tuple[float, float]:
+    """The feasible (p_v, p_c) pair of highest binomial likelihood."""
+    def log_likelihood(pair: tuple[float, float]) -> float:
+        p_v, p_c = pair
+        return (_xlogy(table.variant_successes, p_v) + _xlogy(table.variant_trials - table.variant_successes, 1 - p_v)
+                + _xlogy(table.control_successes, p_c) + _xlogy(table.control_trials - table.control_successes, 1 - p_c))
+
+    eps = 1e-12
+    feasible = [(min(1.0, max(0.0, p_v)), min(1.0, max(0.0, p_c))) for p_v, p_c in candidates
+                if -eps <= p_v <= 1 + eps and -eps <= p_c <= 1 + eps]
+    return max(feasible, key=log_likelihood)
+
+
+def _xlogy(x: int, y: float) -> float:
+    if x == 0:
+        return 0.0
+    return x * math.log(y) if y > 0 else -math.inf
 
 
 def invert(statistic: Callable[[float], float], estimate: float, null: float, critical: float,
