@@ -117,7 +117,7 @@ def experiment_results(experiment):
     common = dict(control=report_api.single(query, "control"), confidence=report_api.confidence(query),
                   weights=report_api.weights(query), window=report_api.window(query),
                   correction=report_api.correction(query), dimension=report_api.dimension(query, source),
-                  planned_participants=report_api.planned_participants(query))
+                  planned_participants=report_api.planned_participants(query), cap=report_api.cap(query))
     name, namespace = report_api.experiment_from_path(experiment), report_api.namespace(query)
     if source == report_api.SEGMENT_SOURCE:
         return _segment_results().experiment_results(runtime.warehouse(), namespace, name,

@@ -176,6 +176,22 @@ def planned_participants(params: Mapping[str, str] | None) -> int:
     return int(cleaned)
 
 
+def cap(params: Mapping[str, str] | None) -> int | None:
+    """`cap=p99` (p50..p100) winsorises each participant's value at that percentile of the goal's values,
+    pooled across variants; `cap=none` (the default) leaves values as they are."""
+    from chalicelib.reports.queries import CAP_PERCENTILES
+
+    text = single(params, "cap")
+    if text is None or text.strip().lower() == "none":
+        return None
+    cleaned = text.strip().lower()
+    digits = cleaned[1:]
+    if not (cleaned.startswith("p") and digits.isdigit() and int(digits) in CAP_PERCENTILES):
+        raise bad_parameter("cap", f"must be none or pNN with NN from {CAP_PERCENTILES.start} to "
+                                   f"{CAP_PERCENTILES.stop - 1}, like p99 (got {text!r})")
+    return int(digits)
+
+
 def correction(params: Mapping[str, str] | None) -> Correction:
     """`correction=holm|bh|none`: how p-values are adjusted across the experiment's comparisons."""
     from chalicelib.reports.stats import CORRECTIONS

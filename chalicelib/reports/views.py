@@ -190,21 +190,30 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
                        weights: Mapping[str, float] | None = None, window: Window = ALL_TIME,
                        correction: stats.Correction = DEFAULT_CORRECTION,
                        dimension: Dimension | None = None,
-                       planned_participants: float = stats.SEQUENTIAL_TUNING_PARTICIPANTS) -> dict[str, Any]:
-    query = queries.decision_counts(target_of(warehouse), namespace, experiment, window)
+                       planned_participants: float = stats.SEQUENTIAL_TUNING_PARTICIPANTS,
+                       cap: int | None = None) -> dict[str, Any]:
+    """The results view; `cap` winsorises per-participant values at that pooled percentile."""
+    query = queries.decision_counts(target_of(warehouse), namespace, experiment, window, cap=cap)
     fetched = _fetch(warehouse, query)
     _require_experiment(warehouse, namespace, experiment, window, found=bool(fetched))
     if dimension is not None:
         from chalicelib.reports import breakdown  # it shapes every segment with results_view below
 
-        by_segment = queries.decision_counts(target_of(warehouse), namespace, experiment, window, dimension)
-        return breakdown.decision_results(namespace, experiment, fetched, _fetch(warehouse, by_segment),
+        by_segment = queries.decision_counts(target_of(warehouse), namespace, experiment, window, dimension, cap)
+        view = breakdown.decision_results(namespace, experiment, fetched, _fetch(warehouse, by_segment),
                                           dimension=dimension.name, control=control, confidence=confidence,
                                           weights=weights, correction=correction,
                                           planned_participants=planned_participants)
+        return {**view, "cap": cap_name(cap)}
     rows = [DecisionRow.of(row) for row in fetched]
-    return results_view(namespace, experiment, rows, control=control, confidence=confidence, weights=weights,
-                        correction=correction, planned_participants=planned_participants)
+    return {**results_view(namespace, experiment, rows, control=control, confidence=confidence, weights=weights,
+                           correction=correction, planned_participants=planned_participants),
+            "cap": cap_name(cap)}
+
+
+def cap_name(cap: int | None) -> str | None:
+    """How the request's `cap` reads back: `p99`, or None when values are not capped."""
+    return None if cap is None else f"p{cap}"
 
 
 SEQUENTIAL_METHOD = ("rates: an exact anytime-valid test of which arm the converters are in (Lindon & Malek 2022); "
