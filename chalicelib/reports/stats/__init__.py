@@ -28,7 +28,7 @@ best), `values` (per-participant values), `sequential` (confidence sequences),
 from chalicelib.reports.stats.bayes import chance_to_be_best, chance_to_beat
 from chalicelib.reports.stats.corrections import CORRECTIONS, Correction, adjust_p_values
 from chalicelib.reports.stats.estimates import Comparison, Decision, Estimate
-from chalicelib.reports.stats.rates import Proportion, compare_rates, newcombe_difference_ci, rate_ci
+from chalicelib.reports.stats.rates import Proportion, compare_rates, newcombe_difference_ci, rate_ci, rate_p_values
 from chalicelib.reports.stats.sequential import (
     SEQUENTIAL_TUNING_PARTICIPANTS,
     sequential_p_value,
@@ -57,6 +57,7 @@ __all__ = [
     "mean_difference",
     "newcombe_difference_ci",
     "rate_ci",
+    "rate_p_values",
     "sequential_p_value",
     "sequential_rho_squared",
     "srm",
