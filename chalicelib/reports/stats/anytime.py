@@ -42,6 +42,9 @@ import math
 
 _MIN_CONCENTRATION = 1.0
 _BISECTION_STEPS = 80
+# Bisection stops within this relative (and absolute) step: far below any figure shown.
+_TOLERANCE = 1e-10
+_TINY_STEP = 1e-14
 _LOGIT_REACH = 60.0
 
 
@@ -104,9 +107,9 @@ def _edge(inside, start: float, end: float) -> float:
     if inside(end):
         return end
     for _ in range(_BISECTION_STEPS):
-        middle = (start + end) / 2
-        if middle in (start, end):
+        if abs(end - start) <= _TOLERANCE * abs(start) + _TINY_STEP:
             break
+        middle = (start + end) / 2
         if inside(middle):
             start = middle
         else:

@@ -35,6 +35,9 @@ from typing import Callable
 from chalicelib.reports.stats.distributions import two_sided_normal_p
 
 _BISECTION_STEPS = 80
+# Bisection stops within this relative (and absolute) step: far below any figure shown.
+_TOLERANCE = 1e-10
+_TINY_STEP = 1e-14
 _LOG_RATIO_REACH = 60.0  # exp(+-60): beyond any ratio two counted rates can show
 
 
@@ -58,6 +61,12 @@ class Table:
     @property
     def participants(self) -> int:
         return self.control_trials + self.variant_trials
+
+    @property
+    def degenerate(self) -> bool:
+        """An arm without successes or without failures: the restricted likelihood's equations gain spurious roots."""
+        return (self.control_successes in (0, self.control_trials)
+                or self.variant_successes in (0, self.variant_trials))
 
     @property
     def direction(self) -> int:
@@ -111,8 +120,11 @@ def _restricted_for_ratio(table: Table, theta: float) -> tuple[float, float]:
     b = -(n_v * theta + x_v + n_c + x_c * theta)
     c = x_v + x_c
     root = math.sqrt(max(0.0, b * b - 4 * a * c))
-    # Both roots, the smaller written so that it does not cancel; the likelier feasible one wins.
+    # The smaller root (Koopman's), written so that it does not cancel; with an empty or full
+    # cell the likeliest feasible of both roots and the boundaries.
     roots = [2 * c / (-b + root) if c else 0.0, (-b + root) / (2 * a)]
+    if not table.degenerate:
+        return min(1.0, max(0.0, roots[0])), min(1.0, theta * max(0.0, roots[0]))
     p_v, p_c = _likeliest(table, [(theta * p, p) for p in roots + [0.0, min(1.0, 1 / theta)]])
     return p_c, p_v
 
@@ -137,6 +149,9 @@ def _restricted_for_difference(table: Table, delta: float) -> tuple[float, float
         angle = math.acos(max(-1.0, min(1.0, q / p**3)))
         roots = [2 * p * math.cos((math.pi + angle + 2 * math.pi * k) / 3) + shift for k in range(3)]
     low, high = max(0.0, -delta), min(1.0, 1 - delta)
+    if not table.degenerate:
+        p_c = min(high, max(low, roots[0]))
+        return min(1.0, max(0.0, p_c + delta)), p_c
     p_v, p_c = _likeliest(table, [(p_c + delta, p_c) for p_c in roots + [low, high]])
     return p_v, p_c
 
@@ -181,9 +196,9 @@ def _bound(statistic: Callable[[float], float], inside: float, outside: float, c
     if statistic(outside) <= critical:
         return outside
     for _ in range(_BISECTION_STEPS):
-        middle = (inside + outside) / 2
-        if middle in (inside, outside):
+        if abs(outside - inside) <= _TOLERANCE * abs(inside) + _TINY_STEP:
             break
+        middle = (inside + outside) / 2
         if statistic(middle) > critical:
             outside = middle
         else:
