@@ -170,6 +170,8 @@ def capped_values(source: str, columns: str, percentile: int | None) -> str:
     over every user with a value, pooled across variants; value as is when `percentile` is None."""
     if percentile is None:
         return f"SELECT {columns}, value FROM {source}"
+    if percentile not in _CAP_LITERALS:
+        raise ValueError(f"cap: a percentile from {CAP_PERCENTILES.start} to {CAP_PERCENTILES.stop - 1}, got {percentile}")
     cap = f"PERCENTILE_CONT(value, {_CAP_LITERALS[percentile]}) OVER (PARTITION BY event)"
     return f"SELECT {columns}, CASE WHEN value > {cap} THEN {cap} ELSE value END AS value FROM {source}"
 
