@@ -109,7 +109,8 @@ def experiment_results(experiment):
     source = report_api.source(query)
     common = dict(control=report_api.single(query, "control"), confidence=report_api.confidence(query),
                   weights=report_api.weights(query), window=report_api.window(query),
-                  correction=report_api.correction(query), dimension=report_api.dimension(query, source))
+                  correction=report_api.correction(query), dimension=report_api.dimension(query, source),
+                  planned_participants=report_api.planned_participants(query), cap=report_api.cap(query))
     name, namespace = report_api.experiment_from_path(experiment), report_api.namespace(query)
     verdict_options = report_api.verdict_options(query)
     if source == report_api.SEGMENT_SOURCE:

@@ -544,3 +544,11 @@ def test_the_event_series_bigquery_text_is_pinned():
     ]:
         assert fragment in sql, fragment
     assert "COUNT(DISTINCT event_id) AS events" in NEW["event series"](BQ, "default", "x", MAY).sql
+
+
+def test_a_cap_is_bigquerys_percentile_cont_over_the_event_with_a_fixed_literal():
+    capped = queries.decision_counts(BQ, "alephbet", "checkout", queries.ALL_TIME, cap=99).sql
+    assert "CASE WHEN value > PERCENTILE_CONT(value, 0.99) OVER (PARTITION BY event)" in capped
+    assert "PERCENTILE_CONT" not in queries.decision_counts(BQ, "alephbet", "checkout", queries.ALL_TIME).sql
+    with pytest.raises(ValueError, match="cap"):
+        queries.decision_counts(BQ, "alephbet", "checkout", queries.ALL_TIME, cap=12)

@@ -175,7 +175,7 @@ def test_the_results_view_answers_the_contract_fields(report_client):
     blue, red = click["variants"]
     assert set(blue) == {"label", "trials", "successes", "rate", "rate_ci"}
     assert set(red) == {"label", "trials", "successes", "rate", "rate_ci", "uplift", "p_value", "p_value_adjusted",
-                        "sequential", "chance_to_beat_control"}
+                        "sequential", "chance_to_beat_control", "direction"}
     assert set(red["uplift"]) == {"absolute", "relative", "relative_ci", "absolute_ci"}
     assert set(red["sequential"]) == {"p_value", "p_value_adjusted", "relative_ci", "absolute_ci"}
     comparison = stats.compare_rates(stats.Proportion(50, 5), stats.Proportion(40, 10), 0.9)
@@ -185,7 +185,7 @@ def test_the_results_view_answers_the_contract_fields(report_client):
     assert sum(click["chance_to_be_best"].values()) == pytest.approx(1)
     assert [arm["label"] for arm in buy["value"]["variants"]] == ["blue", "red"]
     assert set(buy["value"]["variants"][1]) == {"label", "count", "sum", "mean", "p_value", "p_value_adjusted",
-                                                "difference", "ci", "relative_ci", "sequential"}
+                                                "difference", "ci", "relative_ci", "sequential", "direction", "reason"}
     assert click["value"] is None
 
 

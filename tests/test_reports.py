@@ -181,6 +181,7 @@ def test_results_compare_each_variant_to_the_control_with_the_stats_functions(se
         "uplift": {"absolute": 0.2 - 0.1, "relative": 0.2 / 0.1 - 1,
                    "relative_ci": list(comparison.fixed.relative_ci),
                    "absolute_ci": list(comparison.fixed.absolute_ci)},
+        "direction": "better",
         "p_value": comparison.fixed.p_value,
         "p_value_adjusted": comparison.fixed.p_value,
         "sequential": {"p_value": comparison.sequential.p_value, "p_value_adjusted": comparison.sequential.p_value,

@@ -157,6 +157,25 @@ def test_the_decision_view_equals_alephbets_for_the_same_behaviour(warehouse, tm
     assert shared["goals"][0]["value"] is not None
 
 
+def test_capped_values_are_the_same_as_alephbets_for_the_same_behaviour(warehouse):
+    """cap=p90 winsorises each user's total at the goal's pooled 90th percentile in both sources' queries."""
+    segment_rows, alephbet_rows = [], []
+    for variant, participants in (("control", 30), ("treatment", 30)):
+        for n in range(participants):
+            user, value = f"{variant}-{n}", float(n * n + (500 if variant == "treatment" and n == 0 else 0))
+            segment_rows += [exposure("exp", variant, user, at(1)), track("Buy", user, at(2), properties={"revenue": value})]
+            alephbet_rows += [stamp(Event("alephbet", "exp", variant, "participate", user), at(1)),
+                              stamp(Event("alephbet", "exp", variant, "Buy", user, value), at(2))]
+    warehouse.insert_events(segment_rows + alephbet_rows)
+    ours = results(warehouse, goals=["Buy"], value=parse_json_path("properties.revenue"), cap=90)
+    theirs = experiments.experiment_results(warehouse, "alephbet", "exp", cap=90)
+    assert ours["goals"][0]["value"] == theirs["goals"][0]["value"]
+    assert ours["cap"] == theirs["cap"] == "p90"
+    uncapped = experiments.experiment_results(warehouse, "alephbet", "exp")["goals"][0]["value"]["variants"]
+    capped = theirs["goals"][0]["value"]["variants"]
+    assert all(arm["sum"] < before["sum"] for arm, before in zip(capped, uncapped))
+
+
 def test_namespaces_and_experiments_never_mix(warehouse):
     warehouse.insert_events([exposure("exp", "a", "u1", at(1)), exposure("exp", "a", "u2", at(1), namespace="other"),
                              track("Buy", "u1", at(2), namespace="other")])

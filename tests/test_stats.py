@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy import integrate, special
+from scipy import integrate, optimize, special
 from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import (
@@ -146,17 +146,75 @@ def excludes_zero(interval: tuple[float, float]) -> bool:
     return low > 0 or high < 0
 
 
+def corrected(statistic: float, contrast: float, correction: float) -> float:
+    """A score statistic with half a step of the contrast taken off (Yates), from statsmodels' uncorrected one."""
+    return max(0.0, abs(contrast) - correction) / abs(contrast) * abs(statistic)
+
+
+def corrected_ratio_statistic(control: Proportion, variant: Proportion, theta: float) -> float:
+    result = log_ratio_test(variant.successes, variant.trials, control.successes, control.trials, value=theta,
+                            method="score", compare="ratio", correction=True, return_results=True)
+    return corrected(result.statistic, variant.rate - theta * control.rate,
+                     0.5 * (1 / variant.trials + theta / control.trials))
+
+
+def corrected_difference_statistic(control: Proportion, variant: Proportion, delta: float) -> float:
+    """Miettinen & Nurminen's statistic for the difference, its restricted MLE found by scipy's optimiser.
+
+    (Not statsmodels': its closed form writes count0 * diff where Miettinen & Nurminen's cubic has
+    nobs0 * diff in L1, and misses the restricted maximum at delta != 0.)
+    """
+    def negative_log_likelihood(p_c: float) -> float:
+        p_v = p_c + delta
+        return -(special.xlogy(control.successes, p_c) + special.xlog1py(control.trials - control.successes, -p_c)
+                 + special.xlogy(variant.successes, p_v) + special.xlog1py(variant.trials - variant.successes, -p_v))
+
+    low, high = max(0.0, -delta), min(1.0, 1 - delta)
+    p_c = optimize.minimize_scalar(negative_log_likelihood, bounds=(low, high), method="bounded",
+                                   options={"xatol": 1e-14}).x
+    p_v = p_c + delta
+    participants = control.trials + variant.trials
+    variance = (p_v * (1 - p_v) / variant.trials + p_c * (1 - p_c) / control.trials) * participants / (participants - 1)
+    contrast = variant.rate - control.rate - delta
+    return corrected(contrast / math.sqrt(variance), contrast, 0.5 * (1 / variant.trials + 1 / control.trials))
+
+
+@pytest.mark.parametrize("control,variant", ORDINARY_PAIRS + [(Proportion(20, 0), Proportion(20_000, 1)),
+                                                              (Proportion(1000, 41), Proportion(1000, 0))])
+def test_the_fixed_p_value_is_scipys_yates_corrected_chi_square_with_miettinen_nurminens_n_minus_one(
+    control, variant
+):
+    table = [[variant.successes, variant.trials - variant.successes],
+             [control.successes, control.trials - control.successes]]
+    statistic = scipy_stats.chi2_contingency(table, correction=True)[0]
+    participants = control.trials + variant.trials
+    expected = scipy_stats.chi2.sf(statistic * (participants - 1) / participants, 1)
+    assert compare_rates(control, variant, 0.95).fixed.p_value == pytest.approx(expected, rel=1e-9)
+
+
 @pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
 @pytest.mark.parametrize("control,variant", ORDINARY_PAIRS)
-def test_the_fixed_p_value_and_relative_interval_are_statsmodels_log_ratio_test_and_interval(
+def test_the_fixed_relative_interval_ends_where_the_corrected_score_test_of_the_ratio_reaches_the_quantile(
     control, variant, confidence
 ):
-    fixed = compare_rates(control, variant, confidence).fixed
-    counts = (variant.successes, variant.trials, control.successes, control.trials)
-    expected_p = log_ratio_test(*counts, compare="ratio", method="log").pvalue
-    low, high = confint_proportions_2indep(*counts, compare="ratio", method="log", alpha=1 - confidence)
-    assert fixed.p_value == pytest.approx(expected_p, rel=1e-9)
-    assert fixed.relative_ci == pytest.approx((low - 1, high - 1), rel=1e-9)
+    z = scipy_stats.norm.ppf(1 - (1 - confidence) / 2)
+    low, high = compare_rates(control, variant, confidence).fixed.relative_ci
+    assert corrected_ratio_statistic(control, variant, 1 + low) == pytest.approx(z, rel=1e-6)
+    assert corrected_ratio_statistic(control, variant, 1 + high) == pytest.approx(z, rel=1e-6)
+
+
+@pytest.mark.parametrize("confidence", [0.9, 0.95])
+@pytest.mark.parametrize(
+    "control,variant",
+    ORDINARY_PAIRS + [(Proportion(50, 5), Proportion(50, 0)), (Proportion(50, 0), Proportion(50, 5))],
+)
+def test_the_fixed_absolute_interval_ends_where_the_corrected_score_test_of_the_difference_reaches_the_quantile(
+    control, variant, confidence
+):
+    z = scipy_stats.norm.ppf(1 - (1 - confidence) / 2)
+    low, high = compare_rates(control, variant, confidence).fixed.absolute_ci
+    assert corrected_difference_statistic(control, variant, low) == pytest.approx(z, rel=1e-6)
+    assert corrected_difference_statistic(control, variant, high) == pytest.approx(z, rel=1e-6)
 
 
 @pytest.mark.parametrize("confidence", [0.9, 0.95])
@@ -165,10 +223,9 @@ def test_the_fixed_p_value_and_relative_interval_are_statsmodels_log_ratio_test_
     ORDINARY_PAIRS + [(Proportion(50, 5), Proportion(50, 0)), (Proportion(100, 100), Proportion(90, 90)),
                       (Proportion(50, 0), Proportion(50, 5))],
 )
-def test_the_fixed_absolute_interval_is_newcombes_hybrid_score_interval_of_statsmodels(control, variant, confidence):
+def test_newcombe_difference_ci_is_newcombes_hybrid_score_interval_of_statsmodels(control, variant, confidence):
     expected = confint_proportions_2indep(variant.successes, variant.trials, control.successes, control.trials,
                                           compare="diff", method="newcomb", alpha=1 - confidence)
-    assert compare_rates(control, variant, confidence).fixed.absolute_ci == pytest.approx(expected, rel=1e-9, abs=1e-12)
     assert newcombe_difference_ci(control, variant, confidence) == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
@@ -217,11 +274,12 @@ def test_all_success_arms_get_intervals_of_real_width_around_zero():
             assert low < 0 < high
 
 
-def test_a_variant_without_successes_gets_a_relative_interval_above_minus_100_percent():
+def test_a_variant_without_successes_cannot_rule_out_minus_100_percent():
+    # No count can pin a lower bound above a rate of 0 when none converted: the bound is -100%.
     comparison = compare_rates(Proportion(50, 5), Proportion(50, 0), 0.95)
     for decision in (comparison.fixed, comparison.sequential):
         low, high = decision.relative_ci
-        assert -1.0 < low < high
+        assert low == -1.0 < high
         assert (decision.p_value < 0.05) == excludes_zero(decision.relative_ci)
 
 
@@ -231,10 +289,11 @@ def test_small_arms_never_get_a_relative_bound_below_minus_100_percent():
         assert decision.relative_ci[0] > -1.0
 
 
-def test_a_control_without_successes_has_no_relative_uplift_but_an_absolute_one():
+def test_a_control_without_successes_has_a_relative_interval_open_above_and_an_absolute_one():
     comparison = compare_rates(Proportion(50, 0), Proportion(50, 5), 0.95)
     for decision in (comparison.fixed, comparison.sequential):
-        assert decision.relative_ci is None
+        low, high = decision.relative_ci
+        assert -1.0 < low and high == math.inf
         low, high = decision.absolute_ci
         assert low < 0.1 < high
         assert 0.0 < decision.p_value < 1.0
@@ -258,21 +317,33 @@ def reference_confidence_sequence_margin(participants: int, confidence: float, t
     return float(np.sqrt(2 * (t * rho2 + 1) / (t**2 * rho2) * np.log(np.sqrt(t * rho2 + 1) / alpha)))
 
 
+def reference_log_e_value(control: Proportion, variant: Proportion, theta: float, kappa: float) -> float:
+    """Lindon & Malek's Beta mixture over the Bernoulli likelihood of the converters' arms, with scipy."""
+    share = variant.trials / (control.trials + variant.trials)
+    pi = share * theta / (share * theta + 1 - share)
+    a, b = kappa * share, kappa * (1 - share)
+    mixture = special.betaln(a + variant.successes, b + control.successes) - special.betaln(a, b)
+    return mixture - special.xlogy(variant.successes, pi) - special.xlog1py(control.successes, -pi)
+
+
 @pytest.mark.parametrize("confidence", [0.9, 0.95])
 @pytest.mark.parametrize("control,variant", ORDINARY_PAIRS)
-def test_the_sequential_relative_interval_is_the_asymptotic_confidence_sequence_of_the_log_ratio(
+def test_the_sequential_relative_interval_holds_every_ratio_whose_e_value_stays_below_one_over_alpha(
     control, variant, confidence
 ):
-    fixed = compare_rates(control, variant, confidence).fixed
-    sequential = compare_rates(control, variant, confidence).sequential
-    # The fixed interval gives the log ratio and its standard error back.
-    z = scipy_stats.norm.ppf(1 - (1 - confidence) / 2)
-    log_low, log_high = np.log1p(fixed.relative_ci)
-    centre, se = (log_low + log_high) / 2, (log_high - log_low) / (2 * z)
-    participants = control.trials + variant.trials
-    half_width = se * np.sqrt(participants) * reference_confidence_sequence_margin(
-        participants, confidence, stats.SEQUENTIAL_TUNING_PARTICIPANTS)
-    assert sequential.relative_ci == pytest.approx(np.expm1([centre - half_width, centre + half_width]), rel=1e-9)
+    from chalicelib.reports.stats.anytime import concentration
+
+    comparison = compare_rates(control, variant, confidence)
+    pooled = (control.successes + variant.successes) / (control.trials + variant.trials)
+    kappa = concentration(stats.SEQUENTIAL_TUNING_PARTICIPANTS, pooled, confidence)
+    low, high = comparison.sequential.relative_ci
+    threshold = math.log(1 / (1 - confidence))
+    for bound, fixed_bound in ((low, comparison.fixed.relative_ci[0]), (high, comparison.fixed.relative_ci[1])):
+        if bound != fixed_bound:  # the confidence sequence's own bound, not the fixed interval's
+            assert reference_log_e_value(control, variant, 1 + bound, kappa) == pytest.approx(threshold, rel=1e-7)
+    assert comparison.sequential.p_value == pytest.approx(
+        max(comparison.fixed.p_value, min(1.0, math.exp(-reference_log_e_value(control, variant, 1.0, kappa)))),
+        rel=1e-9)
 
 
 @FEW_EXAMPLES
@@ -530,14 +601,18 @@ def test_mean_difference_ci_uses_the_student_t_quantile():
     assert result.ci == pytest.approx((2.0 - half_width, 2.0 + half_width), rel=1e-9)
 
 
-def test_mean_difference_is_empty_below_two_participants_or_without_variance():
-    empty = MeanDifference(p_value=None, difference=None, ci=None)
+def test_mean_difference_names_the_reason_below_two_participants():
     two = ValueSample(participants=2, mean=1.5, variance=0.5)
     one = ValueSample(participants=1, mean=3.0, variance=0.0)
-    constant = ValueSample(participants=5, mean=0.0, variance=0.0)
-    assert mean_difference(one, two, 0.95) == empty
-    assert mean_difference(two, one, 0.95) == empty
-    assert mean_difference(constant, constant, 0.95) == empty
+    assert mean_difference(one, two, 0.95) == MeanDifference(
+        p_value=None, difference=None, ci=None, reason="n=1 in control: a variance needs at least 2 participants")
+    assert mean_difference(two, one, 0.95).reason == "n=1 in variant: a variance needs at least 2 participants"
+
+
+def test_two_constant_arms_are_a_definite_answer():
+    zeros, tens = ValueSample(participants=5, mean=0.0, variance=0.0), ValueSample(participants=7, mean=10.0, variance=0.0)
+    assert mean_difference(zeros, tens, 0.95) == MeanDifference(p_value=0.0, difference=10.0, ci=(10.0, 10.0))
+    assert mean_difference(zeros, zeros, 0.95) == MeanDifference(p_value=1.0, difference=0.0, ci=(0.0, 0.0))
 
 
 @pytest.mark.parametrize(("offset", "shift"), [(1e8, 0.016), (1e9, 0.038), (0.0, 0.02)])

@@ -135,6 +135,42 @@ def confidence(params: Mapping[str, str] | None) -> float:
     return level
 
 
+MIN_PLANNED_PARTICIPANTS = 2
+MAX_PLANNED_PARTICIPANTS = 10**12
+
+
+def planned_participants(params: Mapping[str, str] | None) -> int:
+    """`planned_participants=60000`: the participants (all variants together) the experiment plans to reach;
+    the sequential figures are tightest there. Default 5,000."""
+    text = single(params, "planned_participants")
+    if text is None:
+        from chalicelib.reports.stats import SEQUENTIAL_TUNING_PARTICIPANTS
+
+        return SEQUENTIAL_TUNING_PARTICIPANTS
+    cleaned = text.strip().replace("_", "")
+    if not (cleaned.isdigit() and MIN_PLANNED_PARTICIPANTS <= int(cleaned) <= MAX_PLANNED_PARTICIPANTS):
+        raise bad_parameter("planned_participants", f"must be a whole number of participants from "
+                                                    f"{MIN_PLANNED_PARTICIPANTS} to {MAX_PLANNED_PARTICIPANTS:,}, "
+                                                    f"like 60000 (got {text!r})")
+    return int(cleaned)
+
+
+def cap(params: Mapping[str, str] | None) -> int | None:
+    """`cap=p99` (p50..p100) winsorises each participant's value at that percentile of the goal's values,
+    pooled across variants; `cap=none` (the default) leaves values as they are."""
+    from chalicelib.reports.queries import CAP_PERCENTILES
+
+    text = single(params, "cap")
+    if text is None or text.strip().lower() == "none":
+        return None
+    cleaned = text.strip().lower()
+    digits = cleaned[1:]
+    if not (cleaned.startswith("p") and digits.isdigit() and int(digits) in CAP_PERCENTILES):
+        raise bad_parameter("cap", f"must be none or pNN with NN from {CAP_PERCENTILES.start} to "
+                                   f"{CAP_PERCENTILES.stop - 1}, like p99 (got {text!r})")
+    return int(digits)
+
+
 def correction(params: Mapping[str, str] | None) -> Correction:
     """`correction=holm|bh|none`: how p-values are adjusted across the experiment's comparisons."""
     # The statistics load on the first report request, never on /track's cold start (app.py imports this module).

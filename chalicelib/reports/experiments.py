@@ -15,7 +15,7 @@ from chalicelib.reports.dimensions import Dimension
 from chalicelib.reports.errors import UnknownExperiment
 from chalicelib.reports.fetch import ReportWarehouse, fetch, target_of
 from chalicelib.reports.queries import ALL_TIME, Window
-from chalicelib.reports.results import Counts, DecisionRow, results_view
+from chalicelib.reports.results import Counts, DecisionRow, cap_name, results_view
 
 
 def all_experiments(warehouse: ReportWarehouse, namespace: str, scope: str | None = None,
@@ -90,15 +90,24 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
                        control: str | None = None, confidence: float = DEFAULT_CONFIDENCE,
                        weights: Mapping[str, float] | None = None, window: Window = ALL_TIME,
                        correction: stats.Correction = DEFAULT_CORRECTION,
-                       dimension: Dimension | None = None) -> dict[str, Any]:
-    query = queries.decision_counts(target_of(warehouse), namespace, experiment, window)
+                       dimension: Dimension | None = None,
+                       planned_participants: float = stats.SEQUENTIAL_TUNING_PARTICIPANTS,
+                       cap: int | None = None) -> dict[str, Any]:
+    """The results view; `cap` winsorises per-participant values at that pooled percentile."""
+    query = queries.decision_counts(target_of(warehouse), namespace, experiment, window, cap=cap)
     fetched = fetch(warehouse, query)
     require_experiment(warehouse, namespace, experiment, window, found=bool(fetched))
     if dimension is not None:
-        by_segment = queries.decision_counts(target_of(warehouse), namespace, experiment, window, dimension)
-        return breakdown.decision_results(namespace, experiment, fetched, fetch(warehouse, by_segment),
+        by_segment = queries.decision_counts(target_of(warehouse), namespace, experiment, window, dimension, cap)
+        view = breakdown.decision_results(namespace, experiment, fetched, fetch(warehouse, by_segment),
                                           dimension=dimension.name, control=control, confidence=confidence,
-                                          weights=weights, correction=correction)
+                                          weights=weights, correction=correction,
+                                          planned_participants=planned_participants)
+        return {**view, "cap": cap_name(cap)}
+    rows = [DecisionRow.of(row) for row in fetched]
+    return {**results_view(namespace, experiment, rows, control=control, confidence=confidence, weights=weights,
+                           correction=correction, planned_participants=planned_participants),
+            "cap": cap_name(cap)}
     rows = [DecisionRow.of(row) for row in fetched]
     return results_view(namespace, experiment, rows, control=control, confidence=confidence, weights=weights,
                         correction=correction)

@@ -159,8 +159,25 @@ def experiment_exists(target: Target, namespace: str, experiment: str) -> Query:
     return render(target, sql, {"namespace": namespace, "experiment": experiment})
 
 
+# `cap=pNN`: the percentiles a value can be capped at. BigQuery takes PERCENTILE_CONT's percentile
+# as a literal only, so the SQL spells one of these fixed texts, never the request's.
+CAP_PERCENTILES = range(50, 101)
+_CAP_LITERALS = {percentile: f"{percentile / 100:.2f}" for percentile in CAP_PERCENTILES}
+
+
+def capped_values(source: str, columns: str, percentile: int | None) -> str:
+    """`SELECT columns, value` from `source`, each per-user value winsorised at the event's `percentile`
+    over every user with a value, pooled across variants; value as is when `percentile` is None."""
+    if percentile is None:
+        return f"SELECT {columns}, value FROM {source}"
+    if percentile not in _CAP_LITERALS:
+        raise ValueError(f"cap: a percentile from {CAP_PERCENTILES.start} to {CAP_PERCENTILES.stop - 1}, got {percentile}")
+    cap = f"PERCENTILE_CONT(value, {_CAP_LITERALS[percentile]}) OVER (PARTITION BY event)"
+    return f"SELECT {columns}, CASE WHEN value > {cap} THEN {cap} ELSE value END AS value FROM {source}"
+
+
 def decision_counts(target: Target, namespace: str, experiment: str, window: Window = ALL_TIME,
-                    dimension: Dimension | None = None) -> Query:
+                    dimension: Dimension | None = None, cap: int | None = None) -> Query:
     """The results view's inputs per (variant, event), with value sums per uuid.
 
     `uuids`: distinct uuids (participants for `participate`, successes for a goal);
@@ -174,6 +191,9 @@ def decision_counts(target: Target, namespace: str, experiment: str, window: Win
 
     With a `dimension` (a column such as `browser`), the counts are split by its value as each
     identity was stored: the top values by participants, the rest folded into `other` (`folded_segments`).
+
+    With `cap` (a percentile, 50..100), each per-uuid sum above the event's pooled percentile
+    counts as that percentile (winsorising, `capped_values`).
     """
     segment = f", {dimension.sql('e.', 'dimension_path')} AS segment" if dimension else ""
     first_segment = ", MIN(segment) AS segment" if dimension else ""
@@ -194,10 +214,12 @@ def decision_counts(target: Target, namespace: str, experiment: str, window: Win
         users, by = "folded", "segment, other, "
     per_uuid = (
         per_event
-        + "per_uuid AS (\n"
+        + ("summed" if cap is not None else "per_uuid") + " AS (\n"
         f"  SELECT variant, event, uuid, SUM(value) AS value{first_segment} FROM {events_once}\n"
         "  GROUP BY variant, event, uuid\n"
         "),\n"
+        + (f"per_uuid AS (\n  {capped_values('summed', 'variant, event, uuid' + (', segment' if dimension else ''), cap)}"
+           "\n),\n" if cap is not None else "")
         + fold
         + deviations_cte(users, by)
     )

@@ -58,20 +58,27 @@ class DecisionRow:
                    float(row["total"] or 0.0), None if variance is None else float(variance))
 
 
-SEQUENTIAL_METHOD = ("asymptotic confidence sequences (Waudby-Smith, Arbour, Sinha, Kennedy & Ramdas 2024), "
+def cap_name(cap: int | None) -> str | None:
+    """How the request's `cap` reads back: `p99`, or None when values are not capped."""
+    return None if cap is None else f"p{cap}"
+
+
+SEQUENTIAL_METHOD = ("rates: an exact anytime-valid test of which arm the converters are in (Lindon & Malek 2022); "
+                     "values: asymptotic confidence sequences (Waudby-Smith, Arbour, Sinha, Kennedy & Ramdas 2024); "
                      "valid however often the results are looked at")
 
 
 def results_view(namespace: str, experiment: str, rows: Sequence[DecisionRow], *, control: str | None,
                  confidence: float, weights: Mapping[str, float] | None,
-                 correction: stats.Correction = DEFAULT_CORRECTION) -> dict[str, Any]:
+                 correction: stats.Correction = DEFAULT_CORRECTION,
+                 planned_participants: float = stats.SEQUENTIAL_TUNING_PARTICIPANTS) -> dict[str, Any]:
     counts = Counts.from_rows({"event": row.event, "variant": row.variant, "uuids": row.uuids} for row in rows)
     labels = counts.variants
     participants = {label: counts.participants(label) for label in labels}
     chosen = choose_control(labels, control, participants)
+    plan = ComparisonSettings(confidence, planned_participants)
     goals = [
-        _goal_view(goal, labels, chosen, participants, {row.variant: row for row in rows if row.event == goal},
-                   confidence)
+        _goal_view(goal, labels, chosen, participants, {row.variant: row for row in rows if row.event == goal}, plan)
         for goal in counts.goals
     ]
     _adjust_for_multiple_comparisons(goals, correction)
@@ -82,7 +89,7 @@ def results_view(namespace: str, experiment: str, rows: Sequence[DecisionRow], *
         "confidence": confidence,
         "correction": correction,
         "sequential": {"method": SEQUENTIAL_METHOD,
-                       "tuned_for_participants": stats.SEQUENTIAL_TUNING_PARTICIPANTS},
+                       "tuned_for_participants": planned_participants},
         "variants": [{"label": label, "participants": participants[label]} for label in labels],
         "srm": _srm(participants, weights),
         "goals": goals,
@@ -123,8 +130,16 @@ def _srm(participants: Mapping[str, int], weights: Mapping[str, float] | None) -
             "unexpected_variants": unexpected}
 
 
+@dataclass(frozen=True)
+class ComparisonSettings:
+    """What every comparison of a results view is asked at: the confidence, and the participants
+    (both arms) the sequential figures are tuned for."""
+    confidence: float
+    planned_participants: float = stats.SEQUENTIAL_TUNING_PARTICIPANTS
+
+
 def _goal_view(goal: str, labels: Sequence[str], control: str | None, participants: Mapping[str, int],
-               row_of: Mapping[str, DecisionRow], confidence: float) -> dict[str, Any]:
+               row_of: Mapping[str, DecisionRow], plan: ComparisonSettings) -> dict[str, Any]:
     arms = {label: Arm(participants[label], row_of[label].uuids if label in row_of else 0) for label in labels}
     # Only arms that are proportions compete; the others get null rather than a flat prior's guess.
     competing = {label: arm.proportion for label, arm in arms.items() if arm.proportion is not None}
@@ -133,9 +148,9 @@ def _goal_view(goal: str, labels: Sequence[str], control: str | None, participan
         best.update({label: _finite(p) for label, p in stats.chance_to_be_best(competing).items()})
     return {
         "goal": goal,
-        "variants": [_arm_view(label, arms, control, confidence) for label in labels],
+        "variants": [_arm_view(label, arms, control, plan) for label in labels],
         "chance_to_be_best": best,
-        "value": _value_view(labels, control, participants, row_of, confidence),
+        "value": _value_view(labels, control, participants, row_of, plan),
     }
 
 
@@ -163,8 +178,9 @@ class Arm:
 _NO_COMPARISON = stats.Comparison(stats.Decision(None, None, None), stats.Decision(None, None, None))
 
 
-def _arm_view(label: str, arms: Mapping[str, Arm], control: str | None, confidence: float) -> dict[str, Any]:
+def _arm_view(label: str, arms: Mapping[str, Arm], control: str | None, plan: ComparisonSettings) -> dict[str, Any]:
     arm = arms[label]
+    confidence = plan.confidence
     proportion = arm.proportion
     view: dict[str, Any] = {
         "label": label,
@@ -178,13 +194,15 @@ def _arm_view(label: str, arms: Mapping[str, Arm], control: str | None, confiden
     base = arms[control]
     base_proportion = base.proportion
     comparable = proportion is not None and base_proportion is not None
-    comparison = stats.compare_rates(base_proportion, proportion, confidence) if comparable else _NO_COMPARISON
+    comparison = (stats.compare_rates(base_proportion, proportion, confidence, plan.planned_participants)
+                  if comparable else _NO_COMPARISON)
     view["uplift"] = {
         "absolute": arm.rate - base.rate if arm.rate is not None and base.rate is not None else None,
         "relative": arm.rate / base.rate - 1 if arm.rate is not None and base.rate else None,
         "relative_ci": _interval(comparison.fixed.relative_ci),
         "absolute_ci": _interval(comparison.fixed.absolute_ci),
     }
+    view["direction"] = comparison.direction  # the decision statistic's sign: colour by this, not by the uplift
     view["p_value"] = _finite(comparison.fixed.p_value)
     view["p_value_adjusted"] = None  # filled in across the whole experiment
     view["sequential"] = _sequential_view(comparison.sequential)
@@ -198,7 +216,7 @@ def _sequential_view(decision: stats.Decision) -> dict[str, Any]:
 
 
 def _value_view(labels: Sequence[str], control: str | None, participants: Mapping[str, int],
-                row_of: Mapping[str, DecisionRow], confidence: float) -> dict[str, Any] | None:
+                row_of: Mapping[str, DecisionRow], plan: ComparisonSettings) -> dict[str, Any] | None:
     """Per-participant value statistics; None when no goal event carried a value.
 
     The mean is per participant: participants without a value count as 0.
@@ -218,7 +236,8 @@ def _value_view(labels: Sequence[str], control: str | None, participants: Mappin
         }
         if control is not None and label != control:
             sample, base = samples[label], samples[control]
-            comparison = stats.compare_values(base, sample, confidence) if sample and base else _NO_COMPARISON
+            comparison = (stats.compare_values(base, sample, plan.confidence, plan.planned_participants)
+                          if sample and base else _no_value_comparison(base is None, participants[control]))
             fixed = comparison.fixed
             difference = (_finite(sample.mean - base.mean)
                           if sample and base and fixed.p_value is not None else None)
@@ -228,10 +247,25 @@ def _value_view(labels: Sequence[str], control: str | None, participants: Mappin
                 difference=difference,
                 ci=_interval(fixed.absolute_ci),
                 relative_ci=_interval(fixed.relative_ci),
+                direction=comparison.direction,
+                reason=fixed.reason,
                 sequential=_sequential_view(comparison.sequential),
             )
         views.append(view)
     return {"variants": views}
+
+
+def _no_value_comparison(control_missing: bool, control_participants: int) -> stats.Comparison:
+    """No comparison of values, with the reason: an arm without a per-participant mean."""
+    if control_missing:
+        reason = ("no participants in control: a mean per participant needs some" if not control_participants
+                  else "control's values are not per participant (more valued users than participants, "
+                       "or totals beyond the range of a float)")
+    else:
+        reason = ("the variant has no per-participant mean (no participants, more valued users than "
+                  "participants, or totals beyond the range of a float)")
+    empty = stats.Decision(None, None, None, reason=reason)
+    return stats.Comparison(empty, empty)
 
 
 def value_sample(participants: int, row: DecisionRow) -> stats.ValueSample | None:

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports.dimensions import Dimension
-from chalicelib.reports.queries import (ALL_TIME, SAMPLE_VARIANCE, Query, Target, Window, deviations_cte,
+from chalicelib.reports.queries import (ALL_TIME, SAMPLE_VARIANCE, Query, Target, Window, capped_values, deviations_cte,
                                         folded_segments, render, window_filter)
 
 SOURCE = "segment"          # the results route's `source=` for these experiments
@@ -29,14 +29,16 @@ _FINITE = "ABS({0}) <= 1e308"
 
 def experiment_decision_counts(target: Target, namespace: str, experiment: str, *,
                                goals: Sequence[str] | None = None, value: Dimension | None = None,
-                               dimension: Dimension | None = None, window: Window = ALL_TIME) -> Query:
+                               dimension: Dimension | None = None, window: Window = ALL_TIME,
+                               cap: int | None = None) -> Query:
     """Participants and conversions per variant (and per `dimension` value of the first exposure).
 
     Columns: [segment, other,] variant, event, uuids, multiple, valued, total, total_squares,
     variance. `total` sums each user's summed value; `total_squares` sums their squares and
     `variance` is their sample variance (null below two, `queries.SAMPLE_VARIANCE`'s two-pass
     formula). With a dimension, users of all but the TOP_SEGMENTS values with the most
-    participants are folded into `other` (`queries.folded_segments`).
+    participants are folded into `other` (`queries.folded_segments`). With `cap`, each user's value
+    is winsorised at the goal's pooled percentile (`queries.capped_values`).
     """
     if goals is not None and not goals:
         raise ValueError("goals: name at least one, or None for the default goals")
@@ -75,7 +77,8 @@ def experiment_decision_counts(target: Target, namespace: str, experiment: str, 
         f"  FROM {users}\n"
         "  UNION ALL\n"
         f"  SELECT {by}variant, event, user_key, FALSE AS multiple, value\n"
-        f"  FROM converted{'' if goals is not None else ' WHERE event IN (SELECT event FROM chosen)'}\n"
+        f"  FROM {'converted' if cap is None else '(' + capped_values('converted', by + 'variant, event, user_key', cap) + ') AS c'}"
+        f"{'' if goals is not None else ' WHERE event IN (SELECT event FROM chosen)'}\n"
         ")"
         + _per_user_figures(by, valued=value is not None)
     )

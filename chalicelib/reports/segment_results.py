@@ -16,12 +16,13 @@ from chalicelib.reports.segment_queries import SOURCE
 from chalicelib.reports.defaults import DEFAULT_CONFIDENCE
 from chalicelib.reports.errors import UnknownExperiment
 from chalicelib.reports.fetch import ReportWarehouse, fetch, target_of
+from chalicelib.reports.results import cap_name
 
 def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: str, *,
                        goals: Sequence[str] | None = None, value: Dimension | None = None,
                        dimension: Dimension | None = None, control: str | None = None,
                        confidence: float = DEFAULT_CONFIDENCE, weights: Mapping[str, float] | None = None,
-                       window: Window = ALL_TIME, **options: Any) -> dict[str, Any]:
+                       window: Window = ALL_TIME, cap: int | None = None, **options: Any) -> dict[str, Any]:
     """404 when nobody was ever exposed; an empty date window alone answers the empty view.
 
     Further `options` of the decision view (`results.results_view`) pass through unchanged, so
@@ -31,7 +32,7 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
 
     def counts(split_by: Dimension | None) -> list[dict[str, Any]]:
         return fetch(warehouse, segment_queries.experiment_decision_counts(
-            target, namespace, experiment, goals=goals, value=value, dimension=split_by, window=window))
+            target, namespace, experiment, goals=goals, value=value, dimension=split_by, window=window, cap=cap))
 
     whole = counts(None)
     if not whole and (window == ALL_TIME or not fetch(warehouse, segment_queries.experiment_seen(
@@ -41,7 +42,7 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
         namespace, experiment, whole, counts(dimension) if dimension else None,
         dimension=dimension.name if dimension else None, goals=goals or (), extras=_multiple_exposures,
         control=control, confidence=confidence, weights=weights, **options)
-    return {"source": SOURCE, **view, "value_property": value.name if value else None}
+    return {"source": SOURCE, **view, "value_property": value.name if value else None, "cap": cap_name(cap)}
 
 
 def _multiple_exposures(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:

@@ -18,12 +18,16 @@ class Decision:
     p_value: float | None
     relative_ci: tuple[float, float] | None  # of variant / control - 1
     absolute_ci: tuple[float, float] | None  # of variant - control
+    reason: str | None = None  # why p_value is None, in words a reader can act on
 
 
 @dataclass(frozen=True)
 class Comparison:
     fixed: Decision  # valid when looked at once, at a sample size fixed in advance
     sequential: Decision  # valid however often it is looked at
+    # The sign of the decision statistic (both modes share it): "better" when it
+    # says the variant is higher, "worse" when lower, None when it has no sign.
+    direction: str | None = None
 
 
 @dataclass(frozen=True)

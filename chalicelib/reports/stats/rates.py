@@ -1,20 +1,16 @@
-"""Conversion rates (frequentist): Wilson, Newcombe and the log rate ratio, fixed and sequential."""
+"""Conversion rates (frequentist): Wilson, Newcombe, and the score and anytime-valid tests, fixed and sequential."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from chalicelib.reports.stats.distributions import two_sided_normal_p, two_sided_z
-from chalicelib.reports.stats.estimates import (
-    Comparison,
-    Decision,
-    Estimate,
-    around,
-    check_confidence,
-    relative_interval,
-)
-from chalicelib.reports.stats.sequential import sequence_half_width, sequential_p_value
+from chalicelib.reports.stats.anytime import concentration, ratio_sequence
+from chalicelib.reports.stats.anytime import p_value as anytime_p_value
+from chalicelib.reports.stats.score import Table, difference_interval, ratio_interval, score_p_value
+from chalicelib.reports.stats.distributions import two_sided_z
+from chalicelib.reports.stats.estimates import Comparison, Decision, check_confidence
+from chalicelib.reports.stats.sequential import SEQUENTIAL_TUNING_PARTICIPANTS, sequence_boundary
 
 
 @dataclass(frozen=True)
@@ -61,69 +57,84 @@ def _wilson(p: Proportion, z: float) -> tuple[float, float]:
     return max(0.0, min(centre - half_width, rate)), min(1.0, max(centre + half_width, rate))
 
 
-def compare_rates(control: Proportion, variant: Proportion, confidence: float) -> Comparison:
+def compare_rates(control: Proportion, variant: Proportion, confidence: float,
+                  planned_participants: float = SEQUENTIAL_TUNING_PARTICIPANTS) -> Comparison:
     """The fixed-horizon and the sequential decision for variant against control.
 
-    Relative uplift: the log rate ratio log(r_v / r_c) with its delta-method
-    standard error sqrt(1/s_v - 1/n_v + 1/s_c - 1/n_c) (Katz, Baptista, Azen
-    & Pike (1978), "Obtaining confidence intervals for the risk ratio in
-    cohort studies", Biometrics 34:469-474). Its Wald test is the
-    p-value and its inversion, exp(log ratio +- half width) - 1, the interval:
-    both from one statistic, and the bounds stay above -100%. When an arm has
-    no successes or no failures, 0.5 is added to every cell of the 2x2 table
-    (Haldane (1956) / Anscombe (1956)) so that real uncertainty never gets a
-    zero-width interval. A control rate of 0 leaves the relative uplift
-    undefined: its intervals are None, the p-value still tests equality.
+    Fixed horizon (see `score`): the continuity-corrected Miettinen-Nurminen
+    score test; its p-value tests equal rates, its relative interval inverts the
+    test of the rate ratio and its absolute interval the test of the rate
+    difference. Both inversions share the p-value's statistic at "no
+    difference", so each interval excludes 0 exactly when p < 1 - confidence;
+    at identical rates p = 1. A ratio bound that no count can pin (a variant
+    with no successes has no lower bound above -100%, a control with none no
+    upper bound) is -1 or inf.
 
-    Absolute uplift: Newcombe's hybrid score interval (fixed) and an
-    asymptotic confidence sequence of the unpooled Wald difference (sequential).
+    Sequential (see `anytime`): the exact anytime-valid test of which arm the
+    converters are in (Lindon & Malek 2022), tuned to `planned_participants`,
+    and its confidence sequence of the rate ratio, each joined with the fixed
+    horizon's (p the larger, interval the hull): the sequential answer never
+    claims more than a single look would. The absolute interval inverts the
+    score test of the difference at the asymptotic confidence sequence's
+    boundary (`sequential.sequence_boundary`), never below the fixed one's,
+    and holds 0 whenever the sequential p is not significant.
     """
     check_confidence(confidence)
     if control.trials == 0 or variant.trials == 0:
         empty = Decision(None, None, None)
         return Comparison(empty, empty)
-    ratio = _log_rate_ratio(control, variant)
-    difference = _rate_difference(control, variant)
-    participants = control.trials + variant.trials
-    relative_defined = control.successes > 0
-
+    table = Table(control.successes, control.trials, variant.successes, variant.trials)
+    alpha = 1 - confidence
     z = two_sided_z(confidence)
+    fixed_ratio = ratio_interval(table, z)
     fixed = Decision(
-        p_value=two_sided_normal_p(ratio.z()) if ratio.standard_error > 0 else 1.0,
-        relative_ci=relative_interval(ratio, z * ratio.standard_error) if relative_defined else None,
-        absolute_ci=newcombe_difference_ci(control, variant, confidence),
+        p_value=score_p_value(table),
+        relative_ci=_uplift(fixed_ratio),
+        absolute_ci=difference_interval(table, z),
     )
+    share, kappa = _mixture(control, variant, confidence, planned_participants)
+    sequential_p = max(fixed.p_value, anytime_p_value(variant.successes, control.successes, share, kappa))
+    sequence = ratio_sequence(variant.successes, control.successes, share, kappa, confidence)
+    boundary = max(z, sequence_boundary(table.participants, confidence, planned_participants))
+    sequential_absolute = _hull(difference_interval(table, boundary), fixed.absolute_ci)
+    if sequential_p >= alpha:
+        sequential_absolute = _hull(sequential_absolute, (0.0, 0.0))
     sequential = Decision(
-        p_value=sequential_p_value(ratio, participants, confidence),
-        relative_ci=relative_interval(ratio, sequence_half_width(ratio.standard_error, participants, confidence))
-        if relative_defined else None,
-        absolute_ci=_within(
-            around(difference, sequence_half_width(difference.standard_error, participants, confidence)),
-            -1.0, 1.0),
+        p_value=sequential_p,
+        relative_ci=_uplift(_hull(sequence, fixed_ratio)),
+        absolute_ci=sequential_absolute,
     )
-    return Comparison(fixed, sequential)
+    return Comparison(fixed, sequential, direction=_direction(table.direction))
 
 
-def _table(control: Proportion, variant: Proportion) -> tuple[float, float, float, float]:
-    """(s_c, n_c, s_v, n_v), with Haldane-Anscombe's 0.5 per cell when an arm is degenerate."""
-    if control.degenerate or variant.degenerate:
-        return (control.successes + 0.5, control.trials + 1.0, variant.successes + 0.5, variant.trials + 1.0)
-    return (float(control.successes), float(control.trials), float(variant.successes), float(variant.trials))
+def rate_p_values(control: Proportion, variant: Proportion, confidence: float,
+                  planned_participants: float = SEQUENTIAL_TUNING_PARTICIPANTS) -> tuple[float, float]:
+    """(fixed, sequential) p-values of `compare_rates` alone, without the intervals (for exhaustive checks)."""
+    if control.trials == 0 or variant.trials == 0:
+        raise ValueError("both arms need trials")
+    fixed = score_p_value(Table(control.successes, control.trials, variant.successes, variant.trials))
+    share, kappa = _mixture(control, variant, confidence, planned_participants)
+    return fixed, max(fixed, anytime_p_value(variant.successes, control.successes, share, kappa))
 
 
-def _log_rate_ratio(control: Proportion, variant: Proportion) -> Estimate:
-    s_c, n_c, s_v, n_v = _table(control, variant)
-    # Katz et al. (1978): var(log RR) = (1 - r_v)/s_v + (1 - r_c)/s_c = 1/s_v - 1/n_v + 1/s_c - 1/n_c.
-    variance = (1 / s_v - 1 / n_v) + (1 / s_c - 1 / n_c)
-    return Estimate(math.log(s_v / n_v) - math.log(s_c / n_c), math.sqrt(max(0.0, variance)))
+def _mixture(control: Proportion, variant: Proportion, confidence: float,
+             planned_participants: float) -> tuple[float, float]:
+    """(pi0, kappa): the variant's share of participants and the mixture's tuned concentration."""
+    participants = control.trials + variant.trials
+    pooled_rate = (control.successes + variant.successes) / participants
+    return variant.trials / participants, concentration(planned_participants, pooled_rate, confidence)
 
 
-def _rate_difference(control: Proportion, variant: Proportion) -> Estimate:
-    """The observed difference; its unpooled variance from the (corrected) table."""
-    s_c, n_c, s_v, n_v = _table(control, variant)
-    r_c, r_v = s_c / n_c, s_v / n_v
-    variance = r_c * (1 - r_c) / control.trials + r_v * (1 - r_v) / variant.trials
-    return Estimate(variant.rate - control.rate, math.sqrt(variance))
+def _direction(sign: int) -> str | None:
+    return "better" if sign > 0 else "worse" if sign < 0 else None
+
+
+def _uplift(ratio: tuple[float, float]) -> tuple[float, float]:
+    return ratio[0] - 1, ratio[1] - 1
+
+
+def _hull(first: tuple[float, float], second: tuple[float, float]) -> tuple[float, float]:
+    return min(first[0], second[0]), max(first[1], second[1])
 
 
 def newcombe_difference_ci(control: Proportion, variant: Proportion, confidence: float) -> tuple[float, float] | None:
@@ -148,6 +159,3 @@ def newcombe_difference_ci(control: Proportion, variant: Proportion, confidence:
     return max(-1.0, low), min(1.0, high)
 
 
-def _within(bounds: tuple[float, float], low: float, high: float) -> tuple[float, float]:
-    """Intersect with the parameter's range (keeps coverage: the truth lies in it)."""
-    return max(low, bounds[0]), min(high, bounds[1])

@@ -7,8 +7,8 @@ import math
 from chalicelib.reports.stats.estimates import Estimate
 
 # The asymptotic confidence sequences are tightest at this many participants
-# (both arms together); GrowthBook's default. Wider at smaller and larger
-# samples, valid at every one.
+# (both arms together) unless the request names its plan (`planned_participants`);
+# GrowthBook's default. Wider at smaller and larger samples, valid at every one.
 SEQUENTIAL_TUNING_PARTICIPANTS = 5_000
 
 # Asymptotic confidence sequences: Waudby-Smith, Arbour, Sinha, Kennedy &
@@ -41,16 +41,25 @@ def sequential_rho_squared(confidence: float, tuning_participants: float = SEQUE
     return (-2 * math.log(alpha) + math.log(-2 * math.log(alpha) + 1)) / tuning_participants
 
 
-def sequence_half_width(standard_error: float, participants: int, confidence: float) -> float:
+def sequence_boundary(participants: int, confidence: float,
+                      tuning_participants: float = SEQUENTIAL_TUNING_PARTICIPANTS) -> float:
+    """The half width in standard errors: the sequential counterpart of the normal quantile."""
     alpha = 1 - confidence
-    t_rho2 = participants * sequential_rho_squared(confidence)
-    return standard_error * math.sqrt(2 * (t_rho2 + 1) / t_rho2 * math.log(math.sqrt(t_rho2 + 1) / alpha))
+    t_rho2 = participants * sequential_rho_squared(confidence, tuning_participants)
+    return math.sqrt(2 * (t_rho2 + 1) / t_rho2 * math.log(math.sqrt(t_rho2 + 1) / alpha))
 
 
-def sequential_p_value(estimate: Estimate, participants: int, confidence: float) -> float:
+def sequence_half_width(standard_error: float, participants: int, confidence: float,
+                        tuning_participants: float = SEQUENTIAL_TUNING_PARTICIPANTS) -> float:
+    return standard_error * sequence_boundary(participants, confidence, tuning_participants)
+
+
+def sequential_p_value(estimate: Estimate, participants: int, confidence: float,
+                       tuning_participants: float = SEQUENTIAL_TUNING_PARTICIPANTS) -> float:
+    """The always-valid p-value; 0 for a nonzero estimate known exactly (standard error 0), 1 for a zero one."""
     if estimate.standard_error == 0:
-        return 1.0
-    t_rho2 = participants * sequential_rho_squared(confidence)
+        return 1.0 if estimate.value == 0 else 0.0
+    t_rho2 = participants * sequential_rho_squared(confidence, tuning_participants)
     z = estimate.z()
     log_p = 0.5 * math.log1p(t_rho2) - z * z * t_rho2 / (2 * (t_rho2 + 1))
     return math.exp(min(0.0, log_p))
