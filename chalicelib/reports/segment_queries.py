@@ -1,10 +1,11 @@
 """Experiment queries over Segment rows, each defined once in BigQuery SQL (rendered for DuckDB by queries.py).
 
 Segment's A/B testing spec: an exposure is a track event `Experiment Viewed` with
-`properties.experiment_id` and `properties.variation_id`. A user is `user_id`, else
-`anonymous_id`. Each user belongs to the variant of their first exposure, ordered by the
-skew-corrected client `timestamp` (libraries batch and retry, so arrival order says little);
-a goal is any other track event of that user at or after that first exposure.
+`properties.experiment_id` and `properties.variation_id`. A user is a person: the ids that
+identify, alias and messages carrying both ids link (segment_identity.py). Each person belongs
+to the variant of their first exposure through any of their ids, ordered by the skew-corrected
+client `timestamp` (libraries batch and retry, so arrival order says little); a goal is any
+other track event of any of their ids at or after that first exposure.
 
 The answer has the rows the AlephBet decision view reads (`queries.decision_counts`):
 per variant a `participate` row (participants, and how many of them were exposed to more
@@ -17,6 +18,7 @@ from typing import Any, Sequence
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports.dimensions import Dimension
+from chalicelib.reports.segment_identity import identity_ctes, person_join, person_of
 from chalicelib.reports.queries import (ALL_TIME, SAMPLE_VARIANCE, Query, Target, Window, deviations_cte,
                                         folded_segments, render, window_filter)
 
@@ -46,21 +48,9 @@ def experiment_decision_counts(target: Target, namespace: str, experiment: str, 
     by = "segment, other, " if dimension else ""
     users = "folded" if dimension else "assigned"
     sql = (
-        "WITH exposures AS (\n"
-        "  SELECT COALESCE(e.user_id, e.anonymous_id) AS user_key,\n"
-        "    JSON_VALUE(e.properties, '$.variation_id') AS variant,\n"
-        f"    COALESCE(e.timestamp, e.received_at) AS seen_at{segment}\n"
-        "  FROM {events} AS e\n"
-        f"  WHERE e.namespace = @namespace AND e.type = 'track' AND e.event = '{EXPOSURE_EVENT}'\n"
-        f"    AND JSON_VALUE(e.properties, '$.experiment_id') = @experiment{window_filter(window)}\n"
-        "),\n"
-        "assigned AS (\n"
-        f"  SELECT user_key, MIN(seen_at) AS first_at, MIN_BY(variant, seen_at) AS variant{first_segment},\n"
-        "    MIN(variant) <> MAX(variant) AS multiple\n"
-        "  FROM exposures\n"
-        "  WHERE user_key IS NOT NULL AND variant IS NOT NULL\n"
-        "  GROUP BY user_key\n"
-        "),\n"
+        "WITH " + identity_ctes(window)
+        + exposures_cte(window, segment)
+        + assigned_cte(first_segment)
         + (folded_segments("assigned", "user_key, first_at, variant, multiple") + ",\n" if dimension else "")
         + _goal_events(target, goals, value, window)
         + "converted AS (\n"
@@ -87,6 +77,40 @@ def experiment_decision_counts(target: Target, namespace: str, experiment: str, 
     if dimension is not None:
         params.update(dimension.params("dimension_path"))
     return render(target, sql, params)
+
+
+def exposures_cte(window: Window, segment: str = "", experiment: str = "@experiment") -> str:
+    """`exposures`: (user_key: the person, variant, seen_at[, segment]) of one experiment's exposures.
+
+    `experiment` is `@experiment`, or "" for every experiment of the namespace (with an `experiment` column).
+    """
+    which = (f"\n    AND JSON_VALUE(e.properties, '$.experiment_id') = {experiment}" if experiment
+             else "")
+    listed = "" if experiment else ", JSON_VALUE(e.properties, '$.experiment_id') AS experiment"
+    return (
+        "exposures AS (\n"
+        f"  SELECT {person_of('e')} AS user_key{listed},\n"
+        "    JSON_VALUE(e.properties, '$.variation_id') AS variant,\n"
+        f"    COALESCE(e.timestamp, e.received_at) AS seen_at{segment}\n"
+        "  FROM {events} AS e\n"
+        + person_join("e")
+        + f"  WHERE e.namespace = @namespace AND e.type = 'track' AND e.event = '{EXPOSURE_EVENT}'{which}"
+        f"{window_filter(window)}\n"
+        "),\n"
+    )
+
+
+def assigned_cte(first_segment: str = "") -> str:
+    """`assigned`: each person's first exposure (`first_at`), its variant, and whether they saw another."""
+    return (
+        "assigned AS (\n"
+        f"  SELECT user_key, MIN(seen_at) AS first_at, MIN_BY(variant, seen_at) AS variant{first_segment},\n"
+        "    MIN(variant) <> MAX(variant) AS multiple\n"
+        "  FROM exposures\n"
+        "  WHERE user_key IS NOT NULL AND variant IS NOT NULL\n"
+        "  GROUP BY user_key\n"
+        "),\n"
+    )
 
 
 def _per_user_figures(by: str, valued: bool) -> str:
@@ -121,10 +145,11 @@ def _goal_events(target: Target, goals: Sequence[str] | None, value: Dimension |
         number = f"IF({_FINITE.format(cast)}, {cast}, NULL)"
     key = "" if target.unique_identities else "e.event_id, "
     source = (
-        f"  SELECT {key}COALESCE(e.user_id, e.anonymous_id) AS user_key, e.event,\n"
+        f"  SELECT {key}{person_of('e')} AS user_key, e.event,\n"
         f"    COALESCE(e.timestamp, e.received_at) AS seen_at, {number} AS value\n"
         "  FROM {events} AS e\n"
-        f"  WHERE e.namespace = @namespace AND e.type = 'track' AND {chosen}{window_filter(window)}\n"
+        + person_join("e")
+        + f"  WHERE e.namespace = @namespace AND e.type = 'track' AND {chosen}{window_filter(window)}\n"
     )
     if target.unique_identities:
         return "goal_events AS (\n" + source + "),\n"
