@@ -189,10 +189,11 @@ def test_the_results_view_answers_the_contract_fields(report_client):
     assert click["value"] is None
 
 
-def test_the_results_view_is_the_reports_module_answer(report_client):
+def test_the_results_view_is_the_reports_module_answer_naming_its_detected_source(report_client):
     seed(report_client, *ab("exp", red=7, blue=9, red_goal=3, blue_goal=2))
     over_http = body(get(report_client, path_of("exp", "/results")))
-    assert over_http == json.loads(json.dumps(experiments.experiment_results(runtime.warehouse(), "alephbet", "exp")))
+    module = experiments.experiment_results(runtime.warehouse(), "alephbet", "exp")
+    assert over_http == json.loads(json.dumps({"source": "alephbet", **module}))
 
 
 def test_the_daily_views_last_day_equals_the_totals(report_client):

@@ -336,9 +336,9 @@ def test_the_results_route_answers_segment_experiments(report_client):
     ({"source": "segment", "dimension": "properties." + ".".join(["k"] * 9)}, "dimension"),
     ({"source": "segment", "dimension": "properties.$x"}, "dimension"),
     ({"source": "segment", "dimension": "properties.a b"}, "dimension"),
-    ({"dimension": "properties.plan"}, "dimension"),          # AlephBet events: browser only
-    ({"goals": "Signed Up"}, "goals"),                       # AlephBet goals are its own events
-    ({"value": "properties.revenue"}, "value"),
+    ({"source": "alephbet", "dimension": "properties.plan"}, "dimension"),    # AlephBet events: browser only
+    ({"source": "alephbet", "goals": "Signed Up"}, "goals"),                 # AlephBet goals are its own events
+    ({"source": "alephbet", "value": "properties.revenue"}, "value"),
 ])
 def test_bad_segment_parameters_are_a_400_naming_them(report_client, query, parameter):
     _seed_route(report_client)

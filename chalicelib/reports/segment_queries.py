@@ -100,15 +100,18 @@ def exposures_cte(window: Window, segment: str = "", experiment: str = "@experim
     )
 
 
-def assigned_cte(first_segment: str = "") -> str:
-    """`assigned`: each person's first exposure (`first_at`), its variant, and whether they saw another."""
+def assigned_cte(first_segment: str = "", by: str = "") -> str:
+    """`assigned`: each person's first exposure (`first_at`), its variant, and whether they saw another.
+
+    `by` ("experiment, " over every experiment's exposures) groups further; `last_at` is their last exposure.
+    """
     return (
         "assigned AS (\n"
-        f"  SELECT user_key, MIN(seen_at) AS first_at, MIN_BY(variant, seen_at) AS variant{first_segment},\n"
-        "    MIN(variant) <> MAX(variant) AS multiple\n"
+        f"  SELECT {by}user_key, MIN(seen_at) AS first_at, MAX(seen_at) AS last_at,\n"
+        f"    MIN_BY(variant, seen_at) AS variant{first_segment}, MIN(variant) <> MAX(variant) AS multiple\n"
         "  FROM exposures\n"
-        "  WHERE user_key IS NOT NULL AND variant IS NOT NULL\n"
-        "  GROUP BY user_key\n"
+        f"  WHERE user_key IS NOT NULL AND variant IS NOT NULL{' AND experiment IS NOT NULL' if by else ''}\n"
+        f"  GROUP BY {by}user_key\n"
         "),\n"
     )
 
@@ -186,3 +189,132 @@ def experiment_seen(target: Target, namespace: str, experiment: str) -> Query:
         "LIMIT 1"
     )
     return render(target, sql, {"namespace": namespace, "experiment": experiment})
+
+
+# ---- the experiment list, the daily series and the pickers ------------------------------------
+
+MAX_PICKED = 100            # goals or value properties a picker lists
+VALUE_SAMPLE_ROWS = 2000    # post-exposure events whose properties are read to find numeric ones
+
+
+def experiment_list(target: Target, namespace: str, window: Window = ALL_TIME) -> Query:
+    """Every Segment experiment of the namespace: per (experiment, variant) its people, how many of them
+    saw another variant too, and the first and last exposure (client time)."""
+    sql = (
+        "WITH " + identity_ctes(window)
+        + exposures_cte(window, experiment="")
+        + assigned_cte(by="experiment, ")
+        + "counted AS (\n"
+        "  SELECT experiment, variant, COUNT(*) AS participants, COUNTIF(multiple) AS multiple,\n"
+        "    MIN(first_at) AS first_seen, MAX(last_at) AS last_seen\n"
+        "  FROM assigned\n"
+        "  GROUP BY experiment, variant\n"
+        ")\n"
+        "SELECT experiment, variant, participants, multiple, first_seen, last_seen FROM counted"
+    )
+    return render(target, sql, {"namespace": namespace, **window.params()})
+
+
+def _converted_firsts(target: Target, goals: Sequence[str] | None, window: Window) -> str:
+    """`converted`: (variant, event, user_key, converted_at) each person's first goal event at or after exposure."""
+    return (
+        _goal_events(target, goals, None, window)
+        + "converted AS (\n"
+        "  SELECT a.variant, g.event, a.user_key, MIN(g.seen_at) AS converted_at\n"
+        "  FROM assigned AS a\n"
+        "  JOIN goal_events AS g ON g.user_key = a.user_key AND g.seen_at >= a.first_at\n"
+        "  GROUP BY a.variant, g.event, a.user_key\n"
+        "),\n"
+    )
+
+
+def daily_first_seen(target: Target, namespace: str, experiment: str, *, goals: Sequence[str] | None = None,
+                     window: Window = ALL_TIME) -> Query:
+    """People per (day, variant, event): exposure on the day of their first exposure, a goal on the day
+    of their first such event after it (client time, UTC days). Summed over days: the results' counts."""
+    sql = (
+        "WITH " + identity_ctes(window)
+        + exposures_cte(window)
+        + assigned_cte()
+        + _converted_firsts(target, goals, window)
+        + _chosen_goals(goals)
+        + "per_day AS (\n"
+        f"  SELECT DATE(first_at) AS day, variant, '{PARTICIPATE}' AS event FROM assigned\n"
+        "  UNION ALL\n"
+        "  SELECT DATE(converted_at) AS day, variant, event FROM converted"
+        f"{'' if goals is not None else ' WHERE event IN (SELECT event FROM chosen)'}\n"
+        ")\n"
+        "SELECT day, variant, event, COUNT(*) AS uuids FROM per_day GROUP BY day, variant, event"
+    )
+    params: dict[str, Any] = {"namespace": namespace, "experiment": experiment, **window.params()}
+    if goals is not None:
+        params.update({f"goal_{index}": goal for index, goal in enumerate(goals)})
+    return render(target, sql, params)
+
+
+def exposed_goals(target: Target, namespace: str, experiment: str, window: Window = ALL_TIME) -> Query:
+    """The goal picker: track events the exposed people did at or after exposure, by people, most first."""
+    sql = (
+        "WITH " + identity_ctes(window)
+        + exposures_cte(window)
+        + assigned_cte()
+        + _converted_firsts(target, None, window)
+        + "picked AS (\n"
+        "  SELECT event, COUNT(*) AS users FROM converted GROUP BY event\n"
+        ")\n"
+        f"SELECT event AS goal, users FROM picked ORDER BY users DESC, goal LIMIT {MAX_PICKED}"
+    )
+    return render(target, sql, {"namespace": namespace, "experiment": experiment, **window.params()})
+
+
+def _exposed_properties(goals: Sequence[str] | None, window: Window) -> str:
+    """`valued`: (user_key, properties) of the exposed people's track events at or after exposure."""
+    chosen = (f"e.event IN ({', '.join(f'@goal_{index}' for index in range(len(goals)))})" if goals is not None
+              else f"e.event IS NOT NULL AND e.event NOT IN ('{EXPOSURE_EVENT}', '{PARTICIPATE}')")
+    return (
+        "valued AS (\n"
+        f"  SELECT a.user_key, e.properties\n"
+        "  FROM {events} AS e\n"
+        + person_join("e")
+        + f"  JOIN assigned AS a ON a.user_key = {person_of('e')}\n"
+        f"  WHERE e.namespace = @namespace AND e.type = 'track' AND {chosen}{window_filter(window)}\n"
+        "    AND e.properties IS NOT NULL AND COALESCE(e.timestamp, e.received_at) >= a.first_at\n"
+        ")\n"
+    )
+
+
+def _picker_params(namespace: str, experiment: str, goals: Sequence[str] | None, window: Window) -> dict[str, Any]:
+    params: dict[str, Any] = {"namespace": namespace, "experiment": experiment, **window.params()}
+    if goals is not None:
+        params.update({f"goal_{index}": goal for index, goal in enumerate(goals)})
+    return params
+
+
+def exposed_properties_sample(target: Target, namespace: str, experiment: str, *,
+                              goals: Sequence[str] | None = None, window: Window = ALL_TIME) -> Query:
+    """Up to VALUE_SAMPLE_ROWS `properties` of the exposed people's events after exposure: where the value
+    picker looks for numeric properties (then counted exactly by `value_property_users`)."""
+    sql = (
+        "WITH " + identity_ctes(window) + exposures_cte(window) + assigned_cte() + _exposed_properties(goals, window)
+        + f"SELECT properties FROM valued LIMIT {VALUE_SAMPLE_ROWS}"
+    )
+    return render(target, sql, _picker_params(namespace, experiment, goals, window))
+
+
+def value_property_users(target: Target, namespace: str, experiment: str, paths: Sequence[Dimension], *,
+                         goals: Sequence[str] | None = None, window: Window = ALL_TIME) -> Query:
+    """One row: per path (column `users_<n>`) the exposed people with a finite number there after exposure."""
+    if not paths:
+        raise ValueError("paths: name at least one")
+    counts = []
+    for index, path in enumerate(paths):
+        number = f"SAFE_CAST({path.sql('', f'path_{index}')} AS FLOAT64)"
+        counts.append(f"  COUNT(DISTINCT IF({_FINITE.format(number)}, user_key, NULL)) AS users_{index}")
+    sql = (
+        "WITH " + identity_ctes(window) + exposures_cte(window) + assigned_cte() + _exposed_properties(goals, window)
+        + "SELECT\n" + ",\n".join(counts) + "\nFROM valued"
+    )
+    params = _picker_params(namespace, experiment, goals, window)
+    for index, path in enumerate(paths):
+        params.update(path.params(f"path_{index}"))
+    return render(target, sql, params)
