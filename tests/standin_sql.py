@@ -3,6 +3,9 @@ checked on both warehouses through their real clients.
 
     bigquery_standin.answer_queries(answer_from_stored_rows(bigquery_standin))
 
+or, for a test to run on each warehouse from the same rows, the `each_warehouse` fixture (import it
+with `bigquery_standin`, as for any fixture defined outside conftest.py).
+
 Each query's BigQuery text, exactly as the real client sent it, with the parameters decoded by
 the types the client declared, runs on an in-memory DuckDB copy of the stored tables (sqlglot
 renders the text, as chalicelib.reports.queries does for the embedded warehouse). What it proves:
@@ -16,9 +19,11 @@ from datetime import datetime
 from typing import Any, Callable
 
 import duckdb
+import pytest
 import sqlglot
 
 from chalicelib.storage.schema import TABLES
+from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
 from tests.bigquery_standin import BigQueryStandIn, Query, QueryAnswer
 
 _DUCKDB_TYPES = {"STRING": "VARCHAR", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMPTZ", "BYTES": "VARCHAR",
@@ -85,3 +90,18 @@ def _scalar(kind: str, text: str | None) -> Any:
     if kind == "BOOL":
         return text.lower() == "true"
     return text
+
+
+@pytest.fixture(params=["duckdb", "bigquery"])
+def each_warehouse(request, tmp_path):
+    """A DuckDB warehouse, then a BigQuery one (the real client, the stand-in answering from its rows)."""
+    if request.param == "duckdb":
+        store = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
+        yield store
+        store.close()
+        return
+    from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
+
+    standin = request.getfixturevalue("bigquery_standin")
+    standin.answer_queries(answer_from_stored_rows(standin))
+    yield BigQueryWarehouse(standin.client, dataset="analytics", table="events")

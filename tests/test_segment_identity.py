@@ -10,10 +10,9 @@ import pytest
 
 from chalicelib.reports import segment_results
 from chalicelib.reports.segment_identity import LINK_DEPTH
-from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
 from tests.bigquery_standin import bigquery_standin  # noqa: F401
 from tests.segment_rows import exposure, segment_row, track
-from tests.standin_sql import answer_from_stored_rows
+from tests.standin_sql import each_warehouse  # noqa: F401
 
 NS = "default"
 
@@ -22,18 +21,9 @@ def at(day: int, hour: int = 12) -> datetime:
     return datetime(2024, 5, day, hour, tzinfo=timezone.utc)
 
 
-@pytest.fixture(params=["duckdb", "bigquery"])
-def warehouse(request, tmp_path):
-    if request.param == "duckdb":
-        store = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
-        yield store
-        store.close()
-        return
-    from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
-
-    standin = request.getfixturevalue("bigquery_standin")
-    standin.answer_queries(answer_from_stored_rows(standin))
-    yield BigQueryWarehouse(standin.client, dataset="analytics", table="events")
+@pytest.fixture
+def warehouse(each_warehouse):
+    return each_warehouse
 
 
 def identify(user: str, anonymous: str, when: datetime, **extra):
