@@ -61,9 +61,11 @@ def series_window(window: Window, interval: str, today: date) -> SeriesWindow:
 
 _USER = "COALESCE(e.user_id, e.anonymous_id, e.uuid)"
 _TIME = "COALESCE(e.timestamp, e.received_at)"
-_PAGE_PATH = "COALESCE(JSON_VALUE(e.properties, '$.path'), JSON_VALUE(e.context, '$.page.path'))"
+PAGE_PATH = "COALESCE(JSON_VALUE(e.properties, '$.path'), JSON_VALUE(e.context, '$.page.path'))"
 # A page's name, else its path; every other event's own name.
-EVENT_NAME = f"IF(e.type = 'page', COALESCE(e.event, {_PAGE_PATH}), e.event)"
+EVENT_NAME = f"IF(e.type = 'page', COALESCE(e.event, {PAGE_PATH}), e.event)"
+# EVENT_NAME = @event, written so the clustered `event` column still prunes named events.
+_NAMED_EVENT = f"(e.event = @event OR (e.type = 'page' AND e.event IS NULL AND {PAGE_PATH} = @event))"
 
 
 def _visible(columns: str, event: bool, window_filter: str) -> str:
@@ -79,7 +81,7 @@ def _visible(columns: str, event: bool, window_filter: str) -> str:
         f"  SELECT {columns}\n"
         "  FROM {events} AS e\n"
         "  LEFT JOIN deleted AS d ON d.experiment = e.experiment\n"
-        f"  WHERE e.namespace = @namespace AND {EVENT_NAME} {'= @event' if event else 'IS NOT NULL'}\n"
+        f"  WHERE e.namespace = @namespace AND {_NAMED_EVENT if event else EVENT_NAME + ' IS NOT NULL'}\n"
         "    AND (e.type IS NULL OR e.type IN ('track', 'page'))"
         f"{window_filter}\n"
         "    AND (d.deleted_at IS NULL OR e.received_at > d.deleted_at)\n"

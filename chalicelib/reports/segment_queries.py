@@ -103,12 +103,12 @@ def exposures_cte(window: Window, segment: str = "", experiment: str = "@experim
 def assigned_cte(first_segment: str = "", by: str = "") -> str:
     """`assigned`: each person's first exposure (`first_at`), its variant, and whether they saw another.
 
-    `by` ("experiment, " over every experiment's exposures) groups further; `last_at` is their last exposure.
+    `by` ("experiment, " over every experiment's exposures) groups further, and adds `last_at`, their last exposure.
     """
     return (
         "assigned AS (\n"
-        f"  SELECT {by}user_key, MIN(seen_at) AS first_at, MAX(seen_at) AS last_at,\n"
-        f"    MIN_BY(variant, seen_at) AS variant{first_segment}, MIN(variant) <> MAX(variant) AS multiple\n"
+        f"  SELECT {by}user_key, MIN(seen_at) AS first_at, MIN_BY(variant, seen_at) AS variant{first_segment},\n"
+        f"    MIN(variant) <> MAX(variant) AS multiple{', MAX(seen_at) AS last_at' if by else ''}\n"
         "  FROM exposures\n"
         f"  WHERE user_key IS NOT NULL AND variant IS NOT NULL{' AND experiment IS NOT NULL' if by else ''}\n"
         f"  GROUP BY {by}user_key\n"
