@@ -21,7 +21,8 @@ def goal_picker(warehouse: ReportWarehouse, namespace: str, experiment: str,
     for row in rows:
         if row["event"] != PARTICIPATE:
             users[row["event"]] = users.get(row["event"], 0) + int(row["uuids"])
-    return [{"goal": goal, "users": count} for goal, count in sorted(users.items(), key=lambda item: (-item[1], item[0]))]
+    ranked = sorted(users.items(), key=lambda item: (-item[1], item[0]))
+    return [{"goal": goal, "users": count} for goal, count in ranked]
 
 
 def value_picker(warehouse: ReportWarehouse, namespace: str, experiment: str,

@@ -273,7 +273,7 @@ def _exposed_properties(goals: Sequence[str] | None, window: Window) -> str:
               else f"e.event IS NOT NULL AND e.event NOT IN ('{EXPOSURE_EVENT}', '{PARTICIPATE}')")
     return (
         "valued AS (\n"
-        f"  SELECT a.user_key, e.properties\n"
+        "  SELECT a.user_key, e.properties\n"
         "  FROM {events} AS e\n"
         + person_join("e")
         + f"  JOIN assigned AS a ON a.user_key = {person_of('e')}\n"
