@@ -79,14 +79,12 @@ def experiment_decision_counts(target: Target, namespace: str, experiment: str, 
     return render(target, sql, params)
 
 
-def exposures_cte(window: Window, segment: str = "", experiment: str = "@experiment") -> str:
-    """`exposures`: (user_key: the person, variant, seen_at[, segment]) of one experiment's exposures.
-
-    `experiment` is `@experiment`, or "" for every experiment of the namespace (with an `experiment` column).
-    """
-    which = (f"\n    AND JSON_VALUE(e.properties, '$.experiment_id') = {experiment}" if experiment
-             else "")
-    listed = "" if experiment else ", JSON_VALUE(e.properties, '$.experiment_id') AS experiment"
+def exposures_cte(window: Window, segment: str = "", every_experiment: bool = False) -> str:
+    """`exposures`: (user_key: the person, variant, seen_at[, segment]) of `@experiment`'s exposures, or
+    with `every_experiment` of every experiment of the namespace (and an `experiment` column)."""
+    experiment_id = "JSON_VALUE(e.properties, '$.experiment_id')"
+    which = "" if every_experiment else f"\n    AND {experiment_id} = @experiment"
+    listed = f", {experiment_id} AS experiment" if every_experiment else ""
     return (
         "exposures AS (\n"
         f"  SELECT {person_of('e')} AS user_key{listed},\n"
@@ -202,7 +200,7 @@ def experiment_list(target: Target, namespace: str, window: Window = ALL_TIME) -
     saw another variant too, and the first and last exposure (client time)."""
     sql = (
         "WITH " + identity_ctes(window)
-        + exposures_cte(window, experiment="")
+        + exposures_cte(window, every_experiment=True)
         + assigned_cte(by="experiment, ")
         + "counted AS (\n"
         "  SELECT experiment, variant, COUNT(*) AS participants, COUNTIF(multiple) AS multiple,\n"
