@@ -88,11 +88,47 @@ def _deletion():
     return deletion
 
 
+def _overview():
+    from chalicelib.reports import overview
+
+    return overview
+
+
+def _sources():
+    from chalicelib.reports import sources
+
+    return sources
+
+
+def _segment_experiments():
+    from chalicelib.reports import segment_experiments
+
+    return segment_experiments
+
+
+def _pickers():
+    from chalicelib.reports import pickers
+
+    return pickers
+
+
 @app.route("/experiments", methods=["GET"], cors=CORS)
 @report_route(app)
 def experiments_all():
-    return _experiments().all_experiments(runtime.warehouse(), report_api.namespace(_query()),
-                                          report_api.single(_query(), "scope"), report_api.window(_query()))
+    query = _query()
+    listing = report_api.listing_source(query)
+    if listing == report_api.ALEPHBET:
+        return _experiments().all_experiments(runtime.warehouse(), report_api.namespace(query),
+                                              report_api.single(query, "scope"), report_api.window(query))
+    sources = report_api.SOURCES if listing == report_api.ALL_SOURCES else (listing,)
+    return _overview().overview(runtime.warehouse(), report_api.namespace(query), report_api.window(query), sources)
+
+
+@app.route("/overview", methods=["GET"], cors=CORS)
+@report_route(app)
+def experiments_overview():
+    """Every experiment of both sources, for the dashboard's list (not under /experiments/: no name collides)."""
+    return _overview().overview(runtime.warehouse(), report_api.namespace(_query()), report_api.window(_query()))
 
 
 @app.route("/experiments/{experiment}", methods=["GET"], cors=CORS)
@@ -112,13 +148,15 @@ def experiment_results(experiment):
                   correction=report_api.correction(query), dimension=report_api.dimension(query, source),
                   planned_participants=report_api.planned_participants(query), cap=report_api.cap(query))
     name, namespace = report_api.experiment_from_path(experiment), report_api.namespace(query)
+    goals, value = report_api.goals(query), report_api.value_property(query)
     verdict_options = report_api.verdict_options(query)
-    if source == report_api.SEGMENT_SOURCE:
-        view = _segment_results().experiment_results(runtime.warehouse(), namespace, name,
-                                                     goals=report_api.goals(query),
-                                                     value=report_api.value_property(query), **common)
-    else:
-        view = _experiments().experiment_results(runtime.warehouse(), namespace, name, **common)
+    view = _sources().detected(source, {
+        report_api.SEGMENT_SOURCE: lambda: _segment_results().experiment_results(
+            runtime.warehouse(), namespace, name, goals=goals, value=value, **common),
+        report_api.ALEPHBET: _sources().alephbet_reader(
+            runtime.warehouse(), namespace, name, report_api.alephbet_refusal(query),
+            lambda: _experiments().experiment_results(runtime.warehouse(), namespace, name, **common)),
+    })
     return _verdict().with_verdict(runtime.warehouse(), view, window=common["window"], **verdict_options)
 
 
@@ -144,9 +182,16 @@ def experiment_plan():
 @report_route(app)
 def experiment_daily(experiment):
     query = _query()
+    source, goals, window = report_api.source(query), report_api.goals(query), report_api.window(query)
+    name, namespace = report_api.experiment_from_path(experiment), report_api.namespace(query)
     uplift_options = report_api.uplift_options(query)
-    daily = _daily().experiment_daily(runtime.warehouse(), report_api.namespace(query),
-                                      report_api.experiment_from_path(experiment), report_api.window(query))
+    daily = _sources().detected(source, {
+        report_api.SEGMENT_SOURCE: lambda: _segment_experiments().experiment_daily(
+            runtime.warehouse(), namespace, name, goals=goals, window=window),
+        report_api.ALEPHBET: _sources().alephbet_reader(
+            runtime.warehouse(), namespace, name, report_api.alephbet_refusal(query),
+            lambda: _daily().experiment_daily(runtime.warehouse(), namespace, name, window)),
+    })
     return _daily_uplift().with_uplift(daily, **uplift_options)
 
 
@@ -154,6 +199,34 @@ def _daily_uplift():
     from chalicelib.reports import daily_uplift
 
     return daily_uplift
+
+
+@app.route("/experiments/{experiment}/goals", methods=["GET"], cors=CORS)
+@report_route(app)
+def experiment_goal_picker(experiment):
+    query = _query()
+    source, window = report_api.source(query), report_api.window(query)
+    name, namespace = report_api.experiment_from_path(experiment), report_api.namespace(query)
+    return _sources().detected(source, {
+        report_api.SEGMENT_SOURCE: lambda: _segment_experiments().goal_picker(runtime.warehouse(), namespace, name,
+                                                                              window),
+        report_api.ALEPHBET: lambda: _pickers().goal_picker(runtime.warehouse(), namespace, name, window),
+    })
+
+
+@app.route("/experiments/{experiment}/values", methods=["GET"], cors=CORS)
+@report_route(app)
+def experiment_value_picker(experiment):
+    query = _query()
+    source, goals, window = report_api.source(query), report_api.goals(query), report_api.window(query)
+    name, namespace = report_api.experiment_from_path(experiment), report_api.namespace(query)
+    return _sources().detected(source, {
+        report_api.SEGMENT_SOURCE: lambda: _segment_experiments().value_picker(
+            runtime.warehouse(), namespace, name, goals=goals, window=window),
+        report_api.ALEPHBET: _sources().alephbet_reader(
+            runtime.warehouse(), namespace, name, report_api.alephbet_refusal(query),
+            lambda: _pickers().value_picker(runtime.warehouse(), namespace, name, window)),
+    })
 
 
 @app.route("/experiments/{experiment}", methods=["DELETE"], cors=CORS)

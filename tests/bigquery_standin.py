@@ -19,7 +19,8 @@ What it serves (enough for the official client, not a full emulator):
              rows are "stopped"), and deduplicated by insertId as BigQuery does
              best-effort
   queries    jobs.query, jobs.insert/get, getQueryResults, answered by the function
-             given to `answer_queries` (nothing is executed)
+             given to `answer_queries` (nothing is executed here; tests/standin_sql.py's
+             `answer_from_stored_rows` runs the text on the rows the stand-in stored)
 
 Scripting:
   fail_inserts(status, times, after, ...)  answer insertAll with an HTTP error

@@ -38,8 +38,9 @@ def warehouse(tmp_path):
         track("Signed Up", "u3", at(3), properties={"plan": "free"}),
         track("Signed Up", "late", at(3, 23), received_at=at(4, 1)),        # arrived after the window
         track("Signed Up", "u9", at(2), namespace="elsewhere"),
-        segment_row("page", None, anonymous_id="a1", at=at(2)),             # unnamed: no event
-        segment_row("page", "Signed Up", anonymous_id="a2", at=at(2)),      # a page's name: not an event
+        segment_row("page", None, anonymous_id="a1", at=at(2)),             # unnamed, no path: no event
+        segment_row("page", "Pricing", anonymous_id="a2", at=at(2)),        # a page: an event by its name
+        segment_row("identify", None, user_id="u1", anonymous_id="a1", at=at(2)),   # not an event
         alephbet("participate", "x1", at(2)), alephbet("Signed Up", "x1", at(2)),
     ])
     yield store
@@ -60,7 +61,7 @@ def test_each_interval_counts_events_and_distinct_users_with_zeros_where_nothing
 
 def test_both_protocols_count_and_every_named_event_without_an_event_filter(warehouse):
     view = analytics.event_series(warehouse, NS, MAY_1_TO_3)
-    assert series(view) == {None: ([3, 2, 1], [2, 1, 1])}     # day 2: x1's participate and goal, one user
+    assert series(view) == {None: ([3, 3, 1], [2, 2, 1])}     # day 2: x1's participate and goal, a2's page
 
 
 def test_hourly_intervals_follow_the_events_client_time(warehouse):
@@ -98,12 +99,13 @@ def test_a_deleted_experiments_events_are_not_counted(warehouse):
     record = queries.record_deletion(queries.Target(queries.DUCKDB, queries.DUCKDB_TABLES, True), "d", NS, "exp",
                                      at(5))
     warehouse.execute(record.sql, record.params)
-    assert series(analytics.event_series(warehouse, NS, MAY_1_TO_3))[None][0] == [3, 0, 1]
+    assert series(analytics.event_series(warehouse, NS, MAY_1_TO_3))[None][0] == [3, 1, 1]    # day 2: the page
 
 
 def test_names_list_every_named_event_with_counts_most_frequent_first(warehouse):
     assert analytics.event_names(warehouse, NS, queries.ALL_TIME)["names"] == [
         {"name": "Signed Up", "events": 6, "users": 5},
+        {"name": "Pricing", "events": 1, "users": 1},
         {"name": "participate", "events": 1, "users": 1},
     ]
     june = analytics.event_names(warehouse, NS, Window(date(2024, 6, 1), date(2024, 6, 30)))

@@ -189,10 +189,11 @@ def test_the_results_view_answers_the_contract_fields(report_client):
     assert click["value"] is None
 
 
-def test_the_results_view_is_the_reports_module_answer(report_client):
+def test_the_results_view_is_the_reports_module_answer_naming_its_detected_source(report_client):
     seed(report_client, *ab("exp", red=7, blue=9, red_goal=3, blue_goal=2))
     over_http = body(get(report_client, path_of("exp", "/results")))
-    view = verdict.with_verdict(runtime.warehouse(), experiments.experiment_results(runtime.warehouse(), "alephbet", "exp"))
+    module = experiments.experiment_results(runtime.warehouse(), "alephbet", "exp")
+    view = verdict.with_verdict(runtime.warehouse(), {"source": "alephbet", **module})
     assert over_http == json.loads(json.dumps(view))
 
 

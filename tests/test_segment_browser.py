@@ -47,6 +47,11 @@ PAGE = """<!doctype html>
     const context = await window.analytics.track(name, properties);
     return {delivered: !context.failedDelivery(), messageId: context.event.messageId};
   };
+  // Signing in: identify carries the anonymousId the earlier events were sent with.
+  window.identifyNow = async (userId) => {
+    const context = await window.analytics.identify(userId);
+    return {delivered: !context.failedDelivery(), messageId: context.event.messageId};
+  };
 </script></body></html>
 """
 
@@ -96,7 +101,7 @@ def dalet(tmp_path: Path) -> Iterator[LocalServer]:
         yield server
 
 
-def _offline(context: Any, analytics_next: Path, refused: list[str]) -> None:
+def offline(context: Any, analytics_next: Path, refused: list[str]) -> None:
     """Serve Segment's CDN bundles from the npm package; refuse every other non-loopback request."""
     def route(route: Any) -> None:
         url = route.request.url
@@ -111,7 +116,7 @@ def _offline(context: Any, analytics_next: Path, refused: list[str]) -> None:
     context.route("**/*", route)
 
 
-def _wait_until_written(server: LocalServer) -> None:
+def wait_until_written(server: LocalServer) -> None:
     stream = server.data_dir / STREAM_FILE
 
     def drained() -> bool:
@@ -140,7 +145,7 @@ def _stored_rows(server: LocalServer) -> list[dict[str, Any]]:
 def test_an_exposure_and_a_later_goal_from_another_origin_land_and_the_results_route_computes_them(chromium, page_origin, dalet, analytics_next):
     context = chromium.new_context()
     refused: list[str] = []
-    _offline(context, analytics_next, refused)
+    offline(context, analytics_next, refused)
     try:
         page = context.new_page()
         page.goto(f"{page_origin}/index.html")
@@ -153,7 +158,7 @@ def test_an_exposure_and_a_later_goal_from_another_origin_land_and_the_results_r
         context.close()
 
     assert exposure["delivered"] and goal["delivered"], (exposure, goal, dalet.log()[-2000:])
-    _wait_until_written(dalet)
+    wait_until_written(dalet)
     results = _experiment_results(dalet)
     (order,) = results["goals"]
     (red,) = order["variants"]

@@ -27,16 +27,29 @@ def event_series(warehouse: ReportWarehouse, namespace: str, span: SeriesWindow,
 
 def series_view(namespace: str, span: SeriesWindow, event: str | None, group: Dimension | None,
                 rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Each series' events and distinct users per interval, and `unique_users`: distinct over the window
+    (per series, and at the top over every series together; a user active in two intervals counts once)."""
     moments = span.moments()
     index = {moment: position for position, moment in enumerate(moments)}
     series: dict[tuple[bool, str | None], dict[str, Any]] = {}
+    unique_users = 0
     for row in rows:
+        if row["all_groups"]:
+            unique_users = int(row["users"])
+            continue
         key = (bool(row["other"]), row["grp"])
         line = series.setdefault(key, {"group": OTHER_LABEL if key[0] else key[1], "other": key[0],
-                                       "events": [0] * len(moments), "users": [0] * len(moments)})
+                                       "events": [0] * len(moments), "users": [0] * len(moments),
+                                       "unique_users": 0})
+        if row["window_total"]:
+            line["unique_users"] = int(row["users"])
+            continue
         position = index[_utc(row["bucket"])]
         line["events"][position] = int(row["events"])
         line["users"][position] = int(row["users"])
+    if group is None:
+        for line in series.values():        # the one series is everything
+            line["unique_users"] = unique_users
     ordered = sorted(series.values(), key=lambda line: (line["other"], -sum(line["events"]), line["group"] is None,
                                                           line["group"] or ""))
     return {
@@ -46,6 +59,7 @@ def series_view(namespace: str, span: SeriesWindow, event: str | None, group: Di
         "intervals": [format_timestamp(moment) for moment in moments],
         "series": ordered,
         "total_events": sum(sum(line["events"]) for line in ordered),
+        "unique_users": unique_users,
     }
 
 

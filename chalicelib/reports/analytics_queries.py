@@ -1,8 +1,10 @@
 """Event analytics over both protocols' rows, each query defined once in BigQuery SQL (rendered by queries.py).
 
-An event is a Segment track event or an AlephBet participate or goal (`type` track or null;
-page and screen calls, whose names the Segment routes also keep in `event`, are not events
-here). Its name is `event`; its user is `user_id`, else `anonymous_id`, else AlephBet's
+An event is a Segment track event, a Segment page call, or an AlephBet participate or goal
+(`type` track, page or null; screen, identify, group and alias calls are not events here). Its
+name is `event` (a page's name), or for an unnamed page its path (`properties.path`, else
+`context.page.path`), so top pages, UTM campaigns (`context.campaign.source|medium|name`) and
+referrers (`context.page.referrer`) are a `group_by` away. Its user is `user_id`, else `anonymous_id`, else AlephBet's
 `uuid`; its time is the skew-corrected client `timestamp`, else (AlephBet) `received_at`.
 Rows an experiment's deletion hides stay hidden here too.
 """
@@ -22,8 +24,8 @@ MAX_NAMES = 1000
 
 MAX_INTERVALS = 1000
 STEPS = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
-# Without from/to: the last 30 days by day, the last 7 by hour (to = today, UTC).
-DEFAULT_DAYS = {"day": 30, "hour": 7}
+# Without from/to: the last 30 days by day, by hour the last 2 (yesterday and today, UTC: 48 intervals).
+DEFAULT_DAYS = {"day": 30, "hour": 2}
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,11 @@ def series_window(window: Window, interval: str, today: date) -> SeriesWindow:
 
 _USER = "COALESCE(e.user_id, e.anonymous_id, e.uuid)"
 _TIME = "COALESCE(e.timestamp, e.received_at)"
+PAGE_PATH = "COALESCE(JSON_VALUE(e.properties, '$.path'), JSON_VALUE(e.context, '$.page.path'))"
+# A page's name, else its path; every other event's own name.
+EVENT_NAME = f"IF(e.type = 'page', COALESCE(e.event, {PAGE_PATH}), e.event)"
+# EVENT_NAME = @event, written so the clustered `event` column still prunes named events.
+_NAMED_EVENT = f"(e.event = @event OR (e.type = 'page' AND e.event IS NULL AND {PAGE_PATH} = @event))"
 
 
 def _visible(columns: str, event: bool, window_filter: str) -> str:
@@ -74,8 +81,8 @@ def _visible(columns: str, event: bool, window_filter: str) -> str:
         f"  SELECT {columns}\n"
         "  FROM {events} AS e\n"
         "  LEFT JOIN deleted AS d ON d.experiment = e.experiment\n"
-        f"  WHERE e.namespace = @namespace AND {'e.event = @event' if event else 'e.event IS NOT NULL'}\n"
-        "    AND (e.type IS NULL OR e.type = 'track')"
+        f"  WHERE e.namespace = @namespace AND {_NAMED_EVENT if event else EVENT_NAME + ' IS NOT NULL'}\n"
+        "    AND (e.type IS NULL OR e.type IN ('track', 'page'))"
         f"{window_filter}\n"
         "    AND (d.deleted_at IS NULL OR e.received_at > d.deleted_at)\n"
         ")\n"
@@ -94,6 +101,10 @@ def event_series(target: Target, namespace: str, start: datetime, end: datetime,
     event's own time must fall in [start, end). With a group, the TOP_GROUPS values with the
     most events keep their series; the rest are one series with `other` true, its users
     counted distinct across the values it folds.
+
+    In the same pass (grouping sets), the window's totals: rows with `window_total` 1 count
+    each series' events and distinct users over the whole window (no bucket), and the row
+    with `all_groups` 1 too counts them over every series together.
     """
     part = INTERVAL_PARTS[interval]
     columns = (f"TIMESTAMP_TRUNC({_TIME}, {part}) AS bucket, {_USER} AS user_key"
@@ -105,10 +116,11 @@ def event_series(target: Target, namespace: str, start: datetime, end: datetime,
     )
     sql = _visible(columns, event is not None, window_filter)
     if group is None:
-        sql += (f"SELECT bucket, CAST(NULL AS STRING) AS grp, FALSE AS other, {_events_counted(target)} AS events,\n"
+        sql += (f"SELECT bucket, CAST(NULL AS STRING) AS grp, FALSE AS other, GROUPING(bucket) AS window_total,\n"
+                f"  GROUPING(bucket) AS all_groups, {_events_counted(target)} AS events,\n"
                 "  COUNT(DISTINCT user_key) AS users\n"
                 "FROM picked\n"
-                "GROUP BY bucket")
+                "GROUP BY GROUPING SETS ((bucket), ())")
     else:
         sql += (
             ", sized AS (\n"
@@ -122,9 +134,10 @@ def event_series(target: Target, namespace: str, start: datetime, end: datetime,
             f" IF(place <= {TOP_GROUPS}, grp, NULL) AS grp, place > {TOP_GROUPS} AS other\n"
             "  FROM placed\n"
             ")\n"
-            f"SELECT bucket, grp, other, {_events_counted(target)} AS events, COUNT(DISTINCT user_key) AS users\n"
+            "SELECT bucket, grp, other, GROUPING(bucket) AS window_total, GROUPING(grp) AS all_groups,\n"
+            f"  {_events_counted(target)} AS events, COUNT(DISTINCT user_key) AS users\n"
             "FROM folded\n"
-            "GROUP BY bucket, grp, other"
+            "GROUP BY GROUPING SETS ((bucket, grp, other), (grp, other), ())"
         )
     params: dict[str, Any] = {"namespace": namespace, "from_ts": start, "until_ts": end}
     if event is not None:
@@ -136,7 +149,7 @@ def event_series(target: Target, namespace: str, start: datetime, end: datetime,
 
 def event_names(target: Target, namespace: str, window: Window) -> Query:
     """Every event name of the namespace with its events and distinct users, the most frequent first."""
-    columns = f"e.event, {_USER} AS user_key" + ("" if target.unique_identities else ", e.event_id")
+    columns = f"{EVENT_NAME} AS event, {_USER} AS user_key" + ("" if target.unique_identities else ", e.event_id")
     sql = (
         _visible(columns, False, window_filter(window))
         + f"SELECT event AS name, {_events_counted(target)} AS events, COUNT(DISTINCT user_key) AS users\n"

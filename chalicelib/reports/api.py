@@ -19,7 +19,7 @@ from chalicelib import auth, error_answers, runtime
 from chalicelib.ingest.events import DEFAULT_NAMESPACE, PARTICIPATE, InvalidEvent, now, validate_name
 from chalicelib.reports.analytics_queries import INTERVAL_PARTS, MAX_INTERVALS, SeriesWindow, series_window as span_of
 from chalicelib.reports.defaults import DEFAULT_CONFIDENCE, DEFAULT_CORRECTION
-from chalicelib.reports.dimensions import JSON_COLUMNS, Dimension, InvalidPath, parse_dimension, parse_json_path
+from chalicelib.reports.dimensions import BROWSER, JSON_COLUMNS, Dimension, InvalidPath, parse_dimension, parse_json_path
 from chalicelib.reports.errors import BadParameter, ConflictingHeader
 from chalicelib.reports.freshness import with_freshness
 from chalicelib.reports.queries import Window
@@ -209,20 +209,43 @@ def weights(params: Mapping[str, str] | None) -> dict[str, float] | None:
 # ---- the results route's choice of source, goals, value and breakdown -------------------------
 
 ALEPHBET = "alephbet"
+ALL_SOURCES = "all"
 SOURCES = (ALEPHBET, SEGMENT_SOURCE)
 MAX_GOALS = 20
 SEGMENT_ONLY = ("goals", "value")
 
 
-def source(params: Mapping[str, str] | None) -> str:
-    """`source=alephbet` (the default: AlephBet's participate/goal events) or `segment`."""
-    chosen = single(params, "source") or ALEPHBET
-    if chosen not in SOURCES:
+def source(params: Mapping[str, str] | None) -> str | None:
+    """`source=alephbet|segment`; None when absent (the experiment's own is detected: `sources.detected`)."""
+    chosen = single(params, "source")
+    if chosen is not None and chosen not in SOURCES:
         raise bad_parameter("source", f"must be {' or '.join(SOURCES)} (got {chosen!r})")
-    if chosen == ALEPHBET:
-        for name in SEGMENT_ONLY:
-            if single(params, name) is not None:
-                raise bad_parameter(name, f"applies only with source={SEGMENT_SOURCE}")
+    refusal = alephbet_refusal(params)
+    if chosen == ALEPHBET and refusal is not None:
+        raise refusal
+    return chosen
+
+
+def alephbet_refusal(params: Mapping[str, str] | None) -> BadParameter | None:
+    """The 400 for parameters only Segment experiments take (`goals`, `value`, a JSON `dimension`), if any
+    is given: raised once the experiment turns out to be AlephBet's (`sources.alephbet_reader`)."""
+    for name in SEGMENT_ONLY:
+        if single(params, name) is not None:
+            return BadParameter(name, f"applies only to Segment experiments (source={SEGMENT_SOURCE})")
+    text = single(params, "dimension")
+    if text not in (None, BROWSER):
+        return BadParameter("dimension", f"AlephBet experiments split by {BROWSER} only (got {text[:60]!r})")
+    return None
+
+
+LISTINGS = (ALEPHBET, SEGMENT_SOURCE, ALL_SOURCES)
+
+
+def listing_source(params: Mapping[str, str] | None) -> str:
+    """`GET /experiments`' `source=alephbet|segment|all` (default alephbet: Gimel's shape)."""
+    chosen = single(params, "source") or ALEPHBET
+    if chosen not in LISTINGS:
+        raise bad_parameter("source", f"must be {', '.join(LISTINGS)} (got {chosen!r})")
     return chosen
 
 
@@ -258,13 +281,14 @@ def value_property(params: Mapping[str, str] | None) -> Dimension | None:
         raise bad_parameter("value", str(invalid)) from None
 
 
-def dimension(params: Mapping[str, str] | None, chosen_source: str) -> Dimension | None:
-    """`dimension=properties.plan|context.page.path|browser` (AlephBet events: browser only)."""
+def dimension(params: Mapping[str, str] | None, chosen_source: str | None) -> Dimension | None:
+    """`dimension=properties.plan|context.page.path|browser` (AlephBet events: browser only, checked by
+    `alephbet_dimension` once the source is known)."""
     text = single(params, "dimension")
     if text is None:
         return None
     try:
-        return parse_dimension(text, columns=JSON_COLUMNS if chosen_source == SEGMENT_SOURCE else ())
+        return parse_dimension(text, columns=() if chosen_source == ALEPHBET else JSON_COLUMNS)
     except InvalidPath as invalid:
         raise bad_parameter("dimension", str(invalid)) from None
 

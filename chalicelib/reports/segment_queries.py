@@ -1,10 +1,11 @@
 """Experiment queries over Segment rows, each defined once in BigQuery SQL (rendered for DuckDB by queries.py).
 
 Segment's A/B testing spec: an exposure is a track event `Experiment Viewed` with
-`properties.experiment_id` and `properties.variation_id`. A user is `user_id`, else
-`anonymous_id`. Each user belongs to the variant of their first exposure, ordered by the
-skew-corrected client `timestamp` (libraries batch and retry, so arrival order says little);
-a goal is any other track event of that user at or after that first exposure.
+`properties.experiment_id` and `properties.variation_id`. A user is a person: the ids that
+identify, alias and messages carrying both ids link (segment_identity.py). Each person belongs
+to the variant of their first exposure through any of their ids, ordered by the skew-corrected
+client `timestamp` (libraries batch and retry, so arrival order says little); a goal is any
+other track event of any of their ids at or after that first exposure.
 
 The answer has the rows the AlephBet decision view reads (`queries.decision_counts`):
 per variant a `participate` row (participants, and how many of them were exposed to more
@@ -17,6 +18,7 @@ from typing import Any, Sequence
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports.dimensions import Dimension
+from chalicelib.reports.segment_identity import identity_ctes, person_join, person_of
 from chalicelib.reports.queries import (ALL_TIME, SAMPLE_VARIANCE, Query, Target, Window, capped_values, deviations_cte,
                                         folded_segments, render, window_filter)
 
@@ -48,21 +50,9 @@ def experiment_decision_counts(target: Target, namespace: str, experiment: str, 
     by = "segment, other, " if dimension else ""
     users = "folded" if dimension else "assigned"
     sql = (
-        "WITH exposures AS (\n"
-        "  SELECT COALESCE(e.user_id, e.anonymous_id) AS user_key,\n"
-        "    JSON_VALUE(e.properties, '$.variation_id') AS variant,\n"
-        f"    COALESCE(e.timestamp, e.received_at) AS seen_at{segment}\n"
-        "  FROM {events} AS e\n"
-        f"  WHERE e.namespace = @namespace AND e.type = 'track' AND e.event = '{EXPOSURE_EVENT}'\n"
-        f"    AND JSON_VALUE(e.properties, '$.experiment_id') = @experiment{window_filter(window)}\n"
-        "),\n"
-        "assigned AS (\n"
-        f"  SELECT user_key, MIN(seen_at) AS first_at, MIN_BY(variant, seen_at) AS variant{first_segment},\n"
-        "    MIN(variant) <> MAX(variant) AS multiple\n"
-        "  FROM exposures\n"
-        "  WHERE user_key IS NOT NULL AND variant IS NOT NULL\n"
-        "  GROUP BY user_key\n"
-        "),\n"
+        "WITH " + identity_ctes(window)
+        + exposures_cte(window, segment)
+        + assigned_cte(first_segment)
         + (folded_segments("assigned", "user_key, first_at, variant, multiple") + ",\n" if dimension else "")
         + _goal_events(target, goals, value, window)
         + "converted AS (\n"
@@ -90,6 +80,41 @@ def experiment_decision_counts(target: Target, namespace: str, experiment: str, 
     if dimension is not None:
         params.update(dimension.params("dimension_path"))
     return render(target, sql, params)
+
+
+def exposures_cte(window: Window, segment: str = "", every_experiment: bool = False) -> str:
+    """`exposures`: (user_key: the person, variant, seen_at[, segment]) of `@experiment`'s exposures, or
+    with `every_experiment` of every experiment of the namespace (and an `experiment` column)."""
+    experiment_id = "JSON_VALUE(e.properties, '$.experiment_id')"
+    which = "" if every_experiment else f"\n    AND {experiment_id} = @experiment"
+    listed = f", {experiment_id} AS experiment" if every_experiment else ""
+    return (
+        "exposures AS (\n"
+        f"  SELECT {person_of('e')} AS user_key{listed},\n"
+        "    JSON_VALUE(e.properties, '$.variation_id') AS variant,\n"
+        f"    COALESCE(e.timestamp, e.received_at) AS seen_at{segment}\n"
+        "  FROM {events} AS e\n"
+        + person_join("e")
+        + f"  WHERE e.namespace = @namespace AND e.type = 'track' AND e.event = '{EXPOSURE_EVENT}'{which}"
+        f"{window_filter(window)}\n"
+        "),\n"
+    )
+
+
+def assigned_cte(first_segment: str = "", by: str = "") -> str:
+    """`assigned`: each person's first exposure (`first_at`), its variant, and whether they saw another.
+
+    `by` ("experiment, " over every experiment's exposures) groups further, and adds `last_at`, their last exposure.
+    """
+    return (
+        "assigned AS (\n"
+        f"  SELECT {by}user_key, MIN(seen_at) AS first_at, MIN_BY(variant, seen_at) AS variant{first_segment},\n"
+        f"    MIN(variant) <> MAX(variant) AS multiple{', MAX(seen_at) AS last_at' if by else ''}\n"
+        "  FROM exposures\n"
+        f"  WHERE user_key IS NOT NULL AND variant IS NOT NULL{' AND experiment IS NOT NULL' if by else ''}\n"
+        f"  GROUP BY {by}user_key\n"
+        "),\n"
+    )
 
 
 def _per_user_figures(by: str, valued: bool) -> str:
@@ -124,10 +149,11 @@ def _goal_events(target: Target, goals: Sequence[str] | None, value: Dimension |
         number = f"IF({_FINITE.format(cast)}, {cast}, NULL)"
     key = "" if target.unique_identities else "e.event_id, "
     source = (
-        f"  SELECT {key}COALESCE(e.user_id, e.anonymous_id) AS user_key, e.event,\n"
+        f"  SELECT {key}{person_of('e')} AS user_key, e.event,\n"
         f"    COALESCE(e.timestamp, e.received_at) AS seen_at, {number} AS value\n"
         "  FROM {events} AS e\n"
-        f"  WHERE e.namespace = @namespace AND e.type = 'track' AND {chosen}{window_filter(window)}\n"
+        + person_join("e")
+        + f"  WHERE e.namespace = @namespace AND e.type = 'track' AND {chosen}{window_filter(window)}\n"
     )
     if target.unique_identities:
         return "goal_events AS (\n" + source + "),\n"
@@ -176,3 +202,132 @@ def exposure_span(target: Target, namespace: str, experiment: str, window: Windo
         f"  AND JSON_VALUE(e.properties, '$.experiment_id') = @experiment{window_filter(window)}"
     )
     return render(target, sql, {"namespace": namespace, "experiment": experiment, **window.params()})
+
+
+# ---- the experiment list, the daily series and the pickers ------------------------------------
+
+MAX_PICKED = 100            # goals or value properties a picker lists
+VALUE_SAMPLE_ROWS = 2000    # post-exposure events whose properties are read to find numeric ones
+
+
+def experiment_list(target: Target, namespace: str, window: Window = ALL_TIME) -> Query:
+    """Every Segment experiment of the namespace: per (experiment, variant) its people, how many of them
+    saw another variant too, and the first and last exposure (client time)."""
+    sql = (
+        "WITH " + identity_ctes(window)
+        + exposures_cte(window, every_experiment=True)
+        + assigned_cte(by="experiment, ")
+        + "counted AS (\n"
+        "  SELECT experiment, variant, COUNT(*) AS participants, COUNTIF(multiple) AS multiple,\n"
+        "    MIN(first_at) AS first_seen, MAX(last_at) AS last_seen\n"
+        "  FROM assigned\n"
+        "  GROUP BY experiment, variant\n"
+        ")\n"
+        "SELECT experiment, variant, participants, multiple, first_seen, last_seen FROM counted"
+    )
+    return render(target, sql, {"namespace": namespace, **window.params()})
+
+
+def _converted_firsts(target: Target, goals: Sequence[str] | None, window: Window) -> str:
+    """`converted`: (variant, event, user_key, converted_at) each person's first goal event at or after exposure."""
+    return (
+        _goal_events(target, goals, None, window)
+        + "converted AS (\n"
+        "  SELECT a.variant, g.event, a.user_key, MIN(g.seen_at) AS converted_at\n"
+        "  FROM assigned AS a\n"
+        "  JOIN goal_events AS g ON g.user_key = a.user_key AND g.seen_at >= a.first_at\n"
+        "  GROUP BY a.variant, g.event, a.user_key\n"
+        "),\n"
+    )
+
+
+def daily_first_seen(target: Target, namespace: str, experiment: str, *, goals: Sequence[str] | None = None,
+                     window: Window = ALL_TIME) -> Query:
+    """People per (day, variant, event): exposure on the day of their first exposure, a goal on the day
+    of their first such event after it (client time, UTC days). Summed over days: the results' counts."""
+    sql = (
+        "WITH " + identity_ctes(window)
+        + exposures_cte(window)
+        + assigned_cte()
+        + _converted_firsts(target, goals, window)
+        + _chosen_goals(goals)
+        + "per_day AS (\n"
+        f"  SELECT DATE(first_at) AS day, variant, '{PARTICIPATE}' AS event FROM assigned\n"
+        "  UNION ALL\n"
+        "  SELECT DATE(converted_at) AS day, variant, event FROM converted"
+        f"{'' if goals is not None else ' WHERE event IN (SELECT event FROM chosen)'}\n"
+        ")\n"
+        "SELECT day, variant, event, COUNT(*) AS uuids FROM per_day GROUP BY day, variant, event"
+    )
+    params: dict[str, Any] = {"namespace": namespace, "experiment": experiment, **window.params()}
+    if goals is not None:
+        params.update({f"goal_{index}": goal for index, goal in enumerate(goals)})
+    return render(target, sql, params)
+
+
+def exposed_goals(target: Target, namespace: str, experiment: str, window: Window = ALL_TIME) -> Query:
+    """The goal picker: track events the exposed people did at or after exposure, by people, most first."""
+    sql = (
+        "WITH " + identity_ctes(window)
+        + exposures_cte(window)
+        + assigned_cte()
+        + _converted_firsts(target, None, window)
+        + "picked AS (\n"
+        "  SELECT event, COUNT(*) AS users FROM converted GROUP BY event\n"
+        ")\n"
+        f"SELECT event AS goal, users FROM picked ORDER BY users DESC, goal LIMIT {MAX_PICKED}"
+    )
+    return render(target, sql, {"namespace": namespace, "experiment": experiment, **window.params()})
+
+
+def _exposed_properties(goals: Sequence[str] | None, window: Window) -> str:
+    """`valued`: (user_key, properties) of the exposed people's track events at or after exposure."""
+    chosen = (f"e.event IN ({', '.join(f'@goal_{index}' for index in range(len(goals)))})" if goals is not None
+              else f"e.event IS NOT NULL AND e.event NOT IN ('{EXPOSURE_EVENT}', '{PARTICIPATE}')")
+    return (
+        "valued AS (\n"
+        "  SELECT a.user_key, e.properties\n"
+        "  FROM {events} AS e\n"
+        + person_join("e")
+        + f"  JOIN assigned AS a ON a.user_key = {person_of('e')}\n"
+        f"  WHERE e.namespace = @namespace AND e.type = 'track' AND {chosen}{window_filter(window)}\n"
+        "    AND e.properties IS NOT NULL AND COALESCE(e.timestamp, e.received_at) >= a.first_at\n"
+        ")\n"
+    )
+
+
+def _picker_params(namespace: str, experiment: str, goals: Sequence[str] | None, window: Window) -> dict[str, Any]:
+    params: dict[str, Any] = {"namespace": namespace, "experiment": experiment, **window.params()}
+    if goals is not None:
+        params.update({f"goal_{index}": goal for index, goal in enumerate(goals)})
+    return params
+
+
+def exposed_properties_sample(target: Target, namespace: str, experiment: str, *,
+                              goals: Sequence[str] | None = None, window: Window = ALL_TIME) -> Query:
+    """Up to VALUE_SAMPLE_ROWS `properties` of the exposed people's events after exposure: where the value
+    picker looks for numeric properties (then counted exactly by `value_property_users`)."""
+    sql = (
+        "WITH " + identity_ctes(window) + exposures_cte(window) + assigned_cte() + _exposed_properties(goals, window)
+        + f"SELECT properties FROM valued LIMIT {VALUE_SAMPLE_ROWS}"
+    )
+    return render(target, sql, _picker_params(namespace, experiment, goals, window))
+
+
+def value_property_users(target: Target, namespace: str, experiment: str, paths: Sequence[Dimension], *,
+                         goals: Sequence[str] | None = None, window: Window = ALL_TIME) -> Query:
+    """One row: per path (column `users_<n>`) the exposed people with a finite number there after exposure."""
+    if not paths:
+        raise ValueError("paths: name at least one")
+    counts = []
+    for index, path in enumerate(paths):
+        number = f"SAFE_CAST({path.sql('', f'path_{index}')} AS FLOAT64)"
+        counts.append(f"  COUNT(DISTINCT IF({_FINITE.format(number)}, user_key, NULL)) AS users_{index}")
+    sql = (
+        "WITH " + identity_ctes(window) + exposures_cte(window) + assigned_cte() + _exposed_properties(goals, window)
+        + "SELECT\n" + ",\n".join(counts) + "\nFROM valued"
+    )
+    params = _picker_params(namespace, experiment, goals, window)
+    for index, path in enumerate(paths):
+        params.update(path.params(f"path_{index}"))
+    return render(target, sql, params)

@@ -1,0 +1,84 @@
+"""The list of every experiment of a namespace, AlephBet and Segment together (GET /overview,
+GET /experiments?source=segment|all): when it ran, how many took part, whether the split is sound.
+
+Entry: {"experiment", "source", "first_seen", "last_seen", "days_running", "participants",
+"variants": [{"label", "participants"}], "srm": {"p_value", "mismatch"}}. AlephBet experiments
+are seen by arrival (`received_at`) and count Gimel's participants (distinct uuids); Segment
+experiments by their exposures' client time, counting people (segment_identity.py). Experiments
+without goals are listed too. Most recently seen first.
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from typing import Any, Iterable, Mapping
+
+from chalicelib.ingest.events import PARTICIPATE, format_timestamp
+from chalicelib.reports import queries, segment_queries
+from chalicelib.reports.experiments import counter_rows
+from chalicelib.reports.fetch import ReportWarehouse, fetch, target_of
+from chalicelib.reports.queries import ALL_TIME, Window
+from chalicelib.reports.segment_queries import SOURCE as SEGMENT
+from chalicelib.reports.stats import srm
+
+ALEPHBET = "alephbet"
+SOURCES = (ALEPHBET, SEGMENT)
+
+
+def overview(warehouse: ReportWarehouse, namespace: str, window: Window = ALL_TIME,
+             sources: Iterable[str] = SOURCES) -> list[dict[str, Any]]:
+    chosen = set(sources)
+    entries = (alephbet_entries(warehouse, namespace, window) if ALEPHBET in chosen else [])
+    entries += segment_entries(warehouse, namespace, window) if SEGMENT in chosen else []
+    entries.sort(key=lambda entry: entry["experiment"])
+    entries.sort(key=lambda entry: entry["last_seen"] or "", reverse=True)
+    return entries
+
+
+def alephbet_entries(warehouse: ReportWarehouse, namespace: str, window: Window = ALL_TIME) -> list[dict[str, Any]]:
+    participants: dict[str, dict[str, int]] = {}
+    for row in counter_rows(warehouse, namespace, window):
+        counted = participants.setdefault(row["experiment"], {})
+        if row["event"] == PARTICIPATE:
+            counted[row["variant"]] = counted.get(row["variant"], 0) + int(row["uuids"])
+    spans = {row["experiment"]: row for row in fetch(warehouse, queries.experiment_spans(
+        target_of(warehouse), namespace, window))}
+    return [entry(name, ALEPHBET, counted, spans.get(name, {}).get("first_seen"), spans.get(name, {}).get("last_seen"))
+            for name, counted in participants.items()]
+
+
+def segment_entries(warehouse: ReportWarehouse, namespace: str, window: Window = ALL_TIME) -> list[dict[str, Any]]:
+    rows_of: dict[str, list[Mapping[str, Any]]] = {}
+    for row in fetch(warehouse, segment_queries.experiment_list(target_of(warehouse), namespace, window)):
+        rows_of.setdefault(row["experiment"], []).append(row)
+    return [entry(name, SEGMENT, {row["variant"]: int(row["participants"]) for row in rows},
+                  min(row["first_seen"] for row in rows), max(row["last_seen"] for row in rows),
+                  multiple=sum(int(row["multiple"] or 0) for row in rows))
+            for name, rows in rows_of.items()]
+
+
+def entry(name: str, source: str, participants: Mapping[str, int], first_seen: datetime | None,
+          last_seen: datetime | None, multiple: int | None = None) -> dict[str, Any]:
+    split = srm(participants)
+    listed = {
+        "experiment": name, "source": source,
+        "first_seen": format_timestamp(first_seen) if first_seen else None,
+        "last_seen": format_timestamp(last_seen) if last_seen else None,
+        "days_running": days_running(first_seen, last_seen),
+        "participants": sum(participants.values()),
+        "variants": [{"label": label, "participants": participants[label]} for label in sorted(participants)],
+        "srm": {"p_value": split.p_value, "mismatch": split.mismatch},
+    }
+    if multiple is not None:
+        listed["multiple_exposures"] = multiple
+    return listed
+
+
+def days_running(first_seen: datetime | None, last_seen: datetime | None) -> int | None:
+    """Calendar days (UTC) from the first to the last event seen, both counted."""
+    if first_seen is None or last_seen is None:
+        return None
+    return (_utc_day(last_seen) - _utc_day(first_seen)).days + 1
+
+
+def _utc_day(moment: datetime) -> date:
+    return (moment.astimezone(timezone.utc) if moment.tzinfo else moment).date()

@@ -1,0 +1,93 @@
+"""One person across Segment ids: the SQL that maps every linked id to the person it belongs to.
+
+Defined once in BigQuery SQL (rendered for DuckDB by queries.render), used by the Segment
+experiment queries. The rule (docs/statistics.md, "One person across ids"):
+
+- A link joins two ids: every Segment message carrying both a `userId` and an `anonymousId`
+  (identify, and any other call) links the anonymousId to the userId; an `alias` links its
+  `previousId` (kept in `properties`) to its `userId`.
+- Each id follows one link only, its earliest by the message's time (skew-corrected
+  `timestamp`, else arrival), ties broken by the smaller userId: an anonymousId that later
+  meets a second userId stays with the first. Deterministic, whatever order rows arrive in.
+- Links chain (an anonymousId to a userId that was aliased to a newer userId): an id's person
+  is the end of its chain, followed for at most LINK_DEPTH links. A longer chain or a cycle
+  (hostile or broken clients) resolves to the smallest id among the first LINK_DEPTH + 1
+  steps, so the members of a cycle agree.
+- An id without links is a person of its own; a message's id is its userId, else its anonymousId.
+
+Only links in the namespace (and in the report's window of `received_at`) count.
+"""
+from __future__ import annotations
+
+from chalicelib.reports.queries import Window, window_filter
+
+LINK_DEPTH = 3
+_MESSAGE_TIME = "COALESCE(e.timestamp, e.received_at)"
+MESSAGE_ID = "COALESCE(e.user_id, e.anonymous_id)"
+
+
+def identity_ctes(window: Window) -> str:
+    """The CTEs `links`, `first_links` and `people` (id, person), each followed by ",\\n".
+
+    Reads `@namespace` and the window's parameters; `people` lists only ids that have a link.
+    """
+    return _links(window) + _first_links() + _people()
+
+
+def person_join(alias: str = "e") -> str:
+    """The join that finds a message's person; pair with `person_of`."""
+    return f"  LEFT JOIN people AS p_{alias} ON p_{alias}.id = COALESCE({alias}.user_id, {alias}.anonymous_id)\n"
+
+
+def person_of(alias: str = "e") -> str:
+    """The person a message (aliased `alias`) belongs to."""
+    return f"COALESCE(p_{alias}.person, {alias}.user_id, {alias}.anonymous_id)"
+
+
+def _links(window: Window) -> str:
+    within = window_filter(window)
+    previous_id = "JSON_VALUE(e.properties, '$.previousId')"
+    return (
+        "links AS (\n"
+        f"  SELECT e.anonymous_id AS from_id, e.user_id AS to_id, {_MESSAGE_TIME} AS linked_at\n"
+        "  FROM {events} AS e\n"
+        "  WHERE e.namespace = @namespace AND e.user_id IS NOT NULL AND e.anonymous_id IS NOT NULL\n"
+        f"    AND e.anonymous_id <> e.user_id{within}\n"
+        "  UNION ALL\n"
+        f"  SELECT {previous_id} AS from_id, e.user_id AS to_id, {_MESSAGE_TIME} AS linked_at\n"
+        "  FROM {events} AS e\n"
+        "  WHERE e.namespace = @namespace AND e.type = 'alias' AND e.user_id IS NOT NULL\n"
+        f"    AND {previous_id} <> e.user_id{within}\n"
+        "),\n"
+    )
+
+
+def _first_links() -> str:
+    return (
+        "first_links AS (\n"
+        "  SELECT from_id, to_id\n"
+        "  FROM (\n"
+        "    SELECT from_id, to_id, ROW_NUMBER() OVER (PARTITION BY from_id ORDER BY linked_at, to_id) AS link_rank\n"
+        "    FROM links\n"
+        "  )\n"
+        "  WHERE link_rank = 1\n"
+        "),\n"
+    )
+
+
+def _people() -> str:
+    """Each linked id's chain, hop by hop: `l1.to_id` is one link away, `l{LINK_DEPTH + 1}` one too many."""
+    hops = range(1, LINK_DEPTH + 2)
+    joins = "".join(f"  LEFT JOIN first_links AS l{hop} ON l{hop}.from_id = l{hop - 1}.to_id\n" for hop in hops[1:])
+    ends = "".join(f"    WHEN l{hop + 1}.to_id IS NULL THEN l{hop}.to_id\n" for hop in hops[:-1])
+    path = ", ".join(["l1.from_id"] + [f"l{hop}.to_id" for hop in hops])
+    return (
+        "people AS (\n"
+        "  SELECT l1.from_id AS id, CASE\n"
+        f"{ends}"
+        f"    ELSE LEAST({path})\n"
+        "  END AS person\n"
+        "  FROM first_links AS l1\n"
+        f"{joins}"
+        "),\n"
+    )
