@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports import stats
@@ -58,13 +58,18 @@ class DecisionRow:
                    float(row["total"] or 0.0), None if variance is None else float(variance))
 
 
+GoalsHook = Callable[[list[dict[str, Any]], "str | None"], None]
+
 SEQUENTIAL_METHOD = ("asymptotic confidence sequences (Waudby-Smith, Arbour, Sinha, Kennedy & Ramdas 2024), "
                      "valid however often the results are looked at")
 
 
 def results_view(namespace: str, experiment: str, rows: Sequence[DecisionRow], *, control: str | None,
                  confidence: float, weights: Mapping[str, float] | None,
-                 correction: stats.Correction = DEFAULT_CORRECTION) -> dict[str, Any]:
+                 correction: stats.Correction = DEFAULT_CORRECTION,
+                 adjust_goals: GoalsHook | None = None) -> dict[str, Any]:
+    """`adjust_goals(goals, control)` may replace comparisons' figures before the p-values are corrected
+    (CUPED: `cuped_results.CupedAdjustment`)."""
     counts = Counts.from_rows({"event": row.event, "variant": row.variant, "uuids": row.uuids} for row in rows)
     labels = counts.variants
     participants = {label: counts.participants(label) for label in labels}
@@ -74,6 +79,8 @@ def results_view(namespace: str, experiment: str, rows: Sequence[DecisionRow], *
                    confidence)
         for goal in counts.goals
     ]
+    if adjust_goals is not None:
+        adjust_goals(goals, chosen)
     _adjust_for_multiple_comparisons(goals, correction)
     return {
         "namespace": namespace,
