@@ -108,7 +108,8 @@ def experiment_results(experiment):
     source = report_api.source(query)
     common = dict(control=report_api.single(query, "control"), confidence=report_api.confidence(query),
                   weights=report_api.weights(query), window=report_api.window(query),
-                  correction=report_api.correction(query), dimension=report_api.dimension(query, source))
+                  correction=report_api.correction(query), dimension=report_api.dimension(query, source),
+                  cuped=report_api.cuped(query))
     name, namespace = report_api.experiment_from_path(experiment), report_api.namespace(query)
     if source == report_api.SEGMENT_SOURCE:
         return _segment_results().experiment_results(runtime.warehouse(), namespace, name,

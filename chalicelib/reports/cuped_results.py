@@ -86,9 +86,10 @@ class CupedAdjustment:
             return {"applied": False, "theta": None,
                     "reason": f"no participant did {goal!r} in the {self.settings.pre_days} days before exposure"}
         mean_x = cuped.pooled_mean_x(list(arms.values()))
+        control_view = next((view for view in views if view["label"] == control), {})
         for view in views:
             label = view["label"]
-            if label == control or label not in arms or arms[label].participants < 2 or arms[control].participants < 2:
+            if label == control or not _comparable(view, control_view, arms.get(label), arms[control]):
                 continue
             adjusted = cuped.compare_adjusted(arms[control], arms[label], theta, mean_x, self.confidence)
             (_rate_figures if metric == "rate" else _value_figures)(view, adjusted)
@@ -96,6 +97,15 @@ class CupedAdjustment:
                              "control_adjusted_mean": _finite(adjusted.control.mean),
                              "variance_reduction": _finite(adjusted.variance_reduction)}
         return {"applied": True, "theta": _finite(theta), "reason": None}
+
+
+def _comparable(view: Mapping[str, Any], control_view: Mapping[str, Any], variant: Moments | None,
+                control: Moments) -> bool:
+    """Two arms of at least two participants each, and (rates) no more successes than participants:
+    AlephBet goal uuids that never participated make a rate that is not per participant."""
+    if variant is None or variant.participants < 2 or control.participants < 2:
+        return False
+    return not any(shown.get("successes", 0) > shown.get("trials", math.inf) for shown in (view, control_view))
 
 
 def _rate_figures(view: dict[str, Any], adjusted: cuped.CupedComparison) -> None:
