@@ -34,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import emit  # noqa: E402
+from cuped import cuped_lines  # noqa: E402
 
 from chalicelib.ingest.events import PARTICIPATE  # noqa: E402
 from chalicelib.reports import results, stats  # noqa: E402
@@ -215,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     print(share_line("family-wise error, Holm-adjusted sequential p", family.holm_sequential, family_runs))
     print(share_line("family-wise error, unadjusted sequential p", family.raw_sequential, family_runs))
     print(share_line("family-wise error, Holm-adjusted fixed-horizon p, one look", family.holm_fixed_final, family_runs))
+    print("\n".join(cuped_lines(rng, sizes.ab)[0]))  # bench/cuped.py: the CUPED scenario, in a file of its own
     print(f"({time.monotonic() - started:.0f} s)")
 
     fpr_sequential, fpr_fixed = aa.sequential_stopped / aa_runs, aa.fixed_peeking_stopped / aa_runs
