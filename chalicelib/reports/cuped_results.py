@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from chalicelib.ingest.events import PARTICIPATE
+from chalicelib.reports import stats
 from chalicelib.reports.cuped_queries import DEFAULT_PRE_DAYS
 from chalicelib.reports.stats import cuped
 from chalicelib.reports.stats.cuped import Moments
-from chalicelib.reports.stats.estimates import Decision
 
 METHOD = ("CUPED (Deng, Xu, Kohavi & Walker 2013): each participant's same metric in the pre_days before "
           "first exposure is the covariate; theta pooled across variants; adjusted means compared by "
@@ -29,6 +29,9 @@ class CupedSettings:
     """`cuped=on|off` and `pre_days=` of the results route."""
     enabled: bool = True
     pre_days: int = DEFAULT_PRE_DAYS
+
+
+DEFAULT_SETTINGS = CupedSettings()
 
 
 def off(settings: CupedSettings, reason: str) -> dict[str, Any]:
@@ -82,7 +85,7 @@ class CupedAdjustment:
     def _adjust(self, views: list[dict[str, Any]], arms: Mapping[str, Moments], control: str | None,
                 goal: str, metric: str) -> dict[str, Any]:
         theta = cuped.pooled_theta(list(arms.values()))
-        if theta is None or control not in arms:
+        if theta is None or control is None or control not in arms:
             return {"applied": False, "theta": None,
                     "reason": f"no participant did {goal!r} in the {self.settings.pre_days} days before exposure"}
         mean_x = cuped.pooled_mean_x(list(arms.values()))
@@ -130,7 +133,7 @@ def _value_figures(view: dict[str, Any], adjusted: cuped.CupedComparison) -> Non
                 sequential=_sequential(adjusted.comparison.sequential))
 
 
-def _sequential(decision: Decision) -> dict[str, Any]:
+def _sequential(decision: stats.Decision) -> dict[str, Any]:
     return {"p_value": _finite(decision.p_value), "p_value_adjusted": None,
             "relative_ci": _interval(decision.relative_ci), "absolute_ci": _interval(decision.absolute_ci)}
 

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports import breakdown, cuped_queries, queries, stats
-from chalicelib.reports.cuped_results import CupedAdjustment, CupedSettings, off
+from chalicelib.reports.cuped_results import DEFAULT_SETTINGS, CupedAdjustment, CupedSettings, off
 from chalicelib.reports.defaults import DEFAULT_CONFIDENCE, DEFAULT_CORRECTION
 from chalicelib.reports.dimensions import Dimension
 from chalicelib.reports.errors import UnknownExperiment
@@ -92,7 +92,7 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
                        control: str | None = None, confidence: float = DEFAULT_CONFIDENCE,
                        weights: Mapping[str, float] | None = None, window: Window = ALL_TIME,
                        correction: stats.Correction = DEFAULT_CORRECTION,
-                       dimension: Dimension | None = None, cuped: CupedSettings = CupedSettings()) -> dict[str, Any]:
+                       dimension: Dimension | None = None, cuped: CupedSettings = DEFAULT_SETTINGS) -> dict[str, Any]:
     query = queries.decision_counts(target_of(warehouse), namespace, experiment, window)
     fetched = fetch(warehouse, query)
     require_experiment(warehouse, namespace, experiment, window, found=bool(fetched))

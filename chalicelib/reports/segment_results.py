@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports import breakdown, cuped_queries, segment_queries
-from chalicelib.reports.cuped_results import CupedAdjustment, CupedSettings, off
+from chalicelib.reports.cuped_results import DEFAULT_SETTINGS, CupedAdjustment, CupedSettings, off
 from chalicelib.reports.dimensions import Dimension
 from chalicelib.reports.queries import ALL_TIME, Window
 from chalicelib.reports.segment_queries import SOURCE
@@ -23,7 +23,7 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
                        goals: Sequence[str] | None = None, value: Dimension | None = None,
                        dimension: Dimension | None = None, control: str | None = None,
                        confidence: float = DEFAULT_CONFIDENCE, weights: Mapping[str, float] | None = None,
-                       window: Window = ALL_TIME, cuped: CupedSettings = CupedSettings(),
+                       window: Window = ALL_TIME, cuped: CupedSettings = DEFAULT_SETTINGS,
                        **options: Any) -> dict[str, Any]:
     """404 when nobody was ever exposed; an empty date window alone answers the empty view.
 
