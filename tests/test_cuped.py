@@ -17,6 +17,7 @@ from chalicelib.reports import cuped_queries, experiments, segment_results
 from chalicelib.reports.cuped_results import CupedSettings, arm_moments
 from chalicelib.reports.dimensions import parse_json_path
 from chalicelib.reports.fetch import fetch, target_of
+from chalicelib.reports.queries import Window
 from chalicelib.reports.stats import cuped
 from chalicelib.reports.stats.cuped import Moments
 from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
@@ -161,14 +162,34 @@ def test_events_after_exposure_or_before_the_pre_period_never_count_in_the_covar
         exposure("exp", "a", "u1", EXPOSED), exposure("exp", "a", "u1", EXPOSED + timedelta(days=2)),
         track("Buy", "u1", days_before(1), properties={"revenue": 5}),       # history
         track("Buy", "u1", days_before(15), properties={"revenue": 100}),    # before the 14 days
-        track("Buy", "u1", EXPOSED + timedelta(hours=1), properties={"revenue": 7}),   # after: Y only
+        track("Buy", "u1", EXPOSED, properties={"revenue": 7}),              # at exposure: Y only
         track("Buy", "u1", EXPOSED + timedelta(days=3), properties={"revenue": 11}),   # after the 2nd exposure
         exposure("exp", "a", "u2", EXPOSED),
     ])
     moments = one_person_moments(warehouse)
     assert moments.participants == 2
-    assert (moments.mean_x * 2, moments.mean_y * 2) == (5.0, 18.0)
+    assert (moments.mean_x * 2, moments.mean_y * 2) == (5.0, 18.0)   # 7 + 11
     assert one_person_moments(warehouse, pre_days=16).mean_x * 2 == 105.0
+
+
+def test_participants_and_conversions_are_the_decision_views_and_history_ignores_the_date_window(warehouse):
+    late = EXPOSED + timedelta(days=3)
+    warehouse.insert_events([
+        exposure("exp", "a", "u1", EXPOSED), track("Buy", "u1", days_before(2)), track("Buy", "u1", late),
+        exposure("exp", "b", "u2", EXPOSED), track("Buy", "u2", EXPOSED + timedelta(hours=1)),
+        exposure("exp", "b", "u3", EXPOSED, received_at=EXPOSED + timedelta(days=9)),   # arrived after the window
+        exposure("exp", "b", "u4", EXPOSED), track("Buy", "u4", days_before(1)),
+    ])
+    window = Window(EXPOSED.date(), late.date() - timedelta(days=1))                      # u1's goal is outside
+    view = segment_results.experiment_results(warehouse, NS, "exp", goals=["Buy"], window=window,
+                                              cuped=CupedSettings(enabled=False))
+    rows = fetch(warehouse, cuped_queries.segment_cuped_moments(target_of(warehouse), NS, "exp", goals=["Buy"],
+                                                                window=window))
+    got = arm_moments(rows, "rate")["Buy"]
+    for arm in view["goals"][0]["variants"]:
+        moments = got[arm["label"]]
+        assert (moments.participants, round(moments.mean_y * moments.participants)) == (arm["trials"], arm["successes"])
+    assert (got["a"].mean_x, got["b"].mean_x * 2) == (1.0, 1.0)   # the history before the window counts
 
 
 def test_people_without_history_have_covariate_zero(warehouse):
