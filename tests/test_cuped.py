@@ -289,3 +289,19 @@ def test_bad_cuped_parameters_are_a_400_naming_them(report_client, query, parame
     status, body = get(report_client, "/experiments/exp/results", namespace=NS, source="segment", **query)
     assert status == 400, body
     assert body["parameter"] == parameter
+
+
+def test_cuped_stands_aside_when_its_participants_are_not_the_views():
+    from chalicelib.reports.cuped_results import CupedAdjustment
+
+    rows = [{"variant": label, "event": "participate", "active": 10} for label in ("a", "b")] + [
+        {"variant": label, "event": "Buy", "active": 4, "sum_y_rate": 2.0, "sum_x_rate": 3.0, "m2_y_rate": 1.0,
+         "m2_x_rate": 1.5, "c_xy_rate": 0.5} for label in ("a", "b")]
+    goals = [{"goal": "Buy", "value": None, "variants": [
+        {"label": "a", "trials": 10, "successes": 2, "p_value": 0.5},
+        {"label": "b", "trials": 11, "successes": 2, "p_value": 0.5}]}]
+    adjustment = CupedAdjustment(rows, 0.95)
+    adjustment(goals, "a")
+    assert goals[0]["cuped"]["applied"] is False and "participants of b differ" in goals[0]["cuped"]["reason"]
+    assert goals[0]["variants"][1]["p_value"] == 0.5 and "cuped" not in goals[0]["variants"][1]
+    assert adjustment.summary()["applied"] is False and "differ" in adjustment.summary()["reason"]

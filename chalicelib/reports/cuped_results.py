@@ -63,11 +63,19 @@ class CupedAdjustment:
     confidence: float
     settings: CupedSettings = field(default_factory=CupedSettings)
     adjusted_goals: list[str] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
 
     def __call__(self, goals: list[dict[str, Any]], control: str | None) -> None:
         rates, values = arm_moments(self.rows, "rate"), arm_moments(self.rows, "value")
         for goal in goals:
             name = goal["goal"]
+            differing = _differing_participants(goal["variants"], rates.get(name, {}))
+            if differing:
+                goal["cuped"] = {"applied": False, "theta": None, "reason": differing}
+                self.mismatches.append(differing)
+                if goal.get("value"):
+                    goal["value"]["cuped"] = dict(goal["cuped"])
+                continue
             goal["cuped"] = self._adjust(goal["variants"], rates.get(name, {}), control, name, "rate")
             if goal.get("value"):
                 goal["value"]["cuped"] = self._adjust(goal["value"]["variants"], values.get(name, {}), control,
@@ -76,6 +84,8 @@ class CupedAdjustment:
                 self.adjusted_goals.append(name)
 
     def summary(self) -> dict[str, Any]:
+        if not self.adjusted_goals and self.mismatches:
+            return off(self.settings, self.mismatches[0])
         if not self.adjusted_goals:
             return off(self.settings, f"no participant did any goal in the {self.settings.pre_days} days before "
                                       "their first exposure: there is no history to adjust with")
@@ -100,6 +110,16 @@ class CupedAdjustment:
                              "control_adjusted_mean": _finite(adjusted.control.mean),
                              "variance_reduction": _finite(adjusted.variance_reduction)}
         return {"applied": True, "theta": _finite(theta), "reason": None}
+
+
+def _differing_participants(views: Sequence[Mapping[str, Any]], arms: Mapping[str, Moments]) -> str | None:
+    """Why the pre-period query's participants cannot stand for the view's, if they cannot (AlephBet: a
+    uuid that participated in two variants counts in both there, in its first here)."""
+    differing = sorted(view["label"] for view in views
+                       if view["label"] in arms and arms[view["label"]].participants != view["trials"])
+    if not differing:
+        return None
+    return f"the participants of {', '.join(differing)} differ from those CUPED's history was read for"
 
 
 def _comparable(view: Mapping[str, Any], control_view: Mapping[str, Any], variant: Moments | None,
