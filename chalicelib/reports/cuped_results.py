@@ -39,6 +39,13 @@ def off(settings: CupedSettings, reason: str) -> dict[str, Any]:
     return {"applied": False, "reason": reason, "pre_days": settings.pre_days, "method": METHOD}
 
 
+def summary(adjustment: "CupedAdjustment | None", settings: CupedSettings) -> dict[str, Any]:
+    """The response's top-level `cuped`."""
+    if adjustment is not None:
+        return adjustment.summary()
+    return off(settings, "turned off (cuped=off)" if not settings.enabled else "no goals to adjust")
+
+
 def arm_moments(rows: Sequence[Mapping[str, Any]], metric: str) -> dict[str, dict[str, Moments]]:
     """{goal: {variant: moments over all its participants}} from `segment_cuped_moments` rows."""
     participants = {row["variant"]: int(row["active"]) for row in rows if row["event"] == PARTICIPATE}

@@ -11,7 +11,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports import breakdown, cuped_queries, queries, stats
-from chalicelib.reports.cuped_results import DEFAULT_SETTINGS, CupedAdjustment, CupedSettings, off
+from chalicelib.reports.cuped_results import DEFAULT_SETTINGS, CupedAdjustment, CupedSettings, summary
 from chalicelib.reports.defaults import DEFAULT_CONFIDENCE, DEFAULT_CORRECTION
 from chalicelib.reports.dimensions import Dimension
 from chalicelib.reports.errors import UnknownExperiment
@@ -106,8 +106,7 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
         rows = [DecisionRow.of(row) for row in fetched]
         view = results_view(namespace, experiment, rows, control=control, confidence=confidence, weights=weights,
                             correction=correction, adjust_goals=adjustment)
-    return {**view, "cuped": adjustment.summary() if adjustment else off(cuped, "turned off (cuped=off)")
-            if not cuped.enabled else off(cuped, "no goals to adjust")}
+    return {**view, "cuped": summary(adjustment, cuped)}
 
 
 def _cuped_adjustment(warehouse: ReportWarehouse, namespace: str, experiment: str, rows: Sequence[Mapping[str, Any]],

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports import breakdown, cuped_queries, segment_queries
-from chalicelib.reports.cuped_results import DEFAULT_SETTINGS, CupedAdjustment, CupedSettings, off
+from chalicelib.reports.cuped_results import DEFAULT_SETTINGS, CupedAdjustment, CupedSettings, summary
 from chalicelib.reports.dimensions import Dimension
 from chalicelib.reports.queries import ALL_TIME, Window
 from chalicelib.reports.segment_queries import SOURCE
@@ -46,9 +46,8 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
         namespace, experiment, whole, counts(dimension) if dimension else None,
         dimension=dimension.name if dimension else None, goals=goals or (), extras=_multiple_exposures,
         control=control, confidence=confidence, weights=weights, adjust_goals=adjustment, **options)
-    summary = adjustment.summary() if adjustment else off(cuped, "turned off (cuped=off)" if not cuped.enabled
-                                                           else "no goals to adjust")
-    return {"source": SOURCE, **view, "value_property": value.name if value else None, "cuped": summary}
+    return {"source": SOURCE, **view, "value_property": value.name if value else None,
+            "cuped": summary(adjustment, cuped)}
 
 
 def _cuped_adjustment(warehouse: ReportWarehouse, namespace: str, experiment: str,
