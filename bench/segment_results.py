@@ -12,9 +12,10 @@ event before the exposure, and goals after it (`Product Viewed`, `Added to Cart`
               (query, first exposure by timestamp, multiple exposures, decision view and statistics);
               baseline: one bare DuckDB query joining each user's first exposure (MIN/ARG_MIN) to
               their goal events at or after it, COUNT(DISTINCT user) per variant and goal.
-              goal: <= 1.5x
+              goal: <= 1.5x (CUPED on, the default: its pre-period query included)
   + value and breakdown  ours with value=properties.revenue and dimension=context.page.path
               against the same baseline (informational: it does more)
+  results, cuped=off   ours without CUPED's second query (informational: CUPED's cost)
 
     .venv/bin/python bench/segment_results.py [--full | --events N] [--rounds 5] [--db PATH]
 """
@@ -115,6 +116,7 @@ def _generate(warehouse, total: int) -> None:
 
 def _measure(warehouse, total: int, rounds: int) -> int:
     from chalicelib.reports import segment_results
+    from chalicelib.reports.cuped_results import CupedSettings
     from chalicelib.reports.dimensions import parse_dimension, parse_json_path
 
     def ours() -> dict[str, Any]:
@@ -125,12 +127,17 @@ def _measure(warehouse, total: int, rounds: int) -> int:
                                           value=parse_json_path("properties.revenue"),
                                           dimension=parse_dimension("context.page.path"))
 
+    def ours_without_cuped() -> dict[str, Any]:
+        return segment_results.experiment_results(warehouse, NAMESPACE, EXPERIMENT, goals=GOALS,
+                                                  cuped=CupedSettings(enabled=False))
+
     def baseline() -> list[dict[str, Any]]:
         return warehouse.fetch(BASELINE, {"namespace": NAMESPACE, "experiment": EXPERIMENT})
 
     _check_same_counts(ours(), baseline())
     results = [_time("results", ours, baseline, GOAL_RATIO, total, rounds),
-               _time("results + value + breakdown", ours_with_more, baseline, None, total, rounds)]
+               _time("results + value + breakdown", ours_with_more, baseline, None, total, rounds),
+               _time("results, cuped=off (no pre-period query)", ours_without_cuped, baseline, None, total, rounds)]
     print()
     for name, ours_time, baseline_time, goal in results:
         emit(f"segment {name} ({total:,} events, {total // EVENTS_PER_USER:,} users)", ours_time * 1000,

@@ -12,6 +12,7 @@ import pytest
 
 from chalicelib.ingest.events import Event, stamp
 from chalicelib.reports import experiments, fetch, queries, segment_queries, segment_results
+from chalicelib.reports.cuped_results import CupedSettings
 from chalicelib.reports.dimensions import parse_dimension, parse_json_path
 from chalicelib.reports.queries import Window
 from chalicelib.reports.errors import UnknownExperiment
@@ -399,7 +400,7 @@ def test_bigquery_runs_the_segment_text_with_the_json_path_and_goals_as_typed_pa
                "valued": 1, "total": 5.0, "total_squares": 25.0, "variance": None}]))
     window = Window(date(2024, 5, 1), date(2024, 5, 2))
     view = results(warehouse, goals=["Buy"], value=parse_json_path("properties.revenue"),
-                   dimension=parse_dimension("properties.plan"), window=window)
+                   dimension=parse_dimension("properties.plan"), window=window, cuped=CupedSettings(enabled=False))
     assert counts(view) == {"participants": {"a": 3}, "Buy": {"a": 1}} and view["multiple_exposures"] == 1
     sent = bigquery_standin.queries[-1]
     target = queries.Target(queries.BIGQUERY, queries.bigquery_tables("test-project", "analytics", "events"), False)

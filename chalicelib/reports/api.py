@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from datetime import date
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 from urllib.parse import unquote
@@ -27,6 +28,7 @@ from chalicelib.reports.segment_queries import EXPOSURE_EVENT, SOURCE as SEGMENT
 from chalicelib.responses import json_response
 
 if TYPE_CHECKING:
+    from chalicelib.reports.cuped_results import CupedSettings
     from chalicelib.reports.stats import Correction
 
 View = Callable[..., Any]
@@ -204,6 +206,28 @@ def weights(params: Mapping[str, str] | None) -> dict[str, float] | None:
             raise bad_parameter("weights", f"names {label!r} twice")
         parsed[label] = weight
     return parsed
+
+
+# ---- CUPED (chalicelib/reports/cuped_results.py) ---------------------------------------------
+
+CUPED_CHOICES = ("on", "off")
+
+
+def cuped(params: Mapping[str, str] | None) -> CupedSettings:
+    """`cuped=on|off` (default on) and `pre_days=1..90` (default 14): the covariate's history window."""
+    from chalicelib.reports.cuped_queries import DEFAULT_PRE_DAYS, MAX_PRE_DAYS
+    from chalicelib.reports.cuped_results import CupedSettings
+
+    chosen = (single(params, "cuped") or "on").strip().lower()
+    if chosen not in CUPED_CHOICES:
+        raise bad_parameter("cuped", f"must be on or off (got {single(params, 'cuped')!r})")
+    text = single(params, "pre_days")
+    if text is None:
+        return CupedSettings(chosen == "on", DEFAULT_PRE_DAYS)
+    days = int(text.strip()) if re.fullmatch(r"[0-9]{1,3}", text.strip()) else 0
+    if not 1 <= days <= MAX_PRE_DAYS:
+        raise bad_parameter("pre_days", f"must be a whole number of days from 1 to {MAX_PRE_DAYS} (got {text!r})")
+    return CupedSettings(chosen == "on", days)
 
 
 # ---- the results route's choice of source, goals, value and breakdown -------------------------

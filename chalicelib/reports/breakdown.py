@@ -73,7 +73,7 @@ def decision_results(namespace: str, experiment: str, whole: Rows, by_segment: R
     if dimension is None:
         return view
     listed_goals = [goal["goal"] for goal in view["goals"]]
-    segment_options = {**options, "control": view["control"]}
+    segment_options = {**options, "control": view["control"], "adjust_goals": None}  # CUPED: the whole only
     segments = split(by_segment or [])
 
     def participants(key: SegmentKey) -> int:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
 
-from chalicelib.reports import breakdown, queries, stats
+from chalicelib.ingest.events import PARTICIPATE
+from chalicelib.reports import breakdown, cuped_queries, queries, stats
+from chalicelib.reports.cuped_results import DEFAULT_SETTINGS, CupedAdjustment, CupedSettings, summary
 from chalicelib.reports.defaults import DEFAULT_CONFIDENCE, DEFAULT_CORRECTION
 from chalicelib.reports.dimensions import Dimension
 from chalicelib.reports.errors import UnknownExperiment
@@ -92,22 +94,32 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
                        correction: stats.Correction = DEFAULT_CORRECTION,
                        dimension: Dimension | None = None,
                        planned_participants: float = stats.SEQUENTIAL_TUNING_PARTICIPANTS,
-                       cap: int | None = None) -> dict[str, Any]:
+                       cap: int | None = None, cuped: CupedSettings = DEFAULT_SETTINGS) -> dict[str, Any]:
     """The results view; `cap` winsorises per-participant values at that pooled percentile."""
     query = queries.decision_counts(target_of(warehouse), namespace, experiment, window, cap=cap)
     fetched = fetch(warehouse, query)
     require_experiment(warehouse, namespace, experiment, window, found=bool(fetched))
+    adjustment = _cuped_adjustment(warehouse, namespace, experiment, fetched, window, confidence, cuped)
     if dimension is not None:
         by_segment = queries.decision_counts(target_of(warehouse), namespace, experiment, window, dimension, cap)
         view = breakdown.decision_results(namespace, experiment, fetched, fetch(warehouse, by_segment),
                                           dimension=dimension.name, control=control, confidence=confidence,
                                           weights=weights, correction=correction,
-                                          planned_participants=planned_participants)
-        return {**view, "cap": cap_name(cap)}
-    rows = [DecisionRow.of(row) for row in fetched]
-    return {**results_view(namespace, experiment, rows, control=control, confidence=confidence, weights=weights,
-                           correction=correction, planned_participants=planned_participants),
-            "cap": cap_name(cap)}
-    rows = [DecisionRow.of(row) for row in fetched]
-    return results_view(namespace, experiment, rows, control=control, confidence=confidence, weights=weights,
-                        correction=correction)
+                                          planned_participants=planned_participants, adjust_goals=adjustment)
+    else:
+        rows = [DecisionRow.of(row) for row in fetched]
+        view = results_view(namespace, experiment, rows, control=control, confidence=confidence, weights=weights,
+                            correction=correction, planned_participants=planned_participants,
+                            adjust_goals=adjustment)
+    return {**view, "cap": cap_name(cap), "cuped": summary(adjustment, cuped)}
+
+
+def _cuped_adjustment(warehouse: ReportWarehouse, namespace: str, experiment: str, rows: Sequence[Mapping[str, Any]],
+                      window: Window, confidence: float, settings: CupedSettings) -> CupedAdjustment | None:
+    """The CUPED hook over the experiment's goals (one more query), or None when off or goal-less."""
+    goals = sorted({row["event"] for row in rows if row["event"] != PARTICIPATE})
+    if not settings.enabled or not goals:
+        return None
+    moments = cuped_queries.alephbet_cuped_moments(target_of(warehouse), namespace, experiment, goals=goals,
+                                                   pre_days=settings.pre_days, window=window)
+    return CupedAdjustment(fetch(warehouse, moments), confidence, settings)

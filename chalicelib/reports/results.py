@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports import stats
@@ -58,6 +58,9 @@ class DecisionRow:
                    float(row["total"] or 0.0), None if variance is None else float(variance))
 
 
+GoalsHook = Callable[[list[dict[str, Any]], "str | None"], None]
+
+
 def cap_name(cap: int | None) -> str | None:
     """How the request's `cap` reads back: `p99`, or None when values are not capped."""
     return None if cap is None else f"p{cap}"
@@ -71,7 +74,10 @@ SEQUENTIAL_METHOD = ("rates: an exact anytime-valid test of which arm the conver
 def results_view(namespace: str, experiment: str, rows: Sequence[DecisionRow], *, control: str | None,
                  confidence: float, weights: Mapping[str, float] | None,
                  correction: stats.Correction = DEFAULT_CORRECTION,
-                 planned_participants: float = stats.SEQUENTIAL_TUNING_PARTICIPANTS) -> dict[str, Any]:
+                 planned_participants: float = stats.SEQUENTIAL_TUNING_PARTICIPANTS,
+                 adjust_goals: GoalsHook | None = None) -> dict[str, Any]:
+    """`adjust_goals(goals, control)` may replace comparisons' figures before the p-values are corrected
+    (CUPED: `cuped_results.CupedAdjustment`)."""
     counts = Counts.from_rows({"event": row.event, "variant": row.variant, "uuids": row.uuids} for row in rows)
     labels = counts.variants
     participants = {label: counts.participants(label) for label in labels}
@@ -81,6 +87,8 @@ def results_view(namespace: str, experiment: str, rows: Sequence[DecisionRow], *
         _goal_view(goal, labels, chosen, participants, {row.variant: row for row in rows if row.event == goal}, plan)
         for goal in counts.goals
     ]
+    if adjust_goals is not None:
+        adjust_goals(goals, chosen)
     _adjust_for_multiple_comparisons(goals, correction)
     return {
         "namespace": namespace,
