@@ -2,14 +2,22 @@
 from chalice import Chalice
 
 from chalicelib import config, error_answers, front_door, health, landing, runtime
-from chalicelib.reports import api as report_api, dashboard
-from chalicelib.ingest import segment, snippet, track, write_keys
-from chalicelib.storage import parking, writer
 from chalicelib.error_answers import answering
+from chalicelib.ingest import segment, snippet, track, write_keys
 from chalicelib.ingest.events import validate_name
+from chalicelib.reports import api as report_api
+from chalicelib.reports import dashboard
 from chalicelib.reports.api import report_route
-from chalicelib.responses import (CORS, PIXEL_MEDIA_TYPES, SEGMENT_CORS, accepts_gif, json_response, pixel_response,
-                                  text_response)
+from chalicelib.responses import (
+    CORS,
+    PIXEL_MEDIA_TYPES,
+    SEGMENT_CORS,
+    accepts_gif,
+    json_response,
+    pixel_response,
+    text_response,
+)
+from chalicelib.storage import parking, writer
 
 # Read (not acted on) at import: a misconfigured stage fails at start, naming the variable,
 # in `chalice deploy`/`package` and in Lambda's cold start alike. Nothing is opened or started.

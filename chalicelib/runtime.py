@@ -8,12 +8,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from chalicelib import config
-from chalicelib.ingest.publisher import (KINESIS_CLIENT_SETTINGS, KinesisPublisher, LocalStreamPublisher, Publisher,
-                                  PublishError)
-from chalicelib.reports.freshness import freshness as freshness_view, freshness_unknown
+from chalicelib.ingest.publisher import (
+    KINESIS_CLIENT_SETTINGS,
+    KinesisPublisher,
+    LocalStreamPublisher,
+    Publisher,
+    PublishError,
+)
+from chalicelib.reports.freshness import freshness as freshness_view
+from chalicelib.reports.freshness import freshness_unknown
 
 log = logging.getLogger("dalet.runtime")
 
@@ -185,5 +192,6 @@ def shutdown(drain_seconds: float = 0.0) -> None:
         _state.clear()
 
 
-__all__ = ["BackendUnavailable", "PublishError", "freshness", "local_events_accepted", "publisher", "register_stream_handler",
-           "settings", "shutdown", "start_local_pipeline", "warehouse", "write_key_namespace"]
+__all__ = ["BackendUnavailable", "PublishError", "freshness", "local_events_accepted", "publisher",
+           "register_stream_handler", "settings", "shutdown", "start_local_pipeline", "warehouse",
+           "write_key_namespace"]

@@ -20,9 +20,10 @@ import asyncio
 import base64
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from chalice.local import LocalGateway, LocalGatewayException, RouteMatcher
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 

@@ -6,6 +6,7 @@ import os
 import select
 import signal
 import socket
+import subprocess
 import time
 from typing import Iterator
 
@@ -420,7 +421,6 @@ def test_a_client_trickling_headers_from_many_connections_cannot_starve_another_
 # --- start-up and logs ---------------------------------------------------------------------------
 
 def _serve_and_fail(tmp_path, port: int, **env: str) -> "subprocess.CompletedProcess[str]":
-    import subprocess
     import sys
 
     from tests.local_server import PROJECT_DIR

@@ -7,8 +7,9 @@ both; the whole comes from its own query, never from adding segments up.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports.results import DecisionRow, results_view

@@ -7,7 +7,8 @@ the same data gives the same document.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from chalicelib.reports import breakdown, queries, stats
 from chalicelib.reports.defaults import DEFAULT_CONFIDENCE, DEFAULT_CORRECTION
@@ -82,7 +83,8 @@ def require_experiment(warehouse: ReportWarehouse, namespace: str, experiment: s
     """404 unless the experiment has events; an empty date window alone is not a 404."""
     if found:
         return
-    if window == ALL_TIME or not fetch(warehouse, queries.experiment_exists(target_of(warehouse), namespace, experiment)):
+    if window == ALL_TIME or not fetch(warehouse,
+                                       queries.experiment_exists(target_of(warehouse), namespace, experiment)):
         raise UnknownExperiment(namespace, experiment)
 
 

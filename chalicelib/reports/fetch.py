@@ -1,7 +1,8 @@
 """Warehouse access for the reports: which tables a warehouse holds, and running a query on it."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from chalicelib.reports import queries
 from chalicelib.reports.queries import Query, Target

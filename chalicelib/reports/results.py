@@ -7,8 +7,9 @@ job. Labels and goals are always sorted, so the same data gives the same documen
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports import stats
@@ -25,7 +26,7 @@ class Counts:
     goals: list[str]
 
     @classmethod
-    def from_rows(cls, rows: Iterable[Mapping[str, Any]]) -> "Counts":
+    def from_rows(cls, rows: Iterable[Mapping[str, Any]]) -> Counts:
         by_event_variant = {(row["event"], row["variant"]): int(row["uuids"]) for row in rows}
         return cls(
             by_event_variant=by_event_variant,
@@ -52,7 +53,7 @@ class DecisionRow:
     variance: float | None
 
     @classmethod
-    def of(cls, row: Mapping[str, Any]) -> "DecisionRow":
+    def of(cls, row: Mapping[str, Any]) -> DecisionRow:
         variance = row["variance"]
         return cls(row["variant"], row["event"], int(row["uuids"]), int(row["valued"] or 0),
                    float(row["total"] or 0.0), None if variance is None else float(variance))
@@ -157,7 +158,9 @@ class Arm:
     @property
     def proportion(self) -> stats.Proportion | None:
         """None without participants (a variant seen only in goals) or with more successes than trials."""
-        return stats.Proportion(self.trials, self.successes) if 0 < self.trials and self.successes <= self.trials else None
+        if 0 < self.trials and self.successes <= self.trials:
+            return stats.Proportion(self.trials, self.successes)
+        return None
 
 
 _NO_COMPARISON = stats.Comparison(stats.Decision(None, None, None), stats.Decision(None, None, None))
@@ -256,7 +259,7 @@ def _adjust_for_multiple_comparisons(goals: Sequence[dict[str, Any]], correction
     comparisons += [arm for goal in goals if goal["value"] for arm in goal["value"]["variants"] if "p_value" in arm]
     fixed = stats.adjust_p_values([arm["p_value"] for arm in comparisons], correction)
     sequential = stats.adjust_p_values([arm["sequential"]["p_value"] for arm in comparisons], correction)
-    for arm, adjusted, adjusted_sequential in zip(comparisons, fixed, sequential):
+    for arm, adjusted, adjusted_sequential in zip(comparisons, fixed, sequential, strict=True):
         arm["p_value_adjusted"] = adjusted
         arm["sequential"]["p_value_adjusted"] = adjusted_sequential
 

@@ -13,12 +13,22 @@ and the sum and sum of squares of each user's summed value.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports.dimensions import Dimension
-from chalicelib.reports.queries import (ALL_TIME, SAMPLE_VARIANCE, Query, Target, Window, deviations_cte,
-                                        folded_segments, render, window_filter)
+from chalicelib.reports.queries import (
+    ALL_TIME,
+    SAMPLE_VARIANCE,
+    Query,
+    Target,
+    Window,
+    deviations_cte,
+    folded_segments,
+    render,
+    window_filter,
+)
 
 SOURCE = "segment"          # the results route's `source=` for these experiments
 EXPOSURE_EVENT = "Experiment Viewed"

@@ -7,15 +7,17 @@ one variant (each counted once, in the variant they saw first).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from chalicelib.reports import breakdown, segment_queries
-from chalicelib.reports.dimensions import Dimension
-from chalicelib.reports.queries import ALL_TIME, Window
-from chalicelib.reports.segment_queries import SOURCE
 from chalicelib.reports.defaults import DEFAULT_CONFIDENCE
+from chalicelib.reports.dimensions import Dimension
 from chalicelib.reports.errors import UnknownExperiment
 from chalicelib.reports.fetch import ReportWarehouse, fetch, target_of
+from chalicelib.reports.queries import ALL_TIME, Window
+from chalicelib.reports.segment_queries import SOURCE
+
 
 def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: str, *,
                        goals: Sequence[str] | None = None, value: Dimension | None = None,
