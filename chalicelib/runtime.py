@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib import config
 from chalicelib.ingest.publisher import (
@@ -21,6 +21,11 @@ from chalicelib.ingest.publisher import (
 )
 from chalicelib.reports.freshness import freshness as freshness_view
 from chalicelib.reports.freshness import freshness_unknown
+
+if TYPE_CHECKING:   # the warehouse modules load only with the backend that uses them
+    from chalicelib.storage.backend import BackendWarehouse
+    from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
+    from chalicelib.storage.warehouse_health import FaultNote
 
 log = logging.getLogger("dalet.runtime")
 
@@ -66,7 +71,7 @@ def publisher() -> Publisher:
         return _state["publisher"]
 
 
-def warehouse() -> Any:
+def warehouse() -> BackendWarehouse:
     built = _state.get("warehouse")
     if built is not None:
         return built
@@ -100,7 +105,7 @@ def kinesis_client() -> Any:
         raise BackendUnavailable(f"cannot create the Kinesis client: {error}") from error
 
 
-def _build_warehouse(current: config.Settings) -> Any:
+def _build_warehouse(current: config.Settings) -> BackendWarehouse:
     if current.is_local:
         start_local_pipeline()
         return _state["warehouse"]
@@ -161,7 +166,7 @@ def start_local_pipeline() -> None:
         log.info("local pipeline started in %s", current.data_dir)
 
 
-def _local_warehouse(current: config.Settings, fault_note: Any) -> Any:
+def _local_warehouse(current: config.Settings, fault_note: FaultNote) -> DuckDBWarehouse:
     """The DuckDB warehouse, reopened after a fatal error as the settings pace it, its faults noted for `status`."""
     from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
     from chalicelib.storage.warehouse_health import Backoff

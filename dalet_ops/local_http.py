@@ -215,6 +215,8 @@ class DaletConfig(uvicorn.Config):
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's HTTP/1.1 connection with a header deadline, connection caps and JSON errors."""
 
+    conn: StrictConnection
+
     def __init__(self, config: DaletConfig, server_state: Any, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None):
         super().__init__(config, server_state, app_state, _loop)
@@ -239,7 +241,8 @@ class GuardedH11Protocol(H11Protocol):
         if len(self.connections) > self.limits.max_connections:
             return Refusal(503, "too many connections at once; retry shortly")
         address = self.client[0] if self.client else None
-        from_there = sum(1 for other in self.connections if other.client and other.client[0] == address)
+        from_there = sum(1 for other in self.connections
+                         if isinstance(other, H11Protocol) and other.client and other.client[0] == address)
         if from_there > self.limits.max_connections_per_address:
             return Refusal(503, f"too many connections from {address} at once; retry shortly")
         return None

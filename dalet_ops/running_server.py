@@ -80,8 +80,8 @@ def ask_readings(url: str, api_key: str, timeout: float = ASK_TIMEOUT_SECONDS) -
         reason = refused.read(300).decode(errors="replace")
         raise NoAnswer(f"{url}{STATUS_PATH} answered {refused.code}: {reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
-        raise NoAnswer(f"the server recorded in the data folder ({url}) does not answer ({reason}): "
+        cause = getattr(error, "reason", None) or error
+        raise NoAnswer(f"the server recorded in the data folder ({url}) does not answer ({cause}): "
                        "whatever holds the warehouse, stop it to read this") from None
     return [Reading(**reading) for reading in document["readings"]]
 

@@ -199,7 +199,8 @@ def parse_event(fields: Mapping[str, Any], index: int | None = None, id_field: s
                                         fields.get("event"), fields.get("uuid"))
     value, client_id = fields.get("value"), fields.get(id_field)
     if _plainly_valid(namespace, experiment, variant, event, uuid, value, client_id):
-        return Event(namespace, experiment, variant, event, uuid, None if value is None else float(value), client_id)
+        return Event(namespace, experiment, variant, event, uuid,  # type: ignore[arg-type]  # checked just above
+                     None if value is None else float(value), client_id)
     return _parse_event_rule_by_rule(fields, index, id_field)
 
 

@@ -122,7 +122,7 @@ class LocalStream:
         except sqlite3.Error as error:
             raise StreamUnavailable(f"the local stream at {self.path} cannot take records: {error}") from error
         self.wake()
-        return [format_sequence(sequence) for sequence in sequences]
+        return [format_sequence(sequence) for sequence in sequences]  # type: ignore[arg-type]  # an INSERT's rowid
 
     def wake(self) -> None:
         """Wake whoever waits for records (new records, or a consumer asked to stop)."""

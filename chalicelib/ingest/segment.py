@@ -92,7 +92,8 @@ def accept(request: SegmentRequest, namespace_for: Callable[[str | None], str | 
         raise InvalidEvent([FieldError("body", "must be a JSON object")])
     namespace = namespace_for(header_key) if header_key is not None else _body_key_namespace(document, namespace_for)
     received_at = now()
-    stored = parse_messages(document, call, namespace, received_at, request.headers.get("user-agent"))
+    stored = parse_messages(document, call, namespace,  # type: ignore[arg-type]  # a known key's, checked above
+                            received_at, request.headers.get("user-agent"))
     publish(stored)
     return stored
 
@@ -310,7 +311,8 @@ def _message(message: Mapping[str, Any], call: Any, index: int | None, namespace
     except OverflowError:
         raise InvalidEvent([FieldError("timestamp", "is out of range once corrected for the clock skew",
                                        index)]) from None
-    return segment_row(namespace=namespace, type=call, message_id=message_id, received_at=received_at, event=event,
+    return segment_row(namespace=namespace, type=call, message_id=message_id,  # type: ignore[arg-type]  # a str now
+                       received_at=received_at, event=event,
                        user_id=user_id, anonymous_id=anonymous_id, timestamp=corrected, properties=properties,
                        traits=traits, context=context,
                        browser=browser_family(_context_user_agent(message.get("context")) or user_agent))

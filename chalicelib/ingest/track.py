@@ -68,7 +68,8 @@ def parse_query(query: Mapping[str, str] | None) -> list[Event]:
     field given twice is refused rather than guessed.
     """
     fields: dict[str, str] = {}
-    for name in query or ():
+    query = query or {}
+    for name in query:
         if name in EVENT_FIELDS:
             values = query.getlist(name) if hasattr(query, "getlist") else [query[name]]
             if len(values) > 1:

@@ -27,6 +27,7 @@ from chalicelib.reports.freshness import with_freshness
 from chalicelib.reports.queries import Window
 from chalicelib.reports.segment_queries import EXPOSURE_EVENT
 from chalicelib.reports.segment_queries import SOURCE as SEGMENT_SOURCE
+from chalicelib.request import current_request
 from chalicelib.responses import json_response
 
 if TYPE_CHECKING:
@@ -53,9 +54,10 @@ def report_route(app: Chalice) -> Callable[[View], Callable[..., Response]]:
         @error_answers.answering(error_answers.REPORT, "report")
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Response:
-            refuse_conflicting_api_keys(app.current_request.to_original_event())
-            auth.check_api_key(app.current_request.headers, runtime.settings())
-            if app.current_request.method != "GET":
+            request = current_request(app)
+            refuse_conflicting_api_keys(request.to_original_event())
+            auth.check_api_key(request.headers, runtime.settings())
+            if request.method != "GET":
                 return json_response(view(*args, **kwargs))
             measured = runtime.freshness()          # before the query: as_of is then a promise
             return json_response(with_freshness(view(*args, **kwargs), measured))

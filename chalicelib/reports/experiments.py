@@ -51,7 +51,7 @@ def experiment_goals(warehouse: ReportWarehouse, namespace: str, experiment: str
 
 
 def counter_rows(warehouse: ReportWarehouse, namespace: str, window: Window = ALL_TIME,
-                 experiment: str | None = None, scope: Sequence[str] | None = None) -> list[Mapping[str, Any]]:
+                 experiment: str | None = None, scope: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Rows of (experiment, variant, event, uuids): one pass, then an exact recount of the
     experiments whose tombstones still hide rows (rarely any: deletions purge them) or whose
     row counts may count a uuid twice (events with client ids)."""

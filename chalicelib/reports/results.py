@@ -101,7 +101,8 @@ def choose_control(labels: Sequence[str], requested: str | None,
     if CONTROL_NAME in labels:
         return CONTROL_NAME
     with_participants = [label for label in labels if participants is None or participants.get(label, 0) > 0]
-    return (with_participants or list(labels) or [None])[0]
+    candidates = with_participants or list(labels)
+    return candidates[0] if candidates else None
 
 
 def _srm(participants: Mapping[str, int], weights: Mapping[str, float] | None) -> dict[str, Any]:
@@ -180,8 +181,8 @@ def _arm_view(label: str, arms: Mapping[str, Arm], control: str | None, confiden
         return view
     base = arms[control]
     base_proportion = base.proportion
-    comparable = proportion is not None and base_proportion is not None
-    comparison = stats.compare_rates(base_proportion, proportion, confidence) if comparable else _NO_COMPARISON
+    pair = (base_proportion, proportion) if proportion is not None and base_proportion is not None else None
+    comparison = stats.compare_rates(*pair, confidence) if pair else _NO_COMPARISON
     view["uplift"] = {
         "absolute": arm.rate - base.rate if arm.rate is not None and base.rate is not None else None,
         "relative": arm.rate / base.rate - 1 if arm.rate is not None and base.rate else None,
@@ -191,7 +192,7 @@ def _arm_view(label: str, arms: Mapping[str, Arm], control: str | None, confiden
     view["p_value"] = _finite(comparison.fixed.p_value)
     view["p_value_adjusted"] = None  # filled in across the whole experiment
     view["sequential"] = _sequential_view(comparison.sequential)
-    view["chance_to_beat_control"] = _finite(stats.chance_to_beat(base_proportion, proportion)) if comparable else None
+    view["chance_to_beat_control"] = _finite(stats.chance_to_beat(*pair)) if pair else None
     return view
 
 

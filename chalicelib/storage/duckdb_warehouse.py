@@ -94,7 +94,7 @@ class DuckDBWarehouse:
         self._failures = 0                       # faults since the last successful write
         self._next_attempt = 0.0                 # time.monotonic() of the next reopening attempt
         self._closed = False
-        self._db = self._open()
+        self._db: duckdb.DuckDBPyConnection | None = self._open()
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         db = duckdb.connect(self.path)
@@ -220,7 +220,7 @@ class DuckDBWarehouse:
         if not self._maybe_unpurged:
             return
         target = queries.Target(self.dialect, queries.DUCKDB_TABLES, self.unique_identities)
-        for key in {(stored.namespace, stored.experiment) for stored in events} & self._maybe_unpurged:
+        for key in self._maybe_unpurged & {(stored.namespace, stored.experiment) for stored in events}:
             purge = queries.purge_deleted(target, *key, self._deleted_until[key])
             try:
                 self.execute(purge.sql, purge.params)
@@ -229,6 +229,8 @@ class DuckDBWarehouse:
             self._maybe_unpurged.discard(key)
 
     def _hidden(self, stored: StoredEvent) -> bool:
+        if stored.experiment is None:   # a deletion names its experiment
+            return False
         deleted_at = self._deleted_until.get((stored.namespace, stored.experiment))
         return deleted_at is not None and stored.received_at <= deleted_at
 

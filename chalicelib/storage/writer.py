@@ -31,6 +31,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, NamedTuple, Protocol
 
 from chalicelib.ingest.events import StoredEvent, format_timestamp, now
@@ -152,7 +153,7 @@ def write_batch(records: Iterable[StreamRecord], warehouse: Warehouse,
     except TransientWarehouseError as error:
         unwritten = [record_of[_copy_key(stored)] for stored in unique[max(error.rows_written, 0):]]
         return _park_or(parking, ordered, unwritten, error,
-                        lambda failed=error: _retry_from(failed, unique, record_of))
+                        partial(_retry_from, error, unique, record_of))
     except Exception as error:
         return _park_or(parking, ordered, [record_of[_copy_key(stored)] for stored in unique], error, _raise(error))
     rejected = _rejected_letters(rejections, unique, record_of)
