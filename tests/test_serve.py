@@ -182,6 +182,15 @@ def test_a_body_declared_over_1_mib_is_refused_before_it_is_read(served):
     assert headers["connection"] == "close"
 
 
+def test_a_body_of_exactly_1_mib_is_read_and_tracked(served):
+    event = json.dumps({"experiment": "e", "variant": "a", "event": "participate", "uuid": "u-mib"}).encode()
+    payload = event + b" " * (1024 * 1024 - len(event))
+    with _connect(served) as connection:
+        connection.sendall(_post_head(str(len(payload))) + payload)
+        status, _, body = _read_response(connection)
+    assert (status, json.loads(body)) == (200, {"ok": True, "accepted": 1})
+
+
 def test_a_client_expecting_100_continue_hears_413_instead(served):
     with _connect(served) as connection:
         connection.sendall(_post_head("300000000", "Expect: 100-continue"))
