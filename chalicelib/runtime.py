@@ -24,7 +24,6 @@ from chalicelib.reports.freshness import freshness_unknown
 
 if TYPE_CHECKING:   # the warehouse modules load only with the backend that uses them
     from chalicelib.storage.backend import BackendWarehouse
-    from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
     from chalicelib.storage.warehouse_health import FaultNote
 
 log = logging.getLogger("dalet.runtime")
@@ -166,7 +165,7 @@ def start_local_pipeline() -> None:
         log.info("local pipeline started in %s", current.data_dir)
 
 
-def _local_warehouse(current: config.Settings, fault_note: FaultNote) -> DuckDBWarehouse:
+def _local_warehouse(current: config.Settings, fault_note: FaultNote) -> BackendWarehouse:
     """The DuckDB warehouse, reopened after a fatal error as the settings pace it, its faults noted for `status`."""
     from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
     from chalicelib.storage.warehouse_health import Backoff
