@@ -36,11 +36,14 @@ install: $(VENV)/.installed-dev
 run: install-local
 	$(PY) -m dalet_ops.cli serve --host $(HOST) --port $(PORT)
 
+# Static checks first (configured in pyproject.toml): ruff's lint and import order, mypy over the shipped code.
 test: install tests/browser/node_modules/.installed
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q
 
 bench: install
 	$(PY) bench/run.py
 
 clean:
-	rm -rf $(VENV) tests/browser/node_modules .pytest_cache .hypothesis
+	rm -rf $(VENV) tests/browser/node_modules .pytest_cache .hypothesis .mypy_cache .ruff_cache

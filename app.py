@@ -1,15 +1,27 @@
 """Dalet: the routes and the Kinesis writer. Each is a few lines calling chalicelib."""
+from collections.abc import Mapping
+
 from chalice import Chalice
+from chalice.app import Request
 
 from chalicelib import config, error_answers, front_door, health, landing, runtime
-from chalicelib.reports import api as report_api, dashboard
-from chalicelib.ingest import segment, snippet, track, write_keys
-from chalicelib.storage import parking, writer
 from chalicelib.error_answers import answering
+from chalicelib.ingest import segment, snippet, track, write_keys
 from chalicelib.ingest.events import validate_name
+from chalicelib.reports import api as report_api
+from chalicelib.reports import dashboard
 from chalicelib.reports.api import report_route
-from chalicelib.responses import (CORS, PIXEL_MEDIA_TYPES, SEGMENT_CORS, accepts_gif, json_response, pixel_response,
-                                  text_response)
+from chalicelib.request import body_bytes, current_request
+from chalicelib.responses import (
+    CORS,
+    PIXEL_MEDIA_TYPES,
+    SEGMENT_CORS,
+    accepts_gif,
+    json_response,
+    pixel_response,
+    text_response,
+)
+from chalicelib.storage import parking, writer
 
 # Read (not acted on) at import: a misconfigured stage fails at start, naming the variable,
 # in `chalice deploy`/`package` and in Lambda's cold start alike. Nothing is opened or started.
@@ -20,36 +32,40 @@ app.log.setLevel(_settings.log_level)
 app.api.binary_types.extend(t for t in PIXEL_MEDIA_TYPES if t not in app.api.binary_types)
 
 
+def _request() -> Request:
+    return current_request(app)
+
+
 def _accepted(stored):
     return json_response({"ok": True, "accepted": len(stored)})
 
 
 def _track(events_from_request, answer=_accepted):
     """Parse, hand to the stream, answer: 200 only once the stream has every event."""
-    stored = track.accept(events_from_request(), runtime.publisher(), app.current_request.headers.get("user-agent"))
+    stored = track.accept(events_from_request(), runtime.publisher(), _request().headers.get("user-agent"))
     return answer(stored)
 
 
 @app.route("/track", methods=["GET"], cors=CORS)
 @answering(error_answers.TRACK, "track")
 def track_get():
-    return _track(lambda: track.parse_query(app.current_request.query_params))
+    return _track(lambda: track.parse_query(_request().query_params))
 
 
 # Chalice would refuse other content types with a body of its own; the check is ours, for a clear 415.
 @app.route("/track", methods=["POST"], cors=CORS, content_types=["*/*"])
 @answering(error_answers.TRACK, "track")
 def track_post():
-    request = app.current_request
-    return _track(lambda: track.parse_body(request.raw_body, request.headers.get("content-type")))
+    request = _request()
+    return _track(lambda: track.parse_body(body_bytes(request), request.headers.get("content-type")))
 
 
 @app.route("/track.gif", methods=["GET"], cors=CORS)
 @answering(error_answers.TRACK, "track")
 def track_pixel():
     # Chalice sends a binary body only if Accept admits it; otherwise the event still counts.
-    wants_gif = accepts_gif(app.current_request.headers.get("accept"))
-    return _track(lambda: track.parse_query(app.current_request.query_params),
+    wants_gif = accepts_gif(_request().headers.get("accept"))
+    return _track(lambda: track.parse_query(_request().query_params),
                   lambda stored: pixel_response() if wants_gif else _accepted(stored))
 
 
@@ -58,15 +74,15 @@ def track_pixel():
 @app.route("/v1/{call}", methods=["POST"], cors=SEGMENT_CORS, content_types=["*/*"])
 @answering(error_answers.SEGMENT, "segment {call}")
 def segment_call(call):
-    request = app.current_request
+    request = _request()
     segment.refuse_differing_authorizations(request.to_original_event().get("multiValueHeaders"))
-    segment.accept(segment.SegmentRequest(call, request.raw_body, request.headers),
+    segment.accept(segment.SegmentRequest(call, body_bytes(request), request.headers),
                    runtime.write_key_namespace, runtime.publisher().publish)
     return json_response({"success": True})
 
 
 def _query():
-    return app.current_request.query_params
+    return _request().query_params
 
 
 def _experiments():
@@ -292,7 +308,7 @@ def health_check():
 
 @app.route("/", methods=["GET"])
 def front_page():
-    return landing.to_dashboard(app.current_request.context)
+    return landing.to_dashboard(_request().context)
 
 
 @app.route("/favicon.ico", methods=["GET"])
@@ -303,7 +319,8 @@ def favicon():
 @app.route("/snippet", methods=["GET"], cors=CORS)
 @answering(error_answers.SNIPPET, "snippet")
 def snippet_for_namespace():
-    request, query = app.current_request, app.current_request.query_params or {}
+    request = _request()
+    query: Mapping[str, str] = request.query_params or {}
     if snippet.chosen_kind(query.get("kind")) == "segment":
         pasted = _segment_snippet(query.get("namespace", write_keys.LOCAL_NAMESPACE), request)
     else:

@@ -11,8 +11,8 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 from chalicelib.config import Settings
 

@@ -7,7 +7,8 @@ the error and `what` failed, which only the log of an unavailable backend names.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from chalice import Response
 
@@ -17,8 +18,13 @@ from chalicelib.ingest import segment, snippet, track, write_keys
 from chalicelib.ingest.events import InvalidEvent
 from chalicelib.ingest.publisher import PublishError
 from chalicelib.reports.errors import BadParameter, ConflictingHeader, UnknownExperiment
-from chalicelib.responses import (WAREHOUSE_UNAVAILABLE, error_response, segment_error, unavailable_reason,
-                                  unavailable_response)
+from chalicelib.responses import (
+    WAREHOUSE_UNAVAILABLE,
+    error_response,
+    segment_error,
+    unavailable_reason,
+    unavailable_response,
+)
 from chalicelib.runtime import BackendUnavailable
 from chalicelib.storage.writer import TransientWarehouseError
 

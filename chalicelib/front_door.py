@@ -16,7 +16,8 @@ Reference: https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import unquote_plus
 
 # Exact paths, and prefixes ending in "/": what the function URL serves; all else is 404.
@@ -42,7 +43,7 @@ def match_route(routes: Mapping[str, Any], path: str) -> tuple[str, dict[str, st
         if len(parts) != len(segments):
             continue
         captured: dict[str, str] = {}
-        for part, segment in zip(parts, segments):
+        for part, segment in zip(parts, segments, strict=True):
             if part.startswith("{") and part.endswith("}") and segment:
                 captured[part[1:-1]] = segment
             elif part != segment:

@@ -156,7 +156,7 @@ def _external_account_config(value: str) -> dict[str, Any]:
             ) from None
     try:
         info = json.loads(text)
-    except ValueError as error:
+    except json.JSONDecodeError as error:
         raise GoogleCredentialsError(f"DALET_GOOGLE_CREDENTIALS_CONFIG is not valid JSON ({error.msg})") from None
     if not isinstance(info, dict) or info.get("type") != EXTERNAL_ACCOUNT:
         raise GoogleCredentialsError(

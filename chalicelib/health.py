@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from time import monotonic
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from time import monotonic
+from typing import Any
 
 from chalicelib import config, runtime
 

@@ -5,7 +5,8 @@ Authentication Token", which reads like a key problem to a newcomer.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from chalice import Response
 

@@ -8,12 +8,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from chalicelib import config
-from chalicelib.ingest.publisher import (KINESIS_CLIENT_SETTINGS, KinesisPublisher, LocalStreamPublisher, Publisher,
-                                  PublishError)
-from chalicelib.reports.freshness import freshness as freshness_view, freshness_unknown
+from chalicelib.ingest.publisher import (
+    KINESIS_CLIENT_SETTINGS,
+    KinesisPublisher,
+    LocalStreamPublisher,
+    Publisher,
+    PublishError,
+)
+from chalicelib.reports.freshness import freshness as freshness_view
+from chalicelib.reports.freshness import freshness_unknown
+
+if TYPE_CHECKING:   # the warehouse modules load only with the backend that uses them
+    from chalicelib.storage.backend import BackendWarehouse
+    from chalicelib.storage.warehouse_health import FaultNote
 
 log = logging.getLogger("dalet.runtime")
 
@@ -59,7 +70,7 @@ def publisher() -> Publisher:
         return _state["publisher"]
 
 
-def warehouse() -> Any:
+def warehouse() -> BackendWarehouse:
     built = _state.get("warehouse")
     if built is not None:
         return built
@@ -93,7 +104,7 @@ def kinesis_client() -> Any:
         raise BackendUnavailable(f"cannot create the Kinesis client: {error}") from error
 
 
-def _build_warehouse(current: config.Settings) -> Any:
+def _build_warehouse(current: config.Settings) -> BackendWarehouse:
     if current.is_local:
         start_local_pipeline()
         return _state["warehouse"]
@@ -154,7 +165,7 @@ def start_local_pipeline() -> None:
         log.info("local pipeline started in %s", current.data_dir)
 
 
-def _local_warehouse(current: config.Settings, fault_note: Any) -> Any:
+def _local_warehouse(current: config.Settings, fault_note: FaultNote) -> BackendWarehouse:
     """The DuckDB warehouse, reopened after a fatal error as the settings pace it, its faults noted for `status`."""
     from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
     from chalicelib.storage.warehouse_health import Backoff
@@ -185,5 +196,6 @@ def shutdown(drain_seconds: float = 0.0) -> None:
         _state.clear()
 
 
-__all__ = ["BackendUnavailable", "PublishError", "freshness", "local_events_accepted", "publisher", "register_stream_handler",
-           "settings", "shutdown", "start_local_pipeline", "warehouse", "write_key_namespace"]
+__all__ = ["BackendUnavailable", "PublishError", "freshness", "local_events_accepted", "publisher",
+           "register_stream_handler", "settings", "shutdown", "start_local_pipeline", "warehouse",
+           "write_key_namespace"]

@@ -19,7 +19,7 @@ SSM_PREFIX = "ssm:"
 API_KEY_FIELD = "api_key"
 NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "ParameterNotFound"})
 
-_cache: dict["SecretReference", str] = {}
+_cache: dict[SecretReference, str] = {}
 _lock = threading.Lock()
 
 
@@ -92,7 +92,8 @@ def _api_key_field(text: str) -> str:
 
 
 def read_write_keys_secret(settings: Settings) -> dict[str, str]:
-    """The Segment write keys from DALET_WRITE_KEYS_SECRET: `key=namespace,...` text, or a JSON object key -> namespace."""
+    """The Segment write keys from DALET_WRITE_KEYS_SECRET: `key=namespace,...` text, or a JSON object
+    key -> namespace."""
     if not settings.write_keys_secret:
         raise ConfigError(
             "no Segment write keys: set DALET_WRITE_KEYS_SECRET (a Secrets Manager secret name/ARN, or ssm:/parameter) "

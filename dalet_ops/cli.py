@@ -5,6 +5,7 @@ import argparse
 import logging
 import os
 import sys
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +126,8 @@ def purge(_: argparse.Namespace) -> int:
     if settings.is_local:
         print(PURGE_NOT_NEEDED)
         return 0
-    from chalicelib.reports import deletion
     from chalicelib import runtime
+    from chalicelib.reports import deletion
 
     try:
         deletion.purge_all(runtime.warehouse())
@@ -140,21 +141,21 @@ def purge(_: argparse.Namespace) -> int:
 
 def status(arguments: argparse.Namespace) -> int:
     """The pipeline's state: a deployed stage's with --stage, else the embedded default's."""
-    from datetime import datetime, timezone
+    from datetime import datetime
     from functools import partial
 
     from dalet_ops import status as pipeline
     from dalet_ops.running_server import readings_from_running_server
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     try:
         if arguments.stage is None:
             settings = config.load_settings()
             if not settings.is_local:
                 print(f"dalet: DALET_BACKEND={settings.backend}: name the deployed stage with --stage", file=sys.stderr)
                 return 2
-            return pipeline.print_readings(f"Dalet local pipeline ({settings.data_dir}):",
-                                           pipeline.local_status(settings, now, partial(readings_from_running_server, settings)))
+            readings = pipeline.local_status(settings, now, partial(readings_from_running_server, settings))
+            return pipeline.print_readings(f"Dalet local pipeline ({settings.data_dir}):", readings)
         stage, session, bigquery = _deployed_stage(arguments)
     except config.ConfigError as error:
         print(f"dalet: {error}", file=sys.stderr)
@@ -201,7 +202,8 @@ def package(arguments: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dalet_ops.cli", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("local-info", help="print the local data folder, the report API key and the Segment write keys").set_defaults(run=local_info)
+    commands.add_parser("local-info", help="print the local data folder, the report API key and the Segment write keys"
+                        ).set_defaults(run=local_info)
     local = commands.add_parser("serve", help="run the local backend: the app on uvicorn, the pipeline started")
     local.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
@@ -215,8 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("purge", help="remove the rows of deleted experiments from BigQuery (DALET_BACKEND=aws); "
                                       "not needed locally").set_defaults(run=purge)
     state = commands.add_parser("status", help="the pipeline's state: stream lag, parked batches, dead letters "
-                                                "in the last day, newest event (the embedded default, asking the running "
-                                                "server if it holds the warehouse; or --stage)")
+                                               "in the last day, newest event (the embedded default, asking the "
+                                               "running server if it holds the warehouse; or --stage)")
     state.add_argument("--stage", help="a deployed stage of .chalice/config.json, e.g. prod (default: the local "
                                        "embedded pipeline)")
     state.add_argument("--project-dir", type=Path, default=Path(__file__).resolve().parent.parent,

@@ -9,10 +9,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from chalicelib import config
-from dalet_ops import infrastructure, preflight, provision, replay
 from chalicelib.ingest import snippet
 from chalicelib.ingest.events import DEFAULT_NAMESPACE, InvalidEvent, validate_name
 from chalicelib.secrets import SSM, parse_reference
+from dalet_ops import infrastructure, preflight, provision, replay
 from dalet_ops.stage import API_HANDLER, FUNCTIONS, PROJECT_DIR, TRACK, Stage, load_stage
 
 ADC_HELP = ("use your own Application Default Credentials for BigQuery instead of the stage's "
@@ -51,7 +51,8 @@ def add_commands(commands: Any) -> None:
     where.add_argument("--url", help="the API's URL (https://.../api/) or its /track URL")
     where.add_argument("--stage", help="this stage's front door (DALET_TRACK_URL, or the track function's URL), "
                                        "else the REST API URL `chalice deploy` recorded")
-    paste.add_argument("--namespace", default=DEFAULT_NAMESPACE, help=f"the namespace the snippet's events go to (default {DEFAULT_NAMESPACE})")
+    paste.add_argument("--namespace", default=DEFAULT_NAMESPACE,
+                       help=f"the namespace the snippet's events go to (default {DEFAULT_NAMESPACE})")
     paste.add_argument("--region", help="AWS region (default: your AWS configuration)")
     paste.add_argument("--profile", help="AWS profile (default: AWS_PROFILE or the default profile)")
     _project_option(paste)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from dalet_ops import iam_policies
 from chalicelib.responses import STREAM_UNAVAILABLE, refusal_log_mark
 from chalicelib.secrets import SECRETS_MANAGER, parse_reference
 from chalicelib.storage.writer import DEAD_LETTER_LOG_MARK
+from dalet_ops import iam_policies
 from dalet_ops.stage import API_HANDLER, TRACK, WRITER, Stage
 
 STREAM_MODES = ("ON_DEMAND", "PROVISIONED")

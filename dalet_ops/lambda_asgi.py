@@ -20,9 +20,10 @@ import asyncio
 import base64
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from http import HTTPStatus
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from chalice.local import LocalGateway, LocalGatewayException, RouteMatcher
 
@@ -155,7 +156,7 @@ class ChaliceASGI:
             return error.CODE, _header_list(error.headers), error.body or b""
         answer = response.get("body")
         if response.get("isBase64Encoded"):
-            answer = base64.b64decode(answer)
+            answer = base64.b64decode(answer or b"")
         elif isinstance(answer, str):
             answer = answer.encode("utf-8")
         header_list = _header_list({**response["headers"], **response.get("multiValueHeaders", {})})

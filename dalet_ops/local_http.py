@@ -27,16 +27,18 @@ import logging
 import re
 import signal
 import socket
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from itertools import pairwise
+from typing import Any
 
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from chalicelib.config import LocalServerSettings
-from dalet_ops.lambda_asgi import ChaliceASGI, Refusal, Receive, Send
+from dalet_ops.lambda_asgi import ChaliceASGI, Receive, Refusal, Send
 
 LISTEN_BACKLOG = 1024        # the kernel caps it at net.core.somaxconn (4096 on current Linux)
 MAX_HEAD_BYTES = 64 * 1024   # request line and headers; past it 414 (the line alone) or 431
@@ -140,7 +142,7 @@ class HeadWatch:
 
 
 def _refuse_folding(lines: list[bytes]) -> None:
-    for previous, line in zip(lines[1:], lines[2:]):
+    for previous, line in pairwise(lines[1:]):
         if line[:1] in (b" ", b"\t"):    # obs-fold: h11 would join it to the line before
             name = previous.split(b":", 1)[0].decode("latin-1").strip()[:60]
             raise Refusal(400, f"{name}: a header continued on the next line (obs-fold) is not accepted "
@@ -195,7 +197,7 @@ class Tally:
         self.refused += 400 <= status < 500
         self.failed += status >= 500
 
-    def take(self) -> "Tally":
+    def take(self) -> Tally:
         taken = Tally(self.requests, self.refused, self.failed, self.connections_refused)
         self.requests = self.refused = self.failed = self.connections_refused = 0
         return taken
@@ -212,6 +214,8 @@ class DaletConfig(uvicorn.Config):
 
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's HTTP/1.1 connection with a header deadline, connection caps and JSON errors."""
+
+    conn: StrictConnection
 
     def __init__(self, config: DaletConfig, server_state: Any, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None):
@@ -237,7 +241,8 @@ class GuardedH11Protocol(H11Protocol):
         if len(self.connections) > self.limits.max_connections:
             return Refusal(503, "too many connections at once; retry shortly")
         address = self.client[0] if self.client else None
-        from_there = sum(1 for other in self.connections if other.client and other.client[0] == address)
+        from_there = sum(1 for other in self.connections
+                         if isinstance(other, H11Protocol) and other.client and other.client[0] == address)
         if from_there > self.limits.max_connections_per_address:
             return Refusal(503, f"too many connections from {address} at once; retry shortly")
         return None

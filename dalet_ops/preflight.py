@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
 from chalicelib import google_credentials
-from dalet_ops import infrastructure, provision
-from chalicelib.storage import schema
 from chalicelib.config import ConfigError, Settings
-from dalet_ops.iam_policies import AwsLocation
 from chalicelib.secrets import NOT_FOUND_CODES, parse_reference
+from chalicelib.storage import schema
+from dalet_ops import infrastructure, provision
+from dalet_ops.iam_policies import AwsLocation
 from dalet_ops.stage import API_HANDLER, FUNCTIONS, TRACK, WRITER, Stage
 
 AWS_ERRORS = (ClientError, BotoCoreError)

@@ -17,19 +17,28 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from secrets import token_urlsafe
-from typing import Any, Callable
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import google_credentials
-from dalet_ops import iam_policies, infrastructure
-from chalicelib.storage import schema
 from chalicelib.config import Settings
-from chalicelib.secrets import (NOT_FOUND_CODES, SECRETS_MANAGER, SSM, SecretReference, api_key_in, fetch_secret,
-                                parse_reference)
-from dalet_ops.stage import API_HANDLER, FUNCTIONS, TRACK, WRITER, Stage
+from chalicelib.secrets import (
+    NOT_FOUND_CODES,
+    SECRETS_MANAGER,
+    SSM,
+    SecretReference,
+    api_key_in,
+    fetch_secret,
+    parse_reference,
+)
+from chalicelib.storage import schema
+from dalet_ops import iam_policies, infrastructure
+from dalet_ops.stage import FUNCTIONS, TRACK, WRITER, Stage
 
 Printer = Callable[[str], None]
 TRIGGER_SETTLE_ATTEMPTS = 10
@@ -259,8 +268,9 @@ def ensure_function_logging(lambda_client: Any, stage: Stage, say: Printer) -> N
         name = stage.function_name(function)
         current = lambda_client.get_function_configuration(FunctionName=name).get("LoggingConfig") or {}
         if any(current.get(key) != value for key, value in infrastructure.LOGGING_CONFIG.items()):
-            _while_settling(lambda: lambda_client.update_function_configuration(
-                FunctionName=name, LoggingConfig=dict(infrastructure.LOGGING_CONFIG)), lambda_client)
+            update = partial(lambda_client.update_function_configuration,
+                             FunctionName=name, LoggingConfig=dict(infrastructure.LOGGING_CONFIG))
+            _while_settling(update, lambda_client)
     say(f"function log levels: {', '.join(stage.function_name(f) for f in FUNCTIONS)} log JSON at "
         f"{infrastructure.LOGGING_CONFIG['ApplicationLogLevel']} (application and platform lines)")
 
@@ -294,7 +304,8 @@ def ensure_log_groups(logs: Any, stage: Stage, say: Printer) -> None:
             logs.put_metric_filter(**infrastructure.metric_filter_settings(stage, metric, group))
         status = "created" if not exists else "found" if retention == days else \
             f"found keeping {retention_words(retention)}, changed"
-        say(f"log group {group}: {status}; keeps {days} days" + (f"; counts {', '.join(m.name for m in counted)}" if counted else ""))
+        counts = f"; counts {', '.join(m.name for m in counted)}" if counted else ""
+        say(f"log group {group}: {status}; keeps {days} days{counts}")
 
 
 def retention_words(days: int | None) -> str:
@@ -521,8 +532,8 @@ def google_unreachable(error: BaseException) -> bool:
     The BigQuery client gives up with a RetryError, a GoogleAPIError like any refusal, and
     keeps the network error as its cause; token exchanges raise google.auth's TransportError.
     """
-    from google.auth import exceptions as auth_errors
     import requests
+    from google.auth import exceptions as auth_errors
 
     seen: set[int] = set()
     current: BaseException | None = error

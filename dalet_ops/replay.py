@@ -14,9 +14,10 @@ is deleted only after all its records are written, so replaying twice is harmles
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timezone
-from typing import Any, Callable, Iterator
+from datetime import UTC
+from typing import Any
 
 from chalicelib.storage.parking import ParkedRecords, parked_records
 from chalicelib.storage.writer import StreamRecord, Warehouse, write_batch
@@ -152,7 +153,7 @@ def batch_records(kinesis: Any, stream_name: str, batch: ParkedBatch) -> list[St
                 sequence_number=record["SequenceNumber"],
                 partition_key=record["PartitionKey"],
                 data=record["Data"],
-                arrived_at=record["ApproximateArrivalTimestamp"].astimezone(timezone.utc),
+                arrived_at=record["ApproximateArrivalTimestamp"].astimezone(UTC),
             ))
         iterator = response.get("NextShardIterator")
         caught_up = not response["Records"] and response.get("MillisBehindLatest", 0) == 0

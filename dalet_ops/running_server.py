@@ -13,7 +13,7 @@ import os
 import urllib.error
 import urllib.request
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +77,11 @@ def ask_readings(url: str, api_key: str, timeout: float = ASK_TIMEOUT_SECONDS) -
         with urllib.request.urlopen(request, timeout=timeout) as answer:
             document = json.load(answer)
     except urllib.error.HTTPError as refused:
-        raise NoAnswer(f"{url}{STATUS_PATH} answered {refused.code}: {refused.read(300).decode(errors='replace')}") from None
+        reason = refused.read(300).decode(errors="replace")
+        raise NoAnswer(f"{url}{STATUS_PATH} answered {refused.code}: {reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
-        raise NoAnswer(f"the server recorded in the data folder ({url}) does not answer ({reason}): "
+        cause = getattr(error, "reason", None) or error
+        raise NoAnswer(f"the server recorded in the data folder ({url}) does not answer ({cause}): "
                        "whatever holds the warehouse, stop it to read this") from None
     return [Reading(**reading) for reading in document["readings"]]
 
@@ -95,7 +96,7 @@ def add_status_route(app: Any) -> None:
             auth.check_api_key(app.current_request.headers, runtime.settings())
         except (auth.MissingApiKey, auth.WrongApiKey) as denied:
             return error_response(denied.status_code, str(denied))
-        readings = warehouse_readings(runtime.warehouse(), datetime.now(timezone.utc))
+        readings = warehouse_readings(runtime.warehouse(), datetime.now(UTC))
         return json_response({"readings": [asdict(reading) for reading in readings]})
 
     app.route(STATUS_PATH, methods=["GET"], name="local_status")(local_status)

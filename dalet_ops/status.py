@@ -16,10 +16,11 @@ still printed. Nothing is created or changed.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from chalicelib.config import Settings
 from dalet_ops.stage import WRITER, Stage
@@ -53,7 +54,7 @@ def _ago(moment: datetime, now: datetime) -> str:
 
 def _utc(value: Any) -> datetime:
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _taken(name: str, read: Callable[[], Reading]) -> Reading:
@@ -134,7 +135,8 @@ def parked_batches(sqs: Any, stage: Stage) -> Reading:
     attributes = sqs.get_queue_attributes(
         QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])
     counts = attributes["Attributes"]
-    parked = int(counts.get("ApproximateNumberOfMessages", 0)) + int(counts.get("ApproximateNumberOfMessagesNotVisible", 0))
+    parked = (int(counts.get("ApproximateNumberOfMessages", 0))
+              + int(counts.get("ApproximateNumberOfMessagesNotVisible", 0)))
     if not parked:
         return Reading("parked batches", f"none in {stage.failure_queue_name}")
     return Reading("parked batches", f"{parked} in {stage.failure_queue_name}: fix the cause, then "
@@ -193,7 +195,7 @@ def local_backlog(stream_file: Path, stream_name: str, now: datetime) -> Reading
         stream.close()
     if not pending:
         return Reading("stream lag", "0 records waiting: the writer is up to date")
-    arrived = datetime.fromtimestamp(oldest[0].arrived_at, timezone.utc)
+    arrived = datetime.fromtimestamp(oldest[0].arrived_at, UTC)
     age = now - arrived
     return Reading("stream lag", f"{pending} record(s) waiting, the oldest since {_ago(arrived, now)} "
                                  "(they are written while the server runs)", attention=age >= LAG_WORTH_A_LOOK)

@@ -426,19 +426,19 @@ def _check_table_resource(body: dict[str, Any]) -> None:
 
 def _check_schema_change(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
     new_by_name = {f["name"]: f for f in new}
-    for field in old:
-        changed = new_by_name.get(field["name"])
+    for old_field in old:
+        changed = new_by_name.get(old_field["name"])
         if changed is None:
-            raise HttpError(400, f"Provided Schema does not match Table. Field {field['name']} is missing in new schema")
-        if changed["type"] != field["type"]:
-            raise HttpError(400, f"Provided Schema does not match Table. Field {field['name']} has changed type")
-        if field.get("mode", "NULLABLE") != "REQUIRED" and changed.get("mode", "NULLABLE") == "REQUIRED":
-            raise HttpError(400, f"Provided Schema does not match Table. Field {field['name']} has changed mode "
+            raise HttpError(400, f"Provided Schema does not match Table. Field {old_field['name']} is missing in new schema")
+        if changed["type"] != old_field["type"]:
+            raise HttpError(400, f"Provided Schema does not match Table. Field {old_field['name']} has changed type")
+        if old_field.get("mode", "NULLABLE") != "REQUIRED" and changed.get("mode", "NULLABLE") == "REQUIRED":
+            raise HttpError(400, f"Provided Schema does not match Table. Field {old_field['name']} has changed mode "
                                  "from NULLABLE to REQUIRED")
     old_names = {f["name"] for f in old}
-    for field in new:
-        if field["name"] not in old_names and field.get("mode") == "REQUIRED":
-            raise HttpError(400, f"Provided Schema does not match Table. Cannot add required field {field['name']}")
+    for new_field in new:
+        if new_field["name"] not in old_names and new_field.get("mode") == "REQUIRED":
+            raise HttpError(400, f"Provided Schema does not match Table. Cannot add required field {new_field['name']}")
 
 
 def _schema_problems(fields: list[dict[str, Any]], row: Any, ignore_unknown: bool) -> list[dict[str, str]]:

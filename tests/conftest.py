@@ -6,6 +6,17 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests: CI (CI set, as .ci/run has it) draws the same examples on every run, so a red run
+# can be re-run and a green one means the same thing each time; a developer's run keeps exploring.
+# Loaded before any test module builds its own settings, which inherit the profile's. Choose one by
+# name with HYPOTHESIS_PROFILE=ci|dev.
+# Both name their parent: Hypothesis may already have loaded its own "ci" profile when CI is set at all.
+settings.register_profile("ci", settings.get_profile("default"), derandomize=True, database=None, deadline=None,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", settings.get_profile("default"), print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:

@@ -68,6 +68,17 @@ def test_every_gzip_member_of_a_body_is_read_so_none_is_acknowledged_and_dropped
     assert [row["message_id"] for row in rows()] == ["m1", "m2"]
 
 
+def test_the_inflation_limit_counts_every_gzip_member_of_a_body_together(segment_client):
+    # Two members, each inflating to 60% of the batch limit: alone each fits, together they do not.
+    share = segment.MAX_BATCH_BYTES * 6 // 10
+    first = b'{"batch": [{"type": "track", "userId": "u", "event": "e", "messageId": "m1"}'
+    first += b" " * (share - len(first))
+    second = b" " * (share - 2) + b"]}"
+    reply = post(segment_client, "/v1/batch", None, raw=gzip.compress(first) + gzip.compress(second),
+                 headers={"content-encoding": "gzip"})
+    assert reply.status_code == 400 and answer(reply)["code"] == "too_large", reply.body
+
+
 def test_a_gzip_body_followed_by_anything_else_gets_400(segment_client):
     body = gzip.compress(b'{"userId": "u", "event": "e"}') + b'{"userId": "u", "event": "smuggled"}'
     reply = post(segment_client, "/v1/track", None, raw=body, headers={"content-encoding": "gzip"})

@@ -5,7 +5,6 @@ weights), with the p-values of `stats.rate_p_values`, the very ones `compare_rat
 """
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 
 import numpy as np

@@ -120,6 +120,25 @@ def test_batch_item_failures_are_retried_from_the_lowest_failed_record(stream_pa
     assert stream.pending(LocalConsumer.CONSUMER) == 0
 
 
+def test_with_several_failed_records_the_retry_starts_from_the_lowest_whatever_their_order(stream_path):
+    stream = LocalStream(stream_path, "events")
+    stream.append([("k", data) for data in (b"a", b"b", b"c", b"d")])
+    batches: list[list[bytes]] = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        batches.append(payloads(event))
+        if len(batches) > 1:
+            return {"batchItemFailures": []}
+        records = event["Records"]       # d and b failed, listed highest first
+        return {"batchItemFailures": [{"itemIdentifier": records[n]["kinesis"]["sequenceNumber"]} for n in (3, 1)]}
+
+    consumer = LocalConsumer(stream, handler)
+    with pytest.raises(RuntimeError, match="retry from"):
+        consumer.deliver_once()
+    consumer.deliver_once()
+    assert batches == [[b"a", b"b", b"c", b"d"], [b"b", b"c", b"d"]]
+
+
 def test_the_consumer_thread_retries_a_failing_handler_until_nothing_is_lost(stream_path):
     stream = LocalStream(stream_path, "events")
     handler = Handler(fail_times=2)

@@ -257,6 +257,16 @@ def _records(count: int, size: int) -> list[StreamRecord]:
             for index in range(count)]
 
 
+def test_a_batch_is_due_for_parking_once_its_oldest_record_has_waited_exactly_the_threshold():
+    (oldest,), after = _records(1, 10), timedelta(minutes=50)
+    newer = StreamRecord("2000", "key", b"x", oldest.arrived_at + timedelta(minutes=5))
+    parked = parking.Parking("https://sqs.example/queue", after, send=lambda url, body: None)
+
+    assert parked.due([newer, oldest], at=oldest.arrived_at + after)
+    assert not parked.due([newer, oldest], at=oldest.arrived_at + after - timedelta(microseconds=1))
+    assert not parked.due([], at=oldest.arrived_at + after)
+
+
 def test_a_batch_too_large_for_one_message_is_split_into_messages_sqs_accepts():
     records = _records(500, 2_000)          # ~1.3 MB of base64
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -266,6 +266,12 @@ def test_report_routes_answer_401_without_the_api_key_and_403_with_a_wrong_one(r
     assert (missing.status_code, wrong.status_code) == (401, 403)
     assert "x-api-key" in body(missing)["error"] and "x-api-key" in body(wrong)["error"]
     assert get(report_client, "/experiments/exp").status_code == 200      # nothing was deleted
+
+
+@pytest.mark.parametrize("part", [API_KEY[:-1], API_KEY[:1], API_KEY[1:]], ids=["prefix", "first-char", "suffix"])
+def test_a_key_that_is_only_part_of_the_api_key_gets_403(report_client, part):
+    reply = report_client.http.get("/experiments", headers={"x-api-key": part})
+    assert reply.status_code == 403, reply.body
 
 
 def test_track_stays_public(report_client):

@@ -11,7 +11,7 @@ from scipy import stats as scipy_stats
 from chalicelib.reports import daily, deletion, experiments, queries, stats
 from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
 from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
-from chalicelib.ingest.events import Event, stamp
+from chalicelib.ingest.events import Event, format_timestamp, stamp
 from chalicelib.reports.queries import Window
 from chalicelib.reports.errors import BadParameter, UnknownExperiment
 from tests.bigquery_standin import BigQueryStandIn, HttpError, QueryAnswer, bigquery_standin  # noqa: F401
@@ -395,6 +395,18 @@ def test_events_received_before_a_deletion_but_written_after_it_stay_hidden(ware
     warehouse.insert_events(participants("exp", "red", 3, first=1, when=at(2) - timedelta(microseconds=1)))
     with pytest.raises(UnknownExperiment):
         daily.experiment_daily(warehouse, NS, "exp")
+
+
+def test_an_older_tombstone_recorded_later_does_not_move_the_deletion_boundary_back(warehouse):
+    warehouse.insert_events(participants("exp", "red", 1, when=at(1)))
+    deletion.delete_experiment(warehouse, NS, "exp", deleted_at=at(3))
+    # A second delete whose clock ran behind lands after the first one.
+    older = at(2)
+    warehouse.insert_deletion({"deletion_id": deletion.deletion_id(NS, "exp", older), "namespace": NS,
+                               "experiment": "exp", "deleted_at": format_timestamp(older)})
+    warehouse.insert_events(participants("exp", "red", 1, when=at(2, 18)))  # received before the newer deletion
+    warehouse.insert_events(participants("exp", "red", 1, when=at(4)))      # the same visitor, tracked again after
+    assert experiments.experiment_results(warehouse, NS, "exp")["variants"] == [{"label": "red", "participants": 1}]
 
 
 class RefusingDml:

@@ -211,7 +211,7 @@ def test_the_segment_script_tag_snippet_pasted_into_a_page_delivers_its_exposure
     (tmp_path / "site" / "pasted.html").write_text(f"<!doctype html>\n<meta charset='utf-8'>\n{page}", encoding="utf-8")
     context = chromium.new_context()
     refused: list[str] = []
-    _offline(context, analytics_next, refused)
+    offline(context, analytics_next, refused)
     try:
         browser_page = context.new_page()
         browser_page.goto(f"{page_origin}/pasted.html")

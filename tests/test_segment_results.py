@@ -6,7 +6,7 @@ conventions). Exposures are `Experiment Viewed` track events; goals are later tr
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 
 import pytest
 

@@ -138,6 +138,16 @@ def test_a_message_sent_twice_is_stored_once_by_message_id(segment_client):
     assert stored_row_count() == 1
 
 
+def test_the_same_message_id_in_two_namespaces_is_two_messages(segment_client):
+    # messageId is unique per source, not across them: two namespaces may reuse one.
+    post(segment_client, "/v1/track", signed_up(), key=WRITE_KEY)
+    post(segment_client, "/v1/track", signed_up(), key=OTHER_KEY)
+    wait_until_written()
+
+    assert sorted((row["namespace"], row["message_id"]) for row in rows()) == [
+        (OTHER_NAMESPACE, "m-1"), (NAMESPACE, "m-1")]
+
+
 def test_a_message_without_a_message_id_gets_one_of_its_own(segment_client):
     message = {"userId": "u", "event": "Clicked"}
     post(segment_client, "/v1/track", message)

@@ -6,6 +6,7 @@ import os
 import select
 import signal
 import socket
+import subprocess
 import time
 from typing import Iterator
 
@@ -179,6 +180,15 @@ def test_a_body_declared_over_1_mib_is_refused_before_it_is_read(served):
     assert status == 413
     assert json.loads(body)["header"] == "Content-Length"
     assert headers["connection"] == "close"
+
+
+def test_a_body_of_exactly_1_mib_is_read_and_tracked(served):
+    event = json.dumps({"experiment": "e", "variant": "a", "event": "participate", "uuid": "u-mib"}).encode()
+    payload = event + b" " * (1024 * 1024 - len(event))
+    with _connect(served) as connection:
+        connection.sendall(_post_head(str(len(payload))) + payload)
+        status, _, body = _read_response(connection)
+    assert (status, json.loads(body)) == (200, {"ok": True, "accepted": 1})
 
 
 def test_a_client_expecting_100_continue_hears_413_instead(served):
@@ -420,7 +430,6 @@ def test_a_client_trickling_headers_from_many_connections_cannot_starve_another_
 # --- start-up and logs ---------------------------------------------------------------------------
 
 def _serve_and_fail(tmp_path, port: int, **env: str) -> "subprocess.CompletedProcess[str]":
-    import subprocess
     import sys
 
     from tests.local_server import PROJECT_DIR

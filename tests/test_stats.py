@@ -648,6 +648,21 @@ def test_value_p_values_agree_with_the_absolute_interval_in_both_modes(means, va
     assert seq_low <= low and high <= seq_high
 
 
+def test_the_sequential_value_p_value_is_never_below_welchs_when_the_control_is_tiny():
+    # Three wildly spread control values against a thousand tight ones: the normal limit behind the
+    # confidence sequence alone gives p = 0.036, below Welch's 0.072 (Student's t on about 2 degrees
+    # of freedom), so the sequential figure would claim more than the fixed-horizon test does.
+    control, variant = ValueSample(3, -6.726, 44.29), ValueSample(1000, 6.799, 0.0057)
+    welch = scipy_stats.ttest_ind_from_stats(variant.mean, math.sqrt(variant.variance), variant.participants,
+                                             control.mean, math.sqrt(control.variance), control.participants,
+                                             equal_var=False)
+
+    comparison = compare_values(control, variant, 0.95)
+
+    assert comparison.fixed.p_value == pytest.approx(welch.pvalue, rel=1e-6)
+    assert comparison.sequential.p_value >= comparison.fixed.p_value
+
+
 def test_value_relative_intervals_need_positive_means():
     positive, negative = ValueSample(100, 2.0, 1.0), ValueSample(100, -1.0, 1.0)
     assert compare_values(positive, positive, 0.95).fixed.relative_ci is not None

@@ -319,6 +319,17 @@ def test_a_body_over_1_mib_gets_a_413_and_publishes_nothing(client, published):
     assert published == []
 
 
+def test_a_body_of_exactly_1_mib_is_tracked_and_one_byte_more_gets_a_413(client, published):
+    def padded_to(size: int) -> bytes:
+        text = json.dumps(EVENT).encode()
+        return text + b" " * (size - len(text))
+
+    exact = client.http.post("/track", headers=JSON, body=padded_to(1024 * 1024))
+    over = client.http.post("/track", headers=JSON, body=padded_to(1024 * 1024 + 1))
+    assert (exact.status_code, over.status_code) == (200, 413), exact.body
+    assert [stored.uuid for stored in published] == ["u-1"]
+
+
 @pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
                                           "application/xml", "image/png"])
 def test_an_unsupported_content_type_gets_a_415_with_a_json_body(client, published, content_type):

@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping, NamedTuple
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from chalicelib.ingest.text_rules import REPLACEMENT_CHARACTER, text_rule_broken
 
@@ -83,7 +84,7 @@ class StoredEvent(NamedTuple):
 
     def to_row(self) -> dict[str, Any]:
         """The JSON-ready row, without empty columns: timestamps as ISO-8601 UTC strings."""
-        row = {name: value for name, value in zip(self._fields, self) if value is not None}
+        row = {name: value for name, value in zip(self._fields, self, strict=True) if value is not None}
         row["received_at"] = format_timestamp(self.received_at)
         if self.timestamp is not None:
             row["timestamp"] = format_timestamp(self.timestamp)
@@ -117,14 +118,14 @@ def segment_event_id(namespace: str, message_id: str) -> str:
 
 
 def format_timestamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_timestamp(text: str) -> datetime:
     moment = datetime.fromisoformat(text)  # Python 3.11+ reads a trailing "Z" as UTC
     if moment.tzinfo is None:
         raise ValueError("timestamp has no time zone")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 def _rule_broken(field: str, raw: Any) -> str | None:
@@ -181,7 +182,8 @@ def _plainly_valid(namespace: Any, experiment: Any, variant: Any, event: Any, uu
         return False
     if namespace.isspace() or experiment.isspace() or variant.isspace() or event.isspace() or uuid.isspace():
         return False
-    return value is None or (type(value) is float and math.isfinite(value)) or (type(value) is int and abs(value) < 1e308)
+    return (value is None or (type(value) is float and math.isfinite(value))
+            or (type(value) is int and abs(value) < 1e308))
 
 
 def parse_event(fields: Mapping[str, Any], index: int | None = None, id_field: str = CLIENT_ID_FIELD) -> Event:
@@ -197,7 +199,8 @@ def parse_event(fields: Mapping[str, Any], index: int | None = None, id_field: s
                                         fields.get("event"), fields.get("uuid"))
     value, client_id = fields.get("value"), fields.get(id_field)
     if _plainly_valid(namespace, experiment, variant, event, uuid, value, client_id):
-        return Event(namespace, experiment, variant, event, uuid, None if value is None else float(value), client_id)
+        return Event(namespace, experiment, variant, event, uuid,  # type: ignore[arg-type]  # checked just above
+                     None if value is None else float(value), client_id)
     return _parse_event_rule_by_rule(fields, index, id_field)
 
 
@@ -249,9 +252,9 @@ def parse_events(items: Iterable[Any]) -> list[Event]:
 def stamp(event: Event, received_at: datetime, browser: str | None = None) -> StoredEvent:
     namespace, experiment, variant, name, uuid, value, client_id = event
     return StoredEvent(event_id(namespace, experiment, variant, name, uuid, client_id),
-                       namespace, experiment, variant, name, uuid, value, received_at.astimezone(timezone.utc),
+                       namespace, experiment, variant, name, uuid, value, received_at.astimezone(UTC),
                        message_id=client_id, browser=browser)
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -19,10 +19,11 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 log = logging.getLogger("dalet.local_stream")
 
@@ -121,7 +122,7 @@ class LocalStream:
         except sqlite3.Error as error:
             raise StreamUnavailable(f"the local stream at {self.path} cannot take records: {error}") from error
         self.wake()
-        return [format_sequence(sequence) for sequence in sequences]
+        return [format_sequence(sequence) for sequence in sequences]  # type: ignore[arg-type]  # an INSERT's rowid
 
     def wake(self) -> None:
         """Wake whoever waits for records (new records, or a consumer asked to stop)."""

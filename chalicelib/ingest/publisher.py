@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.ingest.events import StoredEvent
 from chalicelib.ingest.records import encode_record
@@ -120,7 +121,8 @@ class KinesisPublisher:
             if not response.get("FailedRecordCount"):
                 return
             failed = [
-                (entry, result) for entry, result in zip(pending, response["Records"]) if "ErrorCode" in result
+                (entry, result) for entry, result in zip(pending, response["Records"], strict=True)
+                if "ErrorCode" in result
             ]
             pending = [entry for entry, _ in failed]
             reason = f"{len(failed)} records failed, e.g. {failed[0][1].get('ErrorCode')}"

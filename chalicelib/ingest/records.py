@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from chalicelib.ingest.events import (MAX_BROWSER_LENGTH, MAX_TEXT_LENGTH, RECORD_ID_FIELD, InvalidEvent, StoredEvent,
-                                      event_id, parse_event, parse_timestamp)
+from chalicelib.ingest.events import (
+    MAX_BROWSER_LENGTH,
+    MAX_TEXT_LENGTH,
+    RECORD_ID_FIELD,
+    InvalidEvent,
+    StoredEvent,
+    event_id,
+    parse_event,
+    parse_timestamp,
+)
 from chalicelib.ingest.segment_rows import JSON_COLUMN_ENCODER, JSON_FIELDS, TYPES, segment_row
 from chalicelib.ingest.text_rules import text_rule_broken
 

@@ -20,13 +20,13 @@ import json
 import math
 import uuid
 import zlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from chalicelib.ingest.events import MAX_TEXT_LENGTH, FieldError, InvalidEvent, StoredEvent, now
-from chalicelib.ingest.segment_rows import (ALIAS, GROUP, JSON_COLUMN_ENCODER, PAGE, SCREEN, TRACK, TYPES,
-                                            segment_row)
+from chalicelib.ingest.segment_rows import ALIAS, GROUP, JSON_COLUMN_ENCODER, PAGE, SCREEN, TRACK, TYPES, segment_row
 from chalicelib.ingest.text_rules import REPLACEMENT_CHARACTER, text_rule_broken
 from chalicelib.ingest.track import UnsupportedMediaType, check_media_type
 from chalicelib.ingest.useragent import browser_family
@@ -92,7 +92,8 @@ def accept(request: SegmentRequest, namespace_for: Callable[[str | None], str | 
         raise InvalidEvent([FieldError("body", "must be a JSON object")])
     namespace = namespace_for(header_key) if header_key is not None else _body_key_namespace(document, namespace_for)
     received_at = now()
-    stored = parse_messages(document, call, namespace, received_at, request.headers.get("user-agent"))
+    stored = parse_messages(document, call, namespace,  # type: ignore[arg-type]  # a known key's, checked above
+                            received_at, request.headers.get("user-agent"))
     publish(stored)
     return stored
 
@@ -100,7 +101,8 @@ def accept(request: SegmentRequest, namespace_for: Callable[[str | None], str | 
 def _body_key_namespace(document: Mapping[str, Any], namespace_for: Callable[[str | None], str | None]) -> str:
     key = document.get("writeKey")
     if not isinstance(key, str) or not key:
-        raise Unauthorized("a write key is required: the Basic-auth user name (empty password) or `writeKey` in the body")
+        raise Unauthorized("a write key is required: the Basic-auth user name (empty password) "
+                           "or `writeKey` in the body")
     namespace = namespace_for(key)
     if namespace is None:
         raise Unauthorized("the writeKey is not known to this deployment")
@@ -202,13 +204,15 @@ def parse_json(body: bytes) -> Any:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise InvalidEvent([FieldError("body", f"must be UTF-8 encoded (invalid byte at position {error.start})")]) from None
+        raise InvalidEvent([FieldError(
+            "body", f"must be UTF-8 encoded (invalid byte at position {error.start})")]) from None
     if not text.strip():
         raise InvalidEvent([FieldError("body", "must not be empty")])
     try:
         return _DECODER.decode(text)
     except _NumberOutOfRange as number:
-        raise InvalidEvent([FieldError("body", f"numbers must be finite and integers fit in 64 bits (got {str(number)[:40]})")]) from None
+        raise InvalidEvent([FieldError(
+            "body", f"numbers must be finite and integers fit in 64 bits (got {str(number)[:40]})")]) from None
     except json.JSONDecodeError as error:
         raise InvalidEvent([FieldError("body", f"must be valid JSON ({error.msg} at position {error.pos})")]) from None
     except RecursionError:
@@ -300,12 +304,15 @@ def _message(message: Mapping[str, Any], call: Any, index: int | None, namespace
         raise InvalidEvent(errors)
     size = _size_in_bytes([properties, traits, context, event, message_id, user_id, anonymous_id])
     if size > MAX_EVENT_BYTES:
-        raise InvalidEvent([FieldError("message", f"must be at most {MAX_EVENT_BYTES} bytes of JSON (got {size})", index)])
+        raise InvalidEvent([FieldError("message", f"must be at most {MAX_EVENT_BYTES} bytes of JSON (got {size})",
+                                       index)])
     try:
         corrected = corrected_timestamp(timestamp, sent_at, received_at)
     except OverflowError:
-        raise InvalidEvent([FieldError("timestamp", "is out of range once corrected for the clock skew", index)]) from None
-    return segment_row(namespace=namespace, type=call, message_id=message_id, received_at=received_at, event=event,
+        raise InvalidEvent([FieldError("timestamp", "is out of range once corrected for the clock skew",
+                                       index)]) from None
+    return segment_row(namespace=namespace, type=call, message_id=message_id,  # type: ignore[arg-type]  # a str now
+                       received_at=received_at, event=event,
                        user_id=user_id, anonymous_id=anonymous_id, timestamp=corrected, properties=properties,
                        traits=traits, context=context,
                        browser=browser_family(_context_user_agent(message.get("context")) or user_agent))
@@ -421,9 +428,9 @@ def _optional_time(raw: Any) -> datetime | None:
     except ValueError:
         raise ValueError("must be an ISO-8601 date-time") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     try:
-        return moment.astimezone(timezone.utc)
+        return moment.astimezone(UTC)
     except OverflowError:
         raise ValueError("is out of range") from None
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from string import Template
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from chalicelib.ingest.events import DEFAULT_NAMESPACE, validate_name
@@ -51,7 +52,8 @@ class Snippet:
 def _js_string(text: str) -> str:
     """A JavaScript string literal that cannot close the surrounding <script> element."""
     literal = json.dumps(text, ensure_ascii=False)
-    return literal.replace("<", "\\u003c").replace(">", "\\u003e").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return (literal.replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
 _TEMPLATE = Template("""<!-- Dalet A/B testing: the AlephBet client reporting to this deployment.
@@ -190,7 +192,8 @@ def render_segment_snippet(api_host: str, protocol: str, namespace: str, write_k
     """The HTML to paste: load analytics-next, then send to `protocol`://`api_host` with `write_key`."""
     if write_key is None:
         key_comment = (f"Replace {WRITE_KEY_PLACEHOLDER} with the namespace's write key (printed by `make run`; "
-                       "deployed: DALET_WRITE_KEYS_SECRET), or ask /snippet with the x-api-key header to get it filled in.")
+                       "deployed: DALET_WRITE_KEYS_SECRET), "
+                       "or ask /snippet with the x-api-key header to get it filled in.")
     else:
         key_comment = "The write key below is public by design: it can only send events to this namespace."
     return _SEGMENT_TEMPLATE.substitute(

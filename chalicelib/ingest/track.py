@@ -2,10 +2,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-from chalicelib.ingest.events import (CLIENT_ID_FIELD, TEXT_FIELDS, Event, FieldError, InvalidEvent, StoredEvent, now,
-                                     parse_event, parse_events, stamp)
+from chalicelib.ingest.events import (
+    CLIENT_ID_FIELD,
+    TEXT_FIELDS,
+    Event,
+    FieldError,
+    InvalidEvent,
+    StoredEvent,
+    now,
+    parse_event,
+    parse_events,
+    stamp,
+)
 from chalicelib.ingest.publisher import Publisher
 from chalicelib.ingest.useragent import browser_family
 
@@ -57,7 +68,8 @@ def parse_query(query: Mapping[str, str] | None) -> list[Event]:
     field given twice is refused rather than guessed.
     """
     fields: dict[str, str] = {}
-    for name in query or ():
+    query = query or {}
+    for name in query:
         if name in EVENT_FIELDS:
             values = query.getlist(name) if hasattr(query, "getlist") else [query[name]]
             if len(values) > 1:
@@ -79,7 +91,8 @@ def parse_body(raw_body: bytes | None, content_type: str | None = None) -> list[
     if not document:
         raise InvalidEvent([FieldError("body", "must hold at least one event")])
     if len(document) > MAX_EVENTS_PER_POST:
-        raise InvalidEvent([FieldError("body", f"must hold at most {MAX_EVENTS_PER_POST} events (got {len(document)})")])
+        raise InvalidEvent([FieldError("body",
+                                       f"must hold at most {MAX_EVENTS_PER_POST} events (got {len(document)})")])
     return refuse_dot_segments(parse_events(document), indexed=True)
 
 

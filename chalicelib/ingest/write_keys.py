@@ -8,8 +8,8 @@ only routes events to a namespace and keeps strangers' traffic out.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from chalicelib.auth import API_KEY_HEADER, check_api_key, local_key
 from chalicelib.config import Settings

@@ -5,15 +5,16 @@ no gap filling; the window is bounded (`analytics_queries.MAX_INTERVALS`) so the
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from chalicelib.ingest.events import format_timestamp
 from chalicelib.reports import analytics_queries
 from chalicelib.reports.analytics_queries import SeriesWindow
 from chalicelib.reports.dimensions import Dimension
-from chalicelib.reports.queries import Window
 from chalicelib.reports.fetch import ReportWarehouse, fetch, target_of
+from chalicelib.reports.queries import Window
 
 OTHER_LABEL = "(other)"
 
@@ -64,7 +65,7 @@ def series_view(namespace: str, span: SeriesWindow, event: str | None, group: Di
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def event_names(warehouse: ReportWarehouse, namespace: str, window: Window) -> dict[str, Any]:

@@ -11,7 +11,7 @@ Rows an experiment's deletion hides stay hidden here too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from chalicelib.reports.dimensions import Dimension
@@ -37,11 +37,11 @@ class SeriesWindow:
 
     @property
     def start(self) -> datetime:
-        return datetime.combine(self.first_day, datetime.min.time(), tzinfo=timezone.utc)
+        return datetime.combine(self.first_day, datetime.min.time(), tzinfo=UTC)
 
     @property
     def end(self) -> datetime:
-        return datetime.combine(self.last_day + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
+        return datetime.combine(self.last_day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
 
     @property
     def count(self) -> int:

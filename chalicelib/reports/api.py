@@ -1,8 +1,8 @@
 """The HTTP side of the report routes: the API key, the query parameters, the error answers.
 
 Every report route is wrapped in `report_route(app)`: it checks `x-api-key` (401 missing,
-403 wrong, 400 repeated with different values), runs the view, answers its return value as JSON (a GET's with the warehouse's
-`freshness`), and answers errors by `error_answers.REPORT` (a bad parameter 400, an unknown
+403 wrong, 400 repeated with different values), runs the view, answers its return value as JSON (a GET's with the
+warehouse's `freshness`), and answers errors by `error_answers.REPORT` (a bad parameter 400, an unknown
 experiment 404, an unreachable warehouse 503).
 """
 from __future__ import annotations
@@ -10,21 +10,32 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections.abc import Callable, Mapping
 from datetime import date
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from chalice import Chalice, Response
 
 from chalicelib import auth, error_answers, runtime
 from chalicelib.ingest.events import DEFAULT_NAMESPACE, PARTICIPATE, InvalidEvent, now, validate_name
-from chalicelib.reports.analytics_queries import INTERVAL_PARTS, MAX_INTERVALS, SeriesWindow, series_window as span_of
+from chalicelib.reports.analytics_queries import INTERVAL_PARTS, MAX_INTERVALS, SeriesWindow
+from chalicelib.reports.analytics_queries import series_window as span_of
 from chalicelib.reports.defaults import DEFAULT_CONFIDENCE, DEFAULT_CORRECTION
-from chalicelib.reports.dimensions import BROWSER, JSON_COLUMNS, Dimension, InvalidPath, parse_dimension, parse_json_path
+from chalicelib.reports.dimensions import (
+    BROWSER,
+    JSON_COLUMNS,
+    Dimension,
+    InvalidPath,
+    parse_dimension,
+    parse_json_path,
+)
 from chalicelib.reports.errors import BadParameter, ConflictingHeader
 from chalicelib.reports.freshness import with_freshness
 from chalicelib.reports.queries import Window
-from chalicelib.reports.segment_queries import EXPOSURE_EVENT, SOURCE as SEGMENT_SOURCE
+from chalicelib.reports.segment_queries import EXPOSURE_EVENT
+from chalicelib.reports.segment_queries import SOURCE as SEGMENT_SOURCE
+from chalicelib.request import current_request
 from chalicelib.responses import json_response
 
 if TYPE_CHECKING:
@@ -52,9 +63,10 @@ def report_route(app: Chalice) -> Callable[[View], Callable[..., Response]]:
         @error_answers.answering(error_answers.REPORT, "report")
         @functools.wraps(view)
         def guarded(*args: Any, **kwargs: Any) -> Response:
-            refuse_conflicting_api_keys(app.current_request.to_original_event())
-            auth.check_api_key(app.current_request.headers, runtime.settings())
-            if app.current_request.method != "GET":
+            request = current_request(app)
+            refuse_conflicting_api_keys(request.to_original_event())
+            auth.check_api_key(request.headers, runtime.settings())
+            if request.method != "GET":
                 return json_response(view(*args, **kwargs))
             measured = runtime.freshness()          # before the query: as_of is then a promise
             return json_response(with_freshness(view(*args, **kwargs), measured))

@@ -7,8 +7,9 @@ both; the whole comes from its own query, never from adding segments up.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports import stats
@@ -107,6 +108,6 @@ def adjust_across_segments(segments: Sequence[dict[str, Any]], correction: stats
     for arms in families.values():
         fixed = stats.adjust_p_values([arm["p_value"] for arm in arms], correction)
         sequential = stats.adjust_p_values([arm["sequential"]["p_value"] for arm in arms], correction)
-        for arm, adjusted, adjusted_sequential in zip(arms, fixed, sequential):
+        for arm, adjusted, adjusted_sequential in zip(arms, fixed, sequential, strict=True):
             arm["segments_p_value_adjusted"] = adjusted
             arm["sequential"]["segments_p_value_adjusted"] = adjusted_sequential

@@ -16,7 +16,8 @@ the sums of the goal's value in the same two periods. Exposure and post-exposure
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports.dimensions import Dimension

@@ -10,8 +10,9 @@ history (nobody did it in the `pre_days` before exposure) keeps its unadjusted f
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports import stats
@@ -39,7 +40,7 @@ def off(settings: CupedSettings, reason: str) -> dict[str, Any]:
     return {"applied": False, "reason": reason, "pre_days": settings.pre_days, "method": METHOD}
 
 
-def summary(adjustment: "CupedAdjustment | None", settings: CupedSettings) -> dict[str, Any]:
+def summary(adjustment: CupedAdjustment | None, settings: CupedSettings) -> dict[str, Any]:
     """The response's top-level `cuped`."""
     if adjustment is not None:
         return adjustment.summary()

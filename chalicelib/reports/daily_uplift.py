@@ -10,7 +10,8 @@ the fixed-horizon interval, valid only for a day chosen in advance. Intervals ar
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from chalicelib.reports import stats
 from chalicelib.reports.decision import DEFAULT_MODE, Mode

@@ -21,8 +21,9 @@ where no interval is defined).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from chalicelib.reports import stats
 

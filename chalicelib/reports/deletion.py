@@ -46,7 +46,7 @@ def deletion_id(namespace: str, experiment: str, deleted_at: datetime) -> str:
 
 def _record_tombstone(warehouse: ReportWarehouse, namespace: str, experiment: str, deleted_at: datetime) -> None:
     """Both warehouses take it as a row: BigQuery streams it (visible at once, unlike DML)."""
-    warehouse.insert_deletion({  # type: ignore[attr-defined]
+    warehouse.insert_deletion({
         "deletion_id": deletion_id(namespace, experiment, deleted_at), "namespace": namespace,
         "experiment": experiment, "deleted_at": format_timestamp(deleted_at),
     })

@@ -7,7 +7,8 @@ the same data gives the same document.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports import breakdown, cuped_queries, queries, stats
@@ -52,7 +53,7 @@ def experiment_goals(warehouse: ReportWarehouse, namespace: str, experiment: str
 
 
 def counter_rows(warehouse: ReportWarehouse, namespace: str, window: Window = ALL_TIME,
-                 experiment: str | None = None, scope: Sequence[str] | None = None) -> list[Mapping[str, Any]]:
+                 experiment: str | None = None, scope: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Rows of (experiment, variant, event, uuids): one pass, then an exact recount of the
     experiments whose tombstones still hide rows (rarely any: deletions purge them) or whose
     row counts may count a uuid twice (events with client ids)."""
@@ -84,7 +85,8 @@ def require_experiment(warehouse: ReportWarehouse, namespace: str, experiment: s
     """404 unless the experiment has events; an empty date window alone is not a 404."""
     if found:
         return
-    if window == ALL_TIME or not fetch(warehouse, queries.experiment_exists(target_of(warehouse), namespace, experiment)):
+    if window == ALL_TIME or not fetch(warehouse,
+                                       queries.experiment_exists(target_of(warehouse), namespace, experiment)):
         raise UnknownExperiment(namespace, experiment)
 
 

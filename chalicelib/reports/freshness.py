@@ -1,8 +1,9 @@
 """Freshness: how far the warehouse is behind the stream, as every report GET carries it."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from chalicelib.ingest.events import format_timestamp
 
@@ -12,7 +13,7 @@ def freshness(oldest_unwritten_arrival: float | None, at: float) -> dict[str, An
     `as_of`: every event received before it is in the warehouse. Both measured before the query runs."""
     caught_up_to = at if oldest_unwritten_arrival is None else min(oldest_unwritten_arrival, at)
     return {"lag_seconds": round(at - caught_up_to, 3),
-            "as_of": format_timestamp(datetime.fromtimestamp(caught_up_to, timezone.utc))}
+            "as_of": format_timestamp(datetime.fromtimestamp(caught_up_to, UTC))}
 
 
 def freshness_unknown(reason: str) -> dict[str, Any]:

@@ -6,7 +6,8 @@ Pure reordering of the view's JSON (and of each breakdown segment's); no figure 
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from chalicelib.reports.errors import BadParameter
 

@@ -9,8 +9,9 @@ without goals are listed too. Most recently seen first.
 """
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
+from typing import Any
 
 from chalicelib.ingest.events import PARTICIPATE, format_timestamp
 from chalicelib.reports import queries, segment_queries
@@ -81,4 +82,4 @@ def days_running(first_seen: datetime | None, last_seen: datetime | None) -> int
 
 
 def _utc_day(moment: datetime) -> date:
-    return (moment.astimezone(timezone.utc) if moment.tzinfo else moment).date()
+    return (moment.astimezone(UTC) if moment.tzinfo else moment).date()

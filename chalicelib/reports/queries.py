@@ -19,10 +19,11 @@ instead, so the hot all-experiments report needs no per-row join).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import Any
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports.dimensions import Dimension
@@ -83,7 +84,7 @@ class Query:
 
 
 def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 # ---------------------------------------------------------------------------
@@ -155,7 +156,8 @@ def _selection_params(namespace: str, window: Window, experiment: str | None,
 
 def experiment_exists(target: Target, namespace: str, experiment: str) -> Query:
     """One row if the experiment has any event not hidden by a deletion, at any time."""
-    sql = _scoped("e.experiment", experiment=True, scope=False, window=ALL_TIME) + "SELECT 1 AS found FROM scoped LIMIT 1"
+    sql = (_scoped("e.experiment", experiment=True, scope=False, window=ALL_TIME)
+           + "SELECT 1 AS found FROM scoped LIMIT 1")
     return render(target, sql, {"namespace": namespace, "experiment": experiment})
 
 
@@ -171,7 +173,8 @@ def capped_values(source: str, columns: str, percentile: int | None) -> str:
     if percentile is None:
         return f"SELECT {columns}, value FROM {source}"
     if percentile not in _CAP_LITERALS:
-        raise ValueError(f"cap: a percentile from {CAP_PERCENTILES.start} to {CAP_PERCENTILES.stop - 1}, got {percentile}")
+        raise ValueError(f"cap: a percentile from {CAP_PERCENTILES.start} to {CAP_PERCENTILES.stop - 1}, "
+                         f"got {percentile}")
     cap = f"PERCENTILE_CONT(value, {_CAP_LITERALS[percentile]}) OVER (PARTITION BY event)"
     return f"SELECT {columns}, CASE WHEN value > {cap} THEN {cap} ELSE value END AS value FROM {source}"
 
@@ -205,7 +208,8 @@ def decision_counts(target: Target, namespace: str, experiment: str, window: Win
         # BigQuery's insertId dedupe is best effort: a row may be stored twice. Each event
         # (event_id) counts once, with one value, before a user's events are summed.
         columns = "e.event_id, " + columns
-        per_event = (f"events_once AS (\n  SELECT variant, event, uuid, MAX(value) AS value{first_segment} FROM scoped\n"
+        per_event = ("events_once AS (\n"
+                     f"  SELECT variant, event, uuid, MAX(value) AS value{first_segment} FROM scoped\n"
                      "  GROUP BY event_id, variant, event, uuid\n),\n")
         events_once = "events_once"
     users, by, fold = "per_uuid", "", ""
@@ -218,7 +222,8 @@ def decision_counts(target: Target, namespace: str, experiment: str, window: Win
         f"  SELECT variant, event, uuid, SUM(value) AS value{first_segment} FROM {events_once}\n"
         "  GROUP BY variant, event, uuid\n"
         "),\n"
-        + (f"per_uuid AS (\n  {capped_values('summed', 'variant, event, uuid' + (', segment' if dimension else ''), cap)}"
+        + ("per_uuid AS (\n  "
+           f"{capped_values('summed', 'variant, event, uuid' + (', segment' if dimension else ''), cap)}"
            "\n),\n" if cap is not None else "")
         + fold
         + deviations_cte(users, by)

@@ -7,8 +7,9 @@ job. Labels and goals are always sorted, so the same data gives the same documen
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports import stats
@@ -25,7 +26,7 @@ class Counts:
     goals: list[str]
 
     @classmethod
-    def from_rows(cls, rows: Iterable[Mapping[str, Any]]) -> "Counts":
+    def from_rows(cls, rows: Iterable[Mapping[str, Any]]) -> Counts:
         by_event_variant = {(row["event"], row["variant"]): int(row["uuids"]) for row in rows}
         return cls(
             by_event_variant=by_event_variant,
@@ -52,7 +53,7 @@ class DecisionRow:
     variance: float | None
 
     @classmethod
-    def of(cls, row: Mapping[str, Any]) -> "DecisionRow":
+    def of(cls, row: Mapping[str, Any]) -> DecisionRow:
         variance = row["variance"]
         return cls(row["variant"], row["event"], int(row["uuids"]), int(row["valued"] or 0),
                    float(row["total"] or 0.0), None if variance is None else float(variance))
@@ -115,7 +116,8 @@ def choose_control(labels: Sequence[str], requested: str | None,
     if CONTROL_NAME in labels:
         return CONTROL_NAME
     with_participants = [label for label in labels if participants is None or participants.get(label, 0) > 0]
-    return (with_participants or list(labels) or [None])[0]
+    candidates = with_participants or list(labels)
+    return candidates[0] if candidates else None
 
 
 def _srm(participants: Mapping[str, int], weights: Mapping[str, float] | None) -> dict[str, Any]:
@@ -180,7 +182,9 @@ class Arm:
     @property
     def proportion(self) -> stats.Proportion | None:
         """None without participants (a variant seen only in goals) or with more successes than trials."""
-        return stats.Proportion(self.trials, self.successes) if 0 < self.trials and self.successes <= self.trials else None
+        if 0 < self.trials and self.successes <= self.trials:
+            return stats.Proportion(self.trials, self.successes)
+        return None
 
 
 _NO_COMPARISON = stats.Comparison(stats.Decision(None, None, None), stats.Decision(None, None, None))
@@ -201,9 +205,8 @@ def _arm_view(label: str, arms: Mapping[str, Arm], control: str | None, plan: Co
         return view
     base = arms[control]
     base_proportion = base.proportion
-    comparable = proportion is not None and base_proportion is not None
-    comparison = (stats.compare_rates(base_proportion, proportion, confidence, plan.planned_participants)
-                  if comparable else _NO_COMPARISON)
+    pair = (base_proportion, proportion) if proportion is not None and base_proportion is not None else None
+    comparison = stats.compare_rates(*pair, confidence, plan.planned_participants) if pair else _NO_COMPARISON
     view["uplift"] = {
         "absolute": arm.rate - base.rate if arm.rate is not None and base.rate is not None else None,
         "relative": arm.rate / base.rate - 1 if arm.rate is not None and base.rate else None,
@@ -214,7 +217,7 @@ def _arm_view(label: str, arms: Mapping[str, Arm], control: str | None, plan: Co
     view["p_value"] = _finite(comparison.fixed.p_value)
     view["p_value_adjusted"] = None  # filled in across the whole experiment
     view["sequential"] = _sequential_view(comparison.sequential)
-    view["chance_to_beat_control"] = _finite(stats.chance_to_beat(base_proportion, proportion)) if comparable else None
+    view["chance_to_beat_control"] = _finite(stats.chance_to_beat(*pair)) if pair else None
     return view
 
 
@@ -298,7 +301,7 @@ def _adjust_for_multiple_comparisons(goals: Sequence[dict[str, Any]], correction
     comparisons += [arm for goal in goals if goal["value"] for arm in goal["value"]["variants"] if "p_value" in arm]
     fixed = stats.adjust_p_values([arm["p_value"] for arm in comparisons], correction)
     sequential = stats.adjust_p_values([arm["sequential"]["p_value"] for arm in comparisons], correction)
-    for arm, adjusted, adjusted_sequential in zip(comparisons, fixed, sequential):
+    for arm, adjusted, adjusted_sequential in zip(comparisons, fixed, sequential, strict=True):
         arm["p_value_adjusted"] = adjusted
         arm["sequential"]["p_value_adjusted"] = adjusted_sequential
 

@@ -14,13 +14,24 @@ and the sum and sum of squares of each user's summed value.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports.dimensions import Dimension
+from chalicelib.reports.queries import (
+    ALL_TIME,
+    SAMPLE_VARIANCE,
+    Query,
+    Target,
+    Window,
+    capped_values,
+    deviations_cte,
+    folded_segments,
+    render,
+    window_filter,
+)
 from chalicelib.reports.segment_identity import identity_ctes, person_join, person_of
-from chalicelib.reports.queries import (ALL_TIME, SAMPLE_VARIANCE, Query, Target, Window, capped_values, deviations_cte,
-                                        folded_segments, render, window_filter)
 
 SOURCE = "segment"          # the results route's `source=` for these experiments
 EXPOSURE_EVENT = "Experiment Viewed"
@@ -67,8 +78,10 @@ def experiment_decision_counts(target: Target, namespace: str, experiment: str, 
         f"  FROM {users}\n"
         "  UNION ALL\n"
         f"  SELECT {by}variant, event, user_key, FALSE AS multiple, value\n"
-        f"  FROM {'converted' if cap is None else '(' + capped_values('converted', by + 'variant, event, user_key', cap) + ') AS c'}"
-        f"{'' if goals is not None else ' WHERE event IN (SELECT event FROM chosen)'}\n"
+        "  FROM "
+        + ('converted' if cap is None
+           else '(' + capped_values('converted', by + 'variant, event, user_key', cap) + ') AS c')
+        + f"{'' if goals is not None else ' WHERE event IN (SELECT event FROM chosen)'}\n"
         ")"
         + _per_user_figures(by, valued=value is not None)
     )

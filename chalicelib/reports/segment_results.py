@@ -7,18 +7,20 @@ one variant (each counted once, in the variant they saw first).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports import breakdown, cuped_queries, segment_queries
 from chalicelib.reports.cuped_results import DEFAULT_SETTINGS, CupedAdjustment, CupedSettings, summary
-from chalicelib.reports.dimensions import Dimension
-from chalicelib.reports.queries import ALL_TIME, Window
-from chalicelib.reports.segment_queries import SOURCE
 from chalicelib.reports.defaults import DEFAULT_CONFIDENCE
+from chalicelib.reports.dimensions import Dimension
 from chalicelib.reports.errors import UnknownExperiment
 from chalicelib.reports.fetch import ReportWarehouse, fetch, target_of
+from chalicelib.reports.queries import ALL_TIME, Window
 from chalicelib.reports.results import cap_name
+from chalicelib.reports.segment_queries import SOURCE
+
 
 def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: str, *,
                        goals: Sequence[str] | None = None, value: Dimension | None = None,

@@ -6,7 +6,8 @@ says which it read in `source`; an experiment neither knows is a 404.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from chalicelib.reports import queries
 from chalicelib.reports.errors import BadParameter, UnknownExperiment

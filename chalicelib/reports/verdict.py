@@ -5,8 +5,9 @@ Adds `mode`, `primary_goal`, `guardrails` and `decision` to the view (the API co
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 from chalicelib.reports import decision, ordering, queries, segment_queries
 from chalicelib.reports.fetch import ReportWarehouse, fetch, target_of

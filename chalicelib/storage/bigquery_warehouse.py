@@ -15,10 +15,11 @@ never changes a number.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import requests
 from google.api_core import exceptions as api_exceptions
@@ -37,6 +38,7 @@ MAX_ROWS_PER_REQUEST = 500
 # under it whichever megabyte Google means.
 MAX_REQUEST_BYTES = 10_000_000
 DEFAULT_INSERT_RETRY: Retry = bigquery.DEFAULT_RETRY.with_timeout(30)
+NO_RETRY: Any = None    # typed Retry by google-cloud-bigquery, which documents and accepts None
 QUERY_TIMEOUT = 60   # seconds a report query may take
 
 # Per-row reasons meaning "not inserted, try again" rather than "this row is bad".
@@ -92,7 +94,8 @@ class BigQueryWarehouse:
         self._dead_letters = self._dataset.table(DEAD_LETTERS.name)
         self._deletions = self._dataset.table(DELETIONS.name)
         self._report_tables_ensured = False
-        self._retry = retry
+        # google-cloud-bigquery types `retry` as Retry, but documents and accepts None: no retrying.
+        self._retry: Any = retry
         self._timeout = timeout
         self._ensured = False
 
@@ -179,7 +182,7 @@ class BigQueryWarehouse:
         with _transient_as_warehouse_error(rows_written=0):
             self._query(sql, params).result(timeout=QUERY_TIMEOUT)
 
-    def insert_deletion(self, row: dict[str, Any]) -> None:
+    def insert_deletion(self, row: Mapping[str, Any]) -> None:
         """Stream a tombstone: queries see it at once, unlike DML."""
         with _transient_as_warehouse_error(rows_written=0):
             self.ensure_report_tables()
@@ -193,7 +196,7 @@ class BigQueryWarehouse:
 
         A metadata read: no query runs, so no bytes are billed, and it proves the credentials too.
         """
-        self._client.get_table(self._events, retry=None, timeout=timeout)
+        self._client.get_table(self._events, retry=NO_RETRY, timeout=timeout)
 
     def _query(self, sql: str, params: Mapping[str, Any] | None) -> bigquery.QueryJob:
         self.ensure_report_tables()

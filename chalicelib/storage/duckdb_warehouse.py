@@ -8,16 +8,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from chalicelib.reports import queries
 from chalicelib.ingest.events import StoredEvent, parse_timestamp
+from chalicelib.reports import queries
 from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, TABLES, Table, duckdb_ddl, duckdb_migration
 from chalicelib.storage.warehouse_health import Backoff, WarehouseDown, WarehouseFault
 from chalicelib.storage.writer import DeadLetter, RowRejection, TransientWarehouseError
@@ -52,9 +53,9 @@ _EVENTS_SCHEMA = arrow_schema(EVENTS)
 
 
 def events_to_arrow(events: Sequence[StoredEvent]) -> pa.Table:
-    columns = zip(*events) if events else [[] for _ in EVENTS.columns]
-    return pa.Table.from_arrays([pa.array(column, type=field.type) for column, field in zip(columns, _EVENTS_SCHEMA)],
-                                schema=_EVENTS_SCHEMA)
+    columns = zip(*events, strict=True) if events else [[] for _ in EVENTS.columns]
+    arrays = [pa.array(column, type=field.type) for column, field in zip(columns, _EVENTS_SCHEMA, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=_EVENTS_SCHEMA)
 
 
 _DEAD_LETTERS_SCHEMA = arrow_schema(DEAD_LETTERS)
@@ -93,7 +94,7 @@ class DuckDBWarehouse:
         self._failures = 0                       # faults since the last successful write
         self._next_attempt = 0.0                 # time.monotonic() of the next reopening attempt
         self._closed = False
-        self._db = self._open()
+        self._db: duckdb.DuckDBPyConnection | None = self._open()
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         db = duckdb.connect(self.path)
@@ -219,7 +220,7 @@ class DuckDBWarehouse:
         if not self._maybe_unpurged:
             return
         target = queries.Target(self.dialect, queries.DUCKDB_TABLES, self.unique_identities)
-        for key in {(stored.namespace, stored.experiment) for stored in events} & self._maybe_unpurged:
+        for key in self._maybe_unpurged & {(stored.namespace, stored.experiment) for stored in events}:
             purge = queries.purge_deleted(target, *key, self._deleted_until[key])
             try:
                 self.execute(purge.sql, purge.params)
@@ -228,6 +229,8 @@ class DuckDBWarehouse:
             self._maybe_unpurged.discard(key)
 
     def _hidden(self, stored: StoredEvent) -> bool:
+        if stored.experiment is None:   # a deletion names its experiment
+            return False
         deleted_at = self._deleted_until.get((stored.namespace, stored.experiment))
         return deleted_at is not None and stored.received_at <= deleted_at
 
@@ -291,7 +294,7 @@ class DuckDBWarehouse:
                 cursor.execute("SET TimeZone='UTC'")
                 result = cursor.execute(sql, params)
                 names = [column[0] for column in result.description]
-                return [dict(zip(names, row)) for row in result.fetchall()]
+                return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
             except PASSING_ERRORS as error:
                 # e.g. a large query spilling to a full disk; the next one may well work.
                 raise TransientWarehouseError(f"DuckDB could not read: {error}") from error
@@ -300,7 +303,7 @@ class DuckDBWarehouse:
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _cause(error: BaseException) -> str:

@@ -18,10 +18,11 @@ import base64
 import binascii
 import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from chalicelib.config import Settings
 from chalicelib.ingest.events import now
@@ -144,7 +145,7 @@ def parked_records(body: str) -> ParkedRecords | None:
         raise ValueError(f"parked records of version {message.get('version')!r}; this replay reads {PARKED_VERSION}")
     try:
         records = [StreamRecord(str(sequence), str(key), binascii.a2b_base64(data),
-                                datetime.fromtimestamp(arrived, timezone.utc))
+                                datetime.fromtimestamp(arrived, UTC))
                    for sequence, key, arrived, data in message["records"]]
         return ParkedRecords(str(message["reason"]), int(message["part"]), int(message["parts"]), records)
     except (KeyError, TypeError, ValueError, binascii.Error) as error:

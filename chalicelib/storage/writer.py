@@ -28,9 +28,11 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any, NamedTuple, Protocol
 
 from chalicelib.ingest.events import StoredEvent, format_timestamp, now
 from chalicelib.ingest.records import InvalidRecord, decode_record
@@ -79,7 +81,8 @@ class TransientWarehouseError(RuntimeError):
 
 
 class Parking(Protocol):
-    """Where a batch the warehouse keeps refusing goes (chalicelib.storage.parking.Parking; it builds on this module)."""
+    """Where a batch the warehouse keeps refusing goes (chalicelib.storage.parking.Parking; it builds on this
+    module)."""
 
     def due(self, records: Sequence[StreamRecord], at: datetime | None = None) -> bool:
         """Whether the batch has waited long enough to be parked rather than retried."""
@@ -97,7 +100,7 @@ class Warehouse(Protocol):
         """Insert idempotently by sequence_number."""
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -130,7 +133,7 @@ def records_from_kinesis_event(event: Any) -> list[StreamRecord]:
 
 def _stream_record(kinesis: dict[str, Any]) -> StreamRecord:
     return StreamRecord(kinesis["sequenceNumber"], kinesis["partitionKey"], binascii.a2b_base64(kinesis["data"]),
-                        datetime.fromtimestamp(kinesis["approximateArrivalTimestamp"], timezone.utc))
+                        datetime.fromtimestamp(kinesis["approximateArrivalTimestamp"], UTC))
 
 
 def write_batch(records: Iterable[StreamRecord], warehouse: Warehouse,
@@ -150,7 +153,7 @@ def write_batch(records: Iterable[StreamRecord], warehouse: Warehouse,
     except TransientWarehouseError as error:
         unwritten = [record_of[_copy_key(stored)] for stored in unique[max(error.rows_written, 0):]]
         return _park_or(parking, ordered, unwritten, error,
-                        lambda failed=error: _retry_from(failed, unique, record_of))
+                        partial(_retry_from, error, unique, record_of))
     except Exception as error:
         return _park_or(parking, ordered, [record_of[_copy_key(stored)] for stored in unique], error, _raise(error))
     rejected = _rejected_letters(rejections, unique, record_of)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from itertools import pairwise
 
 from chalicelib.reports.stats.distributions import clamp_probability, log_gamma_ratio
 from chalicelib.reports.stats.rates import Proportion
@@ -81,7 +82,7 @@ def chance_to_be_best(arms: Mapping[str, Proportion]) -> dict[str, float]:
         # Same answer as the quadrature, but exact for small counts.
         second_wins = _chance_to_beat(*posteriors)
         return {names[0]: 1.0 - second_wins, names[1]: second_wins}
-    return dict(zip(names, _chance_to_be_best(posteriors)))
+    return dict(zip(names, _chance_to_be_best(posteriors), strict=True))
 
 
 def _chance_to_beat(a: _BetaPosterior, b: _BetaPosterior) -> float:
@@ -144,7 +145,7 @@ def _chance_to_be_best(posteriors: Sequence[_BetaPosterior]) -> list[float]:
     """
     breakpoints = _shared_breakpoints(posteriors)
     tables = [_tabulate(post, breakpoints) for post in posteriors]
-    widths = [hi - lo for lo, hi in zip(breakpoints, breakpoints[1:])]
+    widths = [hi - lo for lo, hi in pairwise(breakpoints)]
 
     chances = []
     for i, arm in enumerate(tables):
@@ -177,7 +178,7 @@ class _Tabulated:
 
 
 def _tabulate(post: _BetaPosterior, breakpoints: Sequence[float]) -> _Tabulated:
-    midpoints = [(lo + hi) / 2 for lo, hi in zip(breakpoints, breakpoints[1:])]
+    midpoints = [(lo + hi) / 2 for lo, hi in pairwise(breakpoints)]
     pdf_at_breaks = [post.pdf(x) for x in breakpoints]
     pdf_at_mids = [post.pdf(x) for x in midpoints]
     cdf_at_breaks, cdf_at_mids = _cumulative_simpson(breakpoints, pdf_at_breaks, pdf_at_mids)
@@ -221,7 +222,7 @@ def _cumulative_simpson(
     to_breaks = [0.0]
     to_mids = []
     running = 0.0
-    for k, (lo, hi) in enumerate(zip(breakpoints, breakpoints[1:])):
+    for k, (lo, hi) in enumerate(pairwise(breakpoints)):
         width = hi - lo
         f0, fm, f1 = at_breaks[k], at_mids[k], at_breaks[k + 1]
         to_mids.append(running + width / 24 * (5 * f0 + 8 * fm - f1))

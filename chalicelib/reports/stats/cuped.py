@@ -23,8 +23,8 @@ ignored (O(1/n), as in the paper).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from chalicelib.reports.stats.estimates import Comparison
 from chalicelib.reports.stats.values import ValueSample, compare_values

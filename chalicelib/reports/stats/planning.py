@@ -54,13 +54,13 @@ class Baseline:
     is_rate: bool
 
     @classmethod
-    def of_rate(cls, rate: float) -> "Baseline":
+    def of_rate(cls, rate: float) -> Baseline:
         if not 0 < rate < 1:
             raise ValueError(f"a baseline rate must be between 0 and 1 (exclusive), got {rate}")
         return cls(rate, rate * (1 - rate), True)
 
     @classmethod
-    def of_values(cls, mean: float, variance: float) -> "Baseline":
+    def of_values(cls, mean: float, variance: float) -> Baseline:
         if not (math.isfinite(mean) and mean != 0):
             raise ValueError(f"a baseline mean must be a nonzero number, got {mean}")
         if not (math.isfinite(variance) and variance > 0):

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from chalicelib.reports.stats.anytime import concentration, ratio_sequence
 from chalicelib.reports.stats.anytime import p_value as anytime_p_value
-from chalicelib.reports.stats.score import Table, difference_interval, ratio_interval, score_p_value
 from chalicelib.reports.stats.distributions import two_sided_z
 from chalicelib.reports.stats.estimates import Comparison, Decision, check_confidence
+from chalicelib.reports.stats.score import Table, difference_interval, ratio_interval, score_p_value
 from chalicelib.reports.stats.sequential import SEQUENTIAL_TUNING_PARTICIPANTS, sequence_boundary
 
 
@@ -87,16 +87,13 @@ def compare_rates(control: Proportion, variant: Proportion, confidence: float,
     alpha = 1 - confidence
     z = two_sided_z(confidence)
     fixed_ratio = ratio_interval(table, z)
-    fixed = Decision(
-        p_value=score_p_value(table),
-        relative_ci=_uplift(fixed_ratio),
-        absolute_ci=difference_interval(table, z),
-    )
+    fixed_p, fixed_absolute = score_p_value(table), difference_interval(table, z)
+    fixed = Decision(p_value=fixed_p, relative_ci=_uplift(fixed_ratio), absolute_ci=fixed_absolute)
     share, kappa = _mixture(control, variant, confidence, planned_participants)
-    sequential_p = max(fixed.p_value, anytime_p_value(variant.successes, control.successes, share, kappa))
+    sequential_p = max(fixed_p, anytime_p_value(variant.successes, control.successes, share, kappa))
     sequence = ratio_sequence(variant.successes, control.successes, share, kappa, confidence)
     boundary = max(z, sequence_boundary(table.participants, confidence, planned_participants))
-    sequential_absolute = _hull(difference_interval(table, boundary), fixed.absolute_ci)
+    sequential_absolute = _hull(difference_interval(table, boundary), fixed_absolute)
     if sequential_p >= alpha:
         sequential_absolute = _hull(sequential_absolute, (0.0, 0.0))
     sequential = Decision(

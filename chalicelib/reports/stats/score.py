@@ -29,8 +29,8 @@ than half a count.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from chalicelib.reports.stats.distributions import two_sided_normal_p
 
@@ -161,7 +161,8 @@ def _likeliest(table: Table, candidates: list[tuple[float, float]]) -> tuple[flo
     def log_likelihood(pair: tuple[float, float]) -> float:
         p_v, p_c = pair
         return (_xlogy(table.variant_successes, p_v) + _xlogy(table.variant_trials - table.variant_successes, 1 - p_v)
-                + _xlogy(table.control_successes, p_c) + _xlogy(table.control_trials - table.control_successes, 1 - p_c))
+                + _xlogy(table.control_successes, p_c)
+                + _xlogy(table.control_trials - table.control_successes, 1 - p_c))
 
     eps = 1e-12
     feasible = [(min(1.0, max(0.0, p_v)), min(1.0, max(0.0, p_c))) for p_v, p_c in candidates
