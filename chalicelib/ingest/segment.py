@@ -44,10 +44,6 @@ INT64_MIN, UINT64_MAX = -(2 ** 63), 2 ** 64 - 1
 # A refused batch names at most this many errors: 500 KB of `{}` is 100,000 bad messages, whose
 # every error would make a 10 MB answer (over Lambda's 6 MB response limit, so a 502).
 MAX_REPORTED_ERRORS = 100
-# The batch's `context` is merged into every message, so 500 KB of request could become hundreds
-# of MB of events (a 31 KB context times 9,500 tiny messages: 295 MB). Once merged, a batch's
-# messages may hold at most what one Kinesis PutRecords call takes.
-MAX_MERGED_BATCH_BYTES = 5 * 1024 * 1024
 
 
 class Unauthorized(PermissionError):
@@ -87,12 +83,14 @@ def accept(request: SegmentRequest, namespace_for: Callable[[str | None], str | 
     if header_key is not None and namespace_for(header_key) is None:
         raise Unauthorized("the write key in the Authorization header is not known to this deployment")
     limit = MAX_BATCH_BYTES if call == BATCH else MAX_EVENT_BYTES
-    document = parse_json(read_body(request.body, request.headers.get("content-encoding"), limit))
+    body = read_body(request.body, request.headers.get("content-encoding"), limit)
+    document = parse_json(body)
     if not isinstance(document, dict):
         raise InvalidEvent([FieldError("body", "must be a JSON object")])
     namespace = namespace_for(header_key) if header_key is not None else _body_key_namespace(document, namespace_for)
     received_at = now()
-    stored = parse_messages(document, call, namespace, received_at, request.headers.get("user-agent"))
+    stored = parse_messages(document, call, namespace, received_at, request.headers.get("user-agent"),
+                            body_bytes=len(body))
     publish(stored)
     return stored
 
@@ -207,8 +205,12 @@ def parse_json(body: bytes) -> Any:
 
 
 def parse_messages(document: Mapping[str, Any], call: str, namespace: str, received_at: datetime,
-                   user_agent: str | None) -> list[StoredEvent]:
-    """Every message of the request, validated; InvalidEvent naming each bad field (and index) otherwise."""
+                   user_agent: str | None, body_bytes: int = 0) -> list[StoredEvent]:
+    """Every message of the request, validated; InvalidEvent naming each bad field (and index) otherwise.
+
+    `body_bytes`: the request body's size (gunzipped), which with the copies of the batch's
+    context merged into its messages must stay within MAX_BATCH_BYTES (see StoredBatchSize).
+    """
     if call != BATCH:
         return [_message(document, call, None, namespace, received_at, _sent_at(document, None), user_agent)]
     batch = document.get(BATCH)
@@ -219,20 +221,17 @@ def parse_messages(document: Mapping[str, Any], call: str, namespace: str, recei
         raise InvalidEvent([FieldError("context", "must be a JSON object")])
     stored: list[StoredEvent] = []
     errors: list[FieldError] = []
-    merged_size = 0
+    stored_size = StoredBatchSize(body_bytes, shared_context)
     for index, message in enumerate(batch):
         try:
             if type(message) is not dict:
                 raise InvalidEvent([FieldError("message", "must be a JSON object", index)])
             own_context = message.get("context")
             if isinstance(shared_context, dict) and (own_context is None or isinstance(own_context, dict)):
+                stored_size.add_merge(own_context)
                 message = {**message, "context": {**shared_context, **(own_context or {})}}
             sent_at = _sent_at(message, index) if "sentAt" in message else batch_sent_at
             stored.append(_message(message, message.get("type"), index, namespace, received_at, sent_at, user_agent))
-            merged_size += _stored_size(stored[-1])
-            if merged_size > MAX_MERGED_BATCH_BYTES:
-                raise RequestTooLarge(f"the batch's messages, with its context merged into each, are over "
-                                      f"{MAX_MERGED_BATCH_BYTES} bytes; send a smaller context or fewer messages")
         except InvalidEvent as invalid:
             errors.extend(invalid.errors)
             if len(errors) >= MAX_REPORTED_ERRORS:   # the batch is refused already; name the first ones only
@@ -240,6 +239,43 @@ def parse_messages(document: Mapping[str, Any], call: str, namespace: str, recei
     if errors:
         raise InvalidEvent(errors)
     return stored
+
+
+class StoredBatchSize:
+    """The batch as stored: its body plus every copy of the batch-level `context` merged into a message.
+
+    Segment's 500 KB batch limit is on the request; Dalet copies the batch's `context` into
+    each message it stores, so a 41.5 KB batch with a 31 KB context and 160 messages would
+    store 5 MB, and 11 MB sent could fill a gigabyte of disk. The limit therefore holds for
+    the batch as stored: a batch without a batch-level context is unaffected.
+    """
+
+    def __init__(self, body_bytes: int, shared_context: Mapping[str, Any] | None):
+        self.total = body_bytes
+        self.merges = 0
+        self._shared = shared_context or {}
+        self._shared_bytes = _json_bytes(self._shared) if shared_context else 0
+
+    def add_merge(self, own_context: Mapping[str, Any] | None) -> None:
+        """Count one message's merged context; RequestTooLarge once the stored batch is over the limit."""
+        if own_context:
+            added = _json_bytes({**self._shared, **own_context}) - _json_bytes(own_context)
+        else:
+            added = self._shared_bytes
+        self.total += added
+        self.merges += 1
+        if self.total > MAX_BATCH_BYTES:
+            raise RequestTooLarge(
+                f"the batch as stored is over {MAX_BATCH_BYTES} bytes, the batch limit: its {self._shared_bytes}-byte "
+                f"`context` is copied into each message (over the limit at message {self.merges}); send the "
+                f"context with fewer messages per batch, or a smaller context")
+
+
+def _json_bytes(value: Mapping[str, Any]) -> int:
+    try:
+        return len(JSON_COLUMN_ENCODER.encode(value).encode("utf-8", "surrogatepass"))
+    except (ValueError, RecursionError):   # refused with its reason when the message itself is checked
+        return 0
 
 
 def _sent_at(holder: Mapping[str, Any], index: int | None) -> datetime | None:
@@ -300,11 +336,6 @@ def _message(message: Mapping[str, Any], call: Any, index: int | None, namespace
                        user_id=user_id, anonymous_id=anonymous_id, timestamp=corrected, properties=properties,
                        traits=traits, context=context,
                        browser=browser_family(_context_user_agent(message.get("context")) or user_agent))
-
-
-def _stored_size(stored: StoredEvent) -> int:
-    return _size_in_bytes([stored.properties, stored.traits, stored.context, stored.event, stored.message_id,
-                           stored.user_id, stored.anonymous_id])
 
 
 def _size_in_bytes(texts: list[str | None]) -> int:
