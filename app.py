@@ -27,9 +27,13 @@ def _accepted(stored):
 def _track(events_from_request, answer=_accepted):
     """Parse, hand to the stream, answer: 200 only once the stream has every event."""
     try:
-        stored = track.accept(events_from_request(), runtime.publisher(), app.current_request.headers.get("user-agent"))
+        stored = track.accept(events_from_request(), runtime.publisher(), app.current_request.headers.get("user-agent"),
+                              runtime.owned_namespaces())
     except InvalidEvent as invalid:
         return error_response(400, "invalid event", errors=[e.to_json() for e in invalid.errors])
+    except track.NamespaceOwned as owned:
+        return error_response(403, str(owned), errors=[{"field": "namespace", "rule": "belongs to a write key"}],
+                              namespace=owned.namespace)
     except track.PayloadTooLarge as too_large:
         return error_response(413, str(too_large))
     except track.UnsupportedMediaType as unsupported:

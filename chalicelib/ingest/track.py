@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping, Sequence
+from typing import AbstractSet, Any, Mapping, Sequence
 
-from chalicelib.ingest.events import (CLIENT_ID_FIELD, TEXT_FIELDS, Event, FieldError, InvalidEvent, StoredEvent, now,
+from chalicelib.ingest.events import (CLIENT_ID_FIELD, DEFAULT_NAMESPACE, TEXT_FIELDS, Event, FieldError, InvalidEvent, StoredEvent, now,
                                      parse_event, parse_events, stamp)
 from chalicelib.ingest.publisher import Publisher
 from chalicelib.ingest.useragent import browser_family
@@ -35,6 +35,24 @@ def refuse_dot_segments(events: Sequence[Event], indexed: bool) -> list[Event]:
 
 class PayloadTooLarge(ValueError):
     pass
+
+
+class NamespaceOwned(PermissionError):
+    """/track into a namespace that belongs to a Segment write key (403); `namespace` names it."""
+
+    def __init__(self, namespace: str):
+        super().__init__(f"namespace {namespace!r} belongs to a Segment write key: only /v1/ calls carrying that key "
+                         f"write to it; track into another namespace (the default is {DEFAULT_NAMESPACE!r})")
+        self.namespace = namespace
+
+
+def refuse_owned_namespaces(events: Sequence[Event], owned: AbstractSet[str]) -> None:
+    """NamespaceOwned if any event would land in a write key's namespace: no unkeyed request changes its analytics."""
+    if not owned:
+        return
+    for event in events:
+        if event.namespace in owned:
+            raise NamespaceOwned(event.namespace)
 
 
 class UnsupportedMediaType(ValueError):
@@ -100,8 +118,13 @@ def _decode_json(raw_body: bytes) -> Any:
         raise InvalidEvent([FieldError("body", "must be valid JSON (a number has too many digits)")]) from None
 
 
-def accept(events: Sequence[Event], publisher: Publisher, user_agent: str | None = None) -> list[StoredEvent]:
-    """Stamp with the server's time and the browser family, and hand to the stream; raises PublishError on failure."""
+def accept(events: Sequence[Event], publisher: Publisher, user_agent: str | None = None,
+           owned_namespaces: AbstractSet[str] = frozenset()) -> list[StoredEvent]:
+    """Stamp with the server's time and the browser family, and hand to the stream; raises PublishError on failure.
+
+    NamespaceOwned, and nothing sent, if an event names one of `owned_namespaces`.
+    """
+    refuse_owned_namespaces(events, owned_namespaces)
     received_at = now()
     browser = browser_family(user_agent)
     stored = [stamp(event, received_at, browser) for event in events]
