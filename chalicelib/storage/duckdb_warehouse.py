@@ -168,12 +168,14 @@ class DuckDBWarehouse:
             finally:
                 cursor.close()
 
-    def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> None:
-        """Run a statement that changes data (serialised with the writer)."""
+    def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> int:
+        """Run a statement that changes data (serialised with the writer); how many rows it changed."""
         with self._write_lock:
             cursor = self._db.cursor()
             try:
                 cursor.execute(sql, params)
+                changed = cursor.fetchone() if cursor.description else None   # DML answers one row: (count,)
+                return int(changed[0]) if changed and isinstance(changed[0], int) else 0
             finally:
                 cursor.close()
 
