@@ -103,7 +103,7 @@ def _reports():
 @report_route(app)
 def experiments_all():
     return _reports().all_experiments(runtime.warehouse(), report_api.namespace(_query()),
-                                   report_api.single(_query(), "scope"), report_api.window(_query()))
+                                   report_api.name(_query(), "scope"), report_api.window(_query()))
 
 
 @app.route("/experiments/{experiment}", methods=["GET"], cors=CORS)
@@ -118,7 +118,7 @@ def experiment_goals(experiment):
 def experiment_results(experiment):
     query = _query()
     source = report_api.source(query)
-    common = dict(control=report_api.single(query, "control"), confidence=report_api.confidence(query),
+    common = dict(control=report_api.name(query, "control"), confidence=report_api.confidence(query),
                   weights=report_api.weights(query), window=report_api.window(query),
                   correction=report_api.correction(query), dimension=report_api.dimension(query, source))
     name, namespace = report_api.experiment_from_path(experiment), report_api.namespace(query)
@@ -148,7 +148,7 @@ def experiment_delete(experiment):
 def gimel_delete():
     """Gimel's deployed delete: DELETE /delete?namespace=&experiment=."""
     return _reports().delete_experiment(runtime.warehouse(), report_api.namespace(_query()),
-                                     report_api.required(_query(), "experiment"))
+                                     report_api.required_name(_query(), "experiment"))
 
 
 def _segment_results():

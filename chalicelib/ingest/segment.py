@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 from chalicelib.ingest.events import MAX_TEXT_LENGTH, FieldError, InvalidEvent, StoredEvent, now
 from chalicelib.ingest.segment_rows import (ALIAS, GROUP, JSON_COLUMN_ENCODER, PAGE, SCREEN, TRACK, TYPES,
                                             segment_row)
-from chalicelib.ingest.text_rules import REPLACEMENT_CHARACTER, text_rule_broken
+from chalicelib.ingest.text_rules import REPLACEMENT_CHARACTER, name_rule_broken, text_rule_broken
 from chalicelib.ingest.track import UnsupportedMediaType, check_media_type
 from chalicelib.ingest.useragent import browser_family
 
@@ -314,7 +314,7 @@ def _message(message: Mapping[str, Any], call: Any, index: int | None, namespace
     event = None
     if call == TRACK:
         event = message.get("event")
-        if not _plain(event):
+        if not (_plain(event) and event.isascii()):
             event = checked("event", _required_name)
     elif call in (PAGE, SCREEN):
         event = checked("name", _optional_name)
@@ -388,12 +388,13 @@ def _optional_id(raw: Any) -> str | None:
 
 
 def _required_name(raw: Any) -> str:
+    """An event (or page/screen) name, in NFC; the text rules of names otherwise (see text_rules.name_rule_broken)."""
     if raw is None:
         raise ValueError("is required on track")
-    rule = text_rule_broken(raw, MAX_TEXT_LENGTH)
+    name, rule = name_rule_broken(raw, MAX_TEXT_LENGTH)
     if rule:
         raise ValueError(rule)
-    return raw
+    return name
 
 
 def _optional_name(raw: Any) -> str | None:

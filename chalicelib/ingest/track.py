@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 from typing import AbstractSet, Any, Mapping, Sequence
 
-from chalicelib.ingest.events import (CLIENT_ID_FIELD, DEFAULT_NAMESPACE, TEXT_FIELDS, Event, FieldError, InvalidEvent, StoredEvent, now,
-                                     parse_event, parse_events, stamp)
+from chalicelib.ingest.events import (CLIENT_ID_FIELD, DEFAULT_NAMESPACE, MAX_TEXT_LENGTH, TEXT_FIELDS, Event, FieldError,
+                                     InvalidEvent, StoredEvent, now, parse_event, parse_events, stamp)
 from chalicelib.ingest.publisher import Publisher
+from chalicelib.ingest.text_rules import name_rule_broken
 from chalicelib.ingest.useragent import browser_family
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -31,6 +32,33 @@ def refuse_dot_segments(events: Sequence[Event], indexed: bool) -> list[Event]:
     if errors:
         raise InvalidEvent(errors)
     return list(events)
+
+
+NAME_FIELDS = ("namespace", "experiment", "variant", "event")
+
+
+def kept_names(events: Sequence[Event], indexed: bool) -> list[Event]:
+    """The events with their names in NFC; InvalidEvent naming each name with a hidden character.
+
+    Applied at /track, not when records are decoded: events acknowledged before these rules still land.
+    """
+    kept: list[Event] = []
+    errors: list[FieldError] = []
+    for index, event in enumerate(events):
+        if (event.namespace + event.experiment + event.variant + event.event).isascii():   # the common case
+            kept.append(event)
+            continue
+        names = {}
+        for field in NAME_FIELDS:
+            name, rule = name_rule_broken(getattr(event, field), MAX_TEXT_LENGTH)
+            if rule:
+                errors.append(FieldError(field, rule, index if indexed else None))
+            else:
+                names[field] = name
+        kept.append(event._replace(**names))
+    if errors:
+        raise InvalidEvent(errors)
+    return kept
 
 
 class PayloadTooLarge(ValueError):
@@ -81,7 +109,7 @@ def parse_query(query: Mapping[str, str] | None) -> list[Event]:
             if len(values) > 1:
                 raise InvalidEvent([FieldError(name, "must be given once, not repeated")])
             fields[name] = values[0]
-    return refuse_dot_segments([parse_event(fields)], indexed=False)
+    return refuse_dot_segments(kept_names([parse_event(fields)], indexed=False), indexed=False)
 
 
 def parse_body(raw_body: bytes | None, content_type: str | None = None) -> list[Event]:
@@ -91,14 +119,14 @@ def parse_body(raw_body: bytes | None, content_type: str | None = None) -> list[
         raise PayloadTooLarge(f"the body is {len(raw_body)} bytes; the limit is {MAX_BODY_BYTES}")
     document = _decode_json(raw_body or b"")
     if isinstance(document, dict):
-        return refuse_dot_segments([parse_event(document)], indexed=False)
+        return refuse_dot_segments(kept_names([parse_event(document)], indexed=False), indexed=False)
     if not isinstance(document, list):
         raise InvalidEvent([FieldError("body", "must be a JSON object or an array of objects")])
     if not document:
         raise InvalidEvent([FieldError("body", "must hold at least one event")])
     if len(document) > MAX_EVENTS_PER_POST:
         raise InvalidEvent([FieldError("body", f"must hold at most {MAX_EVENTS_PER_POST} events (got {len(document)})")])
-    return refuse_dot_segments(parse_events(document), indexed=True)
+    return refuse_dot_segments(kept_names(parse_events(document), indexed=True), indexed=True)
 
 
 def _decode_json(raw_body: bytes) -> Any:
