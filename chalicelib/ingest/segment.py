@@ -3,11 +3,13 @@
 The calls (`track`, `page`, `screen`, `identify`, `group`, `alias`, and `batch` holding
 any of them) follow https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/:
 the write key as the Basic-auth user name (empty password) or `writeKey` in the body; JSON,
-optionally gzip-encoded; at most 32 KB per event and 500 KB per batch request (400 beyond);
-`userId` and/or `anonymousId` required; `event` required on track; `messageId` the dedupe key
-(one is made up when absent); `timestamp` corrected for the client's clock by
-`receivedAt - sentAt`. analytics.js posts to the one-letter paths (`/v1/t`, `/v1/p`, ...,
-`/v1/b`), which are the same calls.
+optionally gzip-encoded; at most 32 KB per event and 500 KB per batch request (400 beyond),
+and per batch as stored; `userId` and/or `anonymousId` required; `event` required on track;
+`messageId` the dedupe key (one is made up when absent; the first copy stored wins);
+`timestamp` corrected for the client's clock by `receivedAt - sentAt`, and an absurd result
+(before 2000, or more than a day after its arrival) replaced by `receivedAt`, the client's
+values kept in `context.dalet`. analytics.js posts to the one-letter paths (`/v1/t`,
+`/v1/p`, ..., `/v1/b`), which are the same calls.
 
 A Segment row leaves experiment, variant and uuid null. `event` holds the track event's
 name (page/screen: their `name`); `properties`, `traits` and `context` are kept as JSON text.
@@ -21,7 +23,7 @@ import math
 import uuid
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, Sequence
 
 from chalicelib.ingest.events import MAX_TEXT_LENGTH, FieldError, InvalidEvent, StoredEvent, now
@@ -328,10 +330,9 @@ def _message(message: Mapping[str, Any], call: Any, index: int | None, namespace
     size = _size_in_bytes([properties, traits, context, event, message_id, user_id, anonymous_id])
     if size > MAX_EVENT_BYTES:
         raise InvalidEvent([FieldError("message", f"must be at most {MAX_EVENT_BYTES} bytes of JSON (got {size})", index)])
-    try:
-        corrected = corrected_timestamp(timestamp, sent_at, received_at)
-    except OverflowError:
-        raise InvalidEvent([FieldError("timestamp", "is out of range once corrected for the clock skew", index)]) from None
+    corrected = plausible_timestamp(timestamp, sent_at, received_at)
+    if corrected is None:     # absurd: stored at its arrival, the client's values kept beside it
+        corrected, context = received_at, with_original_timestamp(context, message.get("timestamp"), sent_at)
     return segment_row(namespace=namespace, type=call, message_id=message_id, received_at=received_at, event=event,
                        user_id=user_id, anonymous_id=anonymous_id, timestamp=corrected, properties=properties,
                        traits=traits, context=context,
@@ -356,6 +357,35 @@ def corrected_timestamp(timestamp: datetime | None, sent_at: datetime | None, re
     if sent_at is None:
         return timestamp
     return timestamp + (received_at - sent_at)
+
+
+# A corrected timestamp outside these bounds is a broken client clock, not an event's time
+# (`timestamp` 2024 with `sentAt` 0001 corrects to about year 4049).
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=timezone.utc)
+LATEST_AHEAD = timedelta(days=1)
+ORIGINAL_TIMESTAMP_KEY = "dalet"     # context.dalet.original_timestamp (and .original_sent_at)
+
+
+def plausible_timestamp(timestamp: datetime | None, sent_at: datetime | None, received_at: datetime) -> datetime | None:
+    """The corrected timestamp, or None when it is absurd: before 2000 or more than a day after its arrival."""
+    try:
+        corrected = corrected_timestamp(timestamp, sent_at, received_at)
+    except OverflowError:
+        return None
+    if EARLIEST_TIMESTAMP <= corrected <= received_at + LATEST_AHEAD:
+        return corrected
+    return None
+
+
+def with_original_timestamp(context: str | None, timestamp: Any, sent_at: datetime | None) -> str:
+    """The context's JSON text with what the client sent kept in `context.dalet`: its timestamp as sent, and the
+    sentAt that corrected it (ISO-8601, UTC)."""
+    document = json.loads(context) if context else {}
+    kept = document.get(ORIGINAL_TIMESTAMP_KEY)
+    original: dict[str, Any] = {**(kept if isinstance(kept, dict) else {}), "original_timestamp": timestamp}
+    if sent_at is not None:
+        original["original_sent_at"] = sent_at.isoformat()
+    return JSON_COLUMN_ENCODER.encode({**document, ORIGINAL_TIMESTAMP_KEY: original})
 
 
 def _with_call_ids(message: Mapping[str, Any], call: str, properties: str | None, user_id: str | None,
