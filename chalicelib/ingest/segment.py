@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 from chalicelib.ingest.events import MAX_TEXT_LENGTH, FieldError, InvalidEvent, StoredEvent, now
 from chalicelib.ingest.segment_rows import (ALIAS, GROUP, JSON_COLUMN_ENCODER, PAGE, SCREEN, TRACK, TYPES,
                                             segment_row)
-from chalicelib.ingest.text_rules import REPLACEMENT_CHARACTER, name_rule_broken, text_rule_broken
+from chalicelib.ingest.text_rules import REPLACEMENT_CHARACTER, kept_as_sent, name_rule_broken, text_rule_broken
 from chalicelib.ingest.track import UnsupportedMediaType, check_media_type
 from chalicelib.ingest.useragent import browser_family
 
@@ -316,7 +316,7 @@ def _message(message: Mapping[str, Any], call: Any, index: int | None, namespace
     event = None
     if call == TRACK:
         event = message.get("event")
-        if not (_plain(event) and event.isascii()):
+        if not (_plain(event) and kept_as_sent(event)):
             event = checked("event", _required_name)
     elif call in (PAGE, SCREEN):
         event = checked("name", _optional_name)

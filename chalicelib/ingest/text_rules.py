@@ -62,6 +62,11 @@ def normalized_name(name: str) -> str:
     return name if name.isascii() else unicodedata.normalize("NFC", name)
 
 
+def kept_as_sent(name: str) -> bool:
+    """Whether a name that keeps text_rule_broken's rules is kept as sent: nothing hidden, already NFC (C calls only)."""
+    return name.isascii() or (name.isprintable() and unicodedata.is_normalized("NFC", name))
+
+
 def name_rule_broken(raw: Any, limit: int) -> tuple[str, None] | tuple[None, str]:
     """A name as Dalet keeps it (NFC) and None, or None and the rule it breaks.
 
@@ -70,8 +75,9 @@ def name_rule_broken(raw: Any, limit: int) -> tuple[str, None] | tuple[None, str
     """
     rule = text_rule_broken(raw, limit)
     if rule is None and not raw.isascii():
-        rule = hidden_character_rule_broken(raw)
-        if rule is None:
-            raw = normalized_name(raw)
+        if not raw.isprintable():     # every hidden character is a format character or unassigned: never printable
+            rule = hidden_character_rule_broken(raw)
+        if rule is None and not unicodedata.is_normalized("NFC", raw):
+            raw = unicodedata.normalize("NFC", raw)
             rule = text_rule_broken(raw, limit)     # NFC can lengthen a name (rarely)
     return (None, rule) if rule else (raw, None)

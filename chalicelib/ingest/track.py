@@ -7,7 +7,7 @@ from typing import AbstractSet, Any, Mapping, Sequence
 from chalicelib.ingest.events import (CLIENT_ID_FIELD, DEFAULT_NAMESPACE, MAX_TEXT_LENGTH, TEXT_FIELDS, Event, FieldError,
                                      InvalidEvent, StoredEvent, now, parse_event, parse_events, stamp)
 from chalicelib.ingest.publisher import Publisher
-from chalicelib.ingest.text_rules import name_rule_broken
+from chalicelib.ingest.text_rules import kept_as_sent, name_rule_broken
 from chalicelib.ingest.useragent import browser_family
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -45,7 +45,11 @@ def kept_names(events: Sequence[Event], indexed: bool) -> list[Event]:
     kept: list[Event] = []
     errors: list[FieldError] = []
     for index, event in enumerate(events):
-        if (event.namespace + event.experiment + event.variant + event.event).isascii():   # the common case
+        namespace, experiment, variant, name = event[:4]
+        if namespace.isascii() and experiment.isascii() and variant.isascii() and name.isascii():   # the common case
+            kept.append(event)
+            continue
+        if kept_as_sent(namespace) and kept_as_sent(experiment) and kept_as_sent(variant) and kept_as_sent(name):
             kept.append(event)
             continue
         names = {}
