@@ -195,9 +195,12 @@ def snippet_for_namespace():
     request = app.current_request
     try:
         pasted = snippet.snippet_for_request((request.query_params or {}).get("namespace"), request.headers,
-                                             request.context, runtime.settings().track_url)
+                                             request.context, runtime.settings().track_url, runtime.owned_namespaces())
     except InvalidEvent as invalid:
         return error_response(400, "invalid namespace", errors=[e.to_json() for e in invalid.errors])
+    except track.NamespaceOwned as owned:
+        return error_response(403, str(owned), errors=[{"field": "namespace", "rule": "belongs to a write key"}],
+                              namespace=owned.namespace)
     except snippet.InvalidRequest as bad_header:
         return error_response(400, str(bad_header), header=bad_header.header)
     if snippet.wants_json(request.headers.get("accept")):

@@ -109,3 +109,12 @@ def test_a_record_acknowledged_before_the_rules_still_lands_as_it_was_sent():
     sent = {"namespace": "alephbet", "experiment": "refund\u202etset", "variant": "red", "event": "participate",
             "uuid": "u1", "received_at": datetime(2026, 1, 1, tzinfo=timezone.utc).isoformat()}
     assert decode_record(json.dumps(sent).encode()).experiment == "refund\u202etset"
+
+
+def test_a_snippet_namespace_follows_the_name_rules(client):
+    hidden = client.http.get("/snippet?namespace=" + quote("shop\u202e"), headers={"host": "ab.example.com",
+                                                                                    "accept": "application/json"})
+    assert hidden.status_code == 400 and "bidirectional control" in json.loads(hidden.body)["errors"][0]["rule"]
+    composed = client.http.get("/snippet?namespace=" + quote(DECOMPOSED), headers={"host": "ab.example.com",
+                                                                                   "accept": "application/json"})
+    assert json.loads(composed.body)["namespace"] == COMPOSED

@@ -106,3 +106,10 @@ def test_a_cloud_stage_reads_its_owned_namespaces_from_the_write_keys_secret(aws
     boto3.client("secretsmanager").create_secret(Name=name, SecretString="k1=web,k2=ios")
     owned = write_keys.owned_namespaces(cloud_settings(DALET_WRITE_KEYS_SECRET=name))
     assert owned == frozenset({"web", "ios"})
+
+
+def test_no_snippet_is_made_for_a_write_keys_namespace(keyed_client):
+    # Its every event would be refused: the snippet says so now, not the browser console later.
+    reply = keyed_client.http.get(f"/snippet?namespace={NAMESPACE}", headers={"host": "ab.example.com"})
+    assert reply.status_code == 403, reply.body
+    assert json.loads(reply.body)["namespace"] == NAMESPACE
