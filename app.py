@@ -42,7 +42,8 @@ def _accepted(stored):
 
 def _track(events_from_request, answer=_accepted):
     """Parse, hand to the stream, answer: 200 only once the stream has every event."""
-    stored = track.accept(events_from_request(), runtime.publisher(), _request().headers.get("user-agent"))
+    stored = track.accept(events_from_request(), runtime.publisher(), _request().headers.get("user-agent"),
+                          runtime.owned_namespaces())
     return answer(stored)
 
 
@@ -135,7 +136,7 @@ def experiments_all():
     listing = report_api.listing_source(query)
     if listing == report_api.ALEPHBET:
         return _experiments().all_experiments(runtime.warehouse(), report_api.namespace(query),
-                                              report_api.single(query, "scope"), report_api.window(query))
+                                              report_api.name(query, "scope"), report_api.window(query))
     sources = report_api.SOURCES if listing == report_api.ALL_SOURCES else (listing,)
     return _overview().overview(runtime.warehouse(), report_api.namespace(query), report_api.window(query), sources)
 
@@ -159,7 +160,7 @@ def experiment_goals(experiment):
 def experiment_results(experiment):
     query = _query()
     source = report_api.source(query)
-    common = dict(control=report_api.single(query, "control"), confidence=report_api.confidence(query),
+    common = dict(control=report_api.name(query, "control"), confidence=report_api.confidence(query),
                   weights=report_api.weights(query), window=report_api.window(query),
                   correction=report_api.correction(query), dimension=report_api.dimension(query, source),
                   planned_participants=report_api.planned_participants(query), cap=report_api.cap(query),
@@ -258,7 +259,7 @@ def experiment_delete(experiment):
 def gimel_delete():
     """Gimel's deployed delete: DELETE /delete?namespace=&experiment=."""
     return _deletion().delete_experiment(runtime.warehouse(), report_api.namespace(_query()),
-                                         report_api.required(_query(), "experiment"))
+                                         report_api.required_name(_query(), "experiment"))
 
 
 def _segment_results():
@@ -325,7 +326,7 @@ def snippet_for_namespace():
         pasted = _segment_snippet(query.get("namespace", write_keys.LOCAL_NAMESPACE), request)
     else:
         pasted = snippet.snippet_for_request(query.get("namespace"), request.headers, request.context,
-                                             runtime.settings().track_url)
+                                             runtime.settings().track_url, runtime.owned_namespaces())
     if snippet.wants_json(request.headers.get("accept")):
         return json_response(pasted.to_json())
     return text_response(pasted.text)

@@ -48,6 +48,8 @@ def _segment_unavailable(down: Exception, what: str) -> Response:
 # /track, /track.gif: Dalet's `error` (and `errors` per field of an invalid event).
 TRACK: ErrorTable = {
     InvalidEvent: lambda invalid, _: error_response(400, "invalid event", errors=_field_errors(invalid)),
+    track.NamespaceOwned: lambda owned, _: error_response(
+        403, str(owned), errors=[{"field": "namespace", "rule": "belongs to a write key"}], namespace=owned.namespace),
     track.PayloadTooLarge: lambda too_large, _: error_response(413, str(too_large)),
     track.UnsupportedMediaType: lambda unsupported, _: error_response(415, str(unsupported)),
     **dict.fromkeys(STREAM_DOWN, lambda down, what: unavailable_response(down, what)),
@@ -68,6 +70,8 @@ SEGMENT: ErrorTable = {
 # /snippet (the Segment kind discloses a write key to the report key's holder only)
 SNIPPET: ErrorTable = {
     snippet.UnknownKind: lambda unknown, _: error_response(400, str(unknown), parameter="kind"),
+    track.NamespaceOwned: lambda owned, _: error_response(
+        403, str(owned), errors=[{"field": "namespace", "rule": "belongs to a write key"}], namespace=owned.namespace),
     InvalidEvent: lambda invalid, _: error_response(400, "invalid namespace", errors=_field_errors(invalid)),
     snippet.InvalidRequest: lambda bad_header, _: error_response(400, str(bad_header), header=bad_header.header),
     **dict.fromkeys((auth.MissingApiKey, auth.WrongApiKey),

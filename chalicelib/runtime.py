@@ -60,6 +60,13 @@ def write_key_namespace(key: str | None) -> str | None:
     return write_keys.namespace_for(key, settings())
 
 
+def owned_namespaces() -> frozenset[str]:
+    """The namespaces that belong to a write key: /track may not write them."""
+    from chalicelib.ingest import write_keys
+
+    return write_keys.owned_namespaces(settings())
+
+
 def publisher() -> Publisher:
     built = _state.get("publisher")   # built once; read without the lock on the hot path
     if built is not None:
@@ -196,6 +203,6 @@ def shutdown(drain_seconds: float = 0.0) -> None:
         _state.clear()
 
 
-__all__ = ["BackendUnavailable", "PublishError", "freshness", "local_events_accepted", "publisher",
+__all__ = ["BackendUnavailable", "PublishError", "freshness", "local_events_accepted", "owned_namespaces", "publisher",
            "register_stream_handler", "settings", "shutdown", "start_local_pipeline", "warehouse",
            "write_key_namespace"]

@@ -120,15 +120,19 @@ def write_keys_in(reference: SecretReference, text: str) -> dict[str, str]:
 
 
 def fetch_secret(reference: SecretReference, session: Any = None) -> str:
-    """The secret's text, read now through `session` (a boto3 Session; default: boto3's own)."""
-    import boto3
+    """The secret's text, read now through `session` (a boto3 Session; default: botocore's own).
+
+    botocore rather than boto3 by default: /track reads the write keys on a cold start, and
+    `import boto3` costs it the S3 helpers (see runtime.kinesis_client).
+    """
+    import botocore.session
     from botocore.exceptions import BotoCoreError, ClientError
 
-    aws = session or boto3          # the module-level boto3.client() uses the default session
     try:
+        client = session.client if session is not None else botocore.session.get_session().create_client
         if reference.store == SSM:
-            return aws.client(SSM).get_parameter(Name=reference.name, WithDecryption=True)["Parameter"]["Value"]
-        return _secret_text(aws.client(SECRETS_MANAGER).get_secret_value(SecretId=reference.name))
+            return client(SSM).get_parameter(Name=reference.name, WithDecryption=True)["Parameter"]["Value"]
+        return _secret_text(client(SECRETS_MANAGER).get_secret_value(SecretId=reference.name))
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "")
         raise SecretUnavailable(f"cannot read {reference}: {code}. {_fix_for(code)}") from None

@@ -81,6 +81,7 @@ class Query:
 class QueryAnswer:
     schema: Sequence[tuple[str, str]]             # (name, BigQuery type)
     rows: Sequence[Mapping[str, Any]] = ()
+    dml_affected_rows: int | None = None          # a DML statement's count (numDmlAffectedRows)
 
 
 @dataclass
@@ -553,6 +554,7 @@ def _query_results(project: str, job_id: str, answer: QueryAnswer) -> dict[str, 
         "totalRows": str(len(answer.rows)),
         "jobComplete": True,
         "cacheHit": False,
+        **({} if answer.dml_affected_rows is None else {"numDmlAffectedRows": str(answer.dml_affected_rows)}),
     }
 
 
@@ -565,9 +567,15 @@ def _query_job(project: str, job_id: str, configuration: dict[str, Any], answer:
         "configuration": {**configuration, "jobType": "QUERY"},
         "status": {"state": "DONE"},
         "statistics": {"creationTime": now, "startTime": now, "endTime": now,
-                       "query": {"totalBytesProcessed": "0", "statementType": "SELECT"}},
+                       "query": {"totalBytesProcessed": "0", **_statement(answer)}},
     }
     return {"resource": resource, "answer": answer}
+
+
+def _statement(answer: QueryAnswer) -> dict[str, str]:
+    if answer.dml_affected_rows is None:
+        return {"statementType": "SELECT"}
+    return {"statementType": "DML", "numDmlAffectedRows": str(answer.dml_affected_rows)}
 
 
 # One server per test process: stopping a werkzeug server costs up to half a second.

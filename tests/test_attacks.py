@@ -326,13 +326,40 @@ def test_a_batch_context_merged_into_thousands_of_messages_cannot_multiply_the_r
     assert rows() == []
 
 
-def test_a_batch_context_merged_into_a_hundred_messages_is_stored_with_each(segment_client):
-    body = {"context": {"app": {"name": "shop"}, "blob": "x" * 20_000},
+def test_the_issues_amplification_batch_is_refused_naming_the_stored_size(segment_client):
+    # Issue 17, finding 3: 41.5 KB sent, a 31 KB context and 160 identify messages, stored ~5 MB.
+    body = {"context": {"blob": "x" * 31_000},
+            "batch": [{"type": "identify", "userId": f"u{n}", "messageId": f"m{n:03}",
+                       "traits": {"plan": "pro"}} for n in range(160)]}
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    assert 40_000 < len(raw) < 45_000
+    reply = post(segment_client, "/v1/batch", None, raw=raw)
+    assert reply.status_code == 400, reply.body
+    assert answer(reply)["code"] == "too_large"
+    assert "as stored" in answer(reply)["message"] and "context" in answer(reply)["message"]
+    assert rows() == []
+
+
+def test_a_batch_whose_merged_contexts_fit_the_batch_limit_is_stored_with_each(segment_client):
+    body = {"context": {"app": {"name": "shop"}, "blob": "x" * 2_000},
             "batch": [{"type": "track", "userId": "u", "event": "e", "messageId": f"m{n:03}"} for n in range(100)]}
     assert post(segment_client, "/v1/batch", body).status_code == 200
     wait_until_written()
     stored = rows()
     assert len(stored) == 100 and all(row["context"]["app"] == {"name": "shop"} for row in stored)
+    stored_bytes = sum(len(json.dumps(row["context"], separators=(",", ":"))) for row in stored)
+    assert stored_bytes <= segment.MAX_BATCH_BYTES
+
+
+def test_a_message_overriding_the_batch_context_counts_only_what_the_merge_adds(segment_client):
+    # Each message brings its own 3 KB context (already in the body); the batch's 1 KB one is merged
+    # into each of the 100.
+    body = {"context": {"library": {"name": "x" * 1_000}},
+            "batch": [{"type": "track", "userId": "u", "event": "e", "messageId": f"m{n:03}",
+                       "context": {"page": {"url": "y" * 3_000}}} for n in range(100)]}
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    assert len(raw) + 100 * 1_030 < segment.MAX_BATCH_BYTES
+    assert post(segment_client, "/v1/batch", None, raw=raw).status_code == 200
 
 
 @pytest.mark.parametrize("context", ["a string", [1, 2], 0])

@@ -17,6 +17,9 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from chalicelib.ingest.events import Event, now, stamp
+from chalicelib.runtime import WAREHOUSE_FILE
+from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
 from tests.local_server import LocalServer, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +32,9 @@ BUTTON = "button color"          # balanced split, two goals
 SKEWED = "skewed split"          # 100 vs 30 participants: a sample ratio mismatch
 DOOMED = "to be deleted"
 MANY_GOALS = "many goals"        # one goal at raw p = 0.016, three with no difference: not significant after Holm
-SPOOFED = "refund\u200b-\u202etset"   # zero-width space, then right-to-left override: reads "refund-test"
+# Zero-width space, then right-to-left override: reads "refund-test". /track refuses such a name now;
+# it is stored directly, as an experiment tracked before that rule.
+SPOOFED = "refund\u200b-\u202etset"
 
 
 def participants(experiment: str, variant: str, count: int) -> list[dict]:
@@ -58,8 +63,8 @@ SEEDED_EVENTS = [
     *participants(MANY_GOALS, "variant", 1000), *goal(MANY_GOALS, "variant", "g1", 135),
     *[event for name in ("g2", "g3", "g4") for variant in ("control", "variant")
       for event in goal(MANY_GOALS, variant, name, 50)],
-    *participants(SPOOFED, "a", 2), *goal(SPOOFED, "a", "click", 1),
 ]
+STORED_BEFORE_THE_NAME_RULES = [*participants(SPOOFED, "a", 2), *goal(SPOOFED, "a", "click", 1)]
 EXPERIMENTS = {BUTTON, SKEWED, HOSTILE_NAME, DOOMED, MANY_GOALS, SPOOFED}
 
 
@@ -110,7 +115,12 @@ def p_value(number: float | None) -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[LocalServer]:
-    with LocalServer.start(tmp_path_factory.mktemp("dashboard") / "data", env={"DALET_API_KEY": API_KEY}) as running:
+    data = tmp_path_factory.mktemp("dashboard") / "data"
+    data.mkdir()
+    store = DuckDBWarehouse(data / WAREHOUSE_FILE)
+    store.insert_events([stamp(Event(**fields), now()) for fields in STORED_BEFORE_THE_NAME_RULES])
+    store.close()
+    with LocalServer.start(data, env={"DALET_API_KEY": API_KEY}) as running:
         for start in range(0, len(SEEDED_EVENTS), 500):
             reply = running.request("POST", "/track", json=SEEDED_EVENTS[start:start + 500])
             assert reply.status == 200, reply.text

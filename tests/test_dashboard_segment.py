@@ -23,6 +23,8 @@ NAMESPACE = "alephbet"
 TODAY = datetime.now(timezone.utc).replace(hour=12, minute=0, second=0, microsecond=0)
 DAY_BEFORE = TODAY - timedelta(days=1)
 HOSTILE_PLAN = "<img src=x onerror=alert(1)>"
+# Stored before ingestion refused hidden characters in names: reads "refund-test" unescaped.
+SPOOFED_EVENT = "refund\u200b-\u202etset"
 
 
 def _rows() -> list:
@@ -34,6 +36,7 @@ def _rows() -> list:
                              properties={"plan": plan}))
         if n % 4 == 0:
             rows.append(track("Order Completed", user, TODAY, namespace=NAMESPACE, properties={"plan": plan}))
+    rows.append(track(SPOOFED_EVENT, "s0", TODAY, namespace=NAMESPACE))
     for n in range(12):                                   # AlephBet experiment "button" with browsers
         uuid, variant = f"a{n}", "red" if n % 2 else "blue"
         browser = "Firefox" if n % 3 == 0 else "Chrome"
@@ -161,3 +164,12 @@ def test_the_event_names_list_offers_every_named_event(dashboard, server):
     dashboard.page.wait_for_selector("#events-chart")
     offered = dashboard.page.locator("#events-event option").evaluate_all("options => options.map(o => o.value)")
     assert offered == [""] + [item["name"] for item in api(server, "/events/names")["names"]]
+
+
+def test_the_event_names_list_shows_invisible_and_direction_changing_characters_escaped(dashboard):
+    dashboard.open().enter_key().wait_for_list()
+    dashboard.page.click("#view-events")
+    dashboard.page.wait_for_selector("#events-chart")
+    option = dashboard.page.locator("#events-event option", has_text="refund")
+    assert option.inner_text() == "refund\\u200B-\\u202Etset (1)"
+    assert option.get_attribute("value") == SPOOFED_EVENT

@@ -415,6 +415,29 @@ def test_the_first_track_of_a_cold_function_loads_no_s3_report_bigquery_or_local
     assert cold.loaded(NOT_ON_THE_TRACK_PATH) == []
 
 
+def test_a_cold_track_reading_the_write_keys_secret_still_loads_no_boto3(package, tmp_path):
+    # /track refuses a write key's namespace, so a stage with write keys reads the secret on the first
+    # /track; botocore's own client does it, without boto3's S3 helpers.
+    import boto3
+
+    task = unzip(package.zip_path, tmp_path / "task")
+    mode, first_track = first_track_request(task)
+    event_file = tmp_path / "track.json"
+    event_file.write_text(json.dumps(first_track))
+
+    secret = f"dalet/write-keys-{tmp_path.name}"      # moto's accounts live as long as the process
+    with moto_kinesis() as moto_url:
+        boto3.client("secretsmanager", endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id="testing",
+                     aws_secret_access_key="testing").create_secret(Name=secret, SecretString="k1=web")
+        cold = run_cold(task, mode, event_file, lambda_environment(
+            AWS_ENDPOINT_URL_KINESIS=moto_url, AWS_ENDPOINT_URL_SECRETS_MANAGER=moto_url,
+            DALET_WRITE_KEYS_SECRET=secret))
+
+    assert cold.answer["statusCode"] == 200, cold.answer
+    assert cold.loaded(NOT_ON_THE_TRACK_PATH) == []
+    assert "botocore.client" in cold.modules
+
+
 def test_dalet_package_ships_bytecode_that_lambda_uses_whatever_the_files_dates(package, tmp_path):
     project = package.zip_path.parent.parent
     finished = subprocess.run([sys.executable, "-m", "dalet_ops.cli", "package", "--stage", "prod", "compiled"],

@@ -93,8 +93,7 @@ def test_a_blank_scope_means_every_experiment(warehouse):
     lambda w: experiments.experiment_goals(w, NS, "missing"),
     lambda w: experiments.experiment_results(w, NS, "missing"),
     lambda w: daily.experiment_daily(w, NS, "missing"),
-    lambda w: deletion.delete_experiment(w, NS, "missing"),
-], ids=["goals", "results", "daily", "delete"])
+], ids=["goals", "results", "daily"])
 def test_an_experiment_without_events_is_unknown(warehouse, report):
     warehouse.insert_events(participants("exp", "red", 1) + [stored("missing", "red", "participate", "u1",
                                                                     namespace="elsewhere")])
@@ -375,7 +374,7 @@ def test_a_deleted_experiment_is_unknown_and_gone_from_the_list(warehouse):
     warehouse.insert_events(participants("exp", "red", 2) + participants("kept", "red", 1))
     answer = deletion.delete_experiment(warehouse, NS, "exp", deleted_at=at(2))
     assert answer == {"deleted": True, "namespace": NS, "experiment": "exp",
-                      "deleted_at": "2024-05-02T12:00:00.000000Z", "purged": True}
+                      "deleted_at": "2024-05-02T12:00:00.000000Z", "purged": True, "removed": 2}
     with pytest.raises(UnknownExperiment):
         experiments.experiment_goals(warehouse, NS, "exp")
     assert [entry.get("experiment") for entry in experiments.all_experiments(warehouse, NS)] == [None, "kept"]
@@ -407,6 +406,17 @@ def test_an_older_tombstone_recorded_later_does_not_move_the_deletion_boundary_b
     warehouse.insert_events(participants("exp", "red", 1, when=at(2, 18)))  # received before the newer deletion
     warehouse.insert_events(participants("exp", "red", 1, when=at(4)))      # the same visitor, tracked again after
     assert experiments.experiment_results(warehouse, NS, "exp")["variants"] == [{"label": "red", "participants": 1}]
+
+
+def test_deleting_a_name_with_no_stored_rows_records_a_tombstone_that_hides_what_lands_later(warehouse):
+    # Its events may still be on the stream: received before the delete, written after it.
+    answer = deletion.delete_experiment(warehouse, NS, "in-flight", deleted_at=at(2))
+    assert (answer["deleted"], answer["removed"]) == (True, 0)
+    warehouse.insert_events(participants("in-flight", "red", 200, when=at(1)))
+    with pytest.raises(UnknownExperiment):
+        experiments.experiment_results(warehouse, NS, "in-flight")
+    warehouse.insert_events(participants("in-flight", "blue", 1, when=at(3)))
+    assert experiments.experiment_results(warehouse, NS, "in-flight")["variants"] == [{"label": "blue", "participants": 1}]
 
 
 class RefusingDml:
@@ -492,11 +502,26 @@ def test_bigquery_deletion_streams_a_tombstone_and_tolerates_the_streaming_buffe
 
     bigquery_standin.answer_queries(answer)
     answer_ = deletion.delete_experiment(bigquery, NS, "my a/b test", deleted_at=at(2))
-    assert answer_["purged"] is False
+    assert (answer_["purged"], answer_["removed"]) == (False, 0)
     [tombstone] = bigquery_standin.rows("analytics.deletions")
     assert tombstone == {"deletion_id": deletion.deletion_id(NS, "my a/b test", at(2)), "namespace": NS,
                          "experiment": "my a/b test", "deleted_at": "2024-05-02T12:00:00.000000Z"}
     assert bigquery_standin.queries[-1].parameters["experiment"] == "my a/b test"
+
+
+def test_bigquery_deletion_answers_how_many_rows_its_purge_removed(bigquery, bigquery_standin):
+    bigquery_standin.answer_queries(lambda query: QueryAnswer(schema=[], dml_affected_rows=7)
+                                    if query.sql.startswith("DELETE") else QueryAnswer(schema=[]))
+    assert deletion.delete_experiment(bigquery, NS, "exp", deleted_at=at(2))["removed"] == 7
+
+
+def test_bigquery_deletion_of_a_name_with_no_rows_yet_streams_its_tombstone(bigquery, bigquery_standin):
+    # Nothing has reached BigQuery yet (the writer is behind): the tombstone is recorded all the same.
+    bigquery_standin.answer_queries(lambda query: QueryAnswer(schema=[], dml_affected_rows=0)
+                                    if query.sql.startswith("DELETE") else QueryAnswer(schema=[("found", "INT64")]))
+    answer = deletion.delete_experiment(bigquery, NS, "in-flight", deleted_at=at(2))
+    assert (answer["deleted"], answer["purged"], answer["removed"]) == (True, True, 0)
+    assert [row["experiment"] for row in bigquery_standin.rows("analytics.deletions")] == ["in-flight"]
 
 
 @pytest.mark.parametrize("offset", [1e8, 1e9])

@@ -3,11 +3,13 @@
 The calls (`track`, `page`, `screen`, `identify`, `group`, `alias`, and `batch` holding
 any of them) follow https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/:
 the write key as the Basic-auth user name (empty password) or `writeKey` in the body; JSON,
-optionally gzip-encoded; at most 32 KB per event and 500 KB per batch request (400 beyond);
-`userId` and/or `anonymousId` required; `event` required on track; `messageId` the dedupe key
-(one is made up when absent); `timestamp` corrected for the client's clock by
-`receivedAt - sentAt`. analytics.js posts to the one-letter paths (`/v1/t`, `/v1/p`, ...,
-`/v1/b`), which are the same calls.
+optionally gzip-encoded; at most 32 KB per event and 500 KB per batch request (400 beyond),
+and per batch as stored; `userId` and/or `anonymousId` required; `event` required on track;
+`messageId` the dedupe key (one is made up when absent; the first copy stored wins);
+`timestamp` corrected for the client's clock by `receivedAt - sentAt`, and an absurd result
+(before 2000, or more than a day after its arrival) replaced by `receivedAt`, the client's
+values kept in `context.dalet`. analytics.js posts to the one-letter paths (`/v1/t`,
+`/v1/p`, ..., `/v1/b`), which are the same calls.
 
 A Segment row leaves experiment, variant and uuid null. `event` holds the track event's
 name (page/screen: their `name`); `properties`, `traits` and `context` are kept as JSON text.
@@ -22,12 +24,12 @@ import uuid
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.ingest.events import MAX_TEXT_LENGTH, FieldError, InvalidEvent, StoredEvent, now
 from chalicelib.ingest.segment_rows import ALIAS, GROUP, JSON_COLUMN_ENCODER, PAGE, SCREEN, TRACK, TYPES, segment_row
-from chalicelib.ingest.text_rules import REPLACEMENT_CHARACTER, text_rule_broken
+from chalicelib.ingest.text_rules import REPLACEMENT_CHARACTER, kept_as_sent, name_rule_broken, text_rule_broken
 from chalicelib.ingest.track import UnsupportedMediaType, check_media_type
 from chalicelib.ingest.useragent import browser_family
 
@@ -44,10 +46,6 @@ INT64_MIN, UINT64_MAX = -(2 ** 63), 2 ** 64 - 1
 # A refused batch names at most this many errors: 500 KB of `{}` is 100,000 bad messages, whose
 # every error would make a 10 MB answer (over Lambda's 6 MB response limit, so a 502).
 MAX_REPORTED_ERRORS = 100
-# The batch's `context` is merged into every message, so 500 KB of request could become hundreds
-# of MB of events (a 31 KB context times 9,500 tiny messages: 295 MB). Once merged, a batch's
-# messages may hold at most what one Kinesis PutRecords call takes.
-MAX_MERGED_BATCH_BYTES = 5 * 1024 * 1024
 
 
 class Unauthorized(PermissionError):
@@ -87,13 +85,14 @@ def accept(request: SegmentRequest, namespace_for: Callable[[str | None], str | 
     if header_key is not None and namespace_for(header_key) is None:
         raise Unauthorized("the write key in the Authorization header is not known to this deployment")
     limit = MAX_BATCH_BYTES if call == BATCH else MAX_EVENT_BYTES
-    document = parse_json(read_body(request.body, request.headers.get("content-encoding"), limit))
+    body = read_body(request.body, request.headers.get("content-encoding"), limit)
+    document = parse_json(body)
     if not isinstance(document, dict):
         raise InvalidEvent([FieldError("body", "must be a JSON object")])
     namespace = namespace_for(header_key) if header_key is not None else _body_key_namespace(document, namespace_for)
     received_at = now()
     stored = parse_messages(document, call, namespace,  # type: ignore[arg-type]  # a known key's, checked above
-                            received_at, request.headers.get("user-agent"))
+                            received_at, request.headers.get("user-agent"), body_bytes=len(body))
     publish(stored)
     return stored
 
@@ -220,8 +219,12 @@ def parse_json(body: bytes) -> Any:
 
 
 def parse_messages(document: Mapping[str, Any], call: str, namespace: str, received_at: datetime,
-                   user_agent: str | None) -> list[StoredEvent]:
-    """Every message of the request, validated; InvalidEvent naming each bad field (and index) otherwise."""
+                   user_agent: str | None, body_bytes: int = 0) -> list[StoredEvent]:
+    """Every message of the request, validated; InvalidEvent naming each bad field (and index) otherwise.
+
+    `body_bytes`: the request body's size (gunzipped), which with the copies of the batch's
+    context merged into its messages must stay within MAX_BATCH_BYTES (see StoredBatchSize).
+    """
     if call != BATCH:
         return [_message(document, call, None, namespace, received_at, _sent_at(document, None), user_agent)]
     batch = document.get(BATCH)
@@ -232,20 +235,17 @@ def parse_messages(document: Mapping[str, Any], call: str, namespace: str, recei
         raise InvalidEvent([FieldError("context", "must be a JSON object")])
     stored: list[StoredEvent] = []
     errors: list[FieldError] = []
-    merged_size = 0
+    stored_size = StoredBatchSize(body_bytes, shared_context)
     for index, message in enumerate(batch):
         try:
             if type(message) is not dict:
                 raise InvalidEvent([FieldError("message", "must be a JSON object", index)])
             own_context = message.get("context")
             if isinstance(shared_context, dict) and (own_context is None or isinstance(own_context, dict)):
+                stored_size.add_merge(own_context)
                 message = {**message, "context": {**shared_context, **(own_context or {})}}
             sent_at = _sent_at(message, index) if "sentAt" in message else batch_sent_at
             stored.append(_message(message, message.get("type"), index, namespace, received_at, sent_at, user_agent))
-            merged_size += _stored_size(stored[-1])
-            if merged_size > MAX_MERGED_BATCH_BYTES:
-                raise RequestTooLarge(f"the batch's messages, with its context merged into each, are over "
-                                      f"{MAX_MERGED_BATCH_BYTES} bytes; send a smaller context or fewer messages")
         except InvalidEvent as invalid:
             errors.extend(invalid.errors)
             if len(errors) >= MAX_REPORTED_ERRORS:   # the batch is refused already; name the first ones only
@@ -253,6 +253,43 @@ def parse_messages(document: Mapping[str, Any], call: str, namespace: str, recei
     if errors:
         raise InvalidEvent(errors)
     return stored
+
+
+class StoredBatchSize:
+    """The batch as stored: its body plus every copy of the batch-level `context` merged into a message.
+
+    Segment's 500 KB batch limit is on the request; Dalet copies the batch's `context` into
+    each message it stores, so a 41.5 KB batch with a 31 KB context and 160 messages would
+    store 5 MB, and 11 MB sent could fill a gigabyte of disk. The limit therefore holds for
+    the batch as stored: a batch without a batch-level context is unaffected.
+    """
+
+    def __init__(self, body_bytes: int, shared_context: Mapping[str, Any] | None):
+        self.total = body_bytes
+        self.merges = 0
+        self._shared = shared_context or {}
+        self._shared_bytes = _json_bytes(self._shared) if shared_context else 0
+
+    def add_merge(self, own_context: Mapping[str, Any] | None) -> None:
+        """Count one message's merged context; RequestTooLarge once the stored batch is over the limit."""
+        if own_context:
+            added = _json_bytes({**self._shared, **own_context}) - _json_bytes(own_context)
+        else:
+            added = self._shared_bytes
+        self.total += added
+        self.merges += 1
+        if self.total > MAX_BATCH_BYTES:
+            raise RequestTooLarge(
+                f"the batch as stored is over {MAX_BATCH_BYTES} bytes, the batch limit: its {self._shared_bytes}-byte "
+                f"`context` is copied into each message (over the limit at message {self.merges}); send the "
+                f"context with fewer messages per batch, or a smaller context")
+
+
+def _json_bytes(value: Mapping[str, Any]) -> int:
+    try:
+        return len(JSON_COLUMN_ENCODER.encode(value).encode("utf-8", "surrogatepass"))
+    except (ValueError, RecursionError):   # refused with its reason when the message itself is checked
+        return 0
 
 
 def _sent_at(holder: Mapping[str, Any], index: int | None) -> datetime | None:
@@ -291,7 +328,7 @@ def _message(message: Mapping[str, Any], call: Any, index: int | None, namespace
     event = None
     if call == TRACK:
         event = message.get("event")
-        if not _plain(event):
+        if not (isinstance(event, str) and _plain(event) and kept_as_sent(event)):
             event = checked("event", _required_name)
     elif call in (PAGE, SCREEN):
         event = checked("name", _optional_name)
@@ -306,21 +343,14 @@ def _message(message: Mapping[str, Any], call: Any, index: int | None, namespace
     if size > MAX_EVENT_BYTES:
         raise InvalidEvent([FieldError("message", f"must be at most {MAX_EVENT_BYTES} bytes of JSON (got {size})",
                                        index)])
-    try:
-        corrected = corrected_timestamp(timestamp, sent_at, received_at)
-    except OverflowError:
-        raise InvalidEvent([FieldError("timestamp", "is out of range once corrected for the clock skew",
-                                       index)]) from None
+    corrected = plausible_timestamp(timestamp, sent_at, received_at)
+    if corrected is None:     # absurd: stored at its arrival, the client's values kept beside it
+        corrected, context = received_at, with_original_timestamp(context, message.get("timestamp"), sent_at)
     return segment_row(namespace=namespace, type=call, message_id=message_id,  # type: ignore[arg-type]  # a str now
                        received_at=received_at, event=event,
                        user_id=user_id, anonymous_id=anonymous_id, timestamp=corrected, properties=properties,
                        traits=traits, context=context,
                        browser=browser_family(_context_user_agent(message.get("context")) or user_agent))
-
-
-def _stored_size(stored: StoredEvent) -> int:
-    return _size_in_bytes([stored.properties, stored.traits, stored.context, stored.event, stored.message_id,
-                           stored.user_id, stored.anonymous_id])
 
 
 def _size_in_bytes(texts: list[str | None]) -> int:
@@ -341,6 +371,35 @@ def corrected_timestamp(timestamp: datetime | None, sent_at: datetime | None, re
     if sent_at is None:
         return timestamp
     return timestamp + (received_at - sent_at)
+
+
+# A corrected timestamp outside these bounds is a broken client clock, not an event's time
+# (`timestamp` 2024 with `sentAt` 0001 corrects to about year 4049).
+EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_AHEAD = timedelta(days=1)
+ORIGINAL_TIMESTAMP_KEY = "dalet"     # context.dalet.original_timestamp (and .original_sent_at)
+
+
+def plausible_timestamp(timestamp: datetime | None, sent_at: datetime | None, received_at: datetime) -> datetime | None:
+    """The corrected timestamp, or None when it is absurd: before 2000 or more than a day after its arrival."""
+    try:
+        corrected = corrected_timestamp(timestamp, sent_at, received_at)
+    except OverflowError:
+        return None
+    if EARLIEST_TIMESTAMP <= corrected <= received_at + LATEST_AHEAD:
+        return corrected
+    return None
+
+
+def with_original_timestamp(context: str | None, timestamp: Any, sent_at: datetime | None) -> str:
+    """The context's JSON text with what the client sent kept in `context.dalet`: its timestamp as sent, and the
+    sentAt that corrected it (ISO-8601, UTC)."""
+    document = json.loads(context) if context else {}
+    kept = document.get(ORIGINAL_TIMESTAMP_KEY)
+    original: dict[str, Any] = {**(kept if isinstance(kept, dict) else {}), "original_timestamp": timestamp}
+    if sent_at is not None:
+        original["original_sent_at"] = sent_at.isoformat()
+    return JSON_COLUMN_ENCODER.encode({**document, ORIGINAL_TIMESTAMP_KEY: original})
 
 
 def _with_call_ids(message: Mapping[str, Any], call: str, properties: str | None, user_id: str | None,
@@ -373,12 +432,13 @@ def _optional_id(raw: Any) -> str | None:
 
 
 def _required_name(raw: Any) -> str:
+    """An event (or page/screen) name, in NFC; the text rules of names otherwise (see text_rules.name_rule_broken)."""
     if raw is None:
         raise ValueError("is required on track")
-    rule = text_rule_broken(raw, MAX_TEXT_LENGTH)
-    if rule:
+    name, rule = name_rule_broken(raw, MAX_TEXT_LENGTH)
+    if name is None:
         raise ValueError(rule)
-    return raw
+    return name
 
 
 def _optional_name(raw: Any) -> str | None:

@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from string import Template
 from typing import Any
 from urllib.parse import urlsplit
 
-from chalicelib.ingest.events import DEFAULT_NAMESPACE, validate_name
+from chalicelib.ingest.events import DEFAULT_NAMESPACE, MAX_TEXT_LENGTH, FieldError, InvalidEvent, validate_name
+from chalicelib.ingest.text_rules import name_rule_broken
+from chalicelib.ingest.track import NamespaceOwned
 
 TRACK_PATH = "/track"
 SEGMENT_PATH = "/v1"
@@ -123,13 +126,19 @@ def track_url(headers: Mapping[str, str], context: Mapping[str, Any]) -> str:
 
 
 def snippet_for_request(namespace: str | None, headers: Mapping[str, str], context: Mapping[str, Any],
-                        configured_track_url: str | None = None) -> Snippet:
-    """Raises InvalidEvent for a bad namespace, InvalidRequest for unusable headers.
+                        configured_track_url: str | None = None,
+                        owned_namespaces: AbstractSet[str] = frozenset()) -> Snippet:
+    """Raises InvalidEvent for a bad namespace, NamespaceOwned for a write key's (/track would refuse
+    every event), InvalidRequest for unusable headers.
 
     `configured_track_url` (DALET_TRACK_URL: the front door, a Lambda function URL) wins
     over the URL rebuilt from the request: events then skip API Gateway's per-request price.
     """
-    chosen = validate_name("namespace", DEFAULT_NAMESPACE if namespace is None else namespace)
+    chosen, rule = name_rule_broken(DEFAULT_NAMESPACE if namespace is None else namespace, MAX_TEXT_LENGTH)
+    if chosen is None:
+        raise InvalidEvent([FieldError("namespace", str(rule))])
+    if chosen in owned_namespaces:
+        raise NamespaceOwned(chosen)
     url = configured_track_url or track_url(headers, context)
     return Snippet(namespace=chosen, track_url=url, text=render_snippet(url, chosen))
 

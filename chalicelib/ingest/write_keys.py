@@ -17,6 +17,7 @@ from chalicelib.config import Settings
 LOCAL_KEY_FILE = "write_key"
 LOCAL_NAMESPACE = "default"
 _cache: dict[tuple, dict[str, str]] = {}
+_owned_cache: dict[tuple, frozenset[str]] = {}
 _lock = threading.Lock()
 
 
@@ -24,9 +25,13 @@ def local_write_key(data_dir: Path) -> str:
     return local_key(data_dir / LOCAL_KEY_FILE, 24)
 
 
+def _cache_key(settings: Settings) -> tuple:
+    return (settings.backend, settings.data_dir, settings.write_keys_secret, settings.write_keys)
+
+
 def write_keys(settings: Settings) -> dict[str, str]:
     """Each write key and its namespace, read once per settings and then served from memory."""
-    cache_key = (settings.backend, settings.data_dir, settings.write_keys_secret, settings.write_keys)
+    cache_key = _cache_key(settings)
     known = _cache.get(cache_key)   # read without the lock on the hot path
     if known is not None:
         return known
@@ -75,3 +80,18 @@ def disclosed_write_key(namespace: str, headers: Mapping[str, str], settings: Se
         return None
     check_api_key(headers, settings)
     return key_for_namespace(namespace, settings)
+
+
+def owned_namespaces(settings: Settings) -> frozenset[str]:
+    """The namespaces write keys send to: each is written only by /v1/ calls carrying its key.
+
+    A cloud stage with no write keys configured owns none (and its /v1/ answers 503); an
+    unreadable secret raises ConfigError, so /track refuses rather than guess.
+    """
+    if not (settings.write_keys or settings.write_keys_secret or settings.is_local):
+        return frozenset()
+    cache_key = _cache_key(settings)
+    owned = _owned_cache.get(cache_key)   # the hot path of every /track: a dict lookup
+    if owned is None:
+        owned = _owned_cache.setdefault(cache_key, frozenset(write_keys(settings).values()))
+    return owned

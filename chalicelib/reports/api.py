@@ -19,6 +19,7 @@ from chalice import Chalice, Response
 
 from chalicelib import auth, error_answers, runtime
 from chalicelib.ingest.events import DEFAULT_NAMESPACE, PARTICIPATE, InvalidEvent, now, validate_name
+from chalicelib.ingest.text_rules import normalized_name
 from chalicelib.reports.analytics_queries import INTERVAL_PARTS, MAX_INTERVALS, SeriesWindow
 from chalicelib.reports.analytics_queries import series_window as span_of
 from chalicelib.reports.defaults import DEFAULT_CONFIDENCE, DEFAULT_CORRECTION
@@ -88,24 +89,30 @@ def single(params: Mapping[str, str] | None, name: str) -> str | None:
     return values[0] if values[0].strip() else None
 
 
+def name(params: Mapping[str, str] | None, parameter: str) -> str | None:
+    """A parameter that names an experiment, variant, event or namespace: in NFC, as ingestion keeps names."""
+    text = single(params, parameter)
+    return None if text is None else normalized_name(text)
+
+
 def namespace(params: Mapping[str, str] | None) -> str:
     """`namespace`, by the rules /track names follow (a name /track would refuse is a 400, not a 404)."""
-    name = single(params, "namespace") or DEFAULT_NAMESPACE
+    chosen = name(params, "namespace") or DEFAULT_NAMESPACE
     try:
-        return validate_name("namespace", name)
+        return validate_name("namespace", chosen)
     except InvalidEvent as invalid:
         raise bad_parameter("namespace", invalid.errors[0].rule) from None
 
 
 def experiment_from_path(raw: str) -> str:
-    """Path parameters arrive percent-encoded (API Gateway REST, chalice local, the test client)."""
-    return unquote(raw)
+    """Path parameters arrive percent-encoded (API Gateway REST, chalice local, the test client); names are NFC."""
+    return normalized_name(unquote(raw))
 
 
-def required(params: Mapping[str, str] | None, name: str) -> str:
-    value = single(params, name)
+def required_name(params: Mapping[str, str] | None, parameter: str) -> str:
+    value = name(params, parameter)
     if value is None:
-        raise bad_parameter(name, "is required")
+        raise bad_parameter(parameter, "is required")
     return value
 
 
@@ -201,7 +208,7 @@ def correction(params: Mapping[str, str] | None) -> Correction:
 
 def weights(params: Mapping[str, str] | None) -> dict[str, float] | None:
     """`weights=red:50,blue:50`: the planned split for the sample-ratio check."""
-    text = single(params, "weights")
+    text = name(params, "weights")     # its labels are variant names
     if text is None:
         return None
     parsed: dict[str, float] = {}
@@ -287,20 +294,20 @@ def listing_source(params: Mapping[str, str] | None) -> str:
 
 def goals(params: Mapping[str, str] | None) -> list[str] | None:
     """`goals=Signed Up,Order Completed`: track event names, at most MAX_GOALS, each named once."""
-    text = single(params, "goals")
+    text = name(params, "goals")
     if text is None:
         return None
-    names = [name.strip() for name in text.split(",")]
+    names = [goal.strip() for goal in text.split(",")]
     if len(names) > MAX_GOALS:
         raise bad_parameter("goals", f"must name at most {MAX_GOALS} events (got {len(names)})")
-    for name in names:
+    for goal in names:
         try:
-            validate_name("goals", name)
+            validate_name("goals", goal)
         except InvalidEvent as invalid:
-            raise bad_parameter("goals", f"{invalid.errors[0].rule} (got {name!r})") from None
-        if name in (EXPOSURE_EVENT, PARTICIPATE):
-            raise bad_parameter("goals", f"{name!r} marks exposure, it cannot be a goal")
-    duplicates = sorted({name for name in names if names.count(name) > 1})
+            raise bad_parameter("goals", f"{invalid.errors[0].rule} (got {goal!r})") from None
+        if goal in (EXPOSURE_EVENT, PARTICIPATE):
+            raise bad_parameter("goals", f"{goal!r} marks exposure, it cannot be a goal")
+    duplicates = sorted({goal for goal in names if names.count(goal) > 1})
     if duplicates:
         raise bad_parameter("goals", f"names {', '.join(map(repr, duplicates))} more than once")
     return names
@@ -340,7 +347,7 @@ def interval(params: Mapping[str, str] | None) -> str:
 
 def event_name(params: Mapping[str, str] | None) -> str | None:
     """`event=Signed Up` (optional: every named event when absent)."""
-    text = single(params, "event")
+    text = name(params, "event")
     if text is None:
         return None
     try:

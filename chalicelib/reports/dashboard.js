@@ -58,7 +58,8 @@
   // ---------- names that could pass for others ----------
   // Invisible and direction-changing characters (format characters such as U+202E RIGHT-TO-LEFT
   // OVERRIDE or U+200B ZERO WIDTH SPACE, and spaces other than the plain one) are shown as \uXXXX
-  // where a name must be read exactly: the delete confirmation.
+  // where a name must be read exactly: the delete confirmation and the Events list (names tracked
+  // before ingestion refused these characters).
   const DISGUISING = /[\p{Cf}\p{Zs}\p{Zl}\p{Zp}\p{Co}]/gu;
   function visibleName(name) {
     return name.replace(DISGUISING, (character) => character === " " ? character
@@ -626,7 +627,7 @@
       ...listed.map((name) => {
         const counted = names.find((item) => item.name === name);
         return el("option", { value: name, selected: name === chosen ? "selected" : null,
-          text: counted ? `${name} (${counted.events})` : name });
+          text: counted ? `${visibleName(name)} (${counted.events})` : visibleName(name) });
       }));
   }
 

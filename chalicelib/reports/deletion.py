@@ -9,8 +9,7 @@ from typing import Any
 
 from chalicelib.ingest.events import format_timestamp, now
 from chalicelib.reports import queries
-from chalicelib.reports.errors import UnknownExperiment
-from chalicelib.reports.fetch import ReportWarehouse, fetch, target_of
+from chalicelib.reports.fetch import ReportWarehouse, target_of
 
 log = logging.getLogger("dalet.reports")
 
@@ -19,24 +18,24 @@ def delete_experiment(warehouse: ReportWarehouse, namespace: str, experiment: st
                       deleted_at: datetime | None = None) -> dict[str, Any]:
     """Record a tombstone every report honours, then purge the rows it hides if the warehouse lets us.
 
+    The tombstone is recorded even when no row of the experiment is stored yet: its events
+    may still be on the stream (a writer backlog), and every event received before the
+    deletion stays hidden when it lands. `removed` counts the stored rows the purge removed.
     BigQuery refuses DML on rows still in its streaming buffer; the deletion holds anyway
     (the tombstone) and `python -m dalet_ops.cli purge` can remove the rows later.
     """
     target = target_of(warehouse)
-    if not fetch(warehouse, queries.experiment_exists(target, namespace, experiment)):
-        raise UnknownExperiment(namespace, experiment)
     moment = deleted_at or now()
     _record_tombstone(warehouse, namespace, experiment, moment)
     purge = queries.purge_deleted(target, namespace, experiment, moment)
     try:
-        warehouse.execute(purge.sql, purge.params)
-        purged = True
+        removed, purged = warehouse.execute(purge.sql, purge.params) or 0, True
     except Exception as error:  # noqa: BLE001 - the tombstone already holds; the purge can wait
         log.warning("deleted %r/%r but could not purge its rows yet (run `purge` later): %s",
                     namespace, experiment, error)
-        purged = False
+        removed, purged = 0, False
     return {"deleted": True, "namespace": namespace, "experiment": experiment,
-            "deleted_at": format_timestamp(moment), "purged": purged}
+            "deleted_at": format_timestamp(moment), "purged": purged, "removed": removed}
 
 
 def deletion_id(namespace: str, experiment: str, deleted_at: datetime) -> str:

@@ -177,10 +177,13 @@ class BigQueryWarehouse:
         with _transient_as_warehouse_error(rows_written=0):
             return [dict(row.items()) for row in self._query(sql, params).result(timeout=QUERY_TIMEOUT)]
 
-    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
-        """Run DML; BigQuery refuses it on rows still in the streaming buffer (a BadRequest)."""
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> int:
+        """Run DML; how many rows it changed. BigQuery refuses DML on rows still in the streaming buffer
+        (a BadRequest)."""
         with _transient_as_warehouse_error(rows_written=0):
-            self._query(sql, params).result(timeout=QUERY_TIMEOUT)
+            job = self._query(sql, params)
+            job.result(timeout=QUERY_TIMEOUT)
+            return job.num_dml_affected_rows or 0
 
     def insert_deletion(self, row: Mapping[str, Any]) -> None:
         """Stream a tombstone: queries see it at once, unlike DML."""

@@ -272,15 +272,17 @@ class DuckDBWarehouse:
                 cursor.close()
             self._failures = 0
 
-    def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> None:
-        """Run a statement that changes data (serialised with the writer)."""
+    def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> int:
+        """Run a statement that changes data (serialised with the writer); how many rows it changed."""
         with self._write_lock, self._guarded() as db:
             cursor = db.cursor()
             try:
                 cursor.execute(sql, params)
+                changed = cursor.fetchone() if cursor.description else None   # DML answers one row: (count,)
             finally:
                 cursor.close()
             self._failures = 0
+            return int(changed[0]) if changed and isinstance(changed[0], int) else 0
 
     def check_reachable(self, timeout: float) -> None:
         """Raise if the file cannot be queried (GET /health). `timeout`: the caller bounds the wait."""
