@@ -321,6 +321,8 @@
     markSelected();
     writeLocation();
     loadExperiment(name);
+    // One column on small screens: the results are below the list, out of sight.
+    if (window.matchMedia("(max-width: 800px)").matches) $("detail").scrollIntoView({ block: "start" });
   }
 
   // ---------- one experiment ----------
@@ -594,9 +596,10 @@
     return el("div", { class: "panel" }, el("p", { id: "mode-note", "data-mode": state.mode, text }));
   }
 
-  const variantCell = (label, control, color, attributes = {}) => el("td", { "data-label": "Variant", ...attributes },
+  // One child, so a card's grid (small screens) keeps swatch, name and tag together.
+  const variantCell = (label, control, color) => el("td", { "data-label": "Variant" }, el("span", { class: "variant-name" },
     el("span", { class: "swatch", style: `background:${color(label)}` }), label,
-    label === control ? el("span", { class: "control-tag", text: "control" }) : null);
+    label === control ? el("span", { class: "control-tag", text: "control" }) : null));
 
   function renderParticipants(results, variants, color) {
     const total = variants.reduce((sum, v) => sum + (v.participants || 0), 0);
@@ -808,7 +811,7 @@
     const value = (point) => state.dailyMetric === "participants" ? point.participants
       : point.participants ? (point.goals[state.dailyMetric] || 0) / point.participants : null;
     return el("div", { class: "panel", id: "daily" },
-      el("div", { class: "title-row" }, el("h2", { text: "Cumulative, day by day" }), metric),
+      el("div", { class: "chart-head" }, el("h2", { text: "Cumulative, day by day" }), metric),
       series.size ? dailyChart(series, value, color, state.dailyMetric !== "participants")
         : el("p", { class: "empty", text: "No daily data yet." }),
       legend([...series.keys()], color));
@@ -851,8 +854,8 @@
       }
     });
     const values = [0, ...[...byVariant.values()].flat().flatMap((p) => [p.value, ...(p.ci || [])])];
-    const reach = niceMax(Math.max(...values.map(Math.abs)));
-    const minimum = Math.min(...values) < 0 ? -reach : 0, maximum = Math.max(...values) > 0 ? reach : 0;
+    const lowest = Math.min(...values), highest = Math.max(...values);
+    const minimum = lowest < 0 ? -niceMax(-lowest) : 0, maximum = highest > 0 ? niceMax(highest) : 0;
     const modeName = state.mode === "fixed" ? "fixed-horizon" : "sequential";
     const chart = !days.length || ![...byVariant.values()].some((points) => points.length)
       ? el("p", { class: "empty", text: "No uplift to chart yet." })
