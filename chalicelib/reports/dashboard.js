@@ -272,28 +272,46 @@
       el("span", { class: "verdict-icon", "aria-hidden": "true", text: shown.icon }), " ", shown.word);
   }
 
-  // Verdicts come from each experiment's results, fetched a few at a time after the list is shown.
-  async function loadListVerdicts(experiments, sequence) {
-    const queue = experiments.filter((e) => e.name !== "." && e.name !== "..");
-    const worker = async () => {
-      while (queue.length && sequence === listSequence) {
+  // Verdicts come from each experiment's results, fetched a few at a time once its entry is on screen
+  // (each is a warehouse query: a long list scrolled past costs nothing).
+  let listObserver = null;
+  function loadListVerdicts(experiments, sequence) {
+    if (listObserver) listObserver.disconnect();
+    const queue = [];
+    let running = 0;
+    const pump = () => {
+      while (running < LIST_VERDICT_CONCURRENCY && queue.length && sequence === listSequence) {
         const experiment = queue.shift();
-        let results;
-        try {
-          results = await api("GET", experimentPath(experiment.name, "/results"), { namespace: state.namespace,
-            source: experiment.source, mode: state.mode, confidence: state.confidence, correction: state.correction });
-        } catch (_) {
-          continue;   // the list stays usable: this experiment just shows no verdict
-        }
-        if (sequence === listSequence) showListVerdict(experiment, results);
+        running += 1;
+        api("GET", experimentPath(experiment.name, "/results"), { namespace: state.namespace, source: experiment.source,
+          mode: state.mode, confidence: state.confidence, correction: state.correction })
+          .then((results) => { if (sequence === listSequence) showListVerdict(experiment, results); })
+          .catch(() => { /* the list stays usable: this experiment just shows no verdict */ })
+          .finally(() => { running -= 1; pump(); });
       }
     };
-    await Promise.all(Array.from({ length: LIST_VERDICT_CONCURRENCY }, worker));
+    const byButton = new Map();
+    for (const experiment of experiments) {
+      if (experiment.name === "." || experiment.name === "..") continue;
+      const button = listButton(experiment);
+      if (button) byButton.set(button, experiment);
+    }
+    listObserver = new IntersectionObserver((entries, observer) => {
+      for (const entry of entries) {
+        if (!entry.isIntersecting) continue;
+        observer.unobserve(entry.target);
+        queue.push(byButton.get(entry.target));
+      }
+      pump();
+    });
+    for (const button of byButton.keys()) listObserver.observe(button);
   }
 
+  const listButton = (experiment) => [...document.querySelectorAll("#experiments button.experiment-link")].find((b) =>
+    b.getAttribute("data-experiment") === experiment.name && b.getAttribute("data-source") === experiment.source);
+
   function showListVerdict(experiment, results) {
-    const button = [...document.querySelectorAll("#experiments button.experiment-link")].find((b) =>
-      b.getAttribute("data-experiment") === experiment.name && b.getAttribute("data-source") === experiment.source);
+    const button = listButton(experiment);
     if (!button) return;
     const flags = button.querySelector(".list-flags");
     if (!experiment.srm && results.srm && results.srm.mismatch && !flags.querySelector(".srm-flag")) flags.prepend(srmFlag());
@@ -336,22 +354,32 @@
 
   const orNull = (promise) => promise.catch(() => null);
 
+  function fetchExperiment(name) {
+    const dailyParams = { namespace: state.namespace, source: state.source, control: state.control, confidence: state.confidence,
+      mode: state.mode, primary: state.primary };
+    // A server without /daily for this source (or at all) still shows the results.
+    return Promise.all([api("GET", experimentPath(name, "/results"), resultParams()),
+      orNull(api("GET", experimentPath(name, "/daily"), dailyParams))]);
+  }
+
   async function loadExperiment(name) {
     const sequence = ++loadSequence;
     if (name === "." || name === "..") { renderUnreachable(name); return; }
-    const params = resultParams();
-    const dailyParams = { namespace: state.namespace, source: state.source, control: state.control, confidence: state.confidence,
-      mode: state.mode, primary: state.primary };
     let results, daily;
     try {
-      // A server without /daily for this source (or at all) still shows the results.
-      [results, daily] = await Promise.all([
-        api("GET", experimentPath(name, "/results"), params),
-        orNull(api("GET", experimentPath(name, "/daily"), dailyParams)),
-      ]);
+      [results, daily] = await fetchExperiment(name);
     } catch (error) {
-      if (sequence === loadSequence) fail(error);
-      return;
+      // A link without a source, to a server that does not detect it: perhaps a Segment experiment.
+      if (error.status !== 404 || state.source) { if (sequence === loadSequence) fail(error); return; }
+      try {
+        state.source = "segment";
+        [results, daily] = await fetchExperiment(name);
+      } catch (_) {
+        state.source = "";
+        if (sequence === loadSequence) fail(error);
+        return;
+      }
+      if (sequence === loadSequence) { markSelected(); writeLocation(); }
     }
     if (sequence !== loadSequence) return;
     if (!state.source && (results.source === "segment" || results.source === "alephbet")) {
@@ -725,7 +753,7 @@
             return el("td", { "data-goal": goal.goal, "data-label": goal.goal, class: mark },
               el("span", { "data-field": "rate", text: percent(arm.rate) }),
               el("small", { "data-field": "successes", text: `${integer(arm.successes)} / ${integer(arm.trials)}` }),
-              isControl ? null : el("small", { "data-field": "segment-uplift", text: arm.uplift
+              isControl ? null : el("small", { "data-field": "segment-uplift", text: arm.uplift && isNumber(arm.uplift.relative)
                 ? `${signedPercent(arm.uplift.relative)} (${interval(decision.relative_ci, (x) => signedPercent(x)) || "no interval"})` : "uplift —" }),
               isControl ? null : el("small", { "data-field": "segment-p", text: `${pIs(decision.p_value_adjusted)} · ${significanceText(mark)}` }));
           })));
