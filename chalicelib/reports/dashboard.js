@@ -275,6 +275,7 @@
   // Verdicts come from each experiment's results, fetched a few at a time once its entry is on screen
   // (each is a warehouse query: a long list scrolled past costs nothing).
   let listObserver = null;
+  const listVerdicts = new Map();   // the answers already fetched, by request: the list redraws on every link change
   function loadListVerdicts(experiments, sequence) {
     if (listObserver) listObserver.disconnect();
     const queue = [];
@@ -282,10 +283,16 @@
     const pump = () => {
       while (running < LIST_VERDICT_CONCURRENCY && queue.length && sequence === listSequence) {
         const experiment = queue.shift();
+        const params = { namespace: state.namespace, source: experiment.source, mode: state.mode, confidence: state.confidence,
+          correction: state.correction };
+        const key = JSON.stringify([experiment.name, params]);
+        if (listVerdicts.has(key)) { showListVerdict(experiment, listVerdicts.get(key)); continue; }
         running += 1;
-        api("GET", experimentPath(experiment.name, "/results"), { namespace: state.namespace, source: experiment.source,
-          mode: state.mode, confidence: state.confidence, correction: state.correction })
-          .then((results) => { if (sequence === listSequence) showListVerdict(experiment, results); })
+        api("GET", experimentPath(experiment.name, "/results"), params)
+          .then((results) => {
+            listVerdicts.set(key, { srm: results.srm, decision: results.decision, variants: results.variants });
+            if (sequence === listSequence) showListVerdict(experiment, results);
+          })
           .catch(() => { /* the list stays usable: this experiment just shows no verdict */ })
           .finally(() => { running -= 1; pump(); });
       }
@@ -765,8 +772,8 @@
         el("thead", {}, el("tr", {}, el("th", { text: "Segment" }), el("th", { text: "Variant" }), el("th", { text: "Participants" }),
           ...goals.map((goal) => el("th", { text: `${goal.goal}: rate, uplift (interval), adjusted p` })))),
         el("tbody", {}, ...rows)),
-      el("p", { class: "note", text: "Per segment: uplift vs control with its interval and p-value, adjusted across segments. " +
-        "The 20 values with the most participants; the rest are summed as (other)." }));
+      el("p", { class: "note", text: `Per segment: uplift vs control with its ${state.mode === "fixed" ? "fixed-horizon" : "sequential"} ` +
+        "interval and the API's adjusted p-value. The 20 values with the most participants; the rest are summed as (other)." }));
   }
 
   // ---------- charts (inline SVG) ----------
@@ -882,15 +889,18 @@
       }
     });
     const values = [0, ...[...byVariant.values()].flat().flatMap((p) => [p.value, ...(p.ci || [])])];
+    // Gridlines at a round step that includes 0.
     const lowest = Math.min(...values), highest = Math.max(...values);
-    const minimum = lowest < 0 ? -niceMax(-lowest) : 0, maximum = highest > 0 ? niceMax(highest) : 0;
+    const step = niceMax((highest - lowest) / 4 || 0.01);
+    const minimum = Math.floor(lowest / step) * step, maximum = Math.max(minimum + step, Math.ceil(highest / step) * step);
+    const steps = Math.round((maximum - minimum) / step);
     const modeName = state.mode === "fixed" ? "fixed-horizon" : "sequential";
     const chart = !days.length || ![...byVariant.values()].some((points) => points.length)
       ? el("p", { class: "empty", text: "No uplift to chart yet." })
       : lineChart({
         id: "uplift-chart", description: `Cumulative uplift of ${uplift.goal} vs control with ${modeName} intervals`,
-        count: days.length, minimum, maximum: maximum === minimum ? 1 : maximum, gridlines: [0, 0.25, 0.5, 0.75, 1],
-        format: (v) => signedPercent(v, Math.abs(maximum - minimum) < 0.1 ? 1 : 0), labelLast: true, tick: dayTick(days), zero: true,
+        count: days.length, minimum, maximum, gridlines: Array.from({ length: steps + 1 }, (_, index) => index / steps),
+        format: (v) => signedPercent(Math.round(v / step) * step, step < 0.01 ? 1 : 0), labelLast: true, tick: dayTick(days), zero: true,
         bands: [...byVariant].map(([label, points]) => ({
           attributes: { class: "uplift-band", "data-variant": label, fill: color(label), "fill-opacity": 0.15, stroke: "none" },
           points: points.filter((p) => p.ci).map((p) => ({ index: p.index, low: p.ci[0], high: p.ci[1] })),
@@ -910,19 +920,19 @@
         `${percent(Number(results.confidence), 0)} ${modeName} interval (the band). A band clear of 0 % is a difference.` }));
   }
 
-  // The chart's width in its own units: about the width it is drawn at, so 12 of its units are about 12 CSS px.
-  function chartWidth() {
-    const available = Math.round(Math.max(document.documentElement.clientWidth, 320) - (window.innerWidth > 800 ? 360 : 72));
-    return Math.max(280, Math.min(760, available));
+  // A chart's width in its own units: about the width its panel draws it at (so labels are spaced for it).
+  function chartWidth(container) {
+    const panel = container ? container.getBoundingClientRect().width - 34 : 0;
+    return Math.round(Math.max(280, Math.min(1200, panel > 0 ? panel : 760)));
   }
 
-  // Chart text scaled so it is drawn at least CHART_TEXT_PX CSS pixels high however wide the chart is shown.
-  const CHART_TEXT_PX = 11;
+  // Chart text scaled to be drawn CHART_TEXT_PX CSS pixels high however wide the chart is shown.
+  const CHART_TEXT_PX = 12;
   function fitChartText(root) {
     for (const chart of (root || document).querySelectorAll("svg[viewBox]")) {
       const units = chart.viewBox.baseVal.width, shown = chart.getBoundingClientRect().width;
       if (!units || !shown) continue;
-      chart.style.setProperty("--chart-font", `${Math.max(CHART_TEXT_PX, (CHART_TEXT_PX * units) / shown).toFixed(1)}px`);
+      chart.style.setProperty("--chart-font", `${((CHART_TEXT_PX * units) / shown).toFixed(2)}px`);
     }
   }
 
@@ -930,8 +940,9 @@
   // `gridlines` (fractions from `minimum` to `maximum`), a few x labels (`tick`), per band a filled area
   // between its points' low and high, and per line a polyline of its points ({index, value}) with an
   // optional marker drawn at each point.
-  function lineChart({ id, description, count, minimum = 0, maximum, gridlines, format, tick, labelLast, lines, bands = [], zero = false }) {
-    const width = chartWidth(), height = 240, left = 56, right = 14, top = 10, bottom = 28;
+  function lineChart({ id, description, count, minimum = 0, maximum, gridlines, format, tick, labelLast, lines, bands = [],
+                      zero = false, container = $("detail") }) {
+    const width = chartWidth(container), height = 240, left = 56, right = 14, top = 10, bottom = 28;
     const plotWidth = width - left - right, plotHeight = height - top - bottom;
     const x = (index) => left + (count === 1 ? plotWidth / 2 : (index / (count - 1)) * plotWidth);
     const y = (v) => top + plotHeight - ((v - minimum) / (maximum - minimum)) * plotHeight;
@@ -1056,7 +1067,7 @@
   function eventsChart(series, metric, groupName, color) {
     const intervals = series.intervals || [], lines = series.series || [];
     return lineChart({
-      id: "events-chart", description: `${metric} per interval`, count: intervals.length,
+      id: "events-chart", description: `${metric} per interval`, count: intervals.length, container: $("events-view"),
       maximum: niceMax(Math.max(0, ...lines.flatMap((line) => line[metric] || []))),
       gridlines: [0, 0.5, 1], format: integer, labelLast: false,
       // Centred under their point (the first one's half fits in the axis gutter), so neighbours never overlap.
@@ -1134,6 +1145,7 @@
     if (!namespace) { showMessage("Enter a namespace (AlephBet's default is “alephbet”)."); return; }
     if (namespace !== state.namespace) state.experiment = null;
     state.namespace = namespace;
+    listVerdicts.clear();   // "Load" asks again
     try { localStorage.setItem(NAMESPACE_STORAGE, namespace); } catch (_) { /* private mode */ }
     writeLocation();
     loadExperiments();
