@@ -226,8 +226,21 @@ def test_the_verdict_sentence_comes_first_with_an_icon_and_a_word(dashboard, ser
         document.getElementById('verdict').getBoundingClientRect().bottom < goal.getBoundingClientRect().top)""")
 
 
-def test_keep_running_says_how_many_more_participants_and_days(dashboard, server):
+def test_keep_running_says_once_how_many_more_participants_and_days(dashboard, server):
     stub_contract(dashboard.page)
+    open_link(dashboard, experiment=RUNNING)
+
+    assert dashboard.page.inner_text("#verdict").count("8,400") == 1
+
+
+def test_keep_running_adds_the_remaining_participants_when_the_sentence_leaves_them_out(dashboard, server):
+    def terse(route: Route) -> None:
+        response = route.fetch()
+        results = response.json()
+        results["decision"] = {**stub_decision(results), "sentence": "Keep running: no variant differs from control on signup yet."}
+        route.fulfill(response=response, json=results)
+
+    dashboard.page.route(re.compile(r".*/experiments/pricing%20page/results\?.*"), terse)
     open_link(dashboard, experiment=RUNNING)
 
     assert dashboard.page.inner_text("#verdict-remaining") == (
@@ -492,6 +505,8 @@ def smallest_chart_text(page: Page) -> float | None:
 @pytest.mark.parametrize("width", WIDTHS)
 def test_every_view_fits_the_screen_with_readable_charts(open_dashboard, server, width):
     dashboard = open_dashboard(width)
+    errors: list[str] = []
+    dashboard.page.on("pageerror", lambda error: errors.append(str(error)))
     stub_contract(dashboard.page)
     SCREENSHOTS.mkdir(exist_ok=True)
     page = dashboard.page
@@ -527,3 +542,4 @@ def test_every_view_fits_the_screen_with_readable_charts(open_dashboard, server,
 
     assert all(size is None or size >= 10 for size in views.values()), views
     assert views["results"] is not None and views["events"] is not None
+    assert errors == []

@@ -510,7 +510,8 @@
       el("div", { class: "verdict-body" },
         el("strong", { class: "verdict-word", id: "verdict-word", text: shown.word }),
         el("p", { id: "verdict-sentence", text: sentence }),
-        decision.verdict === "keep_running" && isNumber(remaining.participants)
+        // The sentence usually says how many more are needed already: said once.
+        decision.verdict === "keep_running" && isNumber(remaining.participants) && !sentence.includes(remaining.participants.toLocaleString("en"))
           ? el("p", { class: "note", id: "verdict-remaining", text: `Still needed: about ${remaining.participants.toLocaleString("en")} participants` +
               (isNumber(remaining.days) ? ` (≈ ${plural(Math.max(1, Math.ceil(remaining.days)), "day")} at today's traffic)` : "") +
               (isNumber(remaining.minimum_detectable_effect) ? ` to detect a ${percent(remaining.minimum_detectable_effect, 0)} change.` : ".") })
