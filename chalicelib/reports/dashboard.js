@@ -504,18 +504,11 @@
     const sentence = typeof decision.sentence === "string" && decision.sentence ? decision.sentence : shown.word + ".";
     const reasons = (Array.isArray(decision.reasons) ? decision.reasons : [])
       .filter((reason) => reason && typeof reason.text === "string" && reason.text && reason.text !== sentence);
-    const remaining = decision.remaining || {};
     return el("div", { class: `verdict verdict-${decision.verdict}`, id: "verdict", "data-verdict": decision.verdict, role: "status" },
       el("span", { class: "verdict-icon", "aria-hidden": "true", text: shown.icon }),
       el("div", { class: "verdict-body" },
         el("strong", { class: "verdict-word", id: "verdict-word", text: shown.word }),
         el("p", { id: "verdict-sentence", text: sentence }),
-        // The sentence usually says how many more are needed already: said once.
-        decision.verdict === "keep_running" && isNumber(remaining.participants) && !sentence.includes(remaining.participants.toLocaleString("en"))
-          ? el("p", { class: "note", id: "verdict-remaining", text: `Still needed: about ${remaining.participants.toLocaleString("en")} participants` +
-              (isNumber(remaining.days) ? ` (≈ ${plural(Math.max(1, Math.ceil(remaining.days)), "day")} at today's traffic)` : "") +
-              (isNumber(remaining.minimum_detectable_effect) ? ` to detect a ${percent(remaining.minimum_detectable_effect, 0)} change.` : ".") })
-          : null,
         reasons.length ? el("ul", { class: "reasons", id: "verdict-reasons" },
           ...reasons.map((reason) => el("li", { "data-code": reason.code, text: reason.text }))) : null));
   }
