@@ -232,6 +232,10 @@ def test_the_verdict_sentence_comes_first_with_an_icon_and_a_word(dashboard, ser
     assert dashboard.page.inner_text("#verdict-word") == word
     assert dashboard.page.inner_text("#verdict .verdict-icon").strip() != ""
     assert dashboard.page.inner_text("#verdict-sentence") == expected["sentence"]
+    # The list says the same of the open experiment (with the guardrails this view names).
+    dashboard.page.wait_for_function("([name, verdict]) => [...document.querySelectorAll('#experiments button')].find("
+                                     "(b) => b.dataset.experiment === name)?.querySelector('.chip')?.dataset.verdict === verdict",
+                                     arg=[experiment, verdict])
     # At the top: above every goal, in the experiment's first panel.
     assert dashboard.page.locator("#headline #verdict").count() == 1
     assert dashboard.page.evaluate("""() => [...document.querySelectorAll('.goal')].every((goal) =>
@@ -326,7 +330,7 @@ def test_the_cumulative_uplift_of_the_primary_goal_is_charted_with_its_interval(
 
     assert dashboard.page.locator("#uplift-chart polyline.uplift-line").evaluate_all(
         "lines => lines.map(l => l.dataset.variant)") == ["blue"]
-    assert dashboard.page.locator("#uplift-chart polygon.uplift-band[data-variant='blue']").count() == 1
+    assert dashboard.page.locator("#uplift-chart .uplift-band[data-variant='blue']").count() == 1
     assert dashboard.page.locator("#uplift-chart circle.uplift-point title").last.text_content() == (
         f"blue · {day}: {signed_percent(relative)} ({signed_percent(low)} to {signed_percent(high)})")
 

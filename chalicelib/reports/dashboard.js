@@ -317,9 +317,13 @@
   const listButton = (experiment) => [...document.querySelectorAll("#experiments button.experiment-link")].find((b) =>
     b.getAttribute("data-experiment") === experiment.name && b.getAttribute("data-source") === experiment.source);
 
-  function showListVerdict(experiment, results) {
+  // The list says what the open view says about the open experiment (its guardrails and primary goal are
+  // known only there), so the two never disagree.
+  let viewed = null;
+  function showListVerdict(experiment, answer) {
     const button = listButton(experiment);
     if (!button) return;
+    const results = viewed && viewed.name === experiment.name && isSelected(experiment) ? viewed.results : answer;
     const flags = button.querySelector(".list-flags");
     if (!experiment.srm && results.srm && results.srm.mismatch && !flags.querySelector(".srm-flag")) flags.prepend(srmFlag());
     const verdict = verdictOf(results);
@@ -459,6 +463,9 @@
   let lastView = null;
   function renderExperiment(results, daily, pickers) {
     lastView = { results, daily, pickers };
+    viewed = { name: results.experiment, results };
+    const listed = { name: results.experiment, source: state.source };
+    if (listButton(listed)) showListVerdict(listed, results);
     const control = results.control;
     const variants = ordered(results.variants || [], control);
     const color = colorOf(variants.map((v) => v.label));
@@ -509,8 +516,8 @@
       el("div", { class: "verdict-body" },
         el("strong", { class: "verdict-word", id: "verdict-word", text: shown.word }),
         el("p", { id: "verdict-sentence", text: sentence }),
-        reasons.length ? el("ul", { class: "reasons", id: "verdict-reasons" },
-          ...reasons.map((reason) => el("li", { "data-code": reason.code, text: reason.text }))) : null));
+        reasons.length ? el("details", { class: "reasons", id: "verdict-reasons" }, el("summary", { text: "Why" }),
+          el("ul", {}, ...reasons.map((reason) => el("li", { "data-code": reason.code, text: reason.text })))) : null));
   }
 
   function renderHeadline(results) {
@@ -960,6 +967,11 @@
     }
     for (const band of bands) {
       if (!band.points.length) continue;
+      if (band.points.length === 1) {   // one day: the interval as a bar, an area would have no width
+        const [p] = band.points;
+        chart.append(svg("rect", { ...band.attributes, x: x(p.index) - 5, width: 10, y: y(p.high), height: Math.max(1, y(p.low) - y(p.high)), rx: 2 }));
+        continue;
+      }
       const upper = band.points.map((p) => `${x(p.index).toFixed(1)},${y(p.high).toFixed(1)}`);
       const lower = band.points.slice().reverse().map((p) => `${x(p.index).toFixed(1)},${y(p.low).toFixed(1)}`);
       chart.append(svg("polygon", { ...band.attributes, points: [...upper, ...lower].join(" ") }));
