@@ -367,7 +367,7 @@
 
   function fetchExperiment(name) {
     const dailyParams = { namespace: state.namespace, source: state.source, control: state.control, confidence: state.confidence,
-      mode: state.mode, primary: state.primary };
+      mode: state.mode, primary: state.primary, goals: state.source === "segment" ? state.goals.join(",") : "" };
     // A server without /daily for this source (or at all) still shows the results.
     return Promise.all([api("GET", experimentPath(name, "/results"), resultParams()),
       orNull(api("GET", experimentPath(name, "/daily"), dailyParams))]);
@@ -408,8 +408,8 @@
   // The goal and value pickers of a Segment experiment: events its people did after exposure, and their numeric properties.
   async function segmentPickers(name) {
     const params = { namespace: state.namespace, source: "segment" };
-    const [goals, values] = await Promise.all([
-      orNull(api("GET", experimentPath(name, "/goals"), params)), orNull(api("GET", experimentPath(name, "/values"), params))]);
+    const [goals, values] = await Promise.all([orNull(api("GET", experimentPath(name, "/goals"), params)),
+      orNull(api("GET", experimentPath(name, "/values"), { ...params, goals: state.goals.join(",") }))]);
     return { goals: Array.isArray(goals) ? goals : null, values: Array.isArray(values) ? values : null };
   }
 
