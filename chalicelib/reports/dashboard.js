@@ -225,7 +225,7 @@
     renderExperimentList(listed.experiments, listed.bothSources);
     if (state.experiment !== null) {
       const known = listed.experiments.find((e) => e.name === state.experiment && (!state.source || e.source === state.source));
-      if (known && !state.source) state.source = known.source;
+      if (known && !state.source) { state.source = known.source; writeLocation(); }
       loadExperiment(state.experiment);
     } else {
       renderNoSelection();
