@@ -6,8 +6,10 @@ the API's answer.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from playwright.sync_api import Browser, sync_playwright
@@ -18,6 +20,7 @@ from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
 from tests.local_server import LocalServer
 from tests.segment_rows import exposure, track
 from tests.test_dashboard import API_KEY, CHROMIUM, CHROMIUM_ARGS, Dashboard, percent
+from tests.test_dashboard_verdict import SCREENSHOTS, WIDTHS, no_horizontal_overflow
 
 NAMESPACE = "alephbet"
 TODAY = datetime.now(timezone.utc).replace(hour=12, minute=0, second=0, microsecond=0)
@@ -68,7 +71,9 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def dashboard(browser, server) -> Iterator[Dashboard]:
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    yield Dashboard(context.new_page(), server)
+    page = context.new_page()
+    yield Dashboard(page, server)
+    page.unroute_all(behavior="ignoreErrors")   # the list's verdicts may still be in flight through a route
     context.close()
 
 
@@ -117,7 +122,6 @@ def test_a_segment_experiment_opens_by_id_with_its_results_and_a_property_breakd
     for variant in answer["variants"]:
         assert dashboard.cell("#participants", variant["label"], "participants") == str(variant["participants"])
     assert dashboard.page.locator("#delete-experiment").count() == 0
-    assert dashboard.page.locator("#daily").count() == 0
 
     dashboard.page.fill("#dimension", "properties.plan")
     dashboard.page.click("#dimension-form button[type=submit]")
@@ -140,7 +144,10 @@ def test_the_events_view_charts_one_line_per_group_with_the_apis_numbers(dashboa
     dashboard.open().enter_key().wait_for_list()
     dashboard.page.click("#view-events")
     dashboard.page.wait_for_selector("#events-chart .events-line")
-    everything = api(server, "/events")
+    last_48_hours = {"interval": "hour", "from": DAY_BEFORE.date().isoformat(), "to": TODAY.date().isoformat()}
+    everything = api(server, "/events", **last_48_hours)
+    assert len(everything["intervals"]) == 48
+    assert dashboard.page.input_value("#events-interval") == "hour"
     assert dashboard.page.locator("#events-chart .events-line").get_attribute("data-values") == \
         ",".join(map(str, everything["series"][0]["events"]))
 
@@ -149,7 +156,7 @@ def test_the_events_view_charts_one_line_per_group_with_the_apis_numbers(dashboa
     dashboard.page.select_option("#events-metric", "users")
     dashboard.page.click("#events-form button[type=submit]")
     dashboard.page.wait_for_function("() => document.querySelectorAll('#events-chart .events-line').length === 3")
-    grouped = api(server, "/events", event="Order Completed", group_by="properties.plan")
+    grouped = api(server, "/events", event="Order Completed", group_by="properties.plan", **last_48_hours)
     lines = dashboard.page.locator("#events-chart .events-line").evaluate_all(
         "lines => lines.map(l => [l.getAttribute('data-group'), l.getAttribute('data-values')])")
     assert lines == [[line["group"], ",".join(map(str, line["users"]))] for line in grouped["series"]]
@@ -163,7 +170,7 @@ def test_the_event_names_list_offers_every_named_event(dashboard, server):
     dashboard.page.click("#view-events")
     dashboard.page.wait_for_selector("#events-chart")
     offered = dashboard.page.locator("#events-event option").evaluate_all("options => options.map(o => o.value)")
-    assert offered == [""] + [item["name"] for item in api(server, "/events/names")["names"]]
+    assert offered == [""] + [item["name"] for item in api(server, "/events/names", **{"from": DAY_BEFORE.date().isoformat(), "to": TODAY.date().isoformat()})["names"]]
 
 
 def test_the_event_names_list_shows_invisible_and_direction_changing_characters_escaped(dashboard):
@@ -173,3 +180,63 @@ def test_the_event_names_list_shows_invisible_and_direction_changing_characters_
     option = dashboard.page.locator("#events-event option", has_text="refund")
     assert option.inner_text() == "refund\\u200B-\\u202Etset (1)"
     assert option.get_attribute("value") == SPOOFED_EVENT
+
+
+# ---------- links and pickers for Segment experiments ----------
+
+def open_link(dashboard: Dashboard, **fragment: str) -> Dashboard:
+    dashboard.open().enter_key().wait_for_list()
+    dashboard.page.goto(dashboard.server.url("/dashboard") + "#" + urlencode({"namespace": NAMESPACE, **fragment}))
+    dashboard.page.wait_for_function("name => document.getElementById('experiment-name')?.textContent === name",
+                                     arg=fragment["experiment"])
+    return dashboard
+
+
+def test_a_link_opens_a_segment_experiments_view(dashboard, server):
+    open_link(dashboard, experiment="pricing", source="segment", mode="fixed", breakdown="properties.plan")
+
+    assert dashboard.page.inner_text("#experiment-source") == "Segment"
+    assert dashboard.page.input_value("#mode") == "fixed"
+    assert breakdown_cells(dashboard) == expected_cells(api(server, "/experiments/pricing/results", source="segment",
+                                                            dimension="properties.plan"))
+
+
+def test_a_link_without_a_source_still_opens_a_segment_experiment_and_then_names_it(dashboard, server):
+    open_link(dashboard, experiment="pricing")
+
+    assert dashboard.page.inner_text("#experiment-source") == "Segment"
+    assert parse_qs(urlsplit(dashboard.page.url).fragment)["source"] == ["segment"]
+
+
+def test_the_goal_picker_lists_what_exposed_people_did_and_asks_for_the_chosen_goals(dashboard, server):
+    goals = [{"goal": "Order Completed", "users": 8}, {"goal": HOSTILE_PLAN, "users": 3}]
+    values = [{"property": "properties.revenue", "users": 8}]
+    dashboard.page.route(re.compile(r".*/experiments/pricing/goals\?.*"), lambda route: route.fulfill(json=goals))
+    dashboard.page.route(re.compile(r".*/experiments/pricing/values\?.*"), lambda route: route.fulfill(json=values))
+    open_link(dashboard, experiment="pricing", source="segment")
+    dashboard.page.click("#goal-picker summary")
+
+    offered = [text.strip() for text in dashboard.page.locator("#goal-picker label.check").all_inner_texts()]
+    assert offered == ["Order Completed 8 users", f"{HOSTILE_PLAN} 3 users"]   # names as text
+    assert dashboard.page.locator("img").count() == 0
+    dashboard.requested.clear()
+    dashboard.page.select_option("#value", "properties.revenue")
+    dashboard.page.wait_for_function("() => location.hash.includes('value=properties.revenue')")
+
+    asked = [parse_qs(urlsplit(url).query) for url in dashboard.requested if "/pricing/results" in url]
+    assert asked and asked[-1]["value"] == ["properties.revenue"] and asked[-1]["source"] == ["segment"]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_segment_experiment_and_its_breakdown_fit_the_screen(browser, server, width):
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    dashboard = Dashboard(context.new_page(), server)
+    try:
+        open_link(dashboard, experiment="pricing", source="segment", breakdown="properties.plan")
+        dashboard.page.wait_for_selector("#breakdown tbody tr")
+        SCREENSHOTS.mkdir(exist_ok=True)
+        dashboard.page.screenshot(path=SCREENSHOTS / f"{width}-segment-breakdown.png", full_page=True)
+
+        assert no_horizontal_overflow(dashboard.page)
+    finally:
+        context.close()
