@@ -168,7 +168,7 @@ A_LONG_CHAIN = [Message("exposure", 0, anonymous_id="a1", variant="A"), Message(
                 Message("goal", 6, "u3"), Message("goal", 7, anonymous_id="a1")]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(history=histories())
 @example(history=A_CYCLE)
 @example(history=A_LONG_CHAIN)
