@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Sequence
 
-from chalicelib.reports import breakdown, queries, stats
+from chalicelib.reports import breakdown, catalog_queries, queries, stats
 from chalicelib.reports.defaults import DEFAULT_CONFIDENCE, DEFAULT_CORRECTION
 from chalicelib.reports.dimensions import Dimension
 from chalicelib.reports.errors import UnknownExperiment
@@ -25,11 +25,17 @@ def all_experiments(warehouse: ReportWarehouse, namespace: str, scope: str | Non
     As in Gimel, a scoped experiment with no events is listed with no goals.
     """
     names = scope_names(scope)
+    counted = catalog_queries.catalog_counts(warehouse, namespace, scope=names) if window == ALL_TIME else None
+    rows = catalog_queries.counter_rows_of(counted) if counted else counter_rows(warehouse, namespace, window,
+                                                                                 scope=names)
     rows_of: dict[str, list[Mapping[str, Any]]] = {}
-    for row in counter_rows(warehouse, namespace, window, scope=names):
+    for row in rows:
         rows_of.setdefault(row["experiment"], []).append(row)
     listed = names if names is not None else sorted(rows_of)
-    return [{"meta": {"scope": scope if names is not None else None}}] + [
+    meta: dict[str, Any] = {"scope": scope if names is not None else None}
+    if counted and not counted.live:     # a live catalog is as fresh as the warehouse: `freshness` says so
+        meta["freshness"] = counted.freshness()
+    return [{"meta": meta}] + [
         {"experiment": name, "goals": gimel_goals(rows_of.get(name, []))} for name in listed
     ]
 
@@ -44,7 +50,9 @@ def scope_names(scope: str | None) -> list[str] | None:
 def experiment_goals(warehouse: ReportWarehouse, namespace: str, experiment: str,
                      window: Window = ALL_TIME) -> list[dict[str, Any]]:
     """Gimel's single-experiment answer: the goals list."""
-    rows = counter_rows(warehouse, namespace, window, experiment=experiment)
+    counted = catalog_queries.catalog_counts(warehouse, namespace, experiment) if window == ALL_TIME else None
+    rows = catalog_queries.counter_rows_of(counted) if counted else counter_rows(warehouse, namespace, window,
+                                                                                 experiment=experiment)
     require_experiment(warehouse, namespace, experiment, window, found=bool(rows))
     return gimel_goals(rows)
 
@@ -91,11 +99,12 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
                        weights: Mapping[str, float] | None = None, window: Window = ALL_TIME,
                        correction: stats.Correction = DEFAULT_CORRECTION,
                        dimension: Dimension | None = None) -> dict[str, Any]:
-    query = queries.decision_counts(target_of(warehouse), namespace, experiment, window)
+    read = catalog_queries.narrowed(warehouse, namespace, experiment, window)
+    query = queries.decision_counts(target_of(warehouse), namespace, experiment, read)
     fetched = fetch(warehouse, query)
     require_experiment(warehouse, namespace, experiment, window, found=bool(fetched))
     if dimension is not None:
-        by_segment = queries.decision_counts(target_of(warehouse), namespace, experiment, window, dimension)
+        by_segment = queries.decision_counts(target_of(warehouse), namespace, experiment, read, dimension)
         return breakdown.decision_results(namespace, experiment, fetched, fetch(warehouse, by_segment),
                                           dimension=dimension.name, control=control, confidence=confidence,
                                           weights=weights, correction=correction)

@@ -1,0 +1,129 @@
+"""Reads of the experiment catalog (chalicelib/storage/catalog.py), defined once in BigQuery SQL.
+
+The experiment list reads `experiment_totals`: one row per (experiment, variant, event), never the
+events. An experiment's results, daily series and breakdowns start their `received_at` range at the
+experiment's first event as the catalog knows it, so BigQuery prunes every older partition (and
+DuckDB skips older row groups by their min/max).
+
+Two kinds of catalog: a live one (DuckDB: maintained by the writer with every batch) and snapshots
+(BigQuery: `compact_totals` appends every group's totals as of a watermark; the list reads the newest
+snapshot and `freshness.catalog_as_of` says which). Without a snapshot yet, callers read history.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping, Sequence
+
+from chalicelib.ingest.events import format_timestamp
+from chalicelib.reports.fetch import ReportWarehouse, fetch, target_of
+from chalicelib.reports.queries import Query, Target, Window, render
+
+
+@dataclass(frozen=True)
+class CatalogCounts:
+    """Rows of (experiment, variant, event, uuids, first_seen, last_seen) and the watermark they hold."""
+    rows: list[dict[str, Any]]
+    as_of: datetime | None      # None: live, every written event is counted
+    live: bool
+
+    def freshness(self) -> dict[str, Any]:
+        """What `freshness` adds: the catalog's watermark (null when it is maintained with every write)."""
+        return {"catalog_as_of": format_timestamp(self.as_of) if self.as_of else None, "catalog_live": self.live}
+
+
+def live_totals(target: Target, namespace: str, experiment: str | None = None,
+                scope: Sequence[str] | None = None) -> Query:
+    sql = ("SELECT t.experiment, t.variant, t.event, t.uuids, t.first_seen, t.last_seen\n"
+           "FROM {totals} AS t\n"
+           f"WHERE t.namespace = @namespace{_selection(experiment, scope)}")
+    return render(target, sql, _params(namespace, experiment, scope))
+
+
+def snapshot_totals(target: Target, namespace: str, experiment: str | None = None,
+                    scope: Sequence[str] | None = None) -> Query:
+    """The newest snapshot's rows; always one row at least, whose `snapshot` is null when there is none."""
+    sql = ("WITH latest AS (SELECT MAX(as_of) AS as_of FROM {totals})\n"
+           "SELECT l.as_of AS snapshot, t.experiment, t.variant, t.event, t.uuids, t.first_seen, t.last_seen\n"
+           "FROM latest AS l\n"
+           "LEFT JOIN {totals} AS t ON t.as_of = l.as_of\n"
+           f"  AND t.namespace = @namespace{_selection(experiment, scope)}")
+    return render(target, sql, _params(namespace, experiment, scope))
+
+
+def compact_totals(target: Target, as_of: datetime) -> Query:
+    """Append every group's totals as of `as_of` from the appended firsts rows (BigQuery's maintenance).
+
+    A firsts row is one (group, uuid) seen in one batch; the uuid counts once per group however many
+    batches saw it (COUNT DISTINCT). A tombstone hides the group's receipts up to it: a uuid counts if
+    any of its receipts is later (`last_at`), exactly as the events' own tombstone filter.
+    """
+    sql = ("INSERT INTO {totals} (namespace, experiment, variant, event, uuids, first_seen, last_seen, as_of)\n"
+           "WITH deleted AS (\n"
+           "  SELECT namespace, experiment, MAX(deleted_at) AS deleted_at FROM {deletions}\n"
+           "  GROUP BY namespace, experiment\n"
+           ")\n"
+           "SELECT f.namespace, f.experiment, f.variant, f.event, COUNT(DISTINCT f.uuid) AS uuids,\n"
+           "  MIN(f.first_at) AS first_seen, MAX(f.last_at) AS last_seen, @as_of AS as_of\n"
+           "FROM {firsts} AS f\n"
+           "LEFT JOIN deleted AS d ON d.namespace = f.namespace AND d.experiment = f.experiment\n"
+           "WHERE f.first_at < @as_of AND (d.deleted_at IS NULL OR f.last_at > d.deleted_at)\n"
+           "GROUP BY f.namespace, f.experiment, f.variant, f.event")
+    return render(target, sql, {"as_of": as_of})
+
+
+def _selection(experiment: str | None, scope: Sequence[str] | None) -> str:
+    if experiment is not None:
+        return " AND t.experiment = @experiment"
+    return " AND t.experiment IN UNNEST(@scope)" if scope is not None else ""
+
+
+def _params(namespace: str, experiment: str | None, scope: Sequence[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"namespace": namespace}
+    if experiment is not None:
+        params["experiment"] = experiment
+    if scope is not None:
+        params["scope"] = list(scope)
+    return params
+
+
+def has_catalog(warehouse: ReportWarehouse) -> bool:
+    return hasattr(warehouse, "live_catalog")
+
+
+def catalog_counts(warehouse: ReportWarehouse, namespace: str, experiment: str | None = None,
+                   scope: Sequence[str] | None = None) -> CatalogCounts | None:
+    """The catalog's counts, or None where the warehouse has no catalog or no snapshot yet."""
+    if not has_catalog(warehouse):
+        return None
+    target = target_of(warehouse)
+    if warehouse.live_catalog:  # type: ignore[attr-defined]
+        return CatalogCounts(fetch(warehouse, live_totals(target, namespace, experiment, scope)), None, live=True)
+    rows = fetch(warehouse, snapshot_totals(target, namespace, experiment, scope))
+    if not rows or rows[0]["snapshot"] is None:
+        return None
+    return CatalogCounts([row for row in rows if row["experiment"] is not None], rows[0]["snapshot"], live=False)
+
+
+def narrowed(warehouse: ReportWarehouse, namespace: str, experiment: str, window: Window) -> Window:
+    """`window` starting no earlier than the experiment's first event, where the catalog knows it.
+
+    A snapshot's first event stays the first (later events only move the last), so only the start
+    is bound: events newer than the catalog are still read.
+    """
+    counted = catalog_counts(warehouse, namespace, experiment)
+    if counted is None or not counted.rows:
+        return window
+    first_day = min(_as_datetime(row["first_seen"]) for row in counted.rows).date()
+    if window.first_day is not None and window.first_day >= first_day:
+        return window
+    return Window(first_day, window.last_day)
+
+
+def _as_datetime(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def counter_rows_of(counted: CatalogCounts) -> list[Mapping[str, Any]]:
+    return [{"experiment": row["experiment"], "variant": row["variant"], "event": row["event"],
+             "uuids": row["uuids"]} for row in counted.rows]
