@@ -127,3 +127,44 @@ def _as_datetime(value: Any) -> datetime:
 def counter_rows_of(counted: CatalogCounts) -> list[Mapping[str, Any]]:
     return [{"experiment": row["experiment"], "variant": row["variant"], "event": row["event"],
              "uuids": row["uuids"]} for row in counted.rows]
+
+
+def backfill_firsts(target: Target) -> Query:
+    """Append firsts rows for every stored experiment event: the catalog of a dataset written before it.
+
+    Rows the writer appended meanwhile may be appended again; counts are distinct uuids, so that is harmless.
+    """
+    sql = ("INSERT INTO {firsts} (namespace, experiment, variant, event, uuid, first_at, last_at)\n"
+           "SELECT e.namespace, e.experiment, e.variant, e.event, e.uuid, MIN(e.received_at), MAX(e.received_at)\n"
+           "FROM {events} AS e\n"
+           "WHERE e.experiment IS NOT NULL AND e.variant IS NOT NULL AND e.event IS NOT NULL AND e.uuid IS NOT NULL\n"
+           "GROUP BY e.namespace, e.experiment, e.variant, e.event, e.uuid")
+    return render(target, sql, {})
+
+
+def latest_snapshot(target: Target) -> Query:
+    return render(target, "SELECT MAX(as_of) AS as_of FROM {totals}", {})
+
+
+@dataclass(frozen=True)
+class Compaction:
+    as_of: datetime
+    backfilled: bool
+
+
+def compact(warehouse: ReportWarehouse, at: datetime) -> Compaction | None:
+    """Append a totals snapshot as of `at` (the scheduled maintenance); None for a live catalog.
+
+    The first compaction of a dataset first backfills the firsts rows from the events, so no
+    snapshot ever counts only what was written since the catalog appeared.
+    """
+    if not has_catalog(warehouse) or warehouse.live_catalog:  # type: ignore[attr-defined]
+        return None
+    target = target_of(warehouse)
+    first = fetch(warehouse, latest_snapshot(target))[0]["as_of"] is None
+    if first:
+        backfill = backfill_firsts(target)
+        warehouse.execute(backfill.sql, backfill.params)
+    snapshot = compact_totals(target, at)
+    warehouse.execute(snapshot.sql, snapshot.params)
+    return Compaction(at, backfilled=first)
