@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any, Iterator, Sequence
@@ -119,7 +118,9 @@ def duckdb_tables_exist(db: Any) -> bool:
 def record_batch(cursor: Any, batch: Any, written_at: datetime) -> None:
     """Fold a batch of stored (visible) events, an Arrow table, into the catalog; one transaction.
 
-    Idempotent: a group's count grows only by the firsts rows this batch inserted.
+    Idempotent: a group's count grows only by the firsts rows this batch inserted. A firsts row keeps the
+    span of the batch that first saw it (updating it for every repeat would triple the writer's cost);
+    the ranges reads use are the totals' first and last seen, which every batch moves.
     """
     cursor.register("catalog_batch", batch)
     try:
@@ -132,34 +133,25 @@ def record_batch(cursor: Any, batch: Any, written_at: datetime) -> None:
 
 def _record_batch(cursor: Any, written_at: datetime) -> None:
     cursor.execute(f"CREATE OR REPLACE TEMP TABLE catalog_batch_firsts AS {_BATCH_FIRSTS}")
-    inserted = cursor.execute(
+    inserted = cursor.sql(      # a relation: its rows come back as Arrow without a copy
         "INSERT INTO experiment_firsts SELECT * FROM catalog_batch_firsts ON CONFLICT DO NOTHING\n"
-        "RETURNING namespace, experiment, variant, event").fetchall()
-    # Late rows (received before the stored first receipt) move the span; new rows are unchanged.
-    cursor.execute(
-        "INSERT INTO experiment_firsts SELECT * FROM catalog_batch_firsts ON CONFLICT DO UPDATE SET\n"
-        "first_at = LEAST(experiment_firsts.first_at, excluded.first_at),\n"
-        "last_at = GREATEST(experiment_firsts.last_at, excluded.last_at)")
-    _add_to_totals(cursor, Counter(inserted), written_at)
-
-
-def _add_to_totals(cursor: Any, new_uuids: Counter, written_at: datetime) -> None:
-    cursor.execute("CREATE OR REPLACE TEMP TABLE catalog_new_uuids (namespace VARCHAR, experiment VARCHAR, "
-                   "variant VARCHAR, event VARCHAR, uuids BIGINT)")
-    if new_uuids:
-        cursor.executemany("INSERT INTO catalog_new_uuids VALUES (?, ?, ?, ?, ?)",
-                           [[*group, count] for group, count in new_uuids.items()])
-    cursor.execute(
-        "INSERT INTO experiment_totals\n"
-        "SELECT b.namespace, b.experiment, b.variant, b.event, COALESCE(ANY_VALUE(n.uuids), 0),\n"
-        "  MIN(b.first_at), MAX(b.last_at), ?\n"
-        "FROM catalog_batch_firsts AS b\n"
-        "LEFT JOIN catalog_new_uuids AS n USING (namespace, experiment, variant, event)\n"
-        "GROUP BY b.namespace, b.experiment, b.variant, b.event\n"
-        "ON CONFLICT DO UPDATE SET uuids = experiment_totals.uuids + excluded.uuids,\n"
-        "  first_seen = LEAST(experiment_totals.first_seen, excluded.first_seen),\n"
-        "  last_seen = GREATEST(experiment_totals.last_seen, excluded.last_seen), as_of = excluded.as_of",
-        [written_at])
+        "RETURNING namespace, experiment, variant, event").to_arrow_table()
+    cursor.register("catalog_inserted", inserted)
+    try:
+        cursor.execute(
+            "INSERT INTO experiment_totals\n"
+            "SELECT b.namespace, b.experiment, b.variant, b.event, COALESCE(ANY_VALUE(n.uuids), 0),\n"
+            "  MIN(b.first_at), MAX(b.last_at), ?\n"
+            "FROM catalog_batch_firsts AS b\n"
+            "LEFT JOIN (SELECT namespace, experiment, variant, event, COUNT(*) AS uuids FROM catalog_inserted\n"
+            "           GROUP BY ALL) AS n USING (namespace, experiment, variant, event)\n"
+            "GROUP BY b.namespace, b.experiment, b.variant, b.event\n"
+            "ON CONFLICT DO UPDATE SET uuids = experiment_totals.uuids + excluded.uuids,\n"
+            "  first_seen = LEAST(experiment_totals.first_seen, excluded.first_seen),\n"
+            "  last_seen = GREATEST(experiment_totals.last_seen, excluded.last_seen), as_of = excluded.as_of",
+            [written_at])
+    finally:
+        cursor.unregister("catalog_inserted")
 
 
 def rebuild(cursor: Any, written_at: datetime, namespace: str | None = None, experiment: str | None = None,
