@@ -39,9 +39,8 @@ import sqlglot
 from sqlglot import exp
 
 from chalicelib.ingest.events import Event, stamp
-from chalicelib.reports import catalog_queries, daily, experiments, queries
+from chalicelib.reports import daily, experiments, queries
 from chalicelib.reports.queries import Target, Window
-from chalicelib.storage.catalog import EXPERIMENT_FIRSTS
 from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
 from chalicelib.storage.schema import EVENTS
 from tests.catalog_warehouses import WithoutCatalog
@@ -90,14 +89,10 @@ def history(events: int, scale: int) -> list[list[Any]]:
     return [rows[i:i + 5000] for i in range(0, len(rows), 5000)]
 
 
-def median_seconds(call: Callable[[], Any], rounds: int) -> float:
+def timed(call: Callable[[], Any]) -> float:
+    started = time.perf_counter()
     call()
-    timings = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        call()
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
+    return time.perf_counter() - started
 
 
 CELLS: dict[str, Callable[[Any], Any]] = {
@@ -108,23 +103,31 @@ CELLS: dict[str, Callable[[Any], Any]] = {
 
 
 def measure_duckdb(events: int, rounds: int, folder: Path) -> dict[tuple[str, str, int], float]:
-    latencies = {}
+    """Median latency per (design, cell, scale); every round times each combination once, interleaved, so the
+    machine's load falls on all alike."""
+    warehouses = {}
     for scale in (1, 10):
         warehouse = DuckDBWarehouse(folder / f"history-{scale}x.duckdb")
-        batches = history(events, scale)
         started = time.perf_counter()
-        for batch in batches:
+        for batch in history(events, scale):
             warehouse.insert_events(batch)
         stored = warehouse.fetch("SELECT COUNT(*) AS n FROM events")[0]["n"]
         print(f"  {scale:>2}x history: {stored:,} events written in {time.perf_counter() - started:.1f} s "
               f"(with the catalog kept)", flush=True)
         warehouse.close()          # measured as a server finds its folder: checkpointed, reopened
-        warehouse = DuckDBWarehouse(folder / f"history-{scale}x.duckdb")
-        for design, reader in (("catalog", warehouse), ("today", WithoutCatalog(warehouse))):
-            for cell, call in CELLS.items():
-                latencies[design, cell, scale] = median_seconds(lambda: call(reader), rounds)
+        warehouses[scale] = DuckDBWarehouse(folder / f"history-{scale}x.duckdb")
+    readers = {(design, scale): reader for scale, warehouse in warehouses.items()
+               for design, reader in (("catalog", warehouse), ("today", WithoutCatalog(warehouse)))}
+    timings: dict[tuple[str, str, int], list[float]] = {}
+    for round_ in range(rounds + 1):
+        for cell, call in CELLS.items():
+            for (design, scale), reader in readers.items():
+                seconds = timed(lambda: call(reader))
+                if round_:         # the first round warms the caches (and the SQL transpilation)
+                    timings.setdefault((design, cell, scale), []).append(seconds)
+    for warehouse in warehouses.values():
         warehouse.close()
-    return latencies
+    return {key: statistics.median(values) for key, values in timings.items()}
 
 
 # ---- BigQuery: bytes billed per load -------------------------------------------------------------

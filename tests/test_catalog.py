@@ -10,6 +10,7 @@ from typing import Any
 import duckdb
 import pytest
 import sqlglot
+from google.cloud import bigquery
 from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlglot import exp
 
@@ -18,7 +19,11 @@ from chalicelib.reports import catalog_queries, daily, deletion, experiments, qu
 from chalicelib.reports.errors import UnknownExperiment
 from chalicelib.reports.queries import Target, Window
 from chalicelib.storage import catalog_upkeep
+from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
+from chalicelib.storage.catalog import EXPERIMENT_FIRSTS, EXPERIMENT_TOTALS
 from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
+from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS
+from tests.bigquery_standin import bigquery_standin  # noqa: F401
 from tests.catalog_warehouses import AppendOnlyWarehouse, WithoutCatalog
 
 NAMESPACE = "shop"
@@ -280,3 +285,54 @@ def test_a_batch_holding_a_copy_a_deletion_hides_and_one_after_it_counts_the_lat
         assert catalog_queries.catalog_counts(warehouse, NAMESPACE).rows[0]["uuids"] == 1
     finally:
         warehouse.close()
+
+
+def test_an_experiment_newer_than_the_snapshot_is_found_in_history_not_refused():
+    warehouse = AppendOnlyWarehouse()
+    try:
+        warehouse.insert_events([_stored("cart", "red", "participate", "u1", None, None, START)])
+        catalog_queries.compact(warehouse, START + timedelta(hours=1))
+        warehouse.insert_events([_stored("fresh", "red", "participate", "u1", None, None, START + timedelta(hours=2)),
+                                 _stored("fresh", "red", "buy", "u1", None, None, START + timedelta(hours=2))])
+        assert experiments.experiment_goals(warehouse, NAMESPACE, "fresh") == \
+            [{"goal": "buy", "results": [{"label": "red", "successes": 1, "trials": 1}]}]
+        with pytest.raises(UnknownExperiment):
+            experiments.experiment_goals(warehouse, NAMESPACE, "never")
+    finally:
+        warehouse.close()
+
+
+# ---- BigQuery through the real client, against the stand-in -------------------------------------
+
+def test_setup_adds_the_catalog_tables_to_a_dataset_written_before_them(bigquery_standin):
+    client = bigquery_standin.client
+    client.create_dataset("dalet")
+    for spec in (EVENTS, DEAD_LETTERS, DELETIONS):
+        client.create_table(bigquery.Table(f"{client.project}.dalet.{spec.name}", schema=[
+            bigquery.SchemaField(c.name, c.type, mode="REQUIRED" if c.required else "NULLABLE") for c in spec.columns]))
+    warehouse = BigQueryWarehouse(client, "dalet", "events")
+
+    assert warehouse.migrate_tables() == ["experiment_firsts: created", "experiment_totals: created"]
+
+    firsts = bigquery_standin.table("dalet.experiment_firsts")
+    assert [f["name"] for f in firsts["schema"]["fields"]] == EXPERIMENT_FIRSTS.column_names
+    assert firsts["timePartitioning"]["field"] == "first_at"
+    assert firsts["clustering"]["fields"] == ["namespace", "experiment"]
+    assert [f["name"] for f in bigquery_standin.table("dalet.experiment_totals")["schema"]["fields"]] == \
+        EXPERIMENT_TOTALS.column_names
+    assert warehouse.migrate_tables() == []
+
+
+def test_the_bigquery_writer_appends_one_firsts_row_per_person_and_goal_and_a_redelivery_dedupes(bigquery_standin):
+    warehouse = BigQueryWarehouse(bigquery_standin.client, "dalet", "events")
+    batch = [_stored("cart", "red", "participate", "u1", None, None, START),
+             _stored("cart", "red", "buy", "u1", 5.0, "o1", START + timedelta(seconds=1)),
+             _stored("cart", "red", "buy", "u1", 7.0, "o2", START + timedelta(seconds=2))]
+
+    warehouse.insert_events(batch)
+    warehouse.insert_events(batch)          # the stream redelivers the batch
+
+    rows = bigquery_standin.rows("dalet.experiment_firsts")
+    assert sorted((row["event"], row["uuid"]) for row in rows) == [("buy", "u1"), ("participate", "u1")]
+    (buy,) = [row for row in rows if row["event"] == "buy"]
+    assert (buy["first_at"], buy["last_at"]) == ("2026-03-01T09:00:01.000000Z", "2026-03-01T09:00:02.000000Z")

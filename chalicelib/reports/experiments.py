@@ -51,8 +51,9 @@ def experiment_goals(warehouse: ReportWarehouse, namespace: str, experiment: str
                      window: Window = ALL_TIME) -> list[dict[str, Any]]:
     """Gimel's single-experiment answer: the goals list."""
     counted = catalog_queries.catalog_counts(warehouse, namespace, experiment) if window == ALL_TIME else None
-    rows = catalog_queries.counter_rows_of(counted) if counted else counter_rows(warehouse, namespace, window,
-                                                                                 experiment=experiment)
+    # Not in the catalog: unknown, or newer than the snapshot; history says which.
+    rows = catalog_queries.counter_rows_of(counted) if counted and counted.rows else \
+        counter_rows(warehouse, namespace, window, experiment=experiment)
     require_experiment(warehouse, namespace, experiment, window, found=bool(rows))
     return gimel_goals(rows)
 
