@@ -4,7 +4,7 @@ from chalice import Chalice
 from chalicelib import config, error_answers, front_door, health, landing, runtime
 from chalicelib.reports import api as report_api, dashboard
 from chalicelib.ingest import segment, snippet, track, write_keys
-from chalicelib.storage import catalog_upkeep, parking, writer
+from chalicelib.storage import parking, writer
 from chalicelib.error_answers import answering
 from chalicelib.ingest.events import validate_name
 from chalicelib.reports.api import report_route
@@ -231,6 +231,8 @@ def track_front_door(event, context):
 def write_events(event):
     written = writer.write_batch(writer.records_from_kinesis_event(event), runtime.warehouse(),
                                  parking.parking_for(runtime.settings()))
+    from chalicelib.storage import catalog_upkeep     # the writer's, kept off the /track path
+
     catalog_upkeep.compact_when_due(runtime.warehouse())
     return written
 

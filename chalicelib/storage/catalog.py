@@ -132,9 +132,8 @@ def record_batch(cursor: Any, batch: Any, written_at: datetime) -> None:
 
 
 def _record_batch(cursor: Any, written_at: datetime) -> None:
-    cursor.execute(f"CREATE OR REPLACE TEMP TABLE catalog_batch_firsts AS {_BATCH_FIRSTS}")
     inserted = cursor.sql(      # a relation: its rows come back as Arrow without a copy
-        "INSERT INTO experiment_firsts SELECT * FROM catalog_batch_firsts ON CONFLICT DO NOTHING\n"
+        f"INSERT INTO experiment_firsts {_BATCH_FIRSTS}\nON CONFLICT DO NOTHING\n"
         "RETURNING namespace, experiment, variant, event").to_arrow_table()
     cursor.register("catalog_inserted", inserted)
     try:
@@ -142,7 +141,7 @@ def _record_batch(cursor: Any, written_at: datetime) -> None:
             "INSERT INTO experiment_totals\n"
             "SELECT b.namespace, b.experiment, b.variant, b.event, COALESCE(ANY_VALUE(n.uuids), 0),\n"
             "  MIN(b.first_at), MAX(b.last_at), ?\n"
-            "FROM catalog_batch_firsts AS b\n"
+            f"FROM ({_BATCH_FIRSTS}) AS b\n"
             "LEFT JOIN (SELECT namespace, experiment, variant, event, COUNT(*) AS uuids FROM catalog_inserted\n"
             "           GROUP BY ALL) AS n USING (namespace, experiment, variant, event)\n"
             "GROUP BY b.namespace, b.experiment, b.variant, b.event\n"
