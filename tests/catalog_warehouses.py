@@ -1,6 +1,7 @@
 """Warehouses for the experiment catalog's tests: BigQuery's storage on DuckDB, and any warehouse without its catalog."""
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Mapping, Sequence
 
 import duckdb
@@ -30,21 +31,27 @@ class AppendOnlyWarehouse:
     live_catalog = False
 
     def __init__(self) -> None:
+        self.now: datetime | None = None      # when the next batch is written
         self.db = duckdb.connect()
         self.db.execute("SET TimeZone='UTC'")
         for table in (EVENTS, DELETIONS, *catalog.CATALOG_TABLES):
             self.db.execute(_keyless_ddl(table))
+        # BigQuery's pseudo column of an ingestion-time partitioned table: the day the row was written.
+        self.db.execute("ALTER TABLE experiment_firsts ADD COLUMN _PARTITIONTIME TIMESTAMPTZ")
 
     def insert_events(self, events: Sequence[StoredEvent]) -> list[RowRejection]:
         if events:
             self.db.register("incoming_rows", events_to_arrow(events))
             self.db.execute("INSERT INTO events BY NAME SELECT * FROM incoming_rows")
             self.db.unregister("incoming_rows")
+        # The partition is the day of the write: `now` if the test keeps a clock, else the batch's last receipt.
+        written = self.now or max((stored.received_at for stored in events), default=None)
         for row in catalog.catalog_rows(events):
             self.db.execute("INSERT INTO experiment_firsts BY NAME SELECT * FROM (SELECT ? AS namespace, "
-                            "? AS experiment, ? AS variant, ? AS event, ? AS uuid, ? AS first_at, ? AS last_at)",
+                            "? AS experiment, ? AS variant, ? AS event, ? AS uuid, ? AS first_at, ? AS last_at, "
+                            "DATE_TRUNC('day', ?::TIMESTAMPTZ) AS _PARTITIONTIME)",
                             [row["namespace"], row["experiment"], row["variant"], row["event"], row["uuid"],
-                             row["first_at"], row["last_at"]])
+                             row["first_at"], row["last_at"], written])
         return []
 
     def insert_deletion(self, row: Mapping[str, Any]) -> None:

@@ -43,6 +43,7 @@ step = st.one_of(
     st.tuples(st.just("redeliver"), st.integers(0, 1000)),
     st.tuples(st.just("delete"), st.sampled_from(["cart", "banner"])),
     st.tuples(st.just("flush"),),                   # end of a stream batch
+    st.tuples(st.just("compact"),),                 # BigQuery's compaction (the embedded catalog is live)
 )
 histories = st.tuples(st.lists(step, min_size=1, max_size=40), st.integers(0, 2**32))
 
@@ -65,12 +66,16 @@ def play(history: list[tuple], seed: int, warehouse: Any) -> datetime:
     at, batch, late, written = START, [], [], []
     for op in history:
         at += timedelta(minutes=rng.choice([1, 7, 90, 600, 1500]))
+        if isinstance(warehouse, AppendOnlyWarehouse):
+            warehouse.now = at       # the day BigQuery would partition the next write under
         if op[0] == "track":
             _, experiment, variant, name, uuid, value, client_id, is_late = op
             stored = _stored(experiment, variant, name, uuid, value, client_id, at)
             (late if is_late else batch).append(stored)
         elif op[0] == "redeliver" and written:
             batch.append(written[op[1] % len(written)])         # the same copy again: same receipt time
+        elif op[0] == "compact":
+            catalog_queries.compact(warehouse, at)
         elif op[0] == "delete" or op[0] == "flush":
             warehouse.insert_events(batch)
             written += batch
@@ -316,7 +321,7 @@ def test_setup_adds_the_catalog_tables_to_a_dataset_written_before_them(bigquery
 
     firsts = bigquery_standin.table("dalet.experiment_firsts")
     assert [f["name"] for f in firsts["schema"]["fields"]] == EXPERIMENT_FIRSTS.column_names
-    assert firsts["timePartitioning"]["field"] == "first_at"
+    assert firsts["timePartitioning"] == {"type": "DAY"}        # by write day: _PARTITIONTIME
     assert firsts["clustering"]["fields"] == ["namespace", "experiment"]
     assert [f["name"] for f in bigquery_standin.table("dalet.experiment_totals")["schema"]["fields"]] == \
         EXPERIMENT_TOTALS.column_names

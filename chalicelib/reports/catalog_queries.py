@@ -51,25 +51,66 @@ def snapshot_totals(target: Target, namespace: str, experiment: str | None = Non
     return render(target, sql, _params(namespace, experiment, scope))
 
 
-def compact_totals(target: Target, as_of: datetime) -> Query:
+def compact_totals(target: Target, as_of: datetime, previous: datetime | None = None,
+                   touched: Sequence[tuple[str, str]] = ()) -> Query:
     """Append every group's totals as of `as_of` from the appended firsts rows (BigQuery's maintenance).
 
     A firsts row is one (group, uuid) seen in one batch; the uuid counts once per group however many
     batches saw it (COUNT DISTINCT). A tombstone hides the group's receipts up to it: a uuid counts if
     any of its receipts is later (`last_at`), exactly as the events' own tombstone filter.
+
+    With a `previous` snapshot, only the `touched` experiments (`touched_experiments`) are recounted,
+    reading only their rows (`experiment IN UNNEST(...)`, a constant filter on a clustering column, so
+    BigQuery skips the other experiments' blocks); every other experiment's rows are the previous
+    snapshot's, which nothing written since can change.
     """
+    recount = ("SELECT f.namespace, f.experiment, f.variant, f.event, COUNT(DISTINCT f.uuid) AS uuids,\n"
+               "  MIN(f.first_at) AS first_seen, MAX(f.last_at) AS last_seen, @as_of AS as_of\n"
+               "FROM {firsts} AS f\n"
+               "LEFT JOIN deleted AS d ON d.namespace = f.namespace AND d.experiment = f.experiment\n"
+               "WHERE f.first_at < @as_of AND (d.deleted_at IS NULL OR f.last_at > d.deleted_at)")
+    params: dict[str, Any] = {"as_of": as_of}
+    if previous is not None:
+        recount += (f"\n  AND f.experiment IN UNNEST(@experiments) AND {_pair_key('f.')} IN UNNEST(@touched)\n"
+                    "GROUP BY f.namespace, f.experiment, f.variant, f.event\n"
+                    "UNION ALL\n"
+                    "SELECT t.namespace, t.experiment, t.variant, t.event, t.uuids, t.first_seen, t.last_seen,"
+                    " @as_of AS as_of\n"
+                    "FROM {totals} AS t\n"
+                    f"WHERE t.as_of = @previous AND t.namespace <> '' AND {_pair_key('t.')} NOT IN UNNEST(@touched)")
+        params.update(previous=previous, experiments=sorted({experiment for _, experiment in touched}),
+                      touched=sorted(pair_key(*pair) for pair in touched))
+    else:
+        recount += "\nGROUP BY f.namespace, f.experiment, f.variant, f.event"
+    # The snapshot's marker: the newest snapshot must be found even when it counts nothing (every experiment
+    # deleted); no namespace is empty, so no read ever lists it.
+    marker = "\nUNION ALL\nSELECT '', '', '', '', 0, @as_of, @as_of, @as_of"
     sql = ("INSERT INTO {totals} (namespace, experiment, variant, event, uuids, first_seen, last_seen, as_of)\n"
            "WITH deleted AS (\n"
            "  SELECT namespace, experiment, MAX(deleted_at) AS deleted_at FROM {deletions}\n"
            "  GROUP BY namespace, experiment\n"
-           ")\n"
-           "SELECT f.namespace, f.experiment, f.variant, f.event, COUNT(DISTINCT f.uuid) AS uuids,\n"
-           "  MIN(f.first_at) AS first_seen, MAX(f.last_at) AS last_seen, @as_of AS as_of\n"
-           "FROM {firsts} AS f\n"
-           "LEFT JOIN deleted AS d ON d.namespace = f.namespace AND d.experiment = f.experiment\n"
-           "WHERE f.first_at < @as_of AND (d.deleted_at IS NULL OR f.last_at > d.deleted_at)\n"
-           "GROUP BY f.namespace, f.experiment, f.variant, f.event")
-    return render(target, sql, {"as_of": as_of})
+           ")\n" + recount + marker)
+    return render(target, sql, params)
+
+
+def touched_experiments(target: Target, previous: datetime) -> Query:
+    """The experiments with firsts rows written on or after the previous snapshot's day (only those partitions
+    are read; rows still in the streaming buffer have a null _PARTITIONTIME), or a tombstone since then."""
+    sql = ("SELECT DISTINCT f.namespace, f.experiment FROM {firsts} AS f\n"
+           "WHERE f._PARTITIONTIME >= TIMESTAMP(DATE(@previous)) OR f._PARTITIONTIME IS NULL\n"
+           "UNION DISTINCT\n"
+           "SELECT DISTINCT d.namespace, d.experiment FROM {deletions} AS d\n"
+           "WHERE d.deleted_at >= TIMESTAMP(DATE(@previous))")
+    return render(target, sql, {"previous": previous})
+
+
+def pair_key(namespace: str, experiment: str) -> str:
+    """One text per (namespace, experiment), unambiguous whatever the names hold: the namespace's length first."""
+    return f"{len(namespace)}:{namespace}{experiment}"
+
+
+def _pair_key(alias: str) -> str:
+    return f"CONCAT(CAST(LENGTH({alias}namespace) AS STRING), ':', {alias}namespace, {alias}experiment)"
 
 
 def _selection(experiment: str | None, scope: Sequence[str] | None) -> str:
@@ -153,18 +194,23 @@ class Compaction:
 
 
 def compact(warehouse: ReportWarehouse, at: datetime) -> Compaction | None:
-    """Append a totals snapshot as of `at` (the scheduled maintenance); None for a live catalog.
+    """Append a totals snapshot as of `at` (the writer's maintenance); None for a live catalog.
 
-    The first compaction of a dataset first backfills the firsts rows from the events, so no
-    snapshot ever counts only what was written since the catalog appeared.
+    The first compaction of a dataset first backfills the firsts rows from the events and counts every
+    experiment, so no snapshot ever counts only what was written since the catalog appeared; later ones
+    recount only the experiments touched since the previous snapshot.
     """
     if not has_catalog(warehouse) or warehouse.live_catalog:  # type: ignore[attr-defined]
         return None
     target = target_of(warehouse)
-    first = fetch(warehouse, latest_snapshot(target))[0]["as_of"] is None
-    if first:
+    previous = fetch(warehouse, latest_snapshot(target))[0]["as_of"]
+    if previous is None:
         backfill = backfill_firsts(target)
         warehouse.execute(backfill.sql, backfill.params)
-    snapshot = compact_totals(target, at)
+        snapshot = compact_totals(target, at)
+    else:
+        touched = [(row["namespace"], row["experiment"])
+                   for row in fetch(warehouse, touched_experiments(target, previous))]
+        snapshot = compact_totals(target, at, previous, touched)
     warehouse.execute(snapshot.sql, snapshot.params)
-    return Compaction(at, backfilled=first)
+    return Compaction(at, backfilled=previous is None)

@@ -31,7 +31,7 @@ from chalicelib.config import Settings
 from chalicelib.ingest.events import StoredEvent, format_timestamp
 from chalicelib.storage import catalog
 from chalicelib.storage.catalog import EXPERIMENT_FIRSTS, EXPERIMENT_TOTALS
-from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, Table
+from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, INGESTION_TIME, Table
 from chalicelib.storage.writer import DeadLetter, RowRejection, TransientWarehouseError, copy_id, dead_letter_row
 
 MAX_ROWS_PER_REQUEST = 500
@@ -331,9 +331,8 @@ def _table_resource(reference: bigquery.TableReference, spec: Table) -> bigquery
         for column in spec.columns
     ])
     if spec.partition_by:
-        table.time_partitioning = bigquery.TimePartitioning(
-            type_=bigquery.TimePartitioningType.DAY, field=spec.partition_by
-        )
+        field = None if spec.partition_by == INGESTION_TIME else spec.partition_by
+        table.time_partitioning = bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY, field=field)
     if spec.cluster_by:
         table.clustering_fields = list(spec.cluster_by)
     return table

@@ -16,8 +16,10 @@ existed builds it from the events table (a backfill, once).
 
 BigQuery: DML on rows still in the streaming buffer is refused, so the writer only appends
 firsts rows (one per group and uuid per batch, insertId = the key and its first receipt, so a
-redelivered batch is deduplicated); a scheduled compaction (`catalog_queries.compact_totals`)
-appends a snapshot of the totals with its watermark `as_of`, which the list reads.
+redelivered batch is deduplicated); a compaction run by the writer (`catalog_queries.compact`)
+appends a snapshot of the totals with its watermark `as_of`, which the list reads. It recounts only
+the experiments that got rows (or a tombstone) since the previous snapshot, found in the partitions
+written since, and copies the others' rows.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from datetime import datetime
 from typing import Any, Iterator, Sequence
 
 from chalicelib.ingest.events import StoredEvent
-from chalicelib.storage.schema import Column, Table
+from chalicelib.storage.schema import INGESTION_TIME, Column, Table
 
 GROUP_COLUMNS = ("namespace", "experiment", "variant", "event")
 
@@ -44,7 +46,10 @@ EXPERIMENT_FIRSTS = Table(
         Column("last_at", "TIMESTAMP"),
     ),
     key="uuid",      # DuckDB: (namespace, experiment, variant, event, uuid); BigQuery: `first_row_id`
-    partition_by="first_at",
+    # By write day: a compaction finds what was written since the last one in a few partitions, however
+    # late a row's receipt (a replayed batch); BigQuery stores streamed rows under _PARTITIONTIME NULL
+    # until it extracts them from the streaming buffer.
+    partition_by=INGESTION_TIME,
     cluster_by=("namespace", "experiment"),
 )
 
