@@ -22,6 +22,7 @@ which bench/cost.py adds to its all-in headline.
 
     .venv/bin/python bench/reads.py [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,23 +52,33 @@ VIEWED = "checkout-041"
 EXPERIMENTS = 41
 GOAL_LATENCY_RATIO = 1.2
 GOAL_LOAD_BYTES = 1e9
-TIB = 2 ** 40
+TIB = 2**40
 QUERY_USD_PER_TIB = 6.25
-STREAMING_USD_PER_200MB = 0.01             # BigQuery legacy streaming inserts, each row rounded up to 1 KB
-STORAGE_USD_PER_GB_MONTH = 0.015           # a year's mix: 3 months active ($0.02), the rest long-term ($0.01)
+STREAMING_USD_PER_200MB = 0.01  # BigQuery legacy streaming inserts, each row rounded up to 1 KB
+STORAGE_USD_PER_GB_MONTH = 0.015  # a year's mix: 3 months active ($0.02), the rest long-term ($0.01)
 MIN_BYTES_PER_TABLE = 10 * 1024 * 1024
 STORED_MONTHS = 12
-COMPACTIONS_PER_MONTH = 30                 # DALET_CATALOG_COMPACTION_HOURS = 24
+COMPACTIONS_PER_MONTH = 30  # DALET_CATALOG_COMPACTION_HOURS = 24
 BQ = Target(queries.BIGQUERY, queries.bigquery_tables("bench", "dalet", "events"), unique_identities=False)
 
 # Logical bytes per column of a realistic AlephBet row (BigQuery's sizes: STRING 2 + UTF-8 bytes, 8 for numbers
 # and timestamps, 0 for NULL): 36-character uuids and event ids, short names, a value on one row in ten.
-EVENT_COLUMN_BYTES = {"event_id": 2 + 32, "namespace": 2 + 9, "experiment": 2 + 14, "variant": 2 + 5, "event": 2 + 10,
-                      "uuid": 2 + 36, "value": 0.8, "received_at": 8, "message_id": 0.0}
+EVENT_COLUMN_BYTES = {
+    "event_id": 2 + 32,
+    "namespace": 2 + 9,
+    "experiment": 2 + 14,
+    "variant": 2 + 5,
+    "event": 2 + 10,
+    "uuid": 2 + 36,
+    "value": 0.8,
+    "received_at": 8,
+    "message_id": 0.0,
+}
 FIRSTS_ROW_BYTES = sum(EVENT_COLUMN_BYTES[c] for c in ("namespace", "experiment", "variant", "event", "uuid")) + 16
 
 
 # ---- DuckDB: latency at 1x and 10x history ------------------------------------------------------
+
 
 def history(events: int, scale: int) -> list[list[Any]]:
     """Batches of stored events in receipt order: the viewed experiment's `events / 10` over its last 30 days,
@@ -80,14 +91,35 @@ def history(events: int, scale: int) -> list[list[Any]]:
     for n in range(others):
         at = end - span + span * n / others
         experiment = f"checkout-{n % (EXPERIMENTS - 1):03d}"
-        rows.append(stamp(Event(NAMESPACE, experiment, ("red", "blue")[n % 2], ("participate", "purchase", "click")[n % 3],
-                                f"{n // 3:036d}"), at))
+        rows.append(
+            stamp(
+                Event(
+                    NAMESPACE,
+                    experiment,
+                    ("red", "blue")[n % 2],
+                    ("participate", "purchase", "click")[n % 3],
+                    f"{n // 3:036d}",
+                ),
+                at,
+            )
+        )
     for n in range(viewed):
         at = end - timedelta(days=30) + timedelta(days=30) * n / viewed
-        rows.append(stamp(Event(NAMESPACE, VIEWED, ("red", "blue")[n % 2], ("participate", "purchase")[n % 2 if n % 5 else 0],
-                                f"v{n // 2:035d}", float(n % 7) if n % 10 == 0 else None), at))
+        rows.append(
+            stamp(
+                Event(
+                    NAMESPACE,
+                    VIEWED,
+                    ("red", "blue")[n % 2],
+                    ("participate", "purchase")[n % 2 if n % 5 else 0],
+                    f"v{n // 2:035d}",
+                    float(n % 7) if n % 10 == 0 else None,
+                ),
+                at,
+            )
+        )
     rows.sort(key=lambda stored: stored.received_at)
-    return [rows[i:i + 5000] for i in range(0, len(rows), 5000)]
+    return [rows[i : i + 5000] for i in range(0, len(rows), 5000)]
 
 
 def timed(call: Callable[[], Any]) -> float:
@@ -113,18 +145,24 @@ def measure_duckdb(events: int, rounds: int, folder: Path) -> dict[tuple[str, st
         for batch in history(events, scale):
             warehouse.insert_events(batch)
         stored = warehouse.fetch("SELECT COUNT(*) AS n FROM events")[0]["n"]
-        print(f"  {scale:>2}x history: {stored:,} events written in {time.perf_counter() - started:.1f} s "
-              f"(with the catalog kept)", flush=True)
-        warehouse.close()          # measured as a server finds its folder: checkpointed, reopened
+        print(
+            f"  {scale:>2}x history: {stored:,} events written in {time.perf_counter() - started:.1f} s "
+            f"(with the catalog kept)",
+            flush=True,
+        )
+        warehouse.close()  # measured as a server finds its folder: checkpointed, reopened
         warehouses[scale] = DuckDBWarehouse(folder / f"history-{scale}x.duckdb")
-    readers = {(design, scale): reader for scale, warehouse in warehouses.items()
-               for design, reader in (("catalog", warehouse), ("today", WithoutCatalog(warehouse)))}
+    readers = {
+        (design, scale): reader
+        for scale, warehouse in warehouses.items()
+        for design, reader in (("catalog", warehouse), ("today", WithoutCatalog(warehouse)))
+    }
     timings: dict[tuple[str, str, int], list[float]] = {}
     for round_ in range(rounds + 1):
         for cell, call in CELLS.items():
             for (design, scale), reader in readers.items():
                 seconds = timed(lambda: call(reader))
-                if round_:         # the first round warms the caches (and the SQL transpilation)
+                if round_:  # the first round warms the caches (and the SQL transpilation)
                     timings.setdefault((design, cell, scale), []).append(seconds)
     for warehouse in warehouses.values():
         warehouse.close()
@@ -132,6 +170,7 @@ def measure_duckdb(events: int, rounds: int, folder: Path) -> dict[tuple[str, st
 
 
 # ---- BigQuery: bytes billed per load -------------------------------------------------------------
+
 
 def referenced(sql: str) -> tuple[set[str], set[str]]:
     """The tables (not CTEs) and the events columns a query's BigQuery text references."""
@@ -226,51 +265,79 @@ def reads_usd(events_per_month: float, loads: int, catalog: bool = True) -> floa
 
 # ---- the report ----------------------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="22k events at 1x instead of 220k, fewer rounds")
     arguments = parser.parse_args(argv)
     events, rounds = (22_000, 15) if arguments.quick else (220_000, 15)
 
-    print(f"DuckDB: {EXPERIMENTS} experiments, {events:,} events at 1x; 10x: 40 of them run ten times as long; "
-          f"the viewed experiment ({VIEWED}) is the same", flush=True)
+    print(
+        f"DuckDB: {EXPERIMENTS} experiments, {events:,} events at 1x; 10x: 40 of them run ten times as long; "
+        f"the viewed experiment ({VIEWED}) is the same",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="dalet-reads-") as folder:
         latencies = measure_duckdb(events, rounds, Path(folder))
-    print(f"\n{'median latency (ms)':22}{'catalog 1x':>12}{'10x':>10}{'ratio':>8}   {'today 1x':>10}{'10x':>10}{'ratio':>8}")
+    print(
+        f"\n{'median latency (ms)':22}{'catalog 1x':>12}{'10x':>10}{'ratio':>8}   "
+        f"{'today 1x':>10}{'10x':>10}{'ratio':>8}"
+    )
     shortfalls = []
     for cell in CELLS:
         ours = latencies["catalog", cell, 10] / latencies["catalog", cell, 1]
         today = latencies["today", cell, 10] / latencies["today", cell, 1]
-        print(f"{cell:22}{latencies['catalog', cell, 1] * 1e3:>12.2f}{latencies['catalog', cell, 10] * 1e3:>10.2f}"
-              f"{ours:>8.2f}   {latencies['today', cell, 1] * 1e3:>10.2f}{latencies['today', cell, 10] * 1e3:>10.2f}"
-              f"{today:>8.2f}")
+        print(
+            f"{cell:22}{latencies['catalog', cell, 1] * 1e3:>12.2f}{latencies['catalog', cell, 10] * 1e3:>10.2f}"
+            f"{ours:>8.2f}   {latencies['today', cell, 1] * 1e3:>10.2f}{latencies['today', cell, 10] * 1e3:>10.2f}"
+            f"{today:>8.2f}"
+        )
         if ours > GOAL_LATENCY_RATIO:
             shortfalls.append((cell, ours))
         emit(f"reads: DuckDB {cell}, 10x / 1x history", ours, today, GOAL_LATENCY_RATIO, "x")
     for cell, ratio in shortfalls:
-        cause = ("DuckDB has no partitions: skipping the older row groups needs their min/max on received_at, and "
-                 "the per-experiment filter still reads every row group since the experiment's first event")
+        cause = (
+            "DuckDB has no partitions: skipping the older row groups needs their min/max on received_at, and "
+            "the per-experiment filter still reads every row group since the experiment's first event"
+        )
         print(f"  shortfall: {cell} 10x costs {ratio:.2f}x > {GOAL_LATENCY_RATIO}x; cause: {cause}")
 
     traffic = Traffic(100_000_000)
     today = load_bytes_today(traffic)
     unclustered, clustered = load_bytes_catalog(traffic, clustered=False), load_bytes_catalog(traffic, clustered=True)
-    print(f"\nBigQuery, one load (list + results) at 100M events/month after a year, {traffic.experiments} experiments, "
-          f"the viewed one {traffic.largest_share:.0%} of traffic for {traffic.viewed_days} days:")
+    print(
+        f"\nBigQuery, one load (list + results) at 100M events/month after a year, {traffic.experiments} experiments, "
+        f"the viewed one {traffic.largest_share:.0%} of traffic for {traffic.viewed_days} days:"
+    )
     print(f"    today's design (every stored event, twice)  {today / 1e9:10.2f} GB")
     print(f"    catalog, without clustering (bound)         {unclustered / 1e9:10.2f} GB")
-    print(f"    catalog, clustered (the experiment's rows)  {clustered / 1e9:10.2f} GB   goal <= {GOAL_LOAD_BYTES / 1e9:g} GB: "
-          f"{'met' if clustered <= GOAL_LOAD_BYTES else 'SHORTFALL'}")
+    print(
+        f"    catalog, clustered (the experiment's rows)  {clustered / 1e9:10.2f} GB   "
+        f"goal <= {GOAL_LOAD_BYTES / 1e9:g} GB: "
+        f"{'met' if clustered <= GOAL_LOAD_BYTES else 'SHORTFALL'}"
+    )
     if clustered > GOAL_LOAD_BYTES:
-        print("    cause: the results read the viewed experiment's events (every goal row of its "
-              f"{traffic.largest_share * traffic.events_per_month * traffic.viewed_days / 30 / 1e6:.0f}M), not one row "
-              "per person; per-person aggregates kept incrementally would be next")
-    emit("reads: BigQuery bytes a load at 100M/month after a year", clustered / 1e9, today / 1e9,
-         f"ours <= {GOAL_LOAD_BYTES / 1e9:g}", "GB")
+        print(
+            "    cause: the results read the viewed experiment's events (every goal row of its "
+            f"{traffic.largest_share * traffic.events_per_month * traffic.viewed_days / 30 / 1e6:.0f}M), not one row "
+            "per person; per-person aggregates kept incrementally would be next"
+        )
+    emit(
+        "reads: BigQuery bytes a load at 100M/month after a year",
+        clustered / 1e9,
+        today / 1e9,
+        f"ours <= {GOAL_LOAD_BYTES / 1e9:g}",
+        "GB",
+    )
+    print(f"    upkeep a month after a year (daily compactions recount the experiments written to, assumed to hold "
+          f"<= {ACTIVE_MONTHS:g} month of traffic):")
     for volume in (15_000_000, 100_000_000, 1_000_000_000):
         upkeep = maintenance_usd(volume)
-        print(f"    at {volume / 1e6:g}M/month: catalog upkeep " + ", ".join(f"{k} ${v:,.2f}" for k, v in upkeep.items())
-              + f"; 2,000 loads ${reads_usd(volume, 2000):,.2f} (today ${reads_usd(volume, 2000, catalog=False):,.2f})")
+        print(
+            f"    at {volume / 1e6:g}M/month: catalog upkeep "
+            + ", ".join(f"{k} ${v:,.2f}" for k, v in upkeep.items())
+            + f"; 2,000 loads ${reads_usd(volume, 2000):,.2f} (today ${reads_usd(volume, 2000, catalog=False):,.2f})"
+        )
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Warehouses for the experiment catalog's tests: BigQuery's storage on DuckDB, and any warehouse without its catalog."""
+"""Warehouses for the catalog tests: BigQuery's storage on DuckDB, and any warehouse with its catalog hidden."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -13,8 +14,14 @@ from chalicelib.storage.duckdb_warehouse import events_to_arrow
 from chalicelib.storage.schema import DELETIONS, EVENTS, Table
 from chalicelib.storage.writer import RowRejection
 
-_TYPES = {"STRING": "VARCHAR", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMPTZ", "BYTES": "BLOB", "JSON": "JSON",
-          "INT64": "BIGINT"}
+_TYPES = {
+    "STRING": "VARCHAR",
+    "FLOAT64": "DOUBLE",
+    "TIMESTAMP": "TIMESTAMPTZ",
+    "BYTES": "BLOB",
+    "JSON": "JSON",
+    "INT64": "BIGINT",
+}
 
 
 def _keyless_ddl(table: Table) -> str:
@@ -31,7 +38,7 @@ class AppendOnlyWarehouse:
     live_catalog = False
 
     def __init__(self) -> None:
-        self.now: datetime | None = None      # when the next batch is written
+        self.now: datetime | None = None  # when the next batch is written
         self.db = duckdb.connect()
         self.db.execute("SET TimeZone='UTC'")
         for table in (EVENTS, DELETIONS, *catalog.CATALOG_TABLES):
@@ -47,16 +54,28 @@ class AppendOnlyWarehouse:
         # The partition is the day of the write: `now` if the test keeps a clock, else the batch's last receipt.
         written = self.now or max((stored.received_at for stored in events), default=None)
         for row in catalog.catalog_rows(events):
-            self.db.execute("INSERT INTO experiment_firsts BY NAME SELECT * FROM (SELECT ? AS namespace, "
-                            "? AS experiment, ? AS variant, ? AS event, ? AS uuid, ? AS first_at, ? AS last_at, "
-                            "DATE_TRUNC('day', ?::TIMESTAMPTZ) AS _PARTITIONTIME)",
-                            [row["namespace"], row["experiment"], row["variant"], row["event"], row["uuid"],
-                             row["first_at"], row["last_at"], written])
+            self.db.execute(
+                "INSERT INTO experiment_firsts BY NAME SELECT * FROM (SELECT ? AS namespace, "
+                "? AS experiment, ? AS variant, ? AS event, ? AS uuid, ? AS first_at, ? AS last_at, "
+                "DATE_TRUNC('day', ?::TIMESTAMPTZ) AS _PARTITIONTIME)",
+                [
+                    row["namespace"],
+                    row["experiment"],
+                    row["variant"],
+                    row["event"],
+                    row["uuid"],
+                    row["first_at"],
+                    row["last_at"],
+                    written,
+                ],
+            )
         return []
 
     def insert_deletion(self, row: Mapping[str, Any]) -> None:
-        self.db.execute("INSERT INTO deletions VALUES (?, ?, ?, ?)",
-                        [row["deletion_id"], row["namespace"], row["experiment"], parse_timestamp(row["deleted_at"])])
+        self.db.execute(
+            "INSERT INTO deletions VALUES (?, ?, ?, ?)",
+            [row["deletion_id"], row["namespace"], row["experiment"], parse_timestamp(row["deleted_at"])],
+        )
 
     def fetch(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
         result = self.db.execute(sql, params)
