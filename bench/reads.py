@@ -296,10 +296,12 @@ def main(argv: list[str] | None = None) -> int:
             shortfalls.append((cell, ours))
         emit(f"reads: DuckDB {cell}, 10x / 1x history", ours, today, GOAL_LATENCY_RATIO, "x")
     for cell, ratio in shortfalls:
-        cause = (
-            "DuckDB has no partitions: skipping the older row groups needs their min/max on received_at, and "
-            "the per-experiment filter still reads every row group since the experiment's first event"
-        )
+        if arguments.quick:
+            cause = ("at 22k events each cell takes a few ms, where the shared machine's noise decides; "
+                     "the full run (220k vs 2.2M) is the measurement")
+        else:
+            cause = ("DuckDB has no partitions: skipping the older row groups needs their min/max on received_at, "
+                     "and the per-experiment filter still reads every row group since the experiment's first event")
         print(f"  shortfall: {cell} 10x costs {ratio:.2f}x > {GOAL_LATENCY_RATIO}x; cause: {cause}")
 
     traffic = Traffic(100_000_000)
