@@ -352,8 +352,13 @@ def track_front_door(event, context):
     maximum_batching_window_in_seconds=config.writer_batching_window_seconds(),
 )
 def write_events(event):
-    return writer.write_batch(writer.records_from_kinesis_event(event), runtime.warehouse(),
-                              parking.parking_for(runtime.settings()))
+    written = writer.write_batch(writer.records_from_kinesis_event(event), runtime.warehouse(),
+                                 parking.parking_for(runtime.settings()))
+    from chalicelib.storage import catalog_upkeep  # the writer's, kept off the /track path
+
+    catalog_upkeep.compact_when_due(runtime.warehouse())
+    return written
 
 
 runtime.register_stream_handler(write_events)
+

@@ -146,6 +146,23 @@ def writer_batching_window_seconds(environ: Mapping[str, str] | None = None) -> 
                           MAX_WRITER_BATCHING_WINDOW_SECONDS, "Lambda's limit")
 
 
+DEFAULT_CATALOG_COMPACTION_HOURS = 24
+MAX_CATALOG_COMPACTION_HOURS = 24 * 7
+
+
+def catalog_compaction_hours(environ: Mapping[str, str] | None = None) -> int:
+    """DALET_CATALOG_COMPACTION_HOURS: how often BigQuery's experiment catalog is compacted (a full scan of
+    its firsts rows each time; read when `chalice deploy`/`package` imports app.py)."""
+    env = os.environ if environ is None else environ
+    value = _get(env, "DALET_CATALOG_COMPACTION_HOURS")
+    if value is None:
+        return DEFAULT_CATALOG_COMPACTION_HOURS
+    if not value.isdigit() or not 1 <= int(value) <= MAX_CATALOG_COMPACTION_HOURS:
+        raise ConfigError(f"DALET_CATALOG_COMPACTION_HOURS must be a whole number of hours from 1 to "
+                          f"{MAX_CATALOG_COMPACTION_HOURS}, got {value!r}")
+    return int(value)
+
+
 def _whole_seconds(env: Mapping[str, str], name: str, default: int, maximum: int, why_maximum: str) -> int:
     value = _get(env, name)
     if value is None:

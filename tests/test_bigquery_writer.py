@@ -87,14 +87,19 @@ def test_the_dead_letters_table_is_created_in_the_same_dataset(warehouse, bigque
     assert [(f["name"], f["type"]) for f in table["schema"]["fields"]] == [(c.name, c.type) for c in DEAD_LETTERS.columns]
 
 
+def _event_inserts(standin) -> list[dict]:
+    """The insertAll bodies sent to the events table (the writer also appends to the experiment catalog)."""
+    return [call.body for call in standin.inserts_into("events")]
+
+
 def test_tables_are_checked_once_per_container_not_per_batch(warehouse, bigquery_standin):
     for batch in range(5):
         warehouse.insert_events([_event(uuid=f"visitor-{batch}")])
     warehouse.insert_dead_letters([_letter("1")])
 
     assert len(bigquery_standin.dataset_creates) == 1
-    assert len(bigquery_standin.table_creates) == 2
-    assert len(bigquery_standin.calls_to("GET", r"/tables/[^/]+$")) == 2
+    assert len(bigquery_standin.table_creates) == 3       # events, dead_letters, experiment_firsts
+    assert len(bigquery_standin.calls_to("GET", r"/tables/[^/]+$")) == 3
     assert len(bigquery_standin.inserts_into("events")) == 5
 
 
@@ -114,7 +119,7 @@ def test_an_existing_dataset_is_reused_without_asking_to_create_it(warehouse, bi
 
     warehouse.ensure_tables()
 
-    assert set(bigquery_standin.tables) == {"analytics.events", "analytics.dead_letters"}
+    assert set(bigquery_standin.tables) == {"analytics.events", "analytics.dead_letters", "analytics.experiment_firsts"}
     assert bigquery_standin.dataset_creates == []      # an identity without bigquery.datasets.create suffices
 
 
@@ -133,7 +138,7 @@ def test_each_row_is_inserted_under_its_identity_and_receipt_time(warehouse, big
 
     assert warehouse.insert_events([stored]) == []
 
-    (body,) = bigquery_standin.insert_requests
+    (body,) = _event_inserts(bigquery_standin)
     assert body["skipInvalidRows"] is True
     assert body["rows"] == [{"json": stored.to_row(), "insertId": copy_id(stored)}]
     assert bigquery_standin.rows("events") == [stored.to_row()]
@@ -205,7 +210,7 @@ def test_1200_events_go_in_three_requests_of_at_most_500_rows(warehouse, bigquer
 
     assert warehouse.insert_events(events) == []
 
-    assert [len(body["rows"]) for body in bigquery_standin.insert_requests] == [500, 500, 200]
+    assert [len(body["rows"]) for body in _event_inserts(bigquery_standin)] == [500, 500, 200]
     assert bigquery_standin.insert_ids("events") == [copy_id(stored) for stored in events]
 
 
@@ -299,7 +304,7 @@ def test_the_client_retries_a_503_itself_with_the_same_insert_ids(warehouse, big
 
     assert warehouse.insert_events(events) == []
 
-    first, *retries = bigquery_standin.insert_requests
+    first, *retries = _event_inserts(bigquery_standin)
     assert len(retries) == 2
     assert all(retry["rows"] == first["rows"] for retry in retries)
     assert bigquery_standin.insert_ids("events") == [copy_id(e) for e in events]
@@ -316,7 +321,7 @@ def test_a_retried_batch_lands_each_identity_exactly_once(warehouse, bigquery_st
 
     assert write_batch(records, warehouse) == {"batchItemFailures": []}
 
-    insert_ids = {tuple(row["insertId"] for row in body["rows"]) for body in bigquery_standin.insert_requests}
+    insert_ids = {tuple(row["insertId"] for row in body["rows"]) for body in _event_inserts(bigquery_standin)}
     assert insert_ids == {tuple(copy_id(e) for e in events)}
     assert bigquery_standin.insert_ids("events") == [copy_id(e) for e in events]
 

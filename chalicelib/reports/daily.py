@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from chalicelib.ingest.events import PARTICIPATE
-from chalicelib.reports import queries
+from chalicelib.reports import catalog_queries, queries
 from chalicelib.reports.experiments import require_experiment
 from chalicelib.reports.fetch import ReportWarehouse, fetch, target_of
 from chalicelib.reports.queries import ALL_TIME, Window
@@ -14,7 +14,8 @@ from chalicelib.reports.queries import ALL_TIME, Window
 
 def experiment_daily(warehouse: ReportWarehouse, namespace: str, experiment: str,
                      window: Window = ALL_TIME) -> dict[str, Any]:
-    query = queries.daily_first_seen(target_of(warehouse), namespace, experiment, window)
+    read = catalog_queries.narrowed(warehouse, namespace, experiment, window)
+    query = queries.daily_first_seen(target_of(warehouse), namespace, experiment, read)
     rows = fetch(warehouse, query)
     require_experiment(warehouse, namespace, experiment, window, found=bool(rows))
     return {"namespace": namespace, "experiment": experiment, **daily_view(rows)}

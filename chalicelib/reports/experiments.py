@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from chalicelib.ingest.events import PARTICIPATE
-from chalicelib.reports import breakdown, cuped_queries, queries, stats
+from chalicelib.reports import breakdown, catalog_queries, cuped_queries, queries, stats
 from chalicelib.reports.cuped_results import DEFAULT_SETTINGS, CupedAdjustment, CupedSettings, summary
 from chalicelib.reports.defaults import DEFAULT_CONFIDENCE, DEFAULT_CORRECTION
 from chalicelib.reports.dimensions import Dimension
@@ -28,11 +28,17 @@ def all_experiments(warehouse: ReportWarehouse, namespace: str, scope: str | Non
     As in Gimel, a scoped experiment with no events is listed with no goals.
     """
     names = scope_names(scope)
+    counted = catalog_queries.catalog_counts(warehouse, namespace, scope=names) if window == ALL_TIME else None
+    rows = catalog_queries.counter_rows_of(counted) if counted else counter_rows(warehouse, namespace, window,
+                                                                                 scope=names)
     rows_of: dict[str, list[Mapping[str, Any]]] = {}
-    for row in counter_rows(warehouse, namespace, window, scope=names):
+    for row in rows:
         rows_of.setdefault(row["experiment"], []).append(row)
     listed = names if names is not None else sorted(rows_of)
-    return [{"meta": {"scope": scope if names is not None else None}}] + [
+    meta: dict[str, Any] = {"scope": scope if names is not None else None}
+    if counted and not counted.live:     # a live catalog is as fresh as the warehouse: `freshness` says so
+        meta["freshness"] = counted.freshness()
+    return [{"meta": meta}] + [
         {"experiment": name, "goals": gimel_goals(rows_of.get(name, []))} for name in listed
     ]
 
@@ -47,7 +53,10 @@ def scope_names(scope: str | None) -> list[str] | None:
 def experiment_goals(warehouse: ReportWarehouse, namespace: str, experiment: str,
                      window: Window = ALL_TIME) -> list[dict[str, Any]]:
     """Gimel's single-experiment answer: the goals list."""
-    rows = counter_rows(warehouse, namespace, window, experiment=experiment)
+    counted = catalog_queries.catalog_counts(warehouse, namespace, experiment) if window == ALL_TIME else None
+    # Not in the catalog: unknown, or newer than the snapshot; history says which.
+    rows = catalog_queries.counter_rows_of(counted) if counted and counted.rows else \
+        counter_rows(warehouse, namespace, window, experiment=experiment)
     require_experiment(warehouse, namespace, experiment, window, found=bool(rows))
     return gimel_goals(rows)
 
@@ -98,12 +107,13 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
                        planned_participants: float = stats.SEQUENTIAL_TUNING_PARTICIPANTS,
                        cap: int | None = None, cuped: CupedSettings = DEFAULT_SETTINGS) -> dict[str, Any]:
     """The results view; `cap` winsorises per-participant values at that pooled percentile."""
-    query = queries.decision_counts(target_of(warehouse), namespace, experiment, window, cap=cap)
+    read = catalog_queries.narrowed(warehouse, namespace, experiment, window)
+    query = queries.decision_counts(target_of(warehouse), namespace, experiment, read, cap=cap)
     fetched = fetch(warehouse, query)
     require_experiment(warehouse, namespace, experiment, window, found=bool(fetched))
     adjustment = _cuped_adjustment(warehouse, namespace, experiment, fetched, window, confidence, cuped)
     if dimension is not None:
-        by_segment = queries.decision_counts(target_of(warehouse), namespace, experiment, window, dimension, cap)
+        by_segment = queries.decision_counts(target_of(warehouse), namespace, experiment, read, dimension, cap)
         view = breakdown.decision_results(namespace, experiment, fetched, fetch(warehouse, by_segment),
                                           dimension=dimension.name, control=control, confidence=confidence,
                                           weights=weights, correction=correction,

@@ -22,12 +22,14 @@ def freshness_unknown(reason: str) -> dict[str, Any]:
 
 def with_freshness(report: Any, measured: Mapping[str, Any]) -> Any:
     """The report carrying `freshness`: at the top of a document, in the `meta` of Gimel's list.
+    What the report already says of its own freshness (the experiment catalog's watermark) is kept.
 
     Gimel's single-experiment answer is a bare list of goals with nowhere to put it; the
     results and daily views of the same experiment carry it.
     """
     if isinstance(report, dict):
-        return {**report, "freshness": dict(measured)}
+        return {**report, "freshness": {**report.get("freshness", {}), **measured}}
     if isinstance(report, list) and report and isinstance(report[0], dict) and "meta" in report[0]:
-        return [{"meta": {**report[0]["meta"], "freshness": dict(measured)}}, *report[1:]]
+        meta = report[0]["meta"]
+        return [{"meta": {**meta, "freshness": {**meta.get("freshness", {}), **measured}}}, *report[1:]]
     return report

@@ -39,6 +39,8 @@ class Tables:
     events: str
     deletions: str
     dead_letters: str = DEAD_LETTERS.name
+    firsts: str = "experiment_firsts"       # the experiment catalog (chalicelib/storage/catalog.py)
+    totals: str = "experiment_totals"
 
 
 DUCKDB_TABLES = Tables(events=EVENTS.name, deletions=DELETIONS.name)
@@ -48,7 +50,8 @@ def bigquery_tables(project: str, dataset: str, events_table: str) -> Tables:
     def path(table: str) -> str:
         return f"`{project}.{dataset}.{table}`"
 
-    return Tables(events=path(events_table), deletions=path(DELETIONS.name), dead_letters=path(DEAD_LETTERS.name))
+    return Tables(events=path(events_table), deletions=path(DELETIONS.name), dead_letters=path(DEAD_LETTERS.name),
+                  firsts=path(Tables.firsts), totals=path(Tables.totals))
 
 
 @dataclass(frozen=True)
@@ -426,7 +429,8 @@ def folded_segments(source: str, columns: str, participants: str = "COUNT(*)") -
 def render(target: Target, bigquery_sql: str, params: dict[str, Any]) -> Query:
     """BigQuery SQL with the target's tables, in the target's dialect."""
     sql = (bigquery_sql.replace("{events}", target.tables.events).replace("{deletions}", target.tables.deletions)
-           .replace("{dead_letters}", target.tables.dead_letters))
+           .replace("{dead_letters}", target.tables.dead_letters).replace("{firsts}", target.tables.firsts)
+           .replace("{totals}", target.tables.totals))
     if target.dialect == BIGQUERY:
         return Query(sql, params)
     if target.dialect == DUCKDB:

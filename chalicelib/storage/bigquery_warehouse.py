@@ -29,8 +29,10 @@ from google.cloud import bigquery
 
 from chalicelib import google_credentials
 from chalicelib.config import Settings
-from chalicelib.ingest.events import StoredEvent
-from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, Table
+from chalicelib.ingest.events import StoredEvent, format_timestamp
+from chalicelib.storage import catalog
+from chalicelib.storage.catalog import EXPERIMENT_FIRSTS, EXPERIMENT_TOTALS
+from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, INGESTION_TIME, Table
 from chalicelib.storage.writer import DeadLetter, RowRejection, TransientWarehouseError, copy_id, dead_letter_row
 
 MAX_ROWS_PER_REQUEST = 500
@@ -78,6 +80,7 @@ class BigQueryWarehouse:
 
     dialect = "bigquery"            # what chalicelib.reports.queries renders for
     unique_identities = False       # a copy per receipt, deduplicated best effort: count distinct uuids
+    live_catalog = False            # the experiment list reads compacted snapshots (catalog_queries.compact)
 
     def __init__(
         self,
@@ -93,6 +96,8 @@ class BigQueryWarehouse:
         self._events = self._dataset.table(table)
         self._dead_letters = self._dataset.table(DEAD_LETTERS.name)
         self._deletions = self._dataset.table(DELETIONS.name)
+        self._firsts = self._dataset.table(EXPERIMENT_FIRSTS.name)
+        self._totals = self._dataset.table(EXPERIMENT_TOTALS.name)
         self._report_tables_ensured = False
         # google-cloud-bigquery types `retry` as Retry, but documents and accepts None: no retrying.
         self._retry: Any = retry
@@ -109,7 +114,7 @@ class BigQueryWarehouse:
         """Create the dataset and both tables if missing; checked once per instance."""
         if self._ensured:
             return
-        wanted = ((self._events, EVENTS), (self._dead_letters, DEAD_LETTERS))
+        wanted = ((self._events, EVENTS), (self._dead_letters, DEAD_LETTERS), (self._firsts, EXPERIMENT_FIRSTS))
         missing = [(reference, spec) for reference, spec in wanted if not self.table_exists(reference.table_id)]
         if missing and not self._dataset_exists():
             self._client.create_dataset(
@@ -137,7 +142,26 @@ class BigQueryWarehouse:
                 failures = self._send(self._events, chunk)
             _raise_if_transient(failures, rows_written=landed)
             refused.extend((row, _describe(errors)) for row, errors in failures)
+        refused_ids = {row.row_id for row, _ in refused}
+        self._append_to_catalog([stored for stored in events if copy_id(stored) not in refused_ids])
         return [RowRejection(row.row_id, reason) for row, reason in sorted(refused, key=lambda r: r[0].index)]
+
+    def _append_to_catalog(self, events: Sequence[StoredEvent]) -> None:
+        """Append the batch's experiment firsts rows (chalicelib/storage/catalog.py).
+
+        After the events: any failure retries the whole batch, which is idempotent (insertIds,
+        and the catalog counts distinct uuids, so a row stored twice changes nothing).
+        """
+        rows = [_sized(index, catalog.first_row_id(row), _catalog_json(row))
+                for index, row in enumerate(catalog.catalog_rows(events))]
+        for chunk in _chunks(rows):
+            with _transient_as_warehouse_error(rows_written=0):
+                failures = self._send(self._firsts, chunk)
+            if failures:
+                row, errors = failures[0]
+                raise TransientWarehouseError(
+                    f"BigQuery refused {len(failures)} experiment catalog row(s), first {row.row_id}: "
+                    f"{_describe(errors)}")
 
     def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         if not letters:
@@ -211,9 +235,10 @@ class BigQueryWarehouse:
         if self._report_tables_ensured:
             return
         self.ensure_tables()
-        if not self.table_exists(self._deletions.table_id):
-            self._client.create_table(_table_resource(self._deletions, DELETIONS), exists_ok=True,
-                                      retry=self._retry, timeout=self._timeout)
+        for reference, spec in ((self._deletions, DELETIONS), (self._totals, EXPERIMENT_TOTALS)):
+            if not self.table_exists(reference.table_id):
+                self._client.create_table(_table_resource(reference, spec), exists_ok=True,
+                                          retry=self._retry, timeout=self._timeout)
         self._report_tables_ensured = True
 
     def migrate_tables(self) -> list[str]:
@@ -223,8 +248,14 @@ class BigQueryWarehouse:
         all schema.py's history does, so stored rows and the partitioning stay as they are.
         """
         changes = []
+        for reference, spec in ((self._firsts, EXPERIMENT_FIRSTS), (self._totals, EXPERIMENT_TOTALS)):
+            if not self.table_exists(reference.table_id):
+                self._client.create_table(_table_resource(reference, spec), exists_ok=True,
+                                          retry=self._retry, timeout=self._timeout)
+                changes.append(f"{reference.table_id}: created")
         for reference, spec in ((self._events, EVENTS), (self._dead_letters, DEAD_LETTERS),
-                                (self._deletions, DELETIONS)):
+                                (self._deletions, DELETIONS), (self._firsts, EXPERIMENT_FIRSTS),
+                                (self._totals, EXPERIMENT_TOTALS)):
             table = self._client.get_table(reference, retry=self._retry, timeout=self._timeout)
             fields, changed = _migrated_schema(list(table.schema), spec)
             if changed:
@@ -282,6 +313,10 @@ def query_parameters(params: Mapping[str, Any]) -> list[bigquery.ScalarQueryPara
 _SCALAR_TYPES = {str: "STRING", datetime: "TIMESTAMP", int: "INT64", float: "FLOAT64", bool: "BOOL"}
 
 
+def _catalog_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "first_at": format_timestamp(row["first_at"]), "last_at": format_timestamp(row["last_at"])}
+
+
 def _migrated_schema(stored: list[bigquery.SchemaField], spec: Table) -> tuple[list[bigquery.SchemaField], list[str]]:
     by_name = {field.name: field for field in stored}
     fields, changed = list(stored), []
@@ -302,9 +337,8 @@ def _table_resource(reference: bigquery.TableReference, spec: Table) -> bigquery
         for column in spec.columns
     ])
     if spec.partition_by:
-        table.time_partitioning = bigquery.TimePartitioning(
-            type_=bigquery.TimePartitioningType.DAY, field=spec.partition_by
-        )
+        field = None if spec.partition_by == INGESTION_TIME else spec.partition_by
+        table.time_partitioning = bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY, field=field)
     if spec.cluster_by:
         table.clustering_fields = list(spec.cluster_by)
     return table

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from chalicelib.ingest.events import StoredEvent, parse_timestamp
 from chalicelib.reports import queries
+from chalicelib.storage import catalog
 from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, TABLES, Table, duckdb_ddl, duckdb_migration
 from chalicelib.storage.warehouse_health import Backoff, WarehouseDown, WarehouseFault
 from chalicelib.storage.writer import DeadLetter, RowRejection, TransientWarehouseError
@@ -80,6 +81,8 @@ class DuckDBWarehouse:
     dialect = "duckdb"
     # The primary key stores each identity once, so COUNT(*) equals COUNT(DISTINCT uuid).
     unique_identities = True
+    # The experiment catalog is maintained with every batch (chalicelib/storage/catalog.py).
+    live_catalog = True
 
     def __init__(self, path: Path | str, reopen: Backoff = Backoff(), checkpoint_mb: int = DUCKDB_CHECKPOINT_MB,
                  on_fault: Callable[[WarehouseFault | None], None] | None = None):
@@ -104,6 +107,7 @@ class DuckDBWarehouse:
             for table in TABLES:
                 db.execute(duckdb_ddl(table))
                 self._migrate(db, table)
+            self._ensure_catalog(db)
             # This process is the file's only writer, so it can keep the tombstones in memory.
             self._deleted_until: dict[tuple[str, str], datetime] = {
                 (namespace, experiment): deleted_at for namespace, experiment, deleted_at in db.execute(
@@ -115,6 +119,13 @@ class DuckDBWarehouse:
         # Tombstoned experiments whose hidden rows may still be stored (see _purge_before_reuse).
         self._maybe_unpurged: set[tuple[str, str]] = set(self._deleted_until)
         return db
+
+    @staticmethod
+    def _ensure_catalog(db: duckdb.DuckDBPyConnection) -> None:
+        """Create the experiment catalog; a data folder written before it existed is backfilled from its events."""
+        if catalog.duckdb_tables_exist(db):
+            return
+        catalog.rebuild(db, _utc_now(), create=True)
 
     @property
     def fault(self) -> WarehouseFault | None:
@@ -207,8 +218,22 @@ class DuckDBWarehouse:
             firsts = _first_copy_of_each_identity(visible)
             if firsts:
                 self._purge_before_reuse(firsts)
-                self._insert_arrow(EVENTS.name, events_to_arrow(firsts))
+                rows = events_to_arrow(firsts)
+                self._insert_arrow(EVENTS.name, rows)
+                self._catalog_write(lambda cursor: catalog.record_batch(cursor, rows, _utc_now()))
         return []
+
+    def _catalog_write(self, write: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
+        """Run a catalog update on its own cursor; a failure that passes is a transient one (the batch is
+        retried, and the catalog's writes are idempotent)."""
+        with self._write_lock, self._guarded() as db:
+            cursor = db.cursor()
+            try:
+                write(cursor)
+            except PASSING_ERRORS as error:
+                raise TransientWarehouseError(f"DuckDB could not update the experiment catalog: {error}") from error
+            finally:
+                cursor.close()
 
     def _purge_before_reuse(self, events: Sequence[StoredEvent]) -> None:
         """Remove the rows a tombstone hides before its experiment takes new rows.
@@ -244,6 +269,7 @@ class DuckDBWarehouse:
             self.execute(record.sql, record.params)
             self._deleted_until[key] = max(deleted_at, self._deleted_until.get(key, deleted_at))
             self._maybe_unpurged.add(key)
+            self._catalog_write(lambda cursor: catalog.rebuild(cursor, _utc_now(), *key))
 
     def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         if letters:

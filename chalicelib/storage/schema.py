@@ -16,12 +16,15 @@ class Table:
     name: str
     columns: tuple[Column, ...]
     key: str                                   # the dedup key: BigQuery insertId, DuckDB primary key
-    partition_by: str | None = None            # BigQuery DAY partitioning column
+    partition_by: str | None = None            # BigQuery DAY partitioning column; INGESTION_TIME: by write time
     cluster_by: tuple[str, ...] = ()
 
     @property
     def column_names(self) -> list[str]:
         return [column.name for column in self.columns]
+
+
+INGESTION_TIME = "_PARTITIONTIME"   # `partition_by` for BigQuery's ingestion-time partitioning (by write day)
 
 
 # One table for both protocols. An AlephBet event fills namespace, experiment, variant, event,

@@ -1,0 +1,217 @@
+"""Reads of the experiment catalog (chalicelib/storage/catalog.py), defined once in BigQuery SQL.
+
+The experiment list reads `experiment_totals`: one row per (experiment, variant, event), never the
+events. An experiment's results, daily series and breakdowns start their `received_at` range at the
+experiment's first event as the catalog knows it, so BigQuery prunes every older partition (and
+DuckDB skips older row groups by their min/max).
+
+Two kinds of catalog: a live one (DuckDB: maintained by the writer with every batch) and snapshots
+(BigQuery: `compact_totals` appends every group's totals as of a watermark; the list reads the newest
+snapshot and `freshness.catalog_as_of` says which). Without a snapshot yet, callers read history.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from chalicelib.ingest.events import format_timestamp
+from chalicelib.reports.fetch import ReportWarehouse, fetch, target_of
+from chalicelib.reports.queries import Query, Target, Window, render
+
+
+@dataclass(frozen=True)
+class CatalogCounts:
+    """Rows of (experiment, variant, event, uuids, first_seen, last_seen) and the watermark they hold."""
+    rows: list[dict[str, Any]]
+    as_of: datetime | None      # None: live, every written event is counted
+    live: bool
+
+    def freshness(self) -> dict[str, Any]:
+        """What `freshness` adds: the catalog's watermark (null when it is maintained with every write)."""
+        return {"catalog_as_of": format_timestamp(self.as_of) if self.as_of else None, "catalog_live": self.live}
+
+
+def live_totals(target: Target, namespace: str, experiment: str | None = None,
+                scope: Sequence[str] | None = None) -> Query:
+    sql = ("SELECT t.experiment, t.variant, t.event, t.uuids, t.first_seen, t.last_seen\n"
+           "FROM {totals} AS t\n"
+           f"WHERE t.namespace = @namespace{_selection(experiment, scope)}")
+    return render(target, sql, _params(namespace, experiment, scope))
+
+
+def snapshot_totals(target: Target, namespace: str, experiment: str | None = None,
+                    scope: Sequence[str] | None = None) -> Query:
+    """The newest snapshot's rows; always one row at least, whose `snapshot` is null when there is none."""
+    sql = ("WITH latest AS (SELECT MAX(as_of) AS as_of FROM {totals})\n"
+           "SELECT l.as_of AS snapshot, t.experiment, t.variant, t.event, t.uuids, t.first_seen, t.last_seen\n"
+           "FROM latest AS l\n"
+           "LEFT JOIN {totals} AS t ON t.as_of = l.as_of\n"
+           f"  AND t.namespace = @namespace{_selection(experiment, scope)}")
+    return render(target, sql, _params(namespace, experiment, scope))
+
+
+def compact_totals(target: Target, as_of: datetime, previous: datetime | None = None,
+                   touched: Sequence[tuple[str, str]] = ()) -> Query:
+    """Append every group's totals as of `as_of` from the appended firsts rows (BigQuery's maintenance).
+
+    A firsts row is one (group, uuid) seen in one batch; the uuid counts once per group however many
+    batches saw it (COUNT DISTINCT). A tombstone hides the group's receipts up to it: a uuid counts if
+    any of its receipts is later (`last_at`), exactly as the events' own tombstone filter.
+
+    With a `previous` snapshot, only the `touched` experiments (`touched_experiments`) are recounted,
+    reading only their rows (`experiment IN UNNEST(...)`, a constant filter on a clustering column, so
+    BigQuery skips the other experiments' blocks); every other experiment's rows are the previous
+    snapshot's, which nothing written since can change.
+    """
+    recount = ("SELECT f.namespace, f.experiment, f.variant, f.event, COUNT(DISTINCT f.uuid) AS uuids,\n"
+               "  MIN(f.first_at) AS first_seen, MAX(f.last_at) AS last_seen, @as_of AS as_of\n"
+               "FROM {firsts} AS f\n"
+               "LEFT JOIN deleted AS d ON d.namespace = f.namespace AND d.experiment = f.experiment\n"
+               "WHERE f.first_at < @as_of AND (d.deleted_at IS NULL OR f.last_at > d.deleted_at)")
+    params: dict[str, Any] = {"as_of": as_of}
+    if previous is not None:
+        recount += (f"\n  AND f.experiment IN UNNEST(@experiments) AND {_pair_key('f.')} IN UNNEST(@touched)\n"
+                    "GROUP BY f.namespace, f.experiment, f.variant, f.event\n"
+                    "UNION ALL\n"
+                    "SELECT t.namespace, t.experiment, t.variant, t.event, t.uuids, t.first_seen, t.last_seen,"
+                    " @as_of AS as_of\n"
+                    "FROM {totals} AS t\n"
+                    f"WHERE t.as_of = @previous AND t.namespace <> '' AND {_pair_key('t.')} NOT IN UNNEST(@touched)")
+        params.update(previous=previous, experiments=sorted({experiment for _, experiment in touched}),
+                      touched=sorted(pair_key(*pair) for pair in touched))
+    else:
+        recount += "\nGROUP BY f.namespace, f.experiment, f.variant, f.event"
+    # The snapshot's marker: the newest snapshot must be found even when it counts nothing (every experiment
+    # deleted); no namespace is empty, so no read ever lists it.
+    marker = "\nUNION ALL\nSELECT '', '', '', '', 0, @as_of, @as_of, @as_of"
+    sql = ("INSERT INTO {totals} (namespace, experiment, variant, event, uuids, first_seen, last_seen, as_of)\n"
+           "WITH deleted AS (\n"
+           "  SELECT namespace, experiment, MAX(deleted_at) AS deleted_at FROM {deletions}\n"
+           "  GROUP BY namespace, experiment\n"
+           ")\n" + recount + marker)
+    return render(target, sql, params)
+
+
+def touched_experiments(target: Target, previous: datetime) -> Query:
+    """The experiments with firsts rows written on or after the previous snapshot's day (only those partitions
+    are read; rows still in the streaming buffer have a null _PARTITIONTIME), or a tombstone since then."""
+    sql = ("SELECT DISTINCT f.namespace, f.experiment FROM {firsts} AS f\n"
+           "WHERE f._PARTITIONTIME >= TIMESTAMP(DATE(@previous)) OR f._PARTITIONTIME IS NULL\n"
+           "UNION DISTINCT\n"
+           "SELECT DISTINCT d.namespace, d.experiment FROM {deletions} AS d\n"
+           "WHERE d.deleted_at >= TIMESTAMP(DATE(@previous))")
+    return render(target, sql, {"previous": previous})
+
+
+def pair_key(namespace: str, experiment: str) -> str:
+    """One text per (namespace, experiment), unambiguous whatever the names hold: the namespace's length first."""
+    return f"{len(namespace)}:{namespace}{experiment}"
+
+
+def _pair_key(alias: str) -> str:
+    return f"CONCAT(CAST(LENGTH({alias}namespace) AS STRING), ':', {alias}namespace, {alias}experiment)"
+
+
+def _selection(experiment: str | None, scope: Sequence[str] | None) -> str:
+    if experiment is not None:
+        return " AND t.experiment = @experiment"
+    return " AND t.experiment IN UNNEST(@scope)" if scope is not None else ""
+
+
+def _params(namespace: str, experiment: str | None, scope: Sequence[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"namespace": namespace}
+    if experiment is not None:
+        params["experiment"] = experiment
+    if scope is not None:
+        params["scope"] = list(scope)
+    return params
+
+
+def has_catalog(warehouse: ReportWarehouse) -> bool:
+    return hasattr(warehouse, "live_catalog")
+
+
+def catalog_counts(warehouse: ReportWarehouse, namespace: str, experiment: str | None = None,
+                   scope: Sequence[str] | None = None) -> CatalogCounts | None:
+    """The catalog's counts, or None where the warehouse has no catalog or no snapshot yet."""
+    if not has_catalog(warehouse):
+        return None
+    target = target_of(warehouse)
+    if warehouse.live_catalog:  # type: ignore[attr-defined]
+        return CatalogCounts(fetch(warehouse, live_totals(target, namespace, experiment, scope)), None, live=True)
+    rows = fetch(warehouse, snapshot_totals(target, namespace, experiment, scope))
+    if not rows or rows[0]["snapshot"] is None:
+        return None
+    return CatalogCounts([row for row in rows if row["experiment"] is not None], rows[0]["snapshot"], live=False)
+
+
+def narrowed(warehouse: ReportWarehouse, namespace: str, experiment: str, window: Window) -> Window:
+    """`window` starting no earlier than the experiment's first event, where the catalog knows it.
+
+    A snapshot's first event stays the first (later events only move the last), so only the start
+    is bound: events newer than the catalog are still read.
+    """
+    counted = catalog_counts(warehouse, namespace, experiment)
+    if counted is None or not counted.rows:
+        return window
+    first_day = min(_as_datetime(row["first_seen"]) for row in counted.rows).date()
+    if window.first_day is not None and window.first_day >= first_day:
+        return window
+    return Window(first_day, window.last_day)
+
+
+def _as_datetime(value: Any) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def counter_rows_of(counted: CatalogCounts) -> list[Mapping[str, Any]]:
+    return [{"experiment": row["experiment"], "variant": row["variant"], "event": row["event"],
+             "uuids": row["uuids"]} for row in counted.rows]
+
+
+def backfill_firsts(target: Target) -> Query:
+    """Append firsts rows for every stored experiment event: the catalog of a dataset written before it.
+
+    Rows the writer appended meanwhile may be appended again; counts are distinct uuids, so that is harmless.
+    """
+    sql = ("INSERT INTO {firsts} (namespace, experiment, variant, event, uuid, first_at, last_at)\n"
+           "SELECT e.namespace, e.experiment, e.variant, e.event, e.uuid, MIN(e.received_at), MAX(e.received_at)\n"
+           "FROM {events} AS e\n"
+           "WHERE e.experiment IS NOT NULL AND e.variant IS NOT NULL AND e.event IS NOT NULL AND e.uuid IS NOT NULL\n"
+           "GROUP BY e.namespace, e.experiment, e.variant, e.event, e.uuid")
+    return render(target, sql, {})
+
+
+def latest_snapshot(target: Target) -> Query:
+    return render(target, "SELECT MAX(as_of) AS as_of FROM {totals}", {})
+
+
+@dataclass(frozen=True)
+class Compaction:
+    as_of: datetime
+    backfilled: bool
+
+
+def compact(warehouse: ReportWarehouse, at: datetime) -> Compaction | None:
+    """Append a totals snapshot as of `at` (the writer's maintenance); None for a live catalog.
+
+    The first compaction of a dataset first backfills the firsts rows from the events and counts every
+    experiment, so no snapshot ever counts only what was written since the catalog appeared; later ones
+    recount only the experiments touched since the previous snapshot.
+    """
+    if not has_catalog(warehouse) or warehouse.live_catalog:  # type: ignore[attr-defined]
+        return None
+    target = target_of(warehouse)
+    previous = fetch(warehouse, latest_snapshot(target))[0]["as_of"]
+    if previous is None:
+        backfill = backfill_firsts(target)
+        warehouse.execute(backfill.sql, backfill.params)
+        snapshot = compact_totals(target, at)
+    else:
+        touched = [(row["namespace"], row["experiment"])
+                   for row in fetch(warehouse, touched_experiments(target, previous))]
+        snapshot = compact_totals(target, at, previous, touched)
+    warehouse.execute(snapshot.sql, snapshot.params)
+    return Compaction(at, backfilled=previous is None)

@@ -1,0 +1,104 @@
+"""Warehouses for the catalog tests: BigQuery's storage on DuckDB, and any warehouse with its catalog hidden."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Mapping, Sequence
+
+import duckdb
+
+from chalicelib.ingest.events import StoredEvent, parse_timestamp
+from chalicelib.reports import queries
+from chalicelib.storage import catalog
+from chalicelib.storage.duckdb_warehouse import events_to_arrow
+from chalicelib.storage.schema import DELETIONS, EVENTS, Table
+from chalicelib.storage.writer import RowRejection
+
+_TYPES = {
+    "STRING": "VARCHAR",
+    "FLOAT64": "DOUBLE",
+    "TIMESTAMP": "TIMESTAMPTZ",
+    "BYTES": "BLOB",
+    "JSON": "JSON",
+    "INT64": "BIGINT",
+}
+
+
+def _keyless_ddl(table: Table) -> str:
+    return f"CREATE TABLE {table.name} ({', '.join(f'{c.name} {_TYPES[c.type]}' for c in table.columns)})"
+
+
+class AppendOnlyWarehouse:
+    """BigQuery's storage, run on DuckDB: every received copy is a row (no key), the writer appends the
+    batch's catalog rows (catalog.catalog_rows), tombstones are rows, and the reports run BigQuery's
+    query text as transpiled for DuckDB, with BigQuery's distinct counting and snapshot catalog."""
+
+    dialect = queries.DUCKDB
+    unique_identities = False
+    live_catalog = False
+
+    def __init__(self) -> None:
+        self.now: datetime | None = None  # when the next batch is written
+        self.db = duckdb.connect()
+        self.db.execute("SET TimeZone='UTC'")
+        for table in (EVENTS, DELETIONS, *catalog.CATALOG_TABLES):
+            self.db.execute(_keyless_ddl(table))
+        # BigQuery's pseudo column of an ingestion-time partitioned table: the day the row was written.
+        self.db.execute("ALTER TABLE experiment_firsts ADD COLUMN _PARTITIONTIME TIMESTAMPTZ")
+
+    def insert_events(self, events: Sequence[StoredEvent]) -> list[RowRejection]:
+        if events:
+            self.db.register("incoming_rows", events_to_arrow(events))
+            self.db.execute("INSERT INTO events BY NAME SELECT * FROM incoming_rows")
+            self.db.unregister("incoming_rows")
+        # The partition is the day of the write: `now` if the test keeps a clock, else the batch's last receipt.
+        written = self.now or max((stored.received_at for stored in events), default=None)
+        for row in catalog.catalog_rows(events):
+            self.db.execute(
+                "INSERT INTO experiment_firsts BY NAME SELECT * FROM (SELECT ? AS namespace, "
+                "? AS experiment, ? AS variant, ? AS event, ? AS uuid, ? AS first_at, ? AS last_at, "
+                "DATE_TRUNC('day', ?::TIMESTAMPTZ) AS _PARTITIONTIME)",
+                [
+                    row["namespace"],
+                    row["experiment"],
+                    row["variant"],
+                    row["event"],
+                    row["uuid"],
+                    row["first_at"],
+                    row["last_at"],
+                    written,
+                ],
+            )
+        return []
+
+    def insert_deletion(self, row: Mapping[str, Any]) -> None:
+        self.db.execute(
+            "INSERT INTO deletions VALUES (?, ?, ?, ?)",
+            [row["deletion_id"], row["namespace"], row["experiment"], parse_timestamp(row["deleted_at"])],
+        )
+
+    def fetch(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        result = self.db.execute(sql, params)
+        names = [column[0] for column in result.description]
+        return [dict(zip(names, row)) for row in result.fetchall()]
+
+    def execute(self, sql: str, params: Any = None) -> None:
+        self.db.execute(sql, params)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class WithoutCatalog:
+    """The same warehouse with its catalog hidden: every report reads history from scratch."""
+
+    def __init__(self, warehouse: Any):
+        self._warehouse = warehouse
+        self.dialect = warehouse.dialect
+        self.unique_identities = warehouse.unique_identities
+
+    def fetch(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        return self._warehouse.fetch(sql, params)
+
+    def execute(self, sql: str, params: Any = None) -> None:
+        self._warehouse.execute(sql, params)
