@@ -59,7 +59,8 @@ class DecisionRow:
                    float(row["total"] or 0.0), None if variance is None else float(variance))
 
 
-GoalsHook = Callable[[list[dict[str, Any]], "str | None"], None]
+# (goals, control, planned participants): may replace comparisons' figures, tuned like the view's own.
+GoalsHook = Callable[[list[dict[str, Any]], "str | None", float], None]
 
 
 def cap_name(cap: int | None) -> str | None:
@@ -77,8 +78,8 @@ def results_view(namespace: str, experiment: str, rows: Sequence[DecisionRow], *
                  correction: stats.Correction = DEFAULT_CORRECTION,
                  planned_participants: float = stats.SEQUENTIAL_TUNING_PARTICIPANTS,
                  adjust_goals: GoalsHook | None = None) -> dict[str, Any]:
-    """`adjust_goals(goals, control)` may replace comparisons' figures before the p-values are corrected
-    (CUPED: `cuped_results.CupedAdjustment`)."""
+    """`adjust_goals(goals, control, planned_participants)` may replace comparisons' figures before the
+    p-values are corrected (CUPED: `cuped_results.CupedAdjustment`)."""
     counts = Counts.from_rows({"event": row.event, "variant": row.variant, "uuids": row.uuids} for row in rows)
     labels = counts.variants
     participants = {label: counts.participants(label) for label in labels}
@@ -89,7 +90,7 @@ def results_view(namespace: str, experiment: str, rows: Sequence[DecisionRow], *
         for goal in counts.goals
     ]
     if adjust_goals is not None:
-        adjust_goals(goals, chosen)
+        adjust_goals(goals, chosen, planned_participants)
     _adjust_for_multiple_comparisons(goals, correction)
     return {
         "namespace": namespace,
