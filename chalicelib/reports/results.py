@@ -84,7 +84,7 @@ def results_view(namespace: str, experiment: str, rows: Sequence[DecisionRow], *
     labels = counts.variants
     participants = {label: counts.participants(label) for label in labels}
     chosen = choose_control(labels, control, participants)
-    plan = ComparisonSettings(confidence, planned_participants)
+    plan = ComparisonSettings(confidence, planned_participants, weights)
     goals = [
         _goal_view(goal, labels, chosen, participants, {row.variant: row for row in rows if row.event == goal}, plan)
         for goal in counts.goals
@@ -147,6 +147,15 @@ class ComparisonSettings:
     (both arms) the sequential figures are tuned for."""
     confidence: float
     planned_participants: float = stats.SEQUENTIAL_TUNING_PARTICIPANTS
+    weights: Mapping[str, float] | None = None  # the design's split, where the request states it
+
+    def design_share(self, control: str, variant: str) -> float | None:
+        """The variant's share of the pair's participants by design; None where the weights do not say."""
+        if self.weights is None or control not in self.weights or variant not in self.weights:
+            return None
+        total = self.weights[control] + self.weights[variant]
+        share = self.weights[variant] / total if total > 0 else None
+        return share if share is not None and 0 < share < 1 else None
 
 
 def _goal_view(goal: str, labels: Sequence[str], control: str | None, participants: Mapping[str, int],
@@ -207,7 +216,8 @@ def _arm_view(label: str, arms: Mapping[str, Arm], control: str | None, plan: Co
     base = arms[control]
     base_proportion = base.proportion
     pair = (base_proportion, proportion) if proportion is not None and base_proportion is not None else None
-    comparison = stats.compare_rates(*pair, confidence, plan.planned_participants) if pair else _NO_COMPARISON
+    comparison = (stats.compare_rates(*pair, confidence, plan.planned_participants, plan.design_share(control, label))
+                  if pair else _NO_COMPARISON)
     view["uplift"] = {
         "absolute": arm.rate - base.rate if arm.rate is not None and base.rate is not None else None,
         "relative": arm.rate / base.rate - 1 if arm.rate is not None and base.rate else None,
