@@ -400,8 +400,11 @@ def main(argv: list[str] | None = None) -> int:
     tuned_power = ab.sequential_stopped[PLAN] / ab_runs
     goals.append(Goal("+10% at 5%: sequential power tuned to the plan (>= 47%)", tuned_power >= 0.47,
                       f"{tuned_power:.2%}",
-                      "the exact test conditions on the conversions and so gives up the (1 - rate) share "
-                      "of the information; its best tuning peaks near 46%. CUPED (item 3) is the remedy"))
+                      "the exact test conditions on the conversions and so gives up the (1 - rate) share of "
+                      "the information: over the mixture's concentration (0.25x-4x the tuned kappa, the design's "
+                      "share 1/2 and rate, 20,000 runs) its power peaks at 45.4% +- 0.35% (0.75x; 45.2% at the "
+                      "tuning used), and a one-sided or data-chosen mixture would not be valid; CUPED is the "
+                      "remedy"))
 
     big_runs = max(200, ab_runs // 4)
     big_arms = Arms(16_667, 16_667)

@@ -309,3 +309,106 @@ def test_cuped_stands_aside_when_its_participants_are_not_the_views():
     assert goals[0]["cuped"]["applied"] is False and "participants of b differ" in goals[0]["cuped"]["reason"]
     assert goals[0]["variants"][1]["p_value"] == 0.5 and "cuped" not in goals[0]["variants"][1]
     assert adjustment.summary()["applied"] is False and "differ" in adjustment.summary()["reason"]
+
+
+# ---- CUPED keeps the rate test's promises (issue 14 item 1) -----------------------------------------
+
+def arms_with_history(arms: dict[str, tuple[int, int, int]], *, converters_have_history: bool = False) -> list:
+    """{label: (participants, converters, people with one pre-period Buy)}: converters first, history first."""
+    rows = []
+    for label, (people, converters, with_history) in arms.items():
+        for person in range(people):
+            user = f"{label}-{person}"
+            rows.append(exposure("exp", label, user, EXPOSED))
+            if person < with_history:
+                rows.append(track("Buy", user, days_before(3)))
+            if person < converters:
+                rows.append(track("Buy", user, EXPOSED + timedelta(hours=5)))
+    return rows
+
+
+def results_of(client, rows: list, **query: str) -> tuple[dict, dict]:
+    """The variant "b" against "control" with cuped on (the default) and off."""
+    from chalicelib import runtime
+
+    runtime.warehouse().insert_events(rows)
+    views = []
+    for cuped_setting in ("on", "off"):
+        status, view = get(client, "/experiments/exp/results", namespace=NS, source="segment", goals="Buy",
+                           control="control", cuped=cuped_setting, **query)
+        assert status == 200, view
+        views.append(arm(view, "b"))
+    return views[0], views[1]
+
+
+@pytest.mark.parametrize("arms", [
+    {"control": (20, 0, 5), "b": (20_000, 0, 3_000)},       # identical zero rates, 1:1000 allocation
+    {"control": (20, 0, 5), "b": (20_000, 1, 3_000)},       # one conversion in 20,000 against none in 20
+    {"control": (1_000, 41, 300), "b": (1_000, 3, 300)},    # a nearly broken variant: 3 successes
+    {"control": (40, 35, 20), "b": (40, 38, 20)},            # nearly everyone converts: 2 non-successes
+], ids=["zero-vs-zero", "one-in-20000", "three-successes", "two-non-successes"])
+def test_a_rate_below_the_success_failure_condition_keeps_its_exact_test_and_says_why(report_client, arms):
+    adjusted, exact = results_of(report_client, arms_with_history(arms))
+    assert adjusted["cuped"]["applied"] is False and "exact test stands" in adjusted["cuped"]["reason"]
+    assert adjusted["cuped"]["variance_reduction"] is None
+    for figure in ("p_value", "uplift", "sequential", "direction"):
+        assert adjusted[figure] == exact[figure]
+
+
+def test_identical_rates_are_never_significant_however_the_histories_differ(report_client):
+    # Control's converters all bought before; the variant's never did: the adjusted means differ a lot.
+    rows = arms_with_history({"control": (400, 100, 100), "b": (400, 100, 0)})
+    adjusted, exact = results_of(report_client, rows)
+    assert adjusted["cuped"]["applied"] is False and "identical" in adjusted["cuped"]["reason"]
+    assert adjusted["p_value"] == adjusted["sequential"]["p_value"] == 1.0
+    assert adjusted["direction"] is None and {**adjusted, "cuped": None} == {**exact, "cuped": None}
+
+
+def test_adjusted_values_that_do_not_vary_never_make_a_difference_certain(report_client):
+    # Exactly the people with a pre-period Buy buy again: theta = 1 and every adjusted value is the same.
+    rows = arms_with_history({"control": (100, 20, 20), "b": (100, 30, 30)})
+    adjusted, exact = results_of(report_client, rows)
+    assert adjusted["cuped"]["applied"] is False and "do not vary" in adjusted["cuped"]["reason"]
+    assert adjusted["p_value"] == exact["p_value"] > 0
+
+
+def shown_interval(figures: dict) -> list:
+    """The interval a mode shows: relative, absolute where the relative is undefined."""
+    relative = figures["relative_ci"]
+    return relative if relative and None not in relative else figures["absolute_ci"]
+
+
+def excludes_zero(interval: list) -> bool:
+    return interval[0] > 0 or interval[1] < 0
+
+
+@pytest.mark.parametrize("seed", [5, 6, 7, 8])
+def test_where_cuped_applies_to_a_rate_the_decision_promises_hold(report_client, seed):
+    adjusted, _ = results_of(report_client, seeded(np.random.default_rng(seed)), correction="none")
+    assert adjusted["cuped"]["applied"] is True
+    fixed = {**adjusted["uplift"], "p_value": adjusted["p_value"]}
+    sequential = adjusted["sequential"]
+    for figures in (fixed, sequential):
+        assert excludes_zero(shown_interval(figures)) == (figures["p_value"] < 0.05)
+    assert sequential["p_value"] >= fixed["p_value"]
+    for name in ("absolute_ci", "relative_ci"):
+        if sequential[name] and fixed[name] and None not in sequential[name] + fixed[name]:
+            assert sequential[name][0] <= fixed[name][0] and sequential[name][1] >= fixed[name][1]
+    difference = adjusted["uplift"]["absolute"]
+    assert adjusted["direction"] == ("better" if difference > 0 else "worse")
+
+
+def test_cuped_sequential_figures_are_tuned_to_the_plan(report_client):
+    from chalicelib import runtime
+
+    runtime.warehouse().insert_events(seeded(np.random.default_rng(5)))
+    views = {}
+    for planned in ("600", "1000000"):
+        status, view = get(report_client, "/experiments/exp/results", namespace=NS, source="segment", goals="Buy",
+                           control="control", planned_participants=planned)
+        assert status == 200, view
+        views[planned] = arm(view, "b")
+    tuned, mistuned = views["600"], views["1000000"]
+    assert tuned["cuped"]["applied"] and tuned["p_value"] == mistuned["p_value"]
+    width = lambda interval: interval[1] - interval[0]  # noqa: E731
+    assert width(tuned["sequential"]["absolute_ci"]) < width(mistuned["sequential"]["absolute_ci"])

@@ -197,3 +197,19 @@ def test_a_reported_relative_value_interval_always_agrees_with_the_decision():
         for decision in (comparison.fixed, comparison.sequential):
             if decision.relative_ci is not None:
                 assert excludes_zero(decision.relative_ci) == (decision.p_value < ALPHA)
+
+
+def test_a_stated_split_is_the_sequential_tests_null_share_and_otherwise_the_observed_one():
+    from chalicelib.reports.results import DecisionRow, results_view
+
+    rows = [DecisionRow("control", "participate", 5200, 0, 0.0, None), DecisionRow("b", "participate", 4800, 0, 0.0, None),
+            DecisionRow("control", "buy", 260, 0, 0.0, None), DecisionRow("b", "buy", 300, 0, 0.0, None)]
+    control, variant = Proportion(5200, 260), Proportion(4800, 300)
+
+    def sequential_p(weights):
+        view = results_view("ns", "exp", rows, control="control", confidence=0.95, weights=weights,
+                            correction="none")
+        return view["goals"][0]["variants"][0]["sequential"]["p_value"]
+    assert sequential_p({"control": 1, "b": 1}) == rate_p_values(control, variant, 0.95, design_share=0.5)[1]
+    assert sequential_p({"control": 3, "b": 1}) == rate_p_values(control, variant, 0.95, design_share=0.25)[1]
+    assert sequential_p(None) == rate_p_values(control, variant, 0.95)[1] != sequential_p({"control": 1, "b": 1})

@@ -10,8 +10,8 @@ import pytest
 from statsmodels.stats.power import NormalIndPower, zt_ind_solve_power
 
 from chalicelib.reports import stats
-from chalicelib.reports.stats.planning import Baseline, PlanRequest, plan, sequence_boundary
-from chalicelib.reports.stats.sequential import sequence_half_width
+from chalicelib.reports.stats.planning import Baseline, PlanRequest, anytime_power, plan
+from chalicelib.reports.stats.sequential import sequence_boundary
 from tests.helpers import KEY_HEADER, report_client  # noqa: F401
 
 
@@ -50,23 +50,32 @@ def test_days_are_all_participants_over_the_daily_traffic():
     assert planned.sequential.days == pytest.approx(planned.sequential.participants / 2000)
 
 
-def test_sequential_boundary_is_the_results_confidence_sequence():
-    for participants, tuning in [(100, 5000), (6444, 5000), (10**6, 5000), (5000, 10**6)]:
-        if tuning == stats.SEQUENTIAL_TUNING_PARTICIPANTS:
-            assert sequence_boundary(participants, 0.05, tuning) == pytest.approx(
-                sequence_half_width(1.0, participants, 0.95), rel=1e-12)
-    # Tuned to the plan the boundary is the issue's 3.03 at every size.
-    assert sequence_boundary(1e6, 0.05, 1e6) == pytest.approx(3.03, abs=0.01)
+def test_sequential_boundary_tuned_to_the_plan_is_the_issues_3_03():
+    assert sequence_boundary(10**6, 0.95, 1e6) == pytest.approx(3.03, abs=0.01)
 
 
-def test_sequential_plan_meets_the_effect_at_its_size_and_not_one_participant_before():
-    request = PlanRequest(Baseline.of_rate(0.05), 0.1, None, tuning_participants=5000)
+def test_sequential_plan_of_values_meets_the_effect_at_its_size_and_not_one_participant_before():
+    request = PlanRequest(Baseline.of_values(10.0, 25.0), 0.05, None, tuning_participants=5000)
     n = plan(request).sequential.participants_per_variant
-    variance, delta, z_power = 0.05 * 0.95 + 0.055 * 0.945, 0.005, 0.8416212335729143
+    variance, delta, z_power = 50.0, 0.5, 0.8416212335729143
 
     def reach(m: int) -> float:
-        return math.sqrt(variance / m) * (sequence_boundary(2 * m, 0.05, 5000) + z_power)
+        return math.sqrt(variance / m) * (sequence_boundary(2 * m, 0.95, 5000) + z_power)
     assert reach(n) <= delta < reach(n - 1)
+
+
+def test_sequential_plan_of_rates_is_the_first_size_at_which_the_anytime_test_has_the_power():
+    request = PlanRequest(Baseline.of_rate(0.05), 0.1, None, tuning_participants=5000)
+    n = plan(request).sequential.participants_per_variant
+    assert anytime_power(n, 0.05, 0.055, 0.05, 0.95, 5000) >= 0.8 > anytime_power(n - 1, 0.05, 0.055, 0.05, 0.95, 5000)
+
+
+def test_cuped_shrinks_both_plans_by_its_variance_reduction():
+    plain = plan(PlanRequest(Baseline.of_rate(0.05), 0.1, None))
+    reduced = plan(PlanRequest(Baseline.of_rate(0.05), 0.1, None, variance_reduction=0.36))
+    assert reduced.fixed.participants_per_variant == pytest.approx(0.64 * plain.fixed.participants_per_variant,
+                                                                   abs=1)
+    assert reduced.sequential.participants_per_variant < 0.7 * plain.sequential.participants_per_variant
 
 
 def test_sequential_needs_more_than_fixed_and_tuning_to_the_plan_needs_less_than_a_mistuned_sequence():

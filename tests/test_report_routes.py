@@ -178,7 +178,8 @@ def test_the_results_view_answers_the_contract_fields(report_client):
                         "sequential", "chance_to_beat_control", "direction"}
     assert set(red["uplift"]) == {"absolute", "relative", "relative_ci", "absolute_ci"}
     assert set(red["sequential"]) == {"p_value", "p_value_adjusted", "relative_ci", "absolute_ci"}
-    comparison = stats.compare_rates(stats.Proportion(50, 5), stats.Proportion(40, 10), 0.9)
+    # The stated weights are the sequential test's null share: red's 45 of red and blue's 100.
+    comparison = stats.compare_rates(stats.Proportion(50, 5), stats.Proportion(40, 10), 0.9, design_share=0.45)
     assert red["p_value"] == comparison.fixed.p_value
     assert red["sequential"]["p_value"] == comparison.sequential.p_value
     assert view["correction"] == "holm"

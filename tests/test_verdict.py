@@ -322,3 +322,21 @@ def test_the_segment_exposure_span_is_bigquery_sql_with_values_as_parameters():
     query = segment_queries.exposure_span(target, hostile, hostile, queries.Window(None, None))
     sqlglot.parse_one(query.sql, read="bigquery")
     assert hostile not in query.sql and query.params == {"namespace": hostile, "experiment": hostile}
+
+
+def test_keep_running_counts_cupeds_variance_reduction_when_cuped_adjusted_the_primary_goal():
+    neutral = {"uplift": {"relative": 0.01, "absolute": 0.001, "relative_ci": [-0.1, 0.1],
+                          "absolute_ci": [-0.01, 0.01]},
+               "p_value_adjusted": 0.9, "sequential": {"p_value_adjusted": 1.0, "relative_ci": [-0.2, 0.2]}}
+    plain = decision.decide(view_of(neutral), primary="signup", participants_per_day=1000.0)
+    adjusted_arm = {**neutral, "cuped": {"applied": True, "reason": None, "variance_reduction": 0.36}}
+    adjusted = decision.decide(view_of(adjusted_arm), primary="signup", participants_per_day=1000.0)
+    kept = {**neutral, "cuped": {"applied": False, "reason": "the exact test stands", "variance_reduction": None}}
+    exact = decision.decide(view_of(kept), primary="signup", participants_per_day=1000.0)
+
+    expected = plan(PlanRequest(Baseline.of_rate(0.1), 0.1, None, tuning_participants=stats.SEQUENTIAL_TUNING_PARTICIPANTS,
+                                variance_reduction=0.36)).sequential.participants
+    assert adjusted["remaining"]["participants"] == expected - 2000
+    assert adjusted["remaining"]["participants"] < plain["remaining"]["participants"]
+    assert adjusted["sentence"].endswith("to detect a 10% change, counting CUPED's 36% variance reduction.")
+    assert exact["remaining"] == plain["remaining"] and "CUPED" not in exact["sentence"]

@@ -3,9 +3,13 @@
 `CupedAdjustment` is the results view's `adjust_goals` hook: given the shaped goals and the
 control, it replaces each comparison's decision figures (p-value, intervals, the sequential
 figures, the uplift) with those of the adjusted means (`stats.cuped`), in both modes, before the
-p-values are corrected across the experiment. Each comparison then carries a `cuped` object:
-the adjusted means and the achieved `variance_reduction`. A goal whose participants have no
-history (nobody did it in the `pre_days` before exposure) keeps its unadjusted figures and says why.
+p-values are corrected across the experiment, with the sequential figures tuned to the view's
+`planned_participants`. Each comparison then carries a `cuped` object: `applied`, the adjusted
+means and the achieved `variance_reduction`, or the `reason` it kept its own figures: a rate
+comparison keeps its exact test where the normal approximation behind CUPED does not hold, or the
+rates are identical, and no comparison is adjusted where an arm's adjusted values do not vary
+(`stats.cuped.rate_rule`, `variance_rule`). A goal whose participants have no history (nobody did
+it in the `pre_days` before exposure) keeps its unadjusted figures and says why.
 """
 from __future__ import annotations
 
@@ -72,8 +76,11 @@ class CupedAdjustment:
     settings: CupedSettings = field(default_factory=CupedSettings)
     adjusted_goals: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
+    planned_participants: float = stats.SEQUENTIAL_TUNING_PARTICIPANTS  # the view's, set on each call
 
-    def __call__(self, goals: list[dict[str, Any]], control: str | None) -> None:
+    def __call__(self, goals: list[dict[str, Any]], control: str | None,
+                 planned_participants: float = stats.SEQUENTIAL_TUNING_PARTICIPANTS) -> None:
+        self.planned_participants = planned_participants
         rates, values = arm_moments(self.rows, "rate"), arm_moments(self.rows, "value")
         for goal in goals:
             name = goal["goal"]
@@ -108,16 +115,33 @@ class CupedAdjustment:
                     "reason": f"no participant did {goal!r} in the {self.settings.pre_days} days before exposure"}
         mean_x = cuped.pooled_mean_x(list(arms.values()))
         control_view = next((view for view in views if view["label"] == control), {})
+        applied = False
         for view in views:
             label = view["label"]
             if label == control or not _comparable(view, control_view, arms.get(label), arms[control]):
                 continue
-            adjusted = cuped.compare_adjusted(arms[control], arms[label], theta, mean_x, self.confidence)
+            adjusted = cuped.compare_adjusted(arms[control], arms[label], theta, mean_x, self.confidence,
+                                              self.planned_participants)
+            reason = (_rate_rule(view, control_view) if metric == "rate" else None) or cuped.variance_rule(
+                adjusted.control, adjusted.variant)
+            if reason is not None:
+                view["cuped"] = {"applied": False, "reason": reason, "adjusted_mean": None,
+                                 "control_adjusted_mean": None, "variance_reduction": None}
+                continue
             (_rate_figures if metric == "rate" else _value_figures)(view, adjusted)
-            view["cuped"] = {"adjusted_mean": _finite(adjusted.variant.mean),
+            view["cuped"] = {"applied": True, "reason": None, "adjusted_mean": _finite(adjusted.variant.mean),
                              "control_adjusted_mean": _finite(adjusted.control.mean),
                              "variance_reduction": _finite(adjusted.variance_reduction)}
+            applied = True
+        if not applied:
+            return {"applied": False, "theta": _finite(theta),
+                    "reason": "no comparison met CUPED's conditions: each variant's `cuped` says why"}
         return {"applied": True, "theta": _finite(theta), "reason": None}
+
+
+def _rate_rule(view: Mapping[str, Any], control_view: Mapping[str, Any]) -> str | None:
+    return cuped.rate_rule(int(control_view["trials"]), int(control_view["successes"]), int(view["trials"]),
+                           int(view["successes"]))
 
 
 def _differing_participants(views: Sequence[Mapping[str, Any]], arms: Mapping[str, Moments]) -> str | None:

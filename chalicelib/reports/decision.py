@@ -9,7 +9,8 @@ Rules, first match wins (`confidence` is the view's, alpha = 1 - confidence):
 5. stop: a variant is significantly worse on the primary goal (and none is better).
 6. keep_running: no variant differs yet, with the participants and days a plan still needs
    (`stats.planning`, from the control's observed rate on the primary goal and today's traffic,
-   at `minimum_detectable_effect`, default 10% relative, and PLANNING_POWER).
+   at `minimum_detectable_effect`, default 10% relative, and PLANNING_POWER; where CUPED adjusted every
+   comparison of the primary goal, with its smallest achieved variance reduction, said in the sentence).
 
 "Significantly" reads only the figures of the chosen mode: sequential (the default) uses
 `sequential.p_value_adjusted` with `sequential.relative_ci` (or `absolute_ci`), fixed uses
@@ -188,10 +189,12 @@ class _Judge:
             return self.verdict("keep_running", None, name, f"{opening}, though there are enough participants to "
                                 f"detect a {effect_text} change: any difference is likely smaller.", reasons)
         when = "" if days is None else f" ({_days_text(days)} at today's traffic)"
+        reduction = cuped_reduction(goal)
+        counting = "" if reduction is None else f", counting CUPED's {reduction:.0%} variance reduction"
         reasons.append(("remaining", f"{needed:,} participants in all to detect a {effect_text} change "
-                                     f"with {PLANNING_POWER:.0%} power"))
+                                     f"with {PLANNING_POWER:.0%} power{counting}"))
         return self.verdict("keep_running", None, name, f"{opening}; about {_about(remaining)} more participants"
-                            f"{when} to detect a {effect_text} change.", reasons)
+                            f"{when} to detect a {effect_text} change{counting}.", reasons)
 
     def needed(self, goal: Mapping[str, Any], effect: float) -> int | None:
         """All participants the plan needs, from control's observed rate; None when it cannot plan."""
@@ -203,13 +206,26 @@ class _Judge:
         tuning = ((self.view.get("sequential") or {}).get("tuned_for_participants")
                   or stats.SEQUENTIAL_TUNING_PARTICIPANTS)
         planned = stats.plan(stats.PlanRequest(stats.Baseline.of_rate(rate), effect, None, self.confidence,
-                                               PLANNING_POWER, max(2, variants), tuning_participants=tuning))
+                                               PLANNING_POWER, max(2, variants), tuning_participants=tuning,
+                                               variance_reduction=cuped_reduction(goal) or 0.0))
         return (planned.sequential if self.mode == "sequential" else planned.fixed).participants
 
     def verdict(self, verdict: str, variant: str | None, goal: str | None, sentence: str,
                 reasons: Sequence[tuple[str, str]]) -> dict[str, Any]:
         return {"verdict": verdict, "variant": variant, "goal": goal, "sentence": sentence,
                 "reasons": [{"code": code, "text": text} for code, text in reasons], "remaining": self.remaining}
+
+
+def cuped_reduction(goal: Mapping[str, Any]) -> float | None:
+    """The smallest variance reduction CUPED achieved on the goal's rate comparisons (the plan must hold for
+    each), None where CUPED did not apply to every one (the others run the exact test)."""
+    compared = [arm for arm in goal.get("variants", []) if "uplift" in arm]
+    reductions = [(arm.get("cuped") or {}).get("variance_reduction") if (arm.get("cuped") or {}).get("applied")
+                  else None for arm in compared]
+    if not reductions or any(reduction is None for reduction in reductions):
+        return None
+    smallest = min(float(reduction) for reduction in reductions if reduction is not None)
+    return smallest if 0 < smallest < 1 else None
 
 
 def _bounds(interval: Sequence[float | None] | None) -> tuple[float, float] | None:

@@ -10,10 +10,11 @@ from typing import Any
 from chalicelib.reports.errors import BadParameter
 from chalicelib.reports.stats import Baseline, Horizon, Plan, PlanRequest, plan
 
-METHOD = ("per variant n = (critical + z_power)^2 (var_control + var_variant) / delta^2 for the difference of "
-          "means (Chow, Shao & Wang 2008, 4.2 and 3.2.1); critical = z_(1-alpha/2) at a fixed horizon, the "
-          "confidence sequence's boundary at 2n participants in sequential mode; alpha split over "
-          "variants - 1 comparisons")
+METHOD = ("fixed horizon: per variant n = (z_(1-alpha/2) + z_power)^2 (var_control + var_variant) / delta^2 for "
+          "the difference of means (Chow, Shao & Wang 2008, 4.2 and 3.2.1); sequential, values: the same with the "
+          "confidence sequence's boundary at 2n participants; sequential, rates: the smallest n at which the exact "
+          "anytime-valid test the results run (Lindon & Malek 2022) has the power at its final look; alpha split "
+          "over variants - 1 comparisons")
 
 
 def plan_answer(*, baseline_rate: float | None, baseline_mean: float | None, baseline_variance: float | None,

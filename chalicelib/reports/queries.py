@@ -233,7 +233,7 @@ def decision_counts(target: Target, namespace: str, experiment: str, window: Win
     )
     sql = (
         _scoped(columns, experiment=True, scope=False, window=window, more_ctes=per_uuid)
-        + f"SELECT {by}variant, event, COUNT(*) AS uuids, COUNT(value) AS valued, SUM(value) AS total,\n"
+        + f"SELECT {by}variant, event, COUNT(*) AS uuids, COUNT(value) AS valued, {PRECISE_TOTAL},\n"
         + SAMPLE_VARIANCE
         + "FROM deviations\n"
         f"GROUP BY {by}variant, event"
@@ -251,14 +251,26 @@ SAMPLE_VARIANCE = ("  (SUM(deviation * deviation) - SUM(deviation) * SUM(deviati
                    "    / NULLIF(COUNT(value) - 1, 0) AS variance\n")
 
 
+# The sum of `value` per group over the `deviations` CTE, as count x mean + the sum of deviations from
+# it: the corrected two-pass mean (Chan, Golub & LeVeque 1983, the same paper, Section 3; Bjorck, "Numerical
+# Methods for Least Squares Problems", 1996, 2.1.4). A plain SUM of values near 1e9 rounds every partial sum
+# to the ulp of ~1e13 (1e-3..1e-2), and DuckDB adds in an order that changes from run to run (parallel
+# aggregation): the mean of 20,000 such values moved by ~4e-6 between identical queries, enough to move a
+# p-value on a 0.02 difference by 5e-4. The window mean carries the same rounding, but the deviations from
+# it are small and exact enough that their sum puts the error back.
+PRECISE_TOTAL = "MAX(group_mean) * COUNT(value) + SUM(deviation) AS total"
+
+
 def deviations_cte(source: str, by: str, columns: str = "") -> str:
-    """The `deviations` CTE: each `value` of `source` less its (`by`, variant, event) group's mean.
+    """The `deviations` CTE: each `value` of `source` less its (`by`, variant, event) group's mean
+    (`group_mean`, carried for `PRECISE_TOTAL`).
 
     `columns` are carried along (default: the group's own, and `value`); `by` is empty or ends in ", ".
     """
     carried = columns or f"{by}variant, event, value"
+    window = f"OVER (PARTITION BY {by}variant, event)"
     return ("deviations AS (\n"
-            f"  SELECT {carried}, value - AVG(value) OVER (PARTITION BY {by}variant, event) AS deviation\n"
+            f"  SELECT {carried}, AVG(value) {window} AS group_mean, value - AVG(value) {window} AS deviation\n"
             f"  FROM {source}\n"
             ")\n")
 

@@ -59,7 +59,8 @@ class DecisionRow:
                    float(row["total"] or 0.0), None if variance is None else float(variance))
 
 
-GoalsHook = Callable[[list[dict[str, Any]], "str | None"], None]
+# (goals, control, planned participants): may replace comparisons' figures, tuned like the view's own.
+GoalsHook = Callable[[list[dict[str, Any]], "str | None", float], None]
 
 
 def cap_name(cap: int | None) -> str | None:
@@ -77,19 +78,19 @@ def results_view(namespace: str, experiment: str, rows: Sequence[DecisionRow], *
                  correction: stats.Correction = DEFAULT_CORRECTION,
                  planned_participants: float = stats.SEQUENTIAL_TUNING_PARTICIPANTS,
                  adjust_goals: GoalsHook | None = None) -> dict[str, Any]:
-    """`adjust_goals(goals, control)` may replace comparisons' figures before the p-values are corrected
-    (CUPED: `cuped_results.CupedAdjustment`)."""
+    """`adjust_goals(goals, control, planned_participants)` may replace comparisons' figures before the
+    p-values are corrected (CUPED: `cuped_results.CupedAdjustment`)."""
     counts = Counts.from_rows({"event": row.event, "variant": row.variant, "uuids": row.uuids} for row in rows)
     labels = counts.variants
     participants = {label: counts.participants(label) for label in labels}
     chosen = choose_control(labels, control, participants)
-    plan = ComparisonSettings(confidence, planned_participants)
+    plan = ComparisonSettings(confidence, planned_participants, weights)
     goals = [
         _goal_view(goal, labels, chosen, participants, {row.variant: row for row in rows if row.event == goal}, plan)
         for goal in counts.goals
     ]
     if adjust_goals is not None:
-        adjust_goals(goals, chosen)
+        adjust_goals(goals, chosen, planned_participants)
     _adjust_for_multiple_comparisons(goals, correction)
     return {
         "namespace": namespace,
@@ -146,6 +147,15 @@ class ComparisonSettings:
     (both arms) the sequential figures are tuned for."""
     confidence: float
     planned_participants: float = stats.SEQUENTIAL_TUNING_PARTICIPANTS
+    weights: Mapping[str, float] | None = None  # the design's split, where the request states it
+
+    def design_share(self, control: str, variant: str) -> float | None:
+        """The variant's share of the pair's participants by design; None where the weights do not say."""
+        if self.weights is None or control not in self.weights or variant not in self.weights:
+            return None
+        total = self.weights[control] + self.weights[variant]
+        share = self.weights[variant] / total if total > 0 else None
+        return share if share is not None and 0 < share < 1 else None
 
 
 def _goal_view(goal: str, labels: Sequence[str], control: str | None, participants: Mapping[str, int],
@@ -206,7 +216,8 @@ def _arm_view(label: str, arms: Mapping[str, Arm], control: str | None, plan: Co
     base = arms[control]
     base_proportion = base.proportion
     pair = (base_proportion, proportion) if proportion is not None and base_proportion is not None else None
-    comparison = stats.compare_rates(*pair, confidence, plan.planned_participants) if pair else _NO_COMPARISON
+    comparison = (stats.compare_rates(*pair, confidence, plan.planned_participants, plan.design_share(control, label))
+                  if pair else _NO_COMPARISON)
     view["uplift"] = {
         "absolute": arm.rate - base.rate if arm.rate is not None and base.rate is not None else None,
         "relative": arm.rate / base.rate - 1 if arm.rate is not None and base.rate else None,

@@ -21,6 +21,7 @@ from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports.dimensions import Dimension
 from chalicelib.reports.queries import (
     ALL_TIME,
+    PRECISE_TOTAL,
     SAMPLE_VARIANCE,
     Query,
     Target,
@@ -131,9 +132,10 @@ def assigned_cte(first_segment: str = "", by: str = "") -> str:
 
 
 def _per_user_figures(by: str, valued: bool) -> str:
-    """The decision rows from `per_user`; the variance's deviations only where there are values."""
+    """The decision rows from `per_user`; the variance's deviations (and `PRECISE_TOTAL`) only where there
+    are values."""
     figures = (f"SELECT {by}variant, event, COUNT(*) AS uuids, COUNTIF(multiple) AS multiple, COUNT(value) AS valued,\n"
-               "  SUM(value) AS total, SUM(value * value) AS total_squares,\n")
+               f"  {PRECISE_TOTAL if valued else 'SUM(value) AS total'}, SUM(value * value) AS total_squares,\n")
     if not valued:
         return (f"\n{figures}  CAST(NULL AS FLOAT64) AS variance\n"
                 "FROM per_user\n"

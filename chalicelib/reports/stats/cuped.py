@@ -19,6 +19,18 @@ sample variance var(Y) + theta^2 var(X) - 2 theta cov(Y, X); those feed the same
 unadjusted values (`values.compare_values`: Welch / z and the asymptotic confidence sequence),
 as GrowthBook and Statsig do for CUPED-adjusted rates and means. The uncertainty of theta is
 ignored (O(1/n), as in the paper).
+
+Rates (0/1 per person) are compared exactly without CUPED (`rates.compare_rates`: the score test
+and the exact anytime-valid test); the adjusted comparison is a normal approximation, so it
+replaces them only where that approximation holds (`rate_rule`): the success-failure condition,
+at least MIN_SUCCESSES_AND_FAILURES successes and as many non-successes in each arm (Diez,
+Cetinkaya-Rundel & Barr, "OpenIntro Statistics", 4th ed. 2019, Section 6.2.1, conditions for
+the sampling distribution of a proportion to be nearly normal; Brown, Cai & DasGupta (2001),
+"Interval estimation for a binomial proportion", Statistical Science 16(2), on how badly the
+Wald approximation fails below it), rates that differ (identical rates are never significant:
+the exact test's p = 1 stands, however the arms' histories differ) and, for rates and values,
+no arm whose adjusted values are all alike (zero variance: the normal approximation would make
+any difference certain).
 """
 from __future__ import annotations
 
@@ -27,6 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chalicelib.reports.stats.estimates import Comparison
+from chalicelib.reports.stats.sequential import SEQUENTIAL_TUNING_PARTICIPANTS
 from chalicelib.reports.stats.values import ValueSample, compare_values
 
 
@@ -113,6 +126,31 @@ def unadjusted_sample(arm: Moments) -> ValueSample:
     return ValueSample(participants=n, mean=arm.mean_y, variance=arm.m2_y / (n - 1) if n > 1 else 0.0)
 
 
+MIN_SUCCESSES_AND_FAILURES = 10  # the success-failure condition (OpenIntro Statistics 6.2.1)
+
+
+def rate_rule(control_trials: int, control_successes: int, variant_trials: int, variant_successes: int) -> str | None:
+    """Why CUPED may not replace the exact comparison of two rates; None when it may (see the module)."""
+    for arm, trials, successes in (("control", control_trials, control_successes),
+                                   ("the variant", variant_trials, variant_successes)):
+        if min(successes, trials - successes) < MIN_SUCCESSES_AND_FAILURES:
+            return (f"{arm} has {successes} successes and {trials - successes} non-successes: the adjusted "
+                    f"comparison is a normal approximation, which needs at least {MIN_SUCCESSES_AND_FAILURES} "
+                    "of each per arm, so the exact test stands")
+    if control_successes * variant_trials == variant_successes * control_trials:
+        return "the rates are identical: never significant, so the exact test (p = 1) stands"
+    return None
+
+
+def variance_rule(control: ValueSample, variant: ValueSample) -> str | None:
+    """Why the adjusted comparison would claim certainty it does not have; None when it would not."""
+    for arm, sample in (("control", control), ("the variant", variant)):
+        if not sample.variance > 0:
+            return (f"{arm}'s adjusted values do not vary: a normal approximation with zero variance would make "
+                    "any difference certain, so the unadjusted test stands")
+    return None
+
+
 @dataclass(frozen=True)
 class CupedComparison:
     comparison: Comparison     # on the adjusted means, both modes
@@ -121,13 +159,14 @@ class CupedComparison:
     variance_reduction: float | None  # 1 - var(adjusted difference) / var(unadjusted difference)
 
 
-def compare_adjusted(control: Moments, variant: Moments, theta: float, mean_x: float,
-                     confidence: float) -> CupedComparison:
-    """Variant against control on CUPED-adjusted means, by the comparison unadjusted values get."""
+def compare_adjusted(control: Moments, variant: Moments, theta: float, mean_x: float, confidence: float,
+                     planned_participants: float = SEQUENTIAL_TUNING_PARTICIPANTS) -> CupedComparison:
+    """Variant against control on CUPED-adjusted means, by the comparison unadjusted values get
+    (the sequential figures tuned to `planned_participants`, as the view's own)."""
     adjusted_control = adjusted_sample(control, theta, mean_x)
     adjusted_variant = adjusted_sample(variant, theta, mean_x)
     return CupedComparison(
-        comparison=compare_values(adjusted_control, adjusted_variant, confidence),
+        comparison=compare_values(adjusted_control, adjusted_variant, confidence, planned_participants),
         control=adjusted_control,
         variant=adjusted_variant,
         variance_reduction=variance_reduction(control, variant, adjusted_control, adjusted_variant),

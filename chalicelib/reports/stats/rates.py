@@ -58,7 +58,8 @@ def _wilson(p: Proportion, z: float) -> tuple[float, float]:
 
 
 def compare_rates(control: Proportion, variant: Proportion, confidence: float,
-                  planned_participants: float = SEQUENTIAL_TUNING_PARTICIPANTS) -> Comparison:
+                  planned_participants: float = SEQUENTIAL_TUNING_PARTICIPANTS,
+                  design_share: float | None = None) -> Comparison:
     """The fixed-horizon and the sequential decision for variant against control.
 
     Fixed horizon (see `score`): the continuity-corrected Miettinen-Nurminen
@@ -72,7 +73,9 @@ def compare_rates(control: Proportion, variant: Proportion, confidence: float,
 
     Sequential (see `anytime`): the exact anytime-valid test of which arm the
     converters are in (Lindon & Malek 2022), tuned to `planned_participants`,
-    and its confidence sequence of the rate ratio, each joined with the fixed
+    and its confidence sequence of the rate ratio, with pi0 the variant's share of
+    the pair's participants by design (`design_share`, from the experiment's
+    weights) where known, else the observed share; each joined with the fixed
     horizon's (p the larger, interval the hull): the sequential answer never
     claims more than a single look would. The absolute interval inverts the
     score test of the difference at the asymptotic confidence sequence's
@@ -89,7 +92,7 @@ def compare_rates(control: Proportion, variant: Proportion, confidence: float,
     fixed_ratio = ratio_interval(table, z)
     fixed_p, fixed_absolute = score_p_value(table), difference_interval(table, z)
     fixed = Decision(p_value=fixed_p, relative_ci=_uplift(fixed_ratio), absolute_ci=fixed_absolute)
-    share, kappa = _mixture(control, variant, confidence, planned_participants)
+    share, kappa = _mixture(control, variant, confidence, planned_participants, design_share)
     sequential_p = max(fixed_p, anytime_p_value(variant.successes, control.successes, share, kappa))
     sequence = ratio_sequence(variant.successes, control.successes, share, kappa, confidence)
     boundary = max(z, sequence_boundary(table.participants, confidence, planned_participants))
@@ -105,21 +108,28 @@ def compare_rates(control: Proportion, variant: Proportion, confidence: float,
 
 
 def rate_p_values(control: Proportion, variant: Proportion, confidence: float,
-                  planned_participants: float = SEQUENTIAL_TUNING_PARTICIPANTS) -> tuple[float, float]:
+                  planned_participants: float = SEQUENTIAL_TUNING_PARTICIPANTS,
+                  design_share: float | None = None) -> tuple[float, float]:
     """(fixed, sequential) p-values of `compare_rates` alone, without the intervals (for exhaustive checks)."""
     if control.trials == 0 or variant.trials == 0:
         raise ValueError("both arms need trials")
     fixed = score_p_value(Table(control.successes, control.trials, variant.successes, variant.trials))
-    share, kappa = _mixture(control, variant, confidence, planned_participants)
+    share, kappa = _mixture(control, variant, confidence, planned_participants, design_share)
     return fixed, max(fixed, anytime_p_value(variant.successes, control.successes, share, kappa))
 
 
-def _mixture(control: Proportion, variant: Proportion, confidence: float,
-             planned_participants: float) -> tuple[float, float]:
-    """(pi0, kappa): the variant's share of participants and the mixture's tuned concentration."""
+def _mixture(control: Proportion, variant: Proportion, confidence: float, planned_participants: float,
+             design_share: float | None) -> tuple[float, float]:
+    """(pi0, kappa): the variant's share of participants and the mixture's tuned concentration.
+
+    The design's share makes the e-value an exact martingale under equal rates (`anytime`); the
+    observed share, used where the design is not known, is a mild approximation of it."""
     participants = control.trials + variant.trials
     pooled_rate = (control.successes + variant.successes) / participants
-    return variant.trials / participants, concentration(planned_participants, pooled_rate, confidence)
+    if design_share is not None and not 0 < design_share < 1:
+        raise ValueError(f"a design share must be between 0 and 1 (exclusive), got {design_share}")
+    share = design_share if design_share is not None else variant.trials / participants
+    return share, concentration(planned_participants, pooled_rate, confidence)
 
 
 def _direction(sign: int) -> str | None:
