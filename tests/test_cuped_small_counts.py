@@ -20,7 +20,6 @@ from chalicelib.reports.cuped_results import CupedAdjustment
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE
 GOAL = "buy"
-FIXED_ON_STATS_INTEGRATION = pytest.mark.xfail(strict=True, reason="fixed on branch stats-integration")
 
 Person = tuple[float, float]  # (Y after exposure, X before)
 
@@ -123,7 +122,6 @@ def test_equal_arms_of_twenty_rarely_differ():
     assert significant <= ALPHA * runs
 
 
-@FIXED_ON_STATS_INTEGRATION
 def test_equal_arms_split_1_to_99_rarely_differ():
     """Measured on this branch: 20 vs 1,980 at a 5% base rate, one look, fixed p < 0.05 in about a third
     of A/A experiments (sequential: a quarter); the exact test (cuped=off) stays below 5%."""
@@ -144,7 +142,6 @@ def test_without_cuped_the_same_lopsided_a_a_rarely_differs():
     assert significant <= ALPHA * runs
 
 
-@FIXED_ON_STATS_INTEGRATION
 def test_a_control_of_twenty_without_conversions_is_not_significant_against_the_same_rate():
     """0/20 against 99/1,980 (5% both, history alike): Fisher's p is about 0.6; CUPED's Welch gave 0.043."""
     arms = {"control": people(20, 0, 4), "variant": people(1_980, 99, 396)}
@@ -152,7 +149,6 @@ def test_a_control_of_twenty_without_conversions_is_not_significant_against_the_
     assert min(p_values(cuped_view(arms))) >= ALPHA
 
 
-@FIXED_ON_STATS_INTEGRATION
 def test_two_people_each_are_never_significant():
     """2/2 against 0/2: Fisher's p = 1/3; CUPED's constant arms gave p = 0 and a "stop"."""
     arms = {"control": people(2, 2, 1), "variant": people(2, 0, 1)}
