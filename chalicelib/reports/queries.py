@@ -248,6 +248,47 @@ SAMPLE_VARIANCE = ("  (SUM(deviation * deviation) - SUM(deviation) * SUM(deviati
                    "    / NULLIF(COUNT(value) - 1, 0) AS variance\n")
 
 
+# CUPED's per-(variant, event) moments (`stats.cuped.Moments`) over a CTE of per-person rows with columns
+# variant, event, y_rate, x_rate[, y_value, x_value]: the `cuped_deviations` CTE, then `cuped_moment_figures`.
+CUPED_METRICS = ("rate", "value")
+
+
+def co_moment(first: str, second: str) -> str:
+    """Sum of (first - mean)(second - mean) over a group, from the per-row deviations `d_<name>`:
+    the corrected two-pass formula of `SAMPLE_VARIANCE` (Chan, Golub & LeVeque 1983,
+    eq. 1.7), S = sum(d_a d_b) - sum(d_a) sum(d_b) / k, in its bivariate form."""
+    return f"SUM(d_{first} * d_{second}) - SUM(d_{first}) * SUM(d_{second}) / COUNT(*)"
+
+
+def cuped_metrics(valued: bool) -> tuple[str, ...]:
+    return CUPED_METRICS if valued else CUPED_METRICS[:1]
+
+
+def cuped_deviations_cte(source: str, valued: bool) -> str:
+    """`cuped_deviations`: `source`'s rows with each y_ and x_ column's deviation from its (variant, event) mean."""
+    deviations = ",\n".join(
+        f"    {side}_{metric} - AVG({side}_{metric}) OVER (PARTITION BY variant, event) AS d_{side}_{metric}"
+        for metric in cuped_metrics(valued) for side in ("y", "x"))
+    return ("cuped_deviations AS (\n"
+            f"  SELECT *,\n{deviations}\n"
+            f"  FROM {source}\n"
+            ")\n")
+
+
+def cuped_moment_figures(valued: bool) -> str:
+    """Per metric m: sum_y_m, sum_x_m, m2_y_m, m2_x_m, c_xy_m, over a (variant, event) group of `cuped_deviations`."""
+    return ",\n".join(
+        f"  SUM(y_{m}) AS sum_y_{m}, SUM(x_{m}) AS sum_x_{m}, {co_moment(f'y_{m}', f'y_{m}')} AS m2_y_{m},\n"
+        f"  {co_moment(f'x_{m}', f'x_{m}')} AS m2_x_{m}, {co_moment(f'x_{m}', f'y_{m}')} AS c_xy_{m}"
+        for m in cuped_metrics(valued))
+
+
+def cuped_moment_nulls(valued: bool) -> str:
+    """The same columns, null: rows that carry no moments."""
+    return ", ".join(f"CAST(NULL AS FLOAT64) AS {name}_{m}" for m in cuped_metrics(valued)
+                     for name in ("sum_y", "sum_x", "m2_y", "m2_x", "c_xy"))
+
+
 def deviations_cte(source: str, by: str, columns: str = "") -> str:
     """The `deviations` CTE: each `value` of `source` less its (`by`, variant, event) group's mean.
 
