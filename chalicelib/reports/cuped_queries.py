@@ -10,9 +10,10 @@ hold each variant's participants.
 
 Per person and goal: for a rate, Y = 1 if they did the goal at or after their first exposure
 (0 otherwise) and X = how often they did it in the `pre_days` before; for a value, Y and X are
-the sums of the goal's value in the same two periods. Exposure and post-exposure goals follow
-`segment_queries.experiment_decision_counts` (the same person key, first exposure, window on
-`received_at`); the pre-period ignores the window: it is the person's history, by client time.
+the sums of the goal's value in the same two periods. On Segment, people, exposure and post-exposure
+goals are `segment_queries.experiment_decision_counts`'s own CTEs (one person across linked ids,
+first exposure, window on `received_at`), and the results read the moments in that query's pass;
+the pre-period ignores the window: it is the history of any of the person's ids, by client time.
 """
 from __future__ import annotations
 
