@@ -12,10 +12,10 @@ event before the exposure, and goals after it (`Product Viewed`, `Added to Cart`
               (query, first exposure by timestamp, multiple exposures, decision view and statistics);
               baseline: one bare DuckDB query joining each user's first exposure (MIN/ARG_MIN) to
               their goal events at or after it, COUNT(DISTINCT user) per variant and goal.
-              goal: <= 1.5x (CUPED on, the default: its pre-period query included)
+              goal: <= 1.5x (CUPED on, the default: its pre-period moments, read in the same pass)
   + value and breakdown  ours with value=properties.revenue and dimension=context.page.path
               against the same baseline (informational: it does more)
-  results, cuped=off   ours without CUPED's second query (informational: CUPED's cost)
+  results, cuped=off   ours without CUPED's pre-period columns (informational: CUPED's cost)
 
     .venv/bin/python bench/segment_results.py [--full | --events N] [--rounds 5] [--db PATH]
 """
@@ -137,7 +137,7 @@ def _measure(warehouse, total: int, rounds: int) -> int:
     _check_same_counts(ours(), baseline())
     results = [_time("results", ours, baseline, GOAL_RATIO, total, rounds),
                _time("results + value + breakdown", ours_with_more, baseline, None, total, rounds),
-               _time("results, cuped=off (no pre-period query)", ours_without_cuped, baseline, None, total, rounds)]
+               _time("results, cuped=off (no pre-period moments)", ours_without_cuped, baseline, None, total, rounds)]
     print()
     for name, ours_time, baseline_time, goal in results:
         emit(f"segment {name} ({total:,} events, {total // EVENTS_PER_USER:,} users)", ours_time * 1000,

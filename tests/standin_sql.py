@@ -22,9 +22,10 @@ import duckdb
 import pytest
 import sqlglot
 
+from chalicelib.storage.catalog import CATALOG_TABLES
 from chalicelib.storage.schema import TABLES
 from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
-from tests.bigquery_standin import BigQueryStandIn, Query, QueryAnswer
+from tests.bigquery_standin import BigQueryStandIn, HttpError, Query, QueryAnswer
 
 _DUCKDB_TYPES = {"STRING": "VARCHAR", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMPTZ", "BYTES": "VARCHAR",
                  "JSON": "VARCHAR", "INT64": "BIGINT", "BOOL": "BOOLEAN"}
@@ -39,11 +40,14 @@ def answer_from_stored_rows(standin: BigQueryStandIn, project: str = "test-proje
         db = duckdb.connect()
         try:
             db.execute("SET TimeZone='UTC'")
-            for table in TABLES:
+            for table in (*TABLES, *CATALOG_TABLES):
                 _load(db, standin, dataset, table)
             sql = query.sql.replace(f"`{project}.{dataset}.", "`")
             rendered = sqlglot.transpile(sql, read="bigquery", write="duckdb")[0]
-            result = db.execute(rendered, _typed_parameters(query.body.get("queryParameters", [])))
+            try:
+                result = db.execute(rendered, _typed_parameters(query.body.get("queryParameters", [])))
+            except duckdb.Error as refused:  # BigQuery's answer to a query it cannot run: a 400 the client does not retry
+                raise HttpError(400, f"the stand-in could not run the query: {refused}", "invalidQuery") from None
             names = [column[0] for column in result.description]
             kinds = [_BIGQUERY_TYPES.get(str(column[1]).upper(), "STRING") for column in result.description]
             return QueryAnswer(schema=list(zip(names, kinds)),

@@ -409,6 +409,7 @@ def test_cuped_sequential_figures_are_tuned_to_the_plan(report_client):
         assert status == 200, view
         views[planned] = arm(view, "b")
     tuned, mistuned = views["600"], views["1000000"]
-    assert tuned["cuped"]["applied"] and tuned["p_value"] == mistuned["p_value"]
+    # The fixed figures do not depend on the plan (to the last bits DuckDB's parallel sums leave).
+    assert tuned["cuped"]["applied"] and tuned["p_value"] == pytest.approx(mistuned["p_value"], rel=1e-9)
     width = lambda interval: interval[1] - interval[0]  # noqa: E731
     assert width(tuned["sequential"]["absolute_ci"]) < width(mistuned["sequential"]["absolute_ci"])

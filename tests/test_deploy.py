@@ -363,7 +363,7 @@ def test_the_deployment_package_leaves_out_local_and_test_libraries_and_fits_lam
           f"(Lambda limits: {MAX_ZIPPED_BYTES / 1e6:.1f} MB, {MAX_UNZIPPED_BYTES / 1e6:.1f} MB)")
 
     assert top_level & NOT_FOR_LAMBDA == set()
-    assert {"app", "chalicelib", "google", "boto3"} <= top_level
+    assert {"app", "chalicelib", "google", "botocore"} <= top_level
     assert zipped < MAX_ZIPPED_BYTES and unzipped < MAX_UNZIPPED_BYTES
 
 

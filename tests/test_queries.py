@@ -152,10 +152,10 @@ per_uuid AS (
   GROUP BY variant, event, uuid
 ),
 deviations AS (
-  SELECT variant, event, value, value - AVG(value) OVER (PARTITION BY variant, event) AS deviation
+  SELECT variant, event, value, AVG(value) OVER (PARTITION BY variant, event) AS group_mean, value - AVG(value) OVER (PARTITION BY variant, event) AS deviation
   FROM per_uuid
 )
-SELECT variant, event, COUNT(*) AS uuids, COUNT(value) AS valued, SUM(value) AS total,
+SELECT variant, event, COUNT(*) AS uuids, COUNT(value) AS valued, MAX(group_mean) * COUNT(value) + SUM(deviation) AS total,
   (SUM(deviation * deviation) - SUM(deviation) * SUM(deviation) / COUNT(value))
     / NULLIF(COUNT(value) - 1, 0) AS variance
 FROM deviations

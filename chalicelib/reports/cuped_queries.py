@@ -10,85 +10,87 @@ hold each variant's participants.
 
 Per person and goal: for a rate, Y = 1 if they did the goal at or after their first exposure
 (0 otherwise) and X = how often they did it in the `pre_days` before; for a value, Y and X are
-the sums of the goal's value in the same two periods. Exposure and post-exposure goals follow
-`segment_queries.experiment_decision_counts` (the same person key, first exposure, window on
-`received_at`); the pre-period ignores the window: it is the person's history, by client time.
+the sums of the goal's value in the same two periods. On Segment, people, exposure and post-exposure
+goals are `segment_queries.experiment_decision_counts`'s own CTEs (one person across linked ids,
+first exposure, window on `received_at`), and the results read the moments in that query's pass;
+the pre-period ignores the window: it is the history of any of the person's ids, by client time.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports.dimensions import Dimension
-from chalicelib.reports.queries import ALL_TIME, Query, Target, Window, render, window_filter
-from chalicelib.reports.segment_queries import EXPOSURE_EVENT
+from chalicelib.reports.queries import (
+    ALL_TIME,
+    Query,
+    Target,
+    Window,
+    cuped_deviations_cte,
+    cuped_moment_figures,
+    cuped_moment_nulls,
+    render,
+    window_filter,
+)
+from chalicelib.reports.segment_queries import History, person_history_ctes
 
 DEFAULT_PRE_DAYS = 14
 MAX_PRE_DAYS = 90
-METRICS = ("rate", "value")
-# Finite values only: NaN and infinities compare false in both warehouses.
-_FINITE = "ABS({0}) <= 1e308"
+# How far ahead of its arrival an event's client time may be and still be read as history: the scans
+# start this long before the first exposure's pre-period (arrival time, the partitioning column).
+CLOCK_MARGIN = timedelta(days=1)
 
 
-def co_moment(first: str, second: str) -> str:
-    """Sum of (first - mean)(second - mean) over a group, from the per-row deviations `d_<name>`:
-    the corrected two-pass formula of `queries.SAMPLE_VARIANCE` (Chan, Golub & LeVeque 1983,
-    eq. 1.7), S = sum(d_a d_b) - sum(d_a) sum(d_b) / k, in its bivariate form."""
-    return f"SUM(d_{first} * d_{second}) - SUM(d_{first}) * SUM(d_{second}) / COUNT(*)"
+def history_since(first_exposure: datetime | None, pre_days: int) -> datetime | None:
+    """Where the goal scan of a CUPED query may start: `pre_days` (and CLOCK_MARGIN) before the first exposure."""
+    return None if first_exposure is None else first_exposure - timedelta(days=pre_days) - CLOCK_MARGIN
 
 
 def segment_cuped_moments(target: Target, namespace: str, experiment: str, *, goals: Sequence[str],
                           value: Dimension | None = None, pre_days: int = DEFAULT_PRE_DAYS,
-                          window: Window = ALL_TIME) -> Query:
+                          window: Window = ALL_TIME, since: datetime | None = None) -> Query:
     """Columns: variant, event, active, and per metric (`rate`, and `value` when one is named):
     sum_y_<m>, sum_x_<m>, m2_y_<m>, m2_x_<m>, c_xy_<m>. `participate` rows: active = participants.
 
-    A person is `COALESCE(user_id, anonymous_id)`; their goals count after their first exposure by
-    client time, inside the window; their history is the `pre_days` before it."""
+    People, first exposures and goals after it are `segment_queries.experiment_decision_counts`'s
+    (one person across linked ids, `segment_identity`); a person's history is the goal events of any
+    of their ids in the `pre_days` before their first exposure. The results route reads the same
+    moments in the decision counts' own pass (its `history`); this query is them alone. `since`
+    bounds the goal scan by arrival (`history_since`)."""
     _check(goals, pre_days)
-    if value is None:
-        number = "CAST(NULL AS FLOAT64)"
-    else:
-        cast = f"SAFE_CAST({value.sql('e.', 'value_path')} AS FLOAT64)"
-        number = f"IF({_FINITE.format(cast)}, {cast}, NULL)"
-    assigned = (
-        "exposures AS (\n"
-        "  SELECT COALESCE(e.user_id, e.anonymous_id) AS user_key,\n"
-        "    JSON_VALUE(e.properties, '$.variation_id') AS variant,\n"
-        "    COALESCE(e.timestamp, e.received_at) AS seen_at\n"
-        "  FROM {events} AS e\n"
-        f"  WHERE e.namespace = @namespace AND e.type = 'track' AND e.event = '{EXPOSURE_EVENT}'\n"
-        f"    AND JSON_VALUE(e.properties, '$.experiment_id') = @experiment{window_filter(window)}\n"
-        "),\n"
-        "assigned AS (\n"
-        "  SELECT user_key, MIN(seen_at) AS first_at, MIN_BY(variant, seen_at) AS variant\n"
-        "  FROM exposures\n"
-        "  WHERE user_key IS NOT NULL AND variant IS NOT NULL\n"
-        "  GROUP BY user_key\n"
-        "),\n"
+    history = History(pre_days, since)
+    sql = (
+        "WITH " + person_history_ctes(target, goals, value, window, history)
+        + cuped_deviations_cte("per_person", value is not None)
+        + f"SELECT variant, event, COUNT(*) AS active,\n{cuped_moment_figures(value is not None)}\n"
+        "FROM cuped_deviations\n"
+        "GROUP BY variant, event\n"
+        "UNION ALL\n"
+        f"SELECT variant, '{PARTICIPATE}' AS event, COUNT(*) AS active, {cuped_moment_nulls(value is not None)}\n"
+        "FROM assigned\n"
+        "GROUP BY variant"
     )
-    goal_rows = (
-        "  SELECT {key}COALESCE(e.user_id, e.anonymous_id) AS user_key, e.event,\n"
-        f"    COALESCE(e.timestamp, e.received_at) AS seen_at, {number} AS value,\n"
-        f"    (TRUE{window_filter(window)}) AS counts_after\n"
-        "  FROM {events} AS e\n"
-        f"  WHERE e.namespace = @namespace AND e.type = 'track' AND {_chosen(goals)}\n"
-    )
-    sql = _moments_sql(target, assigned, goal_rows, post="g.counts_after AND g.seen_at >= a.first_at",
-                       value=value is not None)
-    return render(target, sql, _params(namespace, experiment, goals, pre_days, window, value))
+    params = {**_params(namespace, experiment, goals, pre_days, window, value), **history.params()}
+    return render(target, sql, params)
 
 
 def alephbet_cuped_moments(target: Target, namespace: str, experiment: str, *, goals: Sequence[str],
-                           pre_days: int = DEFAULT_PRE_DAYS, window: Window = ALL_TIME) -> Query:
+                           pre_days: int = DEFAULT_PRE_DAYS, window: Window = ALL_TIME,
+                           participations: tuple[datetime, datetime] | None = None) -> Query:
     """The same columns for an AlephBet experiment (rate and value: AlephBet goals carry `value`).
 
     A person is a `uuid` (history exists only where the page sets a stable user id); they belong to
-    the variant of their first `participate`; their goals are the experiment's goal events, counted
-    as `queries.decision_counts` counts them (inside the window, whatever the order); their history
-    is the same goal sent to any other experiment of the namespace in the `pre_days` before their
-    first participation (by arrival time, AlephBet's only clock). Rows hidden by a tombstone never count.
+    the variant of their first `participate` inside the window; their goals are the experiment's goal
+    events, counted as `queries.decision_counts` counts them (inside the window, whatever the order);
+    their history is the same goal sent to any experiment of the namespace (this one's only outside
+    the window) in the `pre_days` before their first participation, by arrival time, AlephBet's only
+    clock. Rows hidden by their experiment's tombstone never count, in either period.
+
+    `participations`, the first and last participation inside the window (`queries.exposure_span`),
+    bound the history's scan to the arrivals between `pre_days` before the first and the last: on
+    BigQuery it reads those partitions only, instead of the namespace's whole history.
     """
     _check(goals, pre_days)
     visible = ("  LEFT JOIN deleted AS d ON d.experiment = e.experiment\n"
@@ -110,15 +112,27 @@ def alephbet_cuped_moments(target: Target, namespace: str, experiment: str, *, g
         "  GROUP BY e.uuid\n"
         "),\n"
     )
+    this_experiment = f"e.experiment = @experiment{window_filter(window)}"
+    bounded = ("\n    AND e.received_at >= @history_since AND e.received_at <= @history_until"
+               if participations is not None else "")
     goal_rows = (
-        "  SELECT {key}e.uuid AS user_key, e.event, e.received_at AS seen_at, e.value,\n"
-        f"    (e.experiment = @experiment{window_filter(window)}) AS counts_after\n"
+        # After: the experiment's own goals (the decision counts'); before: any experiment's, in the bounds.
+        "  SELECT {key}e.uuid AS user_key, e.event, e.received_at AS seen_at, e.value, TRUE AS counts_after\n"
         "  FROM {events} AS e\n"
         f"{visible}\n"
-        f"    AND e.experiment IS NOT NULL AND {_chosen(goals)}\n"
+        f"    AND {_chosen(goals)} AND {this_experiment}\n"
+        "  UNION ALL\n"
+        "  SELECT {key}e.uuid AS user_key, e.event, e.received_at AS seen_at, e.value, FALSE AS counts_after\n"
+        "  FROM {events} AS e\n"
+        f"{visible}\n"
+        f"    AND e.experiment IS NOT NULL AND {_chosen(goals)}{bounded}\n"
+        f"    AND NOT ({this_experiment})\n"
     )
-    sql = _moments_sql(target, assigned, goal_rows, post="g.counts_after", value=True)
-    return render(target, sql, _params(namespace, experiment, goals, pre_days, window, None))
+    sql = _moments_sql(target, assigned, goal_rows, post="g.counts_after")
+    params = _params(namespace, experiment, goals, pre_days, window, None)
+    if participations is not None:
+        params.update(history_since=history_since(participations[0], pre_days), history_until=participations[1])
+    return render(target, sql, params)
 
 
 def _check(goals: Sequence[str], pre_days: int) -> None:
@@ -142,8 +156,8 @@ def _params(namespace: str, experiment: str, goals: Sequence[str], pre_days: int
     return params
 
 
-def _moments_sql(target: Target, assigned_ctes: str, goal_rows: str, *, post: str, value: bool) -> str:
-    """The shared body: `assigned_ctes` end with `assigned` (user_key, first_at, variant); `goal_rows`
+def _moments_sql(target: Target, assigned_ctes: str, goal_rows: str, *, post: str) -> str:
+    """The AlephBet body: `assigned_ctes` end with `assigned` (user_key, first_at, variant); `goal_rows`
     selects (user_key, event, seen_at, value, counts_after) with a `{key}` slot for the event id.
 
     A goal event counts in Y when `post` holds, in X when it came in the `pre_days` before first_at
@@ -162,36 +176,24 @@ def _moments_sql(target: Target, assigned_ctes: str, goal_rows: str, *, post: st
         )
     pre = (f"NOT ({post}) AND g.seen_at < a.first_at"
            " AND g.seen_at >= TIMESTAMP_SUB(a.first_at, INTERVAL @pre_days DAY)")
-    metrics = METRICS if value else METRICS[:1]
-    deviations = ",\n".join(
-        f"    {side}_{metric} - AVG({side}_{metric}) OVER (PARTITION BY variant, event) AS d_{side}_{metric}"
-        for metric in metrics for side in ("y", "x"))
-    figures = ",\n".join(
-        f"  SUM(y_{m}) AS sum_y_{m}, SUM(x_{m}) AS sum_x_{m}, {co_moment(f'y_{m}', f'y_{m}')} AS m2_y_{m},\n"
-        f"  {co_moment(f'x_{m}', f'x_{m}')} AS m2_x_{m}, {co_moment(f'x_{m}', f'y_{m}')} AS c_xy_{m}"
-        for m in metrics)
-    nothing = ", ".join(f"NULL AS {name}_{m}" for m in metrics for name in ("sum_y", "sum_x", "m2_y", "m2_x", "c_xy"))
-    value_columns = (f",\n    IFNULL(SUM(IF({post}, g.value, NULL)), 0) AS y_value,\n"
-                     f"    IFNULL(SUM(IF({pre}, g.value, NULL)), 0) AS x_value" if value else "")
     return (
         "WITH " + assigned_ctes + goal_events
         + "per_person AS (\n"
         "  SELECT a.variant, g.event, a.user_key,\n"
         f"    IF(LOGICAL_OR({post}), 1.0, 0.0) AS y_rate,\n"
-        f"    CAST(COUNTIF({pre}) AS FLOAT64) AS x_rate{value_columns}\n"
+        f"    CAST(COUNTIF({pre}) AS FLOAT64) AS x_rate,\n"
+        f"    IFNULL(SUM(IF({post}, g.value, NULL)), 0) AS y_value,\n"
+        f"    IFNULL(SUM(IF({pre}, g.value, NULL)), 0) AS x_value\n"
         "  FROM assigned AS a\n"
         f"  JOIN goal_events AS g ON g.user_key = a.user_key AND (({post}) OR ({pre}))\n"
         "  GROUP BY a.variant, g.event, a.user_key\n"
         "),\n"
-        "deviations AS (\n"
-        f"  SELECT *,\n{deviations}\n"
-        "  FROM per_person\n"
-        ")\n"
-        f"SELECT variant, event, COUNT(*) AS active,\n{figures}\n"
-        "FROM deviations\n"
+        + cuped_deviations_cte("per_person", valued=True)
+        + f"SELECT variant, event, COUNT(*) AS active,\n{cuped_moment_figures(valued=True)}\n"
+        "FROM cuped_deviations\n"
         "GROUP BY variant, event\n"
         "UNION ALL\n"
-        f"SELECT variant, '{PARTICIPATE}' AS event, COUNT(*) AS active, {nothing}\n"
+        f"SELECT variant, '{PARTICIPATE}' AS event, COUNT(*) AS active, {cuped_moment_nulls(valued=True)}\n"
         "FROM assigned\n"
         "GROUP BY variant"
     )

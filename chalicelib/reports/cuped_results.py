@@ -76,6 +76,7 @@ class CupedAdjustment:
     settings: CupedSettings = field(default_factory=CupedSettings)
     adjusted_goals: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
+    unmet: list[str] = field(default_factory=list)
     planned_participants: float = stats.SEQUENTIAL_TUNING_PARTICIPANTS  # the view's, set on each call
 
     def __call__(self, goals: list[dict[str, Any]], control: str | None,
@@ -97,10 +98,14 @@ class CupedAdjustment:
                                                       name, "value")
             if goal["cuped"]["applied"]:
                 self.adjusted_goals.append(name)
+            elif goal["cuped"]["theta"] is not None:     # history there, but no comparison met CUPED's conditions
+                self.unmet.append(goal["cuped"]["reason"])
 
     def summary(self) -> dict[str, Any]:
         if not self.adjusted_goals and self.mismatches:
             return off(self.settings, self.mismatches[0])
+        if not self.adjusted_goals and self.unmet:
+            return off(self.settings, self.unmet[0])
         if not self.adjusted_goals:
             return off(self.settings, f"no participant did any goal in the {self.settings.pre_days} days before "
                                       "their first exposure: there is no history to adjust with")

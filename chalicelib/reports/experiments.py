@@ -128,10 +128,20 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
 
 def _cuped_adjustment(warehouse: ReportWarehouse, namespace: str, experiment: str, rows: Sequence[Mapping[str, Any]],
                       window: Window, confidence: float, settings: CupedSettings) -> CupedAdjustment | None:
-    """The CUPED hook over the experiment's goals (one more query), or None when off or goal-less."""
+    """The CUPED hook over the experiment's goals (one more query), or None when off or goal-less.
+
+    On BigQuery the history's scan is bounded by the first and last participation (one small query on
+    the experiment's clustered rows finds them), so it reads those partitions, not the namespace's history."""
     goals = sorted({row["event"] for row in rows if row["event"] != PARTICIPATE})
     if not settings.enabled or not goals:
         return None
-    moments = cuped_queries.alephbet_cuped_moments(target_of(warehouse), namespace, experiment, goals=goals,
-                                                   pre_days=settings.pre_days, window=window)
+    target = target_of(warehouse)
+    participations = None
+    if target.dialect == queries.BIGQUERY:
+        span = fetch(warehouse, queries.exposure_span(target, namespace, experiment, window))
+        if span and span[0]["first_at"] is not None:
+            participations = (span[0]["first_at"], span[0]["last_at"])
+    moments = cuped_queries.alephbet_cuped_moments(target, namespace, experiment, goals=goals,
+                                                   pre_days=settings.pre_days, window=window,
+                                                   participations=participations)
     return CupedAdjustment(fetch(warehouse, moments), confidence, settings)

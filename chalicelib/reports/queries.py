@@ -260,6 +260,53 @@ SAMPLE_VARIANCE = ("  (SUM(deviation * deviation) - SUM(deviation) * SUM(deviati
 # it are small and exact enough that their sum puts the error back.
 PRECISE_TOTAL = "MAX(group_mean) * COUNT(value) + SUM(deviation) AS total"
 
+# CUPED's per-(variant, event) moments (`stats.cuped.Moments`) over a CTE of per-person rows with columns
+# variant, event, y_rate, x_rate[, y_value, x_value]: the `cuped_deviations` CTE, then `cuped_moment_figures`.
+CUPED_METRICS = ("rate", "value")
+
+
+def co_moment(first: str, second: str) -> str:
+    """Sum of (first - mean)(second - mean) over a group, from the per-row deviations `d_<name>`:
+    the corrected two-pass formula of `SAMPLE_VARIANCE` (Chan, Golub & LeVeque 1983,
+    eq. 1.7), S = sum(d_a d_b) - sum(d_a) sum(d_b) / k, in its bivariate form."""
+    return f"SUM(d_{first} * d_{second}) - SUM(d_{first}) * SUM(d_{second}) / COUNT(*)"
+
+
+def cuped_metrics(valued: bool) -> tuple[str, ...]:
+    return CUPED_METRICS if valued else CUPED_METRICS[:1]
+
+
+def cuped_deviations_cte(source: str, valued: bool) -> str:
+    """`cuped_means` and `cuped_deviations`: `source`'s rows with each y_ and x_ column's deviation from its
+    (variant, event) mean. The means are joined, not windowed: a hash join of a few groups costs less."""
+    columns = [f"{side}_{metric}" for metric in cuped_metrics(valued) for side in ("y", "x")]
+    means = ", ".join(f"AVG({column}) AS mean_{column}" for column in columns)
+    deviations = ",\n".join(f"    s.{column} - m.mean_{column} AS d_{column}" for column in columns)
+    return ("cuped_means AS (\n"
+            f"  SELECT variant, event, {means}\n"
+            f"  FROM {source}\n"
+            "  GROUP BY variant, event\n"
+            "),\n"
+            "cuped_deviations AS (\n"
+            f"  SELECT s.*,\n{deviations}\n"
+            f"  FROM {source} AS s\n"
+            "  JOIN cuped_means AS m ON m.variant = s.variant AND m.event = s.event\n"
+            ")\n")
+
+
+def cuped_moment_figures(valued: bool) -> str:
+    """Per metric m: sum_y_m, sum_x_m, m2_y_m, m2_x_m, c_xy_m, over a (variant, event) group of `cuped_deviations`."""
+    return ",\n".join(
+        f"  SUM(y_{m}) AS sum_y_{m}, SUM(x_{m}) AS sum_x_{m}, {co_moment(f'y_{m}', f'y_{m}')} AS m2_y_{m},\n"
+        f"  {co_moment(f'x_{m}', f'x_{m}')} AS m2_x_{m}, {co_moment(f'x_{m}', f'y_{m}')} AS c_xy_{m}"
+        for m in cuped_metrics(valued))
+
+
+def cuped_moment_nulls(valued: bool) -> str:
+    """The same columns, null: rows that carry no moments."""
+    return ", ".join(f"CAST(NULL AS FLOAT64) AS {name}_{m}" for m in cuped_metrics(valued)
+                     for name in ("sum_y", "sum_x", "m2_y", "m2_x", "c_xy"))
+
 
 def deviations_cte(source: str, by: str, columns: str = "") -> str:
     """The `deviations` CTE: each `value` of `source` less its (`by`, variant, event) group's mean

@@ -68,7 +68,10 @@ def _first_links() -> str:
         "  SELECT from_id, to_id\n"
         "  FROM (\n"
         "    SELECT from_id, to_id, ROW_NUMBER() OVER (PARTITION BY from_id ORDER BY linked_at, to_id) AS link_rank\n"
-        "    FROM links\n"
+        "    FROM (\n"
+        # Every message carrying both ids repeats its link: one row per link (its earliest) before ranking.
+        "      SELECT from_id, to_id, MIN(linked_at) AS linked_at FROM links GROUP BY from_id, to_id\n"
+        "    )\n"
         "  )\n"
         "  WHERE link_rank = 1\n"
         "),\n"

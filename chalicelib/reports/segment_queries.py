@@ -15,6 +15,8 @@ and the sum and sum of squares of each user's summed value.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from chalicelib.ingest.events import PARTICIPATE
@@ -27,6 +29,9 @@ from chalicelib.reports.queries import (
     Target,
     Window,
     capped_values,
+    cuped_deviations_cte,
+    cuped_moment_figures,
+    cuped_moment_nulls,
     deviations_cte,
     folded_segments,
     render,
@@ -37,14 +42,28 @@ from chalicelib.reports.segment_identity import identity_ctes, person_join, pers
 SOURCE = "segment"          # the results route's `source=` for these experiments
 EXPOSURE_EVENT = "Experiment Viewed"
 DEFAULT_GOAL_COUNT = 10     # without `goals`: the events most users did after exposure
+DECISION_COLUMNS = ("segment", "other", "variant", "event", "uuids", "multiple", "valued", "total", "total_squares",
+                    "variance")
 # Finite values only: NaN and infinities compare false in both warehouses.
 _FINITE = "ABS({0}) <= 1e308"
+
+
+@dataclass(frozen=True)
+class History:
+    """CUPED's pre-period, read in the same pass as the decision counts: each person's goal events in
+    the `pre_days` before their first exposure (by client time, whatever the window). `since`, when
+    known, bounds the whole goal scan by arrival (BigQuery reads only the partitions from it on)."""
+    pre_days: int
+    since: datetime | None = None
+
+    def params(self) -> dict[str, Any]:
+        return {"pre_days": self.pre_days, **({"history_since": self.since} if self.since is not None else {})}
 
 
 def experiment_decision_counts(target: Target, namespace: str, experiment: str, *,
                                goals: Sequence[str] | None = None, value: Dimension | None = None,
                                dimension: Dimension | None = None, window: Window = ALL_TIME,
-                               cap: int | None = None) -> Query:
+                               cap: int | None = None, history: History | None = None) -> Query:
     """Participants and conversions per variant (and per `dimension` value of the first exposure).
 
     Columns: [segment, other,] variant, event, uuids, multiple, valued, total, total_squares,
@@ -53,9 +72,16 @@ def experiment_decision_counts(target: Target, namespace: str, experiment: str, 
     formula). With a dimension, users of all but the TOP_SEGMENTS values with the most
     participants are folded into `other` (`queries.folded_segments`). With `cap`, each user's value
     is winsorised at the goal's pooled percentile (`queries.capped_values`).
+
+    With a `history` (no dimension), the same pass also gives CUPED's moments: every row has a
+    `cuped` column, false on the decision rows; the true rows are per (variant, goal) the
+    `cuped_queries.segment_cuped_moments` columns (`active` and the moments, uncapped); the other
+    columns are null on the rows of the other kind.
     """
     if goals is not None and not goals:
         raise ValueError("goals: name at least one, or None for the default goals")
+    if history is not None and dimension is not None:
+        raise ValueError("history: CUPED reads no breakdown")
     # Only a breakdown carries a segment: an unused column still costs DuckDB a third more time.
     segment = f", {dimension.sql('e.', 'dimension_path')} AS segment" if dimension else ""
     first_segment = ", MIN_BY(segment, seen_at) AS segment" if dimension else ""
@@ -66,13 +92,8 @@ def experiment_decision_counts(target: Target, namespace: str, experiment: str, 
         + exposures_cte(window, segment)
         + assigned_cte(first_segment)
         + (folded_segments("assigned", "user_key, first_at, variant, multiple") + ",\n" if dimension else "")
-        + _goal_events(target, goals, value, window)
-        + "converted AS (\n"
-        f"  SELECT {by}a.variant, g.event, a.user_key, SUM(g.value) AS value\n"
-        f"  FROM {users} AS a\n"
-        "  JOIN goal_events AS g ON g.user_key = a.user_key AND g.seen_at >= a.first_at\n"
-        f"  GROUP BY {by}a.variant, g.event, a.user_key\n"
-        "),\n"
+        + _goal_events(target, goals, value, window, history)
+        + (_converted(by, users) if history is None else _person_history(value is not None) + _converted_of_history())
         + _chosen_goals(goals)
         + "per_user AS (\n"
         f"  SELECT {by}variant, '{PARTICIPATE}' AS event, user_key, multiple, CAST(NULL AS FLOAT64) AS value\n"
@@ -84,9 +105,11 @@ def experiment_decision_counts(target: Target, namespace: str, experiment: str, 
            else '(' + capped_values('converted', by + 'variant, event, user_key', cap) + ') AS c')
         + f"{'' if goals is not None else ' WHERE event IN (SELECT event FROM chosen)'}\n"
         ")"
-        + _per_user_figures(by, valued=value is not None)
+        + (_per_user_figures(by, valued=value is not None) if history is None
+           else _figures_with_moments(goals, valued=value is not None))
     )
-    params: dict[str, Any] = {"namespace": namespace, "experiment": experiment, **window.params()}
+    params: dict[str, Any] = {"namespace": namespace, "experiment": experiment, **window.params(),
+                              **(history.params() if history is not None else {})}
     if goals is not None:
         params.update({f"goal_{index}": goal for index, goal in enumerate(goals)})
     if value is not None:
@@ -131,27 +154,96 @@ def assigned_cte(first_segment: str = "", by: str = "") -> str:
     )
 
 
-def _per_user_figures(by: str, valued: bool) -> str:
-    """The decision rows from `per_user`; the variance's deviations (and `PRECISE_TOTAL`) only where there
-    are values."""
-    figures = (f"SELECT {by}variant, event, COUNT(*) AS uuids, COUNTIF(multiple) AS multiple, COUNT(value) AS valued,\n"
-               f"  {PRECISE_TOTAL if valued else 'SUM(value) AS total'}, SUM(value * value) AS total_squares,\n")
-    if not valued:
-        return (f"\n{figures}  CAST(NULL AS FLOAT64) AS variance\n"
-                "FROM per_user\n"
-                f"GROUP BY {by}variant, event")
+def person_history_ctes(target: Target, goals: Sequence[str], value: Dimension | None, window: Window,
+                        history: History) -> str:
+    """From `identity_ctes` to `per_person` (`_person_history`), each followed by ",\\n": CUPED's pass alone."""
+    return (identity_ctes(window) + exposures_cte(window) + assigned_cte()
+            + _goal_events(target, goals, value, window, history) + _person_history(value is not None))
+
+
+def _converted(by: str, users: str) -> str:
     return (
-        ",\n" + deviations_cte("per_user", by, columns="*")
-        + f"{figures}"
-        + SAMPLE_VARIANCE
-        + "FROM deviations\n"
-        f"GROUP BY {by}variant, event"
+        "converted AS (\n"
+        f"  SELECT {by}a.variant, g.event, a.user_key, SUM(g.value) AS value\n"
+        f"  FROM {users} AS a\n"
+        "  JOIN goal_events AS g ON g.user_key = a.user_key AND g.seen_at >= a.first_at\n"
+        f"  GROUP BY {by}a.variant, g.event, a.user_key\n"
+        "),\n"
     )
 
 
-def _goal_events(target: Target, goals: Sequence[str] | None, value: Dimension | None, window: Window) -> str:
+_POST = "g.counts_after AND g.seen_at >= a.first_at"
+_PRE = "g.seen_at < a.first_at AND g.seen_at >= TIMESTAMP_SUB(a.first_at, INTERVAL @pre_days DAY)"
+
+
+def _person_history(valued: bool) -> str:
+    """`per_person`: per (variant, goal, person) who did the goal after their first exposure (inside the
+    window) or in the `pre_days` before it: `value` and `converted` as `converted` has them, and CUPED's
+    Y and X: for the rate, whether they converted and how often they did the goal before; for the value,
+    its sums in the two periods."""
+    values = (f",\n    IFNULL(SUM(IF({_POST}, g.value, NULL)), 0) AS y_value,\n"
+              f"    IFNULL(SUM(IF({_PRE}, g.value, NULL)), 0) AS x_value" if valued else "")
+    return (
+        "per_person AS (\n"
+        "  SELECT a.variant, g.event, a.user_key,\n"
+        f"    SUM(IF({_POST}, g.value, NULL)) AS value, LOGICAL_OR({_POST}) AS converted,\n"
+        f"    IF(LOGICAL_OR({_POST}), 1.0, 0.0) AS y_rate, CAST(COUNTIF({_PRE}) AS FLOAT64) AS x_rate{values}\n"
+        "  FROM assigned AS a\n"
+        f"  JOIN goal_events AS g ON g.user_key = a.user_key AND (({_POST}) OR ({_PRE}))\n"
+        "  GROUP BY a.variant, g.event, a.user_key\n"
+        "),\n"
+    )
+
+
+def _converted_of_history() -> str:
+    return ("converted AS (\n"
+            "  SELECT variant, event, user_key, value FROM per_person WHERE converted\n"
+            "),\n")
+
+
+def _figures_with_moments(goals: Sequence[str] | None, valued: bool) -> str:
+    """The decision rows, then CUPED's moment rows (`cuped` true), in one answer."""
+    chosen = "" if goals is not None else "\nWHERE event IN (SELECT event FROM chosen)"
+    no_counts = ("CAST(NULL AS INT64) AS uuids, CAST(NULL AS INT64) AS multiple, CAST(NULL AS INT64) AS valued,\n"
+                 "  CAST(NULL AS FLOAT64) AS total, CAST(NULL AS FLOAT64) AS total_squares, "
+                 "CAST(NULL AS FLOAT64) AS variance")
+    return (
+        (",\n" + deviations_cte("per_user", "", columns="*").rstrip("\n") if valued else "")
+        + ",\n" + cuped_deviations_cte("per_person", valued)
+        + _per_user_select("", valued, f",\n  FALSE AS cuped, CAST(NULL AS INT64) AS active, "
+                                       f"{cuped_moment_nulls(valued)}")
+        + "\nUNION ALL\n"
+        f"SELECT variant, event, {no_counts},\n"
+        f"  TRUE AS cuped, COUNT(*) AS active,\n{cuped_moment_figures(valued)}\n"
+        f"FROM cuped_deviations{chosen}\n"
+        "GROUP BY variant, event"
+    )
+
+
+def _per_user_figures(by: str, valued: bool) -> str:
+    """The decision rows from `per_user`; the variance's deviations only where there are values."""
+    if not valued:
+        return "\n" + _per_user_select(by, valued)
+    return ",\n" + deviations_cte("per_user", by, columns="*") + _per_user_select(by, valued)
+
+
+def _per_user_select(by: str, valued: bool, extra: str = "") -> str:
+    """The decision figures per group, over `deviations` where there are values (else `per_user`); `extra`
+    columns follow them."""
+    variance = SAMPLE_VARIANCE.rstrip("\n") if valued else "  CAST(NULL AS FLOAT64) AS variance"
+    return (f"SELECT {by}variant, event, COUNT(*) AS uuids, COUNTIF(multiple) AS multiple, COUNT(value) AS valued,\n"
+            f"  {PRECISE_TOTAL if valued else 'SUM(value) AS total'}, SUM(value * value) AS total_squares,\n"
+            f"{variance}{extra}\n"
+            f"FROM {'deviations' if valued else 'per_user'}\n"
+            f"GROUP BY {by}variant, event")
+
+
+def _goal_events(target: Target, goals: Sequence[str] | None, value: Dimension | None, window: Window,
+                 history: History | None = None) -> str:
     """The candidate goal events, with their finite value if one is asked for.
 
+    With a `history`, events before the window are read too (CUPED's pre-period) and `counts_after`
+    says which are inside it; the scan starts at `history.since` when that is known.
     Where a row may be stored twice (BigQuery's insertId dedup is best effort), one copy counts.
     """
     # One scalar parameter per goal: DuckDB filters a plain IN list in its scan (UNNEST becomes a CASE).
@@ -163,19 +255,25 @@ def _goal_events(target: Target, goals: Sequence[str] | None, value: Dimension |
         cast = f"SAFE_CAST({value.sql('e.', 'value_path')} AS FLOAT64)"
         number = f"IF({_FINITE.format(cast)}, {cast}, NULL)"
     key = "" if target.unique_identities else "e.event_id, "
+    if history is None:
+        flag, scanned, carried = "", window_filter(window), ""
+    else:
+        flag = f",\n    (TRUE{window_filter(window)}) AS counts_after"
+        scanned = "\n    AND e.received_at >= @history_since" if history.since is not None else ""
+        carried = ", ANY_VALUE(counts_after) AS counts_after"
     source = (
         f"  SELECT {key}{person_of('e')} AS user_key, e.event,\n"
-        f"    COALESCE(e.timestamp, e.received_at) AS seen_at, {number} AS value\n"
+        f"    COALESCE(e.timestamp, e.received_at) AS seen_at, {number} AS value{flag}\n"
         "  FROM {events} AS e\n"
         + person_join("e")
-        + f"  WHERE e.namespace = @namespace AND e.type = 'track' AND {chosen}{window_filter(window)}\n"
+        + f"  WHERE e.namespace = @namespace AND e.type = 'track' AND {chosen}{scanned}\n"
     )
     if target.unique_identities:
         return "goal_events AS (\n" + source + "),\n"
     return (
         "goal_events AS (\n"
         "  SELECT ANY_VALUE(user_key) AS user_key, ANY_VALUE(event) AS event, ANY_VALUE(seen_at) AS seen_at,\n"
-        "    ANY_VALUE(value) AS value\n"
+        f"    ANY_VALUE(value) AS value{carried}\n"
         "  FROM (\n" + source + "  )\n"
         "  GROUP BY event_id\n"
         "),\n"
