@@ -1,0 +1,95 @@
+"""An attacker's pass over the routes added in round 4 (plan, verdict, pickers, snippet kinds, local status).
+
+Each test is one promise under attack: every input gets a 4xx naming the problem (never a 500),
+a report costs bounded work whatever the events carry, and credentials are read one way only.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from chalicelib.reports import segment_experiments
+from tests.helpers import KEY_HEADER, event, report_client, track, wait_until_written  # noqa: F401
+
+
+def _get(client: Any, path: str, headers: dict[str, str] | None = None, **query: str) -> Any:
+    return client.http.get(f"{path}?{urlencode(query)}", headers=KEY_HEADER if headers is None else headers)
+
+
+def _seed_an_experiment(client: Any) -> None:
+    """Twenty participants a side, a few clicks: results reach the keep-running verdict that plans."""
+    events = []
+    for number in range(40):
+        variant = "red" if number % 2 else "blue"
+        events.append(event("exp", variant, "participate", f"u{number}"))
+        if number % 5 == 0:
+            events.append(event("exp", variant, "click", f"u{number}"))
+    track(client, *events)
+    wait_until_written()
+
+
+# ---- numbers that passed the parameter checks and failed later: 500 -----------------------------
+
+@pytest.mark.parametrize("parameter, value", [
+    ("planned_participants", "²"),      # str.isdigit() is true for it, int() refuses it
+    ("planned_participants", "1²"),
+    ("cap", "p²"),
+    ("cap", "p9⁹"),
+    ("mde", "1e-320"),                  # the plan's squared difference underflows to 0
+    ("mde", "1e-300"),
+])
+def test_results_parameters_that_look_numeric_get_400_naming_them(report_client, parameter, value):
+    _seed_an_experiment(report_client)
+    reply = _get(report_client, "/experiments/exp/results", **{parameter: value})
+    assert reply.status_code == 400, reply.body
+    assert json.loads(reply.body)["parameter"] == parameter
+
+
+def test_the_smallest_mde_still_plans(report_client):
+    from chalicelib.reports.api import MIN_MDE
+
+    _seed_an_experiment(report_client)
+    reply = _get(report_client, "/experiments/exp/results", mde=str(MIN_MDE))
+    assert reply.status_code == 200, reply.body
+    assert json.loads(reply.body)["decision"]["remaining"]["minimum_detectable_effect"] == MIN_MDE
+
+
+@pytest.mark.parametrize("query, named", [
+    ({"baseline_rate": "0.05", "effect": "1e-300"}, "effect"),           # difference squared is 0
+    ({"baseline_rate": "1e-300", "effect": "0.1"}, "effect"),
+    ({"baseline_rate": "0.9999999999999999", "effect": "1e-16"}, "effect"),
+    ({"baseline_mean": "1e-300", "baseline_variance": "1e300", "effect": "0.1"}, "effect"),
+    ({"baseline_mean": "-1e300", "baseline_variance": "1e300", "effect": "-0.999999999"}, "effect"),  # overflow
+    ({"baseline_rate": "0.05", "effect": "1e-12", "per_day": "1e-300"}, "per_day"),   # days beyond a float
+])
+def test_plans_beyond_double_precision_get_400_naming_the_parameter(report_client, query, named):
+    reply = _get(report_client, "/plan", **query)
+    assert reply.status_code == 400, reply.body
+    answer = json.loads(reply.body)
+    assert answer["parameter"] == named and named in answer["error"]
+
+
+# ---- the value picker's work is bounded by what it answers, not by what events carry -------------
+
+def test_the_value_picker_parses_only_the_paths_it_answers_from_wide_documents(monkeypatch):
+    # 50 events of 3,000 distinct numeric keys each: every one was tallied, sorted and parsed (the
+    # route's 2,000-event sample of such events took 100 s of CPU).
+    parsed: list[str] = []
+    parse = segment_experiments.parse_json_path
+    monkeypatch.setattr(segment_experiments, "parse_json_path",
+                        lambda text, columns: parsed.append(text) or parse(text, columns=columns))
+    documents = [json.dumps({"revenue": 5, **{f"k{document}_{key}": 1 for key in range(3000)}})
+                 for document in range(50)]
+    found = segment_experiments.numeric_paths(documents)
+    assert found[0].name == "properties.revenue"
+    assert len(found) == segment_experiments.MAX_VALUE_PROPERTIES
+    assert len(parsed) == segment_experiments.MAX_VALUE_PROPERTIES
+
+
+def test_the_value_picker_still_ranks_paths_by_how_many_documents_carry_them():
+    documents = [{"revenue": 1, "items": {"count": 2}}, {"revenue": 3}, {"tax": 0.5, "revenue": 2}]
+    assert [path.name for path in segment_experiments.numeric_paths(documents)] == [
+        "properties.revenue", "properties.items.count", "properties.tax"]
