@@ -70,6 +70,7 @@ SEGMENT: ErrorTable = {
 # /snippet (the Segment kind discloses a write key to the report key's holder only)
 SNIPPET: ErrorTable = {
     snippet.UnknownKind: lambda unknown, _: error_response(400, str(unknown), parameter="kind"),
+    ConflictingHeader: lambda conflicting, _: error_response(400, str(conflicting), header=conflicting.header),
     track.NamespaceOwned: lambda owned, _: error_response(
         403, str(owned), errors=[{"field": "namespace", "rule": "belongs to a write key"}], namespace=owned.namespace),
     InvalidEvent: lambda invalid, _: error_response(400, "invalid namespace", errors=_field_errors(invalid)),

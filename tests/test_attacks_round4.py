@@ -93,3 +93,31 @@ def test_the_value_picker_still_ranks_paths_by_how_many_documents_carry_them():
     documents = [{"revenue": 1, "items": {"count": 2}}, {"revenue": 3}, {"tax": 0.5, "revenue": 2}]
     assert [path.name for path in segment_experiments.numeric_paths(documents)] == [
         "properties.revenue", "properties.items.count", "properties.tax"]
+
+
+# ---- credentials read one way: the write key /snippet discloses ------------------------------------
+
+def test_the_segment_snippet_refuses_differing_api_keys_as_the_reports_do(report_client, monkeypatch):
+    # API Gateway hands the function the last of repeated headers and chalice local the first: a wrong key
+    # followed by the right one disclosed the write key on one and was refused on the other.
+    import app as dalet_app
+    from tests.lambda_events import api_gateway_event
+
+    monkeypatch.setenv("DALET_WRITE_KEYS", "secret-write-key=web")
+    event = api_gateway_event("GET", "/api/snippet", "/snippet", "api",
+                              {"Host": "ab.example.com", "x-api-key": KEY_HEADER["x-api-key"]},
+                              {"kind": "segment", "namespace": "web"})
+    event["multiValueHeaders"]["x-api-key"] = ["a-guess", KEY_HEADER["x-api-key"]]
+    reply = dalet_app.app(event, None)
+    assert reply["statusCode"] == 400, reply["body"]
+    assert "secret-write-key" not in reply["body"]
+    assert json.loads(reply["body"])["header"] == "x-api-key"
+
+
+def test_the_segment_snippet_discloses_the_write_key_to_one_right_key(report_client, monkeypatch):
+    monkeypatch.setenv("DALET_WRITE_KEYS", "secret-write-key=web")
+    host = {"host": "ab.example.com"}
+    with_key = _get(report_client, "/snippet", headers={**host, **KEY_HEADER}, kind="segment", namespace="web")
+    without = _get(report_client, "/snippet", headers=host, kind="segment", namespace="web")
+    assert with_key.status_code == without.status_code == 200
+    assert "secret-write-key" in with_key.body.decode() and "secret-write-key" not in without.body.decode()
