@@ -121,3 +121,27 @@ def test_the_segment_snippet_discloses_the_write_key_to_one_right_key(report_cli
     without = _get(report_client, "/snippet", headers=host, kind="segment", namespace="web")
     assert with_key.status_code == without.status_code == 200
     assert "secret-write-key" in with_key.body.decode() and "secret-write-key" not in without.body.decode()
+
+
+# ---- a results answer's cost is bounded: /track is public, variants and goals are free text ---------
+
+def test_results_of_more_comparisons_than_one_answer_computes_get_422_naming_the_counts(report_client):
+    from chalicelib.reports.results import MAX_COMPARISONS
+
+    variants, goals = 35, MAX_COMPARISONS // 34 + 1      # 34 comparisons per goal: just over the limit
+    track(report_client, *[event("wide", f"v{variant}", name, f"u{variant}")
+                           for variant in range(variants)
+                           for name in ["participate", *(f"goal {goal}" for goal in range(goals))]])
+    wait_until_written()
+    reply = _get(report_client, "/experiments/wide/results")
+    assert reply.status_code == 422, reply.body[:300]
+    answer = json.loads(reply.body)
+    assert (answer["experiment"], answer["variants"], answer["goals"]) == ("wide", variants, goals)
+    assert f"{MAX_COMPARISONS:,}" in answer["error"]
+
+
+def test_results_just_within_the_comparison_limit_are_answered(report_client):
+    track(report_client, *[event("fits", f"v{variant}", name, f"u{variant}")
+                           for variant in range(3) for name in ["participate", "click", "buy"]])
+    wait_until_written()
+    assert _get(report_client, "/experiments/fits/results").status_code == 200
