@@ -145,3 +145,37 @@ def test_results_just_within_the_comparison_limit_are_answered(report_client):
                            for variant in range(3) for name in ["participate", "click", "buy"]])
     wait_until_written()
     assert _get(report_client, "/experiments/fits/results").status_code == 200
+
+
+# ---- GET /local/status (added by `serve` only) answers as the reports do ----------------------------
+
+@pytest.fixture
+def status_client(report_client):
+    from chalice import Chalice
+    from chalice.test import Client
+
+    from dalet_ops.running_server import STATUS_PATH, add_status_route
+
+    served = Chalice(app_name="status-only")
+    add_status_route(served)
+    with Client(served) as client:
+        yield client, STATUS_PATH
+
+
+def test_local_status_answers_503_with_a_reason_while_the_warehouse_is_down(status_client, monkeypatch):
+    from chalicelib import runtime
+
+    def down() -> Any:
+        raise runtime.BackendUnavailable("/secret/path/warehouse.duckdb: disk full")
+
+    monkeypatch.setattr(runtime, "warehouse", down)
+    client, path = status_client
+    reply = client.http.get(path, headers=KEY_HEADER)
+    assert reply.status_code == 503, reply.body
+    assert "/secret/path" not in reply.body.decode()
+
+
+@pytest.mark.parametrize("headers, status", [({}, 401), ({"x-api-key": "a-guess"}, 403), (KEY_HEADER, 200)])
+def test_local_status_needs_the_api_key(status_client, headers, status):
+    client, path = status_client
+    assert client.http.get(path, headers=headers).status_code == status
