@@ -179,3 +179,14 @@ def test_local_status_answers_503_with_a_reason_while_the_warehouse_is_down(stat
 def test_local_status_needs_the_api_key(status_client, headers, status):
     client, path = status_client
     assert client.http.get(path, headers=headers).status_code == status
+
+
+def test_guardrails_name_at_most_as_many_goals_as_goals_may(report_client):
+    from chalicelib.reports.api import MAX_GOALS
+
+    _seed_an_experiment(report_client)
+    many = ",".join(f"goal {number}" for number in range(MAX_GOALS + 1))
+    reply = _get(report_client, "/experiments/exp/results", guardrails=many)
+    assert reply.status_code == 400, reply.body
+    answer = json.loads(reply.body)
+    assert answer["parameter"] == "guardrails" and f"at most {MAX_GOALS}" in answer["error"]

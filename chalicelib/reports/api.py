@@ -476,8 +476,10 @@ def guardrails(params: Mapping[str, str] | None) -> list[str]:
     if text is None:
         return []
     names = [name.strip() for name in text.split(",")]
+    if len(names) > MAX_GOALS:     # checked first: the duplicate check below is quadratic
+        raise bad_parameter("guardrails", f"must name at most {MAX_GOALS} goals (got {len(names)})")
     if any(not name for name in names):
-        raise bad_parameter("guardrails", f"must be comma-separated goal names (got {text!r})")
+        raise bad_parameter("guardrails", f"must be comma-separated goal names (got {text[:200]!r})")
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise bad_parameter("guardrails", f"names {', '.join(map(repr, duplicates))} more than once")
