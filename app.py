@@ -333,6 +333,7 @@ def snippet_for_namespace():
 
 
 def _segment_snippet(namespace, request):
+    report_api.refuse_conflicting_api_keys(request.to_original_event())   # it may disclose a write key
     settings = runtime.settings()
     namespace = validate_name("namespace", namespace)
     return snippet.segment_snippet_for_request(namespace, request.headers, request.context, settings.track_url,

@@ -17,7 +17,7 @@ from chalicelib.config import ConfigError
 from chalicelib.ingest import segment, snippet, track, write_keys
 from chalicelib.ingest.events import InvalidEvent
 from chalicelib.ingest.publisher import PublishError
-from chalicelib.reports.errors import BadParameter, ConflictingHeader, UnknownExperiment
+from chalicelib.reports.errors import BadParameter, ConflictingHeader, TooManyComparisons, UnknownExperiment
 from chalicelib.responses import (
     WAREHOUSE_UNAVAILABLE,
     error_response,
@@ -70,6 +70,7 @@ SEGMENT: ErrorTable = {
 # /snippet (the Segment kind discloses a write key to the report key's holder only)
 SNIPPET: ErrorTable = {
     snippet.UnknownKind: lambda unknown, _: error_response(400, str(unknown), parameter="kind"),
+    ConflictingHeader: lambda conflicting, _: error_response(400, str(conflicting), header=conflicting.header),
     track.NamespaceOwned: lambda owned, _: error_response(
         403, str(owned), errors=[{"field": "namespace", "rule": "belongs to a write key"}], namespace=owned.namespace),
     InvalidEvent: lambda invalid, _: error_response(400, "invalid namespace", errors=_field_errors(invalid)),
@@ -89,6 +90,8 @@ REPORT: ErrorTable = {
     BadParameter: lambda bad, _: error_response(400, str(bad), parameter=bad.parameter),
     UnknownExperiment: lambda unknown, _: error_response(404, str(unknown), namespace=unknown.namespace,
                                                          experiment=unknown.experiment),
+    TooManyComparisons: lambda too_many, _: error_response(422, str(too_many), experiment=too_many.experiment,
+                                                           variants=too_many.variants, goals=too_many.goals),
     **dict.fromkeys(WAREHOUSE_DOWN, lambda down, what: unavailable_response(down, what, WAREHOUSE_UNAVAILABLE)),
 }
 

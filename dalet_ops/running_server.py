@@ -88,15 +88,16 @@ def ask_readings(url: str, api_key: str, timeout: float = ASK_TIMEOUT_SECONDS) -
 
 def add_status_route(app: Any) -> None:
     """Register GET /local/status on the app `serve` runs (before the server is built)."""
-    from chalicelib import auth, runtime
-    from chalicelib.responses import error_response, json_response
+    from chalicelib import auth, error_answers, runtime
+    from chalicelib.responses import json_response
+
+    def readings() -> Any:
+        auth.check_api_key(app.current_request.headers, runtime.settings())
+        taken = warehouse_readings(runtime.warehouse(), datetime.now(UTC))
+        return json_response({"readings": [asdict(reading) for reading in taken]})
 
     def local_status() -> Any:
-        try:
-            auth.check_api_key(app.current_request.headers, runtime.settings())
-        except (auth.MissingApiKey, auth.WrongApiKey) as denied:
-            return error_response(denied.status_code, str(denied))
-        readings = warehouse_readings(runtime.warehouse(), datetime.now(UTC))
-        return json_response({"readings": [asdict(reading) for reading in readings]})
+        # As the reports answer: 401/403 for the key, 503 with a reason while the warehouse is down (not 500).
+        return error_answers.answered(error_answers.REPORT, "local status", readings)
 
     app.route(STATUS_PATH, methods=["GET"], name="local_status")(local_status)

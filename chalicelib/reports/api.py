@@ -169,11 +169,16 @@ def planned_participants(params: Mapping[str, str] | None) -> int:
 
         return SEQUENTIAL_TUNING_PARTICIPANTS
     cleaned = text.strip().replace("_", "")
-    if not (cleaned.isdigit() and MIN_PLANNED_PARTICIPANTS <= int(cleaned) <= MAX_PLANNED_PARTICIPANTS):
+    if not (_is_ascii_whole_number(cleaned) and MIN_PLANNED_PARTICIPANTS <= int(cleaned) <= MAX_PLANNED_PARTICIPANTS):
         raise bad_parameter("planned_participants", f"must be a whole number of participants from "
                                                     f"{MIN_PLANNED_PARTICIPANTS} to {MAX_PLANNED_PARTICIPANTS:,}, "
                                                     f"like 60000 (got {text!r})")
     return int(cleaned)
+
+
+def _is_ascii_whole_number(text: str) -> bool:
+    """0-9 only: str.isdigit() also admits digits int() refuses, like "²"."""
+    return text.isascii() and text.isdigit()
 
 
 def cap(params: Mapping[str, str] | None) -> int | None:
@@ -186,7 +191,7 @@ def cap(params: Mapping[str, str] | None) -> int | None:
         return None
     cleaned = text.strip().lower()
     digits = cleaned[1:]
-    if not (cleaned.startswith("p") and digits.isdigit() and int(digits) in CAP_PERCENTILES):
+    if not (cleaned.startswith("p") and _is_ascii_whole_number(digits) and int(digits) in CAP_PERCENTILES):
         raise bad_parameter("cap", f"must be none or pNN with NN from {CAP_PERCENTILES.start} to "
                                    f"{CAP_PERCENTILES.stop - 1}, like p99 (got {text!r})")
     return int(digits)
@@ -471,18 +476,25 @@ def guardrails(params: Mapping[str, str] | None) -> list[str]:
     if text is None:
         return []
     names = [name.strip() for name in text.split(",")]
+    if len(names) > MAX_GOALS:     # checked first: the duplicate check below is quadratic
+        raise bad_parameter("guardrails", f"must name at most {MAX_GOALS} goals (got {len(names)})")
     if any(not name for name in names):
-        raise bad_parameter("guardrails", f"must be comma-separated goal names (got {text!r})")
+        raise bad_parameter("guardrails", f"must be comma-separated goal names (got {text[:200]!r})")
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise bad_parameter("guardrails", f"names {', '.join(map(repr, duplicates))} more than once")
     return names
 
 
+# Below it a plan's squared difference of rates underflows to 0 (mde=1e-320 answered 500).
+MIN_MDE = 1e-6
+
+
 def minimum_detectable_effect(params: Mapping[str, str] | None) -> float | None:
     """`mde=0.1`: the smallest relative change the keep-running estimate plans for (default 10%)."""
     problems: dict[str, str] = {}
-    effect = _number(params, "mde", "a positive relative change, like 0.1 for 10%", lambda x: 0 < x < 100, problems)
+    effect = _number(params, "mde", f"a relative change from {MIN_MDE:g} to below 100, like 0.1 for 10%",
+                     lambda x: MIN_MDE <= x < 100, problems)
     if problems:
         raise bad_parameter("mde", problems["mde"])
     return effect

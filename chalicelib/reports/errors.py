@@ -26,3 +26,12 @@ class ConflictingHeader(ValueError):
     def __init__(self, header: str, message: str):
         super().__init__(message)
         self.header = header
+
+
+class TooManyComparisons(ValueError):
+    """An experiment whose variants times goals exceed what one answer computes (`results.MAX_COMPARISONS`)."""
+
+    def __init__(self, experiment: str, variants: int, goals: int, limit: int):
+        super().__init__(f"experiment {experiment!r} has {variants:,} variants and {goals:,} goals: "
+                         f"{(variants - 1) * goals:,} comparisons, more than the {limit:,} one answer computes")
+        self.experiment, self.variants, self.goals, self.limit = experiment, variants, goals, limit

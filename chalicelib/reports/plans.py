@@ -5,6 +5,7 @@ and shapes the plan as JSON.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from chalicelib.reports.errors import BadParameter
@@ -30,7 +31,14 @@ def plan_answer(*, baseline_rate: float | None, baseline_mean: float | None, bas
         baseline.variant(effect)
     except ValueError as impossible:
         raise BadParameter("effect", f"{impossible} (baseline_rate {baseline_rate} changed by {effect:+})") from None
-    answer = plan(PlanRequest(baseline, effect, per_day, confidence, power, variants, planned_participants))
+    try:
+        answer = plan(PlanRequest(baseline, effect, per_day, confidence, power, variants, planned_participants))
+    except ArithmeticError:     # the difference's square underflows to 0 or overflows a float
+        raise BadParameter("effect", f"{effect} is beyond what a plan can compute from this baseline in "
+                                     f"double precision: the change is too small or too large") from None
+    days = [horizon.days for horizon in (answer.fixed, answer.sequential) if horizon.days is not None]
+    if not all(map(math.isfinite, days)):
+        raise BadParameter("per_day", f"at {per_day} participants per day the days needed are beyond a float's range")
     return {"baseline": shown, "effect": effect, "participants_per_day": per_day, "confidence": confidence,
             "power": power, "variants": variants, **plan_json(answer), "method": METHOD}
 
