@@ -14,6 +14,7 @@ import socket
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -167,3 +168,28 @@ def time_against(name: str, ours: Callable[[], None], baseline: Callable[[], Non
     print(f"{name:38s} ours {ours_time * 1000:8.1f} ms   {baseline_label} {baseline_time * 1000:8.1f} ms   "
           f"ratio {ratio:.2f}x ({verdict}) over {total:,} events", flush=True)
     return name, ours_time, baseline_time, goal
+
+
+# ---- simulation benches' shared lines (decisions.py, verdict.py) ----------------------------------
+
+def standard_error(share: float, runs: int) -> float:
+    """The Monte Carlo standard error of a share over `runs` independent runs."""
+    return math.sqrt(share * (1 - share) / runs)
+
+
+def share_line(name: str, count: int, runs: int, width: int = 62) -> str:
+    share = count / runs
+    return f"  {name:<{width}} {share:7.2%}  (± {standard_error(share, runs):.2%} MC SE, {count}/{runs})"
+
+
+@dataclass
+class Goal:
+    """One printed goal: met, or the shortfall with its cause."""
+    name: str
+    met: bool
+    measured: str
+    cause: str = ""
+
+    def line(self, width: int = 92) -> str:
+        verdict = "met" if self.met else f"SHORTFALL ({self.cause})"
+        return f"  {self.name:<{width}} {self.measured:>9}  {verdict}"

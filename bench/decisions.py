@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit  # noqa: E402
+from _common import Goal, emit, share_line  # noqa: E402
 from cuped import cuped_lines  # noqa: E402
 
 from chalicelib.ingest.events import PARTICIPATE  # noqa: E402
@@ -87,9 +87,6 @@ def cumulative_successes(rng: np.random.Generator, rate: float | np.ndarray, exp
     rates = np.broadcast_to(np.asarray(rate, dtype=float).reshape(-1, 1), (experiments, LOOKS))
     return rng.binomial(daily, rates).cumsum(axis=1)
 
-
-def standard_error(share: float, runs: int) -> float:
-    return math.sqrt(share * (1 - share) / runs)
 
 
 def contains(interval: tuple[float, float] | None, value: float) -> bool:
@@ -309,21 +306,6 @@ def results_view_cost(rounds: int = 5) -> float:
 # Report
 # ---------------------------------------------------------------------------
 
-def share_line(name: str, count: int, runs: int) -> str:
-    share = count / runs
-    return f"  {name:<62} {share:7.2%}  (± {standard_error(share, runs):.2%} MC SE, {count}/{runs})"
-
-
-@dataclass
-class Goal:
-    name: str
-    met: bool
-    measured: str
-    cause: str = ""
-
-    def line(self) -> str:
-        verdict = "met" if self.met else f"SHORTFALL ({self.cause})"
-        return f"  {self.name:<92} {self.measured:>9}  {verdict}"
 
 
 def main(argv: list[str] | None = None) -> int:

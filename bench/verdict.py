@@ -20,16 +20,14 @@ Shares are printed with their Monte-Carlo standard error.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import emit  # noqa: E402
+from _common import Goal, emit, share_line  # noqa: E402
 
 from tests.verdict_simulation import (ALPHA, GUARDRAIL, PRIMARY, Scenario, Tally,  # noqa: E402
                                       decisions_unchanged_without_bayes, simulate, two_arms)
@@ -38,25 +36,11 @@ QUICK, FULL = 300, 2_000
 DAILY = 2_000   # new people a day, both arms together
 
 
-def standard_error(share: float, runs: int) -> float:
-    return math.sqrt(share * (1 - share) / runs)
 
 
-def share_line(name: str, count: int, runs: int) -> str:
-    share = count / runs
-    return f"  {name:<66} {share:7.2%}  (± {standard_error(share, runs):.2%} MC SE, {count}/{runs})"
 
-
-@dataclass
-class Goal:
-    name: str
-    met: bool
-    measured: str
-    cause: str = ""
-
-    def line(self) -> str:
-        verdict = "met" if self.met else f"SHORTFALL ({self.cause})"
-        return f"  {self.name:<84} {self.measured:>9}  {verdict}"
+def share_line_66(name: str, count: int, runs: int) -> str:
+    return share_line(name, count, runs, width=66)
 
 
 AA_SCENARIOS = [
@@ -85,10 +69,10 @@ def aa_lines(tally: Tally) -> list[str]:
     runs = tally.experiments
     lines = []
     for mode in ("sequential", "fixed"):
-        lines.append(share_line(f"{mode}: some look said ship", tally.ever_said("ship", mode=mode), runs))
+        lines.append(share_line_66(f"{mode}: some look said ship", tally.ever_said("ship", mode=mode), runs))
         decided = sum(count for (said, _), count in tally.ever[mode].items() if said in ("ship", "stop"))
-        lines.append(share_line(f"{mode}: some look said ship or stop", decided, runs))
-    lines.append(share_line("some look said dont_trust (the SRM check, looked at daily)",
+        lines.append(share_line_66(f"{mode}: some look said ship or stop", decided, runs))
+    lines.append(share_line_66("some look said dont_trust (the SRM check, looked at daily)",
                             tally.ever_said("dont_trust"), runs))
     return lines
 
@@ -126,35 +110,35 @@ def main(argv: list[str] | None = None) -> int:
     three = simulate(rng, THREE_ARMS, runs)
     print(f"A/B: {THREE_ARMS.name}")
     for mode in ("sequential", "fixed"):
-        print(share_line(f"{mode}: the last look says ship better", three.last_said("ship", "better", mode), runs))
-        print(share_line(f"{mode}: some look said ship better", three.ever_said("ship", "better", mode), runs))
-        print(share_line(f"{mode}: some look said ship same (the unchanged one)", three.ever_said("ship", "same", mode),
+        print(share_line_66(f"{mode}: the last look says ship better", three.last_said("ship", "better", mode), runs))
+        print(share_line_66(f"{mode}: some look said ship better", three.ever_said("ship", "better", mode), runs))
+        print(share_line_66(f"{mode}: some look said ship same (the unchanged one)", three.ever_said("ship", "same", mode),
                          runs))
-        print(share_line(f"{mode}: some look said stop", three.ever_said("stop", mode=mode), runs))
+        print(share_line_66(f"{mode}: some look said stop", three.ever_said("stop", mode=mode), runs))
     power = three.last_said("ship", "better") / runs
     wrong = three.ever_said("ship", "same") / runs
     goals.append(Goal("A/B: the unchanged variant ever shipped, sequential (<= 5%)", wrong <= ALPHA, f"{wrong:.2%}",
                       "the verdict ships a null variant"))
     worse = simulate(rng, WORSE, runs)
     print(f"A/B: {WORSE.name}")
-    print(share_line("sequential: some look said ship", worse.ever_said("ship"), runs))
-    print(share_line("sequential: the last look says stop", worse.last_said("stop", "variant"), runs))
+    print(share_line_66("sequential: some look said ship", worse.ever_said("ship"), runs))
+    print(share_line_66("sequential: the last look says stop", worse.last_said("stop", "variant"), runs))
     goals.append(Goal("A/B: a -10% variant ever shipped, sequential (== 0)", worse.ever_said("ship") == 0,
                       str(worse.ever_said("ship")), "the verdict ships a worse variant"))
 
     srm = simulate(rng, SRM, runs)
     print(f"SRM: {SRM.name}")
-    print(share_line("the last look says dont_trust", srm.last_said("dont_trust"), runs))
-    print(share_line("some look said ship", srm.ever_said("ship"), runs))
+    print(share_line_66("the last look says dont_trust", srm.last_said("dont_trust"), runs))
+    print(share_line_66("some look said ship", srm.ever_said("ship"), runs))
     distrusted = srm.last_said("dont_trust") / runs
     goals.append(Goal("SRM 52:48 at 60,000 participants: dont_trust at the last look (>= 95%)",
                       distrusted >= 1 - ALPHA, f"{distrusted:.2%}", "the SRM check misses the split"))
 
     harmed = simulate(rng, HARMED, runs)
     print(f"Guardrail: {HARMED.name}")
-    print(share_line("the last look says stop variant", harmed.last_said("stop", "variant"), runs))
-    print(share_line("some look said ship variant", harmed.ever_said("ship", "variant"), runs))
-    print(share_line("said ship at some look, then the last look said stop", harmed.shipped_then_not["sequential"],
+    print(share_line_66("the last look says stop variant", harmed.last_said("stop", "variant"), runs))
+    print(share_line_66("some look said ship variant", harmed.ever_said("ship", "variant"), runs))
+    print(share_line_66("said ship at some look, then the last look said stop", harmed.shipped_then_not["sequential"],
                      runs))
     stopped = harmed.last_said("stop", "variant") / runs
     goals.append(Goal("guardrail -10% (20% base): stop at the last look (>= 95%)", stopped >= 1 - ALPHA,
@@ -162,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("Goals:")
     for goal in goals:
-        print(goal.line())
+        print(goal.line(84))
     print(f"({time.monotonic() - started:.0f} s)")
     emit("A/B +10% (1,000 per arm a day, 30 looks): shipped at the last look, sequential", power, None, None, "")
     emit("SRM 52:48: dont_trust at the last look", distrusted, None, None, "")
