@@ -24,7 +24,7 @@ from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
 from tests.bigquery_standin import bigquery_standin  # noqa: F401
 from tests.helpers import KEY_HEADER, report_client  # noqa: F401
 from tests.segment_rows import exposure, track
-from tests.standin_sql import answer_from_stored_rows
+from tests.standin_sql import each_warehouse  # noqa: F401
 
 NS = "default"
 EXPOSED = datetime(2024, 5, 20, 12, tzinfo=timezone.utc)
@@ -102,18 +102,9 @@ def test_without_history_there_is_no_theta():
 
 # ---- the warehouse's sufficient statistics ------------------------------------------------------------
 
-@pytest.fixture(params=["duckdb", "bigquery"])
-def warehouse(request, tmp_path):
-    if request.param == "duckdb":
-        store = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
-        yield store
-        store.close()
-        return
-    from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
-
-    standin = request.getfixturevalue("bigquery_standin")
-    standin.answer_queries(answer_from_stored_rows(standin))
-    yield BigQueryWarehouse(standin.client, dataset="analytics", table="events")
+@pytest.fixture
+def warehouse(each_warehouse):
+    return each_warehouse
 
 
 def people_rows(rng: np.random.Generator, label: str, n: int) -> tuple[list, np.ndarray, np.ndarray, np.ndarray,
