@@ -137,7 +137,7 @@ WITH deleted AS (
   GROUP BY experiment
 ),
 scoped AS (
-  SELECT e.event_id, e.variant, e.event, e.uuid, e.value
+  SELECT e.message_id, e.variant, e.event, e.uuid, e.value
   FROM `proj.analytics.events` AS e
   LEFT JOIN deleted AS d ON d.experiment = e.experiment
   WHERE e.namespace = @namespace AND e.experiment = @experiment
@@ -145,7 +145,7 @@ scoped AS (
 ),
 events_once AS (
   SELECT variant, event, uuid, MAX(value) AS value FROM scoped
-  GROUP BY event_id, variant, event, uuid
+  GROUP BY variant, event, uuid, message_id
 ),
 per_uuid AS (
   SELECT variant, event, uuid, SUM(value) AS value FROM events_once
@@ -278,7 +278,8 @@ def test_a_users_purchases_are_summed_and_a_retried_one_counts_once(tmp_path, ta
 
 
 def test_the_bigquery_rendering_counts_a_duplicated_row_of_a_purchase_once(tmp_path):
-    """BigQuery may keep a retried row twice (same event_id); the sum must not double it."""
+    """BigQuery may keep a retried row twice (same event_id); the sum must not double it, and a user's two
+    purchases with distinct client ids (stored as message_id) stay two."""
     store = DuckDBWarehouse(tmp_path / "purchases.duckdb")
     try:
         store.insert_events(PURCHASES)

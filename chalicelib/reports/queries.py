@@ -208,12 +208,15 @@ def decision_counts(target: Target, namespace: str, experiment: str, window: Win
         per_event = ""
         events_once = "scoped"
     else:
-        # BigQuery's insertId dedupe is best effort: a row may be stored twice. Each event
-        # (event_id) counts once, with one value, before a user's events are summed.
-        columns = "e.event_id, " + columns
+        # BigQuery's insertId dedupe is best effort: a row may be stored twice. Each event counts
+        # once, with one value, before a user's events are summed. Within one experiment an event's
+        # identity (`event_id`, events.event_id) is its (variant, event, uuid, client id), and the client
+        # id is stored as `message_id` (null for AlephBet's own events): grouping by those columns is
+        # the same as grouping by event_id without billing its 34 bytes a row (a third of the scan).
+        columns = "e.message_id, " + columns
         per_event = ("events_once AS (\n"
                      f"  SELECT variant, event, uuid, MAX(value) AS value{first_segment} FROM scoped\n"
-                     "  GROUP BY event_id, variant, event, uuid\n),\n")
+                     "  GROUP BY variant, event, uuid, message_id\n),\n")
         events_once = "events_once"
     users, by, fold = "per_uuid", "", ""
     if dimension:
