@@ -164,7 +164,7 @@ def experiment_results(experiment):
                   weights=report_api.weights(query), window=report_api.window(query),
                   correction=report_api.correction(query), dimension=report_api.dimension(query, source),
                   planned_participants=report_api.planned_participants(query), cap=report_api.cap(query),
-                  cuped=report_api.cuped(query))
+                  cuped=report_api.cuped(query, runtime.settings().cuped_by_default))
     name, namespace = report_api.experiment_from_path(experiment), report_api.namespace(query)
     goals, value = report_api.goals(query), report_api.value_property(query)
     verdict_options = report_api.verdict_options(query)

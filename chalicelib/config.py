@@ -74,6 +74,7 @@ class Settings:
     warehouse_reopen_first_seconds: int = DEFAULT_WAREHOUSE_REOPEN_FIRST_SECONDS     # local only
     warehouse_reopen_longest_seconds: int = DEFAULT_WAREHOUSE_REOPEN_LONGEST_SECONDS
     warehouse_checkpoint_mb: int = DEFAULT_WAREHOUSE_CHECKPOINT_MB
+    cuped_by_default: bool = True     # DALET_CUPED_DEFAULT: results adjust with CUPED unless asked cuped=off
 
     @property
     def is_local(self) -> bool:
@@ -264,6 +265,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         warehouse_reopen_first_seconds=reopen_first,
         warehouse_reopen_longest_seconds=reopen_longest,
         warehouse_checkpoint_mb=_warehouse_checkpoint_mb(env),
+        cuped_by_default=_cuped_by_default(env, backend),
     )
     if backend == BACKEND_AWS:
         _require_aws_settings(env)
@@ -274,6 +276,23 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "which sets DALET_BACKEND=aws"
         )
     return settings
+
+
+def _cuped_by_default(env: Mapping[str, str], backend: str) -> bool:
+    """DALET_CUPED_DEFAULT=on|off; unset: on locally, off on AWS.
+
+    CUPED reads each participant's history in the `pre_days` before their exposure, across the
+    namespace's events: BigQuery bills every partition of the experiment's span plus those days (tens
+    of GB a results view at 100M events a month, bench/reads.py), where the results alone read the
+    experiment's own clustered rows. Locally the same read costs only time. `cuped=on` still asks for it.
+    """
+    text = _get(env, "DALET_CUPED_DEFAULT")
+    if text is None:
+        return backend == BACKEND_LOCAL
+    chosen = text.strip().lower()
+    if chosen not in _TRUE + _FALSE:
+        raise ConfigError(f"DALET_CUPED_DEFAULT must be on or off, got {text!r}")
+    return chosen in _TRUE
 
 
 def _write_keys_setting(env: Mapping[str, str]) -> tuple[tuple[str, str], ...] | None:

@@ -220,6 +220,43 @@ def get(client, path: str, **query: str):
     return reply.status_code, json.loads(reply.body)
 
 
+def test_a_deployment_with_cuped_off_by_default_answers_plain_results_and_says_how_to_ask(report_client,
+                                                                                         monkeypatch):
+    from chalicelib import runtime
+
+    monkeypatch.setenv("DALET_CUPED_DEFAULT", "off")
+    runtime.warehouse().insert_events(seeded(np.random.default_rng(5)))
+    status, by_default = get(report_client, "/experiments/exp/results", namespace=NS, source="segment", goals="Buy")
+    assert status == 200, by_default
+    assert by_default["cuped"]["applied"] is False
+    assert "DALET_CUPED_DEFAULT=off" in by_default["cuped"]["reason"] and "cuped=on" in by_default["cuped"]["reason"]
+    assert "cuped" not in arm(by_default, "b")
+    status, asked = get(report_client, "/experiments/exp/results", namespace=NS, source="segment", goals="Buy",
+                        cuped="on")
+    assert status == 200, asked
+    assert asked["cuped"]["applied"] and arm(asked, "b")["cuped"]["variance_reduction"] > 0.1
+
+
+@pytest.mark.parametrize(("environ", "expected"), [
+    ({}, True),
+    ({"DALET_BACKEND": "aws"}, False),
+    ({"DALET_CUPED_DEFAULT": "off"}, False),
+    ({"DALET_BACKEND": "aws", "DALET_CUPED_DEFAULT": "on"}, True),
+    ({"DALET_CUPED_DEFAULT": " ON "}, True),
+])
+def test_cuped_is_on_by_default_locally_and_off_on_aws_unless_set(environ, expected):
+    from chalicelib import config
+
+    assert config._cuped_by_default(environ, (environ.get("DALET_BACKEND") or "local")) is expected
+
+
+def test_a_cuped_default_that_is_neither_on_nor_off_is_refused_by_name():
+    from chalicelib import config
+
+    with pytest.raises(config.ConfigError, match="DALET_CUPED_DEFAULT must be on or off, got 'maybe'"):
+        config.load_settings({"DALET_CUPED_DEFAULT": "maybe"})
+
+
 def test_the_results_route_adjusts_segment_comparisons_with_the_pre_period(report_client):
     from chalicelib import runtime
 

@@ -237,21 +237,24 @@ def weights(params: Mapping[str, str] | None) -> dict[str, float] | None:
 CUPED_CHOICES = ("on", "off")
 
 
-def cuped(params: Mapping[str, str] | None) -> CupedSettings:
-    """`cuped=on|off` (default on) and `pre_days=1..90` (default 14): the covariate's history window."""
+def cuped(params: Mapping[str, str] | None, on_by_default: bool = True) -> CupedSettings:
+    """`cuped=on|off` (default: the deployment's DALET_CUPED_DEFAULT) and `pre_days=1..90` (default 14):
+    the covariate's history window."""
     from chalicelib.reports.cuped_queries import DEFAULT_PRE_DAYS, MAX_PRE_DAYS
     from chalicelib.reports.cuped_results import CupedSettings
 
-    chosen = (single(params, "cuped") or "on").strip().lower()
+    asked = single(params, "cuped")
+    chosen = asked.strip().lower() if asked is not None else ("on" if on_by_default else "off")
     if chosen not in CUPED_CHOICES:
-        raise bad_parameter("cuped", f"must be on or off (got {single(params, 'cuped')!r})")
+        raise bad_parameter("cuped", f"must be on or off (got {asked!r})")
+    enabled, by_default = chosen == "on", asked is None
     text = single(params, "pre_days")
     if text is None:
-        return CupedSettings(chosen == "on", DEFAULT_PRE_DAYS)
+        return CupedSettings(enabled, DEFAULT_PRE_DAYS, by_default)
     days = int(text.strip()) if re.fullmatch(r"[0-9]{1,3}", text.strip()) else 0
     if not 1 <= days <= MAX_PRE_DAYS:
         raise bad_parameter("pre_days", f"must be a whole number of days from 1 to {MAX_PRE_DAYS} (got {text!r})")
-    return CupedSettings(chosen == "on", days)
+    return CupedSettings(enabled, days, by_default)
 
 
 # ---- the results route's choice of source, goals, value and breakdown -------------------------

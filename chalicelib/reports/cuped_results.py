@@ -34,6 +34,14 @@ class CupedSettings:
     """`cuped=on|off` and `pre_days=` of the results route."""
     enabled: bool = True
     pre_days: int = DEFAULT_PRE_DAYS
+    by_default: bool = False       # `cuped=` was not asked: the deployment's DALET_CUPED_DEFAULT chose
+
+    @property
+    def off_reason(self) -> str:
+        if self.by_default:
+            return ("off by default on this deployment (DALET_CUPED_DEFAULT=off: its history read is billed by "
+                    "the warehouse); cuped=on adjusts")
+        return "turned off (cuped=off)"
 
 
 DEFAULT_SETTINGS = CupedSettings()
@@ -48,7 +56,7 @@ def summary(adjustment: CupedAdjustment | None, settings: CupedSettings) -> dict
     """The response's top-level `cuped`."""
     if adjustment is not None:
         return adjustment.summary()
-    return off(settings, "turned off (cuped=off)" if not settings.enabled else "no goals to adjust")
+    return off(settings, settings.off_reason if not settings.enabled else "no goals to adjust")
 
 
 def arm_moments(rows: Sequence[Mapping[str, Any]], metric: str) -> dict[str, dict[str, Moments]]:
