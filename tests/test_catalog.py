@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlglot import exp
 
 from chalicelib.ingest.events import StoredEvent, parse_event, stamp
-from chalicelib.reports import catalog_queries, daily, deletion, experiments, queries
+from chalicelib.reports import catalog_queries, daily, deletion, experiments, overview, queries
 from chalicelib.reports.errors import UnknownExperiment
 from chalicelib.reports.queries import Target, Window
 from chalicelib.storage import catalog_upkeep
@@ -112,6 +112,9 @@ def reports(warehouse: Any) -> dict[str, Any]:
     answers: dict[str, Any] = {
         "list": experiments.all_experiments(warehouse, NAMESPACE)[1:],
         "scoped": experiments.all_experiments(warehouse, NAMESPACE, "banner,gone")[1:],
+        # The dashboard's list; `counted_as_of` names a snapshot's watermark, which history has not.
+        "overview": [{key: value for key, value in listed.items() if key != "counted_as_of"}
+                     for listed in overview.overview(warehouse, NAMESPACE, sources=[overview.ALEPHBET])],
     }
     for name in ("cart", "banner"):
         try:
@@ -171,6 +174,102 @@ def _tables(sql: str) -> set[str]:
 )
 def test_the_experiment_list_reads_the_totals_never_the_events(query):
     assert _tables(query.sql) == {"experiment_totals"}
+
+
+class RecordingReads:
+    """A warehouse whose every read is recorded as the tables it references."""
+
+    def __init__(self, warehouse: Any):
+        self._warehouse = warehouse
+        self.dialect, self.unique_identities = warehouse.dialect, warehouse.unique_identities
+        self.live_catalog = warehouse.live_catalog
+        self.read: list[set[str]] = []
+
+    def fetch(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        self.read.append(_tables(sqlglot.transpile(sql, read="duckdb", write="bigquery")[0]))
+        return self._warehouse.fetch(sql, params)
+
+
+@pytest.mark.parametrize("make", ["embedded", "bigquery"])
+def test_the_dashboard_list_reads_the_catalog_never_the_events(make, tmp_path):
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb") if make == "embedded" else AppendOnlyWarehouse()
+    try:
+        warehouse.insert_events([_stored(name, "red", event, "u1", None, None, START)
+                                 for name in ("cart", "banner") for event in ("participate", "buy")])
+        catalog_queries.compact(warehouse, START + timedelta(hours=1))
+        recording = RecordingReads(warehouse)
+        listed = overview.overview(recording, NAMESPACE, sources=[overview.ALEPHBET])
+        assert [(entry["experiment"], entry["participants"]) for entry in listed] == [("banner", 1), ("cart", 1)]
+        assert recording.read and all("events" not in tables for tables in recording.read)
+    finally:
+        warehouse.close()
+
+
+def test_a_snapshot_list_shows_an_experiment_started_since_it_at_once_with_exact_counts():
+    warehouse = AppendOnlyWarehouse()
+    try:
+        warehouse.insert_events([_stored("cart", "red", "participate", "u1", None, None, START)])
+        as_of = START + timedelta(hours=1)
+        catalog_queries.compact(warehouse, as_of)
+        later = START + timedelta(hours=2)
+        warehouse.now = later
+        warehouse.insert_events([_stored("cart", "red", "participate", "u2", None, None, later)]
+                                + [_stored("fresh", variant, "participate", uuid, None, None, later)
+                                   for variant, uuid in (("red", "u1"), ("blue", "u2"), ("blue", "u3"))])
+        listed = {entry["experiment"]: entry for entry in overview.overview(warehouse, NAMESPACE,
+                                                                             sources=[overview.ALEPHBET])}
+        assert listed["fresh"]["participants"] == 3 and "counted_as_of" not in listed["fresh"]
+        assert listed["fresh"]["first_seen"] == "2026-03-01T11:00:00.000000Z"
+        # The experiment the snapshot knows keeps its counts, and says as of when.
+        assert listed["cart"]["participants"] == 1
+        assert listed["cart"]["counted_as_of"] == "2026-03-01T10:00:00.000000Z"
+        gimel = experiments.all_experiments(warehouse, NAMESPACE)
+        assert [entry["experiment"] for entry in gimel[1:]] == ["cart", "fresh"]
+    finally:
+        warehouse.close()
+
+
+def test_a_snapshot_list_recounts_an_experiment_deleted_since_it():
+    warehouse = AppendOnlyWarehouse()
+    try:
+        warehouse.insert_events([_stored(name, "red", "participate", "u1", None, None, START)
+                                 for name in ("cart", "banner")])
+        catalog_queries.compact(warehouse, START + timedelta(hours=1))
+        deletion.delete_experiment(warehouse, NAMESPACE, "cart", deleted_at=START + timedelta(hours=2))
+        listed = overview.overview(warehouse, NAMESPACE, sources=[overview.ALEPHBET])
+        assert [entry["experiment"] for entry in listed] == ["banner"]
+        assert [entry["experiment"] for entry in experiments.all_experiments(warehouse, NAMESPACE)[1:]] == ["banner"]
+    finally:
+        warehouse.close()
+
+
+def test_a_batch_retried_after_its_catalog_update_failed_is_counted_once(tmp_path, monkeypatch):
+    from chalicelib.storage import catalog
+    from chalicelib.storage.writer import TransientWarehouseError
+
+    warehouse = DuckDBWarehouse(tmp_path / "w.duckdb")
+    batch = [_stored("cart", "red", "participate", uuid, None, None, START) for uuid in ("u1", "u2")]
+    real = catalog.record_batch
+    failing = {"left": 1}
+
+    def record_once_failing(*args: Any) -> None:
+        if failing["left"]:
+            failing["left"] -= 1
+            raise duckdb.IOException("No space left on device")
+        real(*args)
+
+    monkeypatch.setattr(catalog, "record_batch", record_once_failing)
+    try:
+        with pytest.raises(TransientWarehouseError):
+            warehouse.insert_events(batch)
+        warehouse.insert_events(batch)      # the stream hands the batch again
+        later = _stored("cart", "red", "participate", "u1", None, None, START + timedelta(days=3))
+        warehouse.insert_events([later])    # a repeat of a stored identity: not stored, not seen
+        assert reports(warehouse) == reports(WithoutCatalog(warehouse))
+        (entry,) = overview.overview(warehouse, NAMESPACE, sources=[overview.ALEPHBET])
+        assert entry["participants"] == 2 and entry["last_seen"] == "2026-03-01T09:00:00.000000Z"
+    finally:
+        warehouse.close()
 
 
 def test_results_and_daily_start_at_the_experiments_first_event(tmp_path):

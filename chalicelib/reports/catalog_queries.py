@@ -27,6 +27,12 @@ class CatalogCounts:
     rows: list[dict[str, Any]]
     as_of: datetime | None      # None: live, every written event is counted
     live: bool
+    # A snapshot's experiments counted afresh from the firsts rows (new or deleted since it): up to date.
+    recounted: frozenset[str] = frozenset()
+
+    def counted_as_of(self, experiment: str) -> datetime | None:
+        """The watermark an experiment's counts hold, or None when they count every written event."""
+        return None if self.live or experiment in self.recounted else self.as_of
 
     def freshness(self) -> dict[str, Any]:
         """What `freshness` adds: the catalog's watermark (null when it is maintained with every write)."""
@@ -105,6 +111,40 @@ def touched_experiments(target: Target, previous: datetime) -> Query:
     return render(target, sql, {"previous": previous})
 
 
+def recount_totals(target: Target, namespace: str, experiments: Sequence[str]) -> Query:
+    """The named experiments' totals from their firsts rows as written so far (a snapshot's tail).
+
+    Clustered by (namespace, experiment), BigQuery reads only these experiments' rows: the list uses it
+    for experiments the snapshot does not know yet (started since) or whose tombstone is newer than it,
+    whose rows are few, or whose counts the snapshot overstates."""
+    sql = ("WITH deleted AS (\n"
+           "  SELECT experiment, MAX(deleted_at) AS deleted_at FROM {deletions}\n"
+           "  WHERE namespace = @namespace AND experiment IN UNNEST(@experiments)\n"
+           "  GROUP BY experiment\n"
+           ")\n"
+           "SELECT f.experiment, f.variant, f.event, COUNT(DISTINCT f.uuid) AS uuids,\n"
+           "  MIN(f.first_at) AS first_seen, MAX(f.last_at) AS last_seen\n"
+           "FROM {firsts} AS f\n"
+           "LEFT JOIN deleted AS d ON d.experiment = f.experiment\n"
+           "WHERE f.namespace = @namespace AND f.experiment IN UNNEST(@experiments)\n"
+           "  AND (d.deleted_at IS NULL OR f.last_at > d.deleted_at)\n"
+           "GROUP BY f.experiment, f.variant, f.event")
+    return render(target, sql, {"namespace": namespace, "experiments": list(experiments)})
+
+
+def deleted_since(target: Target, namespace: str, since: datetime) -> Query:
+    """The namespace's experiments with a tombstone at or after `since` (the deletions table is tiny)."""
+    sql = ("SELECT DISTINCT experiment FROM {deletions}\n"
+           "WHERE namespace = @namespace AND deleted_at >= @since")
+    return render(target, sql, {"namespace": namespace, "since": since})
+
+
+def latest_deletions(target: Target, namespace: str) -> Query:
+    sql = ("SELECT experiment, MAX(deleted_at) AS deleted_at FROM {deletions}\n"
+           "WHERE namespace = @namespace GROUP BY experiment")
+    return render(target, sql, {"namespace": namespace})
+
+
 def pair_key(namespace: str, experiment: str) -> str:
     """One text per (namespace, experiment), unambiguous whatever the names hold: the namespace's length first."""
     return f"{len(namespace)}:{namespace}{experiment}"
@@ -144,7 +184,32 @@ def catalog_counts(warehouse: ReportWarehouse, namespace: str, experiment: str |
     rows = fetch(warehouse, snapshot_totals(target, namespace, experiment, scope))
     if not rows or rows[0]["snapshot"] is None:
         return None
-    return CatalogCounts([row for row in rows if row["experiment"] is not None], rows[0]["snapshot"], live=False)
+    counted = CatalogCounts([row for row in rows if row["experiment"] is not None], rows[0]["snapshot"], live=False)
+    return counted if experiment is not None else brought_up_to_date(warehouse, namespace, counted, scope)
+
+
+def brought_up_to_date(warehouse: ReportWarehouse, namespace: str, counted: CatalogCounts,
+                       scope: Sequence[str] | None = None) -> CatalogCounts:
+    """A list's snapshot with the experiments it cannot answer for recounted: those written to since it but
+    absent from it (started since: a list must show a new experiment at once) and those deleted since.
+
+    Finding them reads the firsts rows' (namespace, experiment) in the partitions written since the
+    snapshot's day (`touched_experiments`, a compaction's own look); the recount reads only their rows.
+    Experiments the snapshot holds keep its counts, and `counted_as_of` says so."""
+    assert counted.as_of is not None
+    target = target_of(warehouse)
+    known = {row["experiment"] for row in counted.rows}
+    touched = {row["experiment"] for row in fetch(warehouse, touched_experiments(target, counted.as_of))
+               if row["namespace"] == namespace}
+    deleted = {row["experiment"] for row in fetch(warehouse, deleted_since(target, namespace, counted.as_of))}
+    stale = (touched - known) | (deleted & (known | touched))
+    if scope is not None:
+        stale &= set(scope)
+    if not stale:
+        return counted
+    fresh = fetch(warehouse, recount_totals(target, namespace, sorted(stale)))
+    rows = [row for row in counted.rows if row["experiment"] not in stale] + fresh
+    return CatalogCounts(rows, counted.as_of, live=False, recounted=frozenset(stale))
 
 
 def narrowed(warehouse: ReportWarehouse, namespace: str, experiment: str, window: Window) -> Window:
@@ -156,13 +221,13 @@ def narrowed(warehouse: ReportWarehouse, namespace: str, experiment: str, window
     counted = catalog_counts(warehouse, namespace, experiment)
     if counted is None or not counted.rows:
         return window
-    first_day = min(_as_datetime(row["first_seen"]) for row in counted.rows).date()
+    first_day = min(as_datetime(row["first_seen"]) for row in counted.rows).date()
     if window.first_day is not None and window.first_day >= first_day:
         return window
     return Window(first_day, window.last_day)
 
 
-def _as_datetime(value: Any) -> datetime:
+def as_datetime(value: Any) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 

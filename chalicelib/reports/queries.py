@@ -508,12 +508,14 @@ def to_duckdb(bigquery_sql: str) -> str:
     return sqlglot.transpile(bigquery_sql, read="bigquery", write="duckdb")[0]
 
 
-def experiment_spans(target: Target, namespace: str, window: Window = ALL_TIME) -> Query:
-    """The first and last arrival (`received_at`) of each AlephBet experiment's visible events."""
+def experiment_spans(target: Target, namespace: str, window: Window = ALL_TIME,
+                     scope: Sequence[str] | None = None) -> Query:
+    """The first and last arrival (`received_at`) of each AlephBet experiment's visible events (of those
+    named in `scope`, when given)."""
     sql = (
-        _scoped("e.experiment, e.received_at", experiment=False, scope=False, window=window)
+        _scoped("e.experiment, e.received_at", experiment=False, scope=scope is not None, window=window)
         + "SELECT experiment, MIN(received_at) AS first_seen, MAX(received_at) AS last_seen\n"
         "FROM scoped\n"
         "GROUP BY experiment"
     )
-    return render(target, sql, {"namespace": namespace, **window.params()})
+    return render(target, sql, _selection_params(namespace, window, None, scope))

@@ -219,8 +219,8 @@ class DuckDBWarehouse:
             if firsts:
                 self._purge_before_reuse(firsts)
                 rows = events_to_arrow(firsts)
-                self._insert_arrow(EVENTS.name, rows)
-                self._catalog_write(lambda cursor: catalog.record_batch(cursor, rows, _utc_now()))
+                stored = rows if self._insert_arrow(EVENTS.name, rows) else self._stored_copies(rows)
+                self._catalog_write(lambda cursor: catalog.record_batch(cursor, stored, _utc_now()))
         return []
 
     def _catalog_write(self, write: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
@@ -275,13 +275,33 @@ class DuckDBWarehouse:
         if letters:
             self._insert_arrow(DEAD_LETTERS.name, letters_to_arrow(letters))
 
-    def _insert_arrow(self, table_name: str, rows: pa.Table) -> None:
+    def _stored_copies(self, rows: pa.Table) -> pa.Table:
+        """The rows whose very copy (identity and receipt) the events table holds, for the catalog.
+
+        A later repeat of a stored identity is not stored, so it must not move the experiment's last
+        seen; a redelivered copy, or a batch retried after its events were written but not its catalog
+        update, is folded again (the catalog's counts are idempotent). Only batches that met a stored
+        key come here, so the join over the events table is paid rarely."""
+        with self._write_lock, self._guarded() as db:
+            cursor = db.cursor()
+            try:
+                cursor.register("catalog_candidates", rows)
+                return cursor.sql(
+                    "SELECT c.* FROM catalog_candidates AS c\n"
+                    "SEMI JOIN events AS e ON e.event_id = c.event_id AND e.received_at = c.received_at"
+                ).to_arrow_table()
+            except PASSING_ERRORS as error:
+                raise TransientWarehouseError(f"DuckDB could not read what it stored: {error}") from error
+            finally:
+                cursor.close()
+
+    def _insert_arrow(self, table_name: str, rows: pa.Table) -> bool:
         """Insert, skipping rows whose key is already stored.
 
         A plain INSERT is tried first: DuckDB's INSERT OR IGNORE costs several times as
         much once the table is large, and most batches hold no stored key (`insert_events`
         already keeps one copy per identity within a batch). A key conflict rolls the statement
-        back, and the rows go in again with INSERT OR IGNORE.
+        back, and the rows go in again with INSERT OR IGNORE. True when every row went in.
         """
         with self._write_lock, self._guarded() as db:
             cursor = db.cursor()
@@ -289,14 +309,17 @@ class DuckDBWarehouse:
                 cursor.register("incoming_rows", rows)
                 try:
                     cursor.execute(f"INSERT INTO {table_name} BY NAME SELECT * FROM incoming_rows")
+                    every_row = True
                 except duckdb.ConstraintException:
                     cursor.execute(f"INSERT OR IGNORE INTO {table_name} BY NAME SELECT * FROM incoming_rows")
+                    every_row = False
             except PASSING_ERRORS as error:
                 # TransactionException: the commit failed, e.g. "No space left on device" writing the WAL.
                 raise TransientWarehouseError(f"DuckDB could not write: {error}") from error
             finally:
                 cursor.close()
             self._failures = 0
+            return every_row
 
     def execute(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> int:
         """Run a statement that changes data (serialised with the writer); how many rows it changed."""
