@@ -363,6 +363,23 @@ def test_the_writer_compacts_once_a_snapshot_is_older_than_the_period_and_looks_
         warehouse.close()
 
 
+def test_daily_snapshots_are_taken_just_after_midnight_utc(monkeypatch):
+    monkeypatch.setenv("DALET_CATALOG_COMPACTION_HOURS", "24")
+    warehouse = AppendOnlyWarehouse()
+    evening = datetime(2026, 3, 1, 23, 50, tzinfo=timezone.utc)
+    try:
+        warehouse.insert_events([_stored("cart", "red", "participate", "u1", None, None, evening)])
+        assert catalog_upkeep.compact_when_due(warehouse, evening, lambda: 0.0, catalog_upkeep.Looks()) is not None
+        # Twenty minutes later, not a day: the snapshot belongs to yesterday.
+        after_midnight = evening + timedelta(minutes=20)
+        assert catalog_upkeep.compact_when_due(warehouse, after_midnight, lambda: 0.0, catalog_upkeep.Looks())
+        assert catalog_upkeep.period_start(after_midnight, 24) == datetime(2026, 3, 2, tzinfo=timezone.utc)
+        assert catalog_upkeep.period_start(after_midnight, 6) == datetime(2026, 3, 2, tzinfo=timezone.utc)
+        assert catalog_upkeep.period_start(evening, 6) == datetime(2026, 3, 1, 18, tzinfo=timezone.utc)
+    finally:
+        warehouse.close()
+
+
 def test_the_embedded_catalog_never_compacts(tmp_path):
     warehouse = DuckDBWarehouse(tmp_path / "warehouse.duckdb")
     try:

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from chalicelib import config
 from chalicelib.ingest.events import now
@@ -22,6 +22,7 @@ from chalicelib.reports.fetch import ReportWarehouse, fetch, target_of
 
 log = logging.getLogger(__name__)
 LOOK_EVERY_SECONDS = 3600
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -32,9 +33,20 @@ class Looks:
 _LOOKS = Looks()
 
 
+def period_start(moment: datetime, hours: int) -> datetime:
+    """The start of the compaction period holding `moment`: periods are `hours` long from the Unix epoch
+    (UTC), so a daily one starts at midnight UTC.
+
+    A snapshot is due once the newest is older than the current period's start, so daily snapshots are
+    taken just after midnight: a list's look for experiments started since the snapshot
+    (catalog_queries.brought_up_to_date) then reads only today's partitions of the firsts rows."""
+    length = timedelta(hours=hours)
+    return _EPOCH + ((moment - _EPOCH) // length) * length
+
+
 def compact_when_due(warehouse: ReportWarehouse, at: datetime | None = None,
                      clock: Callable[[], float] = time.monotonic, looks: Looks = _LOOKS) -> Compaction | None:
-    """Compact if the newest snapshot is older than the configured period (or there is none); else None."""
+    """Compact if the newest snapshot is older than the current period's start (or there is none); else None."""
     if not catalog_queries.has_catalog(warehouse) or warehouse.live_catalog:  # type: ignore[attr-defined]
         return None
     if clock() < looks.next_at:
@@ -43,7 +55,7 @@ def compact_when_due(warehouse: ReportWarehouse, at: datetime | None = None,
     moment = at or now()
     try:
         newest = fetch(warehouse, catalog_queries.latest_snapshot(target_of(warehouse)))[0]["as_of"]
-        if newest is not None and moment - newest < timedelta(hours=config.catalog_compaction_hours()):
+        if newest is not None and newest >= period_start(moment, config.catalog_compaction_hours()):
             return None
         return catalog_queries.compact(warehouse, moment)
     except Exception as error:  # noqa: BLE001 - the batch is written; the next look tries again
