@@ -574,3 +574,26 @@ def test_an_experiment_named_dot_tracked_before_the_rule_gets_a_note_not_another
     assert "cannot be reported on" in dashboard.page.inner_text("#detail")
     # "experiments/./results" would resolve to "experiments/results"; other experiments' verdicts are fetched for the list.
     assert not [url for url in dashboard.requested if urlsplit(url).path in ("/experiments/results", "/experiments/daily")]
+
+
+# ---------- the list's counts as of the catalog's snapshot (BigQuery) ----------
+
+def test_a_list_counted_from_a_snapshot_says_as_of_when_and_where_the_latest_numbers_are(dashboard):
+    def as_of_a_snapshot(route) -> None:
+        answer = route.fetch()
+        entries = answer.json()
+        for entry in entries:
+            entry["counted_as_of"] = "2026-11-30T00:05:00.000000Z"
+        entries[-1]["counted_as_of"] = "2026-11-29T00:04:59.123456Z"
+        route.fulfill(response=answer, json=entries)
+
+    dashboard.page.route("**/overview?*", as_of_a_snapshot)
+    dashboard.open().enter_key().wait_for_list()
+    dashboard.page.wait_for_selector("#list-counted:not([hidden])")
+    assert dashboard.page.inner_text("#list-counted") == (
+        "Participant counts in this list as of 2026-11-29 00:04 UTC; open an experiment for its latest results.")
+
+
+def test_a_live_list_carries_no_as_of_note(dashboard):
+    dashboard.open().enter_key().wait_for_list()
+    assert dashboard.page.locator("#list-counted").is_hidden()

@@ -195,7 +195,19 @@
         participants: isNumber(item.participants) ? item.participants : null,
         variants: Array.isArray(item.variants) ? item.variants.length : 0,
         srm: item.srm && typeof item.srm.mismatch === "boolean" ? item.srm : null,
+        countedAsOf: typeof item.counted_as_of === "string" ? item.counted_as_of : null,
       }));
+  }
+
+  // On BigQuery the list's counts come from the catalog's daily snapshot (an entry says `counted_as_of`);
+  // the note says so once, with the oldest watermark, so nobody reads them as live.
+  function showListCounted(experiments) {
+    const note = $("list-counted");
+    const marks = (experiments || []).map((e) => e.countedAsOf).filter(Boolean).sort();
+    note.hidden = marks.length === 0;
+    note.textContent = marks.length
+      ? `Participant counts in this list as of ${marks[0].replace("T", " ").replace(/:\d\d(\.\d+)?Z$/, " UTC")}; open an experiment for its latest results.`
+      : "";
   }
 
   // /overview lists both sources; a server without it (404, or API Gateway's 403 for an unknown route)
@@ -217,13 +229,14 @@
     try {
       listed = await listedExperiments(state.namespace);
     } catch (error) {
-      if (sequence === listSequence) { renderExperimentList(null); renderNoSelection(); fail(error); }
+      if (sequence === listSequence) { renderExperimentList(null); showListCounted(null); renderNoSelection(); fail(error); }
       return;
     }
     if (sequence !== listSequence) return;
     clearMessage();
     if (listed.freshness) showFreshness(listed.freshness);
     renderExperimentList(listed.experiments, listed.bothSources);
+    showListCounted(listed.experiments);
     if (state.experiment !== null) {
       const known = listed.experiments.find((e) => e.name === state.experiment && (!state.source || e.source === state.source));
       if (known && !state.source) { state.source = known.source; writeLocation(); }
