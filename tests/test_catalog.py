@@ -15,9 +15,10 @@ from google.cloud import bigquery
 from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlglot import exp
 
-from chalicelib.ingest.events import StoredEvent, parse_event, stamp
+from chalicelib.ingest.events import StoredEvent, format_timestamp, parse_event, stamp
 from chalicelib.reports import catalog_queries, daily, deletion, experiments, overview, queries
 from chalicelib.reports.errors import UnknownExperiment
+from chalicelib.reports.fetch import target_of
 from chalicelib.reports.queries import Target, Window
 from chalicelib.storage import catalog_upkeep
 from chalicelib.storage.bigquery_warehouse import BigQueryWarehouse
@@ -152,6 +153,34 @@ def test_the_bigquery_catalog_snapshot_answers_as_history_does(history):
         assert reports(warehouse) == reports(WithoutCatalog(warehouse))
     finally:
         warehouse.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(histories, st.sampled_from(["embedded", "bigquery"]))
+def test_the_results_exposure_span_is_the_first_and_last_participation_without_a_second_scan(history, make):
+    """The verdict's traffic and CUPED's bounds read the span from the results' own rows; it must equal
+    what the exposure-span query over the visible events says."""
+    events, seed = history
+    with tempfile.TemporaryDirectory() as folder:
+        warehouse = DuckDBWarehouse(Path(folder) / "w.duckdb") if make == "embedded" else AppendOnlyWarehouse()
+        try:
+            end = play(events, seed, warehouse)
+            catalog_queries.compact(warehouse, end)
+            for name in ("cart", "banner"):
+                try:
+                    exposed = experiments.experiment_results(warehouse, NAMESPACE, name)["exposure"]
+                except UnknownExperiment:
+                    continue
+                (span,) = warehouse.fetch(*_query(queries.exposure_span(target_of(warehouse), NAMESPACE, name)))
+                expected = None if span["first_at"] is None else {
+                    "first_at": format_timestamp(span["first_at"]), "last_at": format_timestamp(span["last_at"])}
+                assert exposed == expected
+        finally:
+            warehouse.close()
+
+
+def _query(query: queries.Query) -> tuple[str, Any]:
+    return query.sql, query.params
 
 
 # ---- what the reads touch ----------------------------------------------------------------------

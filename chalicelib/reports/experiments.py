@@ -8,9 +8,10 @@ the same data gives the same document.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from chalicelib.ingest.events import PARTICIPATE
+from chalicelib.ingest.events import PARTICIPATE, format_timestamp
 from chalicelib.reports import breakdown, catalog_queries, cuped_queries, queries, stats
 from chalicelib.reports.cuped_results import DEFAULT_SETTINGS, CupedAdjustment, CupedSettings, summary
 from chalicelib.reports.defaults import DEFAULT_CONFIDENCE, DEFAULT_CORRECTION
@@ -108,10 +109,11 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
                        cap: int | None = None, cuped: CupedSettings = DEFAULT_SETTINGS) -> dict[str, Any]:
     """The results view; `cap` winsorises per-participant values at that pooled percentile."""
     read = catalog_queries.narrowed(warehouse, namespace, experiment, window)
-    query = queries.decision_counts(target_of(warehouse), namespace, experiment, read, cap=cap)
+    query = queries.decision_counts(target_of(warehouse), namespace, experiment, read, cap=cap, spans=True)
     fetched = fetch(warehouse, query)
     require_experiment(warehouse, namespace, experiment, window, found=bool(fetched))
-    adjustment = _cuped_adjustment(warehouse, namespace, experiment, fetched, window, confidence, cuped)
+    exposure = exposure_of(fetched)
+    adjustment = _cuped_adjustment(warehouse, namespace, experiment, fetched, window, confidence, cuped, exposure)
     if dimension is not None:
         by_segment = queries.decision_counts(target_of(warehouse), namespace, experiment, read, dimension, cap)
         view = breakdown.decision_results(namespace, experiment, fetched, fetch(warehouse, by_segment),
@@ -123,24 +125,33 @@ def experiment_results(warehouse: ReportWarehouse, namespace: str, experiment: s
         view = results_view(namespace, experiment, rows, control=control, confidence=confidence, weights=weights,
                             correction=correction, planned_participants=planned_participants,
                             adjust_goals=adjustment)
-    return {**view, "cap": cap_name(cap), "cuped": summary(adjustment, cuped)}
+    exposed = {"first_at": format_timestamp(exposure[0]), "last_at": format_timestamp(exposure[1])} \
+        if exposure else None
+    return {**view, "cap": cap_name(cap), "cuped": summary(adjustment, cuped), "exposure": exposed}
+
+
+def exposure_of(rows: Sequence[Mapping[str, Any]]) -> tuple[datetime, datetime] | None:
+    """The first and last participation received (`decision_counts(spans=True)`), or None without any."""
+    spans = [(row["first_at"], row["last_at"]) for row in rows
+             if row["event"] == PARTICIPATE and row.get("first_at") is not None]
+    if not spans:
+        return None
+    return (min(catalog_queries.as_datetime(first) for first, _ in spans),
+            max(catalog_queries.as_datetime(last) for _, last in spans))
 
 
 def _cuped_adjustment(warehouse: ReportWarehouse, namespace: str, experiment: str, rows: Sequence[Mapping[str, Any]],
-                      window: Window, confidence: float, settings: CupedSettings) -> CupedAdjustment | None:
+                      window: Window, confidence: float, settings: CupedSettings,
+                      exposure: tuple[datetime, datetime] | None) -> CupedAdjustment | None:
     """The CUPED hook over the experiment's goals (one more query), or None when off or goal-less.
 
-    On BigQuery the history's scan is bounded by the first and last participation (one small query on
-    the experiment's clustered rows finds them), so it reads those partitions, not the namespace's history."""
+    On BigQuery the history's scan is bounded by the first and last participation (`exposure`, from
+    the results' own rows), so it reads those partitions, not the namespace's history."""
     goals = sorted({row["event"] for row in rows if row["event"] != PARTICIPATE})
     if not settings.enabled or not goals:
         return None
     target = target_of(warehouse)
-    participations = None
-    if target.dialect == queries.BIGQUERY:
-        span = fetch(warehouse, queries.exposure_span(target, namespace, experiment, window))
-        if span and span[0]["first_at"] is not None:
-            participations = (span[0]["first_at"], span[0]["last_at"])
+    participations = exposure if target.dialect == queries.BIGQUERY else None
     moments = cuped_queries.alephbet_cuped_moments(target, namespace, experiment, goals=goals,
                                                    pre_days=settings.pre_days, window=window,
                                                    participations=participations)

@@ -183,7 +183,7 @@ def capped_values(source: str, columns: str, percentile: int | None) -> str:
 
 
 def decision_counts(target: Target, namespace: str, experiment: str, window: Window = ALL_TIME,
-                    dimension: Dimension | None = None, cap: int | None = None) -> Query:
+                    dimension: Dimension | None = None, cap: int | None = None, spans: bool = False) -> Query:
     """The results view's inputs per (variant, event), with value sums per uuid.
 
     `uuids`: distinct uuids (participants for `participate`, successes for a goal);
@@ -200,10 +200,19 @@ def decision_counts(target: Target, namespace: str, experiment: str, window: Win
 
     With `cap` (a percentile, 50..100), each per-uuid sum above the event's pooled percentile
     counts as that percentile (winsorising, `capped_values`).
+
+    With `spans` (not with a dimension), each group also carries its first and last visible receipt
+    (`first_at`, `last_at`): the verdict's traffic estimate and CUPED's history bounds come from the
+    `participate` group's, and `received_at` is read for the tombstone filter anyway, so the exposure
+    span costs no second scan of the experiment's rows.
     """
+    if spans and dimension:
+        raise ValueError("spans are read without a dimension")
     segment = f", {dimension.sql('e.', 'dimension_path')} AS segment" if dimension else ""
     first_segment = ", MIN(segment) AS segment" if dimension else ""
-    columns = "e.variant, e.event, e.uuid, e.value" + segment
+    columns = "e.variant, e.event, e.uuid, e.value" + (", e.received_at" if spans else "") + segment
+    receipts = ", MIN(received_at) AS first_at, MAX(received_at) AS last_at" if spans else ""
+    span_columns = ", first_at, last_at" if spans else ""
     if target.unique_identities:
         per_event = ""
         events_once = "scoped"
@@ -215,9 +224,10 @@ def decision_counts(target: Target, namespace: str, experiment: str, window: Win
         # the same as grouping by event_id without billing its 34 bytes a row (a third of the scan).
         columns = "e.message_id, " + columns
         per_event = ("events_once AS (\n"
-                     f"  SELECT variant, event, uuid, MAX(value) AS value{first_segment} FROM scoped\n"
+                     f"  SELECT variant, event, uuid, MAX(value) AS value{receipts}{first_segment} FROM scoped\n"
                      "  GROUP BY variant, event, uuid, message_id\n),\n")
         events_once = "events_once"
+        receipts = ", MIN(first_at) AS first_at, MAX(last_at) AS last_at" if spans else ""
     users, by, fold = "per_uuid", "", ""
     if dimension:
         fold = folded_segments("per_uuid", "variant, event, value", f"SUM(IF(s.event = '{PARTICIPATE}', 1, 0))") + ",\n"
@@ -225,18 +235,19 @@ def decision_counts(target: Target, namespace: str, experiment: str, window: Win
     per_uuid = (
         per_event
         + ("summed" if cap is not None else "per_uuid") + " AS (\n"
-        f"  SELECT variant, event, uuid, SUM(value) AS value{first_segment} FROM {events_once}\n"
+        f"  SELECT variant, event, uuid, SUM(value) AS value{receipts}{first_segment} FROM {events_once}\n"
         "  GROUP BY variant, event, uuid\n"
         "),\n"
         + ("per_uuid AS (\n  "
-           f"{capped_values('summed', 'variant, event, uuid' + (', segment' if dimension else ''), cap)}"
+           f"{capped_values('summed', 'variant, event, uuid' + (', segment' if dimension else '') + span_columns, cap)}"
            "\n),\n" if cap is not None else "")
         + fold
-        + deviations_cte(users, by)
+        + deviations_cte(users, by, f"{by}variant, event, value{span_columns}" if spans else "")
     )
     sql = (
         _scoped(columns, experiment=True, scope=False, window=window, more_ctes=per_uuid)
         + f"SELECT {by}variant, event, COUNT(*) AS uuids, COUNT(value) AS valued, {PRECISE_TOTAL},\n"
+        + ("  MIN(first_at) AS first_at, MAX(last_at) AS last_at,\n" if spans else "")
         + SAMPLE_VARIANCE
         + "FROM deviations\n"
         f"GROUP BY {by}variant, event"

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from chalicelib.ingest.events import parse_timestamp
 from chalicelib.reports import decision, ordering, queries, segment_queries
 from chalicelib.reports.fetch import ReportWarehouse, fetch, target_of
 from chalicelib.reports.queries import ALL_TIME, Window
@@ -37,11 +38,22 @@ def participants_per_day(warehouse: ReportWarehouse, view: dict[str, Any], windo
     total = sum(int(variant["participants"]) for variant in view.get("variants", []))
     if total == 0:
         return None
-    spans = segment_queries.exposure_span if view.get("source") == segment_queries.SOURCE else queries.exposure_span
-    rows = fetch(warehouse, spans(target_of(warehouse), view["namespace"], view["experiment"], window))
-    first, last = (rows[0].get("first_at"), rows[0].get("last_at")) if rows else (None, None)
+    first, last = _exposure_span(warehouse, view, window)
     days = _days_between(first, last) if isinstance(first, datetime) and isinstance(last, datetime) else 0.0
     return total / max(1.0, days)
+
+
+def _exposure_span(warehouse: ReportWarehouse, view: dict[str, Any], window: Window) -> tuple[Any, Any]:
+    """The first and last exposure: the results' own `exposure` where they carry it (AlephBet's, read in
+    the same scan), else one query."""
+    exposed = view.get("exposure")
+    if exposed:
+        return parse_timestamp(exposed["first_at"]), parse_timestamp(exposed["last_at"])
+    if "exposure" in view and view.get("source") != segment_queries.SOURCE:
+        return None, None      # AlephBet results that saw no participation
+    spans = segment_queries.exposure_span if view.get("source") == segment_queries.SOURCE else queries.exposure_span
+    rows = fetch(warehouse, spans(target_of(warehouse), view["namespace"], view["experiment"], window))
+    return (rows[0].get("first_at"), rows[0].get("last_at")) if rows else (None, None)
 
 
 def _days_between(first: datetime, last: datetime) -> float:
