@@ -548,3 +548,20 @@ def test_every_view_fits_the_screen_with_readable_charts(open_dashboard, server,
     assert all(size is None or size >= 10 for size in views.values()), views
     assert views["results"] is not None and views["events"] is not None
     assert errors == []
+
+
+def test_the_open_experiments_results_are_read_once_and_its_list_chip_is_the_views_verdict(dashboard, server):
+    open_link(dashboard, experiment=WON)
+    requested: list[str] = []
+    dashboard.page.on("request", lambda request: requested.append(urlsplit(request.url).path))
+    dashboard.page.reload()     # a fresh load of the link: the list, its chips and the open experiment
+    dashboard.page.wait_for_function("name => document.getElementById('experiment-name')?.textContent === name",
+                                     arg=WON)
+    chip = dashboard.page.locator(f"#experiments button[data-experiment='{WON}'] .chip")
+    chip.wait_for()
+    dashboard.page.wait_for_function(   # every entry's chip is shown: the list's reads are done
+        "() => [...document.querySelectorAll('#experiments button.experiment-link')].every(b => b.querySelector('.chip'))")
+    dashboard.page.wait_for_load_state("networkidle")
+    since_reload = requested[requested.index("/dashboard"):]
+    assert since_reload.count(f"/experiments/{quote(WON)}/results") == 1
+    assert chip.get_attribute("data-verdict") == dashboard.page.get_attribute("#verdict", "data-verdict")

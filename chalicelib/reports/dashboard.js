@@ -297,6 +297,9 @@
     const pump = () => {
       while (running < LIST_VERDICT_CONCURRENCY && queue.length && sequence === listSequence) {
         const experiment = queue.shift();
+        // The open experiment's chip is its view's verdict (renderExperiment shows it): its results are
+        // already being read, and a second read of the largest experiment would double the load's bill.
+        if (isSelected(experiment)) continue;
         const params = { namespace: state.namespace, source: experiment.source, mode: state.mode, confidence: state.confidence,
           correction: state.correction };
         const key = JSON.stringify([experiment.name, params]);
