@@ -20,11 +20,10 @@ window, memory sizes and architecture, log level and retention, alarms, secrets.
 
 Priced with PRICES below (list prices, us-east-1, no free tiers, dated; each names its
 source) at 1M, 15M, 100M and 1B events a month, next to the same deployment behind the
-REST API front door and the two anchors. Reads are priced per dashboard load from the
-columns the dashboard's queries reference (captured from the real views, BigQuery SQL).
+REST API front door and the two anchors.
 
 The headline is all-in: the write path above, plus the experiment catalog's upkeep and the dashboard's
-reads (bench/reads.py's model: each load the list + one experiment's results) at --dashboard-loads a
+reads (bench/reads.py: each load the page's own reads, priced from their BigQuery text) at --dashboard-loads a
 month (default 2,000: 10 people x 10 loads a working day) after a year of events.
 
     .venv/bin/python bench/cost.py [--quick] [--peak-factor 4] [--dashboard-loads 2000] [--template sam.json]
@@ -43,12 +42,12 @@ import tempfile
 import time
 import uuid
 from contextlib import redirect_stderr, redirect_stdout
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from _common import LambdaContext, clear_dalet_environment, emit, proxy_event
-from reads import maintenance_usd, reads_usd
+from reads import maintenance_usd, prod_results_max_age_minutes, reads_usd
 from tqdm import tqdm
 
 from tests.cold_start import kinesis_batch, moto_kinesis
@@ -128,7 +127,6 @@ PLATFORM_LINES = (
 CLOUDWATCH_EVENT_OVERHEAD = 26
 KINESIS_RECORDS_PER_SHARD_SECOND = 1000
 KINESIS_BYTES_PER_SHARD_SECOND = 1024 * 1024
-MIN_QUERY_BYTES_PER_TABLE = 10 * 1024 * 1024
 STORED_MONTHS = 12                  # events kept a year: BigQuery storage priced at its one-year level
 KMS_REQUESTS_PER_KEY_USER_HOUR = 12  # a data key is reused about 5 minutes per producer and consumer
 
@@ -225,7 +223,6 @@ class Measured:
     writer_fixed_seconds: float     # writer duration = fixed + per_record x records
     writer_per_record_seconds: float
     writer_log_bytes: float
-    dashboard_queries: list[dict[str, Any]] = field(default_factory=list)   # per query: tables and columns
 
 
 _LEVELS = {"TRACE": logging.DEBUG, "DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARN": logging.WARNING,
@@ -337,69 +334,6 @@ def logical_bytes(rows: list[dict[str, Any]]) -> dict[str, float]:
             total += 2 + len(str(value).encode()) if column.type in ("STRING", "BYTES") else 8
         sizes[column.name] = total / len(rows)
     return sizes
-
-
-# ---- the dashboard's reads -------------------------------------------------------------------
-
-
-class RecordingWarehouse:
-    """Runs the views' BigQuery SQL on DuckDB (the same rows), recording each query's text."""
-
-    dialect = "bigquery"
-    unique_identities = False
-    project, dataset, table = "bench", "dalet", "events"
-
-    def __init__(self, duckdb_warehouse: Any):
-        self._duckdb = duckdb_warehouse
-        self.queries: list[str] = []
-
-    def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        from chalicelib.reports.queries import to_duckdb
-
-        self.queries.append(sql)
-        local = sql.replace(f"`{self.project}.{self.dataset}.", "").replace("`", "")
-        return self._duckdb.fetch(to_duckdb(local), params)
-
-
-def dashboard_queries(data_dir: Path) -> list[dict[str, Any]]:
-    """The queries one dashboard load runs (its three requests, no date range, as the page sends them),
-    each with the events-table columns and the tables it references."""
-    import sqlglot
-    from sqlglot import exp
-
-    from chalicelib.ingest.events import Event, now, stamp
-    from chalicelib.reports import daily, experiments
-    from chalicelib.reports.queries import ALL_TIME
-    from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
-    from chalicelib.storage.schema import EVENTS
-
-    store = DuckDBWarehouse(data_dir / "reads.duckdb")
-    received = now()
-    store.insert_events([stamp(Event("alephbet", "checkout flow", variant, event, f"u{n}"), received)
-                         for n in range(200) for variant, event in (("red", "participate"), ("blue", "purchase"))])
-    recorder = RecordingWarehouse(store)
-    experiments.all_experiments(recorder, "alephbet", None, ALL_TIME)
-    experiments.experiment_results(recorder, "alephbet", "checkout flow")
-    daily.experiment_daily(recorder, "alephbet", "checkout flow")
-    store.close()
-    found = []
-    for sql in recorder.queries:
-        tree = sqlglot.parse_one(sql, read="bigquery")
-        tables = sorted({table.name for table in tree.find_all(exp.Table) if table.db})   # not the CTEs
-        columns = sorted({column.name for column in tree.find_all(exp.Column)} & set(EVENTS.column_names))
-        found.append({"tables": tables, "columns": columns})
-    return found
-
-
-def dashboard_load_bytes(measured: Measured, stored_events: float, window_fraction: float) -> float:
-    """Bytes billed for one dashboard load: the referenced columns of the partitions read, per query,
-    at least 10 MB per table referenced (clustering may prune more of the one-experiment queries)."""
-    total = 0.0
-    for query in measured.dashboard_queries:
-        scanned = stored_events * window_fraction * sum(measured.column_bytes[c] for c in query["columns"])
-        total += max(scanned, MIN_QUERY_BYTES_PER_TABLE)
-        total += MIN_QUERY_BYTES_PER_TABLE * (len(query["tables"]) - 1)    # the small deletions table
-    return total
 
 
 # ---- the model --------------------------------------------------------------------------------
@@ -563,8 +497,7 @@ def measure(quick: bool, log_level: str) -> Measured:
                        "DALET_BQ_TABLE": "events", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing"})
     os.environ.pop("AWS_PROFILE", None)
-    with tempfile.TemporaryDirectory(prefix="dalet-cost-") as folder, \
-            tqdm(total=calls + 4 * rounds, desc="cost.py", unit="call", file=sys.stderr) as progress:
+    with tqdm(total=calls + 4 * rounds, desc="cost.py", unit="call", file=sys.stderr) as progress:
         with moto_kinesis() as kinesis_url, serving_standin() as standin:
             os.environ["AWS_ENDPOINT_URL_KINESIS"] = kinesis_url
             google_credentials.bigquery_client = lambda settings: standin.client   # type: ignore[assignment]
@@ -574,9 +507,8 @@ def measure(quick: bool, log_level: str) -> Measured:
             rows = [row for row in standin.rows("dalet.events")]
             runtime.shutdown()
         columns = logical_bytes(rows)
-        queries = dashboard_queries(Path(folder))
     return Measured(record_bytes, insert_bytes, sum(columns.values()), columns, track_seconds, track_log,
-                    fixed, per_record, writer_log, queries)
+                    fixed, per_record, writer_log)
 
 
 def _money(usd: float) -> str:
@@ -613,7 +545,7 @@ def all_in_lines(writes: list[Line], events: float, loads: int) -> list[Line]:
     upkeep = [Line(f"catalog: {item}", usd, False, "bench/reads.py maintenance_usd")
               for item, usd in maintenance_usd(events).items()]
     return writes + upkeep + [Line("dashboard reads", reads_usd(events, loads), False,
-                                   f"{loads} loads x (list + one experiment's results)")]
+                                   f"{loads} loads x (list, chips, one experiment's results and daily)")]
 
 
 def _volume(events: float) -> str:
@@ -666,22 +598,9 @@ def main(argv: list[str] | None = None) -> int:
           f"~${KINESIS_BIGQUERY_ANCHOR:.0f} + REST API requests ${at_15m * PRICES['rest_api_request'].usd:.2f} = "
           f"${KINESIS_BIGQUERY_ANCHOR + at_15m * PRICES['rest_api_request'].usd:.2f}")
 
-    print(f"\nreads: one dashboard load (3 requests: {len(measured.dashboard_queries)} queries; the page sends no "
-          "date range), upper bound without clustering; events spread over a year, a 30-day range reads 30/365:")
-    for stored in (1_000_000, 100_000_000):
-        for label, fraction in (("all time", 1.0), ("30-day range", 30 / 365)):
-            scanned = dashboard_load_bytes(measured, stored, fraction)
-            print(f"    {stored / 1e6:>5g}M stored, {label:13}: {scanned / 1e9:8.3f} GB a load, "
-                  f"${scanned / TIB * PRICES['bigquery_query_tib'].usd * 1000:8.2f} per 1,000 loads")
-    monthly_reads = {v: arguments.dashboard_loads * dashboard_load_bytes(measured, v * STORED_MONTHS, 1.0) / TIB *
-                     PRICES["bigquery_query_tib"].usd for v in VOLUMES}
-    print(f"    {arguments.dashboard_loads} loads a month after a year of events, all time, before the catalog: " +
-          ", ".join(f"{_volume(v)} ${monthly_reads[v]:,.2f}" for v in VOLUMES) +
-          " (BigQuery's first TiB a month is free)")
-
     all_in = {v: all_in_lines(ours[v], v, arguments.dashboard_loads) for v in VOLUMES}
-    print(f"\nall-in after a year, {arguments.dashboard_loads:,} dashboard loads a month (catalog reads, "
-          "bench/reads.py's model):")
+    print(f"\nall-in after a year, {arguments.dashboard_loads:,} dashboard loads a month (bench/reads.py: the page's "
+          f"own reads as deployed, CUPED off, stored answers of {prod_results_max_age_minutes()} min):")
     for item in [line.item for line in all_in[at_15m][-4:]]:
         print(f"    {item:48}" + "".join(f"{_money(next(l.usd for l in all_in[v] if l.item == item)):>12}"
                                          for v in VOLUMES))

@@ -9,16 +9,18 @@ every stored event, as before the catalog.
 DuckDB: the median latency of the experiment list, one experiment's results and its daily series, at
 1x and at 10x; the goal is 10x <= 1.2 x 1x for each.
 
-BigQuery (priced, not run): the bytes one dashboard load (list + the viewed experiment's results)
-bills, from the columns each query's BigQuery text references (sqlglot) and the partitions it reads
-(`received_at` from the catalog's first event; 10 MB minimum per table referenced), at 100M events a
-month after a year, 100 experiments, the largest holding 10% of the traffic, running 30 days when
-viewed. Two bounds: without clustering (every row of the partitions read) and with the events table's
-clustering (namespace, experiment, event: only the experiment's blocks). Goal: <= 1 GB a load.
+BigQuery (priced, not run): what one dashboard page load bills, from the page's own requests
+(bench/dashboard_load.py: the list, a verdict chip per other entry on screen, the opened experiment's
+results and daily series), each query priced by the columns its text references and the partitions and
+clustered blocks it reaches (10 MB minimum per table), at 100M events a month after a year, 100
+experiments, the opened one holding 10% of the traffic and running 30 days. Goal: list + results <= 1 GB.
+Beside it, the same page with the catalog hidden, and with CUPED on (the local default; off on AWS).
+A month's reads then count stored answers (DALET_RESULTS_MAX_AGE_MINUTES of the prod stage): computed at
+most once per max age while people look, read stored otherwise.
 
-The maintenance this design adds (BigQuery: firsts rows streamed with every batch and stored, a daily
-compaction recounting the experiments written to since the previous one) is priced by `maintenance_usd`,
-which bench/cost.py adds to its all-in headline.
+The maintenance the catalog adds (firsts rows streamed with every batch and stored, a daily compaction
+recounting the experiments written to since the previous one) is priced by `maintenance_usd`; bench/cost.py
+adds both to its all-in headline.
 
     .venv/bin/python bench/reads.py [--quick]
 """
@@ -26,25 +28,22 @@ which bench/cost.py adds to its all-in headline.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
 from _common import ROOT, emit  # noqa: F401 - ROOT puts the project on sys.path
 
-import sqlglot
-from sqlglot import exp
-
+import dashboard_load
 from chalicelib.ingest.events import Event, stamp
-from chalicelib.reports import daily, experiments, queries
-from chalicelib.reports.queries import Target, Window
+from chalicelib.reports import daily, experiments, overview
 from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
-from chalicelib.storage.schema import EVENTS
 from tests.catalog_warehouses import WithoutCatalog
 
 NAMESPACE = "alephbet"
@@ -59,7 +58,6 @@ STORAGE_USD_PER_GB_MONTH = 0.015  # a year's mix: 3 months active ($0.02), the r
 MIN_BYTES_PER_TABLE = 10 * 1024 * 1024
 STORED_MONTHS = 12
 COMPACTIONS_PER_MONTH = 30  # DALET_CATALOG_COMPACTION_HOURS = 24
-BQ = Target(queries.BIGQUERY, queries.bigquery_tables("bench", "dalet", "events"), unique_identities=False)
 
 # Logical bytes per column of a realistic AlephBet row (BigQuery's sizes: STRING 2 + UTF-8 bytes, 8 for numbers
 # and timestamps, 0 for NULL): 36-character uuids and event ids, short names, a value on one row in ten.
@@ -130,6 +128,7 @@ def timed(call: Callable[[], Any]) -> float:
 
 CELLS: dict[str, Callable[[Any], Any]] = {
     "list": lambda w: experiments.all_experiments(w, NAMESPACE),
+    "overview": lambda w: overview.overview(w, NAMESPACE),
     "results": lambda w: experiments.experiment_results(w, NAMESPACE, VIEWED),
     "daily": lambda w: daily.experiment_daily(w, NAMESPACE, VIEWED),
 }
@@ -171,67 +170,53 @@ def measure_duckdb(events: int, rounds: int, folder: Path) -> dict[tuple[str, st
 
 # ---- BigQuery: bytes billed per load -------------------------------------------------------------
 
-
-def referenced(sql: str) -> tuple[set[str], set[str]]:
-    """The tables (not CTEs) and the events columns a query's BigQuery text references."""
-    tree = sqlglot.parse_one(sql, read="bigquery")
-    ctes = {cte.alias for cte in tree.find_all(exp.CTE)}
-    tables = {table.name for table in tree.find_all(exp.Table) if table.name not in ctes}
-    columns = {column.name for column in tree.find_all(exp.Column)} & set(EVENTS.column_names)
-    return tables, columns
+# What a load reads comes from the page's own requests (bench/dashboard_load.py); here they are priced.
+LOAD_EVENTS_PER_MONTH = 100_000_000
+WORKING_HOURS_PER_MONTH = 160           # 2,000 loads = 10 people x 10 a working day, over 8-hour days
+STORED_ANSWER_BYTES = 2 * MIN_BYTES_PER_TABLE   # a stored answer's read: report_answers + deletions, 10 MB each
 
 
-@dataclass(frozen=True)
-class Traffic:
-    events_per_month: float
-    experiments: int = 100
-    largest_share: float = 0.10
-    viewed_days: int = 30
-    goals: int = 3
-    variants: int = 2
-
-    @property
-    def stored(self) -> float:
-        return self.events_per_month * STORED_MONTHS
+@lru_cache(maxsize=None)
+def recorded(cuped: bool, catalog: bool) -> tuple[dashboard_load.Recorded, ...]:
+    return tuple(dashboard_load.record_load(cuped=cuped, catalog=catalog))
 
 
-def _events_query_bytes(sql: str, rows: float) -> float:
-    tables, columns = referenced(sql)
-    scanned = rows * sum(EVENT_COLUMN_BYTES.get(column, 8) for column in columns)
-    return max(scanned, MIN_BYTES_PER_TABLE) + MIN_BYTES_PER_TABLE * (len(tables) - 1)
+def load_bytes(events_per_month: float, cuped: bool = False, catalog: bool = True) -> dict[str, float]:
+    """Bytes one dashboard load bills, by part (list, results, daily, chips), computed (no stored answer)."""
+    return dashboard_load.priced(recorded(cuped, catalog), dashboard_load.Scale(events_per_month),
+                                 EVENT_COLUMN_BYTES)
 
 
-def load_bytes_today(traffic: Traffic) -> float:
-    """Today's load: the list and the results each read every stored event of the namespace."""
-    listed = queries.experiment_counts(BQ, NAMESPACE)
-    results = queries.decision_counts(BQ, NAMESPACE, VIEWED)
-    return _events_query_bytes(listed.sql, traffic.stored) + _events_query_bytes(results.sql, traffic.stored)
+def stored_parts_bytes() -> float:
+    """A load's requests that stored answers serve (results, daily, a chip per other entry on screen), each
+    read stored."""
+    return dashboard_load.STORED_REQUESTS * STORED_ANSWER_BYTES
 
 
-def totals_bytes(traffic: Traffic) -> float:
-    """The totals table after a year of daily snapshots."""
-    rows = traffic.experiments * traffic.variants * (traffic.goals + 1) * COMPACTIONS_PER_MONTH * STORED_MONTHS
-    return rows * (FIRSTS_ROW_BYTES - 38 + 8 * 4)
+def monthly_read_bytes(events_per_month: float, loads: int, max_age_minutes: int, cuped: bool = False) -> float:
+    """A month of loads after a year. With stored answers (`max_age_minutes` > 0) a load's results, daily and
+    chips are computed once per max age while people look (the working hours), and read stored otherwise."""
+    parts = load_bytes(events_per_month, cuped)
+    computed = sum(parts.values())
+    if max_age_minutes <= 0:
+        return loads * computed
+    misses = min(loads, WORKING_HOURS_PER_MONTH * 60 / max_age_minutes)
+    stored = parts["list"] + stored_parts_bytes()
+    return misses * computed + (loads - misses) * stored
 
 
-def load_bytes_catalog(traffic: Traffic, clustered: bool) -> float:
-    """The catalog's load: the list and the range read the totals (twice each: latest + rows); the results read
-    the partitions since the viewed experiment's first event, all of their rows or, clustered, its own."""
-    catalog_reads = 2 * 2 * max(totals_bytes(traffic), MIN_BYTES_PER_TABLE)
-    partition_rows = traffic.events_per_month * traffic.viewed_days / 30
-    rows = partition_rows * (traffic.largest_share if clustered else 1.0)
-    results = queries.decision_counts(BQ, NAMESPACE, VIEWED, Window(date(2026, 11, 1)))
-    return catalog_reads + _events_query_bytes(results.sql, rows)
+def prod_results_max_age_minutes() -> int:
+    """What the deployed stage answers with: DALET_RESULTS_MAX_AGE_MINUTES as .chalice/config.json's prod
+    stage sets it, else the AWS default (chalicelib/config.py)."""
+    from chalicelib import config
+
+    stage = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"]["prod"]
+    environ = {"DALET_BACKEND": "aws", **stage.get("environment_variables", {})}
+    return config.results_max_age_minutes(environ) if hasattr(config, "results_max_age_minutes") else 0
 
 
-def firsts_rows_per_month(traffic: Traffic) -> float:
-    """One per (group, uuid) per batch: for AlephBet, whose events are distinct by construction, about one per event."""
-    return traffic.events_per_month
-
-
-# The experiments a compaction recounts (those written to since the previous one) hold at most this much of the
-# traffic, all their history included: experiments that run about a month (`Traffic.viewed_days`).
-ACTIVE_MONTHS = 1.0
+FIRSTS_ROW_BYTES = sum(EVENT_COLUMN_BYTES[c] for c in ("namespace", "experiment", "variant", "event", "uuid")) + 16
+ACTIVE_MONTHS = 1.0    # the experiments a compaction recounts hold at most a month of traffic, their history included
 
 
 def compaction_bytes(events_per_month: float) -> float:
@@ -244,23 +229,68 @@ def compaction_bytes(events_per_month: float) -> float:
 
 
 def maintenance_usd(events_per_month: float) -> dict[str, float]:
-    """What the catalog adds to the BigQuery bill a month after a year: firsts rows streamed and stored, and the
-    daily compactions."""
-    traffic = Traffic(events_per_month)
-    rows = firsts_rows_per_month(traffic)
-    stored_gb = rows * STORED_MONTHS * FIRSTS_ROW_BYTES / 1e9
+    """What the catalog adds to the BigQuery bill a month after a year: firsts rows streamed (about one per
+    AlephBet event, rounded up to 1 KB each) and stored, and the daily compactions."""
+    stored_gb = events_per_month * STORED_MONTHS * FIRSTS_ROW_BYTES / 1e9
     return {
-        "catalog rows streamed": rows * 1024 / 200e6 * STREAMING_USD_PER_200MB,
+        "catalog rows streamed": events_per_month * 1024 / 200e6 * STREAMING_USD_PER_200MB,
         "catalog storage": stored_gb * STORAGE_USD_PER_GB_MONTH,
         "compactions": COMPACTIONS_PER_MONTH * compaction_bytes(events_per_month) / TIB * QUERY_USD_PER_TIB,
     }
 
 
-def reads_usd(events_per_month: float, loads: int, catalog: bool = True) -> float:
-    """A month of dashboard loads after a year, each the list + the viewed experiment's results (clustered bound)."""
-    traffic = Traffic(events_per_month)
-    per_load = load_bytes_catalog(traffic, clustered=True) if catalog else load_bytes_today(traffic)
-    return loads * per_load / TIB * QUERY_USD_PER_TIB
+def reads_usd(events_per_month: float, loads: int, max_age_minutes: int | None = None) -> float:
+    """A month of dashboard loads after a year, as deployed (CUPED off on AWS, the prod stage's max age)."""
+    age = prod_results_max_age_minutes() if max_age_minutes is None else max_age_minutes
+    return monthly_read_bytes(events_per_month, loads, age) / TIB * QUERY_USD_PER_TIB
+
+
+def print_bigquery() -> None:
+    events = LOAD_EVENTS_PER_MONTH
+    ours, before = load_bytes(events), load_bytes(events, catalog=False)
+    cuped, cuped_before = load_bytes(events, cuped=True), load_bytes(events, cuped=True, catalog=False)
+    print(
+        f"\nBigQuery, one dashboard load at {events / 1e6:g}M events/month after a year: {dashboard_load.EXPERIMENTS} "
+        f"experiments, the opened one {dashboard_load.Scale(events).largest_share:.0%} of the traffic for 30 days, "
+        f"{dashboard_load.LIST_VERDICTS - 1} other entries on screen (a verdict chip each). GB billed, computed:"
+    )
+    print(f"    {'part':32}{'catalog hidden':>16}{'now':>10}{'CUPED on: hidden':>19}{'now':>10}")
+    for part in ("list", "results"):
+        print(f"    {part:32}{before[part] / 1e9:16.2f}{ours[part] / 1e9:10.2f}"
+              f"{cuped_before[part] / 1e9:19.2f}{cuped[part] / 1e9:10.2f}")
+    goal_part = ours["list"] + ours["results"]
+    print(f"    {'list + results (the goal)':32}{(before['list'] + before['results']) / 1e9:16.2f}"
+          f"{goal_part / 1e9:10.2f}   goal <= {GOAL_LOAD_BYTES / 1e9:g} GB: "
+          f"{'met' if goal_part <= GOAL_LOAD_BYTES else 'SHORTFALL'}")
+    for part in ("chips", "daily"):
+        print(f"    {part:32}{before[part] / 1e9:16.2f}{ours[part] / 1e9:10.2f}"
+              f"{cuped_before[part] / 1e9:19.2f}{cuped[part] / 1e9:10.2f}")
+    print(f"    {'the whole page':32}{sum(before.values()) / 1e9:16.2f}{sum(ours.values()) / 1e9:10.2f}"
+          f"{sum(cuped_before.values()) / 1e9:19.2f}{sum(cuped.values()) / 1e9:10.2f}")
+    if goal_part > GOAL_LOAD_BYTES:
+        print(f"    cause: the results read each of the opened experiment's "
+              f"{dashboard_load.Scale(events).largest_share * events / 1e6:.0f}M events once (variant, event, uuid, "
+              "value, received_at, and the namespace and experiment they are filtered by: ~93 bytes a row); "
+              "AlephBet's uuids are one per person, experiment and goal, so per-person rows would be as many")
+    print("    CUPED (on locally, DALET_CUPED_DEFAULT=off on AWS) reads the namespace's every event in the "
+          "experiment's span plus pre_days: the 'CUPED on' columns")
+    emit("reads: BigQuery GB a load bills (list + results) at 100M/month after a year",
+         goal_part / 1e9, (before["list"] + before["results"]) / 1e9, f"ours <= {GOAL_LOAD_BYTES / 1e9:g}", "GB")
+    age = prod_results_max_age_minutes()
+    print(f"\n    stored answers on AWS (DALET_RESULTS_MAX_AGE_MINUTES={age}): results, daily and chips are computed "
+          f"at most once per {age} min while people look ({WORKING_HOURS_PER_MONTH} working hours a month) and read "
+          f"stored otherwise ({STORED_ANSWER_BYTES * dashboard_load.STORED_REQUESTS / 1e6:.0f} MB a load)"
+          if age else "\n    no stored answers (DALET_RESULTS_MAX_AGE_MINUTES=0): every load computes its reads")
+    for volume in (15_000_000, 100_000_000, 1_000_000_000):
+        upkeep = maintenance_usd(volume)
+        monthly = monthly_read_bytes(volume, 2000, age)
+        print(
+            f"    at {volume / 1e6:g}M/month: 2,000 loads bill {monthly / 1e12:,.2f} TB = "
+            f"${monthly / TIB * QUERY_USD_PER_TIB:,.2f} (every load computed: "
+            f"${monthly_read_bytes(volume, 2000, 0) / TIB * QUERY_USD_PER_TIB:,.2f}; catalog hidden: "
+            f"${2000 * sum(load_bytes(volume, catalog=False).values()) / TIB * QUERY_USD_PER_TIB:,.2f}); "
+            "catalog upkeep " + ", ".join(f"{k} ${v:,.2f}" for k, v in upkeep.items())
+        )
 
 
 # ---- the report ----------------------------------------------------------------------------------
@@ -304,42 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                      "and the per-experiment filter still reads every row group since the experiment's first event")
         print(f"  shortfall: {cell} 10x costs {ratio:.2f}x > {GOAL_LATENCY_RATIO}x; cause: {cause}")
 
-    traffic = Traffic(100_000_000)
-    today = load_bytes_today(traffic)
-    unclustered, clustered = load_bytes_catalog(traffic, clustered=False), load_bytes_catalog(traffic, clustered=True)
-    print(
-        f"\nBigQuery, one load (list + results) at 100M events/month after a year, {traffic.experiments} experiments, "
-        f"the viewed one {traffic.largest_share:.0%} of traffic for {traffic.viewed_days} days:"
-    )
-    print(f"    today's design (every stored event, twice)  {today / 1e9:10.2f} GB")
-    print(f"    catalog, without clustering (bound)         {unclustered / 1e9:10.2f} GB")
-    print(
-        f"    catalog, clustered (the experiment's rows)  {clustered / 1e9:10.2f} GB   "
-        f"goal <= {GOAL_LOAD_BYTES / 1e9:g} GB: "
-        f"{'met' if clustered <= GOAL_LOAD_BYTES else 'SHORTFALL'}"
-    )
-    if clustered > GOAL_LOAD_BYTES:
-        print(
-            "    cause: the results read the viewed experiment's events (every goal row of its "
-            f"{traffic.largest_share * traffic.events_per_month * traffic.viewed_days / 30 / 1e6:.0f}M), not one row "
-            "per person; per-person aggregates kept incrementally would be next"
-        )
-    emit(
-        "reads: BigQuery bytes a load at 100M/month after a year",
-        clustered / 1e9,
-        today / 1e9,
-        f"ours <= {GOAL_LOAD_BYTES / 1e9:g}",
-        "GB",
-    )
-    print(f"    upkeep a month after a year (daily compactions recount the experiments written to, assumed to hold "
-          f"<= {ACTIVE_MONTHS:g} month of traffic):")
-    for volume in (15_000_000, 100_000_000, 1_000_000_000):
-        upkeep = maintenance_usd(volume)
-        print(
-            f"    at {volume / 1e6:g}M/month: catalog upkeep "
-            + ", ".join(f"{k} ${v:,.2f}" for k, v in upkeep.items())
-            + f"; 2,000 loads ${reads_usd(volume, 2000):,.2f} (today ${reads_usd(volume, 2000, catalog=False):,.2f})"
-        )
+    print_bigquery()
     return 0
 
 
