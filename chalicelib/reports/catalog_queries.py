@@ -12,7 +12,7 @@ snapshot and `freshness.catalog_as_of` says which). Without a snapshot yet, call
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +29,8 @@ class CatalogCounts:
     live: bool
     # A snapshot's experiments counted afresh from the firsts rows (new or deleted since it): up to date.
     recounted: frozenset[str] = frozenset()
+    # A snapshot list's latest tombstone per experiment of the namespace (read once, for the list's spans too).
+    tombstones: Mapping[str, datetime] = field(default_factory=dict)
 
     def counted_as_of(self, experiment: str) -> datetime | None:
         """The watermark an experiment's counts hold, or None when they count every written event."""
@@ -132,14 +134,8 @@ def recount_totals(target: Target, namespace: str, experiments: Sequence[str]) -
     return render(target, sql, {"namespace": namespace, "experiments": list(experiments)})
 
 
-def deleted_since(target: Target, namespace: str, since: datetime) -> Query:
-    """The namespace's experiments with a tombstone at or after `since` (the deletions table is tiny)."""
-    sql = ("SELECT DISTINCT experiment FROM {deletions}\n"
-           "WHERE namespace = @namespace AND deleted_at >= @since")
-    return render(target, sql, {"namespace": namespace, "since": since})
-
-
 def latest_deletions(target: Target, namespace: str) -> Query:
+    """The latest tombstone of each experiment of the namespace (the deletions table is tiny)."""
     sql = ("SELECT experiment, MAX(deleted_at) AS deleted_at FROM {deletions}\n"
            "WHERE namespace = @namespace GROUP BY experiment")
     return render(target, sql, {"namespace": namespace})
@@ -201,15 +197,17 @@ def brought_up_to_date(warehouse: ReportWarehouse, namespace: str, counted: Cata
     known = {row["experiment"] for row in counted.rows}
     touched = {row["experiment"] for row in fetch(warehouse, touched_experiments(target, counted.as_of))
                if row["namespace"] == namespace}
-    deleted = {row["experiment"] for row in fetch(warehouse, deleted_since(target, namespace, counted.as_of))}
+    tombstones = {row["experiment"]: as_datetime(row["deleted_at"])
+                  for row in fetch(warehouse, latest_deletions(target, namespace))}
+    deleted = {name for name, deleted_at in tombstones.items() if deleted_at >= counted.as_of}
     stale = (touched - known) | (deleted & (known | touched))
     if scope is not None:
         stale &= set(scope)
-    if not stale:
-        return counted
-    fresh = fetch(warehouse, recount_totals(target, namespace, sorted(stale)))
-    rows = [row for row in counted.rows if row["experiment"] not in stale] + fresh
-    return CatalogCounts(rows, counted.as_of, live=False, recounted=frozenset(stale))
+    rows = counted.rows
+    if stale:
+        fresh = fetch(warehouse, recount_totals(target, namespace, sorted(stale)))
+        rows = [row for row in counted.rows if row["experiment"] not in stale] + fresh
+    return CatalogCounts(rows, counted.as_of, live=False, recounted=frozenset(stale), tombstones=tombstones)
 
 
 def narrowed(warehouse: ReportWarehouse, namespace: str, experiment: str, window: Window) -> Window:

@@ -56,7 +56,7 @@ def _catalog_entries(warehouse: ReportWarehouse, namespace: str, counted: Catalo
         earliest, latest = spans.get(name, (first, last))
         spans[name] = (min(earliest, first), max(latest, last))
     if not counted.live:
-        spans.update(_spans_after_deletions(warehouse, namespace, set(spans)))
+        spans.update(_spans_after_deletions(warehouse, namespace, counted.tombstones, set(spans)))
     entries = []
     for name, counted_here in participants.items():
         listed = entry(name, ALEPHBET, counted_here, *spans[name])
@@ -67,7 +67,7 @@ def _catalog_entries(warehouse: ReportWarehouse, namespace: str, counted: Catalo
     return entries
 
 
-def _spans_after_deletions(warehouse: ReportWarehouse, namespace: str,
+def _spans_after_deletions(warehouse: ReportWarehouse, namespace: str, latest: Mapping[str, datetime],
                            listed: set[str]) -> dict[str, tuple[datetime, datetime]]:
     """The first and last visible event of the listed experiments that have a tombstone, from the events.
 
@@ -75,9 +75,7 @@ def _spans_after_deletions(warehouse: ReportWarehouse, namespace: str,
     (a late copy); its first receipt would then predate what the experiment shows. Read from the
     earliest tombstone's day on (partitions pruned), only these experiments' rows (clustered)."""
     target = target_of(warehouse)
-    tombstones = {row["experiment"]: catalog_queries.as_datetime(row["deleted_at"])
-                  for row in fetch(warehouse, catalog_queries.latest_deletions(target, namespace))
-                  if row["experiment"] in listed}
+    tombstones = {name: deleted_at for name, deleted_at in latest.items() if name in listed}
     if not tombstones:
         return {}
     since = Window(min(tombstones.values()).astimezone(UTC).date())
