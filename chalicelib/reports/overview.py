@@ -56,7 +56,11 @@ def _catalog_entries(warehouse: ReportWarehouse, namespace: str, counted: Catalo
         earliest, latest = spans.get(name, (first, last))
         spans[name] = (min(earliest, first), max(latest, last))
     if not counted.live:
-        spans.update(_spans_after_deletions(warehouse, namespace, counted.tombstones, set(spans)))
+        for name, (first, last) in _spans_after_deletions(warehouse, namespace, counted.tombstones,
+                                                          set(spans)).items():
+            # Only a snapshot's first seen can predate a tombstone (a firsts row spans its batch); its last
+            # seen is right, and is as of the snapshot like its counts (events read today run past it).
+            spans[name] = (first, last if counted.counted_as_of(name) is None else spans[name][1])
     entries = []
     for name, counted_here in participants.items():
         listed = entry(name, ALEPHBET, counted_here, *spans[name])
