@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.ingest.events import format_timestamp
@@ -210,16 +210,32 @@ def brought_up_to_date(warehouse: ReportWarehouse, namespace: str, counted: Cata
     return CatalogCounts(rows, counted.as_of, live=False, recounted=frozenset(stale), tombstones=tombstones)
 
 
+def earliest_written_since(target: Target, namespace: str, experiment: str, as_of: datetime) -> Query:
+    """The earliest receipt among the experiment's firsts rows written since the snapshot's day (its clustered
+    rows in those partitions, and the streaming buffer's): events received before the snapshot's first seen
+    but written after it (a lagging shard, a replayed batch)."""
+    sql = ("SELECT MIN(f.first_at) AS first_at FROM {firsts} AS f\n"
+           "WHERE f.namespace = @namespace AND f.experiment = @experiment\n"
+           "  AND (f._PARTITIONTIME >= TIMESTAMP(DATE(@as_of)) OR f._PARTITIONTIME IS NULL)")
+    return render(target, sql, {"namespace": namespace, "experiment": experiment, "as_of": as_of})
+
+
 def narrowed(warehouse: ReportWarehouse, namespace: str, experiment: str, window: Window) -> Window:
     """`window` starting no earlier than the experiment's first event, where the catalog knows it.
 
-    A snapshot's first event stays the first (later events only move the last), so only the start
-    is bound: events newer than the catalog are still read.
+    Only the start is bound: events newer than the catalog are still read. A snapshot's first seen
+    is the first event written by then; one written since may have been received earlier, so the
+    earliest receipt among the rows written since is looked up too.
     """
     counted = catalog_counts(warehouse, namespace, experiment)
     if counted is None or not counted.rows:
         return window
-    first_day = min(as_datetime(row["first_seen"]) for row in counted.rows).date()
+    first = min(as_datetime(row["first_seen"]) for row in counted.rows)
+    if not counted.live and counted.as_of is not None:
+        late = fetch(warehouse, earliest_written_since(target_of(warehouse), namespace, experiment, counted.as_of))
+        if late and late[0]["first_at"] is not None:
+            first = min(first, as_datetime(late[0]["first_at"]))
+    first_day = first.astimezone(UTC).date() if first.tzinfo else first.date()
     if window.first_day is not None and window.first_day >= first_day:
         return window
     return Window(first_day, window.last_day)
