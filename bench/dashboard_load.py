@@ -176,8 +176,9 @@ def _events_rows(query: Recorded, scale: Scale) -> float:
 
 def _firsts_rows(query: Recorded, scale: Scale) -> float:
     """Rows of experiment_firsts (about one per event): today's partitions, or the listed experiments' own."""
-    if "_PARTITIONTIME" in query.sql:
-        return scale.per_day * (NOW - SNAPSHOT.replace(hour=0, minute=0)).total_seconds() / 86_400
+    if "_PARTITIONTIME" in query.sql:     # the partitions written since the snapshot's day
+        today = scale.per_day * (NOW - SNAPSHOT.replace(hour=0, minute=0)).total_seconds() / 86_400
+        return today * (scale.share(query.params["experiment"]) if "experiment" in query.params else 1.0)
     names = query.params.get("experiments")
     if names is not None:
         return sum(scale.share(name) for name in names) * scale.per_day * scale.running_days
