@@ -289,17 +289,19 @@
   // Verdicts come from each experiment's results, fetched a few at a time once its entry is on screen
   // (each is a warehouse query: a long list scrolled past costs nothing).
   let listObserver = null;
+  let listVerdictsLeft = () => {};   // asks the chips of entries left before their view showed one
   const listVerdicts = new Map();   // the answers already fetched, by request: the list redraws on every link change
   function loadListVerdicts(experiments, sequence) {
     if (listObserver) listObserver.disconnect();
     const queue = [];
+    const skipped = new Set();
     let running = 0;
     const pump = () => {
       while (running < LIST_VERDICT_CONCURRENCY && queue.length && sequence === listSequence) {
         const experiment = queue.shift();
         // The open experiment's chip is its view's verdict (renderExperiment shows it): its results are
         // already being read, and a second read of the largest experiment would double the load's bill.
-        if (isSelected(experiment)) continue;
+        if (isSelected(experiment)) { skipped.add(experiment); continue; }
         const params = { namespace: state.namespace, source: experiment.source, mode: state.mode, confidence: state.confidence,
           correction: state.correction };
         const key = JSON.stringify([experiment.name, params]);
@@ -329,6 +331,16 @@
       pump();
     });
     for (const button of byButton.keys()) listObserver.observe(button);
+    // Left before its view arrived (or showed no chip): the entry's chip is read as any other's.
+    listVerdictsLeft = () => {
+      for (const experiment of [...skipped]) {
+        if (isSelected(experiment)) continue;
+        skipped.delete(experiment);
+        const button = listButton(experiment);
+        if (button && !button.querySelector(".chip")) queue.push(experiment);
+      }
+      pump();
+    };
   }
 
   const listButton = (experiment) => [...document.querySelectorAll("#experiments button.experiment-link")].find((b) =>
@@ -365,6 +377,7 @@
     state.experiment = name;
     state.source = source || "";
     markSelected();
+    listVerdictsLeft();
     writeLocation();
     loadExperiment(name);
     // One column on small screens: the results are below the list, out of sight.
