@@ -84,6 +84,11 @@ class AppendOnlyWarehouse:
 
     def execute(self, sql: str, params: Any = None) -> None:
         self.db.execute(sql, params)
+        if self.now is not None:
+            # A DML INSERT (the first compaction's backfill) is not streamed: BigQuery files its rows under
+            # the day of the statement at once, not under a null _PARTITIONTIME forever.
+            self.db.execute("UPDATE experiment_firsts SET _PARTITIONTIME = DATE_TRUNC('day', ?::TIMESTAMPTZ) "
+                            "WHERE _PARTITIONTIME IS NULL", [self.now])
 
     def close(self) -> None:
         self.db.close()

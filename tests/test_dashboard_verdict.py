@@ -567,9 +567,9 @@ def test_the_open_experiments_results_are_read_once_and_its_list_chip_is_the_vie
     assert chip.get_attribute("data-verdict") == dashboard.page.get_attribute("#verdict", "data-verdict")
 
 
-def test_review_bug_c_an_experiment_left_before_its_view_arrived_keeps_a_list_chip(dashboard, server):
-    """REVIEW BUG: the list skips the open experiment's chip, counting on its view to show it; leave that
-    experiment before its results arrive (the slow, largest one) and its entry never gets a chip."""
+def test_an_experiment_left_before_its_view_arrived_keeps_a_list_chip(dashboard, server):
+    """The list skips the open experiment's chip, counting on its view to show it; leave that experiment before
+    its results arrive (the slow, largest one) and its entry must still get its chip (found by a review)."""
     open_link(dashboard, experiment=RUNNING)
     dashboard.page.wait_for_function(
         "() => [...document.querySelectorAll('#experiments button.experiment-link')].every(b => b.querySelector('.chip'))")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.ingest.events import format_timestamp
@@ -102,15 +102,23 @@ def compact_totals(target: Target, as_of: datetime, previous: datetime | None = 
     return render(target, sql, params)
 
 
+# A tombstone is stamped (`deleted_at`) by the API before it is streamed into the deletions table, by
+# another container's clock: a snapshot taken in between counts the experiment as never deleted. Tombstones
+# stamped up to this long before a snapshot are therefore treated as newer than it (recounted: harmless
+# when the snapshot did see them). An hour covers the insert's retries and any clock skew Lambda allows.
+TOMBSTONE_SKEW = timedelta(hours=1)
+
+
 def touched_experiments(target: Target, previous: datetime) -> Query:
     """The experiments with firsts rows written on or after the previous snapshot's day (only those partitions
-    are read; rows still in the streaming buffer have a null _PARTITIONTIME), or a tombstone since then."""
+    are read; rows still in the streaming buffer have a null _PARTITIONTIME), or a tombstone stamped since
+    then (TOMBSTONE_SKEW before it included)."""
     sql = ("SELECT DISTINCT f.namespace, f.experiment FROM {firsts} AS f\n"
            "WHERE f._PARTITIONTIME >= TIMESTAMP(DATE(@previous)) OR f._PARTITIONTIME IS NULL\n"
            "UNION DISTINCT\n"
            "SELECT DISTINCT d.namespace, d.experiment FROM {deletions} AS d\n"
-           "WHERE d.deleted_at >= TIMESTAMP(DATE(@previous))")
-    return render(target, sql, {"previous": previous})
+           "WHERE d.deleted_at >= @tombstones_since")
+    return render(target, sql, {"previous": previous, "tombstones_since": previous - TOMBSTONE_SKEW})
 
 
 def recount_totals(target: Target, namespace: str, experiments: Sequence[str]) -> Query:
@@ -199,7 +207,7 @@ def brought_up_to_date(warehouse: ReportWarehouse, namespace: str, counted: Cata
                if row["namespace"] == namespace}
     tombstones = {row["experiment"]: as_datetime(row["deleted_at"])
                   for row in fetch(warehouse, latest_deletions(target, namespace))}
-    deleted = {name for name, deleted_at in tombstones.items() if deleted_at >= counted.as_of}
+    deleted = {name for name, deleted_at in tombstones.items() if deleted_at >= counted.as_of - TOMBSTONE_SKEW}
     stale = (touched - known) | (deleted & (known | touched))
     if scope is not None:
         stale &= set(scope)
