@@ -9,7 +9,7 @@ import duckdb
 
 from chalicelib.ingest.events import StoredEvent, parse_timestamp
 from chalicelib.reports import queries
-from chalicelib.storage import catalog
+from chalicelib.storage import catalog, segment_catalog
 from chalicelib.storage.duckdb_warehouse import events_to_arrow
 from chalicelib.storage.schema import DELETIONS, EVENTS, Table
 from chalicelib.storage.writer import RowRejection
@@ -30,21 +30,25 @@ def _keyless_ddl(table: Table) -> str:
 
 class AppendOnlyWarehouse:
     """BigQuery's storage, run on DuckDB: every received copy is a row (no key), the writer appends the
-    batch's catalog rows (catalog.catalog_rows), tombstones are rows, and the reports run BigQuery's
-    query text as transpiled for DuckDB, with BigQuery's distinct counting and snapshot catalog."""
+    batch's catalog rows (catalog.catalog_rows, and the Segment catalog's segment_catalog.exposure_rows and
+    link_rows), tombstones are rows, and the reports run BigQuery's query text as transpiled for DuckDB,
+    with BigQuery's distinct counting and snapshot catalog."""
 
     dialect = queries.DUCKDB
     unique_identities = False
     live_catalog = False
 
-    def __init__(self) -> None:
+    def __init__(self, dedupe: bool = True) -> None:
         self.now: datetime | None = None  # when the next batch is written
+        self.dedupe = dedupe  # False: BigQuery's best-effort deduplication missed every repeated insertId
         self.db = duckdb.connect()
         self.db.execute("SET TimeZone='UTC'")
-        for table in (EVENTS, DELETIONS, *catalog.CATALOG_TABLES):
+        for table in (EVENTS, DELETIONS, *catalog.CATALOG_TABLES, *segment_catalog.SEGMENT_CATALOG_TABLES):
             self.db.execute(_keyless_ddl(table))
         # BigQuery's pseudo column of an ingestion-time partitioned table: the day the row was written.
-        self.db.execute("ALTER TABLE experiment_firsts ADD COLUMN _PARTITIONTIME TIMESTAMPTZ")
+        for table in ("experiment_firsts", "segment_exposures", "segment_links"):
+            self.db.execute(f"ALTER TABLE {table} ADD COLUMN _PARTITIONTIME TIMESTAMPTZ")
+        self.appended_ids: set[str] = set()     # insertIds of the Segment catalog rows BigQuery deduplicated
 
     def insert_events(self, events: Sequence[StoredEvent]) -> list[RowRejection]:
         if events:
@@ -69,7 +73,25 @@ class AppendOnlyWarehouse:
                     written,
                 ],
             )
+        self._append_segment_rows(events, written)
         return []
+
+    def _append_segment_rows(self, events: Sequence[StoredEvent], written: datetime | None) -> None:
+        """The Segment catalog's rows as BigQuery keeps them: a row whose insertId it has seen is dropped (its
+        deduplication is best effort; the queries must not need it, and the tests redeliver the same rows)."""
+        for table, rows, row_id in (
+            ("segment_exposures", segment_catalog.exposure_rows(events), segment_catalog.exposure_row_id),
+            ("segment_links", segment_catalog.link_rows(events), segment_catalog.link_row_id),
+        ):
+            for row in rows:
+                if self.dedupe and row_id(row) in self.appended_ids:
+                    continue
+                self.appended_ids.add(row_id(row))
+                names = [*row, "_PARTITIONTIME"]
+                self.db.execute(
+                    f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+                    [*row.values(), written.replace(hour=0, minute=0, second=0, microsecond=0) if written else None],
+                )
 
     def insert_deletion(self, row: Mapping[str, Any]) -> None:
         self.db.execute(

@@ -23,6 +23,7 @@ import pytest
 import sqlglot
 
 from chalicelib.storage.catalog import CATALOG_TABLES
+from chalicelib.storage.segment_catalog import SEGMENT_CATALOG_TABLES
 from chalicelib.storage.schema import TABLES
 from chalicelib.storage.duckdb_warehouse import DuckDBWarehouse
 from tests.bigquery_standin import BigQueryStandIn, HttpError, Query, QueryAnswer
@@ -40,7 +41,7 @@ def answer_from_stored_rows(standin: BigQueryStandIn, project: str = "test-proje
         db = duckdb.connect()
         try:
             db.execute("SET TimeZone='UTC'")
-            for table in (*TABLES, *CATALOG_TABLES):
+            for table in (*TABLES, *CATALOG_TABLES, *SEGMENT_CATALOG_TABLES):
                 _load(db, standin, dataset, table)
             sql = query.sql.replace(f"`{project}.{dataset}.", "`")
             rendered = sqlglot.transpile(sql, read="bigquery", write="duckdb")[0]

@@ -98,8 +98,9 @@ def test_tables_are_checked_once_per_container_not_per_batch(warehouse, bigquery
     warehouse.insert_dead_letters([_letter("1")])
 
     assert len(bigquery_standin.dataset_creates) == 1
-    assert len(bigquery_standin.table_creates) == 3       # events, dead_letters, experiment_firsts
-    assert len(bigquery_standin.calls_to("GET", r"/tables/[^/]+$")) == 3
+    # events, dead_letters, experiment_firsts, segment_exposures, segment_links
+    assert len(bigquery_standin.table_creates) == 5
+    assert len(bigquery_standin.calls_to("GET", r"/tables/[^/]+$")) == 5
     assert len(bigquery_standin.inserts_into("events")) == 5
 
 
@@ -119,7 +120,8 @@ def test_an_existing_dataset_is_reused_without_asking_to_create_it(warehouse, bi
 
     warehouse.ensure_tables()
 
-    assert set(bigquery_standin.tables) == {"analytics.events", "analytics.dead_letters", "analytics.experiment_firsts"}
+    assert set(bigquery_standin.tables) == {"analytics.events", "analytics.dead_letters", "analytics.experiment_firsts",
+                                            "analytics.segment_exposures", "analytics.segment_links"}
     assert bigquery_standin.dataset_creates == []      # an identity without bigquery.datasets.create suffices
 
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.ingest.events import format_timestamp
+from chalicelib.reports import segment_queries
 from chalicelib.reports.fetch import ReportWarehouse, fetch, target_of
 from chalicelib.reports.queries import Query, Target, Window, render
 
@@ -177,6 +178,17 @@ def has_catalog(warehouse: ReportWarehouse) -> bool:
     return hasattr(warehouse, "live_catalog")
 
 
+def has_segment_catalog(warehouse: ReportWarehouse) -> bool:
+    """Whether the Segment catalog (chalicelib/storage/segment_catalog.py) holds every Segment message: always
+    where it is maintained with every write (built on opening), on BigQuery once a compaction backfilled it."""
+    if not has_catalog(warehouse):
+        return False
+    if warehouse.live_catalog:  # type: ignore[attr-defined]
+        return True
+    return fetch(warehouse, segment_queries.segment_catalog_backfilled(target_of(warehouse)))[0]["backfilled"] \
+        is not None
+
+
 def catalog_counts(warehouse: ReportWarehouse, namespace: str, experiment: str | None = None,
                    scope: Sequence[str] | None = None) -> CatalogCounts | None:
     """The catalog's counts, or None where the warehouse has no catalog or no snapshot yet."""
@@ -279,6 +291,7 @@ def latest_snapshot(target: Target) -> Query:
 class Compaction:
     as_of: datetime
     backfilled: bool
+    segment_backfilled: bool = False
 
 
 def compact(warehouse: ReportWarehouse, at: datetime) -> Compaction | None:
@@ -301,4 +314,19 @@ def compact(warehouse: ReportWarehouse, at: datetime) -> Compaction | None:
                    for row in fetch(warehouse, touched_experiments(target, previous))]
         snapshot = compact_totals(target, at, previous, touched)
     warehouse.execute(snapshot.sql, snapshot.params)
-    return Compaction(at, backfilled=previous is None)
+    return Compaction(at, backfilled=previous is None, segment_backfilled=backfill_segment_catalog(warehouse, at))
+
+
+def backfill_segment_catalog(warehouse: ReportWarehouse, at: datetime) -> bool:
+    """Append the Segment catalog's rows for every stored Segment message, once (BigQuery's; whether it ran).
+
+    Checked at every compaction, not only the first: a dataset may have had snapshots before the Segment
+    catalog existed. The mark goes last, so an interrupted backfill runs again; rows the writer appended
+    meanwhile, or a half backfill's, are then stored twice, which no answer counts (minima and maxima)."""
+    if has_segment_catalog(warehouse):
+        return False
+    target = target_of(warehouse)
+    for query in (segment_queries.backfill_segment_exposures(target), segment_queries.backfill_segment_links(target),
+                  segment_queries.mark_segment_catalog_backfilled(target, at)):
+        warehouse.execute(query.sql, query.params)
+    return True

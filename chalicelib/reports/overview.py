@@ -101,8 +101,14 @@ def _history_entries(warehouse: ReportWarehouse, namespace: str, window: Window)
 
 
 def segment_entries(warehouse: ReportWarehouse, namespace: str, window: Window = ALL_TIME) -> list[dict[str, Any]]:
+    """From the Segment catalog where there is one (all time): per-person exposure and link rows, not every
+    Segment message; else from the events. The same rows either way."""
+    target = target_of(warehouse)
+    listed = segment_queries.catalog_experiment_list(target, namespace) \
+        if window == ALL_TIME and catalog_queries.has_segment_catalog(warehouse) \
+        else segment_queries.experiment_list(target, namespace, window)
     rows_of: dict[str, list[Mapping[str, Any]]] = {}
-    for row in fetch(warehouse, segment_queries.experiment_list(target_of(warehouse), namespace, window)):
+    for row in fetch(warehouse, listed):
         rows_of.setdefault(row["experiment"], []).append(row)
     return [entry(name, SEGMENT, {row["variant"]: int(row["participants"]) for row in rows},
                   min(row["first_seen"] for row in rows), max(row["last_seen"] for row in rows),

@@ -41,6 +41,8 @@ class Tables:
     dead_letters: str = DEAD_LETTERS.name
     firsts: str = "experiment_firsts"       # the experiment catalog (chalicelib/storage/catalog.py)
     totals: str = "experiment_totals"
+    segment_exposures: str = "segment_exposures"     # the Segment catalog (chalicelib/storage/segment_catalog.py)
+    segment_links: str = "segment_links"
 
 
 DUCKDB_TABLES = Tables(events=EVENTS.name, deletions=DELETIONS.name)
@@ -51,7 +53,8 @@ def bigquery_tables(project: str, dataset: str, events_table: str) -> Tables:
         return f"`{project}.{dataset}.{table}`"
 
     return Tables(events=path(events_table), deletions=path(DELETIONS.name), dead_letters=path(DEAD_LETTERS.name),
-                  firsts=path(Tables.firsts), totals=path(Tables.totals))
+                  firsts=path(Tables.firsts), totals=path(Tables.totals),
+                  segment_exposures=path(Tables.segment_exposures), segment_links=path(Tables.segment_links))
 
 
 @dataclass(frozen=True)
@@ -503,7 +506,8 @@ def render(target: Target, bigquery_sql: str, params: dict[str, Any]) -> Query:
     """BigQuery SQL with the target's tables, in the target's dialect."""
     sql = (bigquery_sql.replace("{events}", target.tables.events).replace("{deletions}", target.tables.deletions)
            .replace("{dead_letters}", target.tables.dead_letters).replace("{firsts}", target.tables.firsts)
-           .replace("{totals}", target.tables.totals))
+           .replace("{totals}", target.tables.totals).replace("{segment_exposures}", target.tables.segment_exposures)
+           .replace("{segment_links}", target.tables.segment_links))
     if target.dialect == BIGQUERY:
         return Query(sql, params)
     if target.dialect == DUCKDB:

@@ -22,8 +22,9 @@ from __future__ import annotations
 from chalicelib.reports.queries import Window, window_filter
 
 LINK_DEPTH = 3
-_MESSAGE_TIME = "COALESCE(e.timestamp, e.received_at)"
+MESSAGE_TIME = "COALESCE(e.timestamp, e.received_at)"
 MESSAGE_ID = "COALESCE(e.user_id, e.anonymous_id)"
+PREVIOUS_ID = "JSON_VALUE(e.properties, '$.previousId')"
 
 
 def identity_ctes(window: Window) -> str:
@@ -34,32 +35,65 @@ def identity_ctes(window: Window) -> str:
     return _links(window) + _first_links() + _people()
 
 
-def person_join(alias: str = "e") -> str:
-    """The join that finds a message's person; pair with `person_of`."""
-    return f"  LEFT JOIN people AS p_{alias} ON p_{alias}.id = COALESCE({alias}.user_id, {alias}.anonymous_id)\n"
+def catalog_identity_ctes() -> str:
+    """`identity_ctes` over all time from the Segment catalog's link rows (chalicelib/storage/segment_catalog.py),
+    not from history: each row is a (from_id, to_id) with its earliest time in one batch, and `first_links`
+    keeps only each link's earliest time anyway, so the people are the same."""
+    return (
+        "links AS (\n"
+        "  SELECT l.from_id, l.to_id, l.linked_at\n"
+        "  FROM {segment_links} AS l\n"
+        "  WHERE l.namespace = @namespace\n"
+        "),\n"
+    ) + _first_links() + _people()
 
 
-def person_of(alias: str = "e") -> str:
-    """The person a message (aliased `alias`) belongs to."""
+def person_join(alias: str = "e", id_column: str | None = None) -> str:
+    """The join that finds a message's person; pair with `person_of`. `id_column`: a column of `alias`
+    holding the message's id already (a catalog row), instead of its user and anonymous ids."""
+    key = f"{alias}.{id_column}" if id_column else f"COALESCE({alias}.user_id, {alias}.anonymous_id)"
+    return f"  LEFT JOIN people AS p_{alias} ON p_{alias}.id = {key}\n"
+
+
+def person_of(alias: str = "e", id_column: str | None = None) -> str:
+    """The person a message (aliased `alias`) belongs to: its id's person, else its id."""
+    if id_column:
+        return f"COALESCE(p_{alias}.person, {alias}.{id_column})"
     return f"COALESCE(p_{alias}.person, {alias}.user_id, {alias}.anonymous_id)"
 
 
-def _links(window: Window) -> str:
-    within = window_filter(window)
-    previous_id = "JSON_VALUE(e.properties, '$.previousId')"
+def link_messages(source: str, where: str = "", columns: str = "") -> str:
+    """A SELECT of the links (from_id, to_id, linked_at) carried by `source`'s messages (aliased `e`) that
+    meet `where` (conditions each opening with AND), each with `columns` first.
+
+    The one definition of what links two ids: the reports read it from the events (`identity_ctes`),
+    the Segment catalog from each written batch and in its backfill."""
     return (
-        "links AS (\n"
-        f"  SELECT e.anonymous_id AS from_id, e.user_id AS to_id, {_MESSAGE_TIME} AS linked_at\n"
-        "  FROM {events} AS e\n"
-        "  WHERE e.namespace = @namespace AND e.user_id IS NOT NULL AND e.anonymous_id IS NOT NULL\n"
-        f"    AND e.anonymous_id <> e.user_id{within}\n"
+        f"  SELECT {columns}e.anonymous_id AS from_id, e.user_id AS to_id, {MESSAGE_TIME} AS linked_at\n"
+        f"  FROM {source} AS e\n"
+        "  WHERE e.user_id IS NOT NULL AND e.anonymous_id IS NOT NULL\n"
+        f"    AND e.anonymous_id <> e.user_id{where}\n"
         "  UNION ALL\n"
-        f"  SELECT {previous_id} AS from_id, e.user_id AS to_id, {_MESSAGE_TIME} AS linked_at\n"
-        "  FROM {events} AS e\n"
-        "  WHERE e.namespace = @namespace AND e.type = 'alias' AND e.user_id IS NOT NULL\n"
-        f"    AND {previous_id} <> e.user_id{within}\n"
-        "),\n"
+        f"  SELECT {columns}{PREVIOUS_ID} AS from_id, e.user_id AS to_id, {MESSAGE_TIME} AS linked_at\n"
+        f"  FROM {source} AS e\n"
+        "  WHERE e.type = 'alias' AND e.user_id IS NOT NULL\n"
+        f"    AND {PREVIOUS_ID} <> e.user_id{where}\n"
     )
+
+
+def link_spans(source: str, where: str = "") -> str:
+    """A SELECT of one row per (namespace, from_id, to_id) of `source`'s links with its earliest time: the
+    Segment catalog's `segment_links` rows."""
+    return (
+        "SELECT namespace, from_id, to_id, MIN(linked_at) AS linked_at\n"
+        "FROM (\n" + link_messages(source, where, columns="e.namespace, ") + ")\n"
+        "GROUP BY namespace, from_id, to_id"
+    )
+
+
+def _links(window: Window) -> str:
+    where = "\n    AND e.namespace = @namespace" + window_filter(window)
+    return "links AS (\n" + link_messages("{events}", where) + "),\n"
 
 
 def _first_links() -> str:

@@ -37,11 +37,23 @@ from chalicelib.reports.queries import (
     render,
     window_filter,
 )
-from chalicelib.reports.segment_identity import identity_ctes, person_join, person_of
+from chalicelib.reports.segment_identity import (
+    MESSAGE_ID,
+    MESSAGE_TIME,
+    catalog_identity_ctes,
+    identity_ctes,
+    link_spans,
+    person_join,
+    person_of,
+)
 
 SOURCE = "segment"          # the results route's `source=` for these experiments
 EXPOSURE_EVENT = "Experiment Viewed"
 DEFAULT_GOAL_COUNT = 10     # without `goals`: the events most users did after exposure
+# An exposure, read the same way by the reports (from the events) and the Segment catalog (from each batch).
+EXPERIMENT_ID = "JSON_VALUE(e.properties, '$.experiment_id')"
+VARIATION_ID = "JSON_VALUE(e.properties, '$.variation_id')"
+IS_EXPOSURE = f"e.type = 'track' AND e.event = '{EXPOSURE_EVENT}'"
 DECISION_COLUMNS = ("segment", "other", "variant", "event", "uuids", "multiple", "valued", "total", "total_squares",
                     "variance")
 # Finite values only: NaN and infinities compare false in both warehouses.
@@ -122,31 +134,60 @@ def experiment_decision_counts(target: Target, namespace: str, experiment: str, 
 def exposures_cte(window: Window, segment: str = "", every_experiment: bool = False) -> str:
     """`exposures`: (user_key: the person, variant, seen_at[, segment]) of `@experiment`'s exposures, or
     with `every_experiment` of every experiment of the namespace (and an `experiment` column)."""
-    experiment_id = "JSON_VALUE(e.properties, '$.experiment_id')"
-    which = "" if every_experiment else f"\n    AND {experiment_id} = @experiment"
-    listed = f", {experiment_id} AS experiment" if every_experiment else ""
+    which = "" if every_experiment else f"\n    AND {EXPERIMENT_ID} = @experiment"
+    listed = f", {EXPERIMENT_ID} AS experiment" if every_experiment else ""
     return (
         "exposures AS (\n"
         f"  SELECT {person_of('e')} AS user_key{listed},\n"
-        "    JSON_VALUE(e.properties, '$.variation_id') AS variant,\n"
-        f"    COALESCE(e.timestamp, e.received_at) AS seen_at{segment}\n"
+        f"    {VARIATION_ID} AS variant,\n"
+        f"    {MESSAGE_TIME} AS seen_at{segment}\n"
         "  FROM {events} AS e\n"
         + person_join("e")
-        + f"  WHERE e.namespace = @namespace AND e.type = 'track' AND e.event = '{EXPOSURE_EVENT}'{which}"
+        + f"  WHERE e.namespace = @namespace AND {IS_EXPOSURE}{which}"
         f"{window_filter(window)}\n"
         "),\n"
     )
 
 
-def assigned_cte(first_segment: str = "", by: str = "") -> str:
+def catalog_exposures_cte() -> str:
+    """`exposures` over all time from the Segment catalog's rows (chalicelib/storage/segment_catalog.py): per
+    (experiment, variant, id) and batch its first and last exposure (`first_at`, `last_at`), with the person
+    (user_key) the links give the id; `assigned_cte(first="first_at", last="last_at")` reads it."""
+    return (
+        "exposures AS (\n"
+        f"  SELECT {person_of('x', 'id')} AS user_key, x.experiment, x.variant, x.first_at, x.last_at\n"
+        "  FROM {segment_exposures} AS x\n"
+        + person_join("x", "id")
+        + "  WHERE x.namespace = @namespace\n"
+        "),\n"
+    )
+
+
+def exposure_spans(source: str, where: str = "") -> str:
+    """A SELECT of one row per (namespace, experiment, variant, id) of `source`'s exposures (aliased `e`, meeting
+    `where`, conditions each opening with AND) with its first and last time: the Segment catalog's
+    `segment_exposures` rows. Only the exposures `assigned_cte` counts: an experiment, a variant and an id."""
+    return (
+        f"SELECT e.namespace, {EXPERIMENT_ID} AS experiment, {VARIATION_ID} AS variant, {MESSAGE_ID} AS id,\n"
+        f"  MIN({MESSAGE_TIME}) AS first_at, MAX({MESSAGE_TIME}) AS last_at\n"
+        f"FROM {source} AS e\n"
+        f"WHERE {IS_EXPOSURE}{where}\n"
+        f"  AND {EXPERIMENT_ID} IS NOT NULL AND {VARIATION_ID} IS NOT NULL AND {MESSAGE_ID} IS NOT NULL\n"
+        f"GROUP BY e.namespace, {EXPERIMENT_ID}, {VARIATION_ID}, {MESSAGE_ID}"
+    )
+
+
+def assigned_cte(first_segment: str = "", by: str = "", first: str = "seen_at", last: str = "seen_at") -> str:
     """`assigned`: each person's first exposure (`first_at`), its variant, and whether they saw another.
 
     `by` ("experiment, " over every experiment's exposures) groups further, and adds `last_at`, their last exposure.
+    `first` and `last`: the exposures' columns holding their first and last time (one `seen_at` per message;
+    a catalog row spans several).
     """
     return (
         "assigned AS (\n"
-        f"  SELECT {by}user_key, MIN(seen_at) AS first_at, MIN_BY(variant, seen_at) AS variant{first_segment},\n"
-        f"    MIN(variant) <> MAX(variant) AS multiple{', MAX(seen_at) AS last_at' if by else ''}\n"
+        f"  SELECT {by}user_key, MIN({first}) AS first_at, MIN_BY(variant, {first}) AS variant{first_segment},\n"
+        f"    MIN(variant) <> MAX(variant) AS multiple{f', MAX({last}) AS last_at' if by else ''}\n"
         "  FROM exposures\n"
         f"  WHERE user_key IS NOT NULL AND variant IS NOT NULL{' AND experiment IS NOT NULL' if by else ''}\n"
         f"  GROUP BY {by}user_key\n"
@@ -330,15 +371,32 @@ def experiment_list(target: Target, namespace: str, window: Window = ALL_TIME) -
         "WITH " + identity_ctes(window)
         + exposures_cte(window, every_experiment=True)
         + assigned_cte(by="experiment, ")
-        + "counted AS (\n"
-        "  SELECT experiment, variant, COUNT(*) AS participants, COUNTIF(multiple) AS multiple,\n"
-        "    MIN(first_at) AS first_seen, MAX(last_at) AS last_seen\n"
-        "  FROM assigned\n"
-        "  GROUP BY experiment, variant\n"
-        ")\n"
-        "SELECT experiment, variant, participants, multiple, first_seen, last_seen FROM counted"
+        + _LISTED
     )
     return render(target, sql, {"namespace": namespace, **window.params()})
+
+
+def catalog_experiment_list(target: Target, namespace: str) -> Query:
+    """`experiment_list` over all time from the Segment catalog (chalicelib/storage/segment_catalog.py): the
+    same rows, read from its per-person exposure and link rows instead of every Segment message."""
+    sql = (
+        "WITH " + catalog_identity_ctes()
+        + catalog_exposures_cte()
+        + assigned_cte(by="experiment, ", first="first_at", last="last_at")
+        + _LISTED
+    )
+    return render(target, sql, {"namespace": namespace})
+
+
+_LISTED = (
+    "counted AS (\n"
+    "  SELECT experiment, variant, COUNT(*) AS participants, COUNTIF(multiple) AS multiple,\n"
+    "    MIN(first_at) AS first_seen, MAX(last_at) AS last_seen\n"
+    "  FROM assigned\n"
+    "  GROUP BY experiment, variant\n"
+    ")\n"
+    "SELECT experiment, variant, participants, multiple, first_seen, last_seen FROM counted"
+)
 
 
 def _converted_firsts(target: Target, goals: Sequence[str] | None, window: Window) -> str:
@@ -444,3 +502,34 @@ def value_property_users(target: Target, namespace: str, experiment: str, paths:
     for index, path in enumerate(paths):
         params.update(path.params(f"path_{index}"))
     return render(target, sql, params)
+
+
+# ---- the Segment catalog's BigQuery upkeep (chalicelib/storage/segment_catalog.py) -------------------
+
+# The backfill's mark: a `segment_exposures` row of the empty namespace (no namespace is empty, so no list
+# reads it). Written last, so a backfill interrupted half-way is run again; its rows are then appended twice,
+# which changes no answer (the lists take minima and maxima, never sums).
+_MARK = "namespace = ''"
+
+
+def segment_catalog_backfilled(target: Target) -> Query:
+    """One row: when the Segment catalog was backfilled from the events (`backfilled`), null before."""
+    return render(target, f"SELECT MIN(first_at) AS backfilled FROM {{segment_exposures}} WHERE {_MARK}", {})
+
+
+def backfill_segment_exposures(target: Target) -> Query:
+    """Append the exposure rows of every stored Segment message: the catalog of a dataset written before it."""
+    sql = ("INSERT INTO {segment_exposures} (namespace, experiment, variant, id, first_at, last_at)\n"
+           + exposure_spans("{events}"))
+    return render(target, sql, {})
+
+
+def backfill_segment_links(target: Target) -> Query:
+    sql = "INSERT INTO {segment_links} (namespace, from_id, to_id, linked_at)\n" + link_spans("{events}")
+    return render(target, sql, {})
+
+
+def mark_segment_catalog_backfilled(target: Target, at: datetime) -> Query:
+    sql = ("INSERT INTO {segment_exposures} (namespace, experiment, variant, id, first_at, last_at)\n"
+           "SELECT '', '', '', '', @at, @at")
+    return render(target, sql, {"at": at})

@@ -30,9 +30,10 @@ from google.cloud import bigquery
 from chalicelib import google_credentials
 from chalicelib.config import Settings
 from chalicelib.ingest.events import StoredEvent, format_timestamp
-from chalicelib.storage import catalog
+from chalicelib.storage import catalog, segment_catalog
 from chalicelib.storage.catalog import EXPERIMENT_FIRSTS, EXPERIMENT_TOTALS
 from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, INGESTION_TIME, Table
+from chalicelib.storage.segment_catalog import SEGMENT_EXPOSURES, SEGMENT_LINKS
 from chalicelib.storage.writer import DeadLetter, RowRejection, TransientWarehouseError, copy_id, dead_letter_row
 
 MAX_ROWS_PER_REQUEST = 500
@@ -98,6 +99,8 @@ class BigQueryWarehouse:
         self._deletions = self._dataset.table(DELETIONS.name)
         self._firsts = self._dataset.table(EXPERIMENT_FIRSTS.name)
         self._totals = self._dataset.table(EXPERIMENT_TOTALS.name)
+        self._segment_exposures = self._dataset.table(SEGMENT_EXPOSURES.name)
+        self._segment_links = self._dataset.table(SEGMENT_LINKS.name)
         self._report_tables_ensured = False
         # google-cloud-bigquery types `retry` as Retry, but documents and accepts None: no retrying.
         self._retry: Any = retry
@@ -114,7 +117,8 @@ class BigQueryWarehouse:
         """Create the dataset and both tables if missing; checked once per instance."""
         if self._ensured:
             return
-        wanted = ((self._events, EVENTS), (self._dead_letters, DEAD_LETTERS), (self._firsts, EXPERIMENT_FIRSTS))
+        wanted = ((self._events, EVENTS), (self._dead_letters, DEAD_LETTERS), (self._firsts, EXPERIMENT_FIRSTS),
+                  (self._segment_exposures, SEGMENT_EXPOSURES), (self._segment_links, SEGMENT_LINKS))
         missing = [(reference, spec) for reference, spec in wanted if not self.table_exists(reference.table_id)]
         if missing and not self._dataset_exists():
             self._client.create_dataset(
@@ -147,21 +151,32 @@ class BigQueryWarehouse:
         return [RowRejection(row.row_id, reason) for row, reason in sorted(refused, key=lambda r: r[0].index)]
 
     def _append_to_catalog(self, events: Sequence[StoredEvent]) -> None:
-        """Append the batch's experiment firsts rows (chalicelib/storage/catalog.py).
+        """Append the batch's experiment firsts rows (chalicelib/storage/catalog.py) and its Segment exposure
+        and link rows (chalicelib/storage/segment_catalog.py).
 
         After the events: any failure retries the whole batch, which is idempotent (insertIds,
-        and the catalog counts distinct uuids, so a row stored twice changes nothing).
+        and the catalogs count distinct uuids or take minima and maxima, so a row stored twice changes nothing).
         """
-        rows = [_sized(index, catalog.first_row_id(row), _catalog_json(row))
-                for index, row in enumerate(catalog.catalog_rows(events))]
+        firsts = [_sized(index, catalog.first_row_id(row), _timestamps_as_text(row, "first_at", "last_at"))
+                  for index, row in enumerate(catalog.catalog_rows(events))]
+        exposures = [
+            _sized(index, segment_catalog.exposure_row_id(row), _timestamps_as_text(row, "first_at", "last_at"))
+            for index, row in enumerate(segment_catalog.exposure_rows(events))]
+        links = [_sized(index, segment_catalog.link_row_id(row), _timestamps_as_text(row, "linked_at"))
+                 for index, row in enumerate(segment_catalog.link_rows(events))]
+        for table, rows, what in ((self._firsts, firsts, "experiment catalog"),
+                                  (self._segment_exposures, exposures, "Segment exposure catalog"),
+                                  (self._segment_links, links, "Segment link catalog")):
+            self._append(table, rows, what)
+
+    def _append(self, table: bigquery.TableReference, rows: Sequence[_Row], what: str) -> None:
         for chunk in _chunks(rows):
             with _transient_as_warehouse_error(rows_written=0):
-                failures = self._send(self._firsts, chunk)
+                failures = self._send(table, chunk)
             if failures:
                 row, errors = failures[0]
                 raise TransientWarehouseError(
-                    f"BigQuery refused {len(failures)} experiment catalog row(s), first {row.row_id}: "
-                    f"{_describe(errors)}")
+                    f"BigQuery refused {len(failures)} {what} row(s), first {row.row_id}: {_describe(errors)}")
 
     def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         if not letters:
@@ -248,14 +263,16 @@ class BigQueryWarehouse:
         all schema.py's history does, so stored rows and the partitioning stay as they are.
         """
         changes = []
-        for reference, spec in ((self._firsts, EXPERIMENT_FIRSTS), (self._totals, EXPERIMENT_TOTALS)):
+        for reference, spec in ((self._firsts, EXPERIMENT_FIRSTS), (self._totals, EXPERIMENT_TOTALS),
+                                (self._segment_exposures, SEGMENT_EXPOSURES), (self._segment_links, SEGMENT_LINKS)):
             if not self.table_exists(reference.table_id):
                 self._client.create_table(_table_resource(reference, spec), exists_ok=True,
                                           retry=self._retry, timeout=self._timeout)
                 changes.append(f"{reference.table_id}: created")
         for reference, spec in ((self._events, EVENTS), (self._dead_letters, DEAD_LETTERS),
                                 (self._deletions, DELETIONS), (self._firsts, EXPERIMENT_FIRSTS),
-                                (self._totals, EXPERIMENT_TOTALS)):
+                                (self._totals, EXPERIMENT_TOTALS), (self._segment_exposures, SEGMENT_EXPOSURES),
+                                (self._segment_links, SEGMENT_LINKS)):
             table = self._client.get_table(reference, retry=self._retry, timeout=self._timeout)
             fields, changed = _migrated_schema(list(table.schema), spec)
             if changed:
@@ -313,8 +330,9 @@ def query_parameters(params: Mapping[str, Any]) -> list[bigquery.ScalarQueryPara
 _SCALAR_TYPES = {str: "STRING", datetime: "TIMESTAMP", int: "INT64", float: "FLOAT64", bool: "BOOL"}
 
 
-def _catalog_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "first_at": format_timestamp(row["first_at"]), "last_at": format_timestamp(row["last_at"])}
+def _timestamps_as_text(row: dict[str, Any], *columns: str) -> dict[str, Any]:
+    """A catalog row as insertAll takes it: its timestamps as ISO-8601 UTC text."""
+    return {**row, **{column: format_timestamp(row[column]) for column in columns}}
 
 
 def _migrated_schema(stored: list[bigquery.SchemaField], spec: Table) -> tuple[list[bigquery.SchemaField], list[str]]:

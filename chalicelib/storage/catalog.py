@@ -130,7 +130,7 @@ def record_batch(cursor: Any, batch: Any, written_at: datetime) -> None:
     """
     cursor.register("catalog_batch", batch)
     try:
-        with _transaction(cursor):
+        with transaction(cursor):
             _record_batch(cursor, written_at)
     finally:
         with suppress(Exception):      # a database gone fatal refuses even this; the cause is raised
@@ -176,7 +176,7 @@ def rebuild(cursor: Any, written_at: datetime, namespace: str | None = None, exp
         + ("\n  AND e.namespace = ? AND e.experiment = ?" if experiment is not None else "")
         + "\nGROUP BY ALL"
     )
-    with _transaction(cursor):
+    with transaction(cursor):
         if create:
             cursor.execute(_FIRSTS_DDL)
             cursor.execute(_TOTALS_DDL)
@@ -190,7 +190,7 @@ def rebuild(cursor: Any, written_at: datetime, namespace: str | None = None, exp
 
 
 @contextmanager
-def _transaction(cursor: Any) -> Iterator[None]:
+def transaction(cursor: Any) -> Iterator[None]:
     """Commit what the block did, or roll it back; a failed rollback (the database is gone) never hides
     the error that caused it."""
     cursor.execute("BEGIN TRANSACTION")

@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from chalicelib.ingest.events import StoredEvent, parse_timestamp
 from chalicelib.reports import queries
-from chalicelib.storage import catalog
+from chalicelib.storage import catalog, segment_catalog
 from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, TABLES, Table, duckdb_ddl, duckdb_migration
 from chalicelib.storage.warehouse_health import Backoff, WarehouseDown, WarehouseFault
 from chalicelib.storage.writer import DeadLetter, RowRejection, TransientWarehouseError
@@ -122,10 +122,12 @@ class DuckDBWarehouse:
 
     @staticmethod
     def _ensure_catalog(db: duckdb.DuckDBPyConnection) -> None:
-        """Create the experiment catalog; a data folder written before it existed is backfilled from its events."""
-        if catalog.duckdb_tables_exist(db):
-            return
-        catalog.rebuild(db, _utc_now(), create=True)
+        """Create the experiment and Segment catalogs; a data folder written before either existed is backfilled
+        from its events."""
+        if not catalog.duckdb_tables_exist(db):
+            catalog.rebuild(db, _utc_now(), create=True)
+        if not segment_catalog.duckdb_tables_exist(db):
+            segment_catalog.rebuild(db, create=True)
 
     @property
     def fault(self) -> WarehouseFault | None:
@@ -220,7 +222,7 @@ class DuckDBWarehouse:
                 self._purge_before_reuse(firsts)
                 rows = events_to_arrow(firsts)
                 stored = rows if self._insert_arrow(EVENTS.name, rows) else self._stored_copies(rows)
-                self._catalog_write(lambda cursor: catalog.record_batch(cursor, stored, _utc_now()))
+                self._catalog_write(lambda cursor: _record_in_catalogs(cursor, stored))
         return []
 
     def _catalog_write(self, write: Callable[[duckdb.DuckDBPyConnection], None]) -> None:
@@ -351,6 +353,13 @@ class DuckDBWarehouse:
                 raise TransientWarehouseError(f"DuckDB could not read: {error}") from error
             finally:
                 cursor.close()
+
+
+def _record_in_catalogs(cursor: duckdb.DuckDBPyConnection, stored: pa.Table) -> None:
+    """Fold the stored copies into the experiment catalog, then the Segment catalog (each idempotent, so a
+    batch retried after either failed is folded again harmlessly)."""
+    catalog.record_batch(cursor, stored, _utc_now())
+    segment_catalog.record_batch(cursor, stored)
 
 
 def _utc_now() -> datetime:
