@@ -56,8 +56,12 @@ def _catalog_entries(warehouse: ReportWarehouse, namespace: str, counted: Catalo
         earliest, latest = spans.get(name, (first, last))
         spans[name] = (min(earliest, first), max(latest, last))
     if not counted.live:
+        # A counted first seen after the experiment's tombstone is its first visible event exactly (every row
+        # counted then lies after it); only one at or before it (a batch with copies from both sides) is read.
+        straddling = {name for name, (first, _) in spans.items()
+                      if name in counted.tombstones and first <= counted.tombstones[name]}
         for name, (first, last) in _spans_after_deletions(warehouse, namespace, counted.tombstones,
-                                                          set(spans)).items():
+                                                          straddling).items():
             # Only a snapshot's first seen can predate a tombstone (a firsts row spans its batch); its last
             # seen is right, and is as of the snapshot like its counts (events read today run past it).
             spans[name] = (first, last if counted.counted_as_of(name) is None else spans[name][1])

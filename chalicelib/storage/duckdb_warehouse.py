@@ -5,6 +5,7 @@ backend, never by the Lambda package.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -67,6 +68,10 @@ def letters_to_arrow(letters: Sequence[DeadLetter]) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=_DEAD_LETTERS_SCHEMA)
 
 
+def _rebuild_experiment(cursor: duckdb.DuckDBPyConnection, *, namespace: str, experiment: str) -> None:
+    catalog.rebuild(cursor, _utc_now(), namespace, experiment)
+
+
 def _first_copy_of_each_identity(events: Sequence[StoredEvent]) -> Sequence[StoredEvent]:
     """The earliest copy (in stream order) of each event_id: the one that sets its first day."""
     firsts: dict[str, StoredEvent] = {}
@@ -97,6 +102,9 @@ class DuckDBWarehouse:
         self._failures = 0                       # faults since the last successful write
         self._next_attempt = 0.0                 # time.monotonic() of the next reopening attempt
         self._closed = False
+        # Tombstoned experiments whose catalog rows a failed rebuild left as they were (see insert_deletion);
+        # kept across reopenings.
+        self._catalog_unrebuilt: set[tuple[str, str]] = set()
         self._db: duckdb.DuckDBPyConnection | None = self._open()
 
     def _open(self) -> duckdb.DuckDBPyConnection:
@@ -216,6 +224,7 @@ class DuckDBWarehouse:
             # stored: kept, it would hold its identity and swallow the copy tracked after the
             # deletion, which must count from zero. Deduping first would do the same harm
             # when both copies share a batch.
+            self._rebuild_catalog_left()
             visible = [stored for stored in events if not self._hidden(stored)] if self._deleted_until else events
             firsts = _first_copy_of_each_identity(visible)
             if firsts:
@@ -271,7 +280,15 @@ class DuckDBWarehouse:
             self.execute(record.sql, record.params)
             self._deleted_until[key] = max(deleted_at, self._deleted_until.get(key, deleted_at))
             self._maybe_unpurged.add(key)
-            self._catalog_write(lambda cursor: catalog.rebuild(cursor, _utc_now(), *key))
+            self._catalog_unrebuilt.add(key)
+            self._rebuild_catalog_left()
+
+    def _rebuild_catalog_left(self) -> None:
+        """Rebuild the catalog rows of the experiments deleted since their last rebuild: a rebuild that failed
+        (the tombstone holds) is tried again with the next write, so the list stops showing the experiment."""
+        for namespace, experiment in sorted(self._catalog_unrebuilt):
+            self._catalog_write(functools.partial(_rebuild_experiment, namespace=namespace, experiment=experiment))
+            self._catalog_unrebuilt.discard((namespace, experiment))
 
     def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         if letters:
