@@ -27,7 +27,7 @@ from typing import Any
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports.dimensions import Dimension
-from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS
+from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, REPORT_ANSWERS
 
 BIGQUERY = "bigquery"
 DUCKDB = "duckdb"
@@ -41,6 +41,7 @@ class Tables:
     dead_letters: str = DEAD_LETTERS.name
     firsts: str = "experiment_firsts"       # the experiment catalog (chalicelib/storage/catalog.py)
     totals: str = "experiment_totals"
+    answers: str = REPORT_ANSWERS.name      # stored answers (chalicelib/reports/stored_answers.py)
 
 
 DUCKDB_TABLES = Tables(events=EVENTS.name, deletions=DELETIONS.name)
@@ -51,7 +52,7 @@ def bigquery_tables(project: str, dataset: str, events_table: str) -> Tables:
         return f"`{project}.{dataset}.{table}`"
 
     return Tables(events=path(events_table), deletions=path(DELETIONS.name), dead_letters=path(DEAD_LETTERS.name),
-                  firsts=path(Tables.firsts), totals=path(Tables.totals))
+                  firsts=path(Tables.firsts), totals=path(Tables.totals), answers=path(Tables.answers))
 
 
 @dataclass(frozen=True)
@@ -503,7 +504,7 @@ def render(target: Target, bigquery_sql: str, params: dict[str, Any]) -> Query:
     """BigQuery SQL with the target's tables, in the target's dialect."""
     sql = (bigquery_sql.replace("{events}", target.tables.events).replace("{deletions}", target.tables.deletions)
            .replace("{dead_letters}", target.tables.dead_letters).replace("{firsts}", target.tables.firsts)
-           .replace("{totals}", target.tables.totals))
+           .replace("{totals}", target.tables.totals).replace("{answers}", target.tables.answers))
     if target.dialect == BIGQUERY:
         return Query(sql, params)
     if target.dialect == DUCKDB:

@@ -20,7 +20,16 @@ import pyarrow as pa
 from chalicelib.ingest.events import StoredEvent, parse_timestamp
 from chalicelib.reports import queries
 from chalicelib.storage import catalog
-from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, TABLES, Table, duckdb_ddl, duckdb_migration
+from chalicelib.storage.schema import (
+    DEAD_LETTERS,
+    DELETIONS,
+    EVENTS,
+    REPORT_ANSWERS,
+    TABLES,
+    Table,
+    duckdb_ddl,
+    duckdb_migration,
+)
 from chalicelib.storage.warehouse_health import Backoff, WarehouseDown, WarehouseFault
 from chalicelib.storage.writer import DeadLetter, RowRejection, TransientWarehouseError
 
@@ -270,6 +279,12 @@ class DuckDBWarehouse:
             self._deleted_until[key] = max(deleted_at, self._deleted_until.get(key, deleted_at))
             self._maybe_unpurged.add(key)
             self._catalog_write(lambda cursor: catalog.rebuild(cursor, _utc_now(), *key))
+
+    def insert_answer(self, row: Mapping[str, Any]) -> None:
+        """Store an answer (schema.REPORT_ANSWERS), replacing the key's earlier one: reads want the newest."""
+        names = REPORT_ANSWERS.column_names
+        self.execute(f"INSERT OR REPLACE INTO {REPORT_ANSWERS.name} ({', '.join(names)}) "
+                     f"VALUES ({', '.join('?' for _ in names)})", [row[name] for name in names])
 
     def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         if letters:
