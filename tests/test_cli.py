@@ -107,8 +107,12 @@ def test_setup_creates_the_stream_queue_api_key_and_tables(aws, bigquery, projec
     assert events["timePartitioning"] == {"type": "DAY", "field": "received_at"}
     assert events["clustering"]["fields"] == ["namespace", "experiment", "event"]
     assert "dalet.dead_letters" in bigquery.tables
+    answers = bigquery.table("dalet.report_answers")      # stored answers (chalicelib/reports/stored_answers.py)
+    assert answers["timePartitioning"] == {"type": "DAY", "field": "stored_at", "expirationMs": "172800000"}
+    assert answers["clustering"]["fields"] == ["key"]
     for thing in (f"stream {STREAM}: created", f"queue {QUEUE}: created", f"{API_KEY_SECRET} (DALET_API_KEY_SECRET)"
-                  ": created", "test-project.dalet.events: created"):
+                  ": created", "test-project.dalet.events: created",
+                  "test-project.dalet.report_answers: created (DAY partitions on stored_at, kept 2 days; clustered by key)"):
         assert thing in output
 
 
