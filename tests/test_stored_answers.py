@@ -390,3 +390,43 @@ def test_bigquery_types_the_table_as_schema_says(bigquery_standin):
     assert [(field.name, field.field_type, field.mode) for field in fields] == [
         (column.name, column.type, "REQUIRED") for column in REPORT_ANSWERS.columns]
     assert isinstance(fields[0], bigquery.SchemaField)
+
+
+# ---- the deployed backend: the routes on BigQuery, through the real client --------------------------
+
+@pytest.fixture
+def deployed(client, bigquery_standin, monkeypatch):
+    """DALET_BACKEND=aws (answers kept 60 minutes by default) on the stand-in, its tables as `setup` left them."""
+    from chalicelib import google_credentials
+
+    for name, value in (("DALET_BACKEND", "aws"), ("DALET_STREAM_NAME", "dalet-events"),
+                        ("DALET_BQ_DATASET", "analytics"), ("DALET_BQ_TABLE", "events")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DALET_API_KEY", "test-report-key")
+    monkeypatch.setattr(google_credentials, "bigquery_client", lambda settings: bigquery_standin.client)
+    bigquery_standin.answer_queries(answer_from_stored_rows(bigquery_standin))
+    runtime.shutdown()
+    prepared(BigQueryWarehouse(bigquery_standin.client, "analytics", "events"))
+    yield client
+    runtime.shutdown()
+
+
+def test_on_aws_a_second_view_reads_the_stored_answer_not_the_events(deployed, bigquery_standin):
+    from chalicelib.ingest.events import parse_event, stamp
+
+    at = datetime.now(UTC) - timedelta(hours=1)
+    runtime.warehouse().insert_events([
+        stamp(parse_event({"namespace": NAMESPACE, "experiment": EXPERIMENT, "variant": variant,
+                           "event": "participate", "uuid": f"{variant}-{n}"}), at)
+        for variant in ("red", "blue") for n in range(3)])
+    events = "`test-project.analytics.events`"
+
+    status, first = get(deployed, "/experiments/exp/results")
+    read_events = sum(events in query.sql for query in bigquery_standin.queries)
+    again = [get(deployed, path)[1] for path in ("/experiments/exp/results", "/experiments/exp/results?cap=")]
+
+    assert status == 200 and participants(first) == {"red": 3, "blue": 3}
+    assert first["freshness"]["age_seconds"] == 0 and first["freshness"]["lag_seconds"] is None
+    assert [answer["freshness"]["age_seconds"] > 0 for answer in again] == [True, True]
+    assert sum(events in query.sql for query in bigquery_standin.queries) == read_events   # no event read again
+    assert len(bigquery_standin.rows("analytics.report_answers")) == 1
