@@ -3,7 +3,9 @@
 Every report route is wrapped in `report_route(app)`: it checks `x-api-key` (401 missing,
 403 wrong, 400 repeated with different values), runs the view, answers its return value as JSON (a GET's with the
 warehouse's `freshness`), and answers errors by `error_answers.REPORT` (a bad parameter 400, an unknown
-experiment 404, an unreachable warehouse 503).
+experiment 404, an unreachable warehouse 503). With `stored_as` (/results, /daily) a GET may instead be
+answered from a stored computation younger than DALET_RESULTS_MAX_AGE_MINUTES (`stored_answers`; `refresh=true`
+computes again).
 """
 from __future__ import annotations
 
