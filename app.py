@@ -156,7 +156,7 @@ def experiment_goals(experiment):
 
 
 @app.route("/experiments/{experiment}/results", methods=["GET"], cors=CORS)
-@report_route(app)
+@report_route(app, stored_as="results")
 def experiment_results(experiment):
     query = _query()
     source = report_api.source(query)
@@ -197,7 +197,7 @@ def experiment_plan():
 
 
 @app.route("/experiments/{experiment}/daily", methods=["GET"], cors=CORS)
-@report_route(app)
+@report_route(app, stored_as="daily")
 def experiment_daily(experiment):
     query = _query()
     source, goals, window = report_api.source(query), report_api.goals(query), report_api.window(query)

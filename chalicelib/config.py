@@ -75,6 +75,7 @@ class Settings:
     warehouse_reopen_longest_seconds: int = DEFAULT_WAREHOUSE_REOPEN_LONGEST_SECONDS
     warehouse_checkpoint_mb: int = DEFAULT_WAREHOUSE_CHECKPOINT_MB
     cuped_by_default: bool = True     # DALET_CUPED_DEFAULT: results adjust with CUPED unless asked cuped=off
+    results_max_age_minutes: int = 0  # DALET_RESULTS_MAX_AGE_MINUTES: stored results/daily answers (0: off)
 
     @property
     def is_local(self) -> bool:
@@ -266,6 +267,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         warehouse_reopen_longest_seconds=reopen_longest,
         warehouse_checkpoint_mb=_warehouse_checkpoint_mb(env),
         cuped_by_default=_cuped_by_default(env, backend),
+        results_max_age_minutes=_results_max_age_minutes(env, backend),
     )
     if backend == BACKEND_AWS:
         _require_aws_settings(env)
@@ -293,6 +295,32 @@ def _cuped_by_default(env: Mapping[str, str], backend: str) -> bool:
     if chosen not in _TRUE + _FALSE:
         raise ConfigError(f"DALET_CUPED_DEFAULT must be on or off, got {text!r}")
     return chosen in _TRUE
+
+
+DEFAULT_RESULTS_MAX_AGE_MINUTES_AWS = 60
+MAX_RESULTS_MAX_AGE_MINUTES = 24 * 60
+
+
+def _results_max_age_minutes(env: Mapping[str, str], backend: str) -> int:
+    """DALET_RESULTS_MAX_AGE_MINUTES=0..1440; unset: 0 (off) locally, 60 on AWS.
+
+    How old a stored results or daily answer may be and still be answered
+    (chalicelib/reports/stored_answers.py). On BigQuery each view of an experiment re-reads its
+    events (about 1 GB a load for the largest at 100M events a month), so a team's dashboard loads
+    dominate the bill; locally a read costs only time, and answers stay live.
+    """
+    value = _get(env, "DALET_RESULTS_MAX_AGE_MINUTES")
+    if value is None:
+        return DEFAULT_RESULTS_MAX_AGE_MINUTES_AWS if backend == BACKEND_AWS else 0
+    if not _is_ascii_digits(value) or int(value) > MAX_RESULTS_MAX_AGE_MINUTES:
+        raise ConfigError(f"DALET_RESULTS_MAX_AGE_MINUTES must be a whole number of minutes from 0 (off) to "
+                          f"{MAX_RESULTS_MAX_AGE_MINUTES}, got {value!r}")
+    return int(value)
+
+
+def _is_ascii_digits(text: str) -> bool:
+    """0-9 only: str.isdigit() also admits digits int() refuses, like "²"."""
+    return text.isascii() and text.isdigit()
 
 
 def _write_keys_setting(env: Mapping[str, str]) -> tuple[tuple[str, str], ...] | None:

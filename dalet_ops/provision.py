@@ -570,7 +570,8 @@ def bigquery_setup_error(error: Exception, settings: Settings, source: str, proj
 def _layout(table: schema.Table) -> str:
     parts = []
     if table.partition_by:
-        parts.append(f"DAY partitions on {table.partition_by}")
+        parts.append(f"DAY partitions on {table.partition_by}"
+                     + (f", kept {table.partition_expiration_days} days" if table.partition_expiration_days else ""))
     if table.cluster_by:
         parts.append(f"clustered by {', '.join(table.cluster_by)}")
     return f" ({'; '.join(parts)})" if parts else ""

@@ -532,7 +532,8 @@ def test_setup_adds_the_catalog_tables_to_a_dataset_written_before_them(bigquery
     warehouse = BigQueryWarehouse(client, "dalet", "events")
 
     assert warehouse.migrate_tables() == ["experiment_firsts: created", "experiment_totals: created",
-                                          "segment_exposures: created", "segment_links: created"]
+                                          "segment_exposures: created", "segment_links: created",
+                                          "report_answers: created"]
 
     firsts = bigquery_standin.table("dalet.experiment_firsts")
     assert [f["name"] for f in firsts["schema"]["fields"]] == EXPERIMENT_FIRSTS.column_names

@@ -107,8 +107,12 @@ def test_setup_creates_the_stream_queue_api_key_and_tables(aws, bigquery, projec
     assert events["timePartitioning"] == {"type": "DAY", "field": "received_at"}
     assert events["clustering"]["fields"] == ["namespace", "experiment", "event"]
     assert "dalet.dead_letters" in bigquery.tables
+    answers = bigquery.table("dalet.report_answers")      # stored answers (chalicelib/reports/stored_answers.py)
+    assert answers["timePartitioning"] == {"type": "DAY", "field": "stored_at", "expirationMs": "172800000"}
+    assert answers["clustering"]["fields"] == ["key"]
     for thing in (f"stream {STREAM}: created", f"queue {QUEUE}: created", f"{API_KEY_SECRET} (DALET_API_KEY_SECRET)"
-                  ": created", "test-project.dalet.events: created"):
+                  ": created", "test-project.dalet.events: created",
+                  "test-project.dalet.report_answers: created (DAY partitions on stored_at, kept 2 days; clustered by key)"):
         assert thing in output
 
 
@@ -262,7 +266,8 @@ def test_preflight_before_setup_fails_each_missing_piece_with_its_fix(aws, bigqu
     failures = [line for line in output.splitlines() if line.startswith("FAIL")]
     assert code == 1
     for piece in (f"stream {STREAM}", f"failed-batch queue {QUEUE}", "report API key",
-                  "BigQuery table test-project.dalet.events", "BigQuery table test-project.dalet.dead_letters"):
+                  "BigQuery table test-project.dalet.events", "BigQuery table test-project.dalet.dead_letters",
+                  "BigQuery table test-project.dalet.report_answers"):
         line = next(line for line in failures if piece in line)
         assert "fix: python -m dalet_ops.cli setup --stage prod" in line
 
@@ -365,7 +370,7 @@ def test_preflight_reports_an_aws_permission_it_lacks_and_runs_every_other_check
     assert line.endswith(f"fix: {fix}")
     # credentials, stream, queue, key, trigger, parking, API function, REST API, front door, 3 log groups,
     # alarms, Google, 3 tables
-    assert len(checked_lines(output)) == 17
+    assert len(checked_lines(output)) == 18
 
 
 def test_preflight_reports_a_function_it_may_not_look_at_and_runs_every_other_check(
@@ -376,7 +381,7 @@ def test_preflight_reports_a_function_it_may_not_look_at_and_runs_every_other_ch
     code, output = preflight(capsys, project)
 
     failures = failed_lines(output)
-    assert code == 1 and len(checked_lines(output)) == 11   # no deployment seen: no REST API, front door, alarms
+    assert code == 1 and len(checked_lines(output)) == 12   # no deployment seen: no REST API, front door, alarms
     assert failures[0].startswith(f"FAIL  writer trigger ({WRITER}): GetFunction answered AccessDeniedException")
     assert failures[0].endswith(f"fix: give your identity lambda:GetFunction on {WRITER_ARN}")
     assert failures[1].startswith("FAIL  API function dalet-prod: GetFunction answered AccessDeniedException")
@@ -395,7 +400,7 @@ def test_preflight_reports_an_unreachable_aws_endpoint_and_runs_the_other_checks
     assert code == 1 and line.startswith(f"FAIL  failed-batch queue {QUEUE}: Could not connect to the endpoint URL")
     assert "fix: check the network and that us-east-1 is the right region (--region)" in line
     assert any(line.startswith(f"ok    stream {STREAM}") for line in checked_lines(output))
-    assert sum("BigQuery table" in line for line in checked_lines(output)) == 3
+    assert sum("BigQuery table" in line for line in checked_lines(output)) == 4
 
 
 def test_preflight_without_aws_credentials_midway_says_how_to_provide_them(aws, bigquery, project, capsys,
@@ -426,8 +431,8 @@ def test_preflight_reports_bigquery_refusing_access_with_the_roles_to_grant(aws,
     code, output = preflight(capsys, project)
 
     failures = failed_lines(output)
-    assert code == 1 and len(failures) == 3 and len(checked_lines(output)) == 17
-    for line, table in zip(failures, ("events", "dead_letters", "deletions")):
+    assert code == 1 and len(failures) == 4 and len(checked_lines(output)) == 18
+    for line, table in zip(failures, ("events", "dead_letters", "deletions", "report_answers"), strict=True):
         assert line.startswith(f"FAIL  BigQuery table test-project.dalet.{table}: BigQuery refused access (403")
         assert line.endswith("fix: grant the identity of Application Default Credentials the BigQuery Data Editor "
                              "role on dataset test-project.dalet and BigQuery Job User on project test-project")
@@ -447,7 +452,7 @@ def test_preflight_reports_google_refusing_the_credentials_and_runs_every_check(
     code, output = preflight(capsys, project)
 
     tables = [line for line in checked_lines(output) if "BigQuery table" in line]
-    assert code == 1 and len(tables) == 3
+    assert code == 1 and len(tables) == 4
     for line in tables:
         assert "FAIL" in line and "Google refused the credentials: invalid_grant: Invalid JWT Signature." in line
         assert "fix: run `gcloud auth application-default login` again" in line

@@ -3,7 +3,9 @@
 Every report route is wrapped in `report_route(app)`: it checks `x-api-key` (401 missing,
 403 wrong, 400 repeated with different values), runs the view, answers its return value as JSON (a GET's with the
 warehouse's `freshness`), and answers errors by `error_answers.REPORT` (a bad parameter 400, an unknown
-experiment 404, an unreachable warehouse 503).
+experiment 404, an unreachable warehouse 503). With `stored_as` (/results, /daily) a GET may instead be
+answered from a stored computation younger than DALET_RESULTS_MAX_AGE_MINUTES (`stored_answers`; `refresh=true`
+computes again).
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import functools
 import math
 import re
 from collections.abc import Callable, Mapping
-from datetime import date
+from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -59,7 +61,10 @@ def refuse_conflicting_api_keys(original_event: Mapping[str, Any]) -> None:
         raise ConflictingHeader(auth.API_KEY_HEADER, CONFLICTING_KEYS)
 
 
-def report_route(app: Chalice) -> Callable[[View], Callable[..., Response]]:
+def report_route(app: Chalice, stored_as: str | None = None) -> Callable[[View], Callable[..., Response]]:
+    """`stored_as`: the route name its answers are stored under (chalicelib/reports/stored_answers.py),
+    for a GET with an `{experiment}` path parameter; answered from storage while younger than
+    DALET_RESULTS_MAX_AGE_MINUTES."""
     def decorate(view: View) -> Callable[..., Response]:
         @error_answers.answering(error_answers.REPORT, "report")
         @functools.wraps(view)
@@ -70,9 +75,35 @@ def report_route(app: Chalice) -> Callable[[View], Callable[..., Response]]:
             if request.method != "GET":
                 return json_response(view(*args, **kwargs))
             measured = runtime.freshness()          # before the query: as_of is then a promise
-            return json_response(with_freshness(view(*args, **kwargs), measured))
+
+            def compute() -> Any:
+                return with_freshness(view(*args, **kwargs), measured)
+
+            if stored_as is None:
+                return json_response(compute())
+            return json_response(_stored(stored_as, request.query_params, kwargs["experiment"], compute))
         return guarded
     return decorate
+
+
+def _stored(route: str, params: Mapping[str, str] | None, experiment: str, compute: Callable[[], Any]) -> Any:
+    from chalicelib.reports import stored_answers
+
+    key = stored_answers.answer_key(route, namespace(params), experiment_from_path(experiment), params)
+    max_age = timedelta(minutes=runtime.settings().results_max_age_minutes)
+    return stored_answers.answer(runtime.warehouse(), key, max_age, compute, refresh=refresh(params))
+
+
+REFRESH_CHOICES = ("true", "false")
+
+
+def refresh(params: Mapping[str, str] | None) -> bool:
+    """`refresh=true|false` (default false): compute the answer again rather than answer a stored one."""
+    text = single(params, "refresh")
+    chosen = "false" if text is None else text.strip().lower()
+    if chosen not in REFRESH_CHOICES:
+        raise bad_parameter("refresh", f"must be true or false (got {text!r})")
+    return chosen == "true"
 
 
 def bad_parameter(name: str, message: str) -> Exception:

@@ -395,26 +395,29 @@
 
   const orNull = (promise) => promise.catch(() => null);
 
-  function fetchExperiment(name) {
+  // `refresh`: compute both answers afresh instead of answering stored ones (the server keeps answers up to
+  // DALET_RESULTS_MAX_AGE_MINUTES; without it the parameter is absent, so the request is the list chips' own).
+  function fetchExperiment(name, refresh = false) {
+    const again = { refresh: refresh ? "true" : "" };
     const dailyParams = { namespace: state.namespace, source: state.source, control: state.control, confidence: state.confidence,
-      mode: state.mode, primary: state.primary, goals: state.source === "segment" ? state.goals.join(",") : "" };
+      mode: state.mode, primary: state.primary, goals: state.source === "segment" ? state.goals.join(",") : "", ...again };
     // A server without /daily for this source (or at all) still shows the results.
-    return Promise.all([api("GET", experimentPath(name, "/results"), resultParams()),
+    return Promise.all([api("GET", experimentPath(name, "/results"), { ...resultParams(), ...again }),
       orNull(api("GET", experimentPath(name, "/daily"), dailyParams))]);
   }
 
-  async function loadExperiment(name) {
+  async function loadExperiment(name, refresh = false) {
     const sequence = ++loadSequence;
     if (name === "." || name === "..") { renderUnreachable(name); return; }
     let results, daily;
     try {
-      [results, daily] = await fetchExperiment(name);
+      [results, daily] = await fetchExperiment(name, refresh);
     } catch (error) {
       // A link without a source, to a server that does not detect it: perhaps a Segment experiment.
       if (error.status !== 404 || state.source) { if (sequence === loadSequence) fail(error); return; }
       try {
         state.source = "segment";
-        [results, daily] = await fetchExperiment(name);
+        [results, daily] = await fetchExperiment(name, refresh);
       } catch (_) {
         state.source = "";
         if (sequence === loadSequence) fail(error);
@@ -558,7 +561,25 @@
         source ? el("span", { class: "tag", id: "experiment-source", text: SOURCE_NAMES[source] || source }) : null,
         source === "segment" ? null
           : el("button", { type: "button", class: "danger", id: "delete-experiment", onclick: () => deleteExperiment(results.experiment) }, "Delete experiment…")),
+      renderAnswerAge(results),
       renderVerdict(results));
+  }
+
+  // A stored answer (`freshness.age_seconds` > 0; a fresh computation says 0): when it was computed, and a
+  // Refresh that computes the results and the daily series again.
+  function renderAnswerAge(results) {
+    const freshness = results.freshness || {};
+    const age = isNumber(freshness.age_seconds) ? freshness.age_seconds : 0;
+    if (!(age > 0) || typeof freshness.answered_at !== "string") return null;
+    const time = freshness.answered_at.slice(11, 16);
+    const refresh = (event) => {
+      event.target.disabled = true;
+      event.target.textContent = "Refreshing…";
+      loadExperiment(state.experiment, true);
+    };
+    return el("p", { class: "answer-age", id: "answer-age" },
+      el("span", { id: "answer-age-text", text: `Results as of ${time} UTC (${age < 60 ? "less than 1 min" : age < 7200 ? Math.round(age / 60) + " min" : duration(age)} ago)` }),
+      el("button", { type: "button", id: "refresh-results", onclick: refresh }, "Refresh"));
   }
 
   // ---------- settings: every one reloads and is kept in the link ----------

@@ -27,7 +27,7 @@ from typing import Any
 
 from chalicelib.ingest.events import PARTICIPATE
 from chalicelib.reports.dimensions import Dimension
-from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS
+from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, REPORT_ANSWERS
 
 BIGQUERY = "bigquery"
 DUCKDB = "duckdb"
@@ -43,6 +43,7 @@ class Tables:
     totals: str = "experiment_totals"
     segment_exposures: str = "segment_exposures"     # the Segment catalog (chalicelib/storage/segment_catalog.py)
     segment_links: str = "segment_links"
+    answers: str = REPORT_ANSWERS.name      # stored answers (chalicelib/reports/stored_answers.py)
 
 
 DUCKDB_TABLES = Tables(events=EVENTS.name, deletions=DELETIONS.name)
@@ -54,7 +55,8 @@ def bigquery_tables(project: str, dataset: str, events_table: str) -> Tables:
 
     return Tables(events=path(events_table), deletions=path(DELETIONS.name), dead_letters=path(DEAD_LETTERS.name),
                   firsts=path(Tables.firsts), totals=path(Tables.totals),
-                  segment_exposures=path(Tables.segment_exposures), segment_links=path(Tables.segment_links))
+                  segment_exposures=path(Tables.segment_exposures), segment_links=path(Tables.segment_links),
+                  answers=path(Tables.answers))
 
 
 @dataclass(frozen=True)
@@ -507,7 +509,7 @@ def render(target: Target, bigquery_sql: str, params: dict[str, Any]) -> Query:
     sql = (bigquery_sql.replace("{events}", target.tables.events).replace("{deletions}", target.tables.deletions)
            .replace("{dead_letters}", target.tables.dead_letters).replace("{firsts}", target.tables.firsts)
            .replace("{totals}", target.tables.totals).replace("{segment_exposures}", target.tables.segment_exposures)
-           .replace("{segment_links}", target.tables.segment_links))
+           .replace("{segment_links}", target.tables.segment_links).replace("{answers}", target.tables.answers))
     if target.dialect == BIGQUERY:
         return Query(sql, params)
     if target.dialect == DUCKDB:

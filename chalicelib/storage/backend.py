@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from chalicelib.reports.fetch import ReportWarehouse
+from chalicelib.reports.stored_answers import AnswerWarehouse
 from chalicelib.storage.writer import Warehouse
 
 
-class BackendWarehouse(ReportWarehouse, Warehouse, Protocol):
+class BackendWarehouse(AnswerWarehouse, Warehouse, Protocol):
     def check_reachable(self, timeout: float) -> None:
         """Raise unless the warehouse answers within `timeout` seconds (GET /health)."""
         ...

@@ -32,7 +32,7 @@ from chalicelib.config import Settings
 from chalicelib.ingest.events import StoredEvent, format_timestamp
 from chalicelib.storage import catalog, segment_catalog
 from chalicelib.storage.catalog import EXPERIMENT_FIRSTS, EXPERIMENT_TOTALS
-from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, INGESTION_TIME, Table
+from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, INGESTION_TIME, REPORT_ANSWERS, Table
 from chalicelib.storage.segment_catalog import SEGMENT_EXPOSURES, SEGMENT_LINKS
 from chalicelib.storage.writer import DeadLetter, RowRejection, TransientWarehouseError, copy_id, dead_letter_row
 
@@ -101,6 +101,7 @@ class BigQueryWarehouse:
         self._totals = self._dataset.table(EXPERIMENT_TOTALS.name)
         self._segment_exposures = self._dataset.table(SEGMENT_EXPOSURES.name)
         self._segment_links = self._dataset.table(SEGMENT_LINKS.name)
+        self._answers = self._dataset.table(REPORT_ANSWERS.name)
         self._report_tables_ensured = False
         # google-cloud-bigquery types `retry` as Retry, but documents and accepts None: no retrying.
         self._retry: Any = retry
@@ -233,6 +234,21 @@ class BigQueryWarehouse:
         if errors:
             raise TransientWarehouseError(f"BigQuery did not record the deletion: {_describe(errors[0]['errors'])}")
 
+    def insert_answer(self, row: Mapping[str, Any]) -> None:
+        """Stream a stored answer (schema.REPORT_ANSWERS): queries read it at once, from the streaming buffer.
+
+        Its insertId is the key and the moment, so a retried request dedupes but a refresh soon after
+        (another moment) is not taken for a copy. The table is `setup`'s: a dataset not yet migrated
+        refuses (NotFound), and the caller answers without storing.
+        """
+        json_row = {**row, "stored_at": format_timestamp(row["stored_at"])}
+        row_id = f"{row['key']}:{json_row['stored_at']}"
+        with _transient_as_warehouse_error(rows_written=0):
+            errors = self._client.insert_rows_json(self._answers, [json_row], row_ids=[row_id],
+                                                   retry=self._retry, timeout=self._timeout)
+        if errors:
+            raise TransientWarehouseError(f"BigQuery did not store the answer: {_describe(errors[0]['errors'])}")
+
     def check_reachable(self, timeout: float) -> None:
         """Raise unless BigQuery answers for the events table within `timeout` (GET /health).
 
@@ -264,7 +280,8 @@ class BigQueryWarehouse:
         """
         changes = []
         for reference, spec in ((self._firsts, EXPERIMENT_FIRSTS), (self._totals, EXPERIMENT_TOTALS),
-                                (self._segment_exposures, SEGMENT_EXPOSURES), (self._segment_links, SEGMENT_LINKS)):
+                                (self._segment_exposures, SEGMENT_EXPOSURES), (self._segment_links, SEGMENT_LINKS),
+                                (self._answers, REPORT_ANSWERS)):
             if not self.table_exists(reference.table_id):
                 self._client.create_table(_table_resource(reference, spec), exists_ok=True,
                                           retry=self._retry, timeout=self._timeout)
@@ -272,7 +289,7 @@ class BigQueryWarehouse:
         for reference, spec in ((self._events, EVENTS), (self._dead_letters, DEAD_LETTERS),
                                 (self._deletions, DELETIONS), (self._firsts, EXPERIMENT_FIRSTS),
                                 (self._totals, EXPERIMENT_TOTALS), (self._segment_exposures, SEGMENT_EXPOSURES),
-                                (self._segment_links, SEGMENT_LINKS)):
+                                (self._segment_links, SEGMENT_LINKS), (self._answers, REPORT_ANSWERS)):
             table = self._client.get_table(reference, retry=self._retry, timeout=self._timeout)
             fields, changed = _migrated_schema(list(table.schema), spec)
             if changed:
@@ -356,7 +373,9 @@ def _table_resource(reference: bigquery.TableReference, spec: Table) -> bigquery
     ])
     if spec.partition_by:
         field = None if spec.partition_by == INGESTION_TIME else spec.partition_by
-        table.time_partitioning = bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY, field=field)
+        expiration_ms = spec.partition_expiration_days * 86_400_000 if spec.partition_expiration_days else None
+        table.time_partitioning = bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY, field=field,
+                                                            expiration_ms=expiration_ms)
     if spec.cluster_by:
         table.clustering_fields = list(spec.cluster_by)
     return table

@@ -21,7 +21,16 @@ import pyarrow as pa
 from chalicelib.ingest.events import StoredEvent, parse_timestamp
 from chalicelib.reports import queries
 from chalicelib.storage import catalog, segment_catalog
-from chalicelib.storage.schema import DEAD_LETTERS, DELETIONS, EVENTS, TABLES, Table, duckdb_ddl, duckdb_migration
+from chalicelib.storage.schema import (
+    DEAD_LETTERS,
+    DELETIONS,
+    EVENTS,
+    REPORT_ANSWERS,
+    TABLES,
+    Table,
+    duckdb_ddl,
+    duckdb_migration,
+)
 from chalicelib.storage.warehouse_health import Backoff, WarehouseDown, WarehouseFault
 from chalicelib.storage.writer import DeadLetter, RowRejection, TransientWarehouseError
 
@@ -289,6 +298,12 @@ class DuckDBWarehouse:
         for namespace, experiment in sorted(self._catalog_unrebuilt):
             self._catalog_write(functools.partial(_rebuild_experiment, namespace=namespace, experiment=experiment))
             self._catalog_unrebuilt.discard((namespace, experiment))
+
+    def insert_answer(self, row: Mapping[str, Any]) -> None:
+        """Store an answer (schema.REPORT_ANSWERS), replacing the key's earlier one: reads want the newest."""
+        names = REPORT_ANSWERS.column_names
+        self.execute(f"INSERT OR REPLACE INTO {REPORT_ANSWERS.name} ({', '.join(names)}) "
+                     f"VALUES ({', '.join('?' for _ in names)})", [row[name] for name in names])
 
     def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         if letters:

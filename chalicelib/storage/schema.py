@@ -18,6 +18,7 @@ class Table:
     key: str                                   # the dedup key: BigQuery insertId, DuckDB primary key
     partition_by: str | None = None            # BigQuery DAY partitioning column; INGESTION_TIME: by write time
     cluster_by: tuple[str, ...] = ()
+    partition_expiration_days: int | None = None   # BigQuery drops a partition this many days after its day
 
     @property
     def column_names(self) -> list[str]:
@@ -85,7 +86,26 @@ DELETIONS = Table(
     cluster_by=("namespace", "experiment"),
 )
 
-TABLES = (EVENTS, DEAD_LETTERS, DELETIONS)
+# Stored answers of the results and daily views (chalicelib/reports/stored_answers.py): one row per
+# computation, the newest younger than DALET_RESULTS_MAX_AGE_MINUTES (at most a day) answers. BigQuery
+# appends (a streaming insert, readable at once) and drops each day's rows two days later; DuckDB keeps
+# the newest per key (its primary key), the table bounded by the views asked for.
+REPORT_ANSWERS = Table(
+    name="report_answers",
+    columns=(
+        Column("key", "STRING"),             # sha256 of the route, namespace, experiment and query parameters
+        Column("stored_at", "TIMESTAMP"),    # when the computation began (before its queries read anything)
+        Column("namespace", "STRING"),
+        Column("experiment", "STRING"),
+        Column("answer", "STRING"),          # the response body as JSON text, its freshness as measured then
+    ),
+    key="key",
+    partition_by="stored_at",
+    cluster_by=("key",),
+    partition_expiration_days=2,
+)
+
+TABLES = (EVENTS, DEAD_LETTERS, DELETIONS, REPORT_ANSWERS)
 
 _DUCKDB_TYPES = {"STRING": "VARCHAR", "FLOAT64": "DOUBLE", "TIMESTAMP": "TIMESTAMPTZ", "BYTES": "BLOB", "JSON": "JSON"}
 
