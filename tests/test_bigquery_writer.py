@@ -332,12 +332,24 @@ def test_when_a_later_chunk_fails_the_batch_resumes_at_the_first_unwritten_recor
     warehouse.ensure_tables()
     events = _events(1200)
     records = _records(events)
-    bigquery_standin.fail_inserts(status=503, times=None, after=1)
+    # The events table only: the written rows' catalog rows are appended before the error is raised.
+    bigquery_standin.fail_inserts(status=503, times=None, after=1, table="events")
 
     response = write_batch(records, warehouse)
 
     assert response == {"batchItemFailures": [{"itemIdentifier": records[500].sequence_number}]}
     assert bigquery_standin.insert_ids("events") == [copy_id(e) for e in events[:500]]
+    assert len(bigquery_standin.rows("experiment_firsts")) == 500   # the written rows' catalog rows
+
+
+def test_when_the_catalog_rows_of_a_partial_write_fail_too_the_whole_batch_is_retried(warehouse, bigquery_standin):
+    warehouse.ensure_tables()
+    bigquery_standin.fail_inserts(status=503, times=None, after=1)   # every table, after the first request
+
+    with pytest.raises(TransientWarehouseError) as raised:
+        write_batch(_records(_events(700)), warehouse)
+
+    assert raised.value.rows_written == 0       # a resumed batch would never append the written rows' catalog rows
 
 
 def test_a_refused_row_is_not_skipped_when_a_later_chunk_fails(warehouse, bigquery_standin):
@@ -345,7 +357,7 @@ def test_a_refused_row_is_not_skipped_when_a_later_chunk_fails(warehouse, bigque
     events = _events(700)
     records = _records(events)
     bigquery_standin.reject_rows(copy_id(events[10]))
-    bigquery_standin.fail_inserts(status=503, times=None, after=1)
+    bigquery_standin.fail_inserts(status=503, times=None, after=1, table="events")
 
     response = write_batch(records, warehouse)
 

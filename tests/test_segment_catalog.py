@@ -337,3 +337,30 @@ def test_an_id_linked_to_two_users_follows_its_earliest_link_whichever_batch_bri
         assert_catalog_answers_as_history(warehouse)
     finally:
         warehouse.close()
+
+
+@pytest.mark.parametrize("catalog_fails", [False, True], ids=["catalog appended", "catalog refused"])
+def test_a_batch_written_in_part_appends_the_catalog_rows_of_what_landed(bigquery_standin, catalog_fails):
+    """The stream retries from the first unwritten row only, so the written rows' catalog rows come now (or the
+    whole batch is retried). Two requests of events (500 rows a request); the second fails."""
+    from chalicelib.ingest.events import Event, stamp
+    from chalicelib.storage.writer import TransientWarehouseError
+
+    warehouse = BigQueryWarehouse(bigquery_standin.client, "dalet", "events", retry=None)
+    warehouse.ensure_tables()
+    batch = [_message("track", EXPOSURE, (None, f"u{n}"), (START + timedelta(seconds=n), START + timedelta(seconds=n)),
+                      properties={"experiment_id": "pricing", "variation_id": "a"}) for n in range(300)]
+    batch += [stamp(Event("default", "cart", "red", "participate", f"v{n}", None), START) for n in range(300)]
+    bigquery_standin.fail_inserts(status=503, after=1, table="events")
+    if catalog_fails:
+        bigquery_standin.fail_inserts(status=503, table="segment_exposures")
+
+    with pytest.raises(TransientWarehouseError) as raised:
+        warehouse.insert_events(batch)
+
+    if catalog_fails:
+        assert raised.value.rows_written == 0
+        return
+    assert raised.value.rows_written == 500
+    assert len(bigquery_standin.rows("dalet.segment_exposures")) == 300
+    assert len(bigquery_standin.rows("dalet.experiment_firsts")) == 200

@@ -143,13 +143,32 @@ class BigQueryWarehouse:
             # Only the unbroken run of landed rows counts as written: a refused row must
             # not be skipped by a retry "from the first unwritten row" before it is dead-lettered.
             landed = min([chunk[0].index] + [row.index for row, _ in refused])
-            with _transient_as_warehouse_error(rows_written=landed):
-                failures = self._send(self._events, chunk)
-            _raise_if_transient(failures, rows_written=landed)
+            try:
+                with _transient_as_warehouse_error(rows_written=landed):
+                    failures = self._send(self._events, chunk)
+                _raise_if_transient(failures, rows_written=landed)
+            except TransientWarehouseError as error:
+                raise self._with_catalog_of_written(events, error) from error
             refused.extend((row, _describe(errors)) for row, errors in failures)
         refused_ids = {row.row_id for row, _ in refused}
         self._append_to_catalog([stored for stored in events if copy_id(stored) not in refused_ids])
         return [RowRejection(row.row_id, reason) for row, reason in sorted(refused, key=lambda r: r[0].index)]
+
+    def _with_catalog_of_written(self, events: Sequence[StoredEvent],
+                                 error: TransientWarehouseError) -> TransientWarehouseError:
+        """The error to raise for a batch written in part, once the catalogs hold the rows written.
+
+        The stream retries only from the first unwritten row, so the written rows' catalog rows are
+        appended now, or never. If that fails too, nothing counts as written: the whole batch is
+        retried, which is idempotent (insertIds, and the reports' distinct counts)."""
+        if error.rows_written <= 0:
+            return error
+        try:
+            self._append_to_catalog(events[:error.rows_written])
+        except TransientWarehouseError as failed:
+            return TransientWarehouseError(f"{error}; then the catalog rows of the rows written: {failed}",
+                                           rows_written=0)
+        return error
 
     def _append_to_catalog(self, events: Sequence[StoredEvent]) -> None:
         """Append the batch's experiment firsts rows (chalicelib/storage/catalog.py) and its Segment exposure
