@@ -11,11 +11,12 @@ from typing import Callable, Iterator
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Route, sync_playwright
+from playwright.sync_api import Route
 
 from tests.local_server import LocalServer, wait_until
-from tests.test_dashboard import API_KEY, CHROMIUM, CHROMIUM_ARGS, Dashboard, goal, participants
-from tests.test_dashboard_verdict import SCREENSHOTS, WIDTHS, link, no_horizontal_overflow
+from tests.test_dashboard import API_KEY, Dashboard, goal, participants
+from tests.test_dashboard_verdict import (  # noqa: F401 - browser and open_dashboard are fixtures
+    SCREENSHOTS, WIDTHS, browser, link, no_horizontal_overflow, open_dashboard)
 
 NAMESPACE = "alephbet"
 OPENED, OTHER = "stored checkout", "stored banner"
@@ -49,30 +50,6 @@ def server(tmp_path_factory) -> Iterator[LocalServer]:
         wait_until(lambda: written(running, OPENED, 80) and written(running, OTHER, 20),
                    message="the seeded events to reach the report API")
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def open_dashboard(browser, server) -> Iterator[Callable[..., Dashboard]]:
-    contexts = []
-
-    def opened(width: int = 1280) -> Dashboard:
-        context = browser.new_context(viewport={"width": width, "height": 900})
-        contexts.append(context)
-        return Dashboard(context.new_page(), server)
-
-    yield opened
-    for context in contexts:
-        for page in context.pages:
-            page.unroute_all(behavior="ignoreErrors")
-        context.close()
 
 
 def opened(dashboard: Dashboard, experiment: str = OPENED) -> Dashboard:
