@@ -14,7 +14,8 @@ instead of the experiment's events.
 
 What is never answered from storage: an answer older than the maximum age, one computed before the
 experiment's latest deletion (`stored_at` is when the computation began, so a deletion during it also
-counts, and so does one stored within TOMBSTONE_LANDING after it: the tombstone may not have landed yet), and an error (only answers are stored). Storage is a saving, never a dependency: a failing read
+counts, and so does one stored within TOMBSTONE_LANDING after it: the tombstone may not have landed
+yet), and an error (only answers are stored). Storage is a saving, never a dependency: a failing read
 or store logs a warning and the request is answered by computing.
 """
 from __future__ import annotations
