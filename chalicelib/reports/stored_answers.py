@@ -14,7 +14,8 @@ instead of the experiment's events.
 
 What is never answered from storage: an answer older than the maximum age, one computed before the
 experiment's latest deletion (`stored_at` is when the computation began, so a deletion during it also
-counts), and an error (only answers are stored). Storage is a saving, never a dependency: a failing read
+counts, and so does one stored within TOMBSTONE_LANDING after it: the tombstone may not have landed
+yet), and an error (only answers are stored). Storage is a saving, never a dependency: a failing read
 or store logs a warning and the request is answered by computing.
 """
 from __future__ import annotations
@@ -80,15 +81,20 @@ def answer_key(route: str, namespace: str, experiment: str, params: Mapping[str,
     return AnswerKey(hashlib.sha256(identity.encode("utf-8")).hexdigest(), namespace, experiment)
 
 
+# A deletion's moment is taken before its tombstone is written (on BigQuery a streaming insert retried up
+# to 30 s, each try up to 10 s): a computation that begins in between reads the deleted events, yet is
+# stored after `deleted_at`. An answer stored this soon after a deletion is never answered.
+TOMBSTONE_LANDING = timedelta(minutes=2)
+
+
 def stored_answer(target: Target, key: AnswerKey, since: datetime) -> Query:
-    """The key's newest answer stored at or after `since` and after the experiment's latest tombstone."""
-    sql = ("SELECT a.stored_at, a.answer\n"
+    """The key's newest answer stored at or after `since`, with the experiment's latest tombstone (or NULL)."""
+    sql = ("SELECT a.stored_at, a.answer, (\n"
+           "    SELECT MAX(d.deleted_at) FROM {deletions} AS d\n"
+           "    WHERE d.namespace = @namespace AND d.experiment = @experiment\n"
+           "  ) AS deleted_at\n"
            "FROM {answers} AS a\n"
            "WHERE a.key = @key AND a.stored_at >= @since\n"
-           "  AND NOT EXISTS (\n"
-           "    SELECT 1 FROM {deletions} AS d\n"
-           "    WHERE d.namespace = @namespace AND d.experiment = @experiment AND d.deleted_at >= a.stored_at\n"
-           "  )\n"
            "ORDER BY a.stored_at DESC\n"
            "LIMIT 1")
     return render(target, sql, {"key": key.key, "since": since, "namespace": key.namespace,
@@ -120,7 +126,10 @@ def _read(warehouse: AnswerWarehouse, key: AnswerKey, max_age: timedelta) -> Any
         rows = fetch(warehouse, stored_answer(target_of(warehouse), key, at - max_age))
         if not rows:
             return None
-        stored_at, body = rows[0]["stored_at"], json.loads(rows[0]["answer"])
+        stored_at, deleted_at = rows[0]["stored_at"], rows[0]["deleted_at"]
+        if deleted_at is not None and stored_at <= deleted_at + TOMBSTONE_LANDING:
+            return None     # computed before the deletion, or while its tombstone was landing
+        body = json.loads(rows[0]["answer"])
     except Exception as error:  # noqa: BLE001 - storage is a saving: answer by computing
         log.warning("could not read a stored answer (answering by computing): %s", error)
         return None

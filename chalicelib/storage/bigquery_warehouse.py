@@ -43,6 +43,9 @@ MAX_REQUEST_BYTES = 10_000_000
 DEFAULT_INSERT_RETRY: Retry = bigquery.DEFAULT_RETRY.with_timeout(30)
 NO_RETRY: Any = None    # typed Retry by google-cloud-bigquery, which documents and accepts None
 QUERY_TIMEOUT = 60   # seconds a report query may take
+# A stored answer is a saving, never a dependency: its insert is tried once, briefly, so an answer
+# already computed is not held back by retries (the insert retry's 30 s outlasts API Gateway's 29 s).
+ANSWER_STORE_TIMEOUT = 5
 
 # Per-row reasons meaning "not inserted, try again" rather than "this row is bad".
 # "stopped": the row was fine but another row in its request was invalid.
@@ -263,8 +266,8 @@ class BigQueryWarehouse:
         json_row = {**row, "stored_at": format_timestamp(row["stored_at"])}
         row_id = f"{row['key']}:{json_row['stored_at']}"
         with _transient_as_warehouse_error(rows_written=0):
-            errors = self._client.insert_rows_json(self._answers, [json_row], row_ids=[row_id],
-                                                   retry=self._retry, timeout=self._timeout)
+            errors = self._client.insert_rows_json(self._answers, [json_row], row_ids=[row_id], retry=NO_RETRY,
+                                                   timeout=min(self._timeout, ANSWER_STORE_TIMEOUT))
         if errors:
             raise TransientWarehouseError(f"BigQuery did not store the answer: {_describe(errors[0]['errors'])}")
 
