@@ -47,3 +47,23 @@ def test_attack2_an_answer_computed_while_a_tombstone_was_landing_is_not_answere
 
     status, view = get(report_client, "/experiments/exp/results")
     assert status == 404, f"the deleted experiment answered from storage: {view.get('freshness')}"
+
+
+def test_attack2_an_answer_stored_under_another_cuped_default_is_not_answered(report_client, monkeypatch):
+    """DALET_CUPED_DEFAULT changes what /results answers without `cuped=`, but was not in the key: after a
+    deploy that turns it on, the answers computed without CUPED were served as the new default's for up to
+    the max age (and the other way round)."""
+    from tests.test_report_routes import ab, seed
+    from tests.test_stored_answers import get
+
+    monkeypatch.setenv("DALET_RESULTS_MAX_AGE_MINUTES", "60")
+    seed(report_client, *ab("exp", red=3, blue=2, red_goal=1))
+    monkeypatch.setenv("DALET_CUPED_DEFAULT", "off")
+    from chalicelib import runtime
+    runtime._state.pop("settings", None)
+    assert get(report_client, "/experiments/exp/results")[0] == 200
+    monkeypatch.setenv("DALET_CUPED_DEFAULT", "on")
+    from chalicelib import runtime
+    runtime._state.pop("settings")                  # a new deploy's container reads its settings afresh
+    status, view = get(report_client, "/experiments/exp/results")
+    assert status == 200 and view["freshness"]["age_seconds"] == 0, view["freshness"]
