@@ -89,8 +89,10 @@ def report_route(app: Chalice, stored_as: str | None = None) -> Callable[[View],
 def _stored(route: str, params: Mapping[str, str] | None, experiment: str, compute: Callable[[], Any]) -> Any:
     from chalicelib.reports import stored_answers
 
-    key = stored_answers.answer_key(route, namespace(params), experiment_from_path(experiment), params)
-    max_age = timedelta(minutes=runtime.settings().results_max_age_minutes)
+    settings = runtime.settings()
+    key = stored_answers.answer_key(route, namespace(params), experiment_from_path(experiment), params,
+                                    defaults={"cuped_by_default": settings.cuped_by_default})
+    max_age = timedelta(minutes=settings.results_max_age_minutes)
     return stored_answers.answer(runtime.warehouse(), key, max_age, compute, refresh=refresh(params))
 
 

@@ -76,8 +76,14 @@ def canonical_parameters(params: Mapping[str, str] | None) -> list[list[str]]:
     return chosen
 
 
-def answer_key(route: str, namespace: str, experiment: str, params: Mapping[str, str] | None) -> AnswerKey:
-    identity = _ENCODER.encode([route, namespace, experiment, canonical_parameters(params)])
+def answer_key(route: str, namespace: str, experiment: str, params: Mapping[str, str] | None,
+               defaults: Mapping[str, Any] | None = None) -> AnswerKey:
+    """`defaults`: the deployment's settings that choose an answer a parameter left out (DALET_CUPED_DEFAULT),
+    so a changed setting never answers with what the old one computed."""
+    parts: list[Any] = [route, namespace, experiment, canonical_parameters(params)]
+    if defaults:
+        parts.append(sorted(defaults.items()))
+    identity = _ENCODER.encode(parts)
     return AnswerKey(hashlib.sha256(identity.encode("utf-8")).hexdigest(), namespace, experiment)
 
 

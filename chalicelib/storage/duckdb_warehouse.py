@@ -300,10 +300,16 @@ class DuckDBWarehouse:
             self._catalog_unrebuilt.discard((namespace, experiment))
 
     def insert_answer(self, row: Mapping[str, Any]) -> None:
-        """Store an answer (schema.REPORT_ANSWERS), replacing the key's earlier one: reads want the newest."""
+        """Store an answer (schema.REPORT_ANSWERS), replacing the key's one begun earlier: reads want the newest.
+
+        Not one begun later: two computations of a key overlap (a Refresh beside a slow load), and the
+        older, stored last, must not take the newer's place."""
         names = REPORT_ANSWERS.column_names
-        self.execute(f"INSERT OR REPLACE INTO {REPORT_ANSWERS.name} ({', '.join(names)}) "
-                     f"VALUES ({', '.join('?' for _ in names)})", [row[name] for name in names])
+        updates = ", ".join(f"{name} = excluded.{name}" for name in names if name != REPORT_ANSWERS.key)
+        self.execute(f"INSERT INTO {REPORT_ANSWERS.name} ({', '.join(names)}) "
+                     f"VALUES ({', '.join('?' for _ in names)}) "
+                     f"ON CONFLICT ({REPORT_ANSWERS.key}) DO UPDATE SET {updates} "
+                     f"WHERE excluded.stored_at >= {REPORT_ANSWERS.name}.stored_at", [row[name] for name in names])
 
     def insert_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         if letters:
