@@ -1,4 +1,4 @@
-"""attack2: probes of stored answers (chalicelib/reports/stored_answers.py)."""
+"""Stored answers under races and failures (chalicelib/reports/stored_answers.py): an attacker's probes, kept."""
 from __future__ import annotations
 
 import time
@@ -10,7 +10,7 @@ from tests.standin_sql import answer_from_stored_rows, each_warehouse  # noqa: F
 from tests.test_stored_answers import Computations, ask, prepared
 
 
-def test_attack2_a_failing_answer_store_does_not_hold_back_the_computed_answer(bigquery_standin):
+def test_a_failing_answer_store_does_not_hold_back_the_computed_answer(bigquery_standin):
     """Storage is "a saving, never a dependency": a computed answer must not wait out the insert retry
     deadline (30 s, beyond API Gateway's 29 s) while BigQuery's streaming insert keeps answering 503."""
     bigquery_standin.answer_queries(answer_from_stored_rows(bigquery_standin))
@@ -24,7 +24,7 @@ def test_attack2_a_failing_answer_store_does_not_hold_back_the_computed_answer(b
     assert took < 10, f"the computed answer waited {took:.1f} s for a failing store"
 
 
-def test_attack2_an_answer_computed_while_a_tombstone_was_landing_is_not_answered_after_the_deletion(
+def test_an_answer_computed_while_a_tombstone_was_landing_is_not_answered_after_the_deletion(
         report_client, monkeypatch):
     """A deletion's moment is taken before its tombstone is written (BigQuery: a streaming insert retried up
     to 30 s). A computation that begins in between reads the deleted events (no tombstone yet) and is
@@ -49,7 +49,7 @@ def test_attack2_an_answer_computed_while_a_tombstone_was_landing_is_not_answere
     assert status == 404, f"the deleted experiment answered from storage: {view.get('freshness')}"
 
 
-def test_attack2_an_answer_stored_under_another_cuped_default_is_not_answered(report_client, monkeypatch):
+def test_an_answer_stored_under_another_cuped_default_is_not_answered(report_client, monkeypatch):
     """DALET_CUPED_DEFAULT changes what /results answers without `cuped=`, but was not in the key: after a
     deploy that turns it on, the answers computed without CUPED were served as the new default's for up to
     the max age (and the other way round)."""
@@ -69,7 +69,7 @@ def test_attack2_an_answer_stored_under_another_cuped_default_is_not_answered(re
     assert status == 200 and view["freshness"]["age_seconds"] == 0, view["freshness"]
 
 
-def test_attack2_a_slow_computation_finishing_last_does_not_replace_a_newer_stored_answer(
+def test_a_slow_computation_finishing_last_does_not_replace_a_newer_stored_answer(
         each_warehouse, monkeypatch):
     """Two computations of one key overlap: the newer (a Refresh) is stored first, the older (begun before)
     after it. The older must not become the answer: DuckDB's INSERT OR REPLACE kept whichever was stored
