@@ -146,18 +146,25 @@ def test_a_snapshot_list_is_as_of_the_snapshot_or_now_for_experiments_started_or
         warehouse.close()
 
 
+def deleted_then_tracked_again(warehouse: AppendOnlyWarehouse, before: str, after: str) -> datetime:
+    """`cart` tracked by `before`, deleted an hour later, tracked by `after` an hour after that, then a
+    snapshot an hour later; the moment of the second tracking."""
+    warehouse.now = START
+    warehouse.insert_events([_stored("shop", "cart", "red", "participate", before, None, START)])
+    deletion.delete_experiment(warehouse, "shop", "cart", deleted_at=START + timedelta(hours=1))
+    again = START + timedelta(hours=2)
+    warehouse.now = again
+    warehouse.insert_events([_stored("shop", "cart", "red", "participate", after, None, again)])
+    catalog_queries.compact(warehouse, again + timedelta(hours=1))
+    return again
+
+
 def test_a_snapshot_entry_with_an_old_tombstone_shows_its_span_as_of_the_snapshot_like_its_counts():
     """An experiment deleted (and re-tracked) before the snapshot keeps the snapshot's counts; its span, read
     from its events after the tombstone, must not run past counted_as_of either (found by a review: it did)."""
     warehouse = AppendOnlyWarehouse()
     try:
-        warehouse.now = START
-        warehouse.insert_events([_stored("shop", "cart", "red", "participate", "u1", None, START)])
-        deletion.delete_experiment(warehouse, "shop", "cart", deleted_at=START + timedelta(hours=1))
-        retracked = START + timedelta(hours=2)
-        warehouse.now = retracked
-        warehouse.insert_events([_stored("shop", "cart", "red", "participate", "u2", None, retracked)])
-        catalog_queries.compact(warehouse, retracked + timedelta(hours=1))
+        retracked = deleted_then_tracked_again(warehouse, before="u1", after="u2")
         then = _listed(WithoutCatalog(warehouse), "shop")
         later = retracked + timedelta(days=2)
         warehouse.now = later
@@ -283,13 +290,7 @@ def test_an_experiment_deleted_once_does_not_make_every_list_load_read_its_event
 
     warehouse = AppendOnlyWarehouse()
     try:
-        warehouse.now = START
-        warehouse.insert_events([_stored("shop", "cart", "red", "participate", "qa", None, START)])
-        deletion.delete_experiment(warehouse, "shop", "cart", deleted_at=START + timedelta(hours=1))
-        launched = START + timedelta(hours=2)
-        warehouse.now = launched
-        warehouse.insert_events([_stored("shop", "cart", "red", "participate", "u1", None, launched)])
-        catalog_queries.compact(warehouse, launched + timedelta(hours=1))
+        deleted_then_tracked_again(warehouse, before="qa", after="u1")
         recording = RecordingReads(warehouse)
         listed = overview.overview(recording, "shop", sources=[overview.ALEPHBET])
         assert [(entry["experiment"], entry["participants"], entry["first_seen"]) for entry in listed] == \

@@ -44,24 +44,30 @@ def alephbet_entries(warehouse: ReportWarehouse, namespace: str, window: Window 
         _history_entries(warehouse, namespace, window)
 
 
-def _catalog_entries(warehouse: ReportWarehouse, namespace: str, counted: CatalogCounts) -> list[dict[str, Any]]:
+def _participants(rows: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Participants per experiment and variant (the uuids that sent `participate`); an experiment with goal
+    rows only is listed too, with none."""
     participants: dict[str, dict[str, int]] = {}
+    for row in rows:
+        counted = participants.setdefault(row["experiment"], {})
+        if row["event"] == PARTICIPATE:
+            counted[row["variant"]] = counted.get(row["variant"], 0) + int(row["uuids"])
+    return participants
+
+
+def _catalog_entries(warehouse: ReportWarehouse, namespace: str, counted: CatalogCounts) -> list[dict[str, Any]]:
+    participants = _participants(counted.rows)
     spans: dict[str, tuple[datetime, datetime]] = {}
     for row in counted.rows:
-        name = row["experiment"]
-        counted_here = participants.setdefault(name, {})
-        if row["event"] == PARTICIPATE:
-            counted_here[row["variant"]] = counted_here.get(row["variant"], 0) + int(row["uuids"])
         first, last = catalog_queries.as_datetime(row["first_seen"]), catalog_queries.as_datetime(row["last_seen"])
-        earliest, latest = spans.get(name, (first, last))
-        spans[name] = (min(earliest, first), max(latest, last))
+        earliest, latest = spans.get(row["experiment"], (first, last))
+        spans[row["experiment"]] = (min(earliest, first), max(latest, last))
     if not counted.live:
         # A counted first seen after the experiment's tombstone is its first visible event exactly (every row
         # counted then lies after it); only one at or before it (a batch with copies from both sides) is read.
-        straddling = {name for name, (first, _) in spans.items()
-                      if name in counted.tombstones and first <= counted.tombstones[name]}
-        for name, (first, last) in _spans_after_deletions(warehouse, namespace, counted.tombstones,
-                                                          straddling).items():
+        straddling = {name: deleted_at for name, deleted_at in counted.tombstones.items()
+                      if name in spans and spans[name][0] <= deleted_at}
+        for name, (first, last) in _spans_after_deletions(warehouse, namespace, straddling).items():
             # Only a snapshot's first seen can predate a tombstone (a firsts row spans its batch); its last
             # seen is right, and is as of the snapshot like its counts (events read today run past it).
             spans[name] = (first, last if counted.counted_as_of(name) is None else spans[name][1])
@@ -75,29 +81,24 @@ def _catalog_entries(warehouse: ReportWarehouse, namespace: str, counted: Catalo
     return entries
 
 
-def _spans_after_deletions(warehouse: ReportWarehouse, namespace: str, latest: Mapping[str, datetime],
-                           listed: set[str]) -> dict[str, tuple[datetime, datetime]]:
-    """The first and last visible event of the listed experiments that have a tombstone, from the events.
+def _spans_after_deletions(warehouse: ReportWarehouse, namespace: str,
+                           tombstones: Mapping[str, datetime]) -> dict[str, tuple[datetime, datetime]]:
+    """The first and last visible event of these experiments (each with its latest tombstone), from the events.
 
     A snapshot's firsts row spans one batch, which may hold copies received before and after a deletion
     (a late copy); its first receipt would then predate what the experiment shows. Read from the
     earliest tombstone's day on (partitions pruned), only these experiments' rows (clustered)."""
-    target = target_of(warehouse)
-    tombstones = {name: deleted_at for name, deleted_at in latest.items() if name in listed}
     if not tombstones:
         return {}
     since = Window(min(tombstones.values()).astimezone(UTC).date())
-    rows = fetch(warehouse, queries.experiment_spans(target, namespace, since, scope=sorted(tombstones)))
+    rows = fetch(warehouse, queries.experiment_spans(target_of(warehouse), namespace, since,
+                                                     scope=sorted(tombstones)))
     return {row["experiment"]: (catalog_queries.as_datetime(row["first_seen"]),
                                 catalog_queries.as_datetime(row["last_seen"])) for row in rows}
 
 
 def _history_entries(warehouse: ReportWarehouse, namespace: str, window: Window) -> list[dict[str, Any]]:
-    participants: dict[str, dict[str, int]] = {}
-    for row in counter_rows(warehouse, namespace, window):
-        counted = participants.setdefault(row["experiment"], {})
-        if row["event"] == PARTICIPATE:
-            counted[row["variant"]] = counted.get(row["variant"], 0) + int(row["uuids"])
+    participants = _participants(counter_rows(warehouse, namespace, window))
     spans = {row["experiment"]: row for row in fetch(warehouse, queries.experiment_spans(
         target_of(warehouse), namespace, window))}
     return [entry(name, ALEPHBET, counted, spans.get(name, {}).get("first_seen"), spans.get(name, {}).get("last_seen"))
