@@ -301,17 +301,17 @@ class BigQueryWarehouse:
         all schema.py's history does, so stored rows and the partitioning stay as they are.
         """
         changes = []
-        for reference, spec in ((self._firsts, EXPERIMENT_FIRSTS), (self._totals, EXPERIMENT_TOTALS),
-                                (self._segment_exposures, SEGMENT_EXPOSURES), (self._segment_links, SEGMENT_LINKS),
-                                (self._answers, REPORT_ANSWERS)):
+        # Tables later Dalets added: created on a dataset written before them.
+        added = ((self._firsts, EXPERIMENT_FIRSTS), (self._totals, EXPERIMENT_TOTALS),
+                 (self._segment_exposures, SEGMENT_EXPOSURES), (self._segment_links, SEGMENT_LINKS),
+                 (self._answers, REPORT_ANSWERS))
+        for reference, spec in added:
             if not self.table_exists(reference.table_id):
                 self._client.create_table(_table_resource(reference, spec), exists_ok=True,
                                           retry=self._retry, timeout=self._timeout)
                 changes.append(f"{reference.table_id}: created")
         for reference, spec in ((self._events, EVENTS), (self._dead_letters, DEAD_LETTERS),
-                                (self._deletions, DELETIONS), (self._firsts, EXPERIMENT_FIRSTS),
-                                (self._totals, EXPERIMENT_TOTALS), (self._segment_exposures, SEGMENT_EXPOSURES),
-                                (self._segment_links, SEGMENT_LINKS), (self._answers, REPORT_ANSWERS)):
+                                (self._deletions, DELETIONS), *added):
             table = self._client.get_table(reference, retry=self._retry, timeout=self._timeout)
             fields, changed = _migrated_schema(list(table.schema), spec)
             if changed:
